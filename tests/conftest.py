@@ -1,0 +1,69 @@
+"""Shared fixtures. Offline by construction: HF_HUB_OFFLINE is set before huggingface_hub is imported."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # huggingface_hub reads it once, at import
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests import hubfixtures  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu` tests without CUDA and `network` tests unless VISCHOOSE_NETWORK_TESTS=1."""
+    has_cuda = False
+    if any("gpu" in item.keywords for item in items):
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+        if "network" in item.keywords and os.environ.get("VISCHOOSE_NETWORK_TESTS") != "1":
+            item.add_marker(pytest.mark.skip(reason="reaches the real hub; set VISCHOOSE_NETWORK_TESTS=1"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own VISCHOOSE_HOME and an empty hub cache."""
+    home = tmp_path / "vischoose-home"
+    monkeypatch.setenv("VISCHOOSE_HOME", str(home))
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return home
+
+
+@pytest.fixture
+def hf_cache(isolated_home) -> Path:
+    """The test's (empty) hub cache folder."""
+    from vischoose import hub
+
+    return hub.cache_dir()
+
+
+@pytest.fixture
+def cached_model(hf_cache):
+    """Build a hub cache entry for a timm tag with random weights: cached_model('test_resnet.r160_in1k')."""
+
+    def make(tag: str, repo_id: str | None = None, **kwargs) -> hubfixtures.CachedRepo:
+        return hubfixtures.add_to_cache(hf_cache, tag, repo_id=repo_id, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def runner():
+    """A CliRunner that keeps stderr apart from stdout."""
+    from typer.testing import CliRunner
+
+    return CliRunner()

@@ -1,0 +1,2 @@
+"""vischoose."""
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""python -m vischoose"""
+
+from vischoose.cli import main
+
+main()

@@ -1,0 +1,167 @@
+"""The model catalog (data/catalog.toml) and model references.
+
+A model reference is what a user types for a model: a catalog alias (``resnet50``), a timm name
+(``resnet50.a1_in1k`` or ``efficientnet_b0``), a hub id (``hf-hub:timm/resnet50.a1_in1k[@rev]``) or a
+folder holding config.json + model weights (``local-dir:PATH``, or an existing directory path).
+Parsing never imports torch or timm: timm names are checked when a model is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from vischoose.errors import UnknownModelError, UsageError
+
+MIB = 2**20
+FAMILIES = ("resnet", "vit", "hybrid")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+_TIMM_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)?$")
+_REVISION = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One catalog row: a timm pretrained tag with its published figures."""
+
+    alias: str
+    tag: str
+    hf_hub_id: str
+    family: str
+    label: str
+    top1: float
+    top5: float
+    top1_size: int
+    params: int
+    gmacs: float
+    input_size: int
+    license: str
+    source: str
+    top1_test: float | None = None
+    top1_test_size: int | None = None
+    ref_cpu_latency_ms: float | None = None
+    ref_cpu: str | None = None
+    article_top1: float | None = None
+    article_img_s: float | None = None
+    article_memory_mb: float | None = None
+    article_params_m: float | None = None
+    article_input_size: int | None = None
+
+    @property
+    def params_m(self) -> float:
+        """Parameters in millions."""
+        return self.params / 1e6
+
+    @property
+    def gflops(self) -> float:
+        """Published GMACs as FLOPs (2 per multiply-accumulate), per image at input_size."""
+        return macs_to_flops(self.gmacs)
+
+    def weights_mb(self, bytes_per_param: float = 4.0) -> float:
+        """Weight size in MiB at the given bytes per parameter (4 = fp32, 2 = bf16/fp16, 1 = int8)."""
+        return self.params * bytes_per_param / MIB
+
+
+def macs_to_flops(macs: float) -> float:
+    """The one place MACs become FLOPs: one multiply-accumulate is two floating-point operations."""
+    return 2.0 * macs
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model reference."""
+
+    text: str
+    kind: str  # "catalog" | "timm" | "hf-hub" | "local-dir"
+    name: str  # alias, timm name, repo id, or folder path
+    revision: str | None = None
+    entry: CatalogEntry | None = None
+
+    @property
+    def display(self) -> str:
+        """Short name for tables: the alias where there is one."""
+        return self.entry.alias if self.entry else self.text
+
+    @property
+    def timm_name(self) -> str | None:
+        """The timm ``arch.tag`` name, where the reference names one without reading a config."""
+        if self.entry:
+            return self.entry.tag
+        return self.name if self.kind == "timm" else None
+
+    @property
+    def path(self) -> Path | None:
+        """The model folder of a local-dir reference."""
+        return Path(self.name) if self.kind == "local-dir" else None
+
+
+def catalog_path() -> Path:
+    """Where the catalog file lives (inside the package)."""
+    return Path(str(resources.files("vischoose") / "data" / "catalog.toml"))
+
+
+@cache
+def load(path: Path | None = None) -> dict[str, CatalogEntry]:
+    """Read the catalog into entries keyed by alias, in file order."""
+    with open(path or catalog_path(), "rb") as fh:
+        data = tomllib.load(fh)
+    return {alias: CatalogEntry(alias=alias, **row) for alias, row in data["models"].items()}
+
+
+def list_entries(family: str | None = None, pattern: str | None = None) -> list[CatalogEntry]:
+    """Catalog entries, optionally filtered by family and an fnmatch pattern on alias or tag."""
+    if family is not None and family not in FAMILIES:
+        raise UsageError(f"Unknown family '{family}' (expected one of: {', '.join(FAMILIES)}).")
+    entries = list(load().values())
+    if family:
+        entries = [e for e in entries if e.family == family]
+    if pattern:
+        entries = [e for e in entries if fnmatch.fnmatch(e.alias, pattern) or fnmatch.fnmatch(e.tag, pattern)]
+    return entries
+
+
+def by_tag(tag: str) -> CatalogEntry | None:
+    """The catalog entry for a timm tag, if the catalog has it."""
+    return next((e for e in load().values() if e.tag == tag), None)
+
+
+def suggest(name: str, extra: list[str] | None = None, n: int = 3) -> list[str]:
+    """Close matches for a mistyped model name among the aliases (and extra names)."""
+    pool = list(load()) + list(extra or [])
+    return difflib.get_close_matches(name, pool, n=n, cutoff=0.6)
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    """Parse what a user typed for a model into a ModelRef.
+
+    Raises:
+        UnknownModelError: the text is no alias and not shaped like any other kind of reference.
+        UsageError: a malformed hub id, revision, or a local-dir path that is not a folder.
+    """
+    text = text.strip()
+    entries = load()
+    if text in entries:
+        return ModelRef(text=text, kind="catalog", name=text, entry=entries[text])
+    if text.startswith("hf-hub:"):
+        repo, _, revision = text.removeprefix("hf-hub:").partition("@")
+        if not _REPO_ID.match(repo) or ".." in repo:
+            raise UsageError(f"'{text}' is not a valid hub id (expected hf-hub:org/name[@revision]).")
+        if revision and not _REVISION.match(revision):
+            raise UsageError(f"'{revision}' is not a valid revision in '{text}'.")
+        entry = by_tag(repo.removeprefix("timm/")) if repo.startswith("timm/") else None
+        return ModelRef(text=text, kind="hf-hub", name=repo, revision=revision or None, entry=entry)
+    if text.startswith("local-dir:") or "/" in text or text.startswith("."):
+        path = Path(text.removeprefix("local-dir:")).expanduser()
+        if not path.is_dir():
+            raise UsageError(f"Model folder '{path}' does not exist or is not a directory.",
+                             hint="A model folder holds config.json and model.safetensors.")
+        return ModelRef(text=text, kind="local-dir", name=str(path.resolve()))
+    if _TIMM_NAME.match(text):
+        return ModelRef(text=text, kind="timm", name=text, entry=by_tag(text))
+    raise UnknownModelError(text, suggest(text))

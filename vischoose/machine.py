@@ -1,0 +1,46 @@
+"""This machine: a stable fingerprint and a description, without importing torch."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from functools import cache
+
+
+@cache
+def cpu_name() -> str:
+    """The CPU model as the OS reports it."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@cache
+def fingerprint() -> str:
+    """12 hex digits identifying this machine's hardware (host, CPU, cores, memory)."""
+    import psutil
+
+    mem_gib = round(psutil.virtual_memory().total / 2**30)
+    key = "|".join([platform.node(), cpu_name(), str(os.cpu_count()), str(mem_gib), platform.machine()])
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def describe() -> dict[str, str | int]:
+    """Host, CPU, cores, memory and OS, for reports."""
+    import psutil
+
+    return {
+        "machine": fingerprint(),
+        "host": platform.node(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count() or 0,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }

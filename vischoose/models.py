@@ -1,0 +1,155 @@
+"""Build timm models from references, with pretrained or random weights. Imports torch/timm lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vischoose import hub
+from vischoose.catalog import ModelRef, parse_model_ref
+from vischoose.errors import CorruptWeightsError, UnknownModelError, UsageError, WeightsUnavailableError
+
+if TYPE_CHECKING:
+    import torch
+
+WEIGHT_MODES = ("auto", "pretrained", "random")
+
+
+@dataclass
+class LoadedModel:
+    """A timm model in eval mode, with what it is and which weights it holds."""
+
+    ref: ModelRef
+    model: "torch.nn.Module"
+    arch: str  # timm architecture name
+    tag: str  # timm arch.tag (or the hub id / folder where there is no tag)
+    weights: str  # "pretrained" or "random"
+    commit: str | None  # hub snapshot sha of pretrained weights
+    pretrained_cfg: dict[str, Any]
+
+    @property
+    def weights_label(self) -> str:
+        """'pretrained@<sha12>', 'pretrained (local)' or 'random'."""
+        if self.weights == "random":
+            return "random"
+        return f"pretrained@{self.commit[:12]}" if self.commit else "pretrained (local)"
+
+    @property
+    def params(self) -> int:
+        """Number of parameters."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    def data_config(self) -> dict[str, Any]:
+        """timm's preprocessing config (input size, interpolation, crop, mean/std) for this model."""
+        from timm.data import resolve_data_config
+
+        return resolve_data_config(model=self.model)
+
+    @property
+    def input_size(self) -> int:
+        """Square input side in pixels from the pretrained config."""
+        return int(self.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
+
+
+def load_model(model: str | ModelRef, weights: str = "pretrained", checkpoint: str | None = None) -> LoadedModel:
+    """Build a model in eval mode.
+
+    Args:
+        model: a reference string or ModelRef.
+        weights: "pretrained" (download if needed), "random" (same architecture, random init),
+            or "auto" (pretrained if cached, else random).
+        checkpoint: a weights file for the architecture (safetensors, or a torch file loaded with
+            weights_only=True); implies pretrained.
+
+    Raises:
+        UnknownModelError, UsageError, WeightsUnavailableError, CorruptWeightsError.
+    """
+    ref = model if isinstance(model, ModelRef) else parse_model_ref(model)
+    if weights not in WEIGHT_MODES:
+        raise UsageError(f"Unknown weights mode '{weights}' (expected one of: {', '.join(WEIGHT_MODES)}).")
+    if checkpoint is not None:
+        return _from_checkpoint(ref, checkpoint)
+    if weights == "auto":
+        weights = "pretrained" if hub.cached_weights(ref) else "random"
+    if weights == "random" and ref.kind in ("catalog", "timm"):
+        return _random(ref)
+    files = hub.pull(ref) if weights == "pretrained" else (hub.cached_weights(ref) or hub.pull(ref))
+    return _from_folder(ref, files, pretrained=weights == "pretrained")
+
+
+def _random(ref: ModelRef) -> LoadedModel:
+    import timm
+
+    name = ref.timm_name or ref.name
+    _check_timm_name(name)
+    net = timm.create_model(name, pretrained=False).eval()
+    return _loaded(ref, net, "random", None)
+
+
+def _check_timm_name(name: str) -> None:
+    import timm
+    from timm.models import is_model
+
+    from vischoose.catalog import suggest
+
+    arch = name.partition(".")[0]
+    if not is_model(arch):
+        raise UnknownModelError(name, suggest(name, timm.list_models(f"{arch[:3]}*")))
+
+
+def _from_folder(ref: ModelRef, files: hub.Weights, pretrained: bool) -> LoadedModel:
+    import timm
+    from timm.models import is_model
+
+    config = hub.read_config(files)
+    arch = config["architecture"]
+    if not is_model(arch):
+        raise UsageError(f"{files.folder / hub.CONFIG_FILE}: architecture '{arch}' is not known to timm "
+                         f"{timm.__version__}.", hint="Upgrade timm, or check the model's config.json.")
+    if pretrained:
+        hub.check_weights_file(files)
+    try:
+        net = timm.create_model(f"local-dir:{files.folder}", pretrained=pretrained)
+    except (RuntimeError, ValueError, OSError, EOFError) as err:
+        raise _load_error(files, err) from err
+    return _loaded(ref, net.eval(), "pretrained" if pretrained else "random", files.commit)
+
+
+def _load_error(files: hub.Weights, err: Exception) -> WeightsUnavailableError:
+    text = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+    if "Weights only load failed" in str(err) or "Unsupported global" in str(err):
+        return CorruptWeightsError(f"{files.weights_file}: refused to unpickle it: it holds more than tensors "
+                                   "and loading it could run code.", hint="Convert it to safetensors.")
+    if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
+        return CorruptWeightsError(f"{files.weights_file}: the weights do not fit the architecture in "
+                                   f"config.json ({text}).")
+    return hub.corrupt(files, f"cannot be loaded ({text})")
+
+
+def _from_checkpoint(ref: ModelRef, checkpoint: str) -> LoadedModel:
+    from pathlib import Path
+
+    import timm
+    from timm.models import load_checkpoint
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UsageError(f"Checkpoint '{checkpoint}' does not exist.")
+    base = _random(ref) if ref.kind in ("catalog", "timm") else load_model(ref, weights="random")
+    files = hub.Weights(folder=path.parent, weights_file=path)
+    hub.check_weights_file(files)
+    try:
+        load_checkpoint(base.model, str(path), weights_only=True)
+    except (RuntimeError, ValueError, OSError, EOFError, KeyError) as err:
+        raise _load_error(files, err) from err
+    base.weights, base.commit = "pretrained", None
+    return base
+
+
+def _loaded(ref: ModelRef, net: "torch.nn.Module", weights: str, commit: str | None) -> LoadedModel:
+    cfg = dict(net.pretrained_cfg or {})
+    arch = cfg.get("architecture") or type(net).__name__
+    tag = cfg.get("tag")
+    name = f"{arch}.{tag}" if tag else (ref.timm_name or ref.name)
+    return LoadedModel(ref=ref, model=net, arch=arch, tag=name, weights=weights, commit=commit,
+                       pretrained_cfg=cfg)
