@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from vischoose.errors import PresetError
+from vischoose.presets import list_presets, load_preset
+
+DATA = Path(__file__).parent / "data" / "presets"
+GUIDE = {"mobile": "resnet50", "cloud": "vit_l16", "experimental": "r50_vit_b16"}
+
+
+@pytest.mark.parametrize("preset", list_presets(), ids=lambda p: p.name)
+def test_every_shipped_preset_is_valid(preset):
+    assert preset.path.stem == preset.name
+    assert preset.description
+    assert preset.measure.batch_sizes and all(b >= 1 for b in preset.measure.batch_sizes)
+    assert preset.sort
+
+
+def test_shipped_presets_follow_the_selection_guide():
+    names = {p.name: p for p in list_presets()}
+    assert set(GUIDE) <= set(names)
+    for name, model in GUIDE.items():
+        assert names[name].prefer[0] == model
+
+
+def test_load_from_file_with_batch_list():
+    preset = load_preset(DATA / "tiny.toml")
+    assert preset.name == "tiny"
+    assert preset.measure.batch_sizes == (1, 8)
+    assert preset.measure.batch_size == 8
+    assert preset.constraints.max_memory_mb == 50
+    assert preset.families == ("resnet",)
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[constraints]\nmax_latency = 3\n",
+     "[constraints]: unknown key 'max_latency' (expected one of: max_memory_mb, max_latency_ms, min_throughput, "
+     "min_top1, max_params_m, memory_basis)."),
+    ("[constraints]\nmax_memory_mb = 'big'\n", "[constraints]: 'max_memory_mb' must be an integer or a number (got a string)."),
+    ("[constraints]\nmax_memory_mb = -5\n", "[constraints]: 'max_memory_mb' must be greater than 0 (got -5)."),
+    ("[constraints]\nmin_top1 = 120\n", "[constraints]: 'min_top1' must be a percentage from 0 to 100 (got 120)."),
+    ("[measure]\ndtype = 'float64'\n",
+     "[measure]: unknown dtype 'float64' (expected one of: float32, bfloat16, float16)."),
+    ("[measure]\nbatch_size = 0\n", "[measure]: 'batch_size' must be a positive integer or a list of them."),
+    ("[measure]\ndevice = 'tpu'\n", "[measure]: unknown device 'tpu' (expected auto, cpu, cuda or cuda:N)."),
+    ("[measure]\nthreads = true\n", "[measure]: 'threads' must not be a boolean."),
+    ("[candidates]\nfamilies = ['mlp']\n",
+     "[candidates]: unknown family 'mlp' in 'families' (expected: resnet, vit, hybrid)."),
+    ("[rank]\nsort = ['-speed']\n", "[rank]: unknown sort key '-speed'"),
+    ("colour = 'red'\n", ": unknown key 'colour'"),
+    ("constraints = 3\n", ": 'constraints' must be a table (got an integer)."),
+    ("[constraints\n", ": not valid TOML"),
+])
+def test_invalid_presets_name_file_table_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(PresetError) as info:
+        load_preset(path)
+    assert str(info.value).startswith(str(path))
+    assert message in str(info.value)
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(PresetError) as info:
+        load_preset("tablet")
+    assert str(info.value).startswith("Unknown preset 'tablet' (known: cloud, edge, experimental, mobile, server).")
+
+
+def test_missing_preset_file():
+    with pytest.raises(PresetError, match="Preset file 'nope/x.toml' does not exist."):
+        load_preset("nope/x.toml")
+
+
+def test_overrides_replace_constraints_and_are_validated():
+    preset = load_preset("mobile").with_overrides(max_memory_mb=150, max_latency_ms=None, device="cuda")
+    assert preset.constraints.max_memory_mb == 150
+    assert preset.constraints.max_latency_ms == load_preset("mobile").constraints.max_latency_ms
+    assert preset.measure.device == "cuda"
+    with pytest.raises(PresetError, match="command line: 'max_memory_mb' must be greater than 0 \\(got 0\\)."):
+        load_preset("mobile").with_overrides(max_memory_mb=0)
+    with pytest.raises(PresetError, match="'memory_basis' must be one of: weights, peak"):
+        load_preset("mobile").with_overrides(memory_basis="disk")
+
+
+def test_presets_dir_override(tmp_path, monkeypatch):
+    (tmp_path / "only.toml").write_text("description = 'x'\n")
+    monkeypatch.setenv("VISCHOOSE_PRESETS", str(tmp_path))
+    assert [p.name for p in list_presets()] == ["only"]

@@ -1,0 +1,216 @@
+"""Deployment targets as data: read and validate presets/*.toml into frozen Preset values."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from vischoose.catalog import FAMILIES
+from vischoose.errors import PresetError
+
+DTYPES = ("float32", "bfloat16", "float16")
+BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0}
+RANK_KEYS = ("top1", "latency_ms", "throughput", "memory_mb", "params_m", "gflops")
+MEMORY_BASES = ("weights", "peak")
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """How a profile for this target is measured."""
+
+    device: str = "auto"
+    threads: int | None = None
+    batch_sizes: tuple[int, ...] = (1,)
+    dtype: str = "float32"
+    channels_last: bool = False
+
+    @property
+    def batch_size(self) -> int:
+        """The largest batch size: the one throughput constraints refer to."""
+        return max(self.batch_sizes)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Limits a model must meet; None means no limit. Names match Profile fields."""
+
+    max_memory_mb: float | None = None
+    max_latency_ms: float | None = None
+    min_throughput: float | None = None
+    min_top1: float | None = None
+    max_params_m: float | None = None
+    memory_basis: str = "weights"  # "weights" at the target dtype, or measured "peak"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A deployment target: protocol, constraints, candidates and ranking."""
+
+    name: str
+    description: str
+    path: Path
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+    constraints: Constraints = field(default_factory=Constraints)
+    families: tuple[str, ...] = FAMILIES
+    models: tuple[str, ...] = ()
+    prefer: tuple[str, ...] = ()
+    sort: tuple[str, ...] = ("-top1",)
+
+    def with_overrides(self, **values: Any) -> "Preset":
+        """A copy with constraint or measure values replaced where the value is not None."""
+        cons = {k: v for k, v in values.items() if v is not None and hasattr(self.constraints, k)}
+        meas = {k: v for k, v in values.items() if v is not None and hasattr(self.measure, k)}
+        unknown = set(values) - set(cons) - set(meas) - {k for k, v in values.items() if v is None}
+        if unknown:
+            raise PresetError(f"Unknown override(s): {', '.join(sorted(unknown))}.")
+        preset = replace(self, constraints=replace(self.constraints, **cons), measure=replace(self.measure, **meas))
+        _check_constraints(preset.constraints, "command line")
+        return preset
+
+
+def presets_dir() -> Path:
+    """Where the built-in presets live: $VISCHOOSE_PRESETS, else the presets/ folder shipped with vischoose."""
+    env = os.environ.get("VISCHOOSE_PRESETS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "presets", here.parent / "presets"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "presets"
+
+
+def list_presets() -> list[Preset]:
+    """Every preset in the presets folder, by name."""
+    return [load_preset(p) for p in sorted(presets_dir().glob("*.toml"))]
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """Read a preset by name (presets/NAME.toml) or from a .toml file.
+
+    Raises:
+        PresetError: not found, not TOML, unknown keys, or bad values (the file, table and key named).
+    """
+    path = _find(str(name_or_path))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise PresetError(f"{path}: not valid TOML ({err}).") from err
+    except OSError as err:
+        raise PresetError(f"{path}: cannot be read ({err.strerror}).") from err
+    return _parse(path, data)
+
+
+def _find(text: str) -> Path:
+    if text.endswith(".toml") or os.sep in text:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise PresetError(f"Preset file '{text}' does not exist.")
+        return path
+    path = presets_dir() / f"{text}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in presets_dir().glob("*.toml"))
+        raise PresetError(f"Unknown preset '{text}' (known: {', '.join(known)}).",
+                          hint="vischoose presets lists them; pass a .toml file for your own.")
+    return path
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
+               dict: "a table"}
+_TABLES = {"name": str, "description": str, "measure": dict, "constraints": dict, "candidates": dict, "rank": dict}
+
+
+def _parse(path: Path, data: dict[str, Any]) -> Preset:
+    _known_keys(path, None, data, _TABLES)
+    measure = _parse_measure(path, data.get("measure", {}))
+    constraints = _parse_constraints(path, data.get("constraints", {}))
+    cands = data.get("candidates", {})
+    _known_keys(path, "candidates", cands, {"families": list, "prefer": list, "models": list})
+    families = tuple(_strings(path, "candidates", "families", cands.get("families", list(FAMILIES))))
+    for fam in families:
+        if fam not in FAMILIES:
+            raise PresetError(f"{path} [candidates]: unknown family '{fam}' in 'families' "
+                              f"(expected: {', '.join(FAMILIES)}).")
+    rank = data.get("rank", {})
+    _known_keys(path, "rank", rank, {"sort": list})
+    sort = tuple(_strings(path, "rank", "sort", rank.get("sort", ["-top1"])))
+    for key in sort:
+        if key.lstrip("-") not in RANK_KEYS:
+            raise PresetError(f"{path} [rank]: unknown sort key '{key}' (expected one of: {', '.join(RANK_KEYS)}, "
+                              "with '-' for higher is better).")
+    return Preset(name=data.get("name", path.stem), description=data.get("description", ""), path=path,
+                  measure=measure, constraints=constraints, families=families,
+                  models=tuple(_strings(path, "candidates", "models", cands.get("models", []))),
+                  prefer=tuple(_strings(path, "candidates", "prefer", cands.get("prefer", []))), sort=sort)
+
+
+def _parse_measure(path: Path, table: dict[str, Any]) -> MeasureSpec:
+    _known_keys(path, "measure", table, {"device": str, "threads": int, "batch_size": (int, list),
+                                         "dtype": str, "channels_last": bool})
+    batch = table.get("batch_size", 1)
+    batches = tuple(batch) if isinstance(batch, list) else (batch,)
+    if not batches or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in batches):
+        raise PresetError(f"{path} [measure]: 'batch_size' must be a positive integer or a list of them.")
+    threads = table.get("threads")
+    if threads is not None and threads < 1:
+        raise PresetError(f"{path} [measure]: 'threads' must be at least 1 (got {threads}).")
+    dtype = table.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise PresetError(f"{path} [measure]: unknown dtype '{dtype}' (expected one of: {', '.join(DTYPES)}).")
+    device = table.get("device", "auto")
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise PresetError(f"{path} [measure]: unknown device '{device}' (expected auto, cpu, cuda or cuda:N).")
+    return MeasureSpec(device=device, threads=threads, batch_sizes=batches, dtype=dtype,
+                       channels_last=table.get("channels_last", False))
+
+
+def _parse_constraints(path: Path, table: dict[str, Any]) -> Constraints:
+    numeric = ("max_memory_mb", "max_latency_ms", "min_throughput", "min_top1", "max_params_m")
+    _known_keys(path, "constraints", table, {**{k: (int, float) for k in numeric}, "memory_basis": str})
+    constraints = Constraints(**table)
+    _check_constraints(constraints, f"{path} [constraints]")
+    return constraints
+
+
+def _check_constraints(c: Constraints, where: str) -> None:
+    for key in ("max_memory_mb", "max_latency_ms", "min_throughput", "max_params_m"):
+        value = getattr(c, key)
+        if value is not None and value <= 0:
+            raise PresetError(f"{where}: '{key}' must be greater than 0 (got {value:g}).")
+    if c.min_top1 is not None and not 0 <= c.min_top1 <= 100:
+        raise PresetError(f"{where}: 'min_top1' must be a percentage from 0 to 100 (got {c.min_top1:g}).")
+    if c.memory_basis not in MEMORY_BASES:
+        raise PresetError(f"{where}: 'memory_basis' must be one of: {', '.join(MEMORY_BASES)} "
+                          f"(got '{c.memory_basis}').")
+
+
+def _known_keys(path: Path, table: str | None, data: dict[str, Any], schema: dict[str, Any]) -> None:
+    where = f"{path} [{table}]" if table else str(path)
+    for key, value in data.items():
+        if key not in schema:
+            raise PresetError(f"{where}: unknown key '{key}' (expected one of: {', '.join(schema)}).")
+        kind = schema[key]
+        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise PresetError(f"{where}: '{key}' must not be a boolean.")
+        if not isinstance(value, kind):
+            expected = " or ".join(_TYPE_NAMES[k] for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise PresetError(f"{where}: '{key}' must be {expected} (got {_TYPE_NAMES.get(type(value), type(value).__name__)}).")
+
+
+def _strings(path: Path, table: str, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PresetError(f"{path} [{table}]: '{key}' must be a list of strings.")
+    return list(value)
+
+
+def to_toml(preset: Preset) -> str:
+    """The preset file's text as stored."""
+    return preset.path.read_text(encoding="utf-8")
+
+
+def bytes_per_param(dtype: str) -> float:
+    """Bytes one parameter takes at a dtype."""
+    return BYTES_PER_PARAM[dtype]
