@@ -52,6 +52,7 @@ class CatalogEntry:
     article_memory_mb: float | None = None
     article_params_m: float | None = None
     article_input_size: int | None = None
+    caveat: str | None = None  # where the source article's figure cannot be reproduced with timm
 
     @property
     def params_m(self) -> float:
@@ -71,6 +72,11 @@ class CatalogEntry:
 def macs_to_flops(macs: float) -> float:
     """The one place MACs become FLOPs: one multiply-accumulate is two floating-point operations."""
     return 2.0 * macs
+
+
+def flops_to_macs(flops: float) -> float:
+    """The inverse of macs_to_flops: FLOPs (2 per multiply-accumulate) as multiply-accumulates."""
+    return flops / 2.0
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
             "top1_test": e.top1_test, "top1_test_size": e.top1_test_size,
             "params_m": round(e.params_m, 2), "gmacs": e.gmacs, "gflops": round(e.gflops, 2),
             "input_size": e.input_size, "weights_mb_fp32": round(e.weights_mb(4), 1),
-            "license": e.license, "hf_hub_id": e.hf_hub_id, "source": e.source,
+            "caveat": e.caveat, "license": e.license, "hf_hub_id": e.hf_hub_id, "source": e.source,
             "cached": cached is not None,
             "cached_mb": round(cached.size_bytes / MIB, 1) if cached else None,
             "commit": cached.commit if cached else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -110,20 +111,26 @@ def _from_folder(ref: ModelRef, files: hub.Weights, pretrained: bool) -> LoadedM
         hub.check_weights_file(files)
     try:
         net = timm.create_model(f"local-dir:{files.folder}", pretrained=pretrained)
-    except (RuntimeError, ValueError, OSError, EOFError) as err:
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise _load_error(files, err) from err
     return _loaded(ref, net.eval(), "pretrained" if pretrained else "random", files.commit)
 
 
 def _load_error(files: hub.Weights, err: Exception) -> WeightsUnavailableError:
-    text = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-    if "Weights only load failed" in str(err) or "Unsupported global" in str(err):
+    full = str(err)
+    text = full.splitlines()[0][:160] if full else type(err).__name__
+    if any(mark in full for mark in ("Weights only load failed", "Unsupported global", "non-allowlisted", "weights_only")):
         return CorruptWeightsError(f"{files.weights_file}: refused to unpickle it: it holds more than tensors "
                                    "and loading it could run code.", hint="Convert it to safetensors.")
-    if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
+    if any(mark in full for mark in ("size mismatch", "Missing key", "Unexpected key", "Error(s) in loading state_dict")):
         return CorruptWeightsError(f"{files.weights_file}: the weights do not fit the architecture in "
-                                   f"config.json ({text}).")
+                                   f"config.json ({_first_mismatch(full)}).")
     return hub.corrupt(files, f"cannot be loaded ({text})")
+
+
+def _first_mismatch(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0] if lines else "")[:160]
 
 
 def _from_checkpoint(ref: ModelRef, checkpoint: str) -> LoadedModel:
@@ -140,7 +147,7 @@ def _from_checkpoint(ref: ModelRef, checkpoint: str) -> LoadedModel:
     hub.check_weights_file(files)
     try:
         load_checkpoint(base.model, str(path), weights_only=True)
-    except (RuntimeError, ValueError, OSError, EOFError, KeyError) as err:
+    except (RuntimeError, ValueError, OSError, EOFError, KeyError, pickle.UnpicklingError) as err:
         raise _load_error(files, err) from err
     base.weights, base.commit = "pretrained", None
     return base

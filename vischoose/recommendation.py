@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vischoose.catalog import MIB, CatalogEntry
+from vischoose.catalog import load as load_catalog
 from vischoose.errors import NoModelFitsError
 from vischoose.presets import Preset, bytes_per_param
 from vischoose.records import EvalResult, Profile
@@ -43,6 +44,7 @@ class Candidate:
     violations: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # constraint figures nobody measured or published
     excess: float = 1.0  # how far the worst violated limit is off (ratio >= 1)
+    caveat: str | None = None  # where the source article's figure is not reproducible
 
     @property
     def fits(self) -> bool:
@@ -72,7 +74,7 @@ class Recommendation:
 def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list[Profile],
                      evals: list[EvalResult], extra: list[tuple[str, str]] = ()) -> list[Candidate]:
     """Figures for each catalog entry (and extra (model, tag) pairs known only from profiles)."""
-    catalog = {e.alias: e for e in entries}
+    catalog = {**load_catalog(), **{e.alias: e for e in entries}}  # latency estimates need the family references
     cands = [_candidate(e.alias, e.tag, e.family, e, preset, profiles, evals, catalog) for e in entries]
     cands += [_candidate(m, t, None, None, preset, profiles, evals, catalog) for m, t in extra]
     return cands
@@ -86,7 +88,7 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
     _size(figs, entry, mine, preset)
     _speed(figs, entry, mine, preset, catalog)
     return _checked(Candidate(model=model, tag=tag, family=family or (entry.family if entry else None),
-                              figures=figs), preset)
+                              figures=figs, caveat=entry.caveat if entry else None), preset)
 
 
 def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Preset) -> list[Profile]:
@@ -168,7 +170,7 @@ def _checked(cand: Candidate, preset: Preset) -> Candidate:
             violations.append(f"{fig.value:,.1f} {unit} {sign} {limit:,.6g} {unit} {_LABELS[key]}"
                               f" ({fig.source}{', ' + fig.note if fig.note else ''})")
             excess = max(excess, fig.value / limit if is_max else limit / max(fig.value, 1e-9))
-    return Candidate(cand.model, cand.tag, cand.family, cand.figures, tuple(violations), tuple(missing), excess)
+    return replace(cand, violations=tuple(violations), missing=tuple(missing), excess=excess)
 
 
 def rank_key(cand: Candidate, sort: tuple[str, ...]) -> tuple:
@@ -219,7 +221,7 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
         if misses:
             why = (misses[0].violations or misses[0].missing)[0]
             reason += f"; the guide's choice {misses[0].model} was rejected: {why}"
-    notes = []
+    notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
     if any(f.source == "estimated" for c in cands for f in c.figures.values()):
         notes.append("estimated figures are scaled from published ones: run vischoose profile "
                      f"--target {preset.name} (or recommend --measure) to measure them here")
