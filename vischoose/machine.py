@@ -21,26 +21,32 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def memory_bytes() -> int:
+    """Physical memory in bytes (sysconf where the OS has it: cheaper than importing psutil)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        import psutil
+
+        return psutil.virtual_memory().total
+
+
 @cache
 def fingerprint() -> str:
     """12 hex digits identifying this machine's hardware (host, CPU, cores, memory)."""
-    import psutil
-
-    mem_gib = round(psutil.virtual_memory().total / 2**30)
+    mem_gib = round(memory_bytes() / 2**30)
     key = "|".join([platform.node(), cpu_name(), str(os.cpu_count()), str(mem_gib), platform.machine()])
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def describe() -> dict[str, str | int]:
     """Host, CPU, cores, memory and OS, for reports."""
-    import psutil
-
     return {
         "machine": fingerprint(),
         "host": platform.node(),
         "cpu": cpu_name(),
         "cores": os.cpu_count() or 0,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "memory_gib": round(memory_bytes() / 2**30, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
