@@ -1,0 +1,378 @@
+"""Profile models: each in its own child process (vischoose.measure), results as records.Profile.
+
+The parent never imports timm and imports torch only to resolve --device auto/cuda. A crash, kill or
+out-of-memory of one child becomes that model's row error; the other models go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from vischoose import catalog
+from vischoose.catalog import MIB, ModelRef
+from vischoose.errors import ProfilingError, UsageError
+from vischoose.records import Profile
+
+DEFAULT_BATCH_SIZES = {"cpu": (8,), "cuda": (64,)}  # 64: the article's batch; 8 keeps CPU runs short
+DEFAULT_TIME_BUDGET_S = 60.0
+PEAK_CACHE_FILE = "machine_peak.json"
+
+LineSink = Callable[[str], None]
+Runner = Callable[[list[str], dict[str, str], LineSink], int]
+Progress = Callable[[str, str, float], None]  # (model, what it is doing, seconds since the model started)
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """The measurement protocol; see `vischoose profile --help` for each option."""
+
+    device: str = "auto"
+    batch_sizes: tuple[int, ...] | None = None  # None: DEFAULT_BATCH_SIZES for the device
+    dtype: str = "float32"
+    channels_last: bool = False
+    compile: bool = False
+    threads: int | None = None
+    input_size: int | None = None  # None: the model's pretrained config
+    weights: str = "auto"
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S
+
+
+@dataclass(frozen=True)
+class ProfileRun:
+    """One Profile with what the table shows beside it: notes and how well each figure is known."""
+
+    profile: Profile
+    notes: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+    saveable: bool = True  # False for setup failures (weights unavailable): no fact about the model here
+
+
+def article_models() -> list[str]:
+    """The source article's models (catalog entries with article figures)."""
+    return [e.alias for e in catalog.list_entries() if e.article_top1 is not None]
+
+
+def parse_batch_sizes(values: Iterable[str | int]) -> tuple[int, ...]:
+    """Batch sizes from repeated and/or comma-separated values, e.g. ['1,8', '64'].
+
+    Raises:
+        UsageError: a value that is not a whole number of at least 1.
+    """
+    sizes: list[int] = []
+    for value in values:
+        for part in str(value).split(","):
+            text = part.strip()
+            if not text.lstrip("-").isdigit() or int(text) < 1:
+                raise UsageError(f"Invalid batch size '{text}': it must be a whole number of at least 1.",
+                                 hint="Give --batch-size 1,8,64 or repeat --batch-size.")
+            sizes.append(int(text))
+    return tuple(sorted(set(sizes)))
+
+
+def resolve_options(target: str | None = None, **given: Any) -> ProfileOptions:
+    """Defaults, then the preset's [measure] section, then the values given (None means not given).
+
+    Raises:
+        PresetError, UsageError.
+    """
+    unknown = set(given) - {f.name for f in fields(ProfileOptions)}
+    if unknown:
+        raise TypeError(f"unknown profiling options: {', '.join(sorted(unknown))}")
+    options = ProfileOptions()
+    if target:
+        from vischoose.presets import load_preset
+
+        spec = load_preset(target).measure
+        options = replace(options, device=spec.device, threads=spec.threads, batch_sizes=spec.batch_sizes,
+                          dtype=spec.dtype, channels_last=spec.channels_last)
+    explicit = {k: v for k, v in given.items() if v is not None}
+    if "batch_sizes" in explicit:
+        explicit["batch_sizes"] = parse_batch_sizes(explicit["batch_sizes"])
+    options = replace(options, **explicit)
+    validate(options)
+    return options
+
+
+def validate(options: ProfileOptions) -> None:
+    """Reject option values no measurement can use (UsageError, exit code 2)."""
+    from vischoose.models import WEIGHT_MODES
+    from vischoose.presets import DTYPES
+
+    device = options.device
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise UsageError(f"Unknown device '{device}' (expected auto, cpu, cuda or cuda:N).")
+    if options.dtype not in DTYPES:
+        raise UsageError(f"Unknown dtype '{options.dtype}' (expected one of: {', '.join(DTYPES)}).")
+    if options.weights not in WEIGHT_MODES:
+        raise UsageError(f"Unknown weights mode '{options.weights}' (expected one of: {', '.join(WEIGHT_MODES)}).")
+    if options.batch_sizes is not None:
+        parse_batch_sizes(options.batch_sizes)
+    for name, value, least in (("threads", options.threads, 1), ("input size", options.input_size, 8)):
+        if value is not None and value < least:
+            raise UsageError(f"Invalid {name} {value}: it must be at least {least}.")
+    if not options.time_budget_s > 0:
+        raise UsageError(f"Invalid time budget {options.time_budget_s} s: it must be more than 0 seconds.")
+
+
+def resolve_device(device: str) -> str:
+    """'cpu' or 'cuda:N' for a valid device option, checking that the GPU exists.
+
+    Raises:
+        ProfilingError: a CUDA device that this machine does not have.
+    """
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":
+        return "cuda:0" if count else "cpu"
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        seen = f"sees {count} CUDA device(s)" if count else "sees no CUDA device"
+        raise ProfilingError(f"Device '{device}' is not available: torch {torch.__version__} {seen} on this "
+                             "machine.", hint="Use --device cpu, or --device auto to take a GPU when there is one.")
+    return f"cuda:{index}"
+
+
+def check_models(refs: list[ModelRef]) -> None:
+    """Fail fast on timm names that timm does not know, before any child starts."""
+    names = [r.timm_name for r in refs if r.kind == "timm" and r.entry is None and r.timm_name]
+    if names:
+        from vischoose.models import _check_timm_name
+
+        for name in names:
+            _check_timm_name(name)
+
+
+def run_child(cmd: list[str], env: dict[str, str], on_line: LineSink) -> int:
+    """Run a child to the end, passing each line of its output on; returns its exit status (-N: signal N)."""
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            on_line(line.rstrip("\n"))
+        return proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted: do not leave the child running
+            proc.kill()
+            proc.wait()
+
+
+def profile_models(models: Iterable[str] | None, options: ProfileOptions, progress: Progress | None = None,
+                   runner: Runner = run_child, save: bool = True, debug: bool = False) -> list[ProfileRun]:
+    """Measure each model in its own child process; one ProfileRun per model per batch size.
+
+    Raises:
+        UnknownModelError, UsageError, ProfilingError (device missing), StoreError.
+    """
+    from vischoose import machine
+    from vischoose.store import home
+
+    names = [models] if isinstance(models, str) else list(models or [])
+    refs = [catalog.parse_model_ref(m) for m in names or article_models()]
+    check_models(refs)
+    device = resolve_device(options.device)
+    sizes = tuple(sorted(set(options.batch_sizes or DEFAULT_BATCH_SIZES[device.split(":")[0]])))
+    job = {"device": device, "dtype": options.dtype, "channels_last": options.channels_last,
+           "compile": options.compile, "threads": options.threads, "input_size": options.input_size,
+           "weights": options.weights, "time_budget_s": options.time_budget_s, "machine": machine.fingerprint(),
+           "peak_cache": str(home() / PEAK_CACHE_FILE)}
+    runs: list[ProfileRun] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="vischoose-profile-") as tmp:
+            for i, ref in enumerate(refs):
+                child = _ChildJob(ref, {**job, "batch_sizes": list(sizes)}, Path(tmp) / str(i), options)
+                runs += child.run(runner, progress, debug)
+    finally:  # on Ctrl-C too: what finished is kept
+        if save:
+            save_runs(runs)
+    return runs
+
+
+def save_runs(runs: list[ProfileRun]) -> None:
+    """Write the measured rows to the results store."""
+    rows = [r.profile for r in runs if r.saveable]
+    if rows:
+        from vischoose.store import open_store
+
+        with open_store() as store:
+            store.add_profiles(rows)
+
+
+def profile(models: Iterable[str] | None = None, *, target: str | None = None, save: bool = True,
+            progress: Progress | None = None, runner: Runner = run_child, **options: Any) -> list[Profile]:
+    """Profile models (default: the article's three) on this machine; see ProfileOptions for the options."""
+    resolved = resolve_options(target, **options)
+    return [r.profile for r in profile_models(models, resolved, progress=progress, runner=runner, save=save)]
+
+
+def failed(runs: list[ProfileRun]) -> None:
+    """Raise ProfilingError when any row failed (after the table has shown which and why)."""
+    bad = [r.profile for r in runs if not r.profile.ok]
+    if bad:
+        names = ", ".join(dict.fromkeys(p.model for p in bad))
+        raise ProfilingError(f"{len(bad)} of {len(runs)} profile rows failed ({names}); the error column says why.")
+
+
+def describe_exit(status: int) -> str:
+    """'signal 9 (SIGKILL)' or 'exit code 1'."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = "unknown"
+        return f"signal {-status} ({name})"
+    return f"exit code {status}"
+
+
+class _ChildJob:
+    """One model's child process (run again for the smaller batch sizes if it dies in the memory pass)."""
+
+    def __init__(self, ref: ModelRef, job: dict[str, Any], folder: Path, options: ProfileOptions) -> None:
+        self.ref, self.job, self.folder, self.options = ref, job, folder, options
+
+    def run(self, runner: Runner, progress: Progress | None, debug: bool) -> list[ProfileRun]:
+        """The model's rows, one per batch size."""
+        pending, runs = list(self.job["batch_sizes"]), []
+        while pending:
+            result, status, tail = self._attempt(pending, runner, progress, debug)
+            rows, pending = self._rows(result, status, tail, pending)
+            runs += rows
+        return sorted(runs, key=lambda r: r.profile.batch_size)
+
+    def _attempt(self, pending: list[int], runner: Runner, progress: Progress | None,
+                 debug: bool) -> tuple[dict[str, Any], int, deque[str]]:
+        from vischoose.measure import PROGRESS_PREFIX
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        result_path = self.folder / f"result-{len(pending)}.json"
+        job_path = self.folder / f"job-{len(pending)}.json"
+        job_path.write_text(json.dumps({**self.job, "model": self.ref.text, "batch_sizes": pending,
+                                        "result_path": str(result_path)}))
+        env = dict(os.environ)
+        if self.options.threads:  # the OpenMP pool is sized at import, before torch.set_num_threads
+            env["OMP_NUM_THREADS"] = str(self.options.threads)
+        tail: deque[str] = deque(maxlen=20)
+        start, doing = time.monotonic(), ["starting"]
+
+        def on_line(line: str) -> None:
+            if not line.startswith(PROGRESS_PREFIX):
+                tail.append(line)
+                if debug:
+                    sys.stderr.write(line + "\n")
+                return
+            event = json.loads(line[len(PROGRESS_PREFIX):])
+            if event["event"] == "phase":
+                doing[0] = event["phase"] + (f" batch {event['batch_size']}" if event.get("batch_size") else "")
+                what = doing[0]
+            else:
+                ci = f", median +-{event['ci_pct']:.1f}%" if event.get("ci_pct") is not None else ""
+                what = f"{doing[0]}: {event['n']} runs{ci}"
+            if progress:
+                progress(self.ref.display, what, time.monotonic() - start)
+
+        status = runner([sys.executable, "-m", "vischoose.measure", str(job_path)], env, on_line)
+        if result_path.is_file():
+            return json.loads(result_path.read_text()), status, tail
+        return {"phase": "starting", "batch_size": None, "memory": {}, "throughput": {}, "notes": []}, status, tail
+
+    def _rows(self, result: dict[str, Any], status: int, tail: deque[str],
+              pending: list[int]) -> tuple[list[ProfileRun], list[int]]:
+        """Rows for the batch sizes this attempt settled, and the batch sizes to try again."""
+        error, retry = result.get("error"), []
+        if result.get("status") not in ("done", "failed", "measured"):  # measured: only the machine peak is missing
+            at = result.get("batch_size")
+            error = f"crashed: {describe_exit(status)}" + (" (killed: out of memory?)" if status == -9 else "")
+            error += f" during {result['phase']}" + (f" at batch {at}" if at else "")
+            last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+            error += f" ({last[:160]})" if status > 0 and last else ""
+            if result["phase"] == "memory" and at:
+                retry = [b for b in pending if b < at]  # the smaller ones may fit
+        notes = tuple(result.get("notes", [])) + self._size_notes(result)
+        saveable = result.get("error_kind") != "setup"
+        rows = [ProfileRun(self._profile(result, b, self._row_error(result, b, error)), notes,
+                           self._detail(result, b), saveable) for b in pending if b not in retry]
+        return rows, retry
+
+    @staticmethod
+    def _row_error(result: dict[str, Any], batch: int, error: str | None) -> str | None:
+        own = (result["memory"].get(str(batch)) or {}).get("error") or \
+            (result["throughput"].get(str(batch)) or {}).get("error")
+        if own:
+            return own
+        return None if "median" in (result["throughput"].get(str(batch)) or {}) else (error or "not measured")
+
+    def _entry(self, result: dict[str, Any]) -> catalog.CatalogEntry | None:
+        return self.ref.entry or catalog.by_tag(result.get("model", {}).get("tag", ""))
+
+    def _size_notes(self, result: dict[str, Any]) -> tuple[str, ...]:
+        """Say where the input size differs from the published top-1's or the article's."""
+        model, entry, name = result.get("model"), self._entry(result), self.ref.display
+        if not model:
+            return ()
+        size, notes = model["input_size"], []
+        if size != model["pretrained_input_size"]:
+            notes.append(f"{name}: measured at {size} px (--input-size); its pretrained config says "
+                         f"{model['pretrained_input_size']} px.")
+        if entry and size != entry.top1_size:
+            notes.append(f"{name}: measured at {size} px, but its published top-1 ({entry.top1:.2f}%) is at "
+                         f"{entry.top1_size} px.")
+        if entry and entry.article_input_size and entry.article_input_size != size:
+            notes.append(f"{name}: the article's figures are at {entry.article_input_size} px; timm's "
+                         f"{model['tag']} runs at {size} px.")
+        return tuple(notes)
+
+    def _profile(self, result: dict[str, Any], batch: int, error: str | None) -> Profile:
+        from vischoose.presets import bytes_per_param
+
+        model, cond, entry = result.get("model", {}), result.get("conditions", {}), self._entry(result)
+        lat = result.get("latency") or {}
+        thr = result["throughput"].get(str(batch)) or {}
+        mem = result["memory"].get(str(batch)) or {}
+        params, flops, peak = model.get("params"), result.get("flops_per_image"), result.get("peak_gflops_s")
+        gflops = flops / 1e9 if flops else None
+        tput = thr.get("median")
+        return Profile(
+            model=self.ref.display, tag=model.get("tag") or self.ref.timm_name or self.ref.name,
+            device=self.job["device"], dtype=self.options.dtype, batch_size=batch,
+            input_size=model.get("input_size") or self.options.input_size or (entry.input_size if entry else 0),
+            family=entry.family if entry else None, weights=model.get("weights", self.options.weights),
+            device_name=cond.get("device_name", ""), machine=self.job["machine"],
+            threads=cond.get("threads", self.options.threads),
+            layout="channels_last" if self.options.channels_last else "contiguous", compiled=self.options.compile,
+            torch_version=cond.get("torch_version", ""), timm_version=cond.get("timm_version", ""),
+            params_m=params / 1e6 if params else None,
+            weights_mb=params * bytes_per_param(self.options.dtype) / MIB if params else None,
+            weights_mb_fp32=params * bytes_per_param("float32") / MIB if params else None,
+            gflops=gflops, gmacs=catalog.flops_to_macs(gflops) if gflops else None,
+            latency_ms_p50=lat.get("median"), latency_ms_p90=lat.get("p90"), latency_ms_p99=lat.get("p99"),
+            latency_ms_iqr=lat.get("iqr"), throughput_img_s=tput, throughput_iqr=thr.get("iqr"),
+            peak_memory_mb=mem.get("peak_mb"), peak_reserved_mb=mem.get("reserved_mb"),
+            efficiency=gflops * tput / peak if gflops and tput and peak else None,
+            top1=entry.top1 if entry else None, top1_size=entry.top1_size if entry else None, error=error)
+
+    @staticmethod
+    def _detail(result: dict[str, Any], batch: int) -> dict[str, Any]:
+        """How well the figures are known: samples, warm-up runs, the median's CI, the matmul peak."""
+        def quality(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+            if not summary or "median" not in summary:
+                return None
+            width = summary.get("rel_halfwidth")
+            return {"samples": summary["n"], "warmup_runs": summary["warmup"], "settled": summary["settled"],
+                    "median_ci_pct": None if width is None else round(100 * width, 2)}
+        return {"latency": quality(result.get("latency")),
+                "throughput": quality(result["throughput"].get(str(batch))),
+                "machine_peak_gflops_s": result.get("peak_gflops_s"), "machine_peak_kernel": result.get("peak_kernel"),
+                "baseline_rss_mb": result.get("baseline_rss_mb")}
