@@ -83,7 +83,7 @@ def test_profile_on_a_missing_gpu_says_so(runner):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     result = runner.invoke(app, ["profile", TINY, "--device", "cuda"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"Error: Device 'cuda' is not available: torch {torch.__version__} sees no CUDA device on this machine.",
         "Hint: Use --device cpu, or --device auto to take a GPU when there is one."]

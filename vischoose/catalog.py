@@ -14,7 +14,6 @@ import re
 import tomllib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 from vischoose.errors import UnknownModelError, UsageError
@@ -109,7 +108,7 @@ class ModelRef:
 
 def catalog_path() -> Path:
     """Where the catalog file lives (inside the package)."""
-    return Path(str(resources.files("vischoose") / "data" / "catalog.toml"))
+    return Path(__file__).resolve().parent / "data" / "catalog.toml"
 
 
 @cache

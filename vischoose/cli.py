@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from contextlib import contextmanager
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, Literal
 
 import typer
 
@@ -80,6 +81,379 @@ def pull_cmd(
                          "file": weights.weights_file.name, "size_mb": weights.size_bytes / catalog.MIB,
                          "folder": str(weights.folder)})
     report.show_pulled(rows, as_json)
+
+
+presets_app = typer.Typer(help="Deployment targets (presets/*.toml).", no_args_is_help=False,
+                          invoke_without_command=True, rich_markup_mode=None)
+app.add_typer(presets_app, name="presets")
+
+
+@presets_app.callback()
+def presets_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the presets (deployment targets)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with reported_errors():
+        from vischoose.presets import list_presets
+
+        found = list_presets()
+    report.show_presets(found, as_json)
+
+
+@presets_app.command("show")
+def presets_show(name: Annotated[str, typer.Argument(help="Preset name or .toml file.")]) -> None:
+    """Print one preset file."""
+    with reported_errors():
+        from vischoose.presets import load_preset, to_toml
+
+        text = to_toml(load_preset(name))
+    typer.echo(text.rstrip())
+
+
+@app.command("recommend")
+def recommend_cmd(
+    target: Annotated[str, typer.Option(help="Preset name (mobile, cloud, experimental, edge, server) or a .toml file.")] = "cloud",
+    budget_mb: Annotated[float | None, typer.Option(help="Largest model memory, MiB (weights at the target dtype; see --memory-basis).")] = None,
+    memory_basis: Annotated[str | None, typer.Option(help="What --budget-mb limits: 'weights' or measured 'peak' inference memory.")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="Largest batch-1 p90 latency, ms.")] = None,
+    min_throughput: Annotated[float | None, typer.Option(help="Smallest throughput at the target batch size, img/s.")] = None,
+    min_top1: Annotated[float | None, typer.Option(help="Smallest ImageNet top-1, %.")] = None,
+    max_params_m: Annotated[float | None, typer.Option(help="Most parameters, millions.")] = None,
+    device: Annotated[str | None, typer.Option(help="Device the figures must come from: cpu, cuda, cuda:N (default: the preset's).")] = None,
+    models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families (repeatable).")] = None,
+    results: Annotated[list[Path] | None, typer.Option("--results", help="Results exported from another machine (vischoose results export); repeatable.")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="Profile candidates that have no measured figures for this target first.")] = False,
+    top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recommend a model for a deployment target, with a reason for every rejection."""
+    with reported_errors():
+        from vischoose import advisor
+
+        rec = advisor.advise(target, models=models, results=results, measure=measure, device=device,
+                             max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
+                             min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
+    report.show_recommendation(rec, top=top, as_json=as_json)
+
+
+# ---- predict and evaluate ----------------------------------------------------------------------------
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Catalog alias, timm name (arch.tag), hf-hub:org/name, "
+                                       "or local-dir:PATH (config.json + model.safetensors).")]
+CheckpointOpt = Annotated[str | None, typer.Option(help="Your weights file for --model's architecture "
+                                                   "(safetensors, or a torch file that loads with weights_only).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")]
+
+
+@app.command("predict")
+def predict_cmd(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    model: ModelOpt,
+    checkpoint: CheckpointOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify images with a model's pretrained weights, preprocessed as the model was evaluated."""
+    with reported_errors():
+        from vischoose.prediction import predict
+
+        result = predict(images, model, top_k=top_k, device=device, dtype=dtype, batch_size=batch_size,
+                         checkpoint=checkpoint)
+    report.show_predictions(result, as_json)
+    if result.failed:
+        raise typer.Exit(errors.EXIT_USAGE)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data: Annotated[str, typer.Argument(help="Folder of class sub-folders (ImageNet synset names such as "
+                                        "n01440764), or a CSV file of path,label rows.")],
+    model: ModelOpt,
+    checkpoint: CheckpointOpt = None,
+    labels: Annotated[str | None, typer.Option(help="File mapping folder names or CSV labels to a class index "
+                                               "or name: 'name,class' lines or a JSON object.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images (spread over the classes).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
+    workers: Annotated[int, typer.Option(min=0, help="Processes decoding images (0: in the main process).")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure top-1 / top-5 accuracy on labelled images; under torchrun, shards them over processes."""
+    with reported_errors():
+        from vischoose import evaluation
+
+        bar = report.ProgressBar("evaluating")
+        try:
+            outcome = evaluation.evaluate(data, model, labels=labels, limit=limit, batch_size=batch_size,
+                                          workers=workers, device=device, dtype=dtype, checkpoint=checkpoint,
+                                          progress=bar)
+        finally:
+            bar.close()
+        if not outcome.is_main:
+            return
+        report.show_evaluation(outcome, as_json)
+        if not no_save:
+            report.show_saved(evaluation.save(outcome.result))
+    if outcome.failed:
+        raise typer.Exit(errors.EXIT_USAGE)
+
+
+# ---- saved results ------------------------------------------------------------------------------------
+
+results_app = typer.Typer(help="Saved results: list, show, export, import, remove, clear, plot, report.",
+                          no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(results_app, name="results")
+ModelFilter = Annotated[str | None, typer.Option("--model", help="Only this model (alias or timm tag).")]
+DeviceFilter = Annotated[str | None, typer.Option("--device", help="Only this device (cuda matches cuda:0).")]
+MachineFilter = Annotated[str | None, typer.Option("--machine", help="Only this machine fingerprint (a prefix will do).")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _stored_results(model: str | None, device: str | None, machine: str | None) -> list:
+    """Stored results matching the filters."""
+    from vischoose import store
+
+    with store.open_store() as db:
+        return db.results(model=model, device=device, machine=machine)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask on stderr unless --yes; no answer (or no terminal) means no."""
+    if yes:
+        return
+    try:
+        agreed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        agreed = False
+    if not agreed:
+        raise errors.VischooseError("Nothing was removed: not confirmed.", hint="Pass --yes to skip the question.")
+
+
+@results_app.command("list")
+def results_list(model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None,
+                 as_json: JsonOpt = False) -> None:
+    """List stored profiles and evaluations, oldest first."""
+    with reported_errors():
+        found = _stored_results(model, device, machine)
+    report.show_results_list(found, as_json)
+
+
+@results_app.command("show")
+def results_show(result_id: Annotated[int, typer.Argument(metavar="ID", help="A result id from results list.")],
+                 as_json: JsonOpt = False) -> None:
+    """Show every field of one stored result."""
+    with reported_errors():
+        from vischoose import store
+
+        with store.open_store() as db:
+            found = db.get(result_id)
+    report.show_stored_result(found, as_json)
+
+
+@results_app.command("export")
+def results_export(
+    format_: Annotated[Literal["json", "csv", "markdown"], typer.Option("--format", help="json and csv can be imported elsewhere.")] = "json",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None,
+) -> None:
+    """Export stored results (every field) for another machine, a spreadsheet or a document."""
+    with reported_errors():
+        from vischoose import exchange
+
+        found = _stored_results(model, device, machine)
+        writers = {"json": exchange.to_json, "csv": exchange.to_csv, "markdown": report.results_markdown}
+        text = writers[format_](found)
+        if out is not None:
+            exchange.write_text(out, text)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"Wrote {len(found)} results to {out}.", err=True)
+
+
+@results_app.command("import")
+def results_import(file: Annotated[Path, typer.Argument(help="A .json or .csv file from vischoose results export.")],
+                   as_json: JsonOpt = False) -> None:
+    """Add results exported on another machine; duplicates are skipped, machines kept apart by fingerprint."""
+    with reported_errors():
+        from vischoose import exchange, store
+
+        records = exchange.read_results_file(file)
+        with store.open_store() as db:
+            added, skipped = db.import_results(records, source=file.name)
+    report.show_imported(str(file), added, skipped, as_json)
+
+
+@results_app.command("remove")
+def results_remove(ids: Annotated[list[int], typer.Argument(metavar="ID...", help="Result ids from results list.")],
+                   yes: YesOpt = False) -> None:
+    """Delete stored results by id (asks first)."""
+    with reported_errors():
+        from vischoose import store
+
+        with store.open_store() as db:
+            db.require_ids(ids)
+            _confirm(f"Remove {len(set(ids))} stored results (id {', '.join(map(str, sorted(set(ids))))})?", yes)
+            removed = db.remove(ids)
+    typer.echo(f"Removed {removed} results.", err=True)
+
+
+@results_app.command("clear")
+def results_clear(yes: YesOpt = False) -> None:
+    """Delete every stored result (asks first)."""
+    with reported_errors():
+        from vischoose import store
+
+        with store.open_store() as db:
+            count = db.count()
+            if count:
+                _confirm(f"Remove all {count} stored results from {db.path}?", yes)
+            removed = db.clear()
+    typer.echo(f"Removed {removed} results.", err=True)
+
+
+PlotX = Annotated[Literal["throughput", "latency"], typer.Option("--x", help="x axis: throughput (img/s) or batch-1 latency (ms).")]
+
+
+@results_app.command("plot")
+def results_plot(out: Annotated[Path, typer.Option("--out", help="Image file: .png or .svg.")],
+                 x: PlotX = "throughput",
+                 measured_top1: Annotated[bool, typer.Option("--measured-top1", help="Use top-1 from vischoose evaluate where stored (marked *).")] = False,
+                 model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None) -> None:
+    """Plot top-1 against throughput or latency (log scale), marker area = memory, with the Pareto front."""
+    with reported_errors():
+        from vischoose import plots
+
+        found = _stored_results(model, device, machine)
+        top1 = {r.record.model: r.record.top1 for r in found if r.kind == "eval"} if measured_top1 else None
+        plots.plot_pareto([r.record for r in found if r.kind == "profile"], out, x=x, top1=top1)
+    typer.echo(f"Wrote {out}.", err=True)
+
+
+@results_app.command("report")
+def results_report(out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")],
+                   plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Also draw OUT-pareto.png and embed it.")] = True,
+                   model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None) -> None:
+    """Write a Markdown report: machine, conditions, results, plot, and measured against published figures."""
+    with reported_errors():
+        from vischoose import exchange, machine as this_machine, plots, published
+        from vischoose.records import now_iso
+
+        found = _stored_results(model, device, machine)
+        profiles = [r.record for r in found if r.kind == "profile"]
+        evals = [r.record for r in found if r.kind == "eval"]
+        plot_file = None
+        if plot and plots.plot_points(profiles):
+            plot_file = plots.plot_pareto(profiles, out.with_name(out.stem + "-pareto.png")).name
+        text = report.results_report(found, this_machine.describe(), published.compare_all(profiles, evals),
+                                     published.ratio_comparisons(profiles), plot_file, now_iso())
+        exchange.write_text(out, text)
+    typer.echo(f"Wrote {out}" + (f" and {plot_file}." if plot_file else "."), err=True)
+
+
+@app.command("profile")
+def profile_cmd(
+    models: Annotated[list[str] | None, typer.Argument(help="Models to measure (default: the article's resnet50, "
+                                                       "vit_b16, r50_vit_b16).", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(help="auto (a GPU if there is one, else cpu), cpu, cuda or cuda:N.")] = None,
+    batch_size: Annotated[list[str] | None, typer.Option("--batch-size", "-b", help="Throughput batch size; repeat "
+                                                         "or comma-separate for a sweep (default 8 on CPU, 64 on GPU).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--contiguous", help="Memory layout of "
+                                                       "weights and input (default contiguous).")] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model first.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: torch's, one per core).")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Square input side, px (default: the model's pretrained config).")] = None,
+    weights: Annotated[str | None, typer.Option(help="auto (cached pretrained, else random init of the same "
+                                                "architecture), pretrained or random. Speed and memory do not "
+                                                "depend on the weight values.")] = None,
+    target: Annotated[str | None, typer.Option(help="Take the protocol from a preset's [measure] section; "
+                                               "explicit options override it.")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Seconds of timed runs per model "
+                                                      "(default 60); at least 3 runs per phase are made.")] = None,
+    as_json: JsonOpt = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (every Profile field).")] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not write the results to the store.")] = False,
+    optimize: Annotated[bool, typer.Option("--optimize", help="Search dtype, channels_last, threads, batch size and "
+                                           "torch.compile for the fastest setting that agrees with fp32; "
+                                           "--time-budget is then the whole search's per model (default 300 s).")] = False,
+) -> None:
+    """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
+    progress = report.ProfileProgress()
+    with reported_errors():
+        from vischoose import profiling
+
+        if as_json + as_csv + as_markdown > 1:
+            raise errors.UsageError("Choose one of --json, --csv and --markdown.")
+        options = profiling.resolve_options(
+            target, device=device, batch_sizes=batch_size, dtype=dtype, channels_last=channels_last,
+            compile=compile_, threads=threads, input_size=input_size, weights=weights, time_budget_s=time_budget)
+        if optimize:
+            _profile_optimized(models, options, time_budget, progress, not no_save, as_json)
+            return
+        try:
+            runs = profiling.profile_models(models, options, progress=progress, save=not no_save,
+                                            debug=debug_enabled())
+        finally:
+            progress.close()
+    report.show_profiles(runs, "json" if as_json else "csv" if as_csv else "markdown" if as_markdown else "table")
+    with reported_errors():
+        profiling.failed(runs)
+
+
+# ---- deployment runtimes ------------------------------------------------------------------------------
+
+@app.command("export")
+def export_cmd(
+    model: Annotated[str, typer.Argument(help="Catalog alias, timm name (arch.tag), hf-hub:org/name or a model folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The file to write (replaced if it exists).")],
+    format_: Annotated[Literal["onnx"], typer.Option("--format", help="Graph format.")] = "onnx",
+    precision: Annotated[Literal["fp32", "int8"], typer.Option(help="fp32, or int8 with the recipe of the model's "
+                                                                "family (static for CNNs, dynamic for transformers).")] = "fp32",
+    calibration: Annotated[Path | None, typer.Option(help="Folder of your images (a few dozen): calibrates int8 and "
+                                                     "checks agreement. Without it, random data: int8 is unverified.")] = None,
+    weights: Annotated[Literal["auto", "pretrained", "random"], typer.Option(help="pretrained, auto (cached "
+                                                                            "pretrained, else random) or random (speed tests only).")] = "pretrained",
+    input_size: Annotated[int | None, typer.Option(min=16, help="Square input side, px (default: the model's pretrained config).")] = None,
+    opset: Annotated[int | None, typer.Option(min=1, help="ONNX opset (default: the exporter's).")] = None,
+    min_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="Reject an int8 graph whose top-1 agreement "
+                                                 "with eager fp32 on your images is below this fraction.")] = 0.99,
+    measure: Annotated[bool, typer.Option("--measure", help="Also time each graph at batch 1 (ONNX Runtime, 5 s each) "
+                                          "and eager fp32.")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for --measure (default: one per core).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a model to ONNX (fp32 or int8) for deployment, checked against the eager model before writing."""
+    with reported_errors():
+        from vischoose import exporting
+
+        result = exporting.export_model(model, out, precision=precision, calibration=calibration, weights=weights,
+                                        input_size=input_size, opset=opset, min_agreement=min_agreement,
+                                        measure_s=5.0 if measure else 0.0, threads=threads)
+    report.show_export(result, as_json)
+    with reported_errors():
+        exporting.require_written(result)
+
+
+def _profile_optimized(models: list[str] | None, options, budget_s: float | None, progress,
+                       save: bool, as_json: bool) -> None:
+    """vischoose profile --optimize: search, show, fail (exit 1) where no setting could be measured."""
+    from vischoose import optimize, profiling
+
+    try:
+        found = optimize.optimize_models(models or profiling.article_models(), options,
+                                         budget_s or optimize.DEFAULT_BUDGET_S, progress=progress, save=save)
+    finally:
+        progress.close()
+    report.show_optimized(found, as_json)
+    optimize.failed(found)
 
 
 def main() -> None:

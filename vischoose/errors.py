@@ -81,6 +81,12 @@ class ProfilingError(VischooseError):
     exit_code = EXIT_FAILED
 
 
+class DeployError(VischooseError):
+    """An export or int8 quantization that failed, or produced a graph that disagrees with the model."""
+
+    exit_code = EXIT_FAILED
+
+
 class StoreError(VischooseError):
     """The results database cannot be opened, read or written."""
 

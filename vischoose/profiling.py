@@ -41,6 +41,7 @@ class ProfileOptions:
     dtype: str = "float32"
     channels_last: bool = False
     compile: bool = False
+    autocast: bool = False  # run the forward under torch.autocast at dtype, weights kept in float32
     threads: int | None = None
     input_size: int | None = None  # None: the model's pretrained config
     weights: str = "auto"
@@ -128,7 +129,7 @@ def resolve_device(device: str) -> str:
     """'cpu' or 'cuda:N' for a valid device option, checking that the GPU exists.
 
     Raises:
-        ProfilingError: a CUDA device that this machine does not have.
+        UsageError: a CUDA device that this machine does not have (bad input, as in predict).
     """
     if device == "cpu":
         return "cpu"
@@ -140,7 +141,7 @@ def resolve_device(device: str) -> str:
     index = int(device.partition(":")[2] or 0)
     if index >= count:
         seen = f"sees {count} CUDA device(s)" if count else "sees no CUDA device"
-        raise ProfilingError(f"Device '{device}' is not available: torch {torch.__version__} {seen} on this "
+        raise UsageError(f"Device '{device}' is not available: torch {torch.__version__} {seen} on this "
                              "machine.", hint="Use --device cpu, or --device auto to take a GPU when there is one.")
     return f"cuda:{index}"
 
@@ -186,7 +187,7 @@ def profile_models(models: Iterable[str] | None, options: ProfileOptions, progre
     device = resolve_device(options.device)
     sizes = tuple(sorted(set(options.batch_sizes or DEFAULT_BATCH_SIZES[device.split(":")[0]])))
     job = {"device": device, "dtype": options.dtype, "channels_last": options.channels_last,
-           "compile": options.compile, "threads": options.threads, "input_size": options.input_size,
+           "compile": options.compile, "autocast": options.autocast, "threads": options.threads, "input_size": options.input_size,
            "weights": options.weights, "time_budget_s": options.time_budget_s, "machine": machine.fingerprint(),
            "peak_cache": str(home() / PEAK_CACHE_FILE)}
     runs: list[ProfileRun] = []
@@ -238,28 +239,58 @@ def describe_exit(status: int) -> str:
 
 
 class _ChildJob:
-    """One model's child process (run again for the smaller batch sizes if it dies in the memory pass)."""
+    """One model's two child processes: memory + FLOPs (run again for the smaller batch sizes if it dies), then
+    timings for the batch sizes that fit, in a process of its own so that it starts as fresh as a user's."""
 
     def __init__(self, ref: ModelRef, job: dict[str, Any], folder: Path, options: ProfileOptions) -> None:
         self.ref, self.job, self.folder, self.options = ref, job, folder, options
 
     def run(self, runner: Runner, progress: Progress | None, debug: bool) -> list[ProfileRun]:
         """The model's rows, one per batch size."""
-        pending, runs = list(self.job["batch_sizes"]), []
-        while pending:
-            result, status, tail = self._attempt(pending, runner, progress, debug)
-            rows, pending = self._rows(result, status, tail, pending)
-            runs += rows
-        return sorted(runs, key=lambda r: r.profile.batch_size)
+        batches, errors = list(self.job["batch_sizes"]), {}
+        result = self._memory(batches, errors, runner, progress, debug)
+        fitting = [b for b in batches if b not in errors and "peak_mb" in (result["memory"].get(str(b)) or {})]
+        if fitting and result.get("status") == "done":
+            timing, status, tail = self._attempt("timing", fitting, runner, progress, debug)
+            crash = self._crash(timing, status, tail)
+            for key in ("conditions", "latency", "peak_gflops_s", "peak_kernel"):
+                if key in timing:
+                    result[key] = timing[key]
+            result["throughput"] = timing.get("throughput", {})
+            result["notes"] = list(dict.fromkeys(result.get("notes", []) + timing.get("notes", [])))
+            general = crash or (timing.get("error") if timing.get("status") == "failed" else None)
+        else:
+            general = result.get("error")
+        notes = tuple(result.get("notes", [])) + self._size_notes(result)
+        saveable = result.get("error_kind") != "setup"
+        return [ProfileRun(self._profile(result, b, self._row_error(result, b, errors.get(b) or general)), notes,
+                           self._detail(result, b), saveable) for b in batches]
 
-    def _attempt(self, pending: list[int], runner: Runner, progress: Progress | None,
+    def _memory(self, pending: list[int], errors: dict[int, str], runner: Runner, progress: Progress | None,
+                debug: bool) -> dict[str, Any]:
+        """Run the memory child until each batch size is measured or has its error; returns the merged result."""
+        merged: dict[str, Any] = {}
+        while pending:
+            result, status, tail = self._attempt("memory", pending, runner, progress, debug)
+            merged = {**merged, **result, "memory": {**merged.get("memory", {}), **result.get("memory", {})}}
+            crash, retry = self._crash(result, status, tail), []
+            if crash:
+                at = result.get("batch_size")
+                if result["phase"] == "memory" and at:
+                    retry = [b for b in pending if b < at]  # the smaller ones may fit
+                errors.update({b: crash for b in pending if b not in retry})
+            pending = retry
+        merged.setdefault("throughput", {})
+        return merged
+
+    def _attempt(self, mode: str, pending: list[int], runner: Runner, progress: Progress | None,
                  debug: bool) -> tuple[dict[str, Any], int, deque[str]]:
         from vischoose.measure import PROGRESS_PREFIX
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        result_path = self.folder / f"result-{len(pending)}.json"
-        job_path = self.folder / f"job-{len(pending)}.json"
-        job_path.write_text(json.dumps({**self.job, "model": self.ref.text, "batch_sizes": pending,
+        result_path = self.folder / f"result-{mode}-{len(pending)}.json"
+        job_path = self.folder / f"job-{mode}-{len(pending)}.json"
+        job_path.write_text(json.dumps({**self.job, "model": self.ref.text, "batch_sizes": pending, "mode": mode,
                                         "result_path": str(result_path)}))
         env = dict(os.environ)
         if self.options.threads:  # the OpenMP pool is sized at import, before torch.set_num_threads
@@ -288,23 +319,16 @@ class _ChildJob:
             return json.loads(result_path.read_text()), status, tail
         return {"phase": "starting", "batch_size": None, "memory": {}, "throughput": {}, "notes": []}, status, tail
 
-    def _rows(self, result: dict[str, Any], status: int, tail: deque[str],
-              pending: list[int]) -> tuple[list[ProfileRun], list[int]]:
-        """Rows for the batch sizes this attempt settled, and the batch sizes to try again."""
-        error, retry = result.get("error"), []
-        if result.get("status") not in ("done", "failed", "measured"):  # measured: only the machine peak is missing
-            at = result.get("batch_size")
-            error = f"crashed: {describe_exit(status)}" + (" (killed: out of memory?)" if status == -9 else "")
-            error += f" during {result['phase']}" + (f" at batch {at}" if at else "")
-            last = next((line.strip() for line in reversed(tail) if line.strip()), "")
-            error += f" ({last[:160]})" if status > 0 and last else ""
-            if result["phase"] == "memory" and at:
-                retry = [b for b in pending if b < at]  # the smaller ones may fit
-        notes = tuple(result.get("notes", [])) + self._size_notes(result)
-        saveable = result.get("error_kind") != "setup"
-        rows = [ProfileRun(self._profile(result, b, self._row_error(result, b, error)), notes,
-                           self._detail(result, b), saveable) for b in pending if b not in retry]
-        return rows, retry
+    @staticmethod
+    def _crash(result: dict[str, Any], status: int, tail: deque[str]) -> str | None:
+        """Why a child stopped before finishing ('crashed: signal 9 ... during latency at batch 1'), or None."""
+        if result.get("status") in ("done", "failed", "measured"):  # measured: only the machine peak is missing
+            return None
+        at = result.get("batch_size")
+        error = f"crashed: {describe_exit(status)}" + (" (killed: out of memory?)" if status == -9 else "")
+        error += f" during {result['phase']}" + (f" at batch {at}" if at else "")
+        last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+        return error + (f" ({last[:160]})" if status > 0 and last else "")
 
     @staticmethod
     def _row_error(result: dict[str, Any], batch: int, error: str | None) -> str | None:
@@ -312,7 +336,8 @@ class _ChildJob:
             (result["throughput"].get(str(batch)) or {}).get("error")
         if own:
             return own
-        return None if "median" in (result["throughput"].get(str(batch)) or {}) else (error or "not measured")
+        done = "median" in (result["throughput"].get(str(batch)) or {}) and "median" in (result.get("latency") or {})
+        return None if done else (error or "not measured")
 
     def _entry(self, result: dict[str, Any]) -> catalog.CatalogEntry | None:
         return self.ref.entry or catalog.by_tag(result.get("model", {}).get("tag", ""))
@@ -344,6 +369,7 @@ class _ChildJob:
         params, flops, peak = model.get("params"), result.get("flops_per_image"), result.get("peak_gflops_s")
         gflops = flops / 1e9 if flops else None
         tput = thr.get("median")
+        weights_dtype = "float32" if self.options.autocast else self.options.dtype
         return Profile(
             model=self.ref.display, tag=model.get("tag") or self.ref.timm_name or self.ref.name,
             device=self.job["device"], dtype=self.options.dtype, batch_size=batch,
@@ -354,7 +380,8 @@ class _ChildJob:
             layout="channels_last" if self.options.channels_last else "contiguous", compiled=self.options.compile,
             torch_version=cond.get("torch_version", ""), timm_version=cond.get("timm_version", ""),
             params_m=params / 1e6 if params else None,
-            weights_mb=params * bytes_per_param(self.options.dtype) / MIB if params else None,
+            runtime="torch autocast" if self.options.autocast else "torch",
+            weights_mb=params * bytes_per_param(weights_dtype) / MIB if params else None,
             weights_mb_fp32=params * bytes_per_param("float32") / MIB if params else None,
             gflops=gflops, gmacs=catalog.flops_to_macs(gflops) if gflops else None,
             latency_ms_p50=lat.get("median"), latency_ms_p90=lat.get("p90"), latency_ms_p99=lat.get("p99"),

@@ -1,0 +1,97 @@
+"""CLI: models, pull, presets, recommend; exit codes and one-line errors; no torch for --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vischoose.cli import app
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from typer.testing import CliRunner; from vischoose.cli import app;"
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
+            "r = CliRunner().invoke(app, ['models']); assert r.exit_code == 0, r.output;"
+            "r = CliRunner().invoke(app, ['recommend', '--budget-mb', '150', '--target', 'mobile']);"
+            "assert r.exit_code == 0, r.output;"
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "vischoose", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "recommend" in proc.stdout
+
+
+def test_models_table_lists_every_alias(runner):
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    for alias in ("resnet50", "vit_b16", "r50_vit_b16", "vit_l16", "r26_vit_s32", "r50_vit_l32"):
+        assert f"\n{alias} " in result.stdout
+    assert "fp32 MiB" in result.stdout and "GFLOPs = 2 x GMACs" in result.stdout
+
+
+def test_models_json_and_family_filter(runner):
+    result = runner.invoke(app, ["models", "--family", "hybrid", "--json"])
+    assert result.exit_code == 0
+    payload = json.loads(result.stdout)
+    assert payload["schema_version"] == 1
+    rows = {r["alias"]: r for r in payload["data"]}
+    assert set(rows) == {"r50_vit_b16", "r26_vit_s32", "r50_vit_l32", "r_vit_ti16"}
+    assert rows["r50_vit_b16"]["top1"] == 84.988 and rows["r50_vit_b16"]["top1_size"] == 384
+    assert rows["r50_vit_b16"]["weights_mb_fp32"] == 377.5 and rows["r50_vit_b16"]["cached"] is False
+
+
+def test_models_bad_family(runner):
+    result = runner.invoke(app, ["models", "--family", "cnn"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: Unknown family 'cnn' (expected one of: resnet, vit, hybrid).\n"
+
+
+def test_models_shows_cached_size(runner, cached_model):
+    repo = cached_model("resnet18.a1_in1k", seed=0, files={"config.json": b"{}", "model.safetensors": b"x" * 2**20})
+    rows = {r["alias"]: r for r in json.loads(runner.invoke(app, ["models", "--json"]).stdout)["data"]}
+    assert rows["resnet18"]["cached"] is True and rows["resnet18"]["cached_mb"] == 1.0
+    assert rows["resnet18"]["commit"] == repo.commit
+
+
+def test_pull_offline_not_cached(runner):
+    result = runner.invoke(app, ["pull", "resnet50"])
+    assert result.exit_code == 3
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Error: resnet50: weights for timm/resnet50.a1_in1k are not in the cache at ")
+    assert lines[1].startswith("Hint: ")
+
+
+def test_pull_cached_offline_reports_commit(runner, cached_model):
+    repo = cached_model("test_resnet.r160_in1k")
+    result = runner.invoke(app, ["pull", "test_resnet.r160_in1k", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["data"][0]["commit"] == repo.commit
+
+
+def test_pull_unknown_model_suggests(runner):
+    result = runner.invoke(app, ["pull", "resnet-50"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "Error: Unknown model 'resnet-50'. Did you mean 'resnet50', 'resnet152', 'resnet101'?"
+
+
+def test_debug_shows_the_traceback(runner, monkeypatch):
+    monkeypatch.setenv("VISCHOOSE_DEBUG", "1")
+    result = runner.invoke(app, ["models", "--family", "cnn"])
+    assert result.exit_code != 0 and type(result.exception).__name__ == "UsageError"
+
+
+def test_presets_list_and_show(runner):
+    result = runner.invoke(app, ["presets"])
+    assert result.exit_code == 0
+    for name in ("mobile", "cloud", "experimental", "edge", "server"):
+        assert f"\n{name} " in result.stdout
+    shown = runner.invoke(app, ["presets", "show", "mobile"])
+    assert shown.exit_code == 0 and 'prefer = ["resnet50"]' in shown.stdout and "[constraints]" in shown.stdout
+    bad = runner.invoke(app, ["presets", "show", "tablet"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("Error: Unknown preset 'tablet' (known: ")

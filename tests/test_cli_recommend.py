@@ -1,0 +1,131 @@
+"""vischoose recommend through the CLI: presets, constraints, stored and imported measurements."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vischoose import catalog, machine
+from vischoose.cli import app
+from vischoose.records import Profile
+from vischoose.store import open_store
+
+
+def rec_json(runner, *args):
+    result = runner.invoke(app, ["recommend", *args, "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["data"]
+
+
+def test_mobile_150_mib_recommends_resnet50_and_rejects_big_models_with_sizes(runner):
+    result = runner.invoke(app, ["recommend", "--budget-mb", "150", "--target", "mobile"])
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("Recommended for 'mobile': resnet50 (resnet50.a1_in1k)\n")
+    assert "vit_b16      330.2 MiB > 150 MiB budget (computed, float32 weights)" in out
+    assert "r50_vit_b16  377.5 MiB > 150 MiB budget (computed, float32 weights)" in out
+    assert "Pareto front" in out and "Sources: M measured here, P published" in out
+
+
+def test_cloud_and_experimental_follow_the_guide(runner):
+    assert rec_json(runner, "--target", "cloud")["chosen"]["model"] == "vit_l16"
+    exp = rec_json(runner, "--target", "experimental")
+    assert exp["chosen"]["model"] == "r50_vit_b16"
+    assert any("Not reproducible at the article's 224 px" in n for n in exp["notes"])
+
+
+def test_json_labels_every_figure(runner):
+    data = rec_json(runner, "--target", "mobile", "--budget-mb", "150")
+    assert data["chosen"]["figures"]["memory_mb"]["source"] == "computed"
+    assert data["chosen"]["figures"]["top1"] == {"value": 80.382, "source": "published",
+                                                 "note": "ImageNet-1k at 224 px (timm results)"}
+    rejected = {r["model"]: r for r in data["rejected"]}
+    assert rejected["vit_b16"]["rejected_because"] == ["330.2 MiB > 150 MiB budget (computed, float32 weights)"]
+    assert data["constraints"]["max_memory_mb"] == 150
+
+
+def test_nothing_fits_exits_4_with_the_closest(runner):
+    result = runner.invoke(app, ["recommend", "--budget-mb", "10", "--target", "mobile"])
+    assert result.exit_code == 4
+    assert result.stderr.splitlines() == [
+        "Error: No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 21.9); r_vit_ti16 (--budget-mb 24.2); "
+        "resnet18 (--budget-mb 44.6).",
+        "Hint: Relax a constraint as shown, or add candidates with --models."]
+    assert result.stdout == ""
+
+
+def store_profile(model: str, latency: float, **kw) -> None:
+    entry = catalog.load()[model]
+    with open_store() as db:
+        db.add_profile(Profile(model=model, tag=entry.tag, device="cpu", dtype="float32", batch_size=1,
+                               input_size=entry.input_size, machine=machine.fingerprint(),
+                               latency_ms_p50=latency * 0.9, latency_ms_p90=latency, **kw))
+
+
+def test_stored_measurements_are_used_and_change_the_outcome(runner):
+    before = rec_json(runner, "--target", "mobile", "--budget-mb", "150", "--max-latency-ms", "40")
+    assert before["chosen"]["model"] == "resnet50"
+    store_profile("resnet50", 55.0)
+    store_profile("vit_s16", 25.0)
+    after = rec_json(runner, "--target", "mobile", "--budget-mb", "150", "--max-latency-ms", "40")
+    assert after["chosen"]["model"] != "resnet50"
+    rejected = {r["model"]: r for r in after["rejected"]}
+    assert rejected["resnet50"]["rejected_because"] == ["55.0 ms > 40 ms latency limit (measured, batch-1 p90, cpu float32)"]
+    figures = {c["model"]: c["figures"] for c in [after["chosen"], *after["runners_up"]]}
+    assert figures["vit_s16"]["latency_ms"]["source"] == "measured"
+    text = runner.invoke(app, ["recommend", "--target", "mobile", "--budget-mb", "150"]).stdout
+    assert "55.0 M" in text or "55.0 ms" in text or "resnet50" in text
+
+
+def test_profiles_of_another_machine_are_not_used_unless_given(runner, tmp_path):
+    entry = catalog.load()["resnet50"]
+    other = Profile(model="resnet50", tag=entry.tag, device="cpu", dtype="float32", batch_size=1, input_size=224,
+                    machine="0123456789ab", latency_ms_p90=90.0)
+    with open_store() as db:
+        db.add_profile(other)
+    assert rec_json(runner, "--target", "mobile", "--max-latency-ms", "40")["chosen"]["model"] == "resnet50"
+    exported = tmp_path / "phone.json"
+    export = runner.invoke(app, ["results", "export", "--format", "json", "--out", str(exported)])
+    assert export.exit_code == 0, export.stderr
+    data = rec_json(runner, "--target", "mobile", "--max-latency-ms", "40", "--results", str(exported))
+    assert data["chosen"]["model"] != "resnet50"
+    assert {r["model"]: r for r in data["rejected"]}["resnet50"]["rejected_because"][0].startswith("90.0 ms > 40 ms")
+
+
+def test_models_option_restricts_candidates(runner):
+    data = rec_json(runner, "--target", "mobile", "--models", "resnet18", "--models", "vit_ti16")
+    models = {data["chosen"]["model"], *(r["model"] for r in data["runners_up"] + data["rejected"])}
+    assert models == {"resnet18", "vit_ti16"}
+
+
+@pytest.mark.parametrize("args, code, first_line", [
+    (["--target", "tablet"], 2, "Error: Unknown preset 'tablet' (known: cloud, edge, experimental, mobile, server)."),
+    (["--budget-mb", "-5"], 2, "Error: command line: 'max_memory_mb' must be greater than 0 (got -5)."),
+    (["--budget-mb", "0"], 2, "Error: command line: 'max_memory_mb' must be greater than 0 (got 0)."),
+    (["--min-top1", "101"], 2, "Error: command line: 'min_top1' must be a percentage from 0 to 100 (got 101)."),
+    (["--memory-basis", "disk"], 2, "Error: command line: 'memory_basis' must be one of: weights, peak (got 'disk')."),
+    (["--models", "resnet5O"], 2, "Error: Unknown model 'resnet5O'."),
+    (["--results", "/nonexistent/x.json"], 2, "Error: Results file '/nonexistent/x.json' does not exist."),
+])
+def test_bad_input(runner, args, code, first_line):
+    result = runner.invoke(app, ["recommend", *args])
+    assert result.exit_code == code
+    assert result.stderr.splitlines()[0].startswith(first_line)
+    assert "Traceback" not in result.stderr
+
+
+def test_non_numeric_budget_is_a_usage_error(runner):
+    result = runner.invoke(app, ["recommend", "--budget-mb", "lots"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--budget-mb'" in result.stderr
+
+
+def test_own_preset_file(runner):
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "presets" / "tiny.toml"
+    data = rec_json(runner, "--target", str(path))
+    assert data["target"] == "tiny"
+    assert data["chosen"]["model"] == "resnet18"  # resnet50 (97.5 MiB) breaks the 50 MiB budget
+    assert "the guide's choice resnet50 was rejected" in data["reason"]

@@ -1,0 +1,74 @@
+"""recommend end to end: preset + overrides, figures from the store or exported files, optional measuring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vischoose import catalog, presets
+from vischoose.errors import UsageError
+from vischoose.recommendation import Recommendation, build_candidates, recommend
+from vischoose.records import EvalResult, Profile
+
+
+def advise(target: str = "cloud", models: list[str] | None = None, results: list[Path] | None = None,
+           measure: bool = False, device: str | None = None, memory_basis: str | None = None,
+           **constraints: float | None) -> Recommendation:
+    """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
+
+    Raises:
+        PresetError, UnknownModelError, StoreError, NoModelFitsError.
+    """
+    preset = presets.load_preset(target).with_overrides(device=device, memory_basis=memory_basis, **constraints)
+    entries, extra = _candidates(preset, models)
+    profiles, evals = _figures(results)
+    if measure:
+        measured = _measure_missing(preset, entries, extra, profiles)
+        profiles = profiles + measured
+    return recommend(build_candidates(entries, preset, profiles, evals, extra), preset)
+
+
+def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[catalog.CatalogEntry], list[tuple[str, str]]]:
+    names = list(models or preset.models)
+    if not names:
+        return [e for e in catalog.load().values() if e.family in preset.families], []
+    entries, extra = [], []
+    for text in dict.fromkeys(names):
+        ref = catalog.parse_model_ref(text)
+        if ref.entry:
+            entries.append(ref.entry)
+        else:
+            extra.append((ref.text, ref.timm_name or ref.name))
+    return entries, extra
+
+
+def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult]]:
+    from vischoose import exchange, store
+
+    if results:
+        profiles: list[Profile] = []
+        evals: list[EvalResult] = []
+        for path in results:
+            if not Path(path).is_file():
+                raise UsageError(f"Results file '{path}' does not exist.",
+                                 hint="Make one on the deployment machine with: vischoose results export --format json --out FILE")
+            for record in exchange.read_results_file(Path(path)):
+                (profiles if isinstance(record, Profile) else evals).append(record)
+        return profiles, evals
+    from vischoose.machine import fingerprint
+
+    db = store.open_store()
+    return db.profiles(machine=fingerprint()), db.evals(machine=fingerprint())
+
+
+def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]],
+                     profiles: list[Profile]) -> list[Profile]:
+    from vischoose.recommendation import matching_profiles
+    from vischoose.profiling import profile
+
+    todo = [e.alias for e in entries if not matching_profiles(profiles, e.alias, e.tag, preset)]
+    todo += [m for m, t in extra if not matching_profiles(profiles, m, t, preset)]
+    if not todo:
+        return []
+    spec = preset.measure
+    return profile(todo, device=spec.device, batch_sizes=list(spec.batch_sizes), dtype=spec.dtype,
+                   channels_last=spec.channels_last, threads=spec.threads, weights="auto")
