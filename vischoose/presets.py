@@ -77,7 +77,7 @@ def presets_dir() -> Path:
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent
-    for candidate in (here / "presets", here.parent / "presets"):
+    for candidate in (here / "_presets", here.parent / "presets"):  # installed wheel, source checkout
         if candidate.is_dir():
             return candidate
     return here.parent / "presets"
