@@ -129,3 +129,25 @@ def test_own_preset_file(runner):
     assert data["target"] == "tiny"
     assert data["chosen"]["model"] == "resnet18"  # resnet50 (97.5 MiB) breaks the 50 MiB budget
     assert "the guide's choice resnet50 was rejected" in data["reason"]
+
+
+def test_measure_profiles_missing_candidates_and_uses_them(runner, isolated_home, tmp_path):
+    from tests.profhelpers import seed_peak
+
+    preset = tmp_path / "probe.toml"
+    preset.write_text('name = "probe"\n[measure]\ndevice = "cpu"\nthreads = 1\nbatch_size = 2\n'
+                      '[constraints]\nmax_latency_ms = 10000\n[rank]\nsort = ["latency_ms"]\n')
+    seed_peak(isolated_home, threads=1)
+    args = ["recommend", "--target", str(preset), "--models", "test_resnet.r160_in1k", "--models", "test_vit.r160_in1k"]
+    unmeasured = runner.invoke(app, [*args, "--json"])
+    assert unmeasured.exit_code == 4  # nobody published latencies for timm's test models
+    assert "no latency ms figure to check the latency limit" in unmeasured.stderr
+    result = runner.invoke(app, [*args, "--measure", "--time-budget", "0.5", "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)["data"]
+    for cand in [data["chosen"], *data["runners_up"]]:
+        assert cand["figures"]["latency_ms"]["source"] == "measured"
+        assert cand["figures"]["throughput"]["note"] == "batch 2, cpu"
+    # the measurements were stored: the next recommend uses them without measuring
+    again = runner.invoke(app, [*args, "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["data"]["chosen"]["model"] == data["chosen"]["model"]

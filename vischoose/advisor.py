@@ -9,9 +9,12 @@ from vischoose.errors import UsageError
 from vischoose.recommendation import Recommendation, build_candidates, recommend
 from vischoose.records import EvalResult, Profile
 
+MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
+
 
 def advise(target: str = "cloud", models: list[str] | None = None, results: list[Path] | None = None,
            measure: bool = False, device: str | None = None, memory_basis: str | None = None,
+           show_progress: bool = False, time_budget_s: float | None = None,
            **constraints: float | None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
 
@@ -22,7 +25,8 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
     entries, extra = _candidates(preset, models)
     profiles, evals = _figures(results)
     if measure:
-        measured = _measure_missing(preset, entries, extra, profiles)
+        measured = _measure_missing(preset, entries, extra, profiles, show_progress,
+                                    time_budget_s or MEASURE_BUDGET_S)
         profiles = profiles + measured
     return recommend(build_candidates(entries, preset, profiles, evals, extra), preset)
 
@@ -61,14 +65,17 @@ def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult
 
 
 def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]],
-                     profiles: list[Profile]) -> list[Profile]:
+                     profiles: list[Profile], show_progress: bool, time_budget_s: float) -> list[Profile]:
     from vischoose.recommendation import matching_profiles
     from vischoose.profiling import profile
+    from vischoose.report import ProfileProgress
 
     todo = [e.alias for e in entries if not matching_profiles(profiles, e.alias, e.tag, preset)]
     todo += [m for m, t in extra if not matching_profiles(profiles, m, t, preset)]
     if not todo:
         return []
     spec = preset.measure
-    return profile(todo, device=spec.device, batch_sizes=list(spec.batch_sizes), dtype=spec.dtype,
-                   channels_last=spec.channels_last, threads=spec.threads, weights="auto")
+    progress = ProfileProgress() if show_progress else None
+    return profile(todo, device=spec.device, batch_sizes=tuple(sorted({1, *spec.batch_sizes})), dtype=spec.dtype,
+                   channels_last=spec.channels_last, threads=spec.threads, weights="auto",
+                   time_budget_s=time_budget_s, progress=progress)

@@ -123,6 +123,7 @@ def recommend_cmd(
     models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families (repeatable).")] = None,
     results: Annotated[list[Path] | None, typer.Option("--results", help="Results exported from another machine (vischoose results export); repeatable.")] = None,
     measure: Annotated[bool, typer.Option("--measure", help="Profile candidates that have no measured figures for this target first.")] = False,
+    time_budget: Annotated[float | None, typer.Option(min=0.1, help="With --measure: seconds of timed runs per model (default 20).")] = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
@@ -130,7 +131,8 @@ def recommend_cmd(
     with reported_errors():
         from vischoose import advisor
 
-        rec = advisor.advise(target, models=models, results=results, measure=measure, device=device,
+        rec = advisor.advise(target, models=models, results=results, measure=measure, device=device, show_progress=True,
+                             time_budget_s=time_budget,
                              max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
                              min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
     report.show_recommendation(rec, top=top, as_json=as_json)
