@@ -164,7 +164,7 @@ def test_a_model_whose_forward_fails_gets_an_error_row(tmp_path, isolated_home):
     (folder / "config.json").write_text(json.dumps(config))
     rows = profiling.profile([str(folder)], save=False, **FAST)
     assert len(rows) == 1
-    assert rows[0].error.startswith("failed during flops: RuntimeError: Given groups=1, weight of size [16, 1, 3, 3]")
+    assert rows[0].error.startswith("failed during memory at batch 8: RuntimeError: Given groups=1, weight of size [16, 1, 3, 3]")
 
 
 # --- options ------------------------------------------------------------------------------------------
@@ -191,16 +191,16 @@ def test_bad_options_are_usage_errors(given, message):
     assert str(err.value) == message and err.value.exit_code == 2
 
 
-def test_a_missing_gpu_is_a_profiling_error():
+def test_a_missing_gpu_is_a_usage_error():
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(ProfilingError) as err:
+    with pytest.raises(UsageError) as err:
         profiling.resolve_device("cuda:7")
     assert str(err.value) == f"Device 'cuda:7' is not available: torch {torch.__version__} sees no CUDA device " \
                              "on this machine."
-    assert err.value.exit_code == 1 and "--device cpu" in err.value.hint
+    assert err.value.exit_code == 2 and "--device cpu" in err.value.hint
     assert profiling.resolve_device("auto") == "cpu"
 
 

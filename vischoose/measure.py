@@ -1,6 +1,7 @@
-"""The profiler's child process: one model, measured in a fresh interpreter so its peak memory is its own.
+"""The profiler's child processes: one model, measured in fresh interpreters (one for peak memory and FLOPs,
+one for timings), so its peak memory is its own and its throughput is that of a fresh process.
 
-Run as ``python -m vischoose.measure JOB.json``. The job names the model and the protocol; the child writes
+Run as ``python -m vischoose.measure JOB.json``. The job names the model, the mode and the protocol; the child writes
 its results (so far) to ``job["result_path"]`` after every phase, and progress lines prefixed with
 PROGRESS_PREFIX to stderr. A crash or kill therefore leaves the finished phases behind for the parent.
 """
@@ -223,6 +224,21 @@ def count_flops(model: "torch.nn.Module", x: "torch.Tensor") -> int:
     return int(counter.get_total_flops())
 
 
+def autocast_module(net: "torch.nn.Module", device_type: str, dtype: "torch.dtype") -> "torch.nn.Module":
+    """Wrap a model so that its forward runs under torch.autocast at dtype."""
+    import torch
+
+    class AutocastModule(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device_type, dtype=dtype):
+                return self.net(x)
+    return AutocastModule()
+
+
 def prepare(job: dict[str, Any], result: dict[str, Any]) -> tuple["torch.nn.Module", Callable[[int], Any]]:
     """Load the model onto the device at the dtype and layout; fill the result's model facts.
 
@@ -234,12 +250,18 @@ def prepare(job: dict[str, Any], result: dict[str, Any]) -> tuple["torch.nn.Modu
 
     loaded = load_model(job["model"], weights=job["weights"])
     device, dtype = torch.device(job["device"]), getattr(torch, job["dtype"])
+    # autocast: weights cast to dtype once (autocast's own cast cache lasts one context), fp32 input, and the
+    # forward under torch.autocast, which keeps its fp32 ops (softmax, norms, ...) in fp32
+    cast = dtype if job.get("autocast") else None
+    input_dtype = torch.float32 if cast else dtype
     layout = torch.channels_last if job["channels_last"] else torch.contiguous_format
     net = loaded.model
     size = job["input_size"] or loaded.input_size
     if size != loaded.input_size and hasattr(net, "set_input_size"):  # ViTs: resample position embeddings
         net.set_input_size(img_size=(size, size))
     net = net.to(device=device, dtype=dtype, memory_format=layout).eval()
+    if cast is not None:
+        net = autocast_module(net, device.type, cast)
     if job["weights"] == "auto" and loaded.weights == "random":
         result["notes"].append(f"{job['model']}: no cached pretrained weights, so random init of the same "
                                "architecture (speed and memory do not depend on the weight values).")
@@ -248,7 +270,7 @@ def prepare(job: dict[str, Any], result: dict[str, Any]) -> tuple["torch.nn.Modu
                        "pretrained_input_size": loaded.input_size}
 
     def make_input(batch: int) -> torch.Tensor:
-        return torch.randn(batch, 3, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
+        return torch.randn(batch, 3, size, size, device=device, dtype=input_dtype).contiguous(memory_format=layout)
     return net, make_input
 
 
@@ -275,15 +297,12 @@ def memory_pass(net: Any, make_input: Callable[[int], Any], batch: int, device: 
         return {"peak_mb": peak_rss_mb() - baseline_mb, "reset": was_reset}
 
 
-def run_job(job: dict[str, Any], result: dict[str, Any]) -> None:
-    """Measure one model as the job says, writing results into `result` (and its file) as they come."""
-    import gc
-
+def _start(job: dict[str, Any], result: dict[str, Any]) -> tuple[Callable[..., None], str]:
+    """Threads, conditions and the phase reporter of a child; returns (phase, device name)."""
     import timm
     import torch
 
     from vischoose import machine
-    from vischoose.errors import VischooseError
 
     def phase(name: str, batch: int | None = None) -> None:
         result.update(phase=name, batch_size=batch)
@@ -292,10 +311,28 @@ def run_job(job: dict[str, Any], result: dict[str, Any]) -> None:
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
-    device, dtype = torch.device(job["device"]), getattr(torch, job["dtype"])
+    device = torch.device(job["device"])
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine.cpu_name()
     result["conditions"] = {"device": job["device"], "device_name": device_name, "threads": torch.get_num_threads(),
                             "torch_version": torch.__version__, "timm_version": timm.__version__}
+    return phase, device_name
+
+
+def run_job(job: dict[str, Any], result: dict[str, Any]) -> None:
+    """Measure one model as the job's mode says, writing results into `result` (and its file) as they come.
+
+    mode "memory": peak memory at each batch size, then the FLOP count; mode "timing": throughput at each batch
+    size straight after loading (the state of a fresh serving process), then batch-1 latency, then the machine
+    peak. Two processes, so neither pass warms the allocator or the caches for the other.
+    """
+    import gc
+
+    import torch
+
+    from vischoose.errors import VischooseError
+
+    phase, device_name = _start(job, result)
+    device = torch.device(job["device"])
     gc.collect()
     baseline_mb = rss_mb()  # the idle child after importing torch: not charged to the model
     result["baseline_rss_mb"] = baseline_mb
@@ -305,28 +342,31 @@ def run_job(job: dict[str, Any], result: dict[str, Any]) -> None:
     except VischooseError as err:
         result.update(status="failed", error=str(err), error_kind="setup")
         return
-    phase("flops")
-    result["flops_per_image"] = count_flops(net, make_input(1))
+    plain = net
     if job["compile"]:
         net = torch.compile(net)
-    fitting = memory_sweep(job, result, net, make_input, device, baseline_mb, phase)
-    timing_sweep(job, result, net, make_input, device, fitting, phase)
-    del net
-    # last: the peak's big tensors would otherwise sit in the allocator and distort the memory baseline
+    if job.get("mode", "memory") == "memory":
+        memory_sweep(job, result, net, make_input, device, baseline_mb, phase)
+        phase("flops")
+        result["flops_per_image"] = count_flops(plain, make_input(1))
+        result.update(status="done", phase="done", batch_size=None)
+        return
+    timing_sweep(job, result, net, make_input, device, job["batch_sizes"], phase)
+    del net, plain
+    # last: the peak's big tensors would otherwise sit in the allocator while the model is timed
     result.update(status="measured", phase="machine peak", batch_size=None)  # rows are complete from here
     write_result(job["result_path"], result)
     key = peak_key(job["machine"], job["device"], device_name, job["dtype"], torch.get_num_threads())
-    peak = cached_peak(job, device, dtype, key)
+    peak = cached_peak(job, device, getattr(torch, job["dtype"]), key)
     result.update(peak_gflops_s=peak["gflops_s"], peak_kernel=peak.get("kernel"))
     result.update(status="done", phase="done", batch_size=None)
 
 
 def memory_sweep(job: dict[str, Any], result: dict[str, Any], net: Any, make_input: Callable[[int], Any],
-                 device: "torch.device", baseline_mb: float, phase: Callable[..., None]) -> list[int]:
-    """Peak memory at each batch size, smallest first; returns the batch sizes that fit in memory."""
+                 device: "torch.device", baseline_mb: float, phase: Callable[..., None]) -> None:
+    """Peak memory at each batch size, smallest first (after an out-of-memory, the larger are skipped)."""
     import torch
 
-    fitting: list[int] = []
     oom_at: int | None = None
     for batch in job["batch_sizes"]:
         if oom_at is not None:  # a smaller batch already ran out of memory
@@ -335,18 +375,16 @@ def memory_sweep(job: dict[str, Any], result: dict[str, Any], net: Any, make_inp
         phase("memory", batch)
         try:
             result["memory"][str(batch)] = memory_pass(net, make_input, batch, device, baseline_mb, job["compile"])
-            fitting.append(batch)
         except torch.OutOfMemoryError:
             oom_at = batch
             result["memory"][str(batch)] = {"error": f"out of memory at batch {batch}"}
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    return fitting
 
 
 def timing_sweep(job: dict[str, Any], result: dict[str, Any], net: Any, make_input: Callable[[int], Any],
-                 device: "torch.device", fitting: list[int], phase: Callable[..., None]) -> None:
-    """Batch-1 latency, then throughput at each batch size that fits, sharing the model's time budget."""
+                 device: "torch.device", batches: list[int], phase: Callable[..., None]) -> None:
+    """Throughput at each batch size first (as in a fresh serving process), then batch-1 latency; one budget."""
     import torch
 
     timer, start = make_timer(device), time.monotonic()
@@ -358,20 +396,22 @@ def timing_sweep(job: dict[str, Any], result: dict[str, Any], net: Any, make_inp
         emit("progress", n=n, ci_pct=None if width is None else 100 * width)
 
     with torch.inference_mode():
-        phase("latency", 1)
-        x = make_input(1)  # random input created once, on the device
-        samples, warm = timed_phase(lambda: net(x), timer, budget(1 + len(fitting)), report)
-        result["latency"] = {**summary_dict(samples, 1e3), "warmup": warm}
-        for i, batch in enumerate(fitting):
+        for i, batch in enumerate(batches):
             phase("throughput", batch)
-            x = make_input(batch)
+            x = make_input(batch)  # random input created once, on the device
             try:
-                samples, warm = timed_phase(lambda: net(x), timer, budget(len(fitting) - i), report)
+                samples, warm = timed_phase(lambda: net(x), timer, budget(len(batches) - i + 1), report)
             except torch.OutOfMemoryError:
                 result["throughput"][str(batch)] = {"error": f"out of memory at batch {batch}"}
+                del x
                 torch.cuda.empty_cache()
                 continue
             result["throughput"][str(batch)] = {**summary_dict([batch / s for s in samples]), "warmup": warm}
+            del x
+        phase("latency", 1)
+        x = make_input(1)
+        samples, warm = timed_phase(lambda: net(x), timer, budget(1), report)
+        result["latency"] = {**summary_dict(samples, 1e3), "warmup": warm}
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
-"""Profile models: each in its own child process (vischoose.measure), results as records.Profile.
+"""Profile models: each in two child processes of its own (vischoose.measure: peak memory and FLOPs, then
+timings from a fresh process, throughput first), results as records.Profile.
 
 The parent never imports timm and imports torch only to resolve --device auto/cuda. A crash, kill or
 out-of-memory of one child becomes that model's row error; the other models go on.
@@ -41,7 +42,7 @@ class ProfileOptions:
     dtype: str = "float32"
     channels_last: bool = False
     compile: bool = False
-    autocast: bool = False  # run the forward under torch.autocast at dtype, weights kept in float32
+    autocast: bool = False  # run the forward under torch.autocast at dtype (weights at dtype, input fp32)
     threads: int | None = None
     input_size: int | None = None  # None: the model's pretrained config
     weights: str = "auto"
@@ -369,7 +370,6 @@ class _ChildJob:
         params, flops, peak = model.get("params"), result.get("flops_per_image"), result.get("peak_gflops_s")
         gflops = flops / 1e9 if flops else None
         tput = thr.get("median")
-        weights_dtype = "float32" if self.options.autocast else self.options.dtype
         return Profile(
             model=self.ref.display, tag=model.get("tag") or self.ref.timm_name or self.ref.name,
             device=self.job["device"], dtype=self.options.dtype, batch_size=batch,
@@ -381,7 +381,7 @@ class _ChildJob:
             torch_version=cond.get("torch_version", ""), timm_version=cond.get("timm_version", ""),
             params_m=params / 1e6 if params else None,
             runtime="torch autocast" if self.options.autocast else "torch",
-            weights_mb=params * bytes_per_param(weights_dtype) / MIB if params else None,
+            weights_mb=params * bytes_per_param(self.options.dtype) / MIB if params else None,
             weights_mb_fp32=params * bytes_per_param("float32") / MIB if params else None,
             gflops=gflops, gmacs=catalog.flops_to_macs(gflops) if gflops else None,
             latency_ms_p50=lat.get("median"), latency_ms_p90=lat.get("p90"), latency_ms_p99=lat.get("p99"),

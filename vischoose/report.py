@@ -528,14 +528,16 @@ def show_export(rep: Any, as_json: bool) -> None:
 
 # ---- vischoose profile --optimize ---------------------------------------------------------------------
 
-OPTIMIZE_HEADERS = ["setting", "img/s", "eff %", "compile s", "top-1 agree %", "max |diff|", "trial s", "status"]
+OPTIMIZE_HEADERS = ["setting", "img/s", "eff %", "compile s", "top-1 agree %", "max |diff|", "% of range", "trial s",
+                    "status"]
 
 
 def _trial_row(t: Any) -> list[str]:
     eff = t.run.profile.efficiency if t.run else None
     return [t.variant.label, fmt(t.img_s, 2), fmt(None if eff is None else 100 * eff, 1), fmt(t.compile_s, 1),
             fmt(None if t.top1_agreement is None else 100 * t.top1_agreement, 0),
-            "" if t.max_abs_diff is None else f"{t.max_abs_diff:.3g}", fmt(t.wall_s, 1), t.status]
+            "" if t.max_abs_diff is None else f"{t.max_abs_diff:.3g}",
+            fmt(None if t.rel_diff is None else 100 * t.rel_diff, 2), fmt(t.wall_s, 1), t.status]
 
 
 def _optimized_summary(o: Any) -> str:
@@ -552,6 +554,7 @@ def _optimized_dict(o: Any) -> dict[str, Any]:
     def trial(t: Any) -> dict[str, Any]:
         return {"setting": t.variant.label, **t.variant.__dict__, "img_s": t.img_s, "compile_s": t.compile_s,
                 "top1_agreement": t.top1_agreement, "max_abs_diff": t.max_abs_diff, "status": t.status,
+                "top1_agreement_near_ties_aside": t.decisive_agreement, "rel_diff": t.rel_diff,
                 "trial_s": t.wall_s, "profile": t.run.profile.to_dict() if t.run else None}
     return {"model": o.model, "budget_s": o.budget_s, "elapsed_s": o.elapsed_s, "speedup": o.speedup,
             "best": trial(o.best) if o.best else None, "trials": [trial(t) for t in o.trials]}
@@ -570,6 +573,8 @@ def show_optimized(found: Sequence[Any], as_json: bool) -> None:
     for line in _profile_conditions(rows):
         typer.echo(line)
     typer.echo("Each setting runs in a fresh process: img/s first (median at its batch size), then peak memory, "
-               "agreement with fp32 on a fixed batch of 8 (top-1 class, max |logit diff|), batch-1 latency. "
-               "bf16/fp16 run under torch.autocast with fp32 weights; eff: FLOP/s over the machine's peak at the "
-               "same dtype. The plain and the best rows are saved.")
+               "agreement with fp32 on a fixed batch of 8 (top-1 class; max |logit diff|, also as % of fp32's logit "
+               "range; a setting is rejected below 75% top-1 agreement, a switch between classes within 1% of the "
+               "range counted as agreeing, or above 5% of the range), batch-1 latency (eager settings). "
+               "bf16/fp16: weights cast once, forward under torch.autocast (fp32 input; softmax and norms in fp32); eff: FLOP/s over the machine's peak at the "
+               "same dtype. The plain and the best rows are saved (unless --no-save).")

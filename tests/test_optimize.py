@@ -1,0 +1,121 @@
+"""vischoose profile --optimize: the variant search, its time budget, and the agreement check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.profhelpers import seed_peak
+from vischoose import optimize, profiling
+from vischoose.cli import app
+from vischoose.optimize import Trial, Variant
+
+TINY = "test_resnet.r160_in1k"
+OPTS = {"device": "cpu", "threads": 1, "weights": "random", "time_budget_s": 0.5}
+
+
+def seed_peaks(home):
+    seed_peak(home, dtype="float32")
+    cache = home / profiling.PEAK_CACHE_FILE
+    both = json.loads(cache.read_text())
+    seed_peak(home, dtype="bfloat16")
+    cache.write_text(json.dumps({**both, **json.loads(cache.read_text())}))
+
+
+def test_variants_follow_the_model_and_the_machine(monkeypatch):
+    monkeypatch.setattr(optimize, "bf16_supported", lambda device: True)
+    conv = [v.label for v in optimize.dtype_variants("cpu", is_conv=True, batch=8)]
+    assert conv == ["fp32 + channels_last, batch 8", "bf16 autocast, batch 8",
+                    "bf16 autocast + channels_last, batch 8"]
+    assert [v.label for v in optimize.dtype_variants("cpu", is_conv=False, batch=8)] == ["bf16 autocast, batch 8"]
+    monkeypatch.setattr(optimize, "bf16_supported", lambda device: False)
+    assert optimize.dtype_variants("cpu", is_conv=False, batch=8) == []
+
+
+def test_a_variant_that_disagrees_with_fp32_is_rejected_and_a_crash_is_a_failure():
+    v = Variant(dtype="bfloat16")
+    out = {"img_s": 50.0, "top1_agreement": 0.5, "decisive_agreement": 0.5, "max_abs_diff": 3.0, "rel_diff": 0.3}
+    assert optimize.judge(v, out, 0, [], 1.0).status == \
+        "rejected: top-1 agrees with fp32 on 50% of the fixed batch, near-ties aside (< 75%)"
+    assert optimize.judge(v, {**out, "decisive_agreement": 1.0}, 0, [], 1.0).status == \
+        "rejected: logits differ from fp32 by 30.0% of their range (> 5%)"
+    near_ties = {**out, "decisive_agreement": 1.0, "rel_diff": 0.003}  # top-1 switched only among near-ties
+    assert optimize.judge(v, near_ties, 0, [], 1.0).ok
+    crashed = optimize.judge(v, {}, -9, ["Killed"], 1.0)
+    assert crashed.status == "failed: signal 9 (SIGKILL) (Killed)" and not crashed.ok
+
+
+def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_home):
+    seed_peaks(isolated_home)
+
+    def runner(cmd, env, on_line):  # after the fp32 trial, the reference logits are replaced by shifted ones
+        status = profiling.run_child(cmd, env, on_line)
+        job = json.loads(open(cmd[-1]).read())
+        if job.get("reference") and job["dtype"] == "float32" and not job["channels_last"]:
+            import torch
+
+            ref = torch.load(job["reference"])
+            torch.save(ref.roll(1, dims=1), job["reference"])
+        return status
+
+    found = optimize.optimize_models([TINY], profiling.resolve_options(**OPTS), budget_s=22, runner=runner)
+    (o,) = found
+    plain, *others = [t for t in o.trials if t.img_s is not None]
+    assert plain.variant == Variant(batch_size=8) and plain.ok and plain.top1_agreement == 1.0
+    assert others, "the budget left room for at least one more variant"
+    assert all(t.status.startswith("rejected: ") for t in others)
+    assert all(t.top1_agreement < 0.5 and t.rel_diff > 0.05 for t in others)
+    assert o.best is plain and o.speedup == 1.0
+    assert o.elapsed_s < 22 + 10  # a trial is only started when the budget has room for one
+    assert any(t.status.startswith("skipped: ") for t in o.trials)  # compile at least: 45 s would not fit
+
+    from vischoose.store import open_store
+
+    with open_store() as store:
+        (row,) = store.profiles(model=TINY)  # the plain row is the best: saved once
+    assert (row.dtype, row.layout, row.compiled, row.batch_size) == ("float32", "contiguous", False, 8)
+
+
+def test_profile_optimize_prints_plain_best_speedup_efficiency_and_agreement(runner, isolated_home):
+    seed_peaks(isolated_home)
+    result = runner.invoke(app, ["profile", TINY, "--optimize", "--time-budget", "25", "--device", "cpu",
+                                 "--threads", "1", "--weights", "random"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.splitlines()[0] == TINY
+    assert "setting" in out and "top-1 agree %" in out and "max |diff|" in out and "eff %" in out
+    assert "fp32, batch 8" in out
+    summary = next(line for line in out.splitlines() if line.startswith(f"{TINY}: best "))
+    assert " img/s" in summary and "; plain fp32 " in summary and " x" in summary and "% of this machine's " in summary
+    assert "Search " in summary and "of 25 s." in summary
+
+    from vischoose.store import open_store
+
+    with open_store() as store:
+        rows = store.profiles(model=TINY)
+    assert 1 <= len(rows) <= 2 and all(r.ok for r in rows)
+
+
+def test_the_json_carries_each_trial_and_a_model_without_any_setting_fails(capsys):
+    from vischoose import report
+    from vischoose.errors import ProfilingError
+
+    trial = Trial(Variant(), status="failed: RuntimeError: boom")
+    found = [optimize.Optimized(TINY, (trial,), None, None, None, 1.0, 10.0)]
+    report.show_optimized(found, as_json=True)
+    envelope = json.loads(capsys.readouterr().out)
+    assert envelope["kind"] == "profile-optimize"
+    (model,) = envelope["data"]["models"]
+    assert model["best"] is None and model["trials"][0]["status"] == "failed: RuntimeError: boom"
+    with pytest.raises(ProfilingError) as err:
+        optimize.failed(found)
+    assert str(err.value) == f"No setting of {TINY} could be measured; the status column says why."
+    assert err.value.exit_code == 1
+
+
+@pytest.mark.parametrize("budget", ["0", "-3"])
+def test_a_bad_budget_is_a_usage_error(runner, budget):
+    result = runner.invoke(app, ["profile", TINY, "--optimize", "--time-budget", budget, "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: Invalid time budget {float(budget)} s: it must be more than 0 seconds.")
