@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from vischoose.cli import app
 

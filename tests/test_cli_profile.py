@@ -8,7 +8,7 @@ import pytest
 
 from tests.hubfixtures import write_model_folder
 from tests.profhelpers import seed_peak
-from vischoose import report
+from vischoose import report_profile
 from vischoose.cli import app
 from vischoose.profiling import ProfileRun
 from vischoose.records import Profile
@@ -107,13 +107,13 @@ def _runs() -> list[ProfileRun]:
 
 
 def test_markdown_and_csv_renderings(capsys):
-    report.show_profiles(_runs(), "markdown")
+    report_profile.show_profiles(_runs(), "markdown")
     out = capsys.readouterr().out
     assert out.startswith("| model ")
     assert "| resnet50 " in out and "crashed: signal 9 (SIGKILL)" in out
     assert "- resnet50: a note." in out
     assert "- resnet50 batch 1: latency from 3 runs, too few for a 95% CI of the median (6 needed)" in out
-    report.show_profiles(_runs(), "csv")
+    report_profile.show_profiles(_runs(), "csv")
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("model,tag,device,dtype,batch_size,input_size,")
     assert len(lines) == 3 and lines[1].startswith("resnet50,resnet50.a1_in1k,cpu,float32,8,224,")

@@ -98,12 +98,12 @@ def test_profile_optimize_prints_plain_best_speedup_efficiency_and_agreement(run
 
 
 def test_the_json_carries_each_trial_and_a_model_without_any_setting_fails(capsys):
-    from vischoose import report
+    from vischoose import report_profile
     from vischoose.errors import ProfilingError
 
     trial = Trial(Variant(), status="failed: RuntimeError: boom")
     found = [optimize.Optimized(TINY, (trial,), None, None, None, 1.0, 10.0)]
-    report.show_optimized(found, as_json=True)
+    report_profile.show_optimized(found, as_json=True)
     envelope = json.loads(capsys.readouterr().out)
     assert envelope["kind"] == "profile-optimize"
     (model,) = envelope["data"]["models"]

@@ -68,7 +68,7 @@ def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry]
                      profiles: list[Profile], show_progress: bool, time_budget_s: float) -> list[Profile]:
     from vischoose.recommendation import matching_profiles
     from vischoose.profiling import profile
-    from vischoose.report import ProfileProgress
+    from vischoose.report_profile import ProfileProgress
 
     todo = [e.alias for e in entries if not matching_profiles(profiles, e.alias, e.tag, preset)]
     todo += [m for m, t in extra if not matching_profiles(profiles, m, t, preset)]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Annotated, Iterator, Literal
 
 import typer
 
-from vischoose import catalog, errors, report
+from vischoose import catalog, errors, report, report_profile, report_results
 
 app = typer.Typer(
     name="vischoose",
@@ -243,7 +242,7 @@ def results_list(model: ModelFilter = None, device: DeviceFilter = None, machine
     """List stored profiles and evaluations, oldest first."""
     with reported_errors():
         found = _stored_results(model, device, machine)
-    report.show_results_list(found, as_json)
+    report_results.show_results_list(found, as_json)
 
 
 @results_app.command("show")
@@ -255,7 +254,7 @@ def results_show(result_id: Annotated[int, typer.Argument(metavar="ID", help="A 
 
         with store.open_store() as db:
             found = db.get(result_id)
-    report.show_stored_result(found, as_json)
+    report_results.show_stored_result(found, as_json)
 
 
 @results_app.command("export")
@@ -269,7 +268,7 @@ def results_export(
         from vischoose import exchange
 
         found = _stored_results(model, device, machine)
-        writers = {"json": exchange.to_json, "csv": exchange.to_csv, "markdown": report.results_markdown}
+        writers = {"json": exchange.to_json, "csv": exchange.to_csv, "markdown": report_results.results_markdown}
         text = writers[format_](found)
         if out is not None:
             exchange.write_text(out, text)
@@ -289,7 +288,7 @@ def results_import(file: Annotated[Path, typer.Argument(help="A .json or .csv fi
         records = exchange.read_results_file(file)
         with store.open_store() as db:
             added, skipped = db.import_results(records, source=file.name)
-    report.show_imported(str(file), added, skipped, as_json)
+    report_results.show_imported(str(file), added, skipped, as_json)
 
 
 @results_app.command("remove")
@@ -353,7 +352,7 @@ def results_report(out: Annotated[Path, typer.Option("--out", help="Markdown fil
         plot_file = None
         if plot and plots.plot_points(profiles):
             plot_file = plots.plot_pareto(profiles, out.with_name(out.stem + "-pareto.png")).name
-        text = report.results_report(found, this_machine.describe(), published.compare_all(profiles, evals),
+        text = report_results.results_report(found, this_machine.describe(), published.compare_all(profiles, evals),
                                      published.ratio_comparisons(profiles), plot_file, now_iso())
         exchange.write_text(out, text)
     typer.echo(f"Wrote {out}" + (f" and {plot_file}." if plot_file else "."), err=True)
@@ -388,7 +387,7 @@ def profile_cmd(
                                            "--time-budget is then the whole search's per model (default 300 s).")] = False,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
-    progress = report.ProfileProgress()
+    progress = report_profile.ProfileProgress()
     with reported_errors():
         from vischoose import profiling
 
@@ -405,7 +404,7 @@ def profile_cmd(
                                             debug=debug_enabled())
         finally:
             progress.close()
-    report.show_profiles(runs, "json" if as_json else "csv" if as_csv else "markdown" if as_markdown else "table")
+    report_profile.show_profiles(runs, "json" if as_json else "csv" if as_csv else "markdown" if as_markdown else "table")
     with reported_errors():
         profiling.failed(runs)
 
@@ -439,7 +438,7 @@ def export_cmd(
         result = exporting.export_model(model, out, precision=precision, calibration=calibration, weights=weights,
                                         input_size=input_size, opset=opset, min_agreement=min_agreement,
                                         measure_s=5.0 if measure else 0.0, threads=threads)
-    report.show_export(result, as_json)
+    report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)
 
@@ -454,7 +453,7 @@ def _profile_optimized(models: list[str] | None, options, budget_s: float | None
                                          budget_s or optimize.DEFAULT_BUDGET_S, progress=progress, save=save)
     finally:
         progress.close()
-    report.show_optimized(found, as_json)
+    report_profile.show_optimized(found, as_json)
     optimize.failed(found)
 
 

@@ -136,7 +136,6 @@ def _first_mismatch(text: str) -> str:
 def _from_checkpoint(ref: ModelRef, checkpoint: str) -> LoadedModel:
     from pathlib import Path
 
-    import timm
     from timm.models import load_checkpoint
 
     path = Path(checkpoint)

@@ -1,0 +1,232 @@
+"""Rendering of profile, profile --optimize and export results."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import typer
+
+from vischoose.report import emit_json, fmt, preprocessing_note, table
+
+
+# ---- vischoose profile ---------------------------------------------------------------------------------
+
+PROFILE_HEADERS = ["model", "weights", "px", "batch", "params M", "MiB", "MiB fp32", "GFLOPs", "GMACs",
+                   "p50 ms", "p90 ms", "p99 ms", "IQR ms", "img/s", "IQR img/s", "peak MiB", "eff %",
+                   "top-1 %", "@px", "error"]
+PROFILE_FOOTER = ("latency: batch 1, median (p50)/p90/p99 and IQR of timed runs after warm-up, device synchronised, "
+                  "no preprocessing; img/s: median at the batch size, measured first in a fresh process (as a "
+                  "user's new serving process; peak memory and FLOPs are measured in a separate one); MiB = 2^20 bytes, weights at the run's dtype "
+                  "and fp32; GFLOPs per image = 2 x GMACs (torch.utils.flop_counter, attention included); "
+                  "peak MiB: CPU peak RSS over the idle process after importing torch, GPU max allocated; "
+                  "eff: achieved FLOP/s over this machine's measured peak (best of matmul and conv); top-1: published, at @px.")
+
+
+def _profile_row(p: Any) -> list[str]:
+    size = f"{p.input_size}*" if p.top1_size and p.input_size != p.top1_size else str(p.input_size)
+    row = [p.model, p.weights, size, str(p.batch_size), fmt(p.params_m, 2), fmt(p.weights_mb, 1),
+           fmt(p.weights_mb_fp32, 1), fmt(p.gflops, 2), fmt(p.gmacs, 2), fmt(p.latency_ms_p50, 2),
+           fmt(p.latency_ms_p90, 2), fmt(p.latency_ms_p99, 2), fmt(p.latency_ms_iqr, 2), fmt(p.throughput_img_s, 2),
+           fmt(p.throughput_iqr, 2), fmt(p.peak_memory_mb, 1),
+           fmt(None if p.efficiency is None else 100 * p.efficiency, 1), fmt(p.top1, 2), fmt(p.top1_size),
+           p.error or ""]
+    if p.peak_reserved_mb is not None:
+        row.insert(16, fmt(p.peak_reserved_mb, 1))
+    return row
+
+
+def _profile_conditions(profiles: Sequence[Any]) -> list[str]:
+    seen = dict.fromkeys(
+        f"{p.device} ({p.device_name or '?'}), threads {fmt(p.threads)}, {p.dtype}, {p.layout}, "
+        f"compile {fmt(p.compiled)}, torch {p.torch_version or '?'}, timm {p.timm_version or '?'}, "
+        f"machine {p.machine}" for p in profiles)
+    return [f"Conditions: {c}" for c in seen]
+
+
+def _profile_quality(runs: Sequence[Any]) -> list[str]:
+    """Say which medians the time budget left wider than +-2%."""
+    lines: list[str] = []
+    for run in runs:
+        p = run.profile
+        for what, batch, q in (("latency", 1, run.detail.get("latency")),
+                               ("img/s", p.batch_size, run.detail.get("throughput"))):
+            if q and not q["settled"]:
+                known = f"median known to +-{q['median_ci_pct']:.2f}%" if q["median_ci_pct"] is not None else \
+                    "too few for a 95% CI of the median (6 needed)"
+                lines.append(f"{p.model} batch {batch}: {what} from {q['samples']} runs, {known}: the time budget "
+                             "ran out before +-2%; raise --time-budget.")
+    return list(dict.fromkeys(lines))
+
+
+def _profile_notes(runs: Sequence[Any]) -> list[str]:
+    peaks = dict.fromkeys(f"{r.profile.device} {r.profile.dtype} threads {fmt(r.profile.threads)}: "
+                          f"{r.detail['machine_peak_gflops_s']:,.1f} GFLOP/s ({r.detail.get('machine_peak_kernel')})"
+                          for r in runs if r.detail.get("machine_peak_gflops_s"))
+    notes = [f"Machine peak, best of dense kernels (cached under VISCHOOSE_HOME): {'; '.join(peaks)}."] if peaks else []
+    notes += list(dict.fromkeys(n for r in runs for n in r.notes))
+    if any(r.profile.compiled for r in runs):
+        notes.append("compile: peak MiB includes what torch.compile keeps resident (compiled code, compiler state).")
+    if any((r.profile.efficiency or 0) > 1 for r in runs):
+        notes.append("eff above 100%: the cached machine peak looks low (measured while the machine was busy?); "
+                     "delete machine_peak.json under VISCHOOSE_HOME to measure it again.")
+    if any(r.profile.top1_size and r.profile.input_size != r.profile.top1_size for r in runs):
+        notes.append("px*: measured at another size than its published top-1 (@px).")
+    return notes + _profile_quality(runs)
+
+
+def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
+    """vischoose profile results: table, json, csv or markdown on stdout."""
+    profiles = [r.profile for r in runs]
+    if output == "json":
+        emit_json("profile", {"profiles": [{**r.profile.to_dict(), "measurement": r.detail} for r in runs],
+                              "notes": _profile_notes(runs)})
+        return
+    if output == "csv":
+        import csv
+        import sys
+
+        names = list(profiles[0].to_dict()) if profiles else []
+        writer = csv.DictWriter(sys.stdout, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(p.to_dict() for p in profiles)
+        return
+    headers = list(PROFILE_HEADERS)
+    if any(p.peak_reserved_mb is not None for p in profiles):
+        headers.insert(16, "reserved MiB")
+    body = [_profile_row(p) for p in profiles]
+    if output == "markdown":
+        from tabulate import tabulate
+
+        typer.echo(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+        bullet = "- "
+    else:
+        typer.echo(table(headers, body))
+        bullet = ""
+    typer.echo("")
+    for line in _profile_conditions(profiles) + [PROFILE_FOOTER] + _profile_notes(runs):
+        typer.echo(bullet + line)
+
+
+class ProfileProgress:
+    """Progress on stderr (model, phase, elapsed): one updating line on a terminal, a line per phase otherwise."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.stream = sys.stderr
+        self.tty = self.stream.isatty()
+        self.last = ""
+
+    def __call__(self, model: str, what: str, elapsed_s: float) -> None:
+        """Show what the profiler is doing."""
+        text = f"{model}: {what} ({elapsed_s:.0f} s)"
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+        elif f"{model}: {what.split(':')[0]}" != self.last:
+            self.stream.write(text + "\n")
+        self.last = f"{model}: {what.split(':')[0]}"
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Clear the progress line."""
+        if self.tty and self.last:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+# ---- vischoose export ----------------------------------------------------------------------------------
+
+EXPORT_HEADERS = ["variant", "runtime", "recipe", "file MiB", "build s", "top-1 agree %", "max |diff|", "cosine",
+                  "status"]
+
+
+def _export_row(v: Any, measured: bool) -> list[str]:
+    a = v.agreement
+    row = [v.precision, "onnxruntime", v.recipe, fmt(v.file_mb, 2), fmt(v.build_s, 1),
+           fmt(100.0 * a.top1_agreement, 1), f"{a.max_abs_diff:.3g}", f"{a.cosine:.5f}", v.status]
+    return row + [fmt(v.img_s_batch1, 1)] if measured else row
+
+
+def show_export(rep: Any, as_json: bool) -> None:
+    """What vischoose export built: one row per variant, the check set, preprocessing; warnings on stderr."""
+    if as_json:
+        emit_json("export", rep.to_dict())
+    else:
+        measured = rep.eager_img_s_batch1 is not None
+        typer.echo(table(EXPORT_HEADERS + (["img/s b1"] if measured else []),
+                         [_export_row(v, measured) for v in rep.variants]))
+        checked = (f"{rep.check_images} of your images" if rep.check_source == "images"
+                   else f"{rep.check_images} random inputs (not images: agreement is unverified)")
+        typer.echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family, opset {rep.opset}; input 'input' "
+                   f"float32 [batch, 3, {rep.input_size}, {rep.input_size}], batch dynamic.\n"
+                   f"preprocessing: {preprocessing_note(rep.preprocessing)}.\n"
+                   f"agreement: with eager fp32 on {checked}; build s = export or quantization time; "
+                   f"MiB = 2^20 bytes.")
+        if measured:
+            typer.echo(f"img/s b1: ONNX Runtime CPU, batch 1, median, threads {fmt(rep.threads)}; eager fp32: "
+                       f"{rep.eager_img_s_batch1:,.1f} img/s.")
+        for v in rep.variants:
+            if v.note:
+                typer.echo(f"{v.precision}: {v.note}.")
+    for path, reason in rep.skipped:
+        typer.echo(f"Warning: {path}: {reason} (skipped).", err=True)
+    if rep.out is not None:
+        shipped = rep.shipped
+        if shipped.status == "unverified":
+            typer.echo(f"Warning: the {shipped.precision} graph is unverified: no real images checked it "
+                       "(pass --calibration DIR).", err=True)
+        typer.echo(f"Wrote {rep.out} ({shipped.precision}, {shipped.file_mb:,.2f} MiB).", err=True)
+
+
+# ---- vischoose profile --optimize ---------------------------------------------------------------------
+
+OPTIMIZE_HEADERS = ["setting", "img/s", "eff %", "compile s", "top-1 agree %", "max |diff|", "% of range", "trial s",
+                    "status"]
+
+
+def _trial_row(t: Any) -> list[str]:
+    eff = t.run.profile.efficiency if t.run else None
+    return [t.variant.label, fmt(t.img_s, 2), fmt(None if eff is None else 100 * eff, 1), fmt(t.compile_s, 1),
+            fmt(None if t.top1_agreement is None else 100 * t.top1_agreement, 0),
+            "" if t.max_abs_diff is None else f"{t.max_abs_diff:.3g}",
+            fmt(None if t.rel_diff is None else 100 * t.rel_diff, 2), fmt(t.wall_s, 1), t.status]
+
+
+def _optimized_summary(o: Any) -> str:
+    if o.best is None or o.plain_run is None or o.best_run is None:
+        return f"{o.model}: no setting could be measured."
+    plain, best = o.plain_run.profile, o.best_run.profile
+    eff = "" if best.efficiency is None else f", {100 * best.efficiency:.0f}% of this machine's {best.dtype} peak"
+    return (f"{o.model}: best {o.best.variant.label}: {best.throughput_img_s:,.2f} img/s{eff}; plain fp32 "
+            f"{plain.throughput_img_s:,.2f} img/s at batch {plain.batch_size}: x{o.speedup:.2f}. "
+            f"Search {o.elapsed_s:.0f} s of {o.budget_s:.0f} s.")
+
+
+def _optimized_dict(o: Any) -> dict[str, Any]:
+    def trial(t: Any) -> dict[str, Any]:
+        return {"setting": t.variant.label, **t.variant.__dict__, "img_s": t.img_s, "compile_s": t.compile_s,
+                "top1_agreement": t.top1_agreement, "max_abs_diff": t.max_abs_diff, "status": t.status,
+                "top1_agreement_near_ties_aside": t.decisive_agreement, "rel_diff": t.rel_diff,
+                "trial_s": t.wall_s, "profile": t.run.profile.to_dict() if t.run else None}
+    return {"model": o.model, "budget_s": o.budget_s, "elapsed_s": o.elapsed_s, "speedup": o.speedup,
+            "best": trial(o.best) if o.best else None, "trials": [trial(t) for t in o.trials]}
+
+
+def show_optimized(found: Sequence[Any], as_json: bool) -> None:
+    """vischoose profile --optimize: every setting tried per model, then the best against plain fp32."""
+    if as_json:
+        emit_json("profile-optimize", {"models": [_optimized_dict(o) for o in found]})
+        return
+    for o in found:
+        typer.echo(f"{o.model}")
+        typer.echo(table(OPTIMIZE_HEADERS, [_trial_row(t) for t in o.trials]))
+        typer.echo(_optimized_summary(o) + "\n")
+    rows = [r.profile for o in found for r in (o.plain_run, o.best_run) if r]
+    for line in _profile_conditions(rows):
+        typer.echo(line)
+    typer.echo("Each setting runs in a fresh process: img/s first (median at its batch size), then peak memory, "
+               "agreement with fp32 on a fixed batch of 8 (top-1 class; max |logit diff|, also as % of fp32's logit "
+               "range; a setting is rejected below 75% top-1 agreement, a switch between classes within 1% of the "
+               "range counted as agreeing, or above 5% of the range), batch-1 latency (eager settings). "
+               "bf16/fp16: weights cast once, forward under torch.autocast (fp32 input; softmax and norms in fp32); eff: FLOP/s over the machine's peak at the "
+               "same dtype. The plain and the best rows are saved (unless --no-save).")

@@ -1,0 +1,143 @@
+"""Rendering of stored results: list, show, import, Markdown report."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import typer
+
+from vischoose.report import emit_json, fmt, table
+
+
+_STORED_PROFILE_HEADERS = ["id", "model", "device", "dtype", "batch", "px", "latency p50 ms", "p90 ms", "img/s",
+                    "peak MiB", "GFLOPs", "top-1 %", "machine", "measured", "from"]
+_STORED_EVAL_HEADERS = ["id", "model", "dataset", "images", "top-1 %", "top-5 %", "device", "dtype", "batch", "px",
+                 "img/s", "machine", "measured", "from"]
+
+
+def _stored_profile_row(r: Any) -> list[str]:
+    p = r.record
+    row = [str(r.id), p.model, p.device, p.dtype, str(p.batch_size), str(p.input_size), fmt(p.latency_ms_p50, 2),
+           fmt(p.latency_ms_p90, 2), fmt(p.throughput_img_s, 1), fmt(p.peak_memory_mb, 1), fmt(p.gflops, 2),
+           fmt(p.top1, 2), p.machine, p.created_at[:16].replace("T", " "), r.imported_from or "here"]
+    if p.error:
+        row[6:9] = ["FAILED", "-", "-"]
+    return row
+
+
+def _stored_eval_row(r: Any) -> list[str]:
+    e = r.record
+    return [str(r.id), e.model, e.dataset, str(e.images), fmt(e.top1, 2), fmt(e.top5, 2), e.device, e.dtype,
+            str(e.batch_size), fmt(e.input_size), fmt(e.images_per_s, 1), e.machine,
+            e.created_at[:16].replace("T", " "), r.imported_from or "here"]
+
+
+def _stored_dict(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "kind": r.kind, "imported_from": r.imported_from, "stored_at": r.stored_at,
+            "record": r.record.to_dict()}
+
+
+def show_results_list(results: Sequence[Any], as_json: bool) -> None:
+    """vischoose results list: profiles, then evaluations, one table each."""
+    if as_json:
+        emit_json("results", [_stored_dict(r) for r in results])
+        return
+    profiles = [r for r in results if r.kind == "profile"]
+    evals = [r for r in results if r.kind == "eval"]
+    if not results:
+        typer.echo("No stored results match.", err=True)
+    if profiles:
+        typer.echo(table(_STORED_PROFILE_HEADERS, [_stored_profile_row(r) for r in profiles]))
+        failed = [r for r in profiles if r.record.error]
+        for r in failed:
+            typer.echo(f"  result {r.id} FAILED: {r.record.error}")
+        typer.echo("\nlatency: batch 1; img/s: at the batch shown; MiB = 2^20 bytes; GFLOPs = 2 x GMACs per image; "
+                   "top-1: published. Details: vischoose results show ID")
+    if evals:
+        body = [_stored_eval_row(r) for r in evals]
+        typer.echo(("\n" if profiles else "") + table(_STORED_EVAL_HEADERS, body))
+
+
+def show_stored_result(r: Any, as_json: bool) -> None:
+    """vischoose results show ID: every field."""
+    if as_json:
+        emit_json("result", _stored_dict(r))
+        return
+    rows = [["id", r.id], ["kind", r.kind], ["stored", r.stored_at], ["from", r.imported_from or "measured here"]]
+    rows += [[k, fmt(v, 4) if isinstance(v, float) else fmt(v)] for k, v in r.record.to_dict().items()]
+    typer.echo(table(["field", "value"], rows))
+
+
+def show_imported(path: str, added: int, skipped: int, as_json: bool) -> None:
+    """What vischoose results import added."""
+    if as_json:
+        emit_json("import", {"file": path, "added": added, "already_stored": skipped})
+        return
+    typer.echo(f"Imported {added} results from {path}; {skipped} were already stored.")
+
+
+def results_markdown(results: Sequence[Any]) -> str:
+    """Markdown tables of stored results (vischoose results export --format markdown)."""
+    from tabulate import tabulate
+
+    parts = []
+    profiles = [r for r in results if r.kind == "profile"]
+    evals = [r for r in results if r.kind == "eval"]
+    if profiles:
+        parts.append(tabulate([_stored_profile_row(r) for r in profiles], _STORED_PROFILE_HEADERS,
+                              tablefmt="github", disable_numparse=True))
+    if evals:
+        parts.append(tabulate([_stored_eval_row(r) for r in evals], _STORED_EVAL_HEADERS, tablefmt="github",
+                              disable_numparse=True))
+    return "\n\n".join(parts) + "\n"
+
+
+def _conditions_md(profiles: Sequence[Any]) -> str:
+    from tabulate import tabulate
+
+    keys = ["machine", "device", "device_name", "dtype", "threads", "layout", "compiled", "runtime", "batch_size",
+            "input_size", "torch_version", "timm_version"]
+    counts: dict[tuple[Any, ...], int] = {}
+    for p in profiles:
+        row = tuple(fmt(getattr(p, k)) for k in keys)
+        counts[row] = counts.get(row, 0) + 1
+    return tabulate([[*row, n] for row, n in counts.items()], [*keys, "results"], tablefmt="github",
+                    disable_numparse=True)
+
+
+def _comparisons_md(comparisons: Sequence[Any], ratios: Sequence[Any]) -> list[str]:
+    from tabulate import tabulate
+
+    if not comparisons and not ratios:
+        return ["No measured model has a published counterpart in the catalog."]
+    rows = [[c.model, c.figure, fmt(c.measured, 2), fmt(c.published, 2), f"x{c.ratio:.2f}",
+             f"{c.difference_pct:+.0f}%", c.source, c.caveat or "-"] for c in comparisons]
+    out = [tabulate(rows, ["model", "figure", "measured", "published", "measured/published", "difference",
+                           "published under", "conditions differ"], tablefmt="github", disable_numparse=True)]
+    if ratios:
+        out += ["", "Ratios between models cancel most of the hardware difference:", ""]
+        out += [f"- {r.sentence()} ({r.source}{'; ' + r.caveat if r.caveat else ''})" for r in ratios]
+    return out
+
+
+def results_report(results: Sequence[Any], machine_info: dict[str, Any], comparisons: Sequence[Any],
+                   ratios: Sequence[Any], plot_file: str | None, generated_at: str) -> str:
+    """The Markdown report: machine, conditions, results, plot, and measured against published figures."""
+    profiles = [r.record for r in results if r.kind == "profile"]
+    lines = ["# vischoose results report", "", f"Generated {generated_at}; {len(results)} results.", "",
+             "## This machine", ""]
+    lines += [f"- {k}: {v}" for k, v in machine_info.items()]
+    machines = sorted({r.record.machine for r in results} - {machine_info.get("machine")})
+    if machines:
+        lines += [f"- results from other machines (kept apart by fingerprint): {', '.join(machines)}"]
+    if profiles:
+        lines += ["", "## Conditions", "", _conditions_md(profiles)]
+    lines += ["", "## Results", "", results_markdown(results).rstrip(), "",
+              "latency: p50 at batch 1; img/s: at the batch shown; MiB = 2^20 bytes; GFLOPs = 2 x GMACs per image; "
+              "top-1: published (timm results-imagenet.csv)."]
+    failed = [r for r in results if r.kind == "profile" and r.record.error]
+    lines += [f"- result {r.id} ({r.record.model}) FAILED: {r.record.error}" for r in failed]
+    if plot_file:
+        lines += ["", "## Accuracy against speed", "", f"![top-1 against throughput, Pareto front]({plot_file})"]
+    lines += ["", "## Against published figures", "", *_comparisons_md(comparisons, ratios)]
+    return "\n".join(lines) + "\n"
