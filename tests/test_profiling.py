@@ -100,6 +100,20 @@ def kill_when(model_text, phase, batch=None):
     return runner
 
 
+def test_a_cached_peak_the_model_beats_is_dropped_not_reported_as_over_100_percent(isolated_home):
+    seed_peak(isolated_home)
+    cache = isolated_home / profiling.PEAK_CACHE_FILE
+    key = next(iter(json.loads(cache.read_text())))
+    cache.write_text(json.dumps({key: {"gflops_s": 1e-6, "kernel": "measured on a busy machine", "reps": 0}}))
+    runs = profiling.profile_models([TINY], profiling.resolve_options(batch_sizes=[2], **FAST), save=False)
+    assert runs[0].profile.ok and runs[0].profile.throughput_img_s > 0
+    assert runs[0].profile.efficiency is None
+    assert any("above the cached machine peak" in n and "measured again next run" in n for n in runs[0].notes)
+    assert key not in json.loads(cache.read_text())
+    assert profiling._efficiency(10.0, 5.0, 100.0) == pytest.approx(0.5)
+    assert profiling._efficiency(10.0, 50.0, 100.0) is None
+
+
 def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
     import timm
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 from vischoose import catalog
 from vischoose.catalog import MIB, ModelRef
 from vischoose.errors import ProfilingError, UsageError
+from vischoose.measure import peak_key
 from vischoose.records import Profile
 
 DEFAULT_BATCH_SIZES = {"cpu": (8,), "cuda": (64,)}  # 64: the article's batch; 8 keeps CPU runs short
@@ -239,6 +240,14 @@ def describe_exit(status: int) -> str:
     return f"exit code {status}"
 
 
+def _efficiency(gflops: float | None, img_s: float | None, peak_gflops_s: float | None) -> float | None:
+    """Achieved FLOP/s over the machine peak; None where unknown or where the cached peak was beaten (stale)."""
+    if not (gflops and img_s and peak_gflops_s):
+        return None
+    share = gflops * img_s / peak_gflops_s
+    return share if share <= 1.0 else None
+
+
 class _ChildJob:
     """One model's two child processes: memory + FLOPs (run again for the smaller batch sizes if it dies), then
     timings for the batch sizes that fit, in a process of its own so that it starts as fresh as a user's."""
@@ -262,7 +271,7 @@ class _ChildJob:
             general = crash or (timing.get("error") if timing.get("status") == "failed" else None)
         else:
             general = result.get("error")
-        notes = tuple(result.get("notes", [])) + self._size_notes(result)
+        notes = tuple(result.get("notes", [])) + self._size_notes(result) + self._stale_peak(result, batches)
         saveable = result.get("error_kind") != "setup"
         return [ProfileRun(self._profile(result, b, self._row_error(result, b, errors.get(b) or general)), notes,
                            self._detail(result, b), saveable) for b in batches]
@@ -340,6 +349,22 @@ class _ChildJob:
         done = "median" in (result["throughput"].get(str(batch)) or {}) and "median" in (result.get("latency") or {})
         return None if done else (error or "not measured")
 
+    def _stale_peak(self, result: dict[str, Any], batches: list[int]) -> tuple[str, ...]:
+        """Drop a cached machine peak that this model beat (it was measured on a busy machine); say so."""
+        peak, flops = result.get("peak_gflops_s"), result.get("flops_per_image")
+        rates = [flops / 1e9 * (result["throughput"].get(str(b)) or {}).get("median", 0) for b in batches] if flops else []
+        if not peak or not rates or max(rates) <= peak:
+            return ()
+        cond = result.get("conditions", {})
+        key = peak_key(self.job["machine"], self.job["device"], cond.get("device_name", ""), self.options.dtype,
+                       cond.get("threads"))
+        path = Path(self.job["peak_cache"])
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+        if cache.pop(key, None) is not None:
+            path.write_text(json.dumps(cache, indent=2))
+        return (f"{self.ref.display}: reached {max(rates):,.0f} GFLOP/s, above the cached machine peak of {peak:,.0f} "
+                "(measured while the machine was busy?): eff is not shown and the peak is measured again next run.",)
+
     def _entry(self, result: dict[str, Any]) -> catalog.CatalogEntry | None:
         return self.ref.entry or catalog.by_tag(result.get("model", {}).get("tag", ""))
 
@@ -387,7 +412,7 @@ class _ChildJob:
             latency_ms_p50=lat.get("median"), latency_ms_p90=lat.get("p90"), latency_ms_p99=lat.get("p99"),
             latency_ms_iqr=lat.get("iqr"), throughput_img_s=tput, throughput_iqr=thr.get("iqr"),
             peak_memory_mb=mem.get("peak_mb"), peak_reserved_mb=mem.get("reserved_mb"),
-            efficiency=gflops * tput / peak if gflops and tput and peak else None,
+            efficiency=_efficiency(gflops, tput, peak),
             top1=entry.top1 if entry else None, top1_size=entry.top1_size if entry else None, error=error)
 
     @staticmethod

@@ -66,9 +66,6 @@ def _profile_notes(runs: Sequence[Any]) -> list[str]:
     notes += list(dict.fromkeys(n for r in runs for n in r.notes))
     if any(r.profile.compiled for r in runs):
         notes.append("compile: peak MiB includes what torch.compile keeps resident (compiled code, compiler state).")
-    if any((r.profile.efficiency or 0) > 1 for r in runs):
-        notes.append("eff above 100%: the cached machine peak looks low (measured while the machine was busy?); "
-                     "delete machine_peak.json under VISCHOOSE_HOME to measure it again.")
     if any(r.profile.top1_size and r.profile.input_size != r.profile.top1_size for r in runs):
         notes.append("px*: measured at another size than its published top-1 (@px).")
     return notes + _profile_quality(runs)
