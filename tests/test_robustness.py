@@ -122,3 +122,35 @@ def test_corrupt_database_is_reported_and_left_untouched(world, runner):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {path} is not a usable vischoose results database")
     assert path.read_bytes() == before
+
+
+def test_ctrl_c_during_profile_keeps_the_finished_models(isolated_home):
+    """The second model is interrupted: the first model's rows are already in the store."""
+    from tests.profhelpers import FAST, seed_peak
+    from vischoose import profiling
+
+    seed_peak(isolated_home)
+    second = "test_vit.r160_in1k"
+
+    def runner(cmd, env, on_line):
+        job = __import__("json").loads(Path(cmd[-1]).read_text())
+        if job["model"] == second:
+            raise KeyboardInterrupt
+        return profiling.run_child(cmd, env, on_line)
+
+    with pytest.raises(KeyboardInterrupt):
+        profiling.profile_models([MODEL, second], profiling.resolve_options(batch_sizes=[2], **FAST), runner=runner)
+    with open_store() as db:
+        assert [(p.model, p.batch_size, p.ok) for p in db.profiles()] == [(MODEL, 2, True)]
+
+
+def test_ctrl_c_exits_130_with_a_message(runner, monkeypatch):
+    from vischoose import profiling
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(profiling, "profile_models", interrupted)
+    result = runner.invoke(app, ["profile", MODEL, "--device", "cpu"])
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-1] == "Interrupted: results finished so far are kept."
