@@ -6,7 +6,7 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from functools import cache
 from pathlib import Path
 from types import UnionType
@@ -73,9 +73,12 @@ def kind_of(record: Record) -> str:
 
 
 def record_uid(record: Record) -> str:
-    """A content hash of every field: the same result gives the same uid on every machine."""
+    """A content hash of every field not at its default: the same result gives the same uid on every machine, and
+    fields added in later versions (at their default in older results) leave an older result's uid unchanged."""
     normal = record_from_dict(kind_of(record), record.to_dict())
-    text = json.dumps({"kind": kind_of(record), **normal.to_dict()}, sort_keys=True, default=str)
+    defaults = {f.name: f.default for f in fields(normal) if f.default is not MISSING}
+    data = {k: v for k, v in normal.to_dict().items() if k not in defaults or v != defaults[k]}
+    text = json.dumps({"kind": kind_of(record), **data}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -28,6 +28,9 @@ from vischoose.records import Profile
 DEFAULT_BATCH_SIZES = {"cpu": (8,), "cuda": (64,)}  # 64: the article's batch; 8 keeps CPU runs short
 DEFAULT_TIME_BUDGET_S = 60.0
 PEAK_CACHE_FILE = "machine_peak.json"
+RUNTIMES = ("torch", "onnxruntime")
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8"}  # --precision -> dtype
+ORT_DTYPES = ("float32", "int8")
 
 LineSink = Callable[[str], None]
 Runner = Callable[[list[str], dict[str, str], LineSink], int]
@@ -48,6 +51,9 @@ class ProfileOptions:
     input_size: int | None = None  # None: the model's pretrained config
     weights: str = "auto"
     time_budget_s: float = DEFAULT_TIME_BUDGET_S
+    runtime: str = "torch"  # or "onnxruntime": the exported graph (dtype float32 or int8) on ONNX Runtime, CPU
+    calibration: str | None = None  # onnxruntime: a folder of images to calibrate int8 and check agreement on
+    min_agreement: float = 0.99  # onnxruntime int8: top-1 agreement with eager fp32 below which it is rejected
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,13 @@ def resolve_options(target: str | None = None, **given: Any) -> ProfileOptions:
     Raises:
         PresetError, UsageError.
     """
+    precision = given.pop("precision", None)
+    if precision is not None:
+        dtype = precision_dtype(precision)
+        if given.get("dtype") not in (None, dtype):
+            raise UsageError(f"--precision {precision} and --dtype {given['dtype']} disagree.",
+                             hint="Give one of them.")
+        given["dtype"] = dtype
     unknown = set(given) - {f.name for f in fields(ProfileOptions)}
     if unknown:
         raise TypeError(f"unknown profiling options: {', '.join(sorted(unknown))}")
@@ -106,6 +119,17 @@ def resolve_options(target: str | None = None, **given: Any) -> ProfileOptions:
     return options
 
 
+def precision_dtype(precision: str) -> str:
+    """The dtype of a --precision value (fp32 -> float32, ..., int8 -> int8).
+
+    Raises:
+        UsageError: an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise UsageError(f"Unknown precision '{precision}' (expected one of: {', '.join(PRECISIONS)}).")
+    return PRECISIONS[precision]
+
+
 def validate(options: ProfileOptions) -> None:
     """Reject option values no measurement can use (UsageError, exit code 2)."""
     from vischoose.models import WEIGHT_MODES
@@ -114,8 +138,17 @@ def validate(options: ProfileOptions) -> None:
     device = options.device
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
         raise UsageError(f"Unknown device '{device}' (expected auto, cpu, cuda or cuda:N).")
-    if options.dtype not in DTYPES:
+    if options.runtime not in RUNTIMES:
+        raise UsageError(f"Unknown runtime '{options.runtime}' (expected one of: {', '.join(RUNTIMES)}).")
+    if options.runtime == "onnxruntime":
+        _validate_ort(options)
+    elif options.dtype == "int8":
+        raise UsageError("int8 runs as an ONNX Runtime graph, not in torch eager.",
+                         hint="Add --runtime onnxruntime.")
+    elif options.dtype not in DTYPES:
         raise UsageError(f"Unknown dtype '{options.dtype}' (expected one of: {', '.join(DTYPES)}).")
+    elif options.calibration is not None:
+        raise UsageError("--calibration is for --runtime onnxruntime (int8 calibration and its agreement check).")
     if options.weights not in WEIGHT_MODES:
         raise UsageError(f"Unknown weights mode '{options.weights}' (expected one of: {', '.join(WEIGHT_MODES)}).")
     if options.batch_sizes is not None:
@@ -125,6 +158,26 @@ def validate(options: ProfileOptions) -> None:
             raise UsageError(f"Invalid {name} {value}: it must be at least {least}.")
     if not options.time_budget_s > 0:
         raise UsageError(f"Invalid time budget {options.time_budget_s} s: it must be more than 0 seconds.")
+
+
+def _validate_ort(options: ProfileOptions) -> None:
+    if options.device not in ("auto", "cpu"):
+        raise UsageError(f"--runtime onnxruntime runs on the CPU here, not on '{options.device}'.",
+                         hint="Use --device cpu (ONNX Runtime's CPU execution provider).")
+    if options.dtype not in ORT_DTYPES:
+        raise UsageError(f"--runtime onnxruntime runs fp32 or int8 graphs, not {options.dtype}.",
+                         hint="Use --precision fp32 or --precision int8.")
+    settings = [name for name, on in (("--channels-last", options.channels_last), ("--compile", options.compile),
+                                      ("autocast", options.autocast)) if on]
+    if settings:
+        raise UsageError(f"{', '.join(settings)} apply to torch, not to --runtime onnxruntime.",
+                         hint="ONNX Runtime optimises the graph itself; drop them.")
+    if not 0.0 <= options.min_agreement <= 1.0:
+        raise UsageError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement}).")
+    if options.calibration is not None and not Path(options.calibration).is_dir():
+        why = "is not a folder" if Path(options.calibration).exists() else "does not exist"
+        raise UsageError(f"Calibration folder {options.calibration} {why}.",
+                         hint="Give a folder of your own images (a few dozen).")
 
 
 def resolve_device(device: str) -> str:
@@ -186,7 +239,7 @@ def profile_models(models: Iterable[str] | None, options: ProfileOptions, progre
     names = [models] if isinstance(models, str) else list(models or [])
     refs = [catalog.parse_model_ref(m) for m in names or article_models()]
     check_models(refs)
-    device = resolve_device(options.device)
+    device = "cpu" if options.runtime == "onnxruntime" else resolve_device(options.device)
     sizes = tuple(sorted(set(options.batch_sizes or DEFAULT_BATCH_SIZES[device.split(":")[0]])))
     job = {"device": device, "dtype": options.dtype, "channels_last": options.channels_last,
            "compile": options.compile, "autocast": options.autocast, "threads": options.threads, "input_size": options.input_size,
@@ -195,8 +248,11 @@ def profile_models(models: Iterable[str] | None, options: ProfileOptions, progre
     runs: list[ProfileRun] = []
     try:
         with tempfile.TemporaryDirectory(prefix="vischoose-profile-") as tmp:
+            kind = _ChildJob
+            if options.runtime == "onnxruntime":
+                from vischoose.ortprofile import OrtJob as kind
             for i, ref in enumerate(refs):
-                child = _ChildJob(ref, {**job, "batch_sizes": list(sizes)}, Path(tmp) / str(i), options)
+                child = kind(ref, {**job, "batch_sizes": list(sizes)}, Path(tmp) / str(i), options)
                 runs += child.run(runner, progress, debug)
     finally:  # on Ctrl-C too: what finished is kept
         if save:
@@ -251,6 +307,8 @@ def _efficiency(gflops: float | None, img_s: float | None, peak_gflops_s: float 
 class _ChildJob:
     """One model's two child processes: memory + FLOPs (run again for the smaller batch sizes if it dies), then
     timings for the batch sizes that fit, in a process of its own so that it starts as fresh as a user's."""
+
+    child_module = "vischoose.measure"  # run as python -m child_module JOB.json
 
     def __init__(self, ref: ModelRef, job: dict[str, Any], folder: Path, options: ProfileOptions) -> None:
         self.ref, self.job, self.folder, self.options = ref, job, folder, options
@@ -324,7 +382,7 @@ class _ChildJob:
             if progress:
                 progress(self.ref.display, what, time.monotonic() - start)
 
-        status = runner([sys.executable, "-m", "vischoose.measure", str(job_path)], env, on_line)
+        status = runner([sys.executable, "-m", self.child_module, str(job_path)], env, on_line)
         if result_path.is_file():
             return json.loads(result_path.read_text()), status, tail
         return {"phase": "starting", "batch_size": None, "memory": {}, "throughput": {}, "notes": []}, status, tail

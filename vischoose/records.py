@@ -53,7 +53,25 @@ class Profile:
     top1: float | None = None  # published top-1 %
     top1_size: int | None = None  # the size the published top-1 was measured at
     error: str | None = None  # why this row failed (OOM, crash), else None
+    # deployment runtimes (runtime "onnxruntime", dtype "float32" or "int8"): the shipped graph and how closely
+    # it follows the eager fp32 model on a fixed batch
+    runtime_version: str | None = None  # onnxruntime's version, for onnxruntime rows
+    file_mb: float | None = None  # the graph on disk, MiB (external data included)
+    export_s: float | None = None  # torch.onnx.export, seconds
+    quantize_s: float | None = None  # int8 quantization, seconds
+    recipe: str | None = None  # the int8 recipe (e.g. static-qdq-u8s8, dynamic-matmul-s8)
+    agreement_top1: float | None = None  # 0-1: share of the check batch whose top-1 matches eager fp32
+    agreement_max_abs_diff: float | None = None  # largest |logit difference| from eager fp32
+    agreement_cosine: float | None = None  # smallest per-image cosine of the logits with eager fp32's
+    agreement_images: int | None = None  # images in the check batch
+    agreement_source: str | None = None  # "images" (real photos) or "random" (random inputs)
+    variant_status: str | None = None  # "ok", "rejected" (below the agreement threshold) or "unverified"
     created_at: str = field(default_factory=now_iso)
+
+    @property
+    def deployable(self) -> bool:
+        """Measured, and not a variant rejected for disagreeing with eager fp32."""
+        return self.ok and self.variant_status != "rejected"
 
     @property
     def ok(self) -> bool:
@@ -88,6 +106,8 @@ class EvalResult:
     input_size: int | None = None
     images_per_s: float | None = None
     world_size: int = 1
+    runtime: str = "torch"  # or "onnxruntime" (dtype "float32" or "int8": the deployed graph)
+    recipe: str | None = None  # the int8 recipe, for onnxruntime int8
     machine: str = ""
     torch_version: str = ""
     timm_version: str = ""

@@ -36,11 +36,32 @@ def _profile_row(p: Any) -> list[str]:
 
 
 def _profile_conditions(profiles: Sequence[Any]) -> list[str]:
+    def setting(p: Any) -> str:
+        if p.runtime == "onnxruntime":
+            return f"onnxruntime {p.runtime_version or '?'} ({p.dtype} graph, CPU execution provider)"
+        return f"{p.runtime} {p.dtype}, {p.layout}, compile {fmt(p.compiled)}"
     seen = dict.fromkeys(
-        f"{p.device} ({p.device_name or '?'}), threads {fmt(p.threads)}, {p.dtype}, {p.layout}, "
-        f"compile {fmt(p.compiled)}, torch {p.torch_version or '?'}, timm {p.timm_version or '?'}, "
-        f"machine {p.machine}" for p in profiles)
+        f"{p.device} ({p.device_name or '?'}), threads {fmt(p.threads)}, {setting(p)}, "
+        f"torch {p.torch_version or '?'}, timm {p.timm_version or '?'}, machine {p.machine}" for p in profiles)
     return [f"Conditions: {c}" for c in seen]
+
+
+GRAPH_HEADERS = ["model", "batch", "graph", "recipe", "file MiB", "export s", "quant s", "checked on", "top-1 agree %",
+                 "max |diff|", "cosine", "status"]
+GRAPH_FOOTER = ("graph: the ONNX graph ONNX Runtime ran (MiB above = its file size; peak MiB = peak RSS over the "
+                "idle process after importing onnxruntime, no torch); agreement with the eager fp32 model on one "
+                "fixed batch: share of images with the same top-1 class, largest |logit difference|, smallest "
+                "per-image cosine of the logits. status: ok; rejected (below --min-agreement on your images: never "
+                "recommended); unverified (random inputs or random weights: pass pretrained weights and "
+                "--calibration DIR).")
+
+
+def _graph_row(p: Any) -> list[str]:
+    checked = f"{fmt(p.agreement_images)} {'images' if p.agreement_source == 'images' else 'random inputs'}"
+    return [p.model, str(p.batch_size), {"float32": "fp32", "int8": "int8"}.get(p.dtype, p.dtype), p.recipe or "-",
+            fmt(p.file_mb, 1), fmt(p.export_s, 1), fmt(p.quantize_s, 1), checked if p.agreement_images else "",
+            fmt(None if p.agreement_top1 is None else 100 * p.agreement_top1, 1),
+            fmt(p.agreement_max_abs_diff, 3), fmt(p.agreement_cosine, 4), p.variant_status or ""]
 
 
 def _profile_quality(runs: Sequence[Any]) -> list[str]:
@@ -99,8 +120,20 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
     else:
         typer.echo(table(headers, body))
         bullet = ""
+    graphs = [p for p in profiles if p.runtime == "onnxruntime" and p.variant_status]
+    footers = [PROFILE_FOOTER]
+    if graphs:
+        typer.echo("")
+        rows = [_graph_row(p) for p in graphs]
+        if output == "markdown":
+            from tabulate import tabulate
+
+            typer.echo(tabulate(rows, headers=GRAPH_HEADERS, tablefmt="github", disable_numparse=True))
+        else:
+            typer.echo(table(GRAPH_HEADERS, rows))
+        footers.append(GRAPH_FOOTER)
     typer.echo("")
-    for line in _profile_conditions(profiles) + [PROFILE_FOOTER] + _profile_notes(runs):
+    for line in _profile_conditions(profiles) + footers + _profile_notes(runs):
         typer.echo(bullet + line)
 
 
