@@ -366,6 +366,15 @@ def profile_cmd(
     batch_size: Annotated[list[str] | None, typer.Option("--batch-size", "-b", help="Throughput batch size; repeat "
                                                          "or comma-separate for a sweep (default 8 on CPU, 64 on GPU).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
+    runtime: Annotated[str | None, typer.Option(help="torch (default: eager) or onnxruntime (the exported ONNX "
+                                                "graph on the CPU, as deployed; checked against eager fp32).")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, bf16, fp16 (torch) or int8 (onnxruntime, with the "
+                                                  "recipe of the model's family); same as --dtype.")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="onnxruntime: folder of your images (a few dozen) that "
+                                                     "calibrate int8 and check agreement with eager fp32.")] = None,
+    min_agreement: Annotated[float | None, typer.Option(help="onnxruntime int8: reject a graph whose top-1 agrees "
+                                                        "with eager fp32 on less than this share of your images "
+                                                        "(default 0.99).")] = None,
     channels_last: Annotated[bool | None, typer.Option("--channels-last/--contiguous", help="Memory layout of "
                                                        "weights and input (default contiguous).")] = None,
     compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model first.")] = None,
@@ -395,7 +404,9 @@ def profile_cmd(
             raise errors.UsageError("Choose one of --json, --csv and --markdown.")
         options = profiling.resolve_options(
             target, device=device, batch_sizes=batch_size, dtype=dtype, channels_last=channels_last,
-            compile=compile_, threads=threads, input_size=input_size, weights=weights, time_budget_s=time_budget)
+            compile=compile_, threads=threads, input_size=input_size, weights=weights, time_budget_s=time_budget,
+            runtime=runtime, precision=precision, calibration=str(calibration) if calibration else None,
+            min_agreement=min_agreement)
         if optimize:
             _profile_optimized(models, options, time_budget, progress, not no_save, as_json)
             return
