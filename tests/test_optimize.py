@@ -119,3 +119,16 @@ def test_a_bad_budget_is_a_usage_error(runner, budget):
     result = runner.invoke(app, ["profile", TINY, "--optimize", "--time-budget", budget, "--device", "cpu"])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: Invalid time budget {float(budget)} s: it must be more than 0 seconds.")
+
+
+def test_onnxruntime_settings_are_tried_and_an_unverified_int8_is_never_the_best(isolated_home, tmp_path):
+    seed_peaks(isolated_home)
+    s = optimize._Search(TINY, profiling.resolve_options(**OPTS), "cpu", 100.0, tmp_path, profiling.run_child, None)
+    fp32 = s.run(Variant(batch_size=2, runtime="onnxruntime"), tmp_path / "reference.pt")
+    int8 = s.run(Variant(dtype="int8", batch_size=2, runtime="onnxruntime"), tmp_path / "reference.pt")
+    assert fp32.ok and fp32.top1_agreement == 1.0 and fp32.img_s > 0
+    assert fp32.run.profile.runtime == "onnxruntime" and fp32.run.profile.file_mb > 0
+    assert fp32.variant.label == "onnxruntime fp32, batch 2" and int8.variant.label == "onnxruntime int8, batch 2"
+    assert int8.img_s > 0 and int8.run.profile.recipe == "static-qdq-u8s8"
+    assert int8.status.startswith("unverified: ") and not int8.ok  # random weights, random inputs
+    assert s.best() is fp32 and s.best(runtime="torch") is None

@@ -407,6 +407,9 @@ def profile_cmd(
             compile=compile_, threads=threads, input_size=input_size, weights=weights, time_budget_s=time_budget,
             runtime=runtime, precision=precision, calibration=str(calibration) if calibration else None,
             min_agreement=min_agreement)
+        if calibration is not None and options.runtime != "onnxruntime" and not optimize:
+            raise errors.UsageError("--calibration is for --runtime onnxruntime or --optimize (int8 calibration and "
+                                    "its agreement check).")
         if optimize:
             _profile_optimized(models, options, time_budget, progress, not no_save, as_json)
             return

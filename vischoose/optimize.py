@@ -1,8 +1,10 @@
 """`vischoose profile --optimize`: search the execution settings of each model, each variant in a fresh process.
 
 Variants: dtype (fp32; bf16 autocast where the CPU has avx512_bf16/AMX or the GPU supports it; fp16 autocast on
-GPU), channels_last for convolutional models, the CPU thread count, the throughput batch size (doubled while
-img/s grows) and torch.compile (when the time budget leaves room for its compilation). Every variant's logits
+GPU), channels_last for convolutional models, on CPU the exported graph on ONNX Runtime (fp32, and int8 with the
+family's recipe: chosen only when verified on the user's images, vischoose.ortprofile), the CPU thread count, the
+throughput batch size (doubled while img/s grows) and torch.compile (when the time budget leaves room for its
+compilation). Every variant's logits
 on a fixed input are compared with fp32's; one that disagrees is never the best. The plain fp32 setting and the
 best one are saved to the store as Profile rows (each trial measures a full row, img/s first in a fresh process).
 
@@ -30,6 +32,7 @@ MAX_REL_DIFF = 0.05  # largest logit difference from fp32, as a share of fp32's 
 AGREE_BATCH = 8
 SEARCH_SHARE = 0.95  # of a model's budget the search plans to use (a trial is only started when one fits)
 COMPILE_ESTIMATE_S = 45.0  # what one torch.compile of a ResNet-50-sized model takes on a small CPU
+ORT_ESTIMATE_S = 30.0  # export (+ quantization) of a ResNet-50-sized model, beyond an eager trial's cost
 MIN_GAIN = 1.05  # a larger batch must bring 5% more img/s to go on doubling
 MAX_BATCH_STEPS = 3
 
@@ -43,10 +46,14 @@ class Variant:
     compile: bool = False
     threads: int | None = None
     batch_size: int = 8
+    runtime: str = "torch"  # or "onnxruntime" (dtype float32 or int8: the exported graph)
 
     @property
     def label(self) -> str:
-        """'bf16 autocast + channels_last + compile, batch 8'."""
+        """'bf16 autocast + channels_last + compile, batch 8' or 'onnxruntime int8, batch 8'."""
+        if self.runtime == "onnxruntime":
+            threads = f", {self.threads} threads" if self.threads else ""
+            return f"onnxruntime {'fp32' if self.dtype == 'float32' else self.dtype}{threads}, batch {self.batch_size}"
         parts = [{"float32": "fp32", "bfloat16": "bf16 autocast", "float16": "fp16 autocast"}[self.dtype]]
         parts += ["channels_last"] * self.channels_last + ["compile"] * self.compile
         threads = f", {self.threads} threads" if self.threads else ""
@@ -54,7 +61,11 @@ class Variant:
 
     def options(self, base: ProfileOptions, time_budget_s: float) -> ProfileOptions:
         """The profiler options that run this variant."""
-        return replace(base, dtype=self.dtype, autocast=self.dtype != "float32", channels_last=self.channels_last,
+        if self.runtime == "onnxruntime":
+            return replace(base, runtime="onnxruntime", dtype=self.dtype, autocast=False, channels_last=False,
+                           compile=False, threads=self.threads or base.threads, batch_sizes=(self.batch_size,),
+                           time_budget_s=time_budget_s)
+        return replace(base, runtime="torch", calibration=None, dtype=self.dtype, autocast=self.dtype != "float32", channels_last=self.channels_last,
                        compile=self.compile, threads=self.threads or base.threads, batch_sizes=(self.batch_size,),
                        time_budget_s=time_budget_s)
 
@@ -154,8 +165,39 @@ class _Search:
         """Timed seconds each trial gets."""
         return max(min(self.base.time_budget_s, 0.04 * self.budget_s), 0.5)
 
+    def run_ort(self, variant: Variant) -> Trial:
+        """Export (and quantize) the model and time its graph on ONNX Runtime, judged against eager fp32."""
+        from vischoose import catalog
+        from vischoose.ortprofile import OrtJob
+        from vischoose.profiling import child_job
+
+        if self.progress:
+            self.progress(self.model, f"trying {variant.label}", time.monotonic() - self.start)
+        options = variant.options(self.base, self.trial_budget_s())
+        folder = self.folder / f"ort-{len(self.trials)}"
+        job = {**child_job(options, "cpu"), "batch_sizes": [variant.batch_size]}
+        begin = time.monotonic()
+        (run,) = OrtJob(catalog.parse_model_ref(self.model), job, folder, options).run(self.runner, None, False)
+        p = run.profile
+        if p.error:
+            status = f"failed: {p.error}"
+        elif p.variant_status == "rejected":
+            status = (f"rejected: top-1 agrees with eager fp32 on {100 * (p.agreement_top1 or 0):.0f}% of "
+                      f"{p.agreement_images} images (< {100 * options.min_agreement:.0f}%)")
+        elif p.variant_status == "unverified":
+            status = "unverified: checked on random inputs or weights only (pass --calibration DIR with pretrained)"
+        else:
+            status = "ok"
+        trial = Trial(variant, img_s=p.throughput_img_s, top1_agreement=p.agreement_top1,
+                      max_abs_diff=p.agreement_max_abs_diff, status=status, wall_s=time.monotonic() - begin,
+                      is_conv=self.trials[0].is_conv if self.trials else False, run=run)
+        self.trials.append(trial)
+        return trial
+
     def run(self, variant: Variant, reference: Path) -> Trial:
         """Time one variant in its own child and check it against the reference logits."""
+        if variant.runtime == "onnxruntime":
+            return self.run_ort(variant)
         from vischoose import catalog, machine
         from vischoose.profiling import PEAK_CACHE_FILE, _ChildJob
         from vischoose.store import home
@@ -187,9 +229,9 @@ class _Search:
         self.trials.append(trial)
         return trial
 
-    def best(self) -> Trial | None:
-        """The fastest trial that agrees with fp32."""
-        good = [t for t in self.trials if t.ok]
+    def best(self, runtime: str | None = None) -> Trial | None:
+        """The fastest trial that agrees with fp32 (of one runtime, if given)."""
+        good = [t for t in self.trials if t.ok and runtime in (None, t.variant.runtime)]
         return max(good, key=lambda t: t.img_s or 0.0) if good else None
 
 
@@ -229,10 +271,18 @@ def search(s: _Search, reference: Path) -> None:
             s.trials.append(Trial(variant, status="skipped: time budget", is_conv=plain.is_conv))
             continue
         s.run(variant, reference)
+    if s.device == "cpu":  # the deployed graph: ONNX Runtime on the CPU
+        for dtype in ("float32", "int8"):
+            variant = Variant(dtype=dtype, batch_size=base_batch, runtime="onnxruntime")
+            if room(ORT_ESTIMATE_S):
+                s.run(variant, reference)
+            else:
+                s.trials.append(Trial(variant, status=f"skipped: exporting takes about {ORT_ESTIMATE_S:.0f} s, "
+                                                      f"{max(s.left_s(), 0):.0f} s of the search budget left"))
     for threads in thread_counts(s.device):
         if room():
             s.run(replace(s.best().variant, threads=threads), reference)
-    best = s.best()
+    best = s.best(runtime="torch")
     compiled = replace(best.variant, compile=True)
     if room(COMPILE_ESTIMATE_S):
         s.run(compiled, reference)
@@ -246,7 +296,9 @@ def sweep_batch(s: _Search, reference: Path, room: Any) -> None:
     """Double the best setting's batch size while img/s grows by MIN_GAIN and it runs."""
     for _ in range(MAX_BATCH_STEPS):
         best = s.best()
-        if best is None or not room(COMPILE_ESTIMATE_S if best.variant.compile else 0.0):
+        rebuild = COMPILE_ESTIMATE_S if best and best.variant.compile else ORT_ESTIMATE_S if best and \
+            best.variant.runtime == "onnxruntime" else 0.0
+        if best is None or not room(rebuild):
             return  # a compiled model compiles again for a new batch size
         bigger = s.run(replace(best.variant, batch_size=2 * best.variant.batch_size), reference)
         if not bigger.ok or bigger.img_s < MIN_GAIN * best.img_s:

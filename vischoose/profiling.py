@@ -147,8 +147,6 @@ def validate(options: ProfileOptions) -> None:
                          hint="Add --runtime onnxruntime.")
     elif options.dtype not in DTYPES:
         raise UsageError(f"Unknown dtype '{options.dtype}' (expected one of: {', '.join(DTYPES)}).")
-    elif options.calibration is not None:
-        raise UsageError("--calibration is for --runtime onnxruntime (int8 calibration and its agreement check).")
     if options.weights not in WEIGHT_MODES:
         raise UsageError(f"Unknown weights mode '{options.weights}' (expected one of: {', '.join(WEIGHT_MODES)}).")
     if options.batch_sizes is not None:
@@ -233,18 +231,12 @@ def profile_models(models: Iterable[str] | None, options: ProfileOptions, progre
     Raises:
         UnknownModelError, UsageError, ProfilingError (device missing), StoreError.
     """
-    from vischoose import machine
-    from vischoose.store import home
-
     names = [models] if isinstance(models, str) else list(models or [])
     refs = [catalog.parse_model_ref(m) for m in names or article_models()]
     check_models(refs)
     device = "cpu" if options.runtime == "onnxruntime" else resolve_device(options.device)
     sizes = tuple(sorted(set(options.batch_sizes or DEFAULT_BATCH_SIZES[device.split(":")[0]])))
-    job = {"device": device, "dtype": options.dtype, "channels_last": options.channels_last,
-           "compile": options.compile, "autocast": options.autocast, "threads": options.threads, "input_size": options.input_size,
-           "weights": options.weights, "time_budget_s": options.time_budget_s, "machine": machine.fingerprint(),
-           "peak_cache": str(home() / PEAK_CACHE_FILE)}
+    job = child_job(options, device)
     runs: list[ProfileRun] = []
     try:
         with tempfile.TemporaryDirectory(prefix="vischoose-profile-") as tmp:
@@ -258,6 +250,17 @@ def profile_models(models: Iterable[str] | None, options: ProfileOptions, progre
         if save:
             save_runs(runs)
     return runs
+
+
+def child_job(options: ProfileOptions, device: str) -> dict[str, Any]:
+    """The protocol part of a child's job file (the child adds the model, mode and batch sizes)."""
+    from vischoose import machine
+    from vischoose.store import home
+
+    return {"device": device, "dtype": options.dtype, "channels_last": options.channels_last,
+            "compile": options.compile, "autocast": options.autocast, "threads": options.threads,
+            "input_size": options.input_size, "weights": options.weights, "time_budget_s": options.time_budget_s,
+            "machine": machine.fingerprint(), "peak_cache": str(home() / PEAK_CACHE_FILE)}
 
 
 def save_runs(runs: list[ProfileRun]) -> None:

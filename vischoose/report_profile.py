@@ -259,4 +259,7 @@ def show_optimized(found: Sequence[Any], as_json: bool) -> None:
                "range; a setting is rejected below 75% top-1 agreement, a switch between classes within 1% of the "
                "range counted as agreeing, or above 5% of the range), batch-1 latency (eager settings). "
                "bf16/fp16: weights cast once, forward under torch.autocast (fp32 input; softmax and norms in fp32); eff: FLOP/s over the machine's peak at the "
-               "same dtype. The plain and the best rows are saved (unless --no-save).")
+               "same dtype. onnxruntime settings: the exported graph on ONNX Runtime (CPU), int8 with the recipe of "
+               "the model's family; agreement with eager fp32 as in profile --runtime onnxruntime: int8 can only be "
+               "the best when verified on your images (pretrained weights, --calibration DIR, --min-agreement). "
+               "The plain and the best rows are saved (unless --no-save).")
