@@ -182,6 +182,12 @@ def evaluate_cmd(
     workers: Annotated[int, typer.Option(min=0, help="Processes decoding images (0: in the main process).")] = 0,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
+    runtime: Annotated[Literal["torch", "onnxruntime"], typer.Option(help="torch, or onnxruntime: the ONNX graph "
+                                                                     "you would deploy, exported for this run (CPU).")] = "torch",
+    precision: Annotated[Literal["fp32", "int8"] | None, typer.Option(help="With onnxruntime: fp32, or int8 with the "
+                                                                       "recipe of the model's family (default: fp32).")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="Folder of images calibrating int8 (default: up to 64 of "
+                                                     "the evaluation images, noted in the result).")] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -193,7 +199,7 @@ def evaluate_cmd(
         try:
             outcome = evaluation.evaluate(data, model, labels=labels, limit=limit, batch_size=batch_size,
                                           workers=workers, device=device, dtype=dtype, checkpoint=checkpoint,
-                                          progress=bar)
+                                          progress=bar, runtime=runtime, precision=precision, calibration=calibration)
         finally:
             bar.close()
         if not outcome.is_main:

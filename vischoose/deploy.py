@@ -344,8 +344,10 @@ def _is_big(path: Path) -> bool:
     return artifacts.file_mb(path) * MIB >= PROTOBUF_LIMIT or Path(str(path) + ".data").exists()
 
 
-def ort_session(path: str | Path, threads: int | None = None) -> "onnxruntime.InferenceSession":
+def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> "onnxruntime.InferenceSession":
     """An ONNX Runtime CPU session with all graph optimisations and `threads` intra-op threads (None: ORT's).
+
+    spinning=False stops idle threads busy-waiting after each run (for sessions interleaved with other work).
 
     Raises:
         DeployError: ONNX Runtime cannot load the file.
@@ -356,6 +358,8 @@ def ort_session(path: str | Path, threads: int | None = None) -> "onnxruntime.In
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: ORT warns about every unused initializer
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

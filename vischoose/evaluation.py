@@ -21,6 +21,7 @@ from vischoose.records import EvalResult
 if TYPE_CHECKING:
     import torch
 
+    from vischoose.evaluation_ort import Deployed
     from vischoose.models import LoadedModel
     from vischoose.prediction import Classifier
 
@@ -35,6 +36,7 @@ class Evaluation:
     failed: tuple[tuple[str, str], ...] = ()  # (path, reason)
     rank: int = 0
     workers: int = 0
+    deployed: "Deployed | None" = None  # --runtime onnxruntime: the graph evaluated and its agreement with eager
 
     @property
     def is_main(self) -> bool:
@@ -61,12 +63,18 @@ def world_from_env() -> _World:
 def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | None = None,
              limit: int | None = None, batch_size: int = 32, workers: int = 0, device: str = "cpu",
              dtype: str = "float32", checkpoint: str | None = None, progress: Progress | None = None,
-             max_pixels: int = image_io.MAX_PIXELS) -> Evaluation:
+             max_pixels: int = image_io.MAX_PIXELS, runtime: str = "torch", precision: str | None = None,
+             calibration: str | Path | None = None) -> Evaluation:
     """Top-1 / top-5 accuracy (%) of a model's pretrained weights on a folder of class sub-folders or a CSV.
+
+    runtime "onnxruntime" evaluates the deployed ONNX graph at `precision` (fp32 or int8) instead: see
+    evaluation_ort.evaluate_onnx.
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
-        UsageError: bad limit, batch size, workers, device or dtype; model errors as prediction.prepare.
+        UsageError: bad limit, batch size, workers, device, dtype, runtime or precision; model errors as
+            prediction.prepare.
+        DeployError: (onnxruntime) the export or quantization failed.
     """
     from vischoose.prediction import prepare
 
@@ -75,6 +83,13 @@ def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | 
                          f"(got {limit}, {batch_size}, {workers}).")
     datasets.check_source(data)
     world = world_from_env()
+    if runtime != "torch" or precision is not None or calibration is not None:
+        from vischoose import evaluation_ort
+
+        precision = evaluation_ort.check_options(runtime, precision, device, dtype, calibration, world.size)
+        if runtime == "onnxruntime":
+            return evaluation_ort.evaluate_onnx(data, model, precision, calibration, labels, limit, batch_size,
+                                                workers, checkpoint, progress, max_pixels)
     device = _rank_device(device, world)
     classifier = prepare(model, device, dtype, checkpoint)
     labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
@@ -135,8 +150,12 @@ def _collate(items: list[tuple[Any, int, str, str | None]]) -> tuple[Any, Any, l
 
 
 def _run(classifier: "Classifier", shard: tuple[datasets.Sample, ...], batch_size: int, workers: int,
-         max_pixels: int, progress: Progress | None) -> tuple[list[int], list[tuple[str, str]], float]:
-    """Classify a shard; returns counts [images, top-1 hits, top-5 hits], failures and seconds."""
+         max_pixels: int, progress: Progress | None, forward: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
+         ) -> tuple[list[int], list[tuple[str, str]], float]:
+    """Classify a shard; returns counts [images, top-1 hits, top-5 hits], failures and seconds.
+
+    `forward` (default: the classifier's eager logits) maps a preprocessed batch to float32 CPU logits.
+    """
     from torch.utils.data import DataLoader
 
     loader = DataLoader(_Images(shard, classifier.transform, max_pixels), batch_size=batch_size,
@@ -144,13 +163,14 @@ def _run(classifier: "Classifier", shard: tuple[datasets.Sample, ...], batch_siz
                         pin_memory=classifier.device.type == "cuda")
     counts, failed, done = [0, 0, 0], [], 0
     k = min(5, classifier.num_classes)
+    forward = forward or classifier.logits
     if progress:
         progress(0, len(shard))
     start = time.perf_counter()
     for batch, targets, bad in loader:
         failed.extend(bad)
         if batch is not None:
-            top = classifier.logits(batch).topk(k, dim=-1).indices
+            top = forward(batch).topk(k, dim=-1).indices
             hits = top == targets[:, None]
             counts[0] += len(targets)
             counts[1] += int(hits[:, 0].sum())
