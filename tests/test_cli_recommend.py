@@ -22,9 +22,15 @@ def test_mobile_150_mib_recommends_resnet50_and_rejects_big_models_with_sizes(ru
     result = runner.invoke(app, ["recommend", "--budget-mb", "150", "--target", "mobile"])
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert out.startswith("Recommended for 'mobile': resnet50 (resnet50.a1_in1k)\n")
-    assert "vit_b16      330.2 MiB > 150 MiB budget (computed, float32 weights)" in out
-    assert "r50_vit_b16  377.5 MiB > 150 MiB budget (computed, float32 weights)" in out
+    assert out.startswith("Recommended for 'mobile': resnet50 (resnet50.a1_in1k) at onnxruntime fp32\n")
+    assert ("  deployed as: onnxruntime fp32 (97.5 MiB computed from parameters; torch fp32 figures stand in until "
+            "measured: vischoose profile --target mobile --runtime onnxruntime --precision fp32 resnet50)\n") in out
+    assert "  conditions: cpu, onnxruntime fp32, batch 1\n" in out
+    # vit_b16 (330.2 MiB in fp32) fits in int8; the ViT-L and the R50+ViT-L hybrid do not fit even so
+    assert "  vit_b16 fits at onnxruntime int8 (90.8 MiB estimated size; accuracy cost not measured)\n" in out
+    assert ("vit_l16      as onnxruntime int8: 319.3 MiB > 150 MiB budget (estimated, onnxruntime int8 file, "
+            "~1.1 bytes/param)") in out
+    assert "r50_vit_l32  as onnxruntime int8: 470.8 MiB > 150 MiB budget" in out
     assert "Pareto front" in out and "Sources: M measured here, P published" in out
 
 
@@ -40,17 +46,26 @@ def test_json_labels_every_figure(runner):
     assert data["chosen"]["figures"]["memory_mb"]["source"] == "computed"
     assert data["chosen"]["figures"]["top1"] == {"value": 80.382, "source": "published",
                                                  "note": "ImageNet-1k at 224 px (timm results)"}
+    assert data["chosen"]["variant"] == {
+        "runtime": "onnxruntime", "precision": "fp32", "plain": False, "verified": False,
+        "note": "97.5 MiB computed from parameters; torch fp32 figures stand in until measured",
+        "measure_with": "vischoose profile --target mobile --runtime onnxruntime --precision fp32 resnet50"}
+    vit = {r["model"]: r for r in data["runners_up"]}["vit_b16"]
+    assert (vit["variant"]["runtime"], vit["variant"]["precision"]) == ("onnxruntime", "int8")
+    assert vit["figures"]["memory_mb"]["source"] == "estimated"
     rejected = {r["model"]: r for r in data["rejected"]}
-    assert rejected["vit_b16"]["rejected_because"] == ["330.2 MiB > 150 MiB budget (computed, float32 weights)"]
+    assert rejected["vit_l16"]["rejected_because"] == [
+        "319.3 MiB > 150 MiB budget (estimated, onnxruntime int8 file, ~1.1 bytes/param)"]
     assert data["constraints"]["max_memory_mb"] == 150
+    assert data["conditions"]["deploy"] == ["onnxruntime fp32", "onnxruntime int8"]
 
 
 def test_nothing_fits_exits_4_with_the_closest(runner):
-    result = runner.invoke(app, ["recommend", "--budget-mb", "10", "--target", "mobile"])
+    result = runner.invoke(app, ["recommend", "--budget-mb", "5", "--target", "mobile"])
     assert result.exit_code == 4
     assert result.stderr.splitlines() == [
-        "Error: No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 21.9); r_vit_ti16 (--budget-mb 24.2); "
-        "resnet18 (--budget-mb 44.6).",
+        "Error: No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 6); r_vit_ti16 (--budget-mb 9.1); "
+        "resnet18 (--budget-mb 11.3).",
         "Hint: Relax a constraint as shown, or add candidates with --models."]
     assert result.stdout == ""
 
@@ -71,7 +86,8 @@ def test_stored_measurements_are_used_and_change_the_outcome(runner):
     after = rec_json(runner, "--target", "mobile", "--budget-mb", "150", "--max-latency-ms", "40")
     assert after["chosen"]["model"] != "resnet50"
     rejected = {r["model"]: r for r in after["rejected"]}
-    assert rejected["resnet50"]["rejected_because"] == ["55.0 ms > 40 ms latency limit (measured, batch-1 p90, cpu float32)"]
+    assert rejected["resnet50"]["rejected_because"] == [
+        "55.0 ms > 40 ms latency limit (measured, batch-1 p90, cpu torch float32, standing in for onnxruntime fp32)"]
     figures = {c["model"]: c["figures"] for c in [after["chosen"], *after["runners_up"]]}
     assert figures["vit_s16"]["latency_ms"]["source"] == "measured"
     text = runner.invoke(app, ["recommend", "--target", "mobile", "--budget-mb", "150"]).stdout
@@ -151,3 +167,44 @@ def test_measure_profiles_missing_candidates_and_uses_them(runner, isolated_home
     # the measurements were stored: the next recommend uses them without measuring
     again = runner.invoke(app, [*args, "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["data"]["chosen"]["model"] == data["chosen"]["model"]
+
+
+def store_ort(model: str, latency: float, file_mb: float, agreement: float = 0.994, status: str = "ok") -> None:
+    """A row as `vischoose profile --runtime onnxruntime --precision int8` stores it."""
+    entry = catalog.load()[model]
+    with open_store() as db:
+        db.add_profile(Profile(model=model, tag=entry.tag, device="cpu", dtype="int8", batch_size=1,
+                               input_size=entry.input_size, machine=machine.fingerprint(), runtime="onnxruntime",
+                               latency_ms_p50=latency, latency_ms_p90=latency * 1.1, file_mb=file_mb,
+                               weights_mb=file_mb, agreement_top1=agreement, agreement_images=64,
+                               agreement_source="images", variant_status=status, recipe="dynamic-matmul-s8"))
+
+
+def test_stored_int8_graph_gives_the_size_speed_and_agreement(runner):
+    store_profile("vit_b16", 34.0)  # torch fp32 here: p50 30.6 ms
+    store_ort("vit_b16", 11.0, 85.9)
+    data = rec_json(runner, "--target", "mobile", "--models", "vit_b16", "--models", "resnet18")
+    vit = data["chosen"] if data["chosen"]["model"] == "vit_b16" else data["runners_up"][0]
+    assert vit["variant"]["note"] == "85.9 MiB, measured 2.8x faster than torch fp32, top-1 agreement 99.4%"
+    assert vit["variant"]["verified"] is True and vit["variant"]["measure_with"] is None
+    assert vit["figures"]["memory_mb"] == {"value": 85.9, "source": "measured", "note": "onnxruntime int8 file"}
+    assert vit["figures"]["latency_ms"]["value"] == pytest.approx(12.1)
+    text = runner.invoke(app, ["recommend", "--target", "mobile", "--models", "vit_b16"]).stdout
+    assert text.startswith("Recommended for 'mobile': vit_b16 (vit_base_patch16_224.augreg2_in21k_ft_in1k) at "
+                           "onnxruntime int8\n")
+    assert ("  deployed as: onnxruntime int8 (85.9 MiB, measured 2.8x faster than torch fp32, top-1 agreement "
+            "99.4%)\n") in text
+
+
+def test_stored_rejected_int8_graph_is_not_recommended(runner):
+    store_ort("vit_b16", 11.0, 85.9, agreement=0.95, status="rejected")
+    result = runner.invoke(app, ["recommend", "--target", "mobile", "--models", "vit_b16", "--models", "resnet18"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("Recommended for 'mobile': resnet18")
+    assert ("vit_b16  as onnxruntime fp32: 330.2 MiB > 100 MiB budget (computed, float32 weights); onnxruntime int8 "
+            "not used: its graph was rejected (top-1 agreement 95.0% with eager fp32, ") in result.stdout
+    only = runner.invoke(app, ["recommend", "--target", "mobile", "--models", "vit_b16"])
+    assert only.exit_code == 4
+    assert only.stderr.startswith("Error: No model fits target 'mobile'; closest: vit_b16 (--budget-mb 330.3, "
+                                  "onnxruntime int8 not used: its graph was rejected (top-1 agreement 95.0% with eager "
+                                  "fp32, ")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from vischoose.errors import PresetError
-from vischoose.presets import list_presets, load_preset
+from vischoose.presets import Variant, list_presets, load_preset
 
 DATA = Path(__file__).parent / "data" / "presets"
 GUIDE = {"mobile": "resnet50", "cloud": "vit_l16", "experimental": "r50_vit_b16"}
@@ -57,6 +57,16 @@ def write(tmp_path, text: str) -> Path:
     ("colour = 'red'\n", ": unknown key 'colour'"),
     ("constraints = 3\n", ": 'constraints' must be a table (got an integer)."),
     ("[constraints\n", ": not valid TOML"),
+    ("[deploy]\ntensorrt = ['fp16']\n", "[deploy]: unknown runtime 'tensorrt' (expected one of: torch, onnxruntime)."),
+    ("[deploy]\nonnxruntime = ['int4']\n",
+     "[deploy]: unknown precision 'int4' in 'onnxruntime' (expected one of: fp32, bf16, fp16, int8)."),
+    ("[deploy]\ntorch = ['int8']\n", "[deploy]: torch cannot run int8 (it runs: fp32, bf16, fp16)."),
+    ("[deploy]\nonnxruntime = ['fp16']\n", "[deploy]: onnxruntime cannot run fp16 (it runs: fp32, int8)."),
+    ("[deploy]\n", "[deploy]: no runtime and precision listed, so no model could be deployed"),
+    ("[deploy]\ntorch = []\nonnxruntime = []\n", "[deploy]: no runtime and precision listed"),
+    ("[deploy]\ntorch = 'fp32'\n", "[deploy]: 'torch' must be a list (got a string)."),
+    ("[deploy]\ntorch = [32]\n", "[deploy]: 'torch' must be a list of strings."),
+    ("deploy = ['onnxruntime']\n", ": 'deploy' must be a table (got a list)."),
 ])
 def test_invalid_presets_name_file_table_and_key(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -92,3 +102,26 @@ def test_presets_dir_override(tmp_path, monkeypatch):
     (tmp_path / "only.toml").write_text("description = 'x'\n")
     monkeypatch.setenv("VISCHOOSE_PRESETS", str(tmp_path))
     assert [p.name for p in list_presets()] == ["only"]
+
+
+def test_deploy_table_lists_precisions_per_runtime(tmp_path):
+    path = write(tmp_path, '[measure]\ndtype = "float16"\n[deploy]\ntorch = ["fp16", "fp16"]\n'
+                           'onnxruntime = ["int8", "fp32"]\n')
+    preset = load_preset(path)
+    assert preset.variants == (Variant("torch", "fp16"), Variant("onnxruntime", "int8"),
+                               Variant("onnxruntime", "fp32"))
+    assert preset.plain == Variant("torch", "fp16")
+    assert [v.dtype for v in preset.variants] == ["float16", "int8", "float32"]
+
+
+def test_without_deploy_the_target_runs_torch_at_its_measure_dtype():
+    cloud = load_preset("cloud")
+    assert cloud.deploy == () and cloud.variants == (Variant("torch", "bf16"),)
+    assert load_preset("experimental").variants == (Variant("torch", "fp32"),)
+
+
+def test_shipped_deploy_tables():
+    labels = {p.name: [v.label for v in p.variants] for p in list_presets()}
+    assert labels["mobile"] == ["onnxruntime fp32", "onnxruntime int8"]  # phones run exported graphs
+    assert labels["edge"] == ["torch fp16", "onnxruntime fp32", "onnxruntime int8"]
+    assert labels["server"] == ["torch fp32", "onnxruntime fp32", "onnxruntime int8"]

@@ -1,11 +1,13 @@
 """Recommendation logic on hand-built figures: no torch, no timing."""
 
+from pathlib import Path
+
 import pytest
 
 from vischoose import catalog
 from vischoose.errors import NoModelFitsError
-from vischoose.presets import load_preset
-from vischoose.recommendation import build_candidates, pareto_front, rank_key, recommend
+from vischoose.presets import Variant, load_preset
+from vischoose.recommendation import Figure, build_candidates, pareto_front, preference_order, rank_key, recommend
 from vischoose.records import EvalResult, Profile
 
 
@@ -26,9 +28,12 @@ def test_mobile_with_150_mib_budget_picks_resnet50_and_rejects_big_models_by_siz
     rec = run("mobile", max_memory_mb=150)
     assert rec.chosen.model == "resnet50"
     assert "selection guide" in rec.reason
+    assert rec.chosen.variant == Variant("onnxruntime", "fp32") and not rec.chosen.plain
     rejected = {c.model: c for c in rec.rejected}
-    assert rejected["vit_b16"].violations == ("330.2 MiB > 150 MiB budget (computed, float32 weights)",)
-    assert rejected["r50_vit_b16"].violations[0].startswith("377.5 MiB > 150 MiB budget")
+    # judged at their smallest deployed size: int8, estimated from the parameter count
+    assert rejected["vit_l16"].violations == ("319.3 MiB > 150 MiB budget (estimated, onnxruntime int8 file, "
+                                              "~1.1 bytes/param)",)
+    assert rejected["r50_vit_l32"].violations[0].startswith("470.8 MiB > 150 MiB budget")
     assert all(c.fits for c in rec.runners_up)
     assert rec.chosen.figures["memory_mb"].value == pytest.approx(25_557_032 * 4 / 2**20)
 
@@ -45,16 +50,16 @@ def test_memory_uses_the_target_dtype():
 
 def test_nothing_fits_names_the_closest_and_the_budget_that_admits_them():
     with pytest.raises(NoModelFitsError) as info:
-        run("mobile", max_memory_mb=10)
+        run("mobile", max_memory_mb=5)
     assert info.value.exit_code == 4
-    assert str(info.value) == ("No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 21.9); "
-                               "r_vit_ti16 (--budget-mb 24.2); resnet18 (--budget-mb 44.6).")
+    assert str(info.value) == ("No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 6); "
+                               "r_vit_ti16 (--budget-mb 9.1); resnet18 (--budget-mb 11.3).")
 
 
 def test_preferred_model_rejected_falls_back_to_ranking_and_says_why():
-    rec = run("mobile", max_memory_mb=90)
+    rec = run("mobile", max_memory_mb=20)
     assert rec.chosen.model != "resnet50"
-    assert "the guide's choice resnet50 was rejected: 97.5 MiB > 90 MiB budget" in rec.reason
+    assert "the guide's choice resnet50 was rejected: 24.6 MiB > 20 MiB budget (estimated" in rec.reason
     # mobile ranks by -top1: the most accurate model that fits
     fitting = [rec.chosen, *rec.runners_up]
     assert rec.chosen.value("top1") == max(c.value("top1") for c in fitting)
@@ -66,7 +71,9 @@ def test_measured_latency_changes_the_outcome():
     rec = run("mobile", profiles=profiles, max_memory_mb=150, max_latency_ms=30)
     assert rec.chosen.model != "resnet50"
     rejected = {c.model: c for c in rec.rejected}
-    assert rejected["resnet50"].violations == ("45.0 ms > 30 ms latency limit (measured, batch-1 p90, cpu float32)",)
+    # mobile deploys ONNX graphs: with none measured, the torch fp32 figures stand in, labelled as such
+    assert rejected["resnet50"].violations == ("45.0 ms > 30 ms latency limit (measured, batch-1 p90, cpu torch "
+                                               "float32, standing in for onnxruntime fp32)",)
     assert rec.chosen.figures["latency_ms"].source in ("measured", "published", "estimated")
     # without the measurement the published figure (14.9 ms) would have admitted resnet50
     assert run("mobile", max_memory_mb=150, max_latency_ms=30).chosen.model == "resnet50"
@@ -134,3 +141,128 @@ def test_pareto_front():
     cands = build_candidates([catalog.load()[m] for m in ("resnet50", "vit_s16")], preset,
                              [prof("resnet50", latency=30.0), prof("vit_s16", latency=20.0)], [])
     assert pareto_front(cands) == {"vit_s16"}  # more accurate, faster and smaller than resnet50
+
+
+# ---- deployed variants ([deploy]: runtimes and precisions per target) -----------------------------------
+
+def ort(model, precision="int8", latency=None, file_mb=None, agreement=0.994, status="ok", **kw):
+    """A stored `vischoose profile --runtime onnxruntime` row (CPU, batch 1)."""
+    return prof(model, latency=latency, dtype="float32" if precision == "fp32" else "int8", runtime="onnxruntime",
+                file_mb=file_mb, weights_mb=file_mb, agreement_top1=agreement, agreement_images=64,
+                agreement_source="images", variant_status=status, **kw)
+
+
+def without_deploy(tmp_path, name="mobile"):
+    """A shipped preset with its [deploy] table removed: torch at the [measure] dtype, as before [deploy]."""
+    text = (Path(__file__).parent.parent / "presets" / f"{name}.toml").read_text()
+    start = text.index("[deploy]")
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text[:start] + text[text.index("[candidates]"):])
+    return path
+
+
+def test_presets_without_deploy_are_unchanged(tmp_path):
+    plain = str(without_deploy(tmp_path))
+    rec = run(plain, max_memory_mb=150)
+    assert rec.chosen.model == "resnet50" and rec.chosen.plain and rec.chosen.variant == Variant("torch", "fp32")
+    assert all(c.plain and not c.variant_note for c in [rec.chosen, *rec.runners_up, *rec.rejected])
+    rejected = {c.model: c for c in rec.rejected}
+    assert rejected["vit_b16"].violations == ("330.2 MiB > 150 MiB budget (computed, float32 weights)",)
+    assert rejected["r50_vit_b16"].violations[0].startswith("377.5 MiB > 150 MiB budget")
+    with pytest.raises(NoModelFitsError, match=r"closest: vit_ti16 \(--budget-mb 21.9\); r_vit_ti16 \(--budget-mb "
+                       r"24.2\); resnet18 \(--budget-mb 44.6\)."):
+        run(plain, max_memory_mb=10)
+    latency = run(plain, profiles=[prof("resnet50", latency=45.0)], max_memory_mb=150, max_latency_ms=30)
+    assert {c.model: c for c in latency.rejected}["resnet50"].violations == (
+        "45.0 ms > 30 ms latency limit (measured, batch-1 p90, cpu float32)",)
+
+
+def test_int8_when_fp32_does_not_fit_and_says_it_is_estimated():
+    rec = run("mobile", max_memory_mb=100)
+    vit = {c.model: c for c in rec.runners_up}["vit_b16"]
+    assert vit.variant == Variant("onnxruntime", "int8")
+    size = vit.figures["memory_mb"]
+    assert (size.source, size.note) == ("estimated", "onnxruntime int8 file, ~1.1 bytes/param")
+    assert size.value == pytest.approx(86_567_656 * 1.10 / 2**20)  # 90.8 MiB; the measured file is 85.9 MiB
+    assert vit.variant_note == "90.8 MiB estimated size; accuracy cost not measured"
+    assert vit.variant_todo == "vischoose profile --target mobile --runtime onnxruntime --precision int8 vit_b16"
+    assert vit.figures["top1"].note.endswith("; the fp32 model's figure, int8 accuracy cost not measured")
+    assert any(n.startswith("int8 sizes marked E are estimated") for n in rec.notes)
+    # the most precise variant that fits is kept: resnet50 fits in fp32, so it is not shipped in int8
+    assert rec.chosen.model == "resnet50" and rec.chosen.variant.precision == "fp32"
+
+
+def test_measured_int8_row_gives_the_size_speed_and_agreement():
+    rows = [ort("vit_b16", latency=11.0, file_mb=85.9), prof("vit_b16", latency=30.8)]
+    rec = run("mobile", profiles=rows, max_memory_mb=100)
+    vit = {c.model: c for c in rec.runners_up}["vit_b16"]
+    assert vit.variant == Variant("onnxruntime", "int8") and vit.verified
+    assert vit.figures["memory_mb"] == Figure(85.9, "measured", "onnxruntime int8 file")
+    assert vit.figures["latency_ms"] == Figure(11.0, "measured", "batch-1 p90, cpu onnxruntime int8")
+    assert vit.variant_note == "85.9 MiB, measured 2.8x faster than torch fp32, top-1 agreement 99.4%"
+    assert vit.variant_todo == ""
+    assert vit.figures["top1"].note.endswith("the fp32 model's figure, int8 top-1 agreement 99.4% measured")
+
+
+def test_a_verified_int8_graph_that_ranks_better_beats_fp32():
+    # resnet50 fits in fp32 at 150 MiB; its verified int8 graph has the same published top-1 and is faster
+    rows = [ort("resnet50", latency=6.0, file_mb=24.9), prof("resnet50", latency=15.0)]
+    rec = run("mobile", profiles=rows, max_memory_mb=150)
+    assert rec.chosen.model == "resnet50" and rec.chosen.variant == Variant("onnxruntime", "int8")
+    assert rec.chosen.variant_note == "24.9 MiB, measured 2.5x faster than torch fp32, top-1 agreement 99.4%"
+    # unverified (agreement only on random inputs) or measured slower: fp32 stays
+    for row in (ort("resnet50", latency=6.0, file_mb=24.9, status="unverified"),
+                ort("resnet50", latency=20.0, file_mb=24.9)):
+        assert run("mobile", profiles=[row, rows[1]], max_memory_mb=150).chosen.variant.precision == "fp32"
+
+
+def test_a_rejected_int8_graph_is_never_used_and_the_rejection_says_so():
+    row = ort("vit_b16", latency=11.0, file_mb=85.9, agreement=0.95, status="rejected")
+    rec = run("mobile", profiles=[row], max_memory_mb=100)
+    vit = {c.model: c for c in rec.rejected}["vit_b16"]
+    assert vit.variant == Variant("onnxruntime", "fp32")
+    assert vit.reasons == ("330.2 MiB > 100 MiB budget (computed, float32 weights)",
+                           f"onnxruntime int8 not used: its graph was rejected (top-1 agreement 95.0% with eager "
+                           f"fp32, {row.created_at[:10]})")
+    # a model that fits anyway keeps its fp32 variant
+    fine = run("mobile", profiles=[ort("resnet50", latency=6.0, file_mb=24.9, status="rejected")], max_memory_mb=150)
+    assert fine.chosen.model == "resnet50" and fine.chosen.variant.precision == "fp32"
+
+
+def test_every_variant_rejected_leaves_no_deployable_model(tmp_path):
+    path = tmp_path / "int8only.toml"
+    path.write_text('[measure]\ndevice = "cpu"\n[deploy]\nonnxruntime = ["int8"]\n')
+    rows = [ort("resnet18", latency=5.0, file_mb=11.3, agreement=0.9, status="rejected"),
+            ort("resnet34", latency=8.0, file_mb=21.0)]
+    rec = run(str(path), profiles=rows, models=["resnet18", "resnet34"])
+    assert rec.chosen.model == "resnet34"
+    assert rec.rejected[0].reasons[0] == "no deployable variant of the 1 allowed"
+    assert rec.rejected[0].reasons[1].startswith("onnxruntime int8 not used: its graph was rejected")
+
+
+def test_measured_onnxruntime_fp32_row_replaces_the_torch_stand_in():
+    rows = [prof("resnet50", latency=15.0), ort("resnet50", "fp32", latency=12.0, file_mb=97.4, agreement=1.0)]
+    rec = run("mobile", profiles=rows, max_memory_mb=150)
+    assert rec.chosen.variant == Variant("onnxruntime", "fp32")
+    assert rec.chosen.figures["memory_mb"] == Figure(97.4, "measured", "onnxruntime fp32 file")
+    assert rec.chosen.figures["latency_ms"].note == "batch-1 p90, cpu onnxruntime fp32"
+    assert rec.chosen.variant_note == "97.4 MiB, measured 1.2x faster than torch fp32"
+
+
+def test_int8_evaluation_gives_the_int8_top1():
+    tag = catalog.load()["vit_b16"].tag
+    evals = [EvalResult(model="vit_b16", tag=tag, dataset="/data/val", images=500, top1=84.2, top5=97.0,
+                        dtype="int8", runtime="onnxruntime"),
+             EvalResult(model="vit_b16", tag=tag, dataset="/data/val", images=500, top1=85.0, top5=97.5)]
+    vit = {c.model: c for c in run("mobile", evals=evals, max_memory_mb=100).runners_up}["vit_b16"]
+    assert vit.figures["top1"] == Figure(84.2, "measured", "on 500 images of /data/val, onnxruntime int8")
+
+
+def test_edge_keeps_its_own_fp16_first_then_the_most_precise_variant():
+    assert preference_order(load_preset("edge")) == [Variant("torch", "fp16"), Variant("onnxruntime", "fp32"),
+                                                     Variant("onnxruntime", "int8")]
+    rec = run("edge")
+    assert rec.chosen.model == "resnet50" and rec.chosen.plain
+    assert rec.chosen.figures["memory_mb"].note == "float16 weights"
+    # vit_l16 breaks the 200 MiB budget even at int8 (319.3 MiB), and is judged there
+    assert {c.model: c for c in rec.rejected}["vit_l16"].variant == Variant("onnxruntime", "int8")

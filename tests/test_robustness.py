@@ -55,7 +55,7 @@ CASES = [
     (["recommend", "--budget-mb", "0", "--target", "mobile"], 2, "Error: command line: 'max_memory_mb' must be greater than 0"),
     (["recommend", "--budget-mb", "lots"], 2, "Usage: vischoose recommend"),
     (["recommend", "--target", "tablet"], 2, "Error: Unknown preset 'tablet'"),
-    (["recommend", "--budget-mb", "10", "--target", "mobile"], 4, "Error: No model fits target 'mobile'; closest: vit_ti16"),
+    (["recommend", "--budget-mb", "5", "--target", "mobile"], 4, "Error: No model fits target 'mobile'; closest: vit_ti16"),
     (["recommend", "--top", "0"], 2, "Usage: vischoose recommend"),
     (["predict", "ok.jpg", "--model", MODEL, "--top-k", "0"], 2, "Usage: vischoose predict"),
     (["predict", "ok.jpg", "--model", MODEL, "--batch-size", "0"], 2, "Usage: vischoose predict"),

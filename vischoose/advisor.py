@@ -66,6 +66,8 @@ def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult
 
 def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]],
                      profiles: list[Profile], show_progress: bool, time_budget_s: float) -> list[Profile]:
+    # torch at the preset's [measure] dtype only: those rows also stand in for an unmeasured onnxruntime graph;
+    # the graphs themselves are measured with vischoose profile --runtime onnxruntime --precision fp32|int8
     from vischoose.recommendation import matching_profiles
     from vischoose.profiling import profile
     from vischoose.report_profile import ProfileProgress

@@ -15,6 +15,10 @@ DTYPES = ("float32", "bfloat16", "float16")
 BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0}
 RANK_KEYS = ("top1", "latency_ms", "throughput", "memory_mb", "params_m", "gflops")
 MEMORY_BASES = ("weights", "peak")
+# the deployment runtimes a preset may allow, and the precisions each can run (short names, as in --precision)
+RUNTIME_PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "int8")}
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,24 @@ class Constraints:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One way a model can be deployed: a runtime at a precision (torch fp16, onnxruntime int8, ...)."""
+
+    runtime: str
+    precision: str  # fp32 | bf16 | fp16 | int8
+
+    @property
+    def dtype(self) -> str:
+        """The precision as a Profile dtype (float32, bfloat16, float16, int8)."""
+        return PRECISION_DTYPES[self.precision]
+
+    @property
+    def label(self) -> str:
+        """'onnxruntime int8'."""
+        return f"{self.runtime} {self.precision}"
+
+
+@dataclass(frozen=True)
 class Preset:
     """A deployment target: protocol, constraints, candidates and ranking."""
 
@@ -58,6 +80,17 @@ class Preset:
     models: tuple[str, ...] = ()
     prefer: tuple[str, ...] = ()
     sort: tuple[str, ...] = ("-top1",)
+    deploy: tuple[Variant, ...] = ()  # [deploy]: what the target runs; () = torch at the [measure] dtype
+
+    @property
+    def plain(self) -> Variant:
+        """torch at the [measure] dtype: the variant `vischoose profile --target` measures."""
+        return Variant("torch", next(k for k, v in PRECISION_DTYPES.items() if v == self.measure.dtype))
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """The runtimes and precisions the target allows, in the preset's order."""
+        return self.deploy or (self.plain,)
 
     def with_overrides(self, **values: Any) -> "Preset":
         """A copy with constraint or measure values replaced where the value is not None."""
@@ -120,7 +153,8 @@ def _find(text: str) -> Path:
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
                dict: "a table"}
-_TABLES = {"name": str, "description": str, "measure": dict, "constraints": dict, "candidates": dict, "rank": dict}
+_TABLES = {"name": str, "description": str, "measure": dict, "constraints": dict, "candidates": dict, "rank": dict,
+           "deploy": dict}
 
 
 def _parse(path: Path, data: dict[str, Any]) -> Preset:
@@ -144,7 +178,32 @@ def _parse(path: Path, data: dict[str, Any]) -> Preset:
     return Preset(name=data.get("name", path.stem), description=data.get("description", ""), path=path,
                   measure=measure, constraints=constraints, families=families,
                   models=tuple(_strings(path, "candidates", "models", cands.get("models", []))),
-                  prefer=tuple(_strings(path, "candidates", "prefer", cands.get("prefer", []))), sort=sort)
+                  prefer=tuple(_strings(path, "candidates", "prefer", cands.get("prefer", []))), sort=sort,
+                  deploy=_parse_deploy(path, data["deploy"]) if "deploy" in data else ())
+
+
+def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:
+    """[deploy]: one key per runtime listing the precisions the target runs it at (torch = ["fp16"])."""
+    for runtime in table:
+        if runtime not in RUNTIME_PRECISIONS:
+            raise PresetError(f"{path} [deploy]: unknown runtime '{runtime}' "
+                              f"(expected one of: {', '.join(RUNTIME_PRECISIONS)}).")
+    _known_keys(path, "deploy", table, {runtime: list for runtime in RUNTIME_PRECISIONS})
+    variants: list[Variant] = []
+    for runtime, listed in table.items():
+        for precision in dict.fromkeys(_strings(path, "deploy", runtime, listed)):
+            if precision not in PRECISIONS:
+                raise PresetError(f"{path} [deploy]: unknown precision '{precision}' in '{runtime}' "
+                                  f"(expected one of: {', '.join(PRECISIONS)}).")
+            if precision not in RUNTIME_PRECISIONS[runtime]:
+                raise PresetError(f"{path} [deploy]: {runtime} cannot run {precision} "
+                                  f"(it runs: {', '.join(RUNTIME_PRECISIONS[runtime])}).")
+            variants.append(Variant(runtime, precision))
+    if not variants:
+        raise PresetError(f"{path} [deploy]: no runtime and precision listed, so no model could be deployed "
+                          "(e.g. onnxruntime = [\"fp32\", \"int8\"]; leave [deploy] out for torch at the "
+                          "[measure] dtype).")
+    return tuple(variants)
 
 
 def _parse_measure(path: Path, table: dict[str, Any]) -> MeasureSpec:

@@ -1,4 +1,10 @@
-"""Pure recommendation: (candidates, profiles, evaluations, preset) -> Recommendation. No I/O, no torch."""
+"""Pure recommendation: (candidates, profiles, evaluations, preset) -> Recommendation. No I/O, no torch.
+
+Each model is judged as deployed: for every runtime and precision its preset allows ([deploy]; torch at the
+[measure] dtype without one) it gets a size, speed and accuracy, and the model keeps one variant: the preset's
+own (torch at its dtype) or the most precise one that fits, unless a measured, verified graph that fits ranks
+better. A model that fits no way is judged at its smallest variant.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from vischoose.catalog import MIB, CatalogEntry
 from vischoose.catalog import load as load_catalog
 from vischoose.errors import NoModelFitsError
-from vischoose.presets import Preset, bytes_per_param
+from vischoose.presets import Preset, Variant, bytes_per_param
 from vischoose.records import EvalResult, Profile
 
 # constraint key -> (figure name, is an upper limit, CLI flag, unit)
@@ -22,6 +28,13 @@ _LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_th
            "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
 # timm's published CPU latency (i9-10940X, batch 1, fp32) used to estimate unmeasured models of a family
 _ESTIMATE_REF = {"resnet": "resnet50", "vit": "vit_b16", "hybrid": "vit_b16"}
+# Bytes per parameter of an int8 ONNX file (deploy.quantize_int8's recipes), measured on random-init exports:
+# resnet18 1.01 (every convolution int8); vit_ti16 1.24, vit_s16 1.10, vit_b16 1.04 (patch embedding, position
+# embeddings and norms stay fp32); r_vit_ti16 1.51, r50_vit_b16 1.43, r26_vit_s32 2.28 (the CNN stem stays fp32)
+INT8_BYTES_PER_PARAM = {"resnet": 1.01, "vit": 1.10, "hybrid": 1.5}
+INT8_BYTES_UNKNOWN = 1.5  # a model outside the catalog's families
+_FIDELITY = {"fp32": 0, "bf16": 1, "fp16": 1, "int8": 2}  # which precision to keep when several fit
+TORCH_FP32 = Variant("torch", "fp32")
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,17 @@ class Candidate:
     missing: tuple[str, ...] = ()  # constraint figures nobody measured or published
     excess: float = 1.0  # how far the worst violated limit is off (ratio >= 1)
     caveat: str | None = None  # where the source article's figure is not reproducible
+    variant: Variant = TORCH_FP32  # how the model is deployed: runtime and precision
+    plain: bool = True  # torch at the preset's [measure] dtype (no label needed)
+    verified: bool = False  # figures from a stored graph whose agreement check passed (variant_status "ok")
+    variant_note: str = ""  # the variant's size, and its measured speed-up and agreement or what is unknown
+    variant_todo: str = ""  # the command that measures an unmeasured variant
+    unusable: tuple[str, ...] = ()  # variants never used: their stored graph was rejected
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the model is rejected (or what was ruled out): violations, missing figures, rejected graphs."""
+        return self.violations + self.missing + self.unusable
 
     @property
     def fits(self) -> bool:
@@ -75,27 +99,87 @@ def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list
                      evals: list[EvalResult], extra: list[tuple[str, str]] = ()) -> list[Candidate]:
     """Figures for each catalog entry (and extra (model, tag) pairs known only from profiles)."""
     catalog = {**load_catalog(), **{e.alias: e for e in entries}}  # latency estimates need the family references
-    cands = [_candidate(e.alias, e.tag, e.family, e, preset, profiles, evals, catalog) for e in entries]
-    cands += [_candidate(m, t, None, None, preset, profiles, evals, catalog) for m, t in extra]
+    order = preference_order(preset)
+    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, catalog) for e in entries]
+    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, catalog) for m, t in extra]
     return cands
 
 
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
-               profiles: list[Profile], evals: list[EvalResult], catalog: dict[str, CatalogEntry]) -> Candidate:
-    figs: dict[str, Figure] = {}
-    mine = matching_profiles(profiles, model, tag, preset)
-    _top1(figs, entry, [e for e in evals if e.model == model or e.tag == tag])
-    _size(figs, entry, mine, preset)
-    _speed(figs, entry, mine, preset, catalog)
-    return _checked(Candidate(model=model, tag=tag, family=family or (entry.family if entry else None),
-                              figures=figs, caveat=entry.caveat if entry else None), preset)
+               order: list[Variant], profiles: list[Profile], evals: list[EvalResult],
+               catalog: dict[str, CatalogEntry]) -> Candidate:
+    family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
+    mine = [e for e in evals if e.model == model or e.tag == tag]
+    torch_fp32 = matching_profiles(profiles, model, tag, preset, TORCH_FP32)
+    options, unusable, own = [], [], preset.plain
+    for variant in order:
+        rows = matching_profiles(profiles, model, tag, preset, variant)
+        if rows and rows[0].variant_status == "rejected":
+            unusable.append(_rejected_graph(variant, rows[0]))
+            continue
+        # an unmeasured graph borrows the torch fp32 figures measured here (its speed, the fp32 peak)
+        stand_in = torch_fp32 if variant.runtime != "torch" and not rows else []
+        figs: dict[str, Figure] = {}
+        _top1(figs, entry, mine, variant, rows)
+        _size(figs, entry, rows, stand_in, preset, variant)
+        _speed(figs, entry, rows or stand_in, preset, catalog, variant, bool(stand_in))
+        violations, missing, excess = _limits(figs, preset, model, variant)
+        plain = variant == own
+        note, todo = ("", "") if plain else _describe(model, variant, figs, rows, torch_fp32, preset)
+        options.append(Candidate(model=model, tag=tag, family=family, figures=figs, violations=violations,
+                                 missing=missing, excess=excess, caveat=caveat, variant=variant, plain=plain,
+                                 verified=bool(rows) and rows[0].variant_status == "ok", variant_note=note,
+                                 variant_todo=todo))
+    chosen = _choose(options, preset, Candidate(model, tag, family, {}, caveat=caveat), unusable)
+    return replace(chosen, unusable=tuple(unusable)) if unusable else chosen
 
 
-def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Preset) -> list[Profile]:
-    """Successful torch profiles of this model under the preset's protocol, newest first."""
+def preference_order(preset: Preset) -> list[Variant]:
+    """The preset's own variant first, then the most precise (fp32, then 16-bit, then int8), in listed order."""
+    listed = list(preset.variants)
+    return sorted(listed, key=lambda v: (v != preset.plain, _FIDELITY[v.precision], listed.index(v)))
+
+
+def _choose(options: list[Candidate], preset: Preset, base: Candidate, unusable: list[str]) -> Candidate:
+    """The first variant that fits, unless a verified graph that fits ranks better; else the smallest."""
+    if not options:
+        return replace(base, violations=(f"no deployable variant of the {len(unusable)} allowed",), excess=float("inf"))
+    fitting = [c for c in options if c.fits]
+    if fitting:
+        first, sort = fitting[0], preset.sort
+        better = [c for c in fitting[1:] if c.verified and rank_key(c, sort) < rank_key(first, sort)]
+        return min(better, key=lambda c: rank_key(c, sort)) if better else first
+    # judged at the variant closest to fitting: with only the budget broken, the smallest one
+    return min(options, key=lambda c: (bool(c.missing), _shortfall(c, preset), options.index(c)))
+
+
+def _shortfall(cand: Candidate, preset: Preset) -> float:
+    """How far a candidate is off all its broken limits together: the product of the ratios (1 = fits)."""
+    total = 1.0
+    for key, (fig_name, is_max, _flag, _unit) in CONSTRAINTS.items():
+        limit, value = getattr(preset.constraints, key), cand.value(fig_name)
+        if limit is not None and value is not None and (value > limit if is_max else value < limit):
+            total *= value / limit if is_max else limit / max(value, 1e-9)
+    return total
+
+
+def _rejected_graph(variant: Variant, row: Profile) -> str:
+    agree = f"top-1 agreement {100 * row.agreement_top1:.1f}%" if row.agreement_top1 is not None else "agreement"
+    return f"{variant.label} not used: its graph was rejected ({agree} with eager fp32, {row.created_at[:10]})"
+
+
+def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Preset,
+                      variant: Variant | None = None) -> list[Profile]:
+    """Successful profiles of this model under the preset's protocol, newest first.
+
+    Without a variant: torch at the preset's [measure] dtype; onnxruntime rows match on precision only (the
+    graph's layout is its own).
+    """
     spec = preset.measure
-    rows = [p for p in profiles if p.ok and (p.model == model or p.tag == tag) and p.dtype == spec.dtype
-            and p.runtime == "torch" and (p.layout == "channels_last") == spec.channels_last]
+    variant = variant or preset.plain
+    rows = [p for p in profiles if p.ok and (p.model == model or p.tag == tag) and p.dtype == variant.dtype
+            and p.runtime == variant.runtime
+            and (variant.runtime != "torch" or (p.layout == "channels_last") == spec.channels_last)]
     if spec.device == "auto":
         gpu = [p for p in rows if p.device.startswith("cuda")]
         rows = gpu or [p for p in rows if p.device == "cpu"]
@@ -104,43 +188,106 @@ def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Pre
     return sorted(rows, key=lambda p: p.created_at, reverse=True)
 
 
-def _top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalResult]) -> None:
-    if evals:
-        ev = max(evals, key=lambda e: e.created_at)
-        figs["top1"] = Figure(ev.top1, "measured", f"on {ev.images} images of {ev.dataset}")
+def _top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalResult], variant: Variant,
+          rows: list[Profile]) -> None:
+    own = [e for e in evals if e.runtime == variant.runtime and (e.runtime == "torch" or e.dtype == variant.dtype)]
+    if own:
+        ev = max(own, key=lambda e: e.created_at)
+        where = "" if variant.runtime == "torch" else f", {variant.label}"
+        figs["top1"] = Figure(ev.top1, "measured", f"on {ev.images} images of {ev.dataset}{where}")
+        return
+    torch_evals = [e for e in evals if e.runtime == "torch"] if variant.runtime != "torch" else []
+    if torch_evals:
+        ev = max(torch_evals, key=lambda e: e.created_at)
+        fig = Figure(ev.top1, "measured", f"on {ev.images} images of {ev.dataset}, torch {ev.dtype}")
     elif entry:
-        figs["top1"] = Figure(entry.top1, "published", f"ImageNet-1k at {entry.top1_size} px (timm results)")
+        fig = Figure(entry.top1, "published", f"ImageNet-1k at {entry.top1_size} px (timm results)")
+    else:
+        return
+    if variant.precision == "int8":
+        row = rows[0] if rows else None
+        cost = (f"int8 top-1 agreement {100 * row.agreement_top1:.1f}% measured" if row and row.agreement_top1
+                is not None else "int8 accuracy cost not measured")
+        fig = replace(fig, note=f"{fig.note}; the fp32 model's figure, {cost}")
+    figs["top1"] = fig
 
 
-def _size(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], preset: Preset) -> None:
-    params = entry.params / 1e6 if entry else next((p.params_m for p in mine if p.params_m), None)
+def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile], stand_in: list[Profile],
+          preset: Preset, variant: Variant) -> None:
+    params = entry.params / 1e6 if entry else next((p.params_m for p in rows + stand_in if p.params_m), None)
     if params is None:
         return
     figs["params_m"] = Figure(params, "published" if entry else "measured")
-    dtype = preset.measure.dtype
+    label = variant.dtype if variant.runtime == "torch" else variant.label
     if preset.constraints.memory_basis == "peak":
-        peak = next((p.peak_memory_mb for p in mine if p.peak_memory_mb is not None), None)
+        peak = next((p for p in rows if p.peak_memory_mb is not None), None)
         if peak is not None:
-            figs["memory_mb"] = Figure(peak, "measured", f"peak inference memory, {dtype}")
+            figs["memory_mb"] = Figure(peak.peak_memory_mb, "measured", f"peak inference memory, {label}")
+        elif variant.precision == "fp32" and (borrowed := next((p for p in stand_in if p.peak_memory_mb), None)):
+            figs["memory_mb"] = Figure(borrowed.peak_memory_mb, "measured",
+                                       f"peak inference memory, torch float32, standing in for {variant.label}")
+    elif filed := next((p for p in rows if p.file_mb), None):
+        figs["memory_mb"] = Figure(filed.file_mb, "measured", f"{variant.label} file")
+    elif variant.precision == "int8":
+        per = INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN)
+        figs["memory_mb"] = Figure(params * 1e6 * per / MIB, "estimated", f"{label} file, ~{per:g} bytes/param")
     else:
-        figs["memory_mb"] = Figure(params * 1e6 * bytes_per_param(dtype) / MIB, "computed", f"{dtype} weights")
+        figs["memory_mb"] = Figure(params * 1e6 * bytes_per_param(variant.dtype) / MIB, "computed",
+                                   f"{variant.dtype} weights")
     if entry:
         figs["gflops"] = Figure(entry.gflops, "published", f"at {entry.input_size} px")
 
 
 def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], preset: Preset,
-           catalog: dict[str, CatalogEntry]) -> None:
+           catalog: dict[str, CatalogEntry], variant: Variant, borrowed: bool) -> None:
     spec = preset.measure
+    runs = ("torch float32" if borrowed else variant.dtype if variant.runtime == "torch" else variant.label)
+    instead = f", standing in for {variant.label}" if borrowed else ""
     lat = next((p for p in mine if p.latency_ms_p90 is not None), None)
     if lat:
-        figs["latency_ms"] = Figure(lat.latency_ms_p90, "measured", f"batch-1 p90, {lat.device} {lat.dtype}")
+        figs["latency_ms"] = Figure(lat.latency_ms_p90, "measured", f"batch-1 p90, {lat.device} {runs}{instead}")
     elif entry and (est := _estimate_latency(entry, catalog)):
         figs["latency_ms"] = est
     thr = next((p for p in mine if p.throughput_img_s and p.batch_size == spec.batch_size), None)
     if thr:
-        figs["throughput"] = Figure(thr.throughput_img_s, "measured", f"batch {thr.batch_size}, {thr.device}")
+        where = "" if variant.runtime == "torch" else f" {runs}{instead}"
+        figs["throughput"] = Figure(thr.throughput_img_s, "measured", f"batch {thr.batch_size}, {thr.device}{where}")
     elif "latency_ms" in figs:
         figs["throughput"] = Figure(1000.0 / figs["latency_ms"].value, "estimated", "1000 / batch-1 latency")
+
+
+def _describe(model: str, v: Variant, figs: dict[str, Figure], rows: list[Profile], torch_fp32: list[Profile],
+              preset: Preset) -> tuple[str, str]:
+    """A variant other than the preset's own: (its size, measured speed-up and agreement, the command to measure it)."""
+    size = figs.get("memory_mb")
+    size_text = f"{size.value:,.1f} MiB" if size else "size unknown"
+    if v.runtime == "torch":
+        return f"{size_text}, {v.dtype} weights", ""
+    measure = f"vischoose profile --target {preset.name} --runtime {v.runtime} --precision {v.precision} {model}"
+    if not rows:
+        if v.precision == "int8":
+            return f"{size_text} estimated size; accuracy cost not measured", measure
+        return f"{size_text} computed from parameters; torch fp32 figures stand in until measured", measure
+    parts = [size_text if size and size.source == "measured" else f"{size_text} {size.source if size else ''}".strip()]
+    if (speedup := _speedup(rows[0], torch_fp32)) is not None:
+        parts.append(f"measured {speedup:.1f}x faster than torch fp32" if speedup >= 1
+                     else f"measured {1 / speedup:.1f}x slower than torch fp32")
+    row = rows[0]
+    if v.precision == "int8" and row.agreement_top1 is not None:
+        on = " on random inputs" if row.agreement_source == "random" else ""
+        status = "" if row.variant_status == "ok" else f", {row.variant_status or 'unverified'}"
+        parts.append(f"top-1 agreement {100 * row.agreement_top1:.1f}%{on}{status}")
+    return ", ".join(parts), ""
+
+
+def _speedup(row: Profile, torch_fp32: list[Profile]) -> float | None:
+    """torch fp32 batch-1 latency over the graph's, on the same device (medians where both have them)."""
+    ref = next((p for p in torch_fp32 if p.device == row.device and p.latency_ms_p90 is not None), None)
+    if ref is None or row.latency_ms_p90 is None:
+        return None
+    if ref.latency_ms_p50 and row.latency_ms_p50:
+        return ref.latency_ms_p50 / row.latency_ms_p50
+    return ref.latency_ms_p90 / row.latency_ms_p90
 
 
 def _estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> Figure | None:
@@ -153,16 +300,19 @@ def _estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> 
     return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu})")
 
 
-def _checked(cand: Candidate, preset: Preset) -> Candidate:
+def _limits(figures: dict[str, Figure], preset: Preset, model: str,
+            variant: Variant) -> tuple[tuple[str, ...], tuple[str, ...], float]:
+    """(violated limits, limits without a figure to check, how far the worst violated limit is off)."""
     violations, missing, excess = [], [], 1.0
     for key, (fig_name, is_max, _flag, unit) in CONSTRAINTS.items():
         limit = getattr(preset.constraints, key)
         if limit is None:
             continue
-        fig = cand.figures.get(fig_name)
+        fig = figures.get(fig_name)
         if fig is None:
+            how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
             missing.append(f"no {fig_name.replace('_', ' ')} figure to check the {_LABELS[key]} "
-                           f"(measure it: vischoose profile --target {preset.name} {cand.model})")
+                           f"(measure it: vischoose profile --target {preset.name} {how}{model})")
             continue
         bad = fig.value > limit if is_max else fig.value < limit
         if bad:
@@ -170,7 +320,7 @@ def _checked(cand: Candidate, preset: Preset) -> Candidate:
             violations.append(f"{fig.value:,.1f} {unit} {sign} {limit:,.6g} {unit} {_LABELS[key]}"
                               f" ({fig.source}{', ' + fig.note if fig.note else ''})")
             excess = max(excess, fig.value / limit if is_max else limit / max(fig.value, 1e-9))
-    return replace(cand, violations=tuple(violations), missing=tuple(missing), excess=excess)
+    return tuple(violations), tuple(missing), excess
 
 
 def rank_key(cand: Candidate, sort: tuple[str, ...]) -> tuple:
@@ -219,12 +369,17 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
         reason = f"best by {', '.join(preset.sort)} among the {len(fitting)} models that meet every constraint"
         misses = [c for p in preset.prefer for c in rejected if c.model == p]
         if misses:
-            why = (misses[0].violations or misses[0].missing)[0]
+            why = misses[0].reasons[0]
             reason += f"; the guide's choice {misses[0].model} was rejected: {why}"
     notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
     if any(f.source == "estimated" for c in cands for f in c.figures.values()):
         notes.append("estimated figures are scaled from published ones: run vischoose profile "
                      f"--target {preset.name} (or recommend --measure) to measure them here")
+    if any(c.variant.precision == "int8" and c.figures.get("memory_mb", Figure(0, "")).source == "estimated"
+           for c in fitting):
+        notes.append("int8 sizes marked E are estimated from the parameter count (bytes per parameter of the "
+                     "family's measured int8 exports) and their accuracy cost is unknown: measure one with "
+                     f"vischoose profile --target {preset.name} --runtime onnxruntime --precision int8 MODEL")
     return Recommendation(target=preset.name, chosen=chosen, reason=reason,
                           runners_up=[c for c in fitting if c is not chosen], rejected=rejected,
                           pareto=pareto_front(cands), preset=preset, notes=notes)
@@ -239,7 +394,8 @@ def _nothing_fits(rejected: list[Candidate], preset: Preset) -> NoModelFitsError
             limit, value = getattr(preset.constraints, key), c.value(fig_name)
             if limit is not None and value is not None and (value > limit if is_max else value < limit):
                 needs.append(f"{flag} {_round_to_admit(value, is_max)}")
-        parts.append(f"{c.model} ({', '.join(needs)})" if needs else f"{c.model} ({(c.missing or ('?',))[0]})")
+        needs += c.unusable[:1]  # the smaller graph that was rejected: relaxing the budget is not the only way
+        parts.append(f"{c.model} ({', '.join(needs)})" if needs else f"{c.model} ({(c.reasons or ('?',))[0]})")
     return NoModelFitsError(
         f"No model fits target '{preset.name}'; closest: {'; '.join(parts)}.",
         hint="Relax a constraint as shown, or add candidates with --models.")

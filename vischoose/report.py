@@ -22,10 +22,17 @@ def fmt(value: Any, digits: int = 1) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A plain text table."""
-    from tabulate import tabulate
+    """A plain text table, laid out as tabulate's "simple" format (cells as text, left-aligned, columns at least
+    two wider than their header). Written out here because importing tabulate 0.10 reads package metadata, about
+    15 ms that `recommend` and `--help` should not pay; Markdown tables still come from tabulate."""
+    heads = [str(h) for h in headers]
+    body = [["" if cell is None else str(cell).strip() for cell in row] for row in rows]
+    widths = [max([len(h) + 2] + [len(r[i]) for r in body if i < len(r)]) for i, h in enumerate(heads)]
 
-    return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True)
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(heads), "  ".join("-" * w for w in widths), *(line(r) for r in body)])
 
 
 def emit_json(kind: str, payload: Any) -> None:
@@ -70,9 +77,14 @@ def _figure_cell(cand, name: str, digits: int) -> str:
     return "-" if fig is None else f"{fig.value:,.{digits}f} {_SOURCE_MARK.get(fig.source, '?')}"
 
 
-def _candidate_row(cand, pareto) -> list[str]:
-    return [cand.model, *[_figure_cell(cand, n, d) for n, _, d in _CANDIDATE_COLUMNS],
-            "*" if cand.model in pareto else ""]
+def _candidate_row(cand, pareto, deployed: bool = False) -> list[str]:
+    return [cand.model, *([cand.variant.label] if deployed else []),
+            *[_figure_cell(cand, n, d) for n, _, d in _CANDIDATE_COLUMNS], "*" if cand.model in pareto else ""]
+
+
+def _variant_text(cand, todo: bool = True) -> str:
+    """'onnxruntime int8 (90.8 MiB estimated size; accuracy cost not measured: vischoose profile ...)'."""
+    return f"{cand.variant.label} ({cand.variant_note}{': ' + cand.variant_todo if todo and cand.variant_todo else ''})"
 
 
 def recommendation_dict(rec) -> dict[str, Any]:
@@ -80,7 +92,9 @@ def recommendation_dict(rec) -> dict[str, Any]:
     def cand(c) -> dict[str, Any]:
         return {"model": c.model, "tag": c.tag, "family": c.family, "fits": c.fits, "pareto": c.model in rec.pareto,
                 "figures": {k: {"value": f.value, "source": f.source, "note": f.note} for k, f in c.figures.items()},
-                "rejected_because": list(c.violations) + list(c.missing)}
+                "variant": {"runtime": c.variant.runtime, "precision": c.variant.precision, "plain": c.plain,
+                            "verified": c.verified, "note": c.variant_note, "measure_with": c.variant_todo or None},
+                "rejected_because": list(c.reasons)}
 
     spec = rec.preset.measure
     return {"target": rec.target, "description": rec.preset.description, "chosen": cand(rec.chosen),
@@ -88,7 +102,8 @@ def recommendation_dict(rec) -> dict[str, Any]:
             "rejected": [cand(c) for c in rec.rejected], "pareto": sorted(rec.pareto),
             "constraints": {k: v for k, v in vars(rec.preset.constraints).items() if v is not None},
             "conditions": {"device": spec.device, "dtype": spec.dtype, "batch_size": spec.batch_size,
-                           "threads": spec.threads, "channels_last": spec.channels_last},
+                           "threads": spec.threads, "channels_last": spec.channels_last,
+                           "deploy": [v.label for v in rec.preset.variants]},
             "notes": rec.notes}
 
 
@@ -98,21 +113,29 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         emit_json("recommendation", recommendation_dict(rec))
         return
     c, spec = rec.chosen, rec.preset.measure
-    typer.echo(f"Recommended for '{rec.target}': {c.model} ({c.tag})")
+    typer.echo(f"Recommended for '{rec.target}': {c.model} ({c.tag}){'' if c.plain else ' at ' + c.variant.label}")
     typer.echo(f"  why: {rec.reason}")
+    if not c.plain:
+        typer.echo(f"  deployed as: {_variant_text(c)}")
     for name, label, digits in _CANDIDATE_COLUMNS:
         fig = c.figures.get(name)
         if fig:
             typer.echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{'; ' + fig.note if fig.note else ''})")
-    typer.echo(f"  conditions: {spec.device}, {spec.dtype}, batch {spec.batch_size}"
+    typer.echo(f"  conditions: {spec.device}, {spec.dtype if c.plain else c.variant.label}, batch {spec.batch_size}"
                f"{', channels_last' if spec.channels_last else ''}")
-    headers = ["model", *[h for _, h, _ in _CANDIDATE_COLUMNS], "pareto"]
+    shown = rec.runners_up[:max(top - 1, 0) or None]
+    deployed = not all(r.plain for r in [c, *shown])  # a "deployed as" column once a preset has [deploy]
+    headers = ["model", *(["deployed as"] if deployed else []), *[h for _, h, _ in _CANDIDATE_COLUMNS], "pareto"]
     if rec.runners_up:
         typer.echo("\nRunners-up (meet every constraint), best first:")
-        typer.echo(table(headers, [_candidate_row(r, rec.pareto) for r in rec.runners_up[:max(top - 1, 0) or None]]))
+        typer.echo(table(headers, [_candidate_row(r, rec.pareto, deployed) for r in shown]))
+        for r in shown:
+            if not r.plain and r.variant != c.variant:
+                typer.echo(f"  {r.model} fits at {_variant_text(r, todo=False)}")
     if rec.rejected:
         typer.echo("\nRejected:")
-        typer.echo(table(["model", "why"], [[r.model, "; ".join(r.violations + r.missing)] for r in rec.rejected]))
+        typer.echo(table(["model", "why"], [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
+                                             + "; ".join(r.reasons)] for r in rec.rejected]))
     typer.echo(f"\nPareto front (top-1 vs latency vs memory): {', '.join(sorted(rec.pareto)) or '-'}")
     typer.echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
                "Memory in MiB (2^20 bytes); latency is batch-1 p90.")
@@ -168,19 +191,35 @@ def show_predictions(result, as_json: bool) -> None:
 
 def show_evaluation(outcome, as_json: bool) -> None:
     """Top-1 / top-5 accuracy and speed (vischoose evaluate); unreadable images on stderr."""
-    r = outcome.result
+    r, deployed = outcome.result, outcome.deployed
     if as_json:
         emit_json("evaluation", {**r.to_dict(), "workers": outcome.workers,
-                                 "failed": [{"path": p, "error": e} for p, e in outcome.failed]})
+                                 "failed": [{"path": p, "error": e} for p, e in outcome.failed],
+                                 **({"deployed": deployed.to_dict()} if deployed else {})})
     else:
         typer.echo(table(["model", "weights", "images", "top-1 %", "top-5 %", "img/s", "device", "dtype", "batch",
                           "px", "processes"],
                          [[r.model, r.weights, r.images, fmt(r.top1, 2), fmt(r.top5, 2), fmt(r.images_per_s, 1),
                            r.device, r.dtype, r.batch_size, r.input_size, r.world_size]]))
-        typer.echo(f"\ndata: {r.dataset}\nmodel: {r.tag}; img/s is end to end (decode, preprocess, forward) "
-                   f"over {r.world_size} process(es), {outcome.workers} loader worker(s) each.")
+        if deployed:
+            typer.echo(f"\ndata: {r.dataset}\n" + _deployed_text(r, deployed))
+        else:
+            typer.echo(f"\ndata: {r.dataset}\nmodel: {r.tag}; img/s is end to end (decode, preprocess, forward) "
+                       f"over {r.world_size} process(es), {outcome.workers} loader worker(s) each.")
     show_image_errors(list(outcome.failed), r.images + len(outcome.failed),
                       f"could not be read; the accuracy covers the other {r.images}")
+
+
+def _deployed_text(r, d) -> str:
+    """The graph evaluated on ONNX Runtime, its agreement with eager fp32, and the notes."""
+    a = d.agreement
+    built = f"{d.recipe}, {d.family} family" if d.recipe else f"{d.family} family"
+    graph = (f"model: {r.tag} as an ONNX graph on ONNX Runtime {d.onnxruntime_version}: {d.precision} ({built}), "
+             f"{fmt(d.file_mb, 1)} MiB; img/s is end to end (decode, preprocess, ONNX Runtime), without the eager "
+             f"fp32 forward passes of the agreement check ({fmt(d.eager_images_per_s, 1)} img/s alone).")
+    agreement = (f"agreement with eager fp32: same top-1 class on {d.agreeing} of {a.n_images} images "
+                 f"({100 * a.top1_agreement:.1f} %); max |logit diff| {a.max_abs_diff:.3g}, min cosine {a.cosine:.4f}.")
+    return "\n".join([graph, agreement] + [f"note: {n}" for n in d.notes])
 
 
 def show_saved(result_id: int) -> None:
