@@ -12,6 +12,7 @@ import gc
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,29 @@ def check_targets(rows: list[Row]) -> list[str]:
     return lines
 
 
+class OtherWork:
+    """How much of the machine's CPU time other processes took since this was made (0-1 of all cores)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self._start = self._times()
+
+    def _times(self) -> tuple[float, float, float]:
+        import psutil
+
+        system, mine = psutil.cpu_times(), self._me.cpu_times()
+        busy = system.user + system.system + getattr(system, "nice", 0.0)
+        return busy, mine.user + mine.system + mine.children_user + mine.children_system, time.monotonic()
+
+    def share(self) -> float:
+        """Others' CPU seconds over (wall seconds x cores)."""
+        busy, mine, now = self._times()
+        b0, m0, t0 = self._start
+        return max(0.0, (busy - b0) - (mine - m0)) / max((now - t0) * (os.cpu_count() or 1), 1e-9)
+
+
 def main() -> int:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -118,7 +142,7 @@ def main() -> int:
     import onnxruntime
     import torch
 
-    load_before = os.getloadavg()[0]
+    others = OtherWork()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="vischoose-bench-") as tmp:
         for alias in args.models.split(","):
@@ -126,14 +150,14 @@ def main() -> int:
                                 Path(tmp))
     print(render(rows))
     print(f"\n{machine.cpu_name()}, {args.threads} threads, 224 px, random weights; torch {torch.__version__}, "
-          f"onnxruntime {onnxruntime.__version__}; load average {load_before:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after.\nimg/s: median over timed runs after warm-up (vischoose.measure stop "
+          f"onnxruntime {onnxruntime.__version__}; other processes used {others.share():.0%} of the "
+          f"{os.cpu_count()} cores during the run.\nimg/s: median over timed runs after warm-up (vischoose.measure stop "
           "rules), no preprocessing; MiB: ONNX file, or fp32 weights for eager (autocast keeps them fp32); "
           "IQR %: of the per-run times; agreement: with eager fp32 on 8 fixed random inputs (random weights "
           "give near-tied logits, so top-1 agreement means little here: read the cosine).")
-    if load_before > 0.5:
-        print(f"Warning: the machine was busy (load average {load_before:.2f} on {os.cpu_count()} cores): eager "
-              "torch suffers most from shared cores, so the ratios overstate the runtimes' gains.")
+    if others.share() > 0.05:
+        print(f"Warning: other processes used {others.share():.0%} of the cores: eager torch suffers most from shared "
+              "cores, so the ratios overstate the runtimes' gains.")
     print("\n".join(check_targets(rows)))
     return 0
 
