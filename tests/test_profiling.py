@@ -234,3 +234,27 @@ def test_profile_on_the_gpu_reports_allocated_and_reserved_memory():
                              save=False)
     assert all(p.ok and p.peak_memory_mb > 0 and p.peak_reserved_mb >= p.peak_memory_mb for p in rows)
     assert rows[0].device == "cuda:0" and rows[0].efficiency > 0
+
+
+@pytest.mark.slow
+def test_compile_for_inference_freezes_the_weights_and_matches_eager():
+    import shutil
+
+    import torch
+    import torch._inductor.config as inductor
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("torch.compile's CPU backend needs a C++ compiler")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 14 * 14, 10)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    before = inductor.freezing
+    try:
+        compiled = measure.compile_for_inference(net)
+        with torch.inference_mode():
+            eager, found = net(x), compiled(x)
+        assert inductor.freezing is True
+    finally:
+        inductor.freezing = before
+    assert torch.allclose(found, eager, atol=1e-5)

@@ -383,7 +383,7 @@ def profile_cmd(
                                                         "(default 0.99).")] = None,
     channels_last: Annotated[bool | None, typer.Option("--channels-last/--contiguous", help="Memory layout of "
                                                        "weights and input (default contiguous).")] = None,
-    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model first.")] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile (inductor, weights frozen as constants) the model first.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: torch's, one per core).")] = None,
     input_size: Annotated[int | None, typer.Option(help="Square input side, px (default: the model's pretrained config).")] = None,
     weights: Annotated[str | None, typer.Option(help="auto (cached pretrained, else random init of the same "
