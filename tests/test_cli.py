@@ -90,6 +90,10 @@ def test_presets_list_and_show(runner):
     assert result.exit_code == 0
     for name in ("mobile", "cloud", "experimental", "edge", "server"):
         assert f"\n{name} " in result.stdout
+    mobile = next(line for line in result.stdout.splitlines() if line.startswith("mobile "))
+    assert "onnxruntime fp32, onnxruntime int8" in mobile  # what the target deploys, from its [deploy] table
+    cloud = next(line for line in result.stdout.splitlines() if line.startswith("cloud "))
+    assert "torch bf16" in cloud  # no [deploy]: torch at the [measure] dtype
     shown = runner.invoke(app, ["presets", "show", "mobile"])
     assert shown.exit_code == 0 and 'prefer = ["resnet50"]' in shown.stdout and "[constraints]" in shown.stdout
     bad = runner.invoke(app, ["presets", "show", "tablet"])

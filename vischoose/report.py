@@ -146,11 +146,14 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
 def show_presets(presets, as_json: bool) -> None:
     """The list of presets."""
     if as_json:
-        emit_json("presets", [{"name": p.name, "description": p.description, "path": str(p.path)} for p in presets])
+        emit_json("presets", [{"name": p.name, "description": p.description, "path": str(p.path),
+                               "deploys": [{"runtime": v.runtime, "precision": v.precision} for v in p.variants]}
+                              for p in presets])
         return
-    typer.echo(table(["name", "prefers", "device", "dtype", "batch", "description"],
+    typer.echo(table(["name", "prefers", "device", "dtype", "batch", "deploys", "description"],
                      [[p.name, ", ".join(p.prefer) or "-", p.measure.device, p.measure.dtype,
-                       ",".join(map(str, p.measure.batch_sizes)), p.description] for p in presets]))
+                       ",".join(map(str, p.measure.batch_sizes)), ", ".join(v.label for v in p.variants),
+                       p.description] for p in presets]))
 
 
 # ---- predict and evaluate ----------------------------------------------------------------------------
