@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +91,20 @@ def test_a_broken_export_is_a_failed_row_not_a_crash(isolated_home, tmp_path):
     (run,) = profile_models([TINY], options, runner=unwritable_graph_dir, save=False)
     assert run.profile.error.startswith("Cannot write ") and "does not exist" in run.profile.error
     assert run.profile.runtime == "onnxruntime" and run.profile.throughput_img_s is None
+
+
+def test_a_failed_quantization_is_a_failed_row_not_a_crash(isolated_home):
+    def int8_path_taken(cmd, env, on_line):
+        job = json.loads(open(cmd[-1]).read())
+        if job["mode"] == "build":  # a folder where the int8 graph should go: the fp32 export works, int8 cannot
+            (Path(job["graph_dir"]) / "model-int8.onnx").mkdir(parents=True)
+        return run_child(cmd, env, on_line)
+
+    options = ProfileOptions(runtime="onnxruntime", dtype="int8", device="cpu", threads=1, weights="random",
+                             time_budget_s=0.5)
+    (run,) = profile_models([TINY], options, runner=int8_path_taken, save=False)
+    assert run.profile.error.startswith("Cannot write ") and "model-int8.onnx: it is a folder" in run.profile.error
+    assert run.profile.dtype == "int8" and run.profile.throughput_img_s is None
 
 
 def test_a_killed_timing_child_is_that_models_error(isolated_home):

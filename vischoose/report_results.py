@@ -9,26 +9,27 @@ import typer
 from vischoose.report import emit_json, fmt, table
 
 
-_STORED_PROFILE_HEADERS = ["id", "model", "device", "dtype", "batch", "px", "latency p50 ms", "p90 ms", "img/s",
+_STORED_PROFILE_HEADERS = ["id", "model", "device", "runtime", "dtype", "batch", "px", "latency p50 ms", "p90 ms", "img/s",
                     "peak MiB", "GFLOPs", "top-1 %", "machine", "measured", "from"]
-_STORED_EVAL_HEADERS = ["id", "model", "dataset", "images", "top-1 %", "top-5 %", "device", "dtype", "batch", "px",
+_STORED_EVAL_HEADERS = ["id", "model", "dataset", "images", "top-1 %", "top-5 %", "device", "runtime", "dtype", "batch",
+                 "px",
                  "img/s", "machine", "measured", "from"]
 
 
 def _stored_profile_row(r: Any) -> list[str]:
     p = r.record
-    row = [str(r.id), p.model, p.device, p.dtype, str(p.batch_size), str(p.input_size), fmt(p.latency_ms_p50, 2),
+    row = [str(r.id), p.model, p.device, p.runtime, p.dtype, str(p.batch_size), str(p.input_size), fmt(p.latency_ms_p50, 2),
            fmt(p.latency_ms_p90, 2), fmt(p.throughput_img_s, 1), fmt(p.peak_memory_mb, 1), fmt(p.gflops, 2),
            fmt(p.top1, 2), p.machine, p.created_at[:16].replace("T", " "), r.imported_from or "here"]
     if p.error:
-        row[6:9] = ["FAILED", "-", "-"]
+        row[7:10] = ["FAILED", "-", "-"]
     return row
 
 
 def _stored_eval_row(r: Any) -> list[str]:
     e = r.record
-    return [str(r.id), e.model, e.dataset, str(e.images), fmt(e.top1, 2), fmt(e.top5, 2), e.device, e.dtype,
-            str(e.batch_size), fmt(e.input_size), fmt(e.images_per_s, 1), e.machine,
+    return [str(r.id), e.model, e.dataset, str(e.images), fmt(e.top1, 2), fmt(e.top5, 2), e.device, e.runtime,
+            e.dtype, str(e.batch_size), fmt(e.input_size), fmt(e.images_per_s, 1), e.machine,
             e.created_at[:16].replace("T", " "), r.imported_from or "here"]
 
 
