@@ -28,7 +28,7 @@ def test_profile_prints_every_column_and_the_conditions(runner, isolated_home, c
         assert column in header
     rows = [line for line in result.stdout.splitlines() if line.startswith(TINY + "  ")]
     assert len(rows) == 2 and rows[0].split()[1:4] == [f"pretrained@{repo.commit[:12]}", "160", "1"]
-    assert "Conditions: cpu (" in result.stdout and "threads 1, float32, contiguous, compile no, torch " in result.stdout
+    assert "Conditions: cpu (" in result.stdout and "threads 1, torch float32, contiguous, compile no, torch " in result.stdout
     assert f"{TINY}: latency batch 1 (" in result.stderr  # progress goes to stderr
 
 
