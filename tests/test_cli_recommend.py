@@ -169,6 +169,26 @@ def test_measure_profiles_missing_candidates_and_uses_them(runner, isolated_home
     assert again.exit_code == 0 and json.loads(again.stdout)["data"]["chosen"]["model"] == data["chosen"]["model"]
 
 
+def test_measure_also_profiles_the_graphs_a_preset_deploys(runner, isolated_home, tmp_path):
+    from tests.profhelpers import seed_peak
+
+    preset = tmp_path / "phone.toml"
+    preset.write_text('name = "phone"\n[measure]\ndevice = "cpu"\nthreads = 1\nbatch_size = 1\n'
+                      '[constraints]\nmax_latency_ms = 10000\n[deploy]\nonnxruntime = ["int8"]\n'
+                      '[rank]\nsort = ["latency_ms"]\n')
+    seed_peak(isolated_home, threads=1)
+    args = ["recommend", "--target", str(preset), "--models", "test_resnet.r160_in1k", "--json"]
+    result = runner.invoke(app, [*args, "--measure", "--time-budget", "0.5"])
+    assert result.exit_code == 0, result.stderr
+    chosen = json.loads(result.stdout)["data"]["chosen"]
+    assert chosen["variant"]["runtime"] == "onnxruntime" and chosen["variant"]["precision"] == "int8"
+    assert chosen["figures"]["memory_mb"]["source"] == "measured"  # the int8 file's size, not an estimate
+    assert chosen["figures"]["latency_ms"]["note"] == "batch-1 p90, cpu onnxruntime int8"
+    with open_store() as db:
+        stored = {(p.runtime, p.dtype) for p in db.profiles(model="test_resnet.r160_in1k")}
+    assert stored == {("torch", "float32"), ("onnxruntime", "int8")}  # torch fp32: the speed-up reference
+
+
 def store_ort(model: str, latency: float, file_mb: float, agreement: float = 0.994, status: str = "ok") -> None:
     """A row as `vischoose profile --runtime onnxruntime --precision int8` stores it."""
     entry = catalog.load()[model]

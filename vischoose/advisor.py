@@ -66,18 +66,26 @@ def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult
 
 def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]],
                      profiles: list[Profile], show_progress: bool, time_budget_s: float) -> list[Profile]:
-    # torch at the preset's [measure] dtype only: those rows also stand in for an unmeasured onnxruntime graph;
-    # the graphs themselves are measured with vischoose profile --runtime onnxruntime --precision fp32|int8
-    from vischoose.recommendation import matching_profiles
+    """Profile what the candidates lack under the preset's protocol: torch at its [measure] dtype (the speed-up
+    reference, and the stand-in for graphs), then each onnxruntime graph its [deploy] table allows."""
     from vischoose.profiling import profile
+    from vischoose.recommendation import matching_profiles
     from vischoose.report_profile import ProfileProgress
 
-    todo = [e.alias for e in entries if not matching_profiles(profiles, e.alias, e.tag, preset)]
-    todo += [m for m, t in extra if not matching_profiles(profiles, m, t, preset)]
-    if not todo:
-        return []
     spec = preset.measure
     progress = ProfileProgress() if show_progress else None
-    return profile(todo, device=spec.device, batch_sizes=tuple(sorted({1, *spec.batch_sizes})), dtype=spec.dtype,
-                   channels_last=spec.channels_last, threads=spec.threads, weights="auto",
-                   time_budget_s=time_budget_s, progress=progress)
+    names = [(e.alias, e.tag) for e in entries] + list(extra)
+    variants = [preset.plain] + [v for v in preset.variants if v.runtime == "onnxruntime"]
+    measured: list[Profile] = []
+    for variant in variants:
+        todo = [m for m, t in names if not matching_profiles(profiles, m, t, preset, variant)]
+        if not todo:
+            continue
+        protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
+                    "time_budget_s": time_budget_s, "progress": progress}
+        if variant.runtime == "onnxruntime":  # the exported graph on ONNX Runtime's CPU provider
+            measured += profile(todo, device="cpu", runtime="onnxruntime", dtype=variant.dtype, **protocol)
+        else:
+            measured += profile(todo, device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last,
+                                **protocol)
+    return measured
