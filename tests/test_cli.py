@@ -93,7 +93,7 @@ def test_presets_list_and_show(runner):
     mobile = next(line for line in result.stdout.splitlines() if line.startswith("mobile "))
     assert "onnxruntime fp32, onnxruntime int8" in mobile  # what the target deploys, from its [deploy] table
     cloud = next(line for line in result.stdout.splitlines() if line.startswith("cloud "))
-    assert "torch bf16" in cloud  # no [deploy]: torch at the [measure] dtype
+    assert "torch bf16, torch fp16, onnxruntime fp32, onnxruntime int8" in cloud
     shown = runner.invoke(app, ["presets", "show", "mobile"])
     assert shown.exit_code == 0 and 'prefer = ["resnet50"]' in shown.stdout and "[constraints]" in shown.stdout
     bad = runner.invoke(app, ["presets", "show", "tablet"])

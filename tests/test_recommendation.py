@@ -266,3 +266,14 @@ def test_edge_keeps_its_own_fp16_first_then_the_most_precise_variant():
     assert rec.chosen.figures["memory_mb"].note == "float16 weights"
     # vit_l16 breaks the 200 MiB budget even at int8 (319.3 MiB), and is judged there
     assert {c.model: c for c in rec.rejected}["vit_l16"].variant == Variant("onnxruntime", "int8")
+
+
+def test_cloud_serves_a_verified_graph_on_cpu_but_torch_where_the_model_runs_on_a_gpu():
+    cpu = [prof("vit_l16", latency=400.0, throughput=3.0, batch=64, dtype="bfloat16"),
+           ort("vit_l16", latency=150.0, throughput=9.0, batch=64, file_mb=310.0)]
+    rec = run("cloud", profiles=cpu, models=["vit_l16", "vit_b16"])
+    assert rec.chosen.model == "vit_l16" and rec.chosen.variant == Variant("onnxruntime", "int8")
+    gpu = [prof("vit_l16", latency=8.0, throughput=400.0, batch=64, dtype="bfloat16", device="cuda:0")]
+    rec = run("cloud", profiles=cpu + gpu, models=["vit_l16", "vit_b16"])
+    assert rec.chosen.model == "vit_l16" and rec.chosen.variant == Variant("torch", "bf16") and rec.chosen.plain
+    assert rec.chosen.figures["throughput"].value == 400.0

@@ -113,6 +113,8 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
     torch_fp32 = matching_profiles(profiles, model, tag, preset, TORCH_FP32)
     options, unusable, own = [], [], preset.plain
     for variant in order:
+        if variant.runtime == "onnxruntime" and _on_gpu(profiles, model, tag, preset):
+            continue  # ONNX Runtime is measured on the CPU: where the target's figures come from a GPU, torch runs
         rows = matching_profiles(profiles, model, tag, preset, variant)
         if rows and rows[0].variant_status == "rejected":
             unusable.append(_rejected_graph(variant, rows[0]))
@@ -132,6 +134,15 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
                                  variant_todo=todo))
     chosen = _choose(options, preset, Candidate(model, tag, family, {}, caveat=caveat), unusable)
     return replace(chosen, unusable=tuple(unusable)) if unusable else chosen
+
+
+def _on_gpu(profiles: list[Profile], model: str, tag: str, preset: Preset) -> bool:
+    """Whether the target runs this model on a GPU: a cuda preset, or 'auto' with GPU rows measured for it."""
+    device = preset.measure.device
+    if device.startswith("cuda"):
+        return True
+    return device == "auto" and any(p.device.startswith("cuda") for p in
+                                    matching_profiles(profiles, model, tag, preset, preset.plain))
 
 
 def preference_order(preset: Preset) -> list[Variant]:
