@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -44,8 +45,11 @@ def test_latency_points_collapse_batch_sizes():
 def test_conditions_text_shared_and_varying():
     shared, varying = plots.conditions_text(three_models())
     assert varying == ["input_size"]
-    assert shared == ("machine aaaaaaaaaaaa, cpu (Test CPU), float32, 2 threads, channels_last, torch.compile, "
-                      "throughput at batch 8, torch 2.14.1, timm 1.0.31")
+    assert shared == ("machine aaaaaaaaaaaa, cpu (Test CPU), torch, float32, 2 threads, channels_last, "
+                      "torch.compile, throughput at batch 8, torch 2.14.1, timm 1.0.31")
+    graph = replace(three_models()[0], runtime="onnxruntime", dtype="int8", layout="contiguous", compiled=False)
+    _, varying = plots.conditions_text([three_models()[0], graph])
+    assert varying[:2] == ["runtime", "dtype"]  # an int8 graph and the eager model are told apart in the labels
 
 
 @pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".svg", b"<?xml")])

@@ -32,6 +32,9 @@ def test_caveats_name_the_conditions_that_differ():
     q = make_profile("vit_b16", tag=VIT_TAG, device="cuda:0", dtype="float16", latency_ms_p50=3.0)
     (lat,) = [c for c in published.compare_all([q]) if c.figure.startswith("latency")]
     assert lat.caveat == "measured on cuda:0; measured in float16"
+    g = make_profile("vit_b16", tag=VIT_TAG, device="cpu", dtype="int8", runtime="onnxruntime", latency_ms_p50=9.0)
+    (lat,) = [c for c in published.compare_all([g]) if c.figure.startswith("latency")]
+    assert lat.caveat == "measured as the int8 graph on onnxruntime"
 
 
 def test_failed_unknown_and_repeated_runs():
@@ -48,6 +51,9 @@ def test_eval_against_published_top1():
     assert (c.figure, c.measured, c.published) == ("top-1, %", 78.5, 80.382)
     assert c.caveat == ("measured on /data/val (200 images), published on ImageNet-1k val (50,000); "
                         "measured at 288 px, published at 224 px")
+    (g,) = published.compare_all([], [make_eval("resnet50", tag="resnet50.a1_in1k", runtime="onnxruntime",
+                                                dtype="int8", input_size=224)])
+    assert g.caveat.endswith("(50,000); measured on the int8 graph on onnxruntime")
 
 
 def test_ratio_sentence_matches_the_issue_example():

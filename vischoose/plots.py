@@ -12,7 +12,7 @@ from vischoose.records import Profile
 FORMATS = (".png", ".svg")
 AXES = ("throughput", "latency")
 # conditions that, when they differ between points, are written into the labels instead of the subtitle
-_CONDITIONS = ("machine", "device", "dtype", "threads", "layout", "compiled", "batch_size", "input_size",
+_CONDITIONS = ("machine", "device", "runtime", "dtype", "threads", "layout", "compiled", "batch_size", "input_size",
                "torch_version", "timm_version")
 
 

@@ -71,10 +71,10 @@ def latest_ok(profiles: Sequence[Profile]) -> list[Profile]:
 
 def _differences(p: Profile, device: str | None, dtype: str | None, batch: int | None,
                  size: int | None) -> str:
-    notes = []
+    notes = [f"measured as the {p.dtype} graph on {p.runtime}"] if p.runtime == "onnxruntime" else []
     if device and not p.device.startswith(device):
         notes.append(f"measured on {p.device}")
-    if dtype and p.dtype != dtype:
+    if dtype and p.dtype != dtype and p.runtime != "onnxruntime":
         notes.append(f"measured in {p.dtype}")
     if batch and p.batch_size != batch:
         notes.append(f"measured at batch {p.batch_size}, published at {batch}")
@@ -107,6 +107,8 @@ def compare_profile(p: Profile, e: CatalogEntry) -> list[Comparison]:
 def compare_eval(r: EvalResult, e: CatalogEntry) -> Comparison:
     """Measured top-1 against the published top-1 on ImageNet-1k val."""
     caveat = f"measured on {r.dataset} ({r.images} images), published on ImageNet-1k val (50,000)"
+    if r.runtime == "onnxruntime":
+        caveat += f"; measured on the {r.dtype} graph on onnxruntime"
     if r.input_size and r.input_size != e.top1_size:
         caveat += f"; measured at {r.input_size} px, published at {e.top1_size} px"
     return Comparison(r.model, "top-1, %", r.top1, e.top1, f"{TIMM_RESULTS} @{e.top1_size} px", caveat)
