@@ -70,6 +70,7 @@ def test_int8_graph_calibrated_on_the_evaluation_images(lite0, runner, photos):
     assert (saved.runtime, saved.dtype, saved.recipe, saved.images) == ("onnxruntime", "int8", "static-qdq-u8s8",
                                                                        IMAGES)
     assert row[3] == f"{saved.top1:,.2f}" and saved.images_per_s > 0
+    assert (saved.agreement_top1, saved.agreement_images) == (pytest.approx(agreeing / IMAGES), IMAGES)
     # an image whose top-1 is the same as eager's is right or wrong for both: accuracy moves only by the others
     assert abs(saved.top1 - eager.top1) <= 100.0 * (IMAGES - agreeing) / IMAGES + 1e-9
 

@@ -139,9 +139,11 @@ def evaluate_onnx(data: str | Path, model: "str | LoadedModel", precision: str =
     result = replace(result, runtime="onnxruntime", dtype="float32" if recipe is None else "int8",
                      recipe=None if recipe is None else recipe.name,
                      images_per_s=_rate(counts[0], seconds - forward.eager_s))  # end to end, as torch's
+    agreed = forward.agreement()
+    result = replace(result, agreement_top1=agreed.top1_agreement, agreement_images=agreed.n_images)
     deployed = Deployed(precision=precision, family=family, recipe=result.recipe, file_mb=file_mb,
                         export_s=exported.export_s, quantize_s=quantize_s, calibration=source,
-                        calibration_images=0 if calib is None else len(calib), agreement=forward.agreement(),
+                        calibration_images=0 if calib is None else len(calib), agreement=agreed,
                         eager_images_per_s=_rate(counts[0], forward.eager_s),
                         onnxruntime_version=onnxruntime.__version__, notes=tuple(notes))
     return evaluation.Evaluation(result=result, failed=tuple(failed), workers=workers, deployed=deployed)

@@ -108,6 +108,8 @@ class EvalResult:
     world_size: int = 1
     runtime: str = "torch"  # or "onnxruntime" (dtype "float32" or "int8": the deployed graph)
     recipe: str | None = None  # the int8 recipe, for onnxruntime int8
+    agreement_top1: float | None = None  # onnxruntime: 0-1, images whose top-1 matches eager fp32's
+    agreement_images: int | None = None  # onnxruntime: images the agreement was counted on
     machine: str = ""
     torch_version: str = ""
     timm_version: str = ""
