@@ -228,3 +228,10 @@ def test_stored_rejected_int8_graph_is_not_recommended(runner):
     assert only.stderr.startswith("Error: No model fits target 'mobile'; closest: vit_b16 (--budget-mb 330.3, "
                                   "onnxruntime int8 not used: its graph was rejected (top-1 agreement 95.0% with eager "
                                   "fp32, ")
+
+
+def test_a_gpu_device_for_a_target_that_deploys_only_cpu_graphs_is_a_usage_error(runner):
+    result = runner.invoke(app, ["recommend", "--target", "mobile", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: Target 'mobile' deploys only ONNX Runtime graphs, which vischoose "
+                                    "measures on the CPU: --device cuda admits none of them.\nHint: ")

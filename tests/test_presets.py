@@ -104,6 +104,17 @@ def test_presets_dir_override(tmp_path, monkeypatch):
     assert [p.name for p in list_presets()] == ["only"]
 
 
+@pytest.mark.parametrize("folder, message", [("missing", "is not a folder."), ("empty", "No preset files (*.toml) in ")])
+def test_a_presets_folder_that_is_missing_or_empty_is_a_usage_error(runner, tmp_path, monkeypatch, folder, message):
+    from vischoose.cli import app
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("VISCHOOSE_PRESETS", str(tmp_path / folder))
+    result = runner.invoke(app, ["presets"])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: ") and message in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_deploy_table_lists_precisions_per_runtime(tmp_path):
     path = write(tmp_path, '[measure]\ndtype = "float16"\n[deploy]\ntorch = ["fp16", "fp16"]\n'
                            'onnxruntime = ["int8", "fp32"]\n')

@@ -201,7 +201,7 @@ def test_measured_int8_row_gives_the_size_speed_and_agreement():
     assert vit.figures["latency_ms"] == Figure(11.0, "measured", "batch-1 p90, cpu onnxruntime int8")
     assert vit.variant_note == "85.9 MiB, measured 2.8x faster than torch fp32, top-1 agreement 99.4%"
     assert vit.variant_todo == ""
-    assert vit.figures["top1"].note.endswith("the fp32 model's figure, int8 top-1 agreement 99.4% measured")
+    assert vit.figures["top1"].note.endswith("the fp32 model's figure, int8 top-1 agreement 99.4% measured on 64 images")
 
 
 def test_a_verified_int8_graph_that_ranks_better_beats_fp32():
@@ -211,6 +211,11 @@ def test_a_verified_int8_graph_that_ranks_better_beats_fp32():
     assert rec.chosen.model == "resnet50" and rec.chosen.variant == Variant("onnxruntime", "int8")
     assert rec.chosen.variant_note == "24.9 MiB, measured 2.5x faster than torch fp32, top-1 agreement 99.4%"
     # unverified (agreement only on random inputs) or measured slower: fp32 stays
+    unverified = run("mobile", profiles=[ort("resnet50", latency=6.0, file_mb=24.9, status="unverified")],
+                     max_memory_mb=50)  # fp32 does not fit: the unverified graph serves, and says what it is
+    assert unverified.chosen.variant == Variant("onnxruntime", "int8")
+    assert unverified.chosen.figures["top1"].note.endswith("int8 accuracy cost unverified (agreement checked on "
+                                                           "random inputs or weights only)")
     for row in (ort("resnet50", latency=6.0, file_mb=24.9, status="unverified"),
                 ort("resnet50", latency=20.0, file_mb=24.9)):
         assert run("mobile", profiles=[row, rows[1]], max_memory_mb=150).chosen.variant.precision == "fp32"

@@ -22,6 +22,10 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         PresetError, UnknownModelError, StoreError, NoModelFitsError.
     """
     preset = presets.load_preset(target).with_overrides(device=device, memory_basis=memory_basis, **constraints)
+    if preset.measure.device.startswith("cuda") and all(v.runtime == "onnxruntime" for v in preset.variants):
+        raise UsageError(f"Target '{preset.name}' deploys only ONNX Runtime graphs, which vischoose measures on the "
+                         f"CPU: --device {preset.measure.device} admits none of them.",
+                         hint="Drop --device, or pick a target that deploys torch on a GPU (cloud, edge).")
     entries, extra = _candidates(preset, models)
     profiles, evals = _figures(results)
     if measure:

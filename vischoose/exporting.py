@@ -142,6 +142,8 @@ def _int8_variant(loaded: "LoadedModel", fp32_path: Path, staged: Path, calib: C
     found = deploy.agreement(reference, deploy.run_session(deploy.ort_session(quant.path), batch))
     if calib is None:
         status, note = "unverified", "checked on random inputs only: pass --calibration with your images"
+    elif loaded.weights == "random":
+        status, note = "unverified", "random weights: agreement with them says nothing about accuracy"
     elif found.top1_agreement >= min_agreement:
         status, note = "ok", None
     else:

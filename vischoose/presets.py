@@ -108,6 +108,9 @@ def presets_dir() -> Path:
     """Where the built-in presets live: $VISCHOOSE_PRESETS, else the presets/ folder shipped with vischoose."""
     env = os.environ.get("VISCHOOSE_PRESETS")
     if env:
+        if not Path(env).is_dir():
+            raise PresetError(f"VISCHOOSE_PRESETS={env} is not a folder.",
+                              hint="Point it at a folder of preset .toml files, or unset it for the built-in presets.")
         return Path(env)
     here = Path(__file__).resolve().parent
     for candidate in (here / "_presets", here.parent / "presets"):  # installed wheel, source checkout
@@ -117,8 +120,17 @@ def presets_dir() -> Path:
 
 
 def list_presets() -> list[Preset]:
-    """Every preset in the presets folder, by name."""
-    return [load_preset(p) for p in sorted(presets_dir().glob("*.toml"))]
+    """Every preset in the presets folder, by name.
+
+    Raises:
+        PresetError: the folder holds no preset (a VISCHOOSE_PRESETS folder replaces the built-in ones).
+    """
+    folder = presets_dir()
+    found = [load_preset(p) for p in sorted(folder.glob("*.toml"))]
+    if not found:
+        raise PresetError(f"No preset files (*.toml) in {folder}.",
+                          hint="VISCHOOSE_PRESETS replaces the built-in presets: put .toml files there, or unset it.")
+    return found
 
 
 def load_preset(name_or_path: str | Path) -> Preset:

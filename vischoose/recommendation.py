@@ -217,8 +217,12 @@ def _top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalR
         return
     if variant.precision == "int8":
         row = rows[0] if rows else None
-        cost = (f"int8 top-1 agreement {100 * row.agreement_top1:.1f}% measured" if row and row.agreement_top1
-                is not None else "int8 accuracy cost not measured")
+        if row and row.agreement_top1 is not None and row.variant_status == "ok":
+            cost = f"int8 top-1 agreement {100 * row.agreement_top1:.1f}% measured on {row.agreement_images} images"
+        elif row and row.agreement_top1 is not None:
+            cost = "int8 accuracy cost unverified (agreement checked on random inputs or weights only)"
+        else:
+            cost = "int8 accuracy cost not measured"
         fig = replace(fig, note=f"{fig.note}; the fp32 model's figure, {cost}")
     figs["top1"] = fig
 

@@ -203,8 +203,9 @@ def show_export(rep: Any, as_json: bool) -> None:
     if rep.out is not None:
         shipped = rep.shipped
         if shipped.status == "unverified":
-            typer.echo(f"Warning: the {shipped.precision} graph is unverified: no real images checked it "
-                       "(pass --calibration DIR).", err=True)
+            why = ("it was checked against random weights (pass --weights pretrained)" if rep.check_source == "images"
+                   else "no real images checked it (pass --calibration DIR)")
+            typer.echo(f"Warning: the {shipped.precision} graph is unverified: {why}.", err=True)
         typer.echo(f"Wrote {rep.out} ({shipped.precision}, {shipped.file_mb:,.2f} MiB).", err=True)
 
 
