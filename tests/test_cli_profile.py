@@ -51,17 +51,25 @@ def test_profile_json_carries_the_figures_and_conditions(runner, isolated_home):
     assert Profile.from_dict(row).tag == TINY
 
 
-def test_a_failed_row_is_shown_and_the_exit_code_is_1(runner, tmp_path, isolated_home):
+def test_a_row_failing_on_its_model_is_shown_and_exits_like_that_error(runner, tmp_path, isolated_home):
     seed_peak(isolated_home)
     folder = write_model_folder(tmp_path / "odd", TINY)
     config = json.loads((folder / "config.json").read_text())
     config["architecture"] = "no_such_arch"
     (folder / "config.json").write_text(json.dumps(config))
     result = runner.invoke(app, ["profile", str(folder), "--weights", "random", *FAST])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a model timm cannot build is bad input, as in predict
     assert "architecture 'no_such_arch' is not known to timm" in result.stdout
     assert result.stderr.splitlines()[-1] == \
         f"Error: 1 of 1 profile rows failed ({folder}); the error column says why."
+
+
+def test_weights_that_are_not_cached_exit_3_and_the_row_says_why(runner, isolated_home):
+    seed_peak(isolated_home)
+    result = runner.invoke(app, ["profile", TINY, "--weights", "pretrained", *FAST])
+    assert result.exit_code == 3, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith(TINY))
+    assert row.split()[1:3] == ["pretrained", "-"] and "not in the cache" in row
 
 
 @pytest.mark.parametrize("args, code, message", [

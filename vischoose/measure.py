@@ -350,7 +350,7 @@ def run_job(job: dict[str, Any], result: dict[str, Any]) -> None:
     try:
         net, make_input = prepare(job, result)
     except VischooseError as err:
-        result.update(status="failed", error=str(err), error_kind="setup")
+        result.update(status="failed", error=str(err), error_kind="setup", exit_code=err.exit_code)
         return
     plain = net
     if job["compile"]:

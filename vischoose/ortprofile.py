@@ -100,7 +100,7 @@ def build(job: dict[str, Any], result: dict[str, Any]) -> None:
         if job.get("calibration"):
             calib = exporting.load_calibration(job["calibration"], exporting.preprocessing(loaded, size))
     except VischooseError as err:
-        result.update(status="failed", error=str(err), error_kind="setup")
+        result.update(status="failed", error=str(err), error_kind="setup", exit_code=err.exit_code)
         return
     if job["weights"] == "auto" and loaded.weights == "random":
         result["notes"].append(f"{job['model']}: no cached pretrained weights, so random init of the same "

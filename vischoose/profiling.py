@@ -281,11 +281,18 @@ def profile(models: Iterable[str] | None = None, *, target: str | None = None, s
 
 
 def failed(runs: list[ProfileRun]) -> None:
-    """Raise ProfilingError when any row failed (after the table has shown which and why)."""
-    bad = [r.profile for r in runs if not r.profile.ok]
-    if bad:
-        names = ", ".join(dict.fromkeys(p.model for p in bad))
-        raise ProfilingError(f"{len(bad)} of {len(runs)} profile rows failed ({names}); the error column says why.")
+    """Raise when any row failed (after the table has shown which and why): ProfilingError (exit 1), or, when
+    every failure is the same setup error (weights not cached: 3, a model timm cannot build: 2), that error's kind."""
+    from vischoose.errors import EXIT_USAGE, EXIT_WEIGHTS, WeightsUnavailableError
+
+    bad = [r for r in runs if not r.profile.ok]
+    if not bad:
+        return
+    names = ", ".join(dict.fromkeys(r.profile.model for r in bad))
+    message = f"{len(bad)} of {len(runs)} profile rows failed ({names}); the error column says why."
+    codes = {r.detail.get("setup_exit_code") for r in bad}
+    kind = {EXIT_WEIGHTS: WeightsUnavailableError, EXIT_USAGE: UsageError}.get(codes.pop()) if len(codes) == 1 else None
+    raise (kind or ProfilingError)(message)
 
 
 def describe_exit(status: int) -> str:
@@ -485,7 +492,7 @@ class _ChildJob:
             width = summary.get("rel_halfwidth")
             return {"samples": summary["n"], "warmup_runs": summary["warmup"], "settled": summary["settled"],
                     "median_ci_pct": None if width is None else round(100 * width, 2)}
-        return {"latency": quality(result.get("latency")),
+        return {"setup_exit_code": result.get("exit_code"), "latency": quality(result.get("latency")),
                 "throughput": quality(result["throughput"].get(str(batch))),
                 "machine_peak_gflops_s": result.get("peak_gflops_s"), "machine_peak_kernel": result.get("peak_kernel"),
                 "baseline_rss_mb": result.get("baseline_rss_mb")}

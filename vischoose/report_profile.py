@@ -23,7 +23,7 @@ PROFILE_FOOTER = ("latency: batch 1, median (p50)/p90/p99 and IQR of timed runs 
 
 
 def _profile_row(p: Any) -> list[str]:
-    size = f"{p.input_size}*" if p.top1_size and p.input_size != p.top1_size else str(p.input_size)
+    size = f"{p.input_size}*" if p.top1_size and p.input_size != p.top1_size else str(p.input_size or "-")
     row = [p.model, p.weights, size, str(p.batch_size), fmt(p.params_m, 2), fmt(p.weights_mb, 1),
            fmt(p.weights_mb_fp32, 1), fmt(p.gflops, 2), fmt(p.gmacs, 2), fmt(p.latency_ms_p50, 2),
            fmt(p.latency_ms_p90, 2), fmt(p.latency_ms_p99, 2), fmt(p.latency_ms_iqr, 2), fmt(p.throughput_img_s, 2),
