@@ -71,6 +71,10 @@ CASES = [
     (["pull", "hf-hub:../../etc/passwd"], 2, "Error: 'hf-hub:../../etc/passwd' is not a valid hub id"),
     # images
     (["predict", "missing.jpg", "--model", MODEL], 2, "Error: missing.jpg: no such file"),
+    # checked before the model loads: not "weights not cached" (3), and never a download for nothing
+    (["predict", "missing.jpg", "--model", "resnet50"], 2, "Error: missing.jpg: no such file"),
+    (["predict", "missing.jpg", "nothing", "--model", "resnet50"], 2, "Error: None of the 2 inputs is an image: "
+                                                                      "missing.jpg: no such file (and 1 more)."),
     (["predict", "nothing", "--model", MODEL], 2, "Error: nothing: folder holds no images"),
     (["predict", "empty.jpg", "--model", MODEL], 2, "Error: empty.jpg: the file is empty (0 bytes)"),
     (["predict", "text.jpg", "--model", MODEL], 2, "Error: text.jpg: not an image Pillow can read"),

@@ -11,6 +11,8 @@ from vischoose.catalog import ModelRef, parse_model_ref
 from vischoose.errors import CorruptWeightsError, UnknownModelError, UsageError, WeightsUnavailableError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
 WEIGHT_MODES = ("auto", "pretrained", "random")
@@ -82,12 +84,12 @@ def _random(ref: ModelRef) -> LoadedModel:
     import timm
 
     name = ref.timm_name or ref.name
-    _check_timm_name(name)
+    check_timm_name(name)
     net = timm.create_model(name, pretrained=False).eval()
     return _loaded(ref, net, "random", None)
 
 
-def _check_timm_name(name: str) -> None:
+def check_timm_name(name: str) -> None:
     import timm
     from timm.models import is_model
 
@@ -133,14 +135,22 @@ def _first_mismatch(text: str) -> str:
     return (lines[1] if len(lines) > 1 else lines[0] if lines else "")[:160]
 
 
+def check_checkpoint(checkpoint: str) -> Path:
+    """The checkpoint's path. Raises UsageError when it is not a file."""
+    from pathlib import Path
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UsageError(f"Checkpoint '{checkpoint}' does not exist.")
+    return path
+
+
 def _from_checkpoint(ref: ModelRef, checkpoint: str) -> LoadedModel:
     from pathlib import Path
 
     from timm.models import load_checkpoint
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise UsageError(f"Checkpoint '{checkpoint}' does not exist.")
+    path = check_checkpoint(checkpoint)
     base = _random(ref) if ref.kind in ("catalog", "timm") else load_model(ref, weights="random")
     files = hub.Weights(folder=path.parent, weights_file=path)
     hub.check_weights_file(files)

@@ -223,6 +223,20 @@ def predict(images: "ImageInput | Iterable[ImageInput]", model: "str | LoadedMod
     if top_k < 1 or batch_size < 1:
         raise UsageError(f"top_k and batch_size must be at least 1 (got {top_k} and {batch_size}).")
     items = _expand(images)
+    if isinstance(model, str):  # a wrong model name or checkpoint is reported first, as the images need a model
+        from vischoose.models import check_checkpoint, check_timm_name, parse_model_ref
+
+        ref = parse_model_ref(model)
+        if ref.kind == "timm" and ref.entry is None and ref.timm_name:
+            check_timm_name(ref.timm_name)
+        if checkpoint is not None:
+            check_checkpoint(checkpoint)
+    missing = [item for item in items if isinstance(item, ImageError)]
+    if missing and len(missing) == len(items):  # before the weights load (or download): nothing to classify
+        if len(missing) == 1:
+            raise missing[0]
+        raise UsageError(f"None of the {len(missing)} inputs is an image: {missing[0]} (and "
+                         f"{len(missing) - 1} more).", hint="Check the paths.")
     classifier = prepare(model, device, dtype, checkpoint)
     results: list[ImagePrediction] = []
     for start in range(0, len(items), batch_size):

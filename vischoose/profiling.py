@@ -203,10 +203,10 @@ def check_models(refs: list[ModelRef]) -> None:
     """Fail fast on timm names that timm does not know, before any child starts."""
     names = [r.timm_name for r in refs if r.kind == "timm" and r.entry is None and r.timm_name]
     if names:
-        from vischoose.models import _check_timm_name
+        from vischoose.models import check_timm_name
 
         for name in names:
-            _check_timm_name(name)
+            check_timm_name(name)
 
 
 def run_child(cmd: list[str], env: dict[str, str], on_line: LineSink) -> int:
