@@ -117,10 +117,10 @@ def test_models_option_restricts_candidates(runner):
 
 @pytest.mark.parametrize("args, code, first_line", [
     (["--target", "tablet"], 2, "Error: Unknown preset 'tablet' (known: cloud, edge, experimental, mobile, server)."),
-    (["--budget-mb", "-5"], 2, "Error: command line: 'max_memory_mb' must be greater than 0 (got -5)."),
-    (["--budget-mb", "0"], 2, "Error: command line: 'max_memory_mb' must be greater than 0 (got 0)."),
-    (["--min-top1", "101"], 2, "Error: command line: 'min_top1' must be a percentage from 0 to 100 (got 101)."),
-    (["--memory-basis", "disk"], 2, "Error: command line: 'memory_basis' must be one of: weights, peak (got 'disk')."),
+    (["--budget-mb", "-5"], 2, "Error: --budget-mb must be greater than 0 (got -5)."),
+    (["--budget-mb", "0"], 2, "Error: --budget-mb must be greater than 0 (got 0)."),
+    (["--min-top1", "101"], 2, "Error: --min-top1 must be a percentage from 0 to 100 (got 101)."),
+    (["--memory-basis", "disk"], 2, "Error: --memory-basis must be one of: weights, peak (got 'disk')."),
     (["--models", "resnet5O"], 2, "Error: Unknown model 'resnet5O'."),
     (["--results", "/nonexistent/x.json"], 2, "Error: Results file '/nonexistent/x.json' does not exist."),
 ])

@@ -123,7 +123,7 @@ def test_a_killed_timing_child_is_that_models_error(isolated_home):
     (["--precision", "int8"], "Error: int8 runs as an ONNX Runtime graph, not in torch eager."),
     (["--runtime", "onnxruntime", "--device", "cuda"], "Error: --runtime onnxruntime runs on the CPU here, not on"),
     (["--runtime", "onnxruntime", "--precision", "bf16"], "Error: --runtime onnxruntime runs fp32 or int8 graphs"),
-    (["--runtime", "onnxruntime", "--channels-last"], "Error: --channels-last apply to torch, not to --runtime"),
+    (["--runtime", "onnxruntime", "--channels-last"], "Error: --channels-last applies to torch, not to --runtime"),
     (["--runtime", "onnxruntime", "--calibration", "/no/such/folder"], "Error: Calibration folder /no/such/folder "
                                                                        "does not exist."),
     (["--runtime", "onnxruntime", "--min-agreement", "1.5"], "Error: --min-agreement must be between 0 and 1"),

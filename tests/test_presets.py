@@ -92,9 +92,9 @@ def test_overrides_replace_constraints_and_are_validated():
     assert preset.constraints.max_memory_mb == 150
     assert preset.constraints.max_latency_ms == load_preset("mobile").constraints.max_latency_ms
     assert preset.measure.device == "cuda"
-    with pytest.raises(PresetError, match="command line: 'max_memory_mb' must be greater than 0 \\(got 0\\)."):
+    with pytest.raises(PresetError, match="--budget-mb must be greater than 0 \\(got 0\\)."):
         load_preset("mobile").with_overrides(max_memory_mb=0)
-    with pytest.raises(PresetError, match="'memory_basis' must be one of: weights, peak"):
+    with pytest.raises(PresetError, match="--memory-basis must be one of: weights, peak"):
         load_preset("mobile").with_overrides(memory_basis="disk")
 
 

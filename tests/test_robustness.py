@@ -51,8 +51,8 @@ def stored() -> list[tuple]:
 
 CASES = [
     # arguments
-    (["recommend", "--budget-mb", "-5"], 2, "Error: command line: 'max_memory_mb' must be greater than 0 (got -5)."),
-    (["recommend", "--budget-mb", "0", "--target", "mobile"], 2, "Error: command line: 'max_memory_mb' must be greater than 0"),
+    (["recommend", "--budget-mb", "-5"], 2, "Error: --budget-mb must be greater than 0 (got -5)."),
+    (["recommend", "--budget-mb", "0", "--target", "mobile"], 2, "Error: --budget-mb must be greater than 0"),
     (["recommend", "--budget-mb", "lots"], 2, "Usage: vischoose recommend"),
     (["recommend", "--target", "tablet"], 2, "Error: Unknown preset 'tablet'"),
     (["recommend", "--budget-mb", "5", "--target", "mobile"], 4, "Error: No model fits target 'mobile'; closest: vit_ti16"),

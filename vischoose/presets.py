@@ -246,15 +246,24 @@ def _parse_constraints(path: Path, table: dict[str, Any]) -> Constraints:
     return constraints
 
 
+# the flags that set each constraint on the command line, to name them in errors
+FLAGS = {"max_memory_mb": "--budget-mb", "max_latency_ms": "--max-latency-ms", "min_throughput": "--min-throughput",
+         "min_top1": "--min-top1", "max_params_m": "--max-params-m", "memory_basis": "--memory-basis"}
+
+
 def _check_constraints(c: Constraints, where: str) -> None:
+    """Raise PresetError on a bad value; `where` names the file and table, or "command line" (flags named)."""
+    def name(key: str) -> str:
+        return FLAGS[key] if where == "command line" else f"{where}: '{key}'"
+
     for key in ("max_memory_mb", "max_latency_ms", "min_throughput", "max_params_m"):
         value = getattr(c, key)
         if value is not None and value <= 0:
-            raise PresetError(f"{where}: '{key}' must be greater than 0 (got {value:g}).")
+            raise PresetError(f"{name(key)} must be greater than 0 (got {value:g}).")
     if c.min_top1 is not None and not 0 <= c.min_top1 <= 100:
-        raise PresetError(f"{where}: 'min_top1' must be a percentage from 0 to 100 (got {c.min_top1:g}).")
+        raise PresetError(f"{name('min_top1')} must be a percentage from 0 to 100 (got {c.min_top1:g}).")
     if c.memory_basis not in MEMORY_BASES:
-        raise PresetError(f"{where}: 'memory_basis' must be one of: {', '.join(MEMORY_BASES)} "
+        raise PresetError(f"{name('memory_basis')} must be one of: {', '.join(MEMORY_BASES)} "
                           f"(got '{c.memory_basis}').")
 
 

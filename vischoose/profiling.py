@@ -168,8 +168,9 @@ def _validate_ort(options: ProfileOptions) -> None:
     settings = [name for name, on in (("--channels-last", options.channels_last), ("--compile", options.compile),
                                       ("autocast", options.autocast)) if on]
     if settings:
-        raise UsageError(f"{', '.join(settings)} apply to torch, not to --runtime onnxruntime.",
-                         hint="ONNX Runtime optimises the graph itself; drop them.")
+        raise UsageError(f"{', '.join(settings)} {'apply' if len(settings) > 1 else 'applies'} to torch, not to "
+                         "--runtime onnxruntime.", hint="ONNX Runtime optimises the graph itself: drop "
+                         f"{'them' if len(settings) > 1 else 'it'}.")
     if not 0.0 <= options.min_agreement <= 1.0:
         raise UsageError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement}).")
     if options.calibration is not None and not Path(options.calibration).is_dir():
