@@ -46,6 +46,12 @@ def _profile_conditions(profiles: Sequence[Any]) -> list[str]:
     return [f"Conditions: {c}" for c in seen]
 
 
+ORT_PROFILE_FOOTER = ("latency: batch 1, median (p50)/p90/p99 and IQR of timed ONNX Runtime runs after warm-up, no "
+                      "preprocessing; img/s: median at the batch size, measured first in a fresh process that imports "
+                      "onnxruntime but not torch (the graph was built and checked in another one); MiB = 2^20 bytes: "
+                      "the graph's file, and the model's fp32 weights; GFLOPs per image = 2 x GMACs of the eager model "
+                      "(torch.utils.flop_counter, attention included); eff: fp32 graphs only, achieved FLOP/s over "
+                      "this machine's measured fp32 peak; top-1: published, at @px.")
 GRAPH_HEADERS = ["model", "batch", "graph", "recipe", "file MiB", "export s", "quant s", "checked on", "top-1 agree %",
                  "max |diff|", "cosine", "status"]
 GRAPH_FOOTER = ("graph: the ONNX graph ONNX Runtime ran (MiB above = its file size; peak MiB = peak RSS over the "
@@ -121,7 +127,7 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
         typer.echo(table(headers, body))
         bullet = ""
     graphs = [p for p in profiles if p.runtime == "onnxruntime" and p.variant_status]
-    footers = [PROFILE_FOOTER]
+    footers = [ORT_PROFILE_FOOTER if profiles and len(graphs) == len(profiles) else PROFILE_FOOTER]
     if graphs:
         typer.echo("")
         rows = [_graph_row(p) for p in graphs]
