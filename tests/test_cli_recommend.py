@@ -25,7 +25,7 @@ def test_mobile_150_mib_recommends_resnet50_and_rejects_big_models_with_sizes(ru
     assert out.startswith("Recommended for 'mobile': resnet50 (resnet50.a1_in1k) at onnxruntime fp32\n")
     assert ("  deployed as: onnxruntime fp32 (97.5 MiB computed from parameters; torch fp32 figures stand in until "
             "measured: vischoose profile --target mobile --runtime onnxruntime --precision fp32 resnet50)\n") in out
-    assert "  conditions: cpu, onnxruntime fp32, batch 1\n" in out
+    assert "  target runs: cpu, onnxruntime fp32, batch 1\n" in out
     # vit_b16 (330.2 MiB in fp32) fits in int8; the ViT-L and the R50+ViT-L hybrid do not fit even so
     assert "  vit_b16 fits at onnxruntime int8 (90.8 MiB estimated size; accuracy cost not measured)\n" in out
     assert ("vit_l16      as onnxruntime int8: 319.3 MiB > 150 MiB budget (estimated, onnxruntime int8 file, "

@@ -121,7 +121,7 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         fig = c.figures.get(name)
         if fig:
             typer.echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{'; ' + fig.note if fig.note else ''})")
-    typer.echo(f"  conditions: {spec.device}, {spec.dtype if c.plain else c.variant.label}, batch {spec.batch_size}"
+    typer.echo(f"  target runs: {spec.device}, {spec.dtype if c.plain else c.variant.label}, batch {spec.batch_size}"
                f"{', channels_last' if spec.channels_last else ''}")
     shown = rec.runners_up[:max(top - 1, 0) or None]
     deployed = not all(r.plain for r in [c, *shown])  # a "deployed as" column once a preset has [deploy]
@@ -136,7 +136,8 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         typer.echo("\nRejected:")
         typer.echo(table(["model", "why"], [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
                                              + "; ".join(r.reasons)] for r in rec.rejected]))
-    typer.echo(f"\nPareto front (top-1 vs latency vs memory): {', '.join(sorted(rec.pareto)) or '-'}")
+    typer.echo(f"\nPareto front (top-1 vs latency vs memory, over every candidate, rejected ones included): "
+               f"{', '.join(sorted(rec.pareto)) or '-'}")
     typer.echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
                "Memory in MiB (2^20 bytes); latency is batch-1 p90.")
     for note in rec.notes:
@@ -219,7 +220,7 @@ def _deployed_text(r, d) -> str:
     built = f"{d.recipe}, {d.family} family" if d.recipe else f"{d.family} family"
     graph = (f"model: {r.tag} as an ONNX graph on ONNX Runtime {d.onnxruntime_version}: {d.precision} ({built}), "
              f"{fmt(d.file_mb, 1)} MiB; img/s is end to end (decode, preprocess, ONNX Runtime), without the eager "
-             f"fp32 forward passes of the agreement check ({fmt(d.eager_images_per_s, 1)} img/s alone).")
+             f"fp32 forward passes of the agreement check (those ran at {fmt(d.eager_images_per_s, 1)} img/s).")
     agreement = (f"agreement with eager fp32: same top-1 class on {d.agreeing} of {a.n_images} images "
                  f"({100 * a.top1_agreement:.1f} %); max |logit diff| {a.max_abs_diff:.3g}, min cosine {a.cosine:.4f}.")
     return "\n".join([graph, agreement] + [f"note: {n}" for n in d.notes])

@@ -199,7 +199,8 @@ def show_export(rep: Any, as_json: bool) -> None:
                    f"agreement: with eager fp32 on {checked}; build s = export or quantization time; "
                    f"MiB = 2^20 bytes.")
         if measured:
-            typer.echo(f"img/s b1: ONNX Runtime CPU, batch 1, median, threads {fmt(rep.threads)}; eager fp32: "
+            threads = f"{rep.threads} threads" if rep.threads else "default threads (one per core)"
+            typer.echo(f"img/s b1: ONNX Runtime CPU, batch 1, median, {threads}; eager fp32: "
                        f"{rep.eager_img_s_batch1:,.1f} img/s.")
         for v in rep.variants:
             if v.note:
