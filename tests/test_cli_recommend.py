@@ -27,10 +27,10 @@ def test_mobile_150_mib_recommends_resnet50_and_rejects_big_models_with_sizes(ru
             "measured: vischoose profile --target mobile --runtime onnxruntime --precision fp32 resnet50)\n") in out
     assert "  target runs: cpu, onnxruntime fp32, batch 1\n" in out
     # vit_b16 (330.2 MiB in fp32) fits in int8; the ViT-L and the R50+ViT-L hybrid do not fit even so
-    assert "  vit_b16 fits at onnxruntime int8 (90.8 MiB estimated size; accuracy cost not measured)\n" in out
-    assert ("vit_l16      as onnxruntime int8: 319.3 MiB > 150 MiB budget (estimated, onnxruntime int8 file, "
-            "~1.1 bytes/param)") in out
-    assert "r50_vit_l32  as onnxruntime int8: 470.8 MiB > 150 MiB budget" in out
+    assert "  vit_b16 fits at onnxruntime int8 (85.9 MiB computed size; accuracy cost not measured)\n" in out
+    assert ("vit_l16      as onnxruntime int8: 295.8 MiB > 150 MiB budget (computed, onnxruntime int8 file of "
+            "this architecture, from the catalog)") in out
+    assert "r50_vit_l32  as onnxruntime int8: 392.6 MiB > 150 MiB budget" in out
     assert "Pareto front" in out and "Sources: M measured here, P published" in out
 
 
@@ -52,10 +52,10 @@ def test_json_labels_every_figure(runner):
         "measure_with": "vischoose profile --target mobile --runtime onnxruntime --precision fp32 resnet50"}
     vit = {r["model"]: r for r in data["runners_up"]}["vit_b16"]
     assert (vit["variant"]["runtime"], vit["variant"]["precision"]) == ("onnxruntime", "int8")
-    assert vit["figures"]["memory_mb"]["source"] == "estimated"
+    assert vit["figures"]["memory_mb"]["source"] == "computed"
     rejected = {r["model"]: r for r in data["rejected"]}
     assert rejected["vit_l16"]["rejected_because"] == [
-        "319.3 MiB > 150 MiB budget (estimated, onnxruntime int8 file, ~1.1 bytes/param)"]
+        "295.8 MiB > 150 MiB budget (computed, onnxruntime int8 file of this architecture, from the catalog)"]
     assert data["constraints"]["max_memory_mb"] == 150
     assert data["conditions"]["deploy"] == ["onnxruntime fp32", "onnxruntime int8"]
 
@@ -64,7 +64,7 @@ def test_nothing_fits_exits_4_with_the_closest(runner):
     result = runner.invoke(app, ["recommend", "--budget-mb", "5", "--target", "mobile"])
     assert result.exit_code == 4
     assert result.stderr.splitlines() == [
-        "Error: No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 6); r_vit_ti16 (--budget-mb 9.1); "
+        "Error: No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 6.7); r_vit_ti16 (--budget-mb 9.1); "
         "resnet18 (--budget-mb 11.3).",
         "Hint: Relax a constraint as shown, or add candidates with --models."]
     assert result.stdout == ""

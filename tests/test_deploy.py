@@ -280,3 +280,16 @@ def test_unknown_precision_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError) as info:
         exporting.export_model("test_resnet.r160_in1k", tmp_path / "m.onnx", precision="fp16")
     assert str(info.value) == "Unknown precision 'fp16' (expected one of: fp32, int8)."
+
+
+@pytest.mark.slow
+def test_the_catalogs_int8_size_is_what_the_recipe_builds_today(tmp_path):
+    """catalog.toml's int8_mib comes from bench/int8_sizes.py; a new exporter or quantizer would change it."""
+    from vischoose import catalog
+
+    entries = catalog.load()
+    assert all(1.0 <= e.int8_mib * 2**20 / e.params <= 2.5 for e in entries.values())  # int8, some layers fp32
+    loaded = load_model("resnet18", weights="random")
+    exported = deploy.export_onnx(loaded, tmp_path / "r18.onnx", 224)
+    quant = deploy.quantize_int8(exported.path, tmp_path / "r18.int8.onnx", deploy.model_family(loaded.model))
+    assert quant.file_mb == pytest.approx(entries["resnet18"].int8_mib, abs=0.1)

@@ -1,5 +1,6 @@
 """Recommendation logic on hand-built figures: no torch, no timing."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,9 @@ def test_mobile_with_150_mib_budget_picks_resnet50_and_rejects_big_models_by_siz
     assert rec.chosen.variant == Variant("onnxruntime", "fp32") and not rec.chosen.plain
     rejected = {c.model: c for c in rec.rejected}
     # judged at their smallest deployed size: int8, estimated from the parameter count
-    assert rejected["vit_l16"].violations == ("319.3 MiB > 150 MiB budget (estimated, onnxruntime int8 file, "
-                                              "~1.1 bytes/param)",)
-    assert rejected["r50_vit_l32"].violations[0].startswith("470.8 MiB > 150 MiB budget")
+    assert rejected["vit_l16"].violations == ("295.8 MiB > 150 MiB budget (computed, onnxruntime int8 file of this "
+                                              "architecture, from the catalog)",)
+    assert rejected["r50_vit_l32"].violations[0].startswith("392.6 MiB > 150 MiB budget")
     assert all(c.fits for c in rec.runners_up)
     assert rec.chosen.figures["memory_mb"].value == pytest.approx(25_557_032 * 4 / 2**20)
 
@@ -52,14 +53,14 @@ def test_nothing_fits_names_the_closest_and_the_budget_that_admits_them():
     with pytest.raises(NoModelFitsError) as info:
         run("mobile", max_memory_mb=5)
     assert info.value.exit_code == 4
-    assert str(info.value) == ("No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 6); "
+    assert str(info.value) == ("No model fits target 'mobile'; closest: vit_ti16 (--budget-mb 6.7); "
                                "r_vit_ti16 (--budget-mb 9.1); resnet18 (--budget-mb 11.3).")
 
 
 def test_preferred_model_rejected_falls_back_to_ranking_and_says_why():
     rec = run("mobile", max_memory_mb=20)
     assert rec.chosen.model != "resnet50"
-    assert "the guide's choice resnet50 was rejected: 24.6 MiB > 20 MiB budget (estimated" in rec.reason
+    assert "the guide's choice resnet50 was rejected: 24.6 MiB > 20 MiB budget (computed" in rec.reason
     # mobile ranks by -top1: the most accurate model that fits
     fitting = [rec.chosen, *rec.runners_up]
     assert rec.chosen.value("top1") == max(c.value("top1") for c in fitting)
@@ -177,19 +178,30 @@ def test_presets_without_deploy_are_unchanged(tmp_path):
         "45.0 ms > 30 ms latency limit (measured, batch-1 p90, cpu float32)",)
 
 
-def test_int8_when_fp32_does_not_fit_and_says_it_is_estimated():
+def test_int8_when_fp32_does_not_fit_with_the_catalogs_int8_size():
     rec = run("mobile", max_memory_mb=100)
     vit = {c.model: c for c in rec.runners_up}["vit_b16"]
     assert vit.variant == Variant("onnxruntime", "int8")
     size = vit.figures["memory_mb"]
-    assert (size.source, size.note) == ("estimated", "onnxruntime int8 file, ~1.1 bytes/param")
-    assert size.value == pytest.approx(86_567_656 * 1.10 / 2**20)  # 90.8 MiB; the measured file is 85.9 MiB
-    assert vit.variant_note == "90.8 MiB estimated size; accuracy cost not measured"
+    assert (size.value, size.source) == (85.9, "computed")  # the int8 file of the architecture (bench/int8_sizes.py)
+    assert size.note == "onnxruntime int8 file of this architecture, from the catalog"
+    assert vit.variant_note == "85.9 MiB computed size; accuracy cost not measured"
     assert vit.variant_todo == "vischoose profile --target mobile --runtime onnxruntime --precision int8 vit_b16"
     assert vit.figures["top1"].note.endswith("; the fp32 model's figure, int8 accuracy cost not measured")
-    assert any(n.startswith("int8 sizes marked E are estimated") for n in rec.notes)
     # the most precise variant that fits is kept: resnet50 fits in fp32, so it is not shipped in int8
     assert rec.chosen.model == "resnet50" and rec.chosen.variant.precision == "fp32"
+
+
+def test_without_a_catalog_int8_size_it_is_estimated_from_the_parameters():
+    preset = load_preset("mobile").with_overrides(max_memory_mb=100)
+    entries = [replace(catalog.load()["vit_b16"], int8_mib=None)]
+    (vit,) = build_candidates(entries, preset, [], [])
+    size = vit.figures["memory_mb"]
+    assert (size.source, size.note) == ("estimated", "onnxruntime int8 file, ~1.1 bytes/param")
+    assert size.value == pytest.approx(86_567_656 * 1.10 / 2**20)  # 90.8 MiB; the exported file is 85.9 MiB
+    assert vit.variant_note == "90.8 MiB estimated size; accuracy cost not measured"
+    rec = recommend([vit], preset)
+    assert any(n.startswith("int8 sizes marked E are estimated") for n in rec.notes)
 
 
 def test_measured_int8_row_gives_the_size_speed_and_agreement():

@@ -52,6 +52,7 @@ class CatalogEntry:
     article_params_m: float | None = None
     article_input_size: int | None = None
     caveat: str | None = None  # where the source article's figure cannot be reproduced with timm
+    int8_mib: float | None = None  # the int8 ONNX file of this architecture with its family's recipe, MiB
 
     @property
     def params_m(self) -> float:

@@ -243,6 +243,8 @@ def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profil
                                        f"peak inference memory, torch float32, standing in for {variant.label}")
     elif filed := next((p for p in rows if p.file_mb), None):
         figs["memory_mb"] = Figure(filed.file_mb, "measured", f"{variant.label} file")
+    elif variant.precision == "int8" and entry and entry.int8_mib:
+        figs["memory_mb"] = Figure(entry.int8_mib, "computed", f"{label} file of this architecture, from the catalog")
     elif variant.precision == "int8":
         per = INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN)
         figs["memory_mb"] = Figure(params * 1e6 * per / MIB, "estimated", f"{label} file, ~{per:g} bytes/param")
@@ -281,7 +283,8 @@ def _describe(model: str, v: Variant, figs: dict[str, Figure], rows: list[Profil
     measure = f"vischoose profile --target {preset.name} --runtime {v.runtime} --precision {v.precision} {model}"
     if not rows:
         if v.precision == "int8":
-            return f"{size_text} estimated size; accuracy cost not measured", measure
+            kind = size.source if size else "unknown"
+            return f"{size_text} {kind} size; accuracy cost not measured", measure
         return f"{size_text} computed from parameters; torch fp32 figures stand in until measured", measure
     parts = [size_text if size and size.source == "measured" else f"{size_text} {size.source if size else ''}".strip()]
     if (speedup := _speedup(rows[0], torch_fp32)) is not None:
