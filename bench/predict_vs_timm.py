@@ -40,9 +40,9 @@ for p, (values, indices) in zip(sys.argv[2:], zip(*probs.topk(5))):
 
 def default_images() -> list[str]:
     """Photos shipped with scikit-image and matplotlib."""
-    from tests.realweights import photos
-
     import skimage
+
+    from tests.realweights import photos
 
     extra = [Path(skimage.__file__).parent / "data" / name for name in ("astronaut.png", "rocket.jpg")]
     return [str(p) for p in [*photos().values(), *extra] if p.is_file()]

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-
 from vischoose.cli import app
 
 

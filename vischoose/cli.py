@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Iterator, Literal
 
 import typer
@@ -349,7 +349,8 @@ def results_report(out: Annotated[Path, typer.Option("--out", help="Markdown fil
                    model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None) -> None:
     """Write a Markdown report: machine, conditions, results, plot, and measured against published figures."""
     with reported_errors():
-        from vischoose import exchange, machine as this_machine, plots, published
+        from vischoose import exchange, plots, published
+        from vischoose import machine as this_machine
         from vischoose.records import now_iso
 
         found = _stored_results(model, device, machine)

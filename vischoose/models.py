@@ -146,8 +146,6 @@ def check_checkpoint(checkpoint: str) -> Path:
 
 
 def _from_checkpoint(ref: ModelRef, checkpoint: str) -> LoadedModel:
-    from pathlib import Path
-
     from timm.models import load_checkpoint
 
     path = check_checkpoint(checkpoint)

@@ -8,7 +8,6 @@ import typer
 
 from vischoose.report import emit_json, fmt, preprocessing_note, table
 
-
 # ---- vischoose profile ---------------------------------------------------------------------------------
 
 PROFILE_HEADERS = ["model", "weights", "px", "batch", "params M", "MiB", "MiB fp32", "GFLOPs", "GMACs",

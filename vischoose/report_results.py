@@ -8,7 +8,6 @@ import typer
 
 from vischoose.report import emit_json, fmt, table
 
-
 _STORED_PROFILE_HEADERS = ["id", "model", "device", "runtime", "dtype", "batch", "px", "latency p50 ms", "p90 ms", "img/s",
                     "peak MiB", "GFLOPs", "top-1 %", "machine", "measured", "from"]
 _STORED_EVAL_HEADERS = ["id", "model", "dataset", "images", "top-1 %", "top-5 %", "device", "runtime", "dtype", "batch",
