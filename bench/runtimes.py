@@ -151,8 +151,8 @@ def main() -> int:
     print(render(rows))
     print(f"\n{machine.cpu_name()}, {args.threads} threads, 224 px, random weights; torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__}; other processes used {others.share():.0%} of the "
-          f"{os.cpu_count()} cores during the run.\nimg/s: median over timed runs after warm-up (vischoose.measure stop "
-          "rules), no preprocessing; MiB: ONNX file, or fp32 weights for eager (autocast keeps them fp32); "
+          f"{os.cpu_count()} cores during the run.\nimg/s: median over timed runs after warm-up (vischoose.measure "
+          "stop rules), no preprocessing; MiB: ONNX file, or fp32 weights for eager (autocast keeps them fp32); "
           "IQR %: of the per-run times; agreement: with eager fp32 on 8 fixed random inputs (random weights "
           "give near-tied logits, so top-1 agreement means little here: read the cosine).")
     if others.share() > 0.05:

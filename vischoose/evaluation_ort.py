@@ -133,8 +133,8 @@ def evaluate_onnx(data: str | Path, model: "str | LoadedModel", precision: str =
             path, file_mb, quantize_s = quant.path, quant.file_mb, quant.quantize_s
         # no spinning: ONNX Runtime's idle threads would compete with each batch's eager forward (~10% img/s)
         forward = _Forward(classifier, deploy.ort_session(path, spinning=False))
-        counts, failed, seconds = evaluation._run(classifier, labelled.samples, batch_size, workers, max_pixels, progress,
-                                            forward=forward)
+        counts, failed, seconds = evaluation._run(classifier, labelled.samples, batch_size, workers, max_pixels,
+                                                  progress, forward=forward)
     result = evaluation._result(classifier, labelled.source, counts, 0.0, batch_size, 1)
     result = replace(result, runtime="onnxruntime", dtype="float32" if recipe is None else "int8",
                      recipe=None if recipe is None else recipe.name,

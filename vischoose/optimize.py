@@ -65,8 +65,8 @@ class Variant:
             return replace(base, runtime="onnxruntime", dtype=self.dtype, autocast=False, channels_last=False,
                            compile=False, threads=self.threads or base.threads, batch_sizes=(self.batch_size,),
                            time_budget_s=time_budget_s)
-        return replace(base, runtime="torch", calibration=None, dtype=self.dtype, autocast=self.dtype != "float32", channels_last=self.channels_last,
-                       compile=self.compile, threads=self.threads or base.threads, batch_sizes=(self.batch_size,),
+        return replace(base, runtime="torch", calibration=None, dtype=self.dtype, autocast=self.dtype != "float32",
+                       channels_last=self.channels_last, compile=self.compile, threads=self.threads or base.threads, batch_sizes=(self.batch_size,),
                        time_budget_s=time_budget_s)
 
 

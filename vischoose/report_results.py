@@ -8,18 +8,17 @@ import typer
 
 from vischoose.report import emit_json, fmt, table
 
-_STORED_PROFILE_HEADERS = ["id", "model", "device", "runtime", "dtype", "batch", "px", "latency p50 ms", "p90 ms", "img/s",
-                    "peak MiB", "GFLOPs", "top-1 %", "machine", "measured", "from"]
-_STORED_EVAL_HEADERS = ["id", "model", "dataset", "images", "top-1 %", "top-5 %", "device", "runtime", "dtype", "batch",
-                 "px",
-                 "img/s", "machine", "measured", "from"]
+_STORED_PROFILE_HEADERS = ["id", "model", "device", "runtime", "dtype", "batch", "px", "latency p50 ms", "p90 ms",
+                           "img/s", "peak MiB", "GFLOPs", "top-1 %", "machine", "measured", "from"]
+_STORED_EVAL_HEADERS = ["id", "model", "dataset", "images", "top-1 %", "top-5 %", "device", "runtime", "dtype",
+                        "batch", "px", "img/s", "machine", "measured", "from"]
 
 
 def _stored_profile_row(r: Any) -> list[str]:
     p = r.record
-    row = [str(r.id), p.model, p.device, p.runtime, p.dtype, str(p.batch_size), str(p.input_size), fmt(p.latency_ms_p50, 2),
-           fmt(p.latency_ms_p90, 2), fmt(p.throughput_img_s, 1), fmt(p.peak_memory_mb, 1), fmt(p.gflops, 2),
-           fmt(p.top1, 2), p.machine, p.created_at[:16].replace("T", " "), r.imported_from or "here"]
+    row = [str(r.id), p.model, p.device, p.runtime, p.dtype, str(p.batch_size), str(p.input_size),
+           fmt(p.latency_ms_p50, 2), fmt(p.latency_ms_p90, 2), fmt(p.throughput_img_s, 1), fmt(p.peak_memory_mb, 1),
+           fmt(p.gflops, 2), fmt(p.top1, 2), p.machine, p.created_at[:16].replace("T", " "), r.imported_from or "here"]
     if p.error:
         row[7:10] = ["FAILED", "-", "-"]
     return row
