@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vischoose import datasets, deploy, evaluation
+from vischoose import datasets, deploy, evaluation, exporting
 from vischoose import images as image_io
 from vischoose.errors import DatasetError, UsageError
+from vischoose.exporting import MAX_CALIBRATION, PRECISIONS
+from vischoose.profiling import RUNTIMES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,9 +28,6 @@ if TYPE_CHECKING:
     from vischoose.models import LoadedModel
     from vischoose.prediction import Classifier
 
-RUNTIMES = ("torch", "onnxruntime")
-PRECISIONS = ("fp32", "int8")
-MAX_CALIBRATION = 64  # evaluation images sampled to calibrate a static int8 recipe (as vischoose export)
 
 
 @dataclass(frozen=True)
@@ -154,17 +153,14 @@ def _calibration(classifier: "Classifier", labelled: datasets.LabelledImages, fo
     """Preprocessed calibration images: the user's folder, else a spread sample of the evaluation images."""
     import numpy as np
 
-    from vischoose import exporting
     from vischoose.prediction import describe_preprocessing
 
     if folder is not None:
         found = exporting.load_calibration(folder, describe_preprocessing(classifier.data_config), MAX_CALIBRATION)
         skipped = f" ({len(found.skipped)} unreadable skipped)" if found.skipped else ""
         return found.batch, "folder", [f"calibrated on {len(found.batch)} images from {folder}{skipped}"]
-    samples = labelled.samples
-    step = max(1.0, len(samples) / MAX_CALIBRATION)
-    picked = evaluation._Images(tuple(samples[int(i * step)] for i in range(min(len(samples), MAX_CALIBRATION))),
-                                classifier.transform, max_pixels)
+    picked = evaluation._Images(tuple(exporting.spread(labelled.samples, MAX_CALIBRATION)), classifier.transform,
+                                max_pixels)
     tensors = [x.numpy() for x, _, _, err in (picked[i] for i in range(len(picked))) if err is None]
     if not tensors:
         raise DatasetError(f"Data set '{labelled.source}': none of the {len(picked)} images sampled to calibrate "

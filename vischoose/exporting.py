@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
 from vischoose import artifacts, deploy
 from vischoose.errors import DeployError, ImageError, UsageError
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 FORMATS = ("onnx",)
 PRECISIONS = ("fp32", "int8")
 MAX_CALIBRATION = 64  # images; a few dozen calibrate int8 well, more only slow the export down
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def load_calibration(folder: str | Path, config: dict[str, Any], limit: int = MA
     found = images.expand_inputs([folder])
     if isinstance(found[0], ImageError):
         raise found[0]
-    paths = _spread([p for p in found if isinstance(p, Path)], limit)
+    paths = spread([p for p in found if isinstance(p, Path)], limit)
     transform = create_transform(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
     tensors, names, skipped = [], [], []
     for path in paths:
@@ -214,12 +215,12 @@ def load_calibration(folder: str | Path, config: dict[str, Any], limit: int = MA
     return Calibration(batch=np.stack(tensors).astype(np.float32), images=tuple(names), skipped=tuple(skipped))
 
 
-def _spread(paths: list[Path], limit: int) -> list[Path]:
-    """At most `limit` paths, evenly spaced over the sorted list (so every sub-folder is represented)."""
-    if len(paths) <= limit:
-        return paths
-    step = len(paths) / limit
-    return [paths[int(i * step)] for i in range(limit)]
+def spread(items: Sequence[T], limit: int) -> list[T]:
+    """At most `limit` items, evenly spaced over the sorted list (so every sub-folder is represented)."""
+    if len(items) <= limit:
+        return list(items)
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
 
 
 def _metadata(loaded: "LoadedModel", config: dict[str, Any]) -> dict[str, str]:

@@ -315,9 +315,7 @@ def _start(job: dict[str, Any], result: dict[str, Any]) -> tuple[Callable[..., N
     from vischoose import machine
 
     def phase(name: str, batch: int | None = None) -> None:
-        result.update(phase=name, batch_size=batch)
-        write_result(job["result_path"], result)
-        emit("phase", phase=name, batch_size=batch)
+        report_phase(job, result, name, batch)
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -424,14 +422,26 @@ def timing_sweep(job: dict[str, Any], result: dict[str, Any], net: Any, make_inp
         result["latency"] = {**summary_dict(samples, 1e3), "warmup": warm}
 
 
+def report_phase(job: dict[str, Any], result: dict[str, Any], name: str, batch: int | None = None) -> None:
+    """A child starts a phase: the result file says so (a crash leaves it behind) and the parent is told."""
+    result.update(phase=name, batch_size=batch)
+    write_result(job["result_path"], result)
+    emit("phase", phase=name, batch_size=batch)
+
+
 def main(argv: list[str]) -> int:
     """Child entry point: read the job file, measure, leave the result file behind."""
+    return child_main(argv, run_job)
+
+
+def child_main(argv: list[str], run: Callable[[dict[str, Any], dict[str, Any]], None]) -> int:
+    """Read the job file named in argv, run(job, result), and leave the result file behind, whatever happens."""
     job = json.loads(Path(argv[0]).read_text())
     result: dict[str, Any] = {"status": "running", "phase": "starting", "batch_size": None, "notes": [],
                               "memory": {}, "throughput": {}}
     try:
-        run_job(job, result)
-    except Exception as err:  # a model's forward can raise anything: report it in its row, keep the traceback
+        run(job, result)
+    except Exception as err:  # a model, the exporter or ONNX Runtime can raise anything: it is this row's error
         traceback.print_exc()
         where = result["phase"] + (f" at batch {result['batch_size']}" if result["batch_size"] else "")
         result.update(status="failed", error=f"failed during {where}: {type(err).__name__}: {err}"[:300],

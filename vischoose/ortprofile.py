@@ -9,16 +9,14 @@ at each batch size, then throughput at each batch size from a fresh session and 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from vischoose import deploy
-from vischoose.measure import emit, peak_rss_mb, reset_peak_rss, rss_mb, summary_dict, write_result
+from vischoose.measure import child_main, emit, peak_rss_mb, report_phase, reset_peak_rss, rss_mb, summary_dict
 from vischoose.profiling import ProfileRun, _ChildJob
 
 PRECISIONS = {"float32": "fp32", "int8": "int8"}  # the profile dtype -> the graph's precision
@@ -71,11 +69,6 @@ class OrtJob(_ChildJob):
 
 # --- the children -----------------------------------------------------------------------------------
 
-def _phase(job: dict[str, Any], result: dict[str, Any], name: str, batch: int | None = None) -> None:
-    result.update(phase=name, batch_size=batch)
-    write_result(job["result_path"], result)
-    emit("phase", phase=name, batch_size=batch)
-
 
 def build(job: dict[str, Any], result: dict[str, Any]) -> None:
     """Export the graph (and quantize it), check it against eager fp32, count FLOPs, read the fp32 peak."""
@@ -90,7 +83,7 @@ def build(job: dict[str, Any], result: dict[str, Any]) -> None:
         torch.set_num_threads(job["threads"])
     result["conditions"] = {"device": "cpu", "device_name": machine.cpu_name(), "threads": _threads(job),
                             "torch_version": torch.__version__, "timm_version": timm.__version__}
-    _phase(job, result, "loading")
+    report_phase(job, result, "loading")
     try:
         loaded = load_model(job["model"], weights=job["weights"])
         size = job["input_size"] or loaded.input_size
@@ -110,7 +103,7 @@ def build(job: dict[str, Any], result: dict[str, Any]) -> None:
     batch = calib.batch if calib else deploy.random_batch(size)
     reference = deploy.eager_logits(loaded.model, batch)
     folder = Path(job["graph_dir"])
-    _phase(job, result, "exporting")
+    report_phase(job, result, "exporting")
     try:
         exported = deploy.export_onnx(loaded, folder / "model-fp32.onnx", size, check_batch=batch, reference=reference)
     except VischooseError as err:
@@ -120,7 +113,7 @@ def build(job: dict[str, Any], result: dict[str, Any]) -> None:
                              "check_source": "images" if calib else "random"}
     graph, found, status = exported.path, exported.agreement, "ok"
     if job["dtype"] == "int8":
-        _phase(job, result, "quantizing")
+        report_phase(job, result, "quantizing")
         family = deploy.model_family(loaded.model)
         try:
             quant = deploy.quantize_int8(exported.path, folder / "model-int8.onnx", family,
@@ -138,7 +131,7 @@ def build(job: dict[str, Any], result: dict[str, Any]) -> None:
             result["notes"].append(f"{job['model']} int8: {_status_note(status, found, job['min_agreement'])}")
     facts.update(agreement=found.to_dict(), status=status)
     result.update(graph=str(graph), graph_facts=facts)
-    _phase(job, result, "flops")
+    report_phase(job, result, "flops")
     result["flops_per_image"] = measure.count_flops(loaded.model, torch.randn(1, 3, size, size))
     del loaded
     if job["dtype"] == "float32":  # efficiency against the fp32 matmul peak (no int8 peak is measured)
@@ -189,7 +182,7 @@ def memory(job: dict[str, Any], result: dict[str, Any]) -> None:
     session = _session(job, result)
     side = session.get_inputs()[0].shape[-1]
     for batch in sorted(job["batch_sizes"]):
-        _phase(job, result, "memory", batch)
+        report_phase(job, result, "memory", batch)
         reset_peak_rss()
         deploy.run_session(session, deploy.random_batch(side, n=batch))
         result["memory"][str(batch)] = {"peak_mb": peak_rss_mb() - baseline}
@@ -211,12 +204,12 @@ def timing(job: dict[str, Any], result: dict[str, Any]) -> None:
         emit("progress", n=n, ci_pct=None if width is None else 100 * width)
 
     for i, batch in enumerate(batches):
-        _phase(job, result, "throughput", batch)
+        report_phase(job, result, "throughput", batch)
         feed = {name: deploy.random_batch(side, n=batch)}
         samples, warm = timed_phase(lambda: session.run(None, feed), deploy.cpu_timer, budget(len(batches) - i + 1),
                                     report)
         result["throughput"][str(batch)] = {**summary_dict([batch / s for s in samples]), "warmup": warm}
-    _phase(job, result, "latency", 1)
+    report_phase(job, result, "latency", 1)
     feed = {name: deploy.random_batch(side, n=1)}
     samples, warm = timed_phase(lambda: session.run(None, feed), deploy.cpu_timer, budget(1), report)
     result["latency"] = {**summary_dict(samples, 1e3), "warmup": warm}
@@ -225,19 +218,8 @@ def timing(job: dict[str, Any], result: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     """Child entry point: read the job file, do its mode, leave the result file behind."""
-    job = json.loads(Path(argv[0]).read_text())
-    result: dict[str, Any] = {"status": "running", "phase": "starting", "batch_size": None, "notes": [],
-                              "memory": {}, "throughput": {}}
-    try:
-        {"build": build, "memory": memory, "timing": timing}[job["mode"]](job, result)
-    except Exception as err:  # ONNX Runtime or the exporter can raise anything: it is this model's row error
-        traceback.print_exc()
-        where = result["phase"] + (f" at batch {result['batch_size']}" if result["batch_size"] else "")
-        result.update(status="failed", error=f"failed during {where}: {type(err).__name__}: {err}"[:300],
-                      error_kind="measure")
-    write_result(job["result_path"], result)
-    return 0
-
+    modes = {"build": build, "memory": memory, "timing": timing}
+    return child_main(argv, lambda job, result: modes[job["mode"]](job, result))
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
