@@ -16,13 +16,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vischoose import catalog, deploy, report  # noqa: E402
-from vischoose.catalog import MIB  # noqa: E402
+from vischoose.models import catalog
+from vischoose.runtimes import onnxruntime as deploy
+from vischoose.report import tables as report  # noqa: E402
+from vischoose.models.catalog import MIB  # noqa: E402
 
 
 def int8_size(alias: str, folder: Path) -> tuple[str, str, float, float]:
     """(family, recipe, int8 file MiB, bytes per parameter) of one catalog model."""
-    from vischoose.models import load_model
+    from vischoose.models.loading import load_model
 
     loaded = load_model(alias, weights="random")
     family = deploy.model_family(loaded.model)

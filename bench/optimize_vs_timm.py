@@ -62,7 +62,10 @@ def main() -> None:
         print(f"{plain_timm_img_s(args.plain[0], int(args.plain[1]), args.plain[2]):.4f}")
         return
 
-    from vischoose import catalog, machine, optimize, profiling
+    from vischoose.models import catalog
+    from vischoose.measure import machine
+    from vischoose.measure import optimize
+    from vischoose.measure import runner as profiling
 
     print(f"{machine.cpu_name()}, CPU, batch {BATCH}, random weights; timm loops: {WARMUP} warm-up + {TIMED} timed")
     for alias in args.models:

@@ -50,8 +50,8 @@ def default_images() -> list[str]:
 
 def ensure_cached(model: str, spare: Path) -> tuple[str, Path]:
     """The model's hub repo id and a hub cache holding it (building lite0 in `spare` if none does)."""
-    from vischoose import hub
-    from vischoose.catalog import parse_model_ref
+    from vischoose.models import hub
+    from vischoose.models.catalog import parse_model_ref
 
     ref = parse_model_ref(model)
     repo_id, _ = hub.hub_location(ref)

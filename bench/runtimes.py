@@ -18,8 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vischoose import deploy, machine, report  # noqa: E402
-from vischoose.catalog import MIB  # noqa: E402
+from vischoose.runtimes import onnxruntime as deploy
+from vischoose.measure import machine
+from vischoose.report import tables as report  # noqa: E402
+from vischoose.models.catalog import MIB  # noqa: E402
 
 TARGETS = (  # (model, runtime, batch, at least this many times eager fp32)
     ("resnet50", "ORT int8", 8, 4.5),
@@ -46,7 +48,7 @@ def bench_model(alias: str, batch_sizes: list[int], threads: int, budget_s: floa
     """Build the graphs of one model and time every runtime at every batch size."""
     import torch
 
-    from vischoose.models import load_model
+    from vischoose.models.loading import load_model
 
     torch.set_num_threads(threads)
     loaded = load_model(alias, weights="random")

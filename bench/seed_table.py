@@ -28,7 +28,8 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("No CUDA GPU on this machine: the article's table needs one; nothing measured.")
         return 0
-    from vischoose import optimize, profiling
+    from vischoose.measure import optimize
+    from vischoose.measure import runner as profiling
 
     rows = []
     for dtype in ("float32", "bfloat16"):

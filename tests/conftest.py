@@ -46,7 +46,7 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def hf_cache(isolated_home) -> Path:
     """The test's (empty) hub cache folder."""
-    from vischoose import hub
+    from vischoose.models import hub
 
     return hub.cache_dir()
 

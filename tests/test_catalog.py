@@ -1,7 +1,7 @@
 import pytest
 
-from vischoose import catalog
-from vischoose.catalog import parse_model_ref
+from vischoose.models import catalog
+from vischoose.models.catalog import parse_model_ref
 from vischoose.errors import UnknownModelError, UsageError
 
 ENTRIES = list(catalog.load().values())

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from vischoose import catalog, machine
+from vischoose.models import catalog
+from vischoose.measure import machine
 from vischoose.cli import app
-from vischoose.records import Profile
-from vischoose.store import open_store
+from vischoose.results.records import Profile
+from vischoose.results.store import open_store
 
 
 def rec_json(runner, *args):

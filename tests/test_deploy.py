@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vischoose import artifacts, deploy
+from vischoose.runtimes import files as artifacts
+from vischoose.runtimes import onnxruntime as deploy
 from vischoose.errors import DeployError, UsageError
-from vischoose.models import LoadedModel, load_model
+from vischoose.models.loading import LoadedModel, load_model
 
 SIZE = 64  # px; the tiny test models run at any size, and small inputs keep the suite fast
 
@@ -262,7 +263,7 @@ CONFIG = {"input_size": [3, 32, 32], "interpolation": "bilinear", "mean": [0.5, 
 def test_calibration_images_are_spread_over_the_folder_and_preprocessed(tmp_path):
     from PIL import Image
 
-    from vischoose import exporting
+    from vischoose.runtimes import export as exporting
 
     for cls in ("a", "b", "c"):
         (tmp_path / "photos" / cls).mkdir(parents=True)
@@ -275,7 +276,7 @@ def test_calibration_images_are_spread_over_the_folder_and_preprocessed(tmp_path
 
 
 def test_unknown_precision_is_a_usage_error(tmp_path):
-    from vischoose import exporting
+    from vischoose.runtimes import export as exporting
 
     with pytest.raises(UsageError) as info:
         exporting.export_model("test_resnet.r160_in1k", tmp_path / "m.onnx", precision="fp16")
@@ -285,7 +286,7 @@ def test_unknown_precision_is_a_usage_error(tmp_path):
 @pytest.mark.slow
 def test_the_catalogs_int8_size_is_what_the_recipe_builds_today(tmp_path):
     """catalog.toml's int8_mib comes from bench/int8_sizes.py; a new exporter or quantizer would change it."""
-    from vischoose import catalog
+    from vischoose.models import catalog
 
     entries = catalog.load()
     assert all(1.0 <= e.int8_mib * 2**20 / e.params <= 2.5 for e in entries.values())  # int8, some layers fp32

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vischoose import datasets
+from vischoose.inference import datasets
 from vischoose.cli import app
 from vischoose.errors import DatasetError
-from vischoose.evaluation import evaluate
-from vischoose.prediction import class_labels, predict
+from vischoose.inference.evaluation import evaluate
+from vischoose.inference.prediction import class_labels, predict
 
 MODEL = "test_resnet.r160_in1k"
 SYNSETS = ("n01440764", "n07920052", "n02123159")  # tench, espresso, tiger cat: indices 0, 967, 282
@@ -63,7 +63,7 @@ def test_counts_are_exact(model, tmp_path):
 
 
 def test_cli_result_is_saved_and_json(model, runner, tmp_path):
-    from vischoose.store import open_store
+    from vischoose.results.store import open_store
 
     data = synset_folder(tmp_path / "data")
     result = runner.invoke(app, ["evaluate", str(data), "--model", model, "--json", "--batch-size", "4"])
@@ -78,7 +78,7 @@ def test_cli_result_is_saved_and_json(model, runner, tmp_path):
 
 
 def test_no_save_and_table(model, runner, tmp_path):
-    from vischoose.store import open_store
+    from vischoose.results.store import open_store
 
     result = runner.invoke(app, ["evaluate", str(synset_folder(tmp_path / "d")), "-m", model, "--no-save",
                                  "--limit", "4"])
@@ -181,7 +181,7 @@ def test_python_api_evaluate(model, tmp_path):
 def test_progress_bar_draws_on_a_terminal_only():
     import io
 
-    from vischoose.report import ProgressBar
+    from vischoose.report.tables import ProgressBar
 
     bar = ProgressBar("evaluating", width=10)
     bar.stream, bar.enabled = io.StringIO(), True

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests import realweights
 from vischoose.cli import app
-from vischoose.evaluation import evaluate
+from vischoose.inference.evaluation import evaluate
 
 MODEL = realweights.TAG
 IMAGES = 3 * len(realweights.photos())  # each photo, mirrored and cropped
@@ -22,7 +22,7 @@ def photos(tmp_path):
 
 
 def stored_eval():
-    from vischoose.store import open_store
+    from vischoose.results.store import open_store
 
     with open_store() as store:
         (saved,) = store.evals(model=MODEL)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from vischoose.cli import app
 from vischoose.errors import ImageError
-from vischoose.images import expand_inputs, load_image
+from vischoose.inference.images import expand_inputs, load_image
 
 MODEL = "test_resnet.r160_in1k"
 

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from tests.profhelpers import seed_peak
-from vischoose import optimize, profiling
+from vischoose.measure import optimize
+from vischoose.measure import runner as profiling
 from vischoose.cli import app
-from vischoose.optimize import Trial, Variant
+from vischoose.measure.optimize import Trial, Variant
 
 TINY = "test_resnet.r160_in1k"
 OPTS = {"device": "cpu", "threads": 1, "weights": "random", "time_budget_s": 0.5}
@@ -70,7 +71,7 @@ def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_ho
     assert o.elapsed_s < 22 + 10  # a trial is only started when the budget has room for one
     assert any(t.status.startswith("skipped: ") for t in o.trials)  # compile at least: 45 s would not fit
 
-    from vischoose.store import open_store
+    from vischoose.results.store import open_store
 
     with open_store() as store:
         (row,) = store.profiles(model=TINY)  # the plain row is the best: saved once
@@ -90,7 +91,7 @@ def test_profile_optimize_prints_plain_best_speedup_efficiency_and_agreement(run
     assert " img/s" in summary and "; plain fp32 " in summary and " x" in summary and "% of this machine's " in summary
     assert "Search " in summary and "of 25 s." in summary
 
-    from vischoose.store import open_store
+    from vischoose.results.store import open_store
 
     with open_store() as store:
         rows = store.profiles(model=TINY)
@@ -98,7 +99,7 @@ def test_profile_optimize_prints_plain_best_speedup_efficiency_and_agreement(run
 
 
 def test_the_json_carries_each_trial_and_a_model_without_any_setting_fails(capsys):
-    from vischoose import report_profile
+    from vischoose.report import profile as report_profile
     from vischoose.errors import ProfilingError
 
     trial = Trial(Variant(), status="failed: RuntimeError: boom")

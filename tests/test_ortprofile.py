@@ -10,8 +10,8 @@ import pytest
 from tests import realweights
 from tests.profhelpers import seed_peak
 from vischoose.cli import app
-from vischoose.profiling import ProfileOptions, profile_models, resolve_options, run_child
-from vischoose.store import open_store
+from vischoose.measure.runner import ProfileOptions, profile_models, resolve_options, run_child
+from vischoose.results.store import open_store
 
 TINY = "test_resnet.r160_in1k"
 FAST = ["--device", "cpu", "--threads", "1", "--time-budget", "0.5", "--weights", "random"]

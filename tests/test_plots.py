@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from tests.test_store import make_profile
-from vischoose import plots
+from vischoose.report import plots
 from vischoose.errors import UsageError
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests import hubfixtures
 from vischoose.cli import app
-from vischoose.prediction import Prediction, class_labels, eval_data_config, predict
+from vischoose.inference.prediction import Prediction, class_labels, eval_data_config, predict
 
 MODEL = "test_resnet.r160_in1k"
 
@@ -61,7 +61,7 @@ def test_top_k_imagenet_labels(cached_model, tmp_path):
 
 
 def test_several_images_go_through_one_forward_pass(cached_model, tmp_path):
-    from vischoose.models import load_model
+    from vischoose.models.loading import load_model
 
     cached_model(MODEL)
     loaded = load_model(MODEL)

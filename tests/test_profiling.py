@@ -10,7 +10,8 @@ import pytest
 
 from tests.hubfixtures import write_model_folder
 from tests.profhelpers import FAST, SEEDED_PEAK_GFLOPS_S, seed_peak
-from vischoose import measure, profiling
+from vischoose.measure import child as measure
+from vischoose.measure import runner as profiling
 from vischoose.errors import ProfilingError, UsageError
 
 TINY = "test_resnet.r160_in1k"
@@ -64,7 +65,7 @@ def test_flops_of_real_models_match_timm_published_gmacs(arch, size, gmacs):
     import timm
     import torch
 
-    from vischoose.catalog import flops_to_macs
+    from vischoose.models.catalog import flops_to_macs
 
     model = timm.create_model(arch, pretrained=False).eval()
     flops = measure.count_flops(model, torch.randn(1, 3, size, size))
@@ -117,7 +118,7 @@ def test_a_cached_peak_the_model_beats_is_dropped_not_reported_as_over_100_perce
 def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
     import timm
 
-    from vischoose.store import open_store
+    from vischoose.results.store import open_store
 
     seed_peak(isolated_home)
     seen = []

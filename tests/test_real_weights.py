@@ -52,7 +52,7 @@ def test_users_own_weights_give_the_same_answers(lite0, runner, tmp_path):
 
 
 def test_evaluate_a_labelled_folder_of_photos(lite0, runner, tmp_path):
-    from vischoose.store import open_store
+    from vischoose.results.store import open_store
 
     data = realweights.labelled_folder(tmp_path / "photos")
     result = runner.invoke(app, ["evaluate", str(data), "--model", MODEL, "--json", "--batch-size", "4"])

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from vischoose import catalog
+from vischoose.models import catalog
 from vischoose.errors import NoModelFitsError
-from vischoose.presets import Variant, load_preset
-from vischoose.recommendation import Figure, build_candidates, pareto_front, preference_order, rank_key, recommend
-from vischoose.records import EvalResult, Profile
+from vischoose.recommendation.presets import Variant, load_preset
+from vischoose.recommendation.ranking import Figure, build_candidates, pareto_front, preference_order, rank_key, recommend
+from vischoose.results.records import EvalResult, Profile
 
 
 def run(target="mobile", profiles=(), evals=(), models=None, **overrides):

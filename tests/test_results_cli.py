@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_store import make_eval, make_profile
-from vischoose import store
+from vischoose.results import store
 from vischoose.cli import app
 
 

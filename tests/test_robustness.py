@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vischoose import machine
+from vischoose.measure import machine
 from vischoose.cli import app
-from vischoose.records import EvalResult, Profile
-from vischoose.store import default_path, open_store
+from vischoose.results.records import EvalResult, Profile
+from vischoose.results.store import default_path, open_store
 
 MODEL = "test_resnet.r160_in1k"
 
@@ -131,7 +131,7 @@ def test_corrupt_database_is_reported_and_left_untouched(world, runner):
 def test_ctrl_c_during_profile_keeps_the_finished_models(isolated_home):
     """The second model is interrupted: the first model's rows are already in the store."""
     from tests.profhelpers import FAST, seed_peak
-    from vischoose import profiling
+    from vischoose.measure import runner as profiling
 
     seed_peak(isolated_home)
     second = "test_vit.r160_in1k"
@@ -149,7 +149,7 @@ def test_ctrl_c_during_profile_keeps_the_finished_models(isolated_home):
 
 
 def test_ctrl_c_exits_130_with_a_message(runner, monkeypatch):
-    from vischoose import profiling
+    from vischoose.measure import runner as profiling
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -1,4 +1,4 @@
-from vischoose.models import load_model
+from vischoose.models.loading import load_model
 
 
 def test_cached_model_loads_through_timm(cached_model):

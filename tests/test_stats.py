@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from vischoose import stats
+from vischoose.measure import stats
 
 
 def test_quantiles_interpolate_like_numpy():

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from vischoose import machine, store
+from vischoose.measure import machine
+from vischoose.results import store
 from vischoose.errors import StoreError, UsageError
-from vischoose.records import EvalResult, Profile
+from vischoose.results.records import EvalResult, Profile
 
 
 def make_profile(model: str = "resnet50", **kw) -> Profile:
@@ -125,8 +126,8 @@ def test_a_new_migration_runs_once_on_an_existing_database(monkeypatch, isolated
 
 WRITER = textwrap.dedent("""
     import sys
-    from vischoose import store
-    from vischoose.records import Profile
+    from vischoose.results import store
+    from vischoose.results.records import Profile
     worker, count = int(sys.argv[1]), int(sys.argv[2])
     with store.open_store() as db:
         for i in range(count):

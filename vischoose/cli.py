@@ -9,7 +9,11 @@ from typing import Annotated, Iterator, Literal
 
 import typer
 
-from vischoose import catalog, errors, report, report_profile, report_results
+from vischoose import errors
+from vischoose.models import catalog
+from vischoose.report import tables as report
+from vischoose.report import profile as report_profile
+from vischoose.report import results as report_results
 
 app = typer.Typer(
     name="vischoose",
@@ -56,7 +60,7 @@ def models_cmd(
 ) -> None:
     """List the model catalog with published figures and what is cached."""
     with reported_errors():
-        from vischoose import inventory
+        from vischoose.models import inventory
 
         rows = inventory.catalog_rows(catalog.list_entries(family, filter_))
     report.show_models(rows, as_json)
@@ -70,7 +74,7 @@ def pull_cmd(
 ) -> None:
     """Download pretrained weights into the Hugging Face cache (resumable; offline-aware)."""
     with reported_errors():
-        from vischoose import hub
+        from vischoose.models import hub
 
         rows = []
         for text in models:
@@ -93,7 +97,7 @@ def presets_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if ctx.invoked_subcommand is not None:
         return
     with reported_errors():
-        from vischoose.presets import list_presets
+        from vischoose.recommendation.presets import list_presets
 
         found = list_presets()
     report.show_presets(found, as_json)
@@ -103,7 +107,7 @@ def presets_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def presets_show(name: Annotated[str, typer.Argument(help="Preset name or .toml file.")]) -> None:
     """Print one preset file."""
     with reported_errors():
-        from vischoose.presets import load_preset, to_toml
+        from vischoose.recommendation.presets import load_preset, to_toml
 
         text = to_toml(load_preset(name))
     typer.echo(text.rstrip())
@@ -128,7 +132,7 @@ def recommend_cmd(
 ) -> None:
     """Recommend a model for a deployment target, with a reason for every rejection."""
     with reported_errors():
-        from vischoose import advisor
+        from vischoose.recommendation import pipeline as advisor
 
         rec = advisor.advise(target, models=models, results=results, measure=measure, device=device, show_progress=True,
                              time_budget_s=time_budget,
@@ -160,7 +164,7 @@ def predict_cmd(
 ) -> None:
     """Classify images with a model's pretrained weights, preprocessed as the model was evaluated."""
     with reported_errors():
-        from vischoose.prediction import predict
+        from vischoose.inference.prediction import predict
 
         result = predict(images, model, top_k=top_k, device=device, dtype=dtype, batch_size=batch_size,
                          checkpoint=checkpoint)
@@ -193,7 +197,7 @@ def evaluate_cmd(
 ) -> None:
     """Measure top-1 / top-5 accuracy on labelled images; under torchrun, shards them over processes."""
     with reported_errors():
-        from vischoose import evaluation
+        from vischoose.inference import evaluation
 
         bar = report.ProgressBar("evaluating")
         try:
@@ -224,7 +228,7 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 
 def _stored_results(model: str | None, device: str | None, machine: str | None) -> list:
     """Stored results matching the filters."""
-    from vischoose import store
+    from vischoose.results import store
 
     with store.open_store() as db:
         return db.results(model=model, device=device, machine=machine)
@@ -256,7 +260,7 @@ def results_show(result_id: Annotated[int, typer.Argument(metavar="ID", help="A 
                  as_json: JsonOpt = False) -> None:
     """Show every field of one stored result."""
     with reported_errors():
-        from vischoose import store
+        from vischoose.results import store
 
         with store.open_store() as db:
             found = db.get(result_id)
@@ -271,7 +275,7 @@ def results_export(
 ) -> None:
     """Export stored results (every field) for another machine, a spreadsheet or a document."""
     with reported_errors():
-        from vischoose import exchange
+        from vischoose.results import exchange
 
         found = _stored_results(model, device, machine)
         writers = {"json": exchange.to_json, "csv": exchange.to_csv, "markdown": report_results.results_markdown}
@@ -289,7 +293,8 @@ def results_import(file: Annotated[Path, typer.Argument(help="A .json or .csv fi
                    as_json: JsonOpt = False) -> None:
     """Add results exported on another machine; duplicates are skipped, machines kept apart by fingerprint."""
     with reported_errors():
-        from vischoose import exchange, store
+        from vischoose.results import exchange
+        from vischoose.results import store
 
         records = exchange.read_results_file(file)
         with store.open_store() as db:
@@ -302,7 +307,7 @@ def results_remove(ids: Annotated[list[int], typer.Argument(metavar="ID...", hel
                    yes: YesOpt = False) -> None:
     """Delete stored results by id (asks first)."""
     with reported_errors():
-        from vischoose import store
+        from vischoose.results import store
 
         with store.open_store() as db:
             db.require_ids(ids)
@@ -315,7 +320,7 @@ def results_remove(ids: Annotated[list[int], typer.Argument(metavar="ID...", hel
 def results_clear(yes: YesOpt = False) -> None:
     """Delete every stored result (asks first)."""
     with reported_errors():
-        from vischoose import store
+        from vischoose.results import store
 
         with store.open_store() as db:
             count = db.count()
@@ -335,7 +340,7 @@ def results_plot(out: Annotated[Path, typer.Option("--out", help="Image file: .p
                  model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None) -> None:
     """Plot top-1 against throughput or latency (log scale), marker area = memory, with the Pareto front."""
     with reported_errors():
-        from vischoose import plots
+        from vischoose.report import plots
 
         found = _stored_results(model, device, machine)
         top1 = {r.record.model: r.record.top1 for r in found if r.kind == "eval"} if measured_top1 else None
@@ -349,9 +354,11 @@ def results_report(out: Annotated[Path, typer.Option("--out", help="Markdown fil
                    model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None) -> None:
     """Write a Markdown report: machine, conditions, results, plot, and measured against published figures."""
     with reported_errors():
-        from vischoose import exchange, plots, published
-        from vischoose import machine as this_machine
-        from vischoose.records import now_iso
+        from vischoose.results import exchange
+        from vischoose.report import plots
+        from vischoose.models import published
+        from vischoose.measure import machine as this_machine
+        from vischoose.results.records import now_iso
 
         found = _stored_results(model, device, machine)
         profiles = [r.record for r in found if r.kind == "profile"]
@@ -405,7 +412,7 @@ def profile_cmd(
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
     progress = report_profile.ProfileProgress()
     with reported_errors():
-        from vischoose import profiling
+        from vischoose.measure import runner as profiling
 
         if as_json + as_csv + as_markdown > 1:
             raise errors.UsageError("Choose one of --json, --csv and --markdown.")
@@ -454,7 +461,7 @@ def export_cmd(
 ) -> None:
     """Export a model to ONNX (fp32 or int8) for deployment, checked against the eager model before writing."""
     with reported_errors():
-        from vischoose import exporting
+        from vischoose.runtimes import export as exporting
 
         result = exporting.export_model(model, out, precision=precision, calibration=calibration, weights=weights,
                                         input_size=input_size, opset=opset, min_agreement=min_agreement,
@@ -467,7 +474,8 @@ def export_cmd(
 def _profile_optimized(models: list[str] | None, options, budget_s: float | None, progress,
                        save: bool, as_json: bool) -> None:
     """vischoose profile --optimize: search, show, fail (exit 1) where no setting could be measured."""
-    from vischoose import optimize, profiling
+    from vischoose.measure import optimize
+    from vischoose.measure import runner as profiling
 
     try:
         found = optimize.optimize_models(models or profiling.article_models(), options,

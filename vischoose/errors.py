@@ -65,6 +65,15 @@ class DatasetError(UsageError):
     """A labelled data set that cannot be used for evaluation."""
 
 
+class MissingExtraError(UsageError):
+    """A runtime that is not installed (or cannot run on this machine): the pip command that adds it."""
+
+    def __init__(self, runtime: str, why: str, extra: str | None) -> None:
+        self.runtime, self.why, self.extra = runtime, why, extra
+        hint = f"pip install 'vischoose[{extra}]'" if extra else "Reinstall vischoose: pip install vischoose"
+        super().__init__(f"--runtime {runtime} is not available here: {why}.", hint=hint)
+
+
 class WeightsUnavailableError(VischooseError):
     """Weights that cannot be had: offline and not cached, hub unreachable, repo or file missing."""
 

@@ -6,8 +6,8 @@ import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vischoose import hub
-from vischoose.catalog import ModelRef, parse_model_ref
+from vischoose.models import hub
+from vischoose.models.catalog import ModelRef, parse_model_ref
 from vischoose.errors import CorruptWeightsError, UnknownModelError, UsageError, WeightsUnavailableError
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def check_timm_name(name: str) -> None:
     import timm
     from timm.models import is_model
 
-    from vischoose.catalog import suggest
+    from vischoose.models.catalog import suggest
 
     arch = name.partition(".")[0]
     if not is_model(arch):

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import typer
 
-from vischoose.report import emit_json, fmt, preprocessing_note, table
+from vischoose.report.tables import emit_json, fmt, preprocessing_note, table
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
 

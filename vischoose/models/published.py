@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Sequence
 
-from vischoose import catalog
-from vischoose.catalog import CatalogEntry
-from vischoose.records import EvalResult, Profile
+from vischoose.models import catalog
+from vischoose.models.catalog import CatalogEntry
+from vischoose.results.records import EvalResult, Profile
 
 ARTICLE = "source article: 224 px, batch 64, hardware not stated"
 TIMM_RESULTS = "timm results-imagenet.csv"

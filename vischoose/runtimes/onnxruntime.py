@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from vischoose import artifacts, stats
-from vischoose.catalog import MIB
+from vischoose.runtimes import files as artifacts
+from vischoose.measure import stats
+from vischoose.models.catalog import MIB
 from vischoose.errors import DeployError, UsageError
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     import onnxruntime
     import torch
 
-    from vischoose.models import LoadedModel
+    from vischoose.models.loading import LoadedModel
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 CHECK_BATCH = 8  # random inputs in the fixed check batch when no images are given
@@ -386,7 +387,7 @@ def run_session(session: "onnxruntime.InferenceSession", batch: "np.ndarray") ->
 def time_session(session: "onnxruntime.InferenceSession", batch: "np.ndarray",
                  budget_s: float = 10.0) -> stats.Summary:
     """Seconds per run of a session on a batch: warm-up, then the profile engine's stop rules (vischoose.measure)."""
-    from vischoose.measure import timed_phase
+    from vischoose.measure.child import timed_phase
 
     name = session.get_inputs()[0].name
     samples, _ = timed_phase(lambda: session.run(None, {name: batch}), cpu_timer, budget_s, lambda n, w: None)
@@ -398,7 +399,7 @@ def time_eager(model: "torch.nn.Module", batch: "np.ndarray", budget_s: float = 
     """Seconds per eager forward pass on the CPU (bf16: under autocast), timed like time_session."""
     import torch
 
-    from vischoose.measure import timed_phase
+    from vischoose.measure.child import timed_phase
 
     if threads:
         torch.set_num_threads(threads)

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from vischoose import stats
+from vischoose.measure import stats
 
 if TYPE_CHECKING:
     import torch
@@ -256,7 +256,7 @@ def prepare(job: dict[str, Any], result: dict[str, Any]) -> tuple["torch.nn.Modu
     """
     import torch
 
-    from vischoose.models import load_model
+    from vischoose.models.loading import load_model
 
     loaded = load_model(job["model"], weights=job["weights"])
     device, dtype = torch.device(job["device"]), getattr(torch, job["dtype"])
@@ -312,7 +312,7 @@ def _start(job: dict[str, Any], result: dict[str, Any]) -> tuple[Callable[..., N
     import timm
     import torch
 
-    from vischoose import machine
+    from vischoose.measure import machine
 
     def phase(name: str, batch: int | None = None) -> None:
         report_phase(job, result, name, batch)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from vischoose.profiling import ProfileOptions, ProfileRun, Progress, Runner, resolve_device, run_child
+from vischoose.measure.runner import ProfileOptions, ProfileRun, Progress, Runner, resolve_device, run_child
 
 DEFAULT_BUDGET_S = 300.0  # per model, the whole search
 MIN_TOP1_AGREEMENT = 0.75  # share of the fixed batch whose top-1 class must match fp32's (near-ties aside)
@@ -167,9 +167,9 @@ class _Search:
 
     def run_ort(self, variant: Variant) -> Trial:
         """Export (and quantize) the model and time its graph on ONNX Runtime, judged against eager fp32."""
-        from vischoose import catalog
-        from vischoose.ortprofile import OrtJob
-        from vischoose.profiling import child_job
+        from vischoose.models import catalog
+        from vischoose.runtimes.ort_measure import OrtJob
+        from vischoose.measure.runner import child_job
 
         if self.progress:
             self.progress(self.model, f"trying {variant.label}", time.monotonic() - self.start)
@@ -198,9 +198,10 @@ class _Search:
         """Time one variant in its own child and check it against the reference logits."""
         if variant.runtime == "onnxruntime":
             return self.run_ort(variant)
-        from vischoose import catalog, machine
-        from vischoose.profiling import PEAK_CACHE_FILE, _ChildJob
-        from vischoose.store import home
+        from vischoose.models import catalog
+        from vischoose.measure import machine
+        from vischoose.measure.runner import PEAK_CACHE_FILE, _ChildJob
+        from vischoose.results.store import home
 
         if self.progress:
             self.progress(self.model, f"trying {variant.label}", time.monotonic() - self.start)
@@ -217,7 +218,7 @@ class _Search:
         if job["threads"]:
             env["OMP_NUM_THREADS"] = str(job["threads"])
         begin, tail = time.monotonic(), []
-        status = self.runner([sys.executable, "-m", "vischoose.optimize", str(job_path)], env, tail.append)
+        status = self.runner([sys.executable, "-m", "vischoose.measure.optimize", str(job_path)], env, tail.append)
         path = Path(job["result_path"])
         out = json.loads(path.read_text()) if path.is_file() else {}
         trial = judge(variant, out, status, tail, time.monotonic() - begin)
@@ -237,7 +238,7 @@ class _Search:
 
 def judge(variant: Variant, out: dict[str, Any], status: int, tail: list[str], wall_s: float) -> Trial:
     """A Trial from a child's result: failed, rejected (disagrees with fp32) or ok."""
-    from vischoose.profiling import describe_exit
+    from vischoose.measure.runner import describe_exit
 
     base = Trial(variant, out.get("img_s"), out.get("compile_s"), out.get("top1_agreement"),
                  out.get("max_abs_diff"), out.get("decisive_agreement"), out.get("rel_diff"), "ok", wall_s,
@@ -308,8 +309,8 @@ def sweep_batch(s: _Search, reference: Path, room: Any) -> None:
 def optimize_models(models: list[str], base: ProfileOptions, budget_s: float, progress: Progress | None = None,
                     runner: Runner = run_child, save: bool = True) -> list[Optimized]:
     """Search each model's settings within budget_s seconds; the plain and best rows are saved to the store."""
-    from vischoose import catalog
-    from vischoose.profiling import check_models, save_runs
+    from vischoose.models import catalog
+    from vischoose.measure.runner import check_models, save_runs
 
     check_models([catalog.parse_model_ref(m) for m in models])
     device = resolve_device(base.device)
@@ -368,7 +369,7 @@ def trial_main(job: dict[str, Any], result: dict[str, Any]) -> None:
 
     import torch
 
-    from vischoose import measure
+    from vischoose.measure import child as measure
 
     phase, device_name = measure._start(job, result)
     device, batch = torch.device(job["device"]), job["batch"]

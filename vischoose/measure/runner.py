@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from vischoose import catalog
-from vischoose.catalog import MIB, ModelRef
+from vischoose.models import catalog
+from vischoose.models.catalog import MIB, ModelRef
 from vischoose.errors import ProfilingError, UsageError
-from vischoose.measure import peak_key
-from vischoose.records import Profile
+from vischoose.measure.child import peak_key
+from vischoose.results.records import Profile
 
 DEFAULT_BATCH_SIZES = {"cpu": (8,), "cuda": (64,)}  # 64: the article's batch; 8 keeps CPU runs short
 DEFAULT_TIME_BUDGET_S = 60.0
@@ -106,7 +106,7 @@ def resolve_options(target: str | None = None, **given: Any) -> ProfileOptions:
         raise TypeError(f"unknown profiling options: {', '.join(sorted(unknown))}")
     options = ProfileOptions()
     if target:
-        from vischoose.presets import load_preset
+        from vischoose.recommendation.presets import load_preset
 
         spec = load_preset(target).measure
         options = replace(options, device=spec.device, threads=spec.threads, batch_sizes=spec.batch_sizes,
@@ -132,8 +132,8 @@ def precision_dtype(precision: str) -> str:
 
 def validate(options: ProfileOptions) -> None:
     """Reject option values no measurement can use (UsageError, exit code 2)."""
-    from vischoose.models import WEIGHT_MODES
-    from vischoose.presets import DTYPES
+    from vischoose.models.loading import WEIGHT_MODES
+    from vischoose.recommendation.presets import DTYPES
 
     device = options.device
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
@@ -204,7 +204,7 @@ def check_models(refs: list[ModelRef]) -> None:
     """Fail fast on timm names that timm does not know, before any child starts."""
     names = [r.timm_name for r in refs if r.kind == "timm" and r.entry is None and r.timm_name]
     if names:
-        from vischoose.models import check_timm_name
+        from vischoose.models.loading import check_timm_name
 
         for name in names:
             check_timm_name(name)
@@ -243,7 +243,7 @@ def profile_models(models: Iterable[str] | None, options: ProfileOptions, progre
         with tempfile.TemporaryDirectory(prefix="vischoose-profile-") as tmp:
             kind = _ChildJob
             if options.runtime == "onnxruntime":
-                from vischoose.ortprofile import OrtJob as kind
+                from vischoose.runtimes.ort_measure import OrtJob as kind
             for i, ref in enumerate(refs):
                 child = kind(ref, {**job, "batch_sizes": list(sizes)}, Path(tmp) / str(i), options)
                 runs += child.run(runner, progress, debug)
@@ -255,8 +255,8 @@ def profile_models(models: Iterable[str] | None, options: ProfileOptions, progre
 
 def child_job(options: ProfileOptions, device: str) -> dict[str, Any]:
     """The protocol part of a child's job file (the child adds the model, mode and batch sizes)."""
-    from vischoose import machine
-    from vischoose.store import home
+    from vischoose.measure import machine
+    from vischoose.results.store import home
 
     return {"device": device, "dtype": options.dtype, "channels_last": options.channels_last,
             "compile": options.compile, "autocast": options.autocast, "threads": options.threads,
@@ -268,7 +268,7 @@ def save_runs(runs: list[ProfileRun]) -> None:
     """Write the measured rows to the results store."""
     rows = [r.profile for r in runs if r.saveable]
     if rows:
-        from vischoose.store import open_store
+        from vischoose.results.store import open_store
 
         with open_store() as store:
             store.add_profiles(rows)
@@ -319,7 +319,7 @@ class _ChildJob:
     """One model's two child processes: memory + FLOPs (run again for the smaller batch sizes if it dies), then
     timings for the batch sizes that fit, in a process of its own so that it starts as fresh as a user's."""
 
-    child_module = "vischoose.measure"  # run as python -m child_module JOB.json
+    child_module = "vischoose.measure.child"  # run as python -m child_module JOB.json
 
     def __init__(self, ref: ModelRef, job: dict[str, Any], folder: Path, options: ProfileOptions) -> None:
         self.ref, self.job, self.folder, self.options = ref, job, folder, options
@@ -364,7 +364,7 @@ class _ChildJob:
 
     def _attempt(self, mode: str, pending: list[int], runner: Runner, progress: Progress | None,
                  debug: bool) -> tuple[dict[str, Any], int, deque[str]]:
-        from vischoose.measure import PROGRESS_PREFIX
+        from vischoose.measure.child import PROGRESS_PREFIX
 
         self.folder.mkdir(parents=True, exist_ok=True)
         result_path = self.folder / f"result-{mode}-{len(pending)}.json"
@@ -455,7 +455,7 @@ class _ChildJob:
         return tuple(notes)
 
     def _profile(self, result: dict[str, Any], batch: int, error: str | None) -> Profile:
-        from vischoose.presets import bytes_per_param
+        from vischoose.recommendation.presets import bytes_per_param
 
         model, cond, entry = result.get("model", {}), result.get("conditions", {}), self._entry(result)
         lat = result.get("latency") or {}

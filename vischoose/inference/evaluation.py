@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from vischoose import datasets, machine
-from vischoose import images as image_io
+from vischoose.inference import datasets
+from vischoose.measure import machine
+from vischoose.inference import images as image_io
 from vischoose.errors import DatasetError, ImageError, UsageError
-from vischoose.records import EvalResult
+from vischoose.results.records import EvalResult
 
 if TYPE_CHECKING:
     import torch
 
-    from vischoose.evaluation_ort import Deployed
-    from vischoose.models import LoadedModel
-    from vischoose.prediction import Classifier
+    from vischoose.inference.evaluation_ort import Deployed
+    from vischoose.models.loading import LoadedModel
+    from vischoose.inference.prediction import Classifier
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
@@ -76,7 +77,7 @@ def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | 
             prediction.prepare.
         DeployError: (onnxruntime) the export or quantization failed.
     """
-    from vischoose.prediction import prepare
+    from vischoose.inference.prediction import prepare
 
     if (limit is not None and limit < 1) or batch_size < 1 or workers < 0:
         raise UsageError(f"limit and batch_size must be at least 1 and workers at least 0 "
@@ -84,7 +85,7 @@ def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | 
     datasets.check_source(data)
     world = world_from_env()
     if runtime != "torch" or precision is not None or calibration is not None:
-        from vischoose import evaluation_ort
+        from vischoose.inference import evaluation_ort
 
         precision = evaluation_ort.check_options(runtime, precision, device, dtype, calibration, world.size)
         if runtime == "onnxruntime":
@@ -221,7 +222,7 @@ def _result(classifier: "Classifier", source: str, counts: list[int], seconds: f
     import timm
     import torch
 
-    from vischoose.prediction import dtype_name
+    from vischoose.inference.prediction import dtype_name
 
     images, top1_hits, top5_hits = counts
     if images == 0:
@@ -238,7 +239,7 @@ def _result(classifier: "Classifier", source: str, counts: list[int], seconds: f
 
 def save(result: EvalResult) -> int:
     """Add a result to the results store; returns its row id."""
-    from vischoose.store import open_store
+    from vischoose.results.store import open_store
 
     with open_store() as store:
         return store.add_eval(result)

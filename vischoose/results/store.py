@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from vischoose.errors import StoreError, UsageError
-from vischoose.exchange import KINDS, Record, kind_of, record_from_dict, record_uid
-from vischoose.records import EvalResult, Profile, now_iso
+from vischoose.results.exchange import KINDS, Record, kind_of, record_from_dict, record_uid
+from vischoose.results.records import EvalResult, Profile, now_iso
 
 APPLICATION_ID = 0x56495343  # "VISC": marks the file as a vischoose results database
 DB_NAME = "results.db"
@@ -390,7 +390,7 @@ def open_store(path: Path | str | None = None, timeout_s: float | None = None) -
 
 def profiles_for_this_machine(path: Path | str | None = None) -> list[Profile]:
     """Profiles measured on this machine (by fingerprint)."""
-    from vischoose import machine
+    from vischoose.measure import machine
 
     with open_store(path) as store:
         return store.profiles(machine=machine.fingerprint())

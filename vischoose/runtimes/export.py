@@ -10,13 +10,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
-from vischoose import artifacts, deploy
+from vischoose.runtimes import files as artifacts
+from vischoose.runtimes import onnxruntime as deploy
 from vischoose.errors import DeployError, ImageError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from vischoose.models import LoadedModel
+    from vischoose.models.loading import LoadedModel
 
 FORMATS = ("onnx",)
 PRECISIONS = ("fp32", "int8")
@@ -94,7 +95,7 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
         DeployError: export or quantization failed, or the fp32 graph disagrees with the model.
         model errors as in models.load_model.
     """
-    from vischoose.models import load_model
+    from vischoose.models.loading import load_model
 
     _check_options(precision, min_agreement, input_size)
     out = Path(out)
@@ -174,7 +175,7 @@ def _measured(loaded: "LoadedModel", paths: dict[str, Path], variants: list[Vari
 
 def preprocessing(loaded: "LoadedModel", input_size: int) -> dict[str, Any]:
     """The model's evaluation preprocessing (timm data config) at the export's input size, JSON-able."""
-    from vischoose.prediction import describe_preprocessing, eval_data_config
+    from vischoose.inference.prediction import describe_preprocessing, eval_data_config
 
     config = eval_data_config(loaded.model)
     config["input_size"] = (3, input_size, input_size)
@@ -191,7 +192,7 @@ def load_calibration(folder: str | Path, config: dict[str, Any], limit: int = MA
     import numpy as np
     from timm.data import create_transform
 
-    from vischoose import images
+    from vischoose.inference import images
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -109,7 +109,7 @@ class ModelRef:
 
 def catalog_path() -> Path:
     """Where the catalog file lives (inside the package)."""
-    return Path(__file__).resolve().parent / "data" / "catalog.toml"
+    return Path(__file__).resolve().parent.parent / "data" / "catalog.toml"
 
 
 @cache

@@ -13,14 +13,14 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from vischoose import images as image_io
+from vischoose.inference import images as image_io
 from vischoose.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image as PILImage
 
-    from vischoose.models import LoadedModel
+    from vischoose.models.loading import LoadedModel
 
     ImageInput = str | Path | PILImage.Image
 
@@ -198,7 +198,7 @@ def prepare(model: "str | LoadedModel", device: str = "cpu", dtype: str = "float
     """
     from timm.data import create_transform
 
-    from vischoose.models import load_model
+    from vischoose.models.loading import load_model
 
     torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     loaded = model if not isinstance(model, str) else load_model(model, "pretrained", checkpoint=checkpoint)
@@ -224,7 +224,7 @@ def predict(images: "ImageInput | Iterable[ImageInput]", model: "str | LoadedMod
         raise UsageError(f"top_k and batch_size must be at least 1 (got {top_k} and {batch_size}).")
     items = _expand(images)
     if isinstance(model, str):  # a wrong model name or checkpoint is reported first, as the images need a model
-        from vischoose.models import check_checkpoint, check_timm_name, parse_model_ref
+        from vischoose.models.loading import check_checkpoint, check_timm_name, parse_model_ref
 
         ref = parse_model_ref(model)
         if ref.kind == "timm" and ref.entry is None and ref.timm_name:

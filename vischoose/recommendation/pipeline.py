@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vischoose import catalog, presets
+from vischoose.models import catalog
+from vischoose.recommendation import presets
 from vischoose.errors import UsageError
-from vischoose.recommendation import Recommendation, build_candidates, recommend
-from vischoose.records import EvalResult, Profile
+from vischoose.recommendation.ranking import Recommendation, build_candidates, recommend
+from vischoose.results.records import EvalResult, Profile
 
 MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
 
@@ -50,7 +51,8 @@ def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[
 
 
 def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult]]:
-    from vischoose import exchange, store
+    from vischoose.results import exchange
+    from vischoose.results import store
 
     if results:
         profiles: list[Profile] = []
@@ -62,7 +64,7 @@ def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult
             for record in exchange.read_results_file(Path(path)):
                 (profiles if isinstance(record, Profile) else evals).append(record)
         return profiles, evals
-    from vischoose.machine import fingerprint
+    from vischoose.measure.machine import fingerprint
 
     db = store.open_store()
     return db.profiles(machine=fingerprint()), db.evals(machine=fingerprint())
@@ -72,9 +74,9 @@ def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry]
                      profiles: list[Profile], show_progress: bool, time_budget_s: float) -> list[Profile]:
     """Profile what the candidates lack under the preset's protocol: torch at its [measure] dtype (the speed-up
     reference, and the stand-in for graphs), then each onnxruntime graph its [deploy] table allows."""
-    from vischoose.profiling import profile
-    from vischoose.recommendation import matching_profiles
-    from vischoose.report_profile import ProfileProgress
+    from vischoose.measure.runner import profile
+    from vischoose.recommendation.ranking import matching_profiles
+    from vischoose.report.profile import ProfileProgress
 
     spec = preset.measure
     progress = ProfileProgress() if show_progress else None

@@ -13,10 +13,10 @@ from types import UnionType
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from vischoose.errors import UsageError
-from vischoose.records import EvalResult, Profile
+from vischoose.results.records import EvalResult, Profile
 
 if TYPE_CHECKING:
-    from vischoose.store import StoredResult
+    from vischoose.results.store import StoredResult
 
 KINDS: dict[str, type] = {"profile": Profile, "eval": EvalResult}
 Record = Profile | EvalResult

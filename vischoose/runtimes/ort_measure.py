@@ -15,9 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vischoose import deploy
-from vischoose.measure import child_main, emit, peak_rss_mb, report_phase, reset_peak_rss, rss_mb, summary_dict
-from vischoose.profiling import ProfileRun, _ChildJob
+from vischoose.runtimes import onnxruntime as deploy
+from vischoose.measure.child import child_main, emit, peak_rss_mb, report_phase, reset_peak_rss, rss_mb, summary_dict
+from vischoose.measure.runner import ProfileRun, _ChildJob
 
 PRECISIONS = {"float32": "fp32", "int8": "int8"}  # the profile dtype -> the graph's precision
 
@@ -25,7 +25,7 @@ PRECISIONS = {"float32": "fp32", "int8": "int8"}  # the profile dtype -> the gra
 class OrtJob(_ChildJob):
     """One model's three children: build the graph and check it, then its memory, then its timings."""
 
-    child_module = "vischoose.ortprofile"
+    child_module = "vischoose.runtimes.ort_measure"
 
     def run(self, runner: Any, progress: Any, debug: bool) -> list[ProfileRun]:
         """The model's rows, one per batch size."""
@@ -75,9 +75,11 @@ def build(job: dict[str, Any], result: dict[str, Any]) -> None:
     import timm
     import torch
 
-    from vischoose import exporting, machine, measure
+    from vischoose.runtimes import export as exporting
+    from vischoose.measure import machine
+    from vischoose.measure import child as measure
     from vischoose.errors import VischooseError
-    from vischoose.models import load_model
+    from vischoose.models.loading import load_model
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -191,7 +193,7 @@ def memory(job: dict[str, Any], result: dict[str, Any]) -> None:
 
 def timing(job: dict[str, Any], result: dict[str, Any]) -> None:
     """Throughput at each batch size from a fresh session, then batch-1 latency; one time budget."""
-    from vischoose.measure import timed_phase
+    from vischoose.measure.child import timed_phase
 
     session = _session(job, result)
     side, name = session.get_inputs()[0].shape[-1], session.get_inputs()[0].name

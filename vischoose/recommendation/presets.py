@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vischoose.catalog import FAMILIES
+from vischoose.models.catalog import FAMILIES
 from vischoose.errors import PresetError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -112,7 +112,7 @@ def presets_dir() -> Path:
             raise PresetError(f"VISCHOOSE_PRESETS={env} is not a folder.",
                               hint="Point it at a folder of preset .toml files, or unset it for the built-in presets.")
         return Path(env)
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the vischoose package folder
     for candidate in (here / "_presets", here.parent / "presets"):  # installed wheel, source checkout
         if candidate.is_dir():
             return candidate

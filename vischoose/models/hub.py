@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vischoose.catalog import ModelRef
+from vischoose.models.catalog import ModelRef
 from vischoose.errors import CorruptWeightsError, UnknownModelError, UsageError, WeightsUnavailableError
 
 CONFIG_FILE = "config.json"
@@ -88,7 +88,7 @@ def _timm_hub_id(name: str) -> str:
 
     arch, _, _tag = name.partition(".")
     if not is_model(arch):
-        from vischoose.catalog import suggest
+        from vischoose.models.catalog import suggest
 
         raise UnknownModelError(name, suggest(name, timm.list_pretrained(f"{arch[:4]}*")))
     try:

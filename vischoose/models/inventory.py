@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vischoose import hub
-from vischoose.catalog import MIB, CatalogEntry, ModelRef
+from vischoose.models import hub
+from vischoose.models.catalog import MIB, CatalogEntry, ModelRef
 
 
 def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, Any]]:

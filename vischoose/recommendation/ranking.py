@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from vischoose.catalog import MIB, CatalogEntry
-from vischoose.catalog import load as load_catalog
+from vischoose.models.catalog import MIB, CatalogEntry
+from vischoose.models.catalog import load as load_catalog
 from vischoose.errors import NoModelFitsError
-from vischoose.presets import Preset, Variant, bytes_per_param
-from vischoose.records import EvalResult, Profile
+from vischoose.recommendation.presets import Preset, Variant, bytes_per_param
+from vischoose.results.records import EvalResult, Profile
 
 # constraint key -> (figure name, is an upper limit, CLI flag, unit)
 CONSTRAINTS = {

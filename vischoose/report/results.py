@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import typer
 
-from vischoose.report import emit_json, fmt, table
+from vischoose.report.tables import emit_json, fmt, table
 
 _STORED_PROFILE_HEADERS = ["id", "model", "device", "runtime", "dtype", "batch", "px", "latency p50 ms", "p90 ms",
                            "img/s", "peak MiB", "GFLOPs", "top-1 %", "machine", "measured", "from"]

@@ -14,19 +14,22 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vischoose import datasets, deploy, evaluation, exporting
-from vischoose import images as image_io
+from vischoose.inference import datasets
+from vischoose.runtimes import onnxruntime as deploy
+from vischoose.inference import evaluation
+from vischoose.runtimes import export as exporting
+from vischoose.inference import images as image_io
 from vischoose.errors import DatasetError, UsageError
-from vischoose.exporting import MAX_CALIBRATION, PRECISIONS
-from vischoose.profiling import RUNTIMES
+from vischoose.runtimes.export import MAX_CALIBRATION, PRECISIONS
+from vischoose.measure.runner import RUNTIMES
 
 if TYPE_CHECKING:
     import numpy as np
     import onnxruntime
     import torch
 
-    from vischoose.models import LoadedModel
-    from vischoose.prediction import Classifier
+    from vischoose.models.loading import LoadedModel
+    from vischoose.inference.prediction import Classifier
 
 
 
@@ -110,7 +113,7 @@ def evaluate_onnx(data: str | Path, model: "str | LoadedModel", precision: str =
     """
     import onnxruntime
 
-    from vischoose.prediction import prepare
+    from vischoose.inference.prediction import prepare
 
     classifier = prepare(model, "cpu", "float32", checkpoint)
     labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
@@ -153,7 +156,7 @@ def _calibration(classifier: "Classifier", labelled: datasets.LabelledImages, fo
     """Preprocessed calibration images: the user's folder, else a spread sample of the evaluation images."""
     import numpy as np
 
-    from vischoose.prediction import describe_preprocessing
+    from vischoose.inference.prediction import describe_preprocessing
 
     if folder is not None:
         found = exporting.load_calibration(folder, describe_preprocessing(classifier.data_config), MAX_CALIBRATION)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from vischoose.catalog import MIB
+from vischoose.models.catalog import MIB
 from vischoose.errors import UsageError
 
 

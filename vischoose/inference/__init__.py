@@ -1,0 +1,1 @@
+"""Inference on images: reading images and labelled data sets, predict, evaluate."""

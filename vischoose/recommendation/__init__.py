@@ -1,0 +1,1 @@
+"""Recommendation: presets (data), ranking (pure: figures + preset -> Recommendation), the pipeline gathering figures."""

@@ -1,0 +1,1 @@
+"""Rendering: tables, JSON, plots, Markdown reports, progress. Renders, never computes."""

@@ -1,0 +1,1 @@
+"""Results: the records measured, the SQLite store with its migrations, export and import."""

@@ -1,0 +1,105 @@
+"""The one interface every deployment runtime implements, and the artifact it builds.
+
+A runtime is one module in this folder: a subclass of Runtime with its name, the precisions and devices it runs,
+the pip extra that installs it, how it builds a deployable file from an eager timm model (export, lowering,
+int8 quantization on the user's calibration images), and how a process that imports only the runtime (never
+torch) runs that file on a batch. Measuring, evaluating, exporting and recommending ask the registry
+(runtimes.registry) for it, never `if runtime == ...`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from vischoose.errors import MissingExtraError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vischoose.models.loading import LoadedModel
+
+Forward = Callable[["np.ndarray"], "np.ndarray"]  # float32 NCHW batch -> float32 (batch x classes) logits
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built, deployable file for one runtime at one precision (JSON-able: child processes receive it)."""
+
+    path: str  # the file a user ships (.onnx, .pte, .xml with its .bin beside it)
+    runtime: str
+    precision: str  # fp32 | bf16 | fp16 | int8
+    file_mb: float  # MiB on disk, every file the runtime reads included
+    build_s: float  # export (and lowering) seconds
+    input_size: int  # square input side, px
+    quantize_s: float | None = None
+    recipe: str | None = None  # the int8 recipe's name
+    calibration: str = "none"  # "images" (the user's), "random" (no images given) or "none" (not calibrated)
+    calibration_images: int = 0
+    note: str | None = None  # what to watch for: a recipe's caveat, a partly delegated program
+    facts: dict[str, Any] = field(default_factory=dict)  # runtime-specific figures (delegated share, ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Artifact":
+        """The artifact a to_dict() described."""
+        return cls(**data)
+
+
+class Runtime:
+    """A deployment runtime. Subclasses set the class attributes and implement build and session."""
+
+    name: ClassVar[str]  # "onnxruntime": the only place this literal lives
+    title: ClassVar[str]  # "ONNX Runtime", for sentences
+    precisions: ClassVar[tuple[str, ...]]  # short names, as in --precision
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    module: ClassVar[str]  # the Python module whose presence means the runtime is installed
+    extra: ClassVar[str | None] = None  # the vischoose extra that installs it; None: a core dependency
+    suffix: ClassVar[str] = ""  # the file name ending of what build writes (".onnx")
+    is_graph: ClassVar[bool] = True  # an exported file run outside torch (False: torch itself)
+
+    def missing(self) -> str | None:
+        """None when the runtime can run here, else why not (not installed, wrong CPU)."""
+        if importlib.util.find_spec(self.module) is None:
+            return f"{self.title} is not installed"
+        return None
+
+    def require(self) -> None:
+        """Raise MissingExtraError (exit 2, with the pip command) unless the runtime can run here."""
+        why = self.missing()
+        if why is not None:
+            raise MissingExtraError(self.name, why, self.extra)
+
+    def version(self) -> str:
+        """The installed runtime's version."""
+        module = importlib.import_module(self.module)
+        return str(getattr(module, "__version__", "unknown"))
+
+    def precision_supported(self, precision: str) -> str | None:
+        """None when this machine can run `precision` on this runtime, else why not (bf16 without AVX-512 bf16)."""
+        return None if precision in self.precisions else (
+            f"{self.name} runs {', '.join(self.precisions)}, not {precision}")
+
+    def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
+              calibration: "np.ndarray | None") -> Artifact:
+        """Export `loaded` (and quantize it for int8, calibrated on `calibration`, preprocessed float32 NCHW images;
+        None: random data, marked as such) into the file `out`. Imports torch; runs in a build process.
+
+        Raises:
+            DeployError: export, lowering or quantization failed (the operator named where the runtime says).
+        """
+        raise NotImplementedError
+
+    def session(self, artifact: Artifact, threads: int | None) -> Forward:
+        """A function running the artifact on a batch with `threads` intra-op threads (None: the runtime's default).
+        Imports only the runtime, never torch: a deployed process does not have it.
+
+        Raises:
+            DeployError: the runtime cannot load or run the file.
+        """
+        raise NotImplementedError
