@@ -74,8 +74,8 @@ def main() -> None:
 
     import torch
 
-    from vischoose.models import catalog
     from vischoose.measure import machine
+    from vischoose.models import catalog
 
     print(f"{machine.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch {BATCH}")
     found: dict[str, dict[str, list[float]]] = {m: {"vischoose": [], "plain": []} for m in args.models}

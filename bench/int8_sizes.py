@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vischoose.models import catalog
-from vischoose.runtimes import onnxruntime as deploy
-from vischoose.report import tables as report  # noqa: E402
 from vischoose.models.catalog import MIB  # noqa: E402
+from vischoose.report import tables as report  # noqa: E402
+from vischoose.runtimes import onnxruntime as deploy
 
 
 def int8_size(alias: str, folder: Path) -> tuple[str, str, float, float]:

@@ -62,10 +62,9 @@ def main() -> None:
         print(f"{plain_timm_img_s(args.plain[0], int(args.plain[1]), args.plain[2]):.4f}")
         return
 
+    from vischoose.measure import machine, optimize
+    from vischoose.measure import options as protocol
     from vischoose.models import catalog
-    from vischoose.measure import machine
-    from vischoose.measure import optimize
-    from vischoose.measure import runner as profiling
 
     print(f"{machine.cpu_name()}, CPU, batch {BATCH}, random weights; timm loops: {WARMUP} warm-up + {TIMED} timed")
     for alias in args.models:
@@ -73,7 +72,7 @@ def main() -> None:
         timm_figures = {c: in_fresh_process(entry.tag, entry.input_size, c) for c in COMBOS}
         for combo, img_s in timm_figures.items():
             print(f"  timm {alias} {combo}: {img_s:.2f} img/s", flush=True)
-        options = profiling.resolve_options(device="cpu", weights="random", batch_sizes=[BATCH])
+        options = protocol.resolve_options(device="cpu", weights="random", batch_sizes=[BATCH])
         (o,) = optimize.optimize_models([alias], options, args.budget, save=False,
                                         progress=lambda m, w, t: print(f"  [{t:5.0f} s] {m}: {w}", flush=True))
         for t in o.trials:

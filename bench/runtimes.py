@@ -18,10 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vischoose.runtimes import onnxruntime as deploy
 from vischoose.measure import machine
-from vischoose.report import tables as report  # noqa: E402
+from vischoose.measure.timing import time_call
 from vischoose.models.catalog import MIB  # noqa: E402
+from vischoose.report import tables as report  # noqa: E402
+from vischoose.runtimes import onnxruntime as deploy
+from vischoose.runtimes.torch_eager import time_eager
 
 TARGETS = (  # (model, runtime, batch, at least this many times eager fp32)
     ("resnet50", "ORT int8", 8, 4.5),
@@ -70,11 +72,11 @@ def bench_model(alias: str, batch_sizes: list[int], threads: int, budget_s: floa
     rows = []
     for batch in batch_sizes:
         x = deploy.random_batch(size, n=batch, seed=7)
-        timed = {"eager fp32": deploy.time_eager(loaded.model, x, budget_s, threads),
-                 "eager bf16": deploy.time_eager(loaded.model, x, budget_s, threads, bf16=True)}
+        timed = {"eager fp32": time_eager(loaded.model, x, budget_s, threads),
+                 "eager bf16": time_eager(loaded.model, x, budget_s, threads, bf16=True)}
         for name, (path, _) in graphs.items():
             session = deploy.ort_session(path, threads)
-            timed[name] = deploy.time_session(session, x, budget_s)
+            timed[name] = time_call(lambda s=session: deploy.run_session(s, x), budget_s)
             del session  # its threads stop spinning before the next runtime is timed
             gc.collect()
         base = batch / timed["eager fp32"].median

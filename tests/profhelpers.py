@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from vischoose.measure import machine
-from vischoose.measure.child import peak_key
-from vischoose.measure.runner import PEAK_CACHE_FILE
+from vischoose.measure.peak import PEAK_CACHE_FILE, peak_key
 
 SEEDED_PEAK_GFLOPS_S = 10_000.0  # above what this CPU reaches: a peak the model beats is dropped as stale
 FAST = {"device": "cpu", "threads": 1, "weights": "random", "time_budget_s": 0.5}  # protocol of the child tests

@@ -1,8 +1,8 @@
 import pytest
 
+from vischoose.errors import UnknownModelError, UsageError
 from vischoose.models import catalog
 from vischoose.models.catalog import parse_model_ref
-from vischoose.errors import UnknownModelError, UsageError
 
 ENTRIES = list(catalog.load().values())
 REQUIRED = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit_ti16", "vit_s16", "vit_b16",

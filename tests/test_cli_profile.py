@@ -8,9 +8,9 @@ import pytest
 
 from tests.hubfixtures import write_model_folder
 from tests.profhelpers import seed_peak
-from vischoose.report import profile as report_profile
 from vischoose.cli import app
 from vischoose.measure.runner import ProfileRun
+from vischoose.report import profile as report_profile
 from vischoose.results.records import Profile
 
 TINY = "test_resnet.r160_in1k"

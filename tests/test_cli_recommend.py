@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from vischoose.models import catalog
-from vischoose.measure import machine
 from vischoose.cli import app
+from vischoose.measure import machine
+from vischoose.models import catalog
 from vischoose.results.records import Profile
 from vischoose.results.store import open_store
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vischoose.errors import DeployError, UsageError
+from vischoose.inference import calibration
+from vischoose.measure.timing import time_call
+from vischoose.models.loading import LoadedModel, load_model
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes import onnxruntime as deploy
-from vischoose.errors import DeployError, UsageError
-from vischoose.models.loading import LoadedModel, load_model
 
 SIZE = 64  # px; the tiny test models run at any size, and small inputs keep the suite fast
 
@@ -243,8 +245,8 @@ def test_session_on_a_broken_file_is_a_deploy_error(tmp_path):
 
 
 def test_time_session_uses_the_profile_statistics(resnet_onnx):
-    summary = deploy.time_session(deploy.ort_session(resnet_onnx.path, threads=1),
-                                  deploy.random_batch(SIZE, n=1), budget_s=0.3)
+    session, one = deploy.ort_session(resnet_onnx.path, threads=1), deploy.random_batch(SIZE, n=1)
+    summary = time_call(lambda: deploy.run_session(session, one), budget_s=0.3)
     assert summary.n >= 3 and 0 < summary.median < 1.0 and summary.iqr >= 0
 
 
@@ -263,13 +265,12 @@ CONFIG = {"input_size": [3, 32, 32], "interpolation": "bilinear", "mean": [0.5, 
 def test_calibration_images_are_spread_over_the_folder_and_preprocessed(tmp_path):
     from PIL import Image
 
-    from vischoose.runtimes import export as exporting
 
     for cls in ("a", "b", "c"):
         (tmp_path / "photos" / cls).mkdir(parents=True)
         for i in range(2):
             Image.new("RGB", (40, 30), (255, 0, 0)).save(tmp_path / "photos" / cls / f"{i}.png")
-    calib = exporting.load_calibration(tmp_path / "photos", CONFIG, limit=3)
+    calib = calibration.load_calibration(tmp_path / "photos", CONFIG, limit=3)
     assert [Path(p).parent.name for p in calib.images] == ["a", "b", "c"]
     assert calib.batch.shape == (3, 3, 32, 32) and calib.batch.dtype == np.float32
     assert calib.batch[0, 0].max() == pytest.approx(1.0) and calib.batch[0, 1].max() == pytest.approx(-1.0)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vischoose.inference import datasets
 from vischoose.cli import app
 from vischoose.errors import DatasetError
+from vischoose.inference import datasets
 from vischoose.inference.evaluation import evaluate
 from vischoose.inference.prediction import class_labels, predict
 

@@ -9,9 +9,14 @@ import pickle
 import pytest
 
 from tests import hubfixtures
+from vischoose.errors import (
+    CorruptWeightsError,
+    UnknownModelError,
+    UsageError,
+    WeightsUnavailableError,
+)
 from vischoose.models import hub
 from vischoose.models.catalog import parse_model_ref
-from vischoose.errors import CorruptWeightsError, UnknownModelError, UsageError, WeightsUnavailableError
 from vischoose.models.loading import load_model
 
 TAG = "test_resnet.r160_in1k"

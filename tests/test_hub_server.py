@@ -72,7 +72,7 @@ def test_pull_resnet50_fills_the_hub_cache(server, tmp_path):
 def test_pulled_weights_load_through_timm_offline(server, tmp_path):
     cache = tmp_path / "cache"
     assert cli(["pull", "test_resnet.r160_in1k"], cache, server.endpoint)[0].returncode == 0
-    code = ("from vischoose.models import load_model; m = load_model('test_resnet.r160_in1k');"
+    code = ("from vischoose.models.loading import load_model; m = load_model('test_resnet.r160_in1k');"
             "print(m.weights_label, m.params)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1")

@@ -7,10 +7,12 @@ import json
 import pytest
 
 from tests.profhelpers import seed_peak
-from vischoose.measure import optimize
-from vischoose.measure import runner as profiling
 from vischoose.cli import app
-from vischoose.measure.optimize import Trial, Variant
+from vischoose.measure import optimize, peak
+from vischoose.measure import options as protocol
+from vischoose.measure import runner as profiling
+from vischoose.measure.optimize import Setting as Variant
+from vischoose.measure.optimize import Trial
 
 TINY = "test_resnet.r160_in1k"
 OPTS = {"device": "cpu", "threads": 1, "weights": "random", "time_budget_s": 0.5}
@@ -18,7 +20,7 @@ OPTS = {"device": "cpu", "threads": 1, "weights": "random", "time_budget_s": 0.5
 
 def seed_peaks(home):
     seed_peak(home, dtype="float32")
-    cache = home / profiling.PEAK_CACHE_FILE
+    cache = home / peak.PEAK_CACHE_FILE
     both = json.loads(cache.read_text())
     seed_peak(home, dtype="bfloat16")
     cache.write_text(json.dumps({**both, **json.loads(cache.read_text())}))
@@ -60,7 +62,7 @@ def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_ho
             torch.save(ref.roll(1, dims=1), job["reference"])
         return status
 
-    found = optimize.optimize_models([TINY], profiling.resolve_options(**OPTS), budget_s=22, runner=runner)
+    found = optimize.optimize_models([TINY], protocol.resolve_options(**OPTS), budget_s=22, runner=runner)
     (o,) = found
     plain, *others = [t for t in o.trials if t.img_s is not None]
     assert plain.variant == Variant(batch_size=8) and plain.ok and plain.top1_agreement == 1.0
@@ -99,8 +101,8 @@ def test_profile_optimize_prints_plain_best_speedup_efficiency_and_agreement(run
 
 
 def test_the_json_carries_each_trial_and_a_model_without_any_setting_fails(capsys):
-    from vischoose.report import profile as report_profile
     from vischoose.errors import ProfilingError
+    from vischoose.report import profile as report_profile
 
     trial = Trial(Variant(), status="failed: RuntimeError: boom")
     found = [optimize.Optimized(TINY, (trial,), None, None, None, 1.0, 10.0)]
@@ -124,7 +126,7 @@ def test_a_bad_budget_is_a_usage_error(runner, budget):
 
 def test_onnxruntime_settings_are_tried_and_an_unverified_int8_is_never_the_best(isolated_home, tmp_path):
     seed_peaks(isolated_home)
-    s = optimize._Search(TINY, profiling.resolve_options(**OPTS), "cpu", 100.0, tmp_path, profiling.run_child, None)
+    s = optimize.Search(TINY, protocol.resolve_options(**OPTS), "cpu", 100.0, tmp_path, profiling.run_child, None)
     fp32 = s.run(Variant(batch_size=2, runtime="onnxruntime"), tmp_path / "reference.pt")
     int8 = s.run(Variant(dtype="int8", batch_size=2, runtime="onnxruntime"), tmp_path / "reference.pt")
     assert fp32.ok and fp32.top1_agreement == 1.0 and fp32.img_s > 0

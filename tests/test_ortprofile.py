@@ -10,7 +10,8 @@ import pytest
 from tests import realweights
 from tests.profhelpers import seed_peak
 from vischoose.cli import app
-from vischoose.measure.runner import ProfileOptions, profile_models, resolve_options, run_child
+from vischoose.measure.options import ProfileOptions, resolve_options
+from vischoose.measure.runner import profile_models, run_child
 from vischoose.results.store import open_store
 
 TINY = "test_resnet.r160_in1k"

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from tests.test_store import make_profile
-from vischoose.report import plots
 from vischoose.errors import UsageError
+from vischoose.report import plots
 
 
 def three_models():

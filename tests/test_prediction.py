@@ -12,7 +12,12 @@ from PIL import Image
 
 from tests import hubfixtures
 from vischoose.cli import app
-from vischoose.inference.prediction import Prediction, class_labels, eval_data_config, predict
+from vischoose.inference.prediction import (
+    Prediction,
+    class_labels,
+    eval_data_config,
+    predict,
+)
 
 MODEL = "test_resnet.r160_in1k"
 

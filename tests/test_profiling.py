@@ -10,9 +10,13 @@ import pytest
 
 from tests.hubfixtures import write_model_folder
 from tests.profhelpers import FAST, SEEDED_PEAK_GFLOPS_S, seed_peak
-from vischoose.measure import child as measure
-from vischoose.measure import runner as profiling
 from vischoose.errors import ProfilingError, UsageError
+from vischoose.measure import options as protocol
+from vischoose.measure import peak as peak_cache
+from vischoose.measure import protocol as measure
+from vischoose.measure import rows, timing
+from vischoose.measure import runner as profiling
+from vischoose.runtimes import torch_eager
 
 TINY = "test_resnet.r160_in1k"
 
@@ -26,25 +30,25 @@ def fake_timer(values):
 
 def test_timed_phase_warms_up_then_stops_once_the_median_is_known():
     timer = fake_timer([5.0, 1.0, 1.0, 1.0] + [1.0] * 100)  # first call slow (lazy init), then steady
-    samples, warm = measure.timed_phase(lambda: None, timer, budget_s=60.0, report=lambda n, w: None)
+    samples, warm = timing.timed_phase(lambda: None, timer, budget_s=60.0, report=lambda n, w: None)
     assert warm == 4
     assert samples == [1.0] * 6  # the fewest samples with a 95% CI of the median, and it is +-0%
 
 
 def test_timed_phase_stops_at_the_budget_with_a_minimum_of_runs():
     timer = fake_timer([1.0, 2.0, 0.5, 3.0, 0.1] * 20)  # never settles
-    samples, warm = measure.timed_phase(lambda: None, timer, budget_s=0.0, report=lambda n, w: None)
+    samples, warm = timing.timed_phase(lambda: None, timer, budget_s=0.0, report=lambda n, w: None)
     assert warm == 1
-    assert len(samples) == measure.MIN_TIMED
+    assert len(samples) == timing.MIN_TIMED
 
 
 def test_flops_of_a_linear_and_a_conv_layer_are_counted_by_hand():
     import torch
 
     linear = torch.nn.Linear(100, 10)
-    assert measure.count_flops(linear, torch.randn(1, 100)) == 2 * 100 * 10
+    assert torch_eager.count_flops(linear, torch.randn(1, 100)) == 2 * 100 * 10
     conv = torch.nn.Conv2d(3, 8, kernel_size=3)  # 10x10 in, 8x8 out, no padding
-    assert measure.count_flops(conv, torch.randn(1, 3, 10, 10)) == 2 * (8 * 8) * 8 * (3 * 3 * 3)
+    assert torch_eager.count_flops(conv, torch.randn(1, 3, 10, 10)) == 2 * (8 * 8) * 8 * (3 * 3 * 3)
 
 
 def test_attention_flops_are_counted_on_cpu():
@@ -57,7 +61,7 @@ def test_attention_flops_are_counted_on_cpu():
     heads, tokens, dim = 2, 16, 8
     # q @ k^T and attn @ v: two matmuls of tokens x tokens x dim per head, 2 FLOPs per multiply-add
     expected = 2 * (2 * heads * tokens * tokens * dim)
-    assert measure.count_flops(Attention(), torch.randn(1, heads, tokens, dim)) == expected
+    assert torch_eager.count_flops(Attention(), torch.randn(1, heads, tokens, dim)) == expected
 
 
 @pytest.mark.parametrize("arch, size, gmacs", [("resnet50", 224, 4.11), ("vit_base_patch16_224", 224, 17.58)])
@@ -68,7 +72,7 @@ def test_flops_of_real_models_match_timm_published_gmacs(arch, size, gmacs):
     from vischoose.models.catalog import flops_to_macs
 
     model = timm.create_model(arch, pretrained=False).eval()
-    flops = measure.count_flops(model, torch.randn(1, 3, size, size))
+    flops = torch_eager.count_flops(model, torch.randn(1, 3, size, size))
     assert flops_to_macs(flops) / 1e9 == pytest.approx(gmacs, rel=0.02)
     if arch == "resnet50":
         assert flops / 1e9 == pytest.approx(8.2, rel=0.02)
@@ -77,7 +81,7 @@ def test_flops_of_real_models_match_timm_published_gmacs(arch, size, gmacs):
 def test_machine_peak_is_the_best_of_small_kernels():
     import torch
 
-    peak = measure.machine_peak_gflops(torch.device("cpu"), torch.float32, sizes=(64, 128), reps=2)
+    peak = peak_cache.machine_peak_gflops(torch.device("cpu"), torch.float32, sizes=(64, 128), reps=2)
     assert peak["gflops_s"] > 0.1
     assert peak["kernel"].startswith(("matmul", "conv3x3"))
 
@@ -103,16 +107,16 @@ def kill_when(model_text, phase, batch=None):
 
 def test_a_cached_peak_the_model_beats_is_dropped_not_reported_as_over_100_percent(isolated_home):
     seed_peak(isolated_home)
-    cache = isolated_home / profiling.PEAK_CACHE_FILE
+    cache = isolated_home / peak_cache.PEAK_CACHE_FILE
     key = next(iter(json.loads(cache.read_text())))
     cache.write_text(json.dumps({key: {"gflops_s": 1e-6, "kernel": "measured on a busy machine", "reps": 0}}))
-    runs = profiling.profile_models([TINY], profiling.resolve_options(batch_sizes=[2], **FAST), save=False)
+    runs = profiling.profile_models([TINY], protocol.resolve_options(batch_sizes=[2], **FAST), save=False)
     assert runs[0].profile.ok and runs[0].profile.throughput_img_s > 0
     assert runs[0].profile.efficiency is None
     assert any("above the cached machine peak" in n and "measured again next run" in n for n in runs[0].notes)
     assert key not in json.loads(cache.read_text())
-    assert profiling._efficiency(10.0, 5.0, 100.0) == pytest.approx(0.5)
-    assert profiling._efficiency(10.0, 50.0, 100.0) is None
+    assert rows.efficiency(10.0, 5.0, 100.0) == pytest.approx(0.5)
+    assert rows.efficiency(10.0, 50.0, 100.0) is None
 
 
 def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
@@ -143,7 +147,7 @@ def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
 
 def test_a_killed_child_is_reported_in_its_rows_and_the_others_go_on(isolated_home):
     seed_peak(isolated_home)
-    runs = profiling.profile_models(["test_vit.r160_in1k", TINY], profiling.resolve_options(**FAST),
+    runs = profiling.profile_models(["test_vit.r160_in1k", TINY], protocol.resolve_options(**FAST),
                                     runner=kill_when("test_vit.r160_in1k", "latency"), save=False)
     vit, resnet = [r.profile for r in runs]
     assert vit.error == "crashed: signal 9 (SIGKILL) (killed: out of memory?) during latency at batch 1"
@@ -155,7 +159,7 @@ def test_a_killed_child_is_reported_in_its_rows_and_the_others_go_on(isolated_ho
 
 def test_a_child_killed_in_the_memory_pass_is_rerun_with_the_smaller_batches(isolated_home):
     seed_peak(isolated_home)
-    runs = profiling.profile_models([TINY], profiling.resolve_options(batch_sizes=[1, 4], **FAST),
+    runs = profiling.profile_models([TINY], protocol.resolve_options(batch_sizes=[1, 4], **FAST),
                                     runner=kill_when(TINY, "memory", 4), save=False)
     small, big = [r.profile for r in runs]
     assert small.batch_size == 1 and small.ok and small.throughput_img_s > 0
@@ -163,12 +167,12 @@ def test_a_child_killed_in_the_memory_pass_is_rerun_with_the_smaller_batches(iso
 
 
 def test_the_machine_peak_is_measured_last_and_a_crash_there_spares_the_rows(isolated_home):
-    runs = profiling.profile_models([TINY], profiling.resolve_options(**FAST), save=False,
+    runs = profiling.profile_models([TINY], protocol.resolve_options(**FAST), save=False,
                                     runner=kill_when(TINY, "machine peak (once)"))
     (row,) = [r.profile for r in runs]
     assert row.ok and row.throughput_img_s > 0 and row.peak_memory_mb > 0
     assert row.efficiency is None  # no peak to divide by
-    assert not (isolated_home / profiling.PEAK_CACHE_FILE).exists()
+    assert not (isolated_home / peak_cache.PEAK_CACHE_FILE).exists()
 
 
 def test_a_model_whose_forward_fails_gets_an_error_row(tmp_path, isolated_home):
@@ -185,10 +189,10 @@ def test_a_model_whose_forward_fails_gets_an_error_row(tmp_path, isolated_home):
 # --- options ------------------------------------------------------------------------------------------
 
 def test_options_come_from_the_preset_and_explicit_values_override_it():
-    opts = profiling.resolve_options("mobile", dtype="bfloat16", channels_last=None)
+    opts = protocol.resolve_options("mobile", dtype="bfloat16", channels_last=None)
     assert (opts.device, opts.threads, opts.batch_sizes, opts.dtype) == ("cpu", 4, (1,), "bfloat16")
-    assert profiling.resolve_options("mobile", batch_sizes=["8,2", 2]).batch_sizes == (2, 8)
-    assert profiling.resolve_options().batch_sizes is None  # chosen per device later: 8 on CPU, 64 on GPU
+    assert protocol.resolve_options("mobile", batch_sizes=["8,2", 2]).batch_sizes == (2, 8)
+    assert protocol.resolve_options().batch_sizes is None  # chosen per device later: 8 on CPU, 64 on GPU
 
 
 @pytest.mark.parametrize("given, message", [
@@ -202,7 +206,7 @@ def test_options_come_from_the_preset_and_explicit_values_override_it():
 ])
 def test_bad_options_are_usage_errors(given, message):
     with pytest.raises(UsageError) as err:
-        profiling.resolve_options(**given)
+        protocol.resolve_options(**given)
     assert str(err.value) == message and err.value.exit_code == 2
 
 
@@ -212,11 +216,11 @@ def test_a_missing_gpu_is_a_usage_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(UsageError) as err:
-        profiling.resolve_device("cuda:7")
+        protocol.resolve_device("cuda:7")
     assert str(err.value) == f"Device 'cuda:7' is not available: torch {torch.__version__} sees no CUDA device " \
                              "on this machine."
     assert err.value.exit_code == 2 and "--device cpu" in err.value.hint
-    assert profiling.resolve_device("auto") == "cpu"
+    assert protocol.resolve_device("auto") == "cpu"
 
 
 def test_exit_statuses_are_described():
@@ -252,7 +256,7 @@ def test_compile_for_inference_freezes_the_weights_and_matches_eager():
     x = torch.randn(2, 3, 16, 16)
     before = inductor.freezing
     try:
-        compiled = measure.compile_for_inference(net)
+        compiled = torch_eager.compile_for_inference(net)
         with torch.inference_mode():
             eager, found = net(x), compiled(x)
         assert inductor.freezing is True

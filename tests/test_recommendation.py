@@ -5,10 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from vischoose.models import catalog
 from vischoose.errors import NoModelFitsError
+from vischoose.models import catalog
 from vischoose.recommendation.presets import Variant, load_preset
-from vischoose.recommendation.ranking import Figure, build_candidates, pareto_front, preference_order, rank_key, recommend
+from vischoose.recommendation.ranking import (
+    Figure,
+    build_candidates,
+    pareto_front,
+    preference_order,
+    rank_key,
+    recommend,
+)
 from vischoose.results.records import EvalResult, Profile
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.test_store import make_eval, make_profile
-from vischoose.results import store
 from vischoose.cli import app
+from vischoose.results import store
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from vischoose.errors import StoreError, UsageError
 from vischoose.measure import machine
 from vischoose.results import store
-from vischoose.errors import StoreError, UsageError
 from vischoose.results.records import EvalResult, Profile
 
 

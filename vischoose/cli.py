@@ -7,13 +7,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator, Literal
 
+import click
 import typer
 
 from vischoose import errors
 from vischoose.models import catalog
-from vischoose.report import tables as report
 from vischoose.report import profile as report_profile
 from vischoose.report import results as report_results
+from vischoose.report import tables as report
+from vischoose.runtimes import registry
+from vischoose.runtimes.precision import PRECISIONS
 
 app = typer.Typer(
     name="vischoose",
@@ -25,6 +28,15 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (with schema_version) instead of a table.")]
+FORMATS = {r.format: r.name for r in registry.graph_runtimes() if r.format}  # export --format -> runtime
+GRAPHS = ", ".join(f"{r.name} ({r.title})" for r in registry.graph_runtimes())
+RuntimeOpt = Annotated[str | None, typer.Option(help="torch (eager, the default), or a deployment runtime running the "
+                                                f"exported file on the CPU, checked against eager fp32: {GRAPHS}.")]
+PrecisionOpt = Annotated[str | None, typer.Option(help=f"{', '.join(PRECISIONS)}: torch runs fp32/bf16/fp16; the "
+                                                  "deployment runtimes fp32 and int8 (with the runtime's recipe for "
+                                                  "the model's family), some bf16.")]
+CalibrationOpt = Annotated[Path | None, typer.Option(help="Deployment runtimes: a folder of your images (a few dozen) "
+                                                     "that calibrate int8 and check agreement with eager fp32.")]
 ModelsArg = Annotated[list[str], typer.Argument(help="Catalog alias, timm name, hf-hub:org/name, or a model folder.")]
 
 
@@ -186,10 +198,8 @@ def evaluate_cmd(
     workers: Annotated[int, typer.Option(min=0, help="Processes decoding images (0: in the main process).")] = 0,
     device: DeviceOpt = "cpu",
     dtype: DtypeOpt = "float32",
-    runtime: Annotated[Literal["torch", "onnxruntime"], typer.Option(help="torch, or onnxruntime: the ONNX graph "
-                                                                     "you would deploy, exported for this run (CPU).")] = "torch",
-    precision: Annotated[Literal["fp32", "int8"] | None, typer.Option(help="With onnxruntime: fp32, or int8 with the "
-                                                                       "recipe of the model's family (default: fp32).")] = None,
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = None,
     calibration: Annotated[Path | None, typer.Option(help="Folder of images calibrating int8 (default: up to 64 of "
                                                      "the evaluation images, noted in the result).")] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
@@ -203,7 +213,8 @@ def evaluate_cmd(
         try:
             outcome = evaluation.evaluate(data, model, labels=labels, limit=limit, batch_size=batch_size,
                                           workers=workers, device=device, dtype=dtype, checkpoint=checkpoint,
-                                          progress=bar, runtime=runtime, precision=precision, calibration=calibration)
+                                          progress=bar, runtime=runtime or registry.TORCH, precision=precision,
+                                          calibration=calibration)
         finally:
             bar.close()
         if not outcome.is_main:
@@ -293,8 +304,7 @@ def results_import(file: Annotated[Path, typer.Argument(help="A .json or .csv fi
                    as_json: JsonOpt = False) -> None:
     """Add results exported on another machine; duplicates are skipped, machines kept apart by fingerprint."""
     with reported_errors():
-        from vischoose.results import exchange
-        from vischoose.results import store
+        from vischoose.results import exchange, store
 
         records = exchange.read_results_file(file)
         with store.open_store() as db:
@@ -354,21 +364,7 @@ def results_report(out: Annotated[Path, typer.Option("--out", help="Markdown fil
                    model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None) -> None:
     """Write a Markdown report: machine, conditions, results, plot, and measured against published figures."""
     with reported_errors():
-        from vischoose.results import exchange
-        from vischoose.report import plots
-        from vischoose.models import published
-        from vischoose.measure import machine as this_machine
-        from vischoose.results.records import now_iso
-
-        found = _stored_results(model, device, machine)
-        profiles = [r.record for r in found if r.kind == "profile"]
-        evals = [r.record for r in found if r.kind == "eval"]
-        plot_file = None
-        if plot and plots.plot_points(profiles):
-            plot_file = plots.plot_pareto(profiles, out.with_name(out.stem + "-pareto.png")).name
-        text = report_results.results_report(found, this_machine.describe(), published.compare_all(profiles, evals),
-                                     published.ratio_comparisons(profiles), plot_file, now_iso())
-        exchange.write_text(out, text)
+        plot_file = report_results.write_report(_stored_results(model, device, machine), out, plot)
     typer.echo(f"Wrote {out}" + (f" and {plot_file}." if plot_file else "."), err=True)
 
 
@@ -380,14 +376,11 @@ def profile_cmd(
     batch_size: Annotated[list[str] | None, typer.Option("--batch-size", "-b", help="Throughput batch size; repeat "
                                                          "or comma-separate for a sweep (default 8 on CPU, 64 on GPU).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
-    runtime: Annotated[str | None, typer.Option(help="torch (default: eager) or onnxruntime (the exported ONNX "
-                                                "graph on the CPU, as deployed; checked against eager fp32).")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32, bf16, fp16 (torch) or int8 (onnxruntime, with the "
-                                                  "recipe of the model's family); same as --dtype.")] = None,
-    calibration: Annotated[Path | None, typer.Option(help="onnxruntime: folder of your images (a few dozen) that "
-                                                     "calibrate int8 and check agreement with eager fp32.")] = None,
-    min_agreement: Annotated[float | None, typer.Option(help="onnxruntime int8: reject a graph whose top-1 agrees "
-                                                        "with eager fp32 on less than this share of your images "
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = None,
+    calibration: CalibrationOpt = None,
+    min_agreement: Annotated[float | None, typer.Option(help="Deployment runtimes, int8: reject a graph whose top-1 "
+                                                        "agrees with eager fp32 on less than this share of your images "
                                                         "(default 0.99).")] = None,
     channels_last: Annotated[bool | None, typer.Option("--channels-last/--contiguous", help="Memory layout of "
                                                        "weights and input (default contiguous).")] = None,
@@ -410,31 +403,23 @@ def profile_cmd(
                                            "--time-budget is then the whole search's per model (default 300 s).")] = False,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
-    progress = report_profile.ProfileProgress()
-    with reported_errors():
-        from vischoose.measure import runner as profiling
+    with reported_errors(), report_profile.ProfileProgress() as progress:
+        from vischoose.measure import options as protocol
+        from vischoose.measure import runner
 
-        if as_json + as_csv + as_markdown > 1:
-            raise errors.UsageError("Choose one of --json, --csv and --markdown.")
-        options = profiling.resolve_options(
+        output = report_profile.output_format(as_json, as_csv, as_markdown)
+        options = protocol.resolve_options(
             target, device=device, batch_sizes=batch_size, dtype=dtype, channels_last=channels_last,
             compile=compile_, threads=threads, input_size=input_size, weights=weights, time_budget_s=time_budget,
             runtime=runtime, precision=precision, calibration=str(calibration) if calibration else None,
-            min_agreement=min_agreement)
-        if calibration is not None and options.runtime != "onnxruntime" and not optimize:
-            raise errors.UsageError("--calibration is for --runtime onnxruntime or --optimize (int8 calibration and "
-                                    "its agreement check).")
+            min_agreement=min_agreement, optimize=optimize)
         if optimize:
             _profile_optimized(models, options, time_budget, progress, not no_save, as_json)
             return
-        try:
-            runs = profiling.profile_models(models, options, progress=progress, save=not no_save,
-                                            debug=debug_enabled())
-        finally:
-            progress.close()
-    report_profile.show_profiles(runs, "json" if as_json else "csv" if as_csv else "markdown" if as_markdown else "table")
+        runs = runner.profile_models(models, options, progress=progress, save=not no_save, debug=debug_enabled())
+    report_profile.show_profiles(runs, output)
     with reported_errors():
-        profiling.failed(runs)
+        runner.failed(runs)
 
 
 # ---- deployment runtimes ------------------------------------------------------------------------------
@@ -443,9 +428,11 @@ def profile_cmd(
 def export_cmd(
     model: Annotated[str, typer.Argument(help="Catalog alias, timm name (arch.tag), hf-hub:org/name or a model folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The file to write (replaced if it exists).")],
-    format_: Annotated[Literal["onnx"], typer.Option("--format", help="Graph format.")] = "onnx",
-    precision: Annotated[Literal["fp32", "int8"], typer.Option(help="fp32, or int8 with the recipe of the model's "
-                                                                "family (static for CNNs, dynamic for transformers).")] = "fp32",
+    format_: Annotated[str, typer.Option("--format", click_type=click.Choice(FORMATS), help="File format: "
+                                         + ", ".join(f"{f} ({registry.title(r)})" for f, r in FORMATS.items()))] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32, or int8 with the runtime's recipe for the model's family "
+                                                "(ONNX: static for CNNs, dynamic for transformers); bf16 where the "
+                                                "runtime has it.")] = "fp32",
     calibration: Annotated[Path | None, typer.Option(help="Folder of your images (a few dozen): calibrates int8 and "
                                                      "checks agreement. Without it, random data: int8 is unverified.")] = None,
     weights: Annotated[Literal["auto", "pretrained", "random"], typer.Option(help="pretrained, auto (cached "
@@ -465,7 +452,7 @@ def export_cmd(
 
         result = exporting.export_model(model, out, precision=precision, calibration=calibration, weights=weights,
                                         input_size=input_size, opset=opset, min_agreement=min_agreement,
-                                        measure_s=5.0 if measure else 0.0, threads=threads)
+                                        measure_s=5.0 if measure else 0.0, threads=threads, format=format_)
     report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)
@@ -475,13 +462,11 @@ def _profile_optimized(models: list[str] | None, options, budget_s: float | None
                        save: bool, as_json: bool) -> None:
     """vischoose profile --optimize: search, show, fail (exit 1) where no setting could be measured."""
     from vischoose.measure import optimize
-    from vischoose.measure import runner as profiling
+    from vischoose.measure.runner import article_models
 
-    try:
-        found = optimize.optimize_models(models or profiling.article_models(), options,
-                                         budget_s or optimize.DEFAULT_BUDGET_S, progress=progress, save=save)
-    finally:
-        progress.close()
+    found = optimize.optimize_models(models or article_models(), options, budget_s or optimize.DEFAULT_BUDGET_S,
+                                     progress=progress, save=save)
+    progress.close()
     report_profile.show_optimized(found, as_json)
     optimize.failed(found)
 

@@ -13,8 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from vischoose.inference import images as image_io
 from vischoose.errors import ImageError, UsageError
+from vischoose.inference import images as image_io
 
 if TYPE_CHECKING:
     import torch
@@ -224,7 +224,11 @@ def predict(images: "ImageInput | Iterable[ImageInput]", model: "str | LoadedMod
         raise UsageError(f"top_k and batch_size must be at least 1 (got {top_k} and {batch_size}).")
     items = _expand(images)
     if isinstance(model, str):  # a wrong model name or checkpoint is reported first, as the images need a model
-        from vischoose.models.loading import check_checkpoint, check_timm_name, parse_model_ref
+        from vischoose.models.loading import (
+            check_checkpoint,
+            check_timm_name,
+            parse_model_ref,
+        )
 
         ref = parse_model_ref(model)
         if ref.kind == "timm" and ref.entry is None and ref.timm_name:

@@ -15,8 +15,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vischoose.errors import (
+    CorruptWeightsError,
+    UnknownModelError,
+    UsageError,
+    WeightsUnavailableError,
+)
 from vischoose.models.catalog import ModelRef
-from vischoose.errors import CorruptWeightsError, UnknownModelError, UsageError, WeightsUnavailableError
 
 CONFIG_FILE = "config.json"
 SAFE_WEIGHTS = "model.safetensors"

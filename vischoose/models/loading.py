@@ -6,9 +6,14 @@ import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vischoose.errors import (
+    CorruptWeightsError,
+    UnknownModelError,
+    UsageError,
+    WeightsUnavailableError,
+)
 from vischoose.models import hub
 from vischoose.models.catalog import ModelRef, parse_model_ref
-from vischoose.errors import CorruptWeightsError, UnknownModelError, UsageError, WeightsUnavailableError
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,6 +9,7 @@ from typing import Sequence
 from vischoose.models import catalog
 from vischoose.models.catalog import CatalogEntry
 from vischoose.results.records import EvalResult, Profile
+from vischoose.runtimes import registry
 
 ARTICLE = "source article: 224 px, batch 64, hardware not stated"
 TIMM_RESULTS = "timm results-imagenet.csv"
@@ -71,10 +72,11 @@ def latest_ok(profiles: Sequence[Profile]) -> list[Profile]:
 
 def _differences(p: Profile, device: str | None, dtype: str | None, batch: int | None,
                  size: int | None) -> str:
-    notes = [f"measured as the {p.dtype} graph on {p.runtime}"] if p.runtime == "onnxruntime" else []
+    graph = registry.is_graph(p.runtime)
+    notes = [f"measured as the {p.dtype} graph on {p.runtime}"] if graph else []
     if device and not p.device.startswith(device):
         notes.append(f"measured on {p.device}")
-    if dtype and p.dtype != dtype and p.runtime != "onnxruntime":
+    if dtype and p.dtype != dtype and not graph:
         notes.append(f"measured in {p.dtype}")
     if batch and p.batch_size != batch:
         notes.append(f"measured at batch {p.batch_size}, published at {batch}")
@@ -107,8 +109,8 @@ def compare_profile(p: Profile, e: CatalogEntry) -> list[Comparison]:
 def compare_eval(r: EvalResult, e: CatalogEntry) -> Comparison:
     """Measured top-1 against the published top-1 on ImageNet-1k val."""
     caveat = f"measured on {r.dataset} ({r.images} images), published on ImageNet-1k val (50,000)"
-    if r.runtime == "onnxruntime":
-        caveat += f"; measured on the {r.dtype} graph on onnxruntime"
+    if registry.is_graph(r.runtime):
+        caveat += f"; measured on the {r.dtype} graph on {r.runtime}"
     if r.input_size and r.input_size != e.top1_size:
         caveat += f"; measured at {r.input_size} px, published at {e.top1_size} px"
     return Comparison(r.model, "top-1, %", r.top1, e.top1, f"{TIMM_RESULTS} @{e.top1_size} px", caveat)

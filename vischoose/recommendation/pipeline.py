@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vischoose.errors import UsageError
 from vischoose.models import catalog
 from vischoose.recommendation import presets
-from vischoose.errors import UsageError
 from vischoose.recommendation.ranking import Recommendation, build_candidates, recommend
 from vischoose.results.records import EvalResult, Profile
+from vischoose.runtimes import registry
 
 MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
 
@@ -23,8 +24,10 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         PresetError, UnknownModelError, StoreError, NoModelFitsError.
     """
     preset = presets.load_preset(target).with_overrides(device=device, memory_basis=memory_basis, **constraints)
-    if preset.measure.device.startswith("cuda") and all(v.runtime == "onnxruntime" for v in preset.variants):
-        raise UsageError(f"Target '{preset.name}' deploys only ONNX Runtime graphs, which vischoose measures on the "
+    if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
+                                                         for v in preset.variants):
+        runs = " and ".join(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
+        raise UsageError(f"Target '{preset.name}' deploys only {runs} graphs, which vischoose measures on the "
                          f"CPU: --device {preset.measure.device} admits none of them.",
                          hint="Drop --device, or pick a target that deploys torch on a GPU (cloud, edge).")
     entries, extra = _candidates(preset, models)
@@ -51,8 +54,7 @@ def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[
 
 
 def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult]]:
-    from vischoose.results import exchange
-    from vischoose.results import store
+    from vischoose.results import exchange, store
 
     if results:
         profiles: list[Profile] = []
@@ -73,7 +75,7 @@ def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult
 def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]],
                      profiles: list[Profile], show_progress: bool, time_budget_s: float) -> list[Profile]:
     """Profile what the candidates lack under the preset's protocol: torch at its [measure] dtype (the speed-up
-    reference, and the stand-in for graphs), then each onnxruntime graph its [deploy] table allows."""
+    reference, and the stand-in for graphs), then each exported graph its [deploy] table allows."""
     from vischoose.measure.runner import profile
     from vischoose.recommendation.ranking import matching_profiles
     from vischoose.report.profile import ProfileProgress
@@ -81,16 +83,16 @@ def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry]
     spec = preset.measure
     progress = ProfileProgress() if show_progress else None
     names = [(e.alias, e.tag) for e in entries] + list(extra)
-    variants = [preset.plain] + [v for v in preset.variants if v.runtime == "onnxruntime"]
+    variants = [preset.plain] + [v for v in preset.variants if registry.is_graph(v.runtime)]
     measured: list[Profile] = []
     for variant in variants:
         todo = [m for m, t in names if not matching_profiles(profiles, m, t, preset, variant)]
         if not todo:
             continue
         protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
-                    "time_budget_s": time_budget_s, "progress": progress}
-        if variant.runtime == "onnxruntime":  # the exported graph on ONNX Runtime's CPU provider
-            measured += profile(todo, device="cpu", runtime="onnxruntime", dtype=variant.dtype, **protocol)
+                    "time_budget_s": time_budget_s, "progress": progress, "threads_from": preset.name}
+        if registry.is_graph(variant.runtime):  # the exported graph on its runtime, on the CPU
+            measured += profile(todo, device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
         else:
             measured += profile(todo, device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last,
                                 **protocol)

@@ -8,17 +8,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vischoose.models.catalog import FAMILIES
 from vischoose.errors import PresetError
+from vischoose.models.catalog import FAMILIES
+from vischoose.runtimes import registry
+from vischoose.runtimes.precision import PRECISIONS, TORCH_DTYPES, Variant, precision_of
 
-DTYPES = ("float32", "bfloat16", "float16")
-BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0}
 RANK_KEYS = ("top1", "latency_ms", "throughput", "memory_mb", "params_m", "gflops")
 MEMORY_BASES = ("weights", "peak")
-# the deployment runtimes a preset may allow, and the precisions each can run (short names, as in --precision)
-RUNTIME_PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "int8")}
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8"}
 
 
 @dataclass(frozen=True)
@@ -50,24 +46,6 @@ class Constraints:
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One way a model can be deployed: a runtime at a precision (torch fp16, onnxruntime int8, ...)."""
-
-    runtime: str
-    precision: str  # fp32 | bf16 | fp16 | int8
-
-    @property
-    def dtype(self) -> str:
-        """The precision as a Profile dtype (float32, bfloat16, float16, int8)."""
-        return PRECISION_DTYPES[self.precision]
-
-    @property
-    def label(self) -> str:
-        """'onnxruntime int8'."""
-        return f"{self.runtime} {self.precision}"
-
-
-@dataclass(frozen=True)
 class Preset:
     """A deployment target: protocol, constraints, candidates and ranking."""
 
@@ -85,7 +63,7 @@ class Preset:
     @property
     def plain(self) -> Variant:
         """torch at the [measure] dtype: the variant `vischoose profile --target` measures."""
-        return Variant("torch", next(k for k, v in PRECISION_DTYPES.items() if v == self.measure.dtype))
+        return Variant(registry.TORCH, precision_of(self.measure.dtype))
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -197,19 +175,19 @@ def _parse(path: Path, data: dict[str, Any]) -> Preset:
 def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:
     """[deploy]: one key per runtime listing the precisions the target runs it at (torch = ["fp16"])."""
     for runtime in table:
-        if runtime not in RUNTIME_PRECISIONS:
+        if runtime not in registry.RUNTIMES:
             raise PresetError(f"{path} [deploy]: unknown runtime '{runtime}' "
-                              f"(expected one of: {', '.join(RUNTIME_PRECISIONS)}).")
-    _known_keys(path, "deploy", table, {runtime: list for runtime in RUNTIME_PRECISIONS})
+                              f"(expected one of: {', '.join(registry.names())}).")
+    _known_keys(path, "deploy", table, {runtime: list for runtime in registry.names()})
     variants: list[Variant] = []
     for runtime, listed in table.items():
         for precision in dict.fromkeys(_strings(path, "deploy", runtime, listed)):
             if precision not in PRECISIONS:
                 raise PresetError(f"{path} [deploy]: unknown precision '{precision}' in '{runtime}' "
                                   f"(expected one of: {', '.join(PRECISIONS)}).")
-            if precision not in RUNTIME_PRECISIONS[runtime]:
-                raise PresetError(f"{path} [deploy]: {runtime} cannot run {precision} "
-                                  f"(it runs: {', '.join(RUNTIME_PRECISIONS[runtime])}).")
+            runs = registry.get(runtime).precisions
+            if precision not in runs:
+                raise PresetError(f"{path} [deploy]: {runtime} cannot run {precision} (it runs: {', '.join(runs)}).")
             variants.append(Variant(runtime, precision))
     if not variants:
         raise PresetError(f"{path} [deploy]: no runtime and precision listed, so no model could be deployed "
@@ -229,8 +207,8 @@ def _parse_measure(path: Path, table: dict[str, Any]) -> MeasureSpec:
     if threads is not None and threads < 1:
         raise PresetError(f"{path} [measure]: 'threads' must be at least 1 (got {threads}).")
     dtype = table.get("dtype", "float32")
-    if dtype not in DTYPES:
-        raise PresetError(f"{path} [measure]: unknown dtype '{dtype}' (expected one of: {', '.join(DTYPES)}).")
+    if dtype not in TORCH_DTYPES:
+        raise PresetError(f"{path} [measure]: unknown dtype '{dtype}' (expected one of: {', '.join(TORCH_DTYPES)}).")
     device = table.get("device", "auto")
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise PresetError(f"{path} [measure]: unknown device '{device}' (expected auto, cpu, cuda or cuda:N).")
@@ -289,8 +267,3 @@ def _strings(path: Path, table: str, key: str, value: Any) -> list[str]:
 def to_toml(preset: Preset) -> str:
     """The preset file's text as stored."""
     return preset.path.read_text(encoding="utf-8")
-
-
-def bytes_per_param(dtype: str) -> float:
-    """Bytes one parameter takes at a dtype."""
-    return BYTES_PER_PARAM[dtype]

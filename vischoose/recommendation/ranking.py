@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from vischoose.errors import NoModelFitsError
 from vischoose.models.catalog import MIB, CatalogEntry
 from vischoose.models.catalog import load as load_catalog
-from vischoose.errors import NoModelFitsError
-from vischoose.recommendation.presets import Preset, Variant, bytes_per_param
+from vischoose.recommendation.presets import Preset
 from vischoose.results.records import EvalResult, Profile
+from vischoose.runtimes import registry
+from vischoose.runtimes.precision import FIDELITY, Variant, bytes_per_param
 
 # constraint key -> (figure name, is an upper limit, CLI flag, unit)
 CONSTRAINTS = {
@@ -33,8 +35,7 @@ _ESTIMATE_REF = {"resnet": "resnet50", "vit": "vit_b16", "hybrid": "vit_b16"}
 # embeddings and norms stay fp32); r_vit_ti16 1.51, r50_vit_b16 1.43, r26_vit_s32 2.28 (the CNN stem stays fp32)
 INT8_BYTES_PER_PARAM = {"resnet": 1.01, "vit": 1.10, "hybrid": 1.5}
 INT8_BYTES_UNKNOWN = 1.5  # a model outside the catalog's families
-_FIDELITY = {"fp32": 0, "bf16": 1, "fp16": 1, "int8": 2}  # which precision to keep when several fit
-TORCH_FP32 = Variant("torch", "fp32")
+TORCH_FP32 = Variant(registry.TORCH, "fp32")
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
     torch_fp32 = matching_profiles(profiles, model, tag, preset, TORCH_FP32)
     options, unusable, own = [], [], preset.plain
     for variant in order:
-        if variant.runtime == "onnxruntime" and _on_gpu(profiles, model, tag, preset):
-            continue  # ONNX Runtime is measured on the CPU: where the target's figures come from a GPU, torch runs
+        if "cuda" not in registry.get(variant.runtime).devices and _on_gpu(profiles, model, tag, preset):
+            continue  # a graph runtime measured on the CPU: where the target's figures come from a GPU, torch runs
         rows = matching_profiles(profiles, model, tag, preset, variant)
         if rows and rows[0].variant_status == "rejected":
             unusable.append(_rejected_graph(variant, rows[0]))
@@ -148,7 +149,7 @@ def _on_gpu(profiles: list[Profile], model: str, tag: str, preset: Preset) -> bo
 def preference_order(preset: Preset) -> list[Variant]:
     """The preset's own variant first, then the most precise (fp32, then 16-bit, then int8), in listed order."""
     listed = list(preset.variants)
-    return sorted(listed, key=lambda v: (v != preset.plain, _FIDELITY[v.precision], listed.index(v)))
+    return sorted(listed, key=lambda v: (v != preset.plain, FIDELITY[v.precision], listed.index(v)))
 
 
 def _choose(options: list[Candidate], preset: Preset, base: Candidate, unusable: list[str]) -> Candidate:

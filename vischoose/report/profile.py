@@ -6,7 +6,9 @@ from typing import Any, Sequence
 
 import typer
 
+from vischoose.errors import UsageError
 from vischoose.report.tables import emit_json, fmt, preprocessing_note, table
+from vischoose.runtimes import registry
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
 
@@ -36,8 +38,8 @@ def _profile_row(p: Any) -> list[str]:
 
 def _profile_conditions(profiles: Sequence[Any]) -> list[str]:
     def setting(p: Any) -> str:
-        if p.runtime == "onnxruntime":
-            return f"onnxruntime {p.runtime_version or '?'} ({p.dtype} graph, CPU execution provider)"
+        if registry.is_graph(p.runtime):
+            return f"{p.runtime} {p.runtime_version or '?'} ({p.dtype} graph, {registry.get(p.runtime).runs_on})"
         return f"{p.runtime} {p.dtype}, {p.layout}, compile {fmt(p.compiled)}"
     seen = dict.fromkeys(
         f"{p.device} ({p.device_name or '?'}), threads {fmt(p.threads)}, {setting(p)}, "
@@ -45,20 +47,26 @@ def _profile_conditions(profiles: Sequence[Any]) -> list[str]:
     return [f"Conditions: {c}" for c in seen]
 
 
-ORT_PROFILE_FOOTER = ("latency: batch 1, median (p50)/p90/p99 and IQR of timed ONNX Runtime runs after warm-up, no "
-                      "preprocessing; img/s: median at the batch size, measured first in a fresh process that imports "
-                      "onnxruntime but not torch (the graph was built and checked in another one); MiB = 2^20 bytes: "
-                      "the graph's file, and the model's fp32 weights; GFLOPs per image = 2 x GMACs of the eager model "
-                      "(torch.utils.flop_counter, attention included); eff: fp32 graphs only, achieved FLOP/s over "
-                      "this machine's measured fp32 peak; top-1: published, at @px.")
+def graph_profile_footer(title: str, module: str) -> str:
+    """The footer under a table whose rows all ran one graph runtime."""
+    return (f"latency: batch 1, median (p50)/p90/p99 and IQR of timed {title} runs after warm-up, no "
+            f"preprocessing; img/s: median at the batch size, measured first in a fresh process that imports "
+            f"{module} but not torch (the graph was built and checked in another one); MiB = 2^20 bytes: "
+            "the graph's file, and the model's fp32 weights; GFLOPs per image = 2 x GMACs of the eager model "
+            "(torch.utils.flop_counter, attention included); eff: fp32 graphs only, achieved FLOP/s over "
+            "this machine's measured fp32 peak; top-1: published, at @px.")
+
+
 GRAPH_HEADERS = ["model", "batch", "graph", "recipe", "file MiB", "export s", "quant s", "checked on", "top-1 agree %",
                  "max |diff|", "cosine", "status"]
-GRAPH_FOOTER = ("graph: the ONNX graph ONNX Runtime ran (MiB above = its file size; peak MiB = peak RSS over the "
-                "idle process after importing onnxruntime, no torch); agreement with the eager fp32 model on one "
-                "fixed batch: share of images with the same top-1 class, largest |logit difference|, smallest "
-                "per-image cosine of the logits. status: ok; rejected (below --min-agreement on your images: never "
-                "recommended); unverified (random inputs or random weights: pass pretrained weights and "
-                "--calibration DIR).")
+def graph_footer(titles: str, modules: str) -> str:
+    """The footer under the graph table."""
+    return (f"graph: the exported file {titles} ran (MiB above = its file size; peak MiB = peak RSS over the "
+            f"idle process after importing {modules}, no torch); agreement with the eager fp32 model on one "
+            "fixed batch: share of images with the same top-1 class, largest |logit difference|, smallest "
+            "per-image cosine of the logits. status: ok; rejected (below --min-agreement on your images: never "
+            "recommended); unverified (random inputs or random weights: pass pretrained weights and "
+            "--calibration DIR).")
 
 
 def _graph_row(p: Any) -> list[str]:
@@ -125,8 +133,10 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
     else:
         typer.echo(table(headers, body))
         bullet = ""
-    graphs = [p for p in profiles if p.runtime == "onnxruntime" and p.variant_status]
-    footers = [ORT_PROFILE_FOOTER if profiles and len(graphs) == len(profiles) else PROFILE_FOOTER]
+    graphs = [p for p in profiles if registry.is_graph(p.runtime) and p.variant_status]
+    used = [registry.get(name) for name in dict.fromkeys(p.runtime for p in graphs)]
+    one = used[0] if len(used) == 1 and len(graphs) == len(profiles) else None
+    footers = [graph_profile_footer(one.title, one.module) if one else PROFILE_FOOTER]
     if graphs:
         typer.echo("")
         rows = [_graph_row(p) for p in graphs]
@@ -136,7 +146,7 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
             typer.echo(tabulate(rows, headers=GRAPH_HEADERS, tablefmt="github", disable_numparse=True))
         else:
             typer.echo(table(GRAPH_HEADERS, rows))
-        footers.append(GRAPH_FOOTER)
+        footers.append(graph_footer(" or ".join(r.title for r in used), ", ".join(r.module for r in used)))
     typer.echo("")
     for line in _profile_conditions(profiles) + footers + _profile_notes(runs):
         typer.echo(bullet + line)
@@ -167,6 +177,24 @@ class ProfileProgress:
         if self.tty and self.last:
             self.stream.write("\r\033[K")
             self.stream.flush()
+            self.last = ""
+
+    def __enter__(self) -> "ProfileProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def output_format(as_json: bool, as_csv: bool, as_markdown: bool) -> str:
+    """'json', 'csv', 'markdown' or 'table' from the profile flags.
+
+    Raises:
+        UsageError: more than one of them.
+    """
+    if as_json + as_csv + as_markdown > 1:
+        raise UsageError("Choose one of --json, --csv and --markdown.")
+    return "json" if as_json else "csv" if as_csv else "markdown" if as_markdown else "table"
 
 
 # ---- vischoose export ----------------------------------------------------------------------------------
@@ -175,9 +203,9 @@ EXPORT_HEADERS = ["variant", "runtime", "recipe", "file MiB", "build s", "top-1 
                   "status"]
 
 
-def _export_row(v: Any, measured: bool) -> list[str]:
+def _export_row(v: Any, runtime: str, measured: bool) -> list[str]:
     a = v.agreement
-    row = [v.precision, "onnxruntime", v.recipe, fmt(v.file_mb, 2), fmt(v.build_s, 1),
+    row = [v.precision, runtime, v.recipe, fmt(v.file_mb, 2), fmt(v.build_s, 1),
            fmt(100.0 * a.top1_agreement, 1), f"{a.max_abs_diff:.3g}", f"{a.cosine:.5f}", v.status]
     return row + [fmt(v.img_s_batch1, 1)] if measured else row
 
@@ -189,7 +217,7 @@ def show_export(rep: Any, as_json: bool) -> None:
     else:
         measured = rep.eager_img_s_batch1 is not None
         typer.echo(table(EXPORT_HEADERS + (["img/s b1"] if measured else []),
-                         [_export_row(v, measured) for v in rep.variants]))
+                         [_export_row(v, rep.runtime, measured) for v in rep.variants]))
         checked = (f"{rep.check_images} of your images" if rep.check_source == "images"
                    else f"{rep.check_images} random inputs (not images: agreement is unverified)")
         typer.echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family, opset {rep.opset}; input 'input' "
@@ -266,7 +294,8 @@ def show_optimized(found: Sequence[Any], as_json: bool) -> None:
                "range; a setting is rejected below 75% top-1 agreement, a switch between classes within 1% of the "
                "range counted as agreeing, or above 5% of the range), batch-1 latency (eager settings). "
                "bf16/fp16: weights cast once, forward under torch.autocast (fp32 input; softmax and norms in fp32); eff: FLOP/s over the machine's peak at the "
-               "same dtype. onnxruntime settings: the exported graph on ONNX Runtime (CPU), int8 with the recipe of "
-               "the model's family; agreement with eager fp32 as in profile --runtime onnxruntime: int8 can only be "
+               f"same dtype. {', '.join(r.name for r in registry.graph_runtimes())} settings: the exported graph on "
+               "its runtime (CPU), int8 with the runtime's recipe for the model's family; agreement with eager fp32 as "
+               "in profile --runtime RUNTIME: int8 can only be "
                "the best when verified on your images (pretrained weights, --calibration DIR, --min-agreement). "
                "The plain and the best rows are saved (unless --no-save).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import typer
@@ -140,3 +141,23 @@ def results_report(results: Sequence[Any], machine_info: dict[str, Any], compari
         lines += ["", "## Accuracy against speed", "", f"![top-1 against throughput, Pareto front]({plot_file})"]
     lines += ["", "## Against published figures", "", *_comparisons_md(comparisons, ratios)]
     return "\n".join(lines) + "\n"
+
+
+def write_report(found: Sequence[Any], out: Path, plot: bool) -> str | None:
+    """Write the Markdown report of stored results to `out` (and its Pareto plot beside it, when asked and there are
+    points); returns the plot's file name, or None."""
+    from vischoose.measure import machine
+    from vischoose.models import published
+    from vischoose.report import plots
+    from vischoose.results import exchange
+    from vischoose.results.records import now_iso
+
+    profiles = [r.record for r in found if r.kind == "profile"]
+    evals = [r.record for r in found if r.kind == "eval"]
+    plot_file = None
+    if plot and plots.plot_points(profiles):
+        plot_file = plots.plot_pareto(profiles, out.with_name(out.stem + "-pareto.png")).name
+    text = results_report(found, machine.describe(), published.compare_all(profiles, evals),
+                          published.ratio_comparisons(profiles), plot_file, now_iso())
+    exchange.write_text(out, text)
+    return plot_file

@@ -7,6 +7,8 @@ from typing import Any, Iterable, Sequence
 
 import typer
 
+from vischoose.runtimes import registry
+
 SCHEMA_VERSION = 1
 
 
@@ -218,8 +220,9 @@ def _deployed_text(r, d) -> str:
     """The graph evaluated on ONNX Runtime, its agreement with eager fp32, and the notes."""
     a = d.agreement
     built = f"{d.recipe}, {d.family} family" if d.recipe else f"{d.family} family"
-    graph = (f"model: {r.tag} as an ONNX graph on ONNX Runtime {d.onnxruntime_version}: {d.precision} ({built}), "
-             f"{fmt(d.file_mb, 1)} MiB; img/s is end to end (decode, preprocess, ONNX Runtime), without the eager "
+    title = registry.title(d.runtime)
+    graph = (f"model: {r.tag} as an exported graph on {title} {d.runtime_version}: {d.precision} ({built}), "
+             f"{fmt(d.file_mb, 1)} MiB; img/s is end to end (decode, preprocess, {title}), without the eager "
              f"fp32 forward passes of the agreement check (those ran at {fmt(d.eager_images_per_s, 1)} img/s).")
     agreement = (f"agreement with eager fp32: same top-1 class on {d.agreeing} of {a.n_images} images "
                  f"({100 * a.top1_agreement:.1f} %); max |logit diff| {a.max_abs_diff:.3g}, min cosine {a.cosine:.4f}.")

@@ -30,7 +30,8 @@ class Profile:
     weights: str = "random"  # "pretrained@<sha12>", "pretrained (local)" or "random"
     device_name: str = ""  # CPU model or GPU name
     machine: str = ""  # machine fingerprint
-    threads: int | None = None
+    threads: int | None = None  # what the run used: at most the cores this process may use
+    threads_requested: int | None = None  # what the preset or --threads asked for, when it was more than that
     layout: str = "contiguous"  # or "channels_last"
     compiled: bool = False
     runtime: str = "torch"
@@ -50,6 +51,7 @@ class Profile:
     peak_memory_mb: float | None = None  # over the idle process baseline (CPU) or max allocated (GPU)
     peak_reserved_mb: float | None = None  # GPU only
     efficiency: float | None = None  # achieved FLOP/s over this machine's measured matmul peak
+    noisy: str | None = None  # a timing phase still too spread after measuring it twice (why), else None
     top1: float | None = None  # published top-1 %
     top1_size: int | None = None  # the size the published top-1 was measured at
     error: str | None = None  # why this row failed (OOM, crash), else None

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from vischoose.errors import StoreError, UsageError
-from vischoose.results.exchange import KINDS, Record, kind_of, record_from_dict, record_uid
+from vischoose.results.exchange import (
+    KINDS,
+    Record,
+    kind_of,
+    record_from_dict,
+    record_uid,
+)
 from vischoose.results.records import EvalResult, Profile, now_iso
 
 APPLICATION_ID = 0x56495343  # "VISC": marks the file as a vischoose results database

@@ -58,9 +58,11 @@ class Runtime:
     title: ClassVar[str]  # "ONNX Runtime", for sentences
     precisions: ClassVar[tuple[str, ...]]  # short names, as in --precision
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    runs_on: ClassVar[str] = "CPU"  # where it runs, for condition lines ("CPU execution provider")
     module: ClassVar[str]  # the Python module whose presence means the runtime is installed
     extra: ClassVar[str | None] = None  # the vischoose extra that installs it; None: a core dependency
     suffix: ClassVar[str] = ""  # the file name ending of what build writes (".onnx")
+    format: ClassVar[str | None] = None  # `vischoose export --format` value for this runtime's files
     is_graph: ClassVar[bool] = True  # an exported file run outside torch (False: torch itself)
 
     def missing(self) -> str | None:
@@ -80,24 +82,33 @@ class Runtime:
         module = importlib.import_module(self.module)
         return str(getattr(module, "__version__", "unknown"))
 
+    def versions(self) -> dict[str, str]:
+        """Versions that decide what the file is and how it runs (for reports): the runtime's own at least."""
+        return {self.name: self.version()}
+
     def precision_supported(self, precision: str) -> str | None:
         """None when this machine can run `precision` on this runtime, else why not (bf16 without AVX-512 bf16)."""
         return None if precision in self.precisions else (
             f"{self.name} runs {', '.join(self.precisions)}, not {precision}")
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
-              calibration: "np.ndarray | None") -> Artifact:
+              calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
+              source: Artifact | None = None) -> Artifact:
         """Export `loaded` (and quantize it for int8, calibrated on `calibration`, preprocessed float32 NCHW images;
         None: random data, marked as such) into the file `out`. Imports torch; runs in a build process.
+
+        metadata: key/values to store in the file where its format has room; source: this model's fp32 artifact
+        already built, which a quantizer may start from instead of exporting again.
 
         Raises:
             DeployError: export, lowering or quantization failed (the operator named where the runtime says).
         """
         raise NotImplementedError
 
-    def session(self, artifact: Artifact, threads: int | None) -> Forward:
+    def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """A function running the artifact on a batch with `threads` intra-op threads (None: the runtime's default).
-        Imports only the runtime, never torch: a deployed process does not have it.
+        Imports only the runtime, never torch: a deployed process does not have it. interleaved: the caller does
+        other work between runs (evaluation's eager check), so idle threads should not spin.
 
         Raises:
             DeployError: the runtime cannot load or run the file.

@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from vischoose.models.catalog import MIB
 from vischoose.errors import UsageError
+from vischoose.models.catalog import MIB
 
 
 def file_mb(path: str | Path) -> float:
@@ -78,3 +78,9 @@ def onnx_errors() -> tuple[type[BaseException], ...]:
 
     found = [c for c in vars(ort_state).values() if isinstance(c, type) and issubclass(c, Exception)]
     return tuple(found) + (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, DecodeError)
+
+
+def remove(path: str | Path) -> None:
+    """Delete a file and its external data file, if they exist."""
+    for each in (Path(path), Path(str(path) + ".data")):
+        each.unlink(missing_ok=True)

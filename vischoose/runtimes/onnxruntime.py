@@ -1,5 +1,6 @@
-"""Deployment runtimes: ONNX export with a dynamic batch, int8 per model family, ONNX Runtime sessions,
-and agreement of each graph with the eager fp32 model.
+"""ONNX Runtime (CPU execution provider): the dynamo-exported ONNX graph with a dynamic batch, checked against
+the eager model, int8 with the recipe of the model's family (static QDQ for convolutional nets, dynamic MatMul/Gemm
+for transformers and hybrids), and sessions that import onnxruntime but not torch.
 
 onnx, onnxruntime, onnxscript, torch and timm are imported inside functions, so `vischoose --help` never
 loads them. Files are written to a temporary sibling first and renamed into place only once checked.
@@ -8,30 +9,32 @@ loads them. Files are written to a temporary sibling first and renamed into plac
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
 
-from vischoose.runtimes import files as artifacts
-from vischoose.measure import stats
-from vischoose.models.catalog import MIB
-from vischoose.runtimes.verdict import (CHECK_BATCH, MIN_AGREEMENT, SEED, Agreement, agreement, eager_logits,
-                                        fp32_matches, random_batch)
 from vischoose.errors import DeployError, UsageError
+from vischoose.models.family import FAMILIES, model_family
+from vischoose.runtimes import files, onnx
+from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.verdict import (
+    CHECK_BATCH,
+    SEED,
+    Agreement,
+    agreement,
+    eager_logits,
+    fp32_matches,
+    random_batch,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import onnxruntime
-    import torch
 
     from vischoose.models.loading import LoadedModel
-
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
-PROTOBUF_LIMIT = 2 * 1024**3  # larger ONNX models keep their weights in an external data file
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,6 @@ RECIPES = {
                      note="the convolutional stem stays fp32; only the transformer part is int8"),
     "mlp": Recipe("dynamic-matmul-s8", False, "dynamic int8 MatMul/Gemm, per-channel weights"),
 }
-FAMILIES = tuple(RECIPES)
 
 
 @dataclass(frozen=True)
@@ -81,36 +83,6 @@ class QuantResult:
     calibration_images: int
 
 
-def model_family(model: "torch.nn.Module") -> str:
-    """The family that picks the int8 recipe: convolutional, depthwise, transformer, hybrid or mlp.
-
-    Attention blocks (a module named *Attention* holding Linear or Conv2d layers) make a transformer; one
-    with more convolutions than a patch embedding, holding at least 5% of the non-head weights, is a
-    hybrid (a CNN stem feeding attention). Without attention: depthwise convolutions make a mobile-style
-    depthwise net, else Linear weights outnumbering convolution weights an MLP (Mixer), else convolutional.
-    """
-    from torch import nn
-
-    head = _classifier(model)
-    attention = any(isinstance(m, nn.MultiheadAttention) or ("Attention" in type(m).__name__ and any(
-        isinstance(c, (nn.Linear, nn.Conv2d)) for c in m.modules())) for m in model.modules())
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m is not head]
-    conv_params = sum(m.weight.numel() for m in convs)
-    linear_params = sum(m.weight.numel() for m in linears)
-    if attention:
-        share = conv_params / max(1, conv_params + linear_params)
-        return "hybrid" if len(convs) > 1 and share >= 0.05 else "transformer"
-    if any(c.groups > 1 and c.groups == c.in_channels for c in convs):
-        return "depthwise"
-    return "mlp" if linear_params > conv_params else "convolutional"
-
-
-def _classifier(model: "torch.nn.Module") -> Any:
-    get = getattr(model, "get_classifier", None)
-    return get() if callable(get) else None
-
-
 def recipe_for(family: str) -> Recipe:
     """The int8 recipe of a family.
 
@@ -135,13 +107,13 @@ def export_onnx(loaded: "LoadedModel", path: str | Path, input_size: int, opset:
         UsageError: `path` cannot be written.
     """
     path = Path(path)
-    artifacts.check_writable(path)
+    files.check_writable(path)
     batch = random_batch(input_size) if check_batch is None else check_batch
     start = time.perf_counter()
-    with artifacts.staging(path) as staged:
-        program = _run_exporter(loaded, input_size, opset)
+    with files.staging(path) as staged:
+        program = onnx.run_exporter(loaded, input_size, opset)
         program.model.metadata_props.update(metadata or {})
-        _save_program(program, staged, _weight_bytes(loaded.model))
+        onnx.save_program(program, staged, onnx.weight_bytes(loaded.model))
         export_s = time.perf_counter() - start
         reference = eager_logits(loaded.model, batch) if reference is None else reference
         found = agreement(reference, run_session(ort_session(staged), batch))
@@ -150,41 +122,9 @@ def export_onnx(loaded: "LoadedModel", path: str | Path, input_size: int, opset:
                               f"inputs (max |logit diff| {found.max_abs_diff:.3g}, cosine {found.cosine:.6f}, "
                               f"top-1 agreement {found.top1_agreement:.0%}); nothing was written.",
                               hint="Try another --opset, or report the model to the torch.onnx exporter.")
-        artifacts.publish(staged, path)
-    return ExportResult(path=path, opset=_opset(program), input_size=input_size,
-                        file_mb=artifacts.file_mb(path), export_s=export_s, agreement=found)
-
-
-def _run_exporter(loaded: "LoadedModel", input_size: int, opset: int | None) -> Any:
-    import torch
-
-    example = torch.randn(2, 3, input_size, input_size)  # batch 2: an example of 1 would be specialised
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    chatter = io.StringIO()  # the exporter prints progress on stdout, which is the report's
-    try:
-        with contextlib.redirect_stdout(chatter):
-            return torch.onnx.export(loaded.model, (example,), dynamo=True, dynamic_shapes=({0: batch},),
-                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-                                     optimize=True)
-    except torch.onnx.OnnxExporterError as err:
-        cause = err.__cause__  # the exporter's own message is a generic how-to; the cause says what broke
-        reason = f"{type(cause).__name__}: {artifacts.first_line(cause)}" if cause else artifacts.first_line(err)
-        raise DeployError(f"Exporting {loaded.tag} to ONNX failed: {reason}",
-                          hint="VISCHOOSE_DEBUG=1 shows the exporter's traceback.") from err
-
-
-def _save_program(program: Any, path: Path, weight_bytes: int) -> None:
-    # over 2 GiB a protobuf cannot hold the weights: they go to PATH.data beside it
-    program.save(str(path), external_data=weight_bytes >= PROTOBUF_LIMIT)
-
-
-def _weight_bytes(model: "torch.nn.Module") -> int:
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def _opset(program: Any) -> int:
-    return int(program.model.opset_imports.get("", 0))
+        files.publish(staged, path)
+    return ExportResult(path=path, opset=onnx.opset_of(program), input_size=input_size,
+                        file_mb=files.file_mb(path), export_s=export_s, agreement=found)
 
 
 def quantize_int8(onnx_path: str | Path, out_path: str | Path, family: str,
@@ -202,35 +142,40 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, family: str,
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
         raise UsageError(f"{onnx_path} does not exist.", hint="Export the fp32 graph first (vischoose export).")
-    artifacts.check_writable(out_path)
+    files.check_writable(out_path)
     batches = [] if calibration is None else [b[i:i + CHECK_BATCH] for b in calibration
                                               for i in range(0, len(b), CHECK_BATCH)]
     source = ("images" if batches else "random") if recipe.static else "none"
     start = time.perf_counter()
-    with artifacts.staging(out_path) as staged, _quiet_quantizer():
+    with files.staging(out_path) as staged, _quiet_quantizer():
         try:
             if recipe.static:
                 _quantize_static(onnx_path, staged, batches)
             else:
                 _quantize_dynamic(onnx_path, staged)
-        except (ValueError, RuntimeError) + artifacts.onnx_errors() as err:
+        except (ValueError, RuntimeError) + files.onnx_errors() as err:
             raise DeployError(f"Quantizing {onnx_path.name} to int8 ({recipe.name}) failed: "
-                              f"{artifacts.first_line(err)}", hint="Ship the fp32 graph, or set VISCHOOSE_DEBUG=1 "
+                              f"{files.first_line(err)}", hint="Ship the fp32 graph, or set VISCHOOSE_DEBUG=1 "
                               "for the quantizer's traceback.") from err
         seconds = time.perf_counter() - start
-        artifacts.publish(staged, out_path)
+        files.publish(staged, out_path)
     n_images = sum(len(b) for b in batches) if source == "images" else 0
-    return QuantResult(path=out_path, family=family, recipe=recipe, file_mb=artifacts.file_mb(out_path),
+    return QuantResult(path=out_path, family=family, recipe=recipe, file_mb=files.file_mb(out_path),
                        quantize_s=seconds, calibration=source, calibration_images=n_images)
 
 
 def _quantize_static(source: Path, out: Path, batches: list["np.ndarray"]) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    name = _input_name(source)
+    name = onnx.input_name(source)
     if not batches:  # no images: calibrate on random data (the caller marks the result as such)
-        batches = [random_batch(_input_side(source), seed=SEED + 1 + i) for i in range(2)]
+        batches = [random_batch(onnx.input_side(source), seed=SEED + 1 + i) for i in range(2)]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -242,11 +187,11 @@ def _quantize_static(source: Path, out: Path, batches: list["np.ndarray"]) -> No
     with tempfile.TemporaryDirectory(prefix="vischoose-quant-") as tmp:
         # fold BatchNorm into the convolutions first, so the quantizer sees the graph ORT will run
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared), save_as_external_data=_is_big(source))
+        quant_pre_process(str(source), str(prepared), save_as_external_data=onnx.is_big(source))
         # uint8 activations: with the default int8 ones ORT left many convolutions unfused in fp32
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        use_external_data_format=_is_big(source))
+                        use_external_data_format=onnx.is_big(source))
 
 
 def _quantize_dynamic(source: Path, out: Path) -> None:
@@ -255,7 +200,7 @@ def _quantize_dynamic(source: Path, out: Path) -> None:
     # MatMul/Gemm only: quantizing every op statically broke ViT outputs; per-channel weights keep the
     # logits' cosine with fp32 near 0.999 at the same speed as per-tensor
     quantize_dynamic(str(source), str(out), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                     weight_type=QuantType.QInt8, use_external_data_format=_is_big(source))
+                     weight_type=QuantType.QInt8, use_external_data_format=onnx.is_big(source))
 
 
 @contextlib.contextmanager
@@ -266,23 +211,6 @@ def _quiet_quantizer() -> Iterator[None]:
         yield
     finally:
         logging.disable(logging.NOTSET)
-
-
-def _input_name(path: Path) -> str:
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False).graph.input[0].name
-
-
-def _input_side(path: Path) -> int:
-    import onnx
-
-    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    return int(dims[-1].dim_value)
-
-
-def _is_big(path: Path) -> bool:
-    return artifacts.file_mb(path) * MIB >= PROTOBUF_LIMIT or Path(str(path) + ".data").exists()
 
 
 def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> "onnxruntime.InferenceSession":
@@ -306,8 +234,8 @@ def ort_session(path: str | Path, threads: int | None = None, spinning: bool = T
         options.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except artifacts.onnx_errors() as err:
-        raise DeployError(f"ONNX Runtime {ort.__version__} cannot load {path}: {artifacts.first_line(err)}") from err
+    except files.onnx_errors() as err:
+        raise DeployError(f"ONNX Runtime {ort.__version__} cannot load {path}: {files.first_line(err)}") from err
 
 
 def run_session(session: "onnxruntime.InferenceSession", batch: "np.ndarray") -> "np.ndarray":
@@ -319,42 +247,61 @@ def run_session(session: "onnxruntime.InferenceSession", batch: "np.ndarray") ->
     name = session.get_inputs()[0].name
     try:
         return session.run(None, {name: batch})[0]
-    except artifacts.onnx_errors() as err:
+    except files.onnx_errors() as err:
         raise DeployError(f"ONNX Runtime failed running the graph on a batch of {len(batch)}: "
-                          f"{artifacts.first_line(err)}") from err
+                          f"{files.first_line(err)}") from err
 
 
-def time_session(session: "onnxruntime.InferenceSession", batch: "np.ndarray",
-                 budget_s: float = 10.0) -> stats.Summary:
-    """Seconds per run of a session on a batch: warm-up, then the profile engine's stop rules (vischoose.measure)."""
-    from vischoose.measure.child import timed_phase
+class OnnxRuntime(Runtime):
+    """ONNX Runtime on the CPU: fp32 graphs, and int8 with the recipe of the model's family."""
 
-    name = session.get_inputs()[0].name
-    samples, _ = timed_phase(lambda: session.run(None, {name: batch}), cpu_timer, budget_s, lambda n, w: None)
-    return stats.summarize(samples)
-
-
-def time_eager(model: "torch.nn.Module", batch: "np.ndarray", budget_s: float = 10.0, threads: int | None = None,
-               bf16: bool = False) -> stats.Summary:
-    """Seconds per eager forward pass on the CPU (bf16: under autocast), timed like time_session."""
-    import torch
-
-    from vischoose.measure.child import timed_phase
-
-    if threads:
-        torch.set_num_threads(threads)
-    x = torch.from_numpy(batch)
-
-    def forward() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            model(x)
-
-    samples, _ = timed_phase(forward, cpu_timer, budget_s, lambda n, w: None)
-    return stats.summarize(samples)
+    name: ClassVar[str] = "onnxruntime"
+    title: ClassVar[str] = "ONNX Runtime"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
+    runs_on: ClassVar[str] = "CPU execution provider"
+    module: ClassVar[str] = "onnxruntime"
+    suffix: ClassVar[str] = ".onnx"
+    format: ClassVar[str] = "onnx"
 
 
-def cpu_timer(fn: Any) -> float:
-    """Seconds one call of fn takes on the wall clock."""
-    begin = time.perf_counter()
-    fn()
-    return time.perf_counter() - begin
+    def __init__(self, opset: int | None = None) -> None:
+        self.opset = opset  # None: the exporter's default
+
+    def versions(self) -> dict[str, str]:
+        """onnx (the file format) and onnxruntime."""
+        import onnx
+        import onnxruntime
+
+        return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+    def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
+              calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
+              source: Artifact | None = None) -> Artifact:
+        """Export (checked against eager fp32) and, for int8, quantize with the family's recipe."""
+        out = Path(out)
+        if precision != "fp32" and source is not None:
+            return self._quantized(loaded, Path(source.path), out, calibration, source)
+        fp32_path = out if precision == "fp32" else out.with_name(out.stem + "-fp32" + out.suffix)
+        exported = export_onnx(loaded, fp32_path, input_size, self.opset, metadata=metadata)
+        fp32 = Artifact(str(fp32_path), self.name, "fp32", exported.file_mb, exported.export_s, input_size,
+                        facts={"opset": exported.opset})
+        if precision == "fp32":
+            return fp32
+        try:
+            return self._quantized(loaded, fp32_path, out, calibration, fp32)
+        finally:
+            files.remove(fp32_path)
+
+    def _quantized(self, loaded: "LoadedModel", fp32_path: Path, out: Path, calibration: "np.ndarray | None",
+                   fp32: Artifact) -> Artifact:
+        family = model_family(loaded.model)
+        quant = quantize_int8(fp32_path, out, family, None if calibration is None else [calibration])
+        return Artifact(str(out), self.name, "int8", quant.file_mb, fp32.build_s, fp32.input_size,
+                        quantize_s=quant.quantize_s, recipe=quant.recipe.name, calibration=quant.calibration,
+                        calibration_images=quant.calibration_images, note=quant.recipe.note,
+                        facts={**fp32.facts, "family": family})
+
+    def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
+        """The graph on ONNX Runtime's CPU execution provider with `threads` intra-op threads."""
+        session = ort_session(artifact.path, threads, spinning=not interleaved)
+        return lambda batch: run_session(session, batch)

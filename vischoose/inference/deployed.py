@@ -1,0 +1,223 @@
+"""`vischoose evaluate --runtime RUNTIME`: the accuracy of the deployed file (fp32 or int8, built by a graph runtime
+of the registry) on labelled images, and how often its top-1 class agrees with the eager fp32 model's.
+
+The model is built into a temporary folder with the runtime's recipe; the images are read, preprocessed and
+counted by the evaluation loop every runtime shares (inference.loop), so only the forward pass differs from the
+torch evaluation. The runtimes, torch and timm are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vischoose.errors import DatasetError, UsageError
+from vischoose.inference import calibration as calibrating
+from vischoose.inference import datasets
+from vischoose.inference import images as image_io
+from vischoose.inference.loop import (
+    Evaluation,
+    ImageSet,
+    Progress,
+    build_result,
+    run_batches,
+)
+from vischoose.models.family import model_family
+from vischoose.runtimes import registry, verdict
+from vischoose.runtimes.base import Forward
+from vischoose.runtimes.precision import PRECISIONS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from vischoose.inference.prediction import Classifier
+    from vischoose.models.loading import LoadedModel
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """How the evaluated file was built, and how closely it follows eager fp32 on the evaluated images."""
+
+    precision: str  # "fp32" or "int8"
+    family: str
+    recipe: str | None  # the int8 recipe; None for fp32
+    file_mb: float  # the file on disk, MiB
+    export_s: float
+    quantize_s: float | None
+    calibration: str  # "evaluation images", "folder", or "none" (fp32 and recipes quantizing at run time)
+    calibration_images: int
+    agreement: verdict.Agreement  # the file's logits against eager fp32's on every evaluated image
+    eager_images_per_s: float | None  # eager fp32 forward passes on the same batches (no decoding)
+    runtime: str
+    runtime_version: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def agreeing(self) -> int:
+        """Images whose top-1 class is the same as eager fp32's."""
+        return round(self.agreement.top1_agreement * self.agreement.n_images)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON (the runtime's version under '<runtime>_version')."""
+        data = asdict(self)
+        version = data.pop("runtime_version")
+        return {**data, f"{self.runtime}_version": version, "top1_agreeing_images": self.agreeing,
+                "notes": list(self.notes)}
+
+
+def check_options(runtime: str, precision: str | None, device: str, dtype: str, calibration: str | Path | None,
+                  world_size: int) -> str:
+    """The precision to evaluate at (default: fp32), checked against the runtime, device, dtype and processes.
+
+    Raises:
+        UsageError: an unknown runtime or precision, or one the other options rule out.
+    """
+    chosen = registry.get(runtime)
+    if precision is not None and precision not in PRECISIONS:
+        raise UsageError(f"Unknown precision '{precision}' (expected one of: {', '.join(PRECISIONS)}).")
+    if not chosen.is_graph:
+        return _check_torch(precision, dtype, calibration)
+    flag = f"--runtime {runtime}"
+    if precision is not None and precision not in chosen.precisions:
+        raise UsageError(f"{flag} runs {', '.join(chosen.precisions)}, not --precision {precision}.")
+    if device != "cpu":
+        raise UsageError(f"{flag} evaluates on the CPU only (got --device {device}).",
+                         hint="Drop --device, or evaluate on the GPU with --runtime torch.")
+    if dtype != "float32":
+        raise UsageError(f"{flag} evaluates a float32 or int8 graph, not --dtype {dtype}.",
+                         hint="Use --precision fp32 or --precision int8 instead of --dtype.")
+    if world_size > 1:
+        raise UsageError(f"{flag} evaluates in one process, but WORLD_SIZE is {world_size} (torchrun).",
+                         hint=f"Run vischoose evaluate without torchrun: {chosen.title} uses every core by itself.")
+    precision = precision or "fp32"
+    if calibration is not None and precision != "int8":
+        raise UsageError("--calibration calibrates int8 graphs: it needs --precision int8.")
+    chosen.require()
+    return precision
+
+
+def _check_torch(precision: str | None, dtype: str, calibration: str | Path | None) -> str:
+    int8 = next(r.name for r in registry.graph_runtimes() if "int8" in r.precisions)
+    if precision == "int8":
+        raise UsageError(f"--precision int8 needs --runtime {int8}: torch evaluates the model at --dtype.",
+                         hint=f"Add --runtime {int8} to evaluate the int8 graph you would deploy.")
+    if precision not in (None, "fp32") or (precision == "fp32" and dtype != "float32"):
+        raise UsageError(f"--precision {precision} contradicts --dtype {dtype}.", hint="Give one of the two.")
+    if calibration is not None:
+        raise UsageError(f"--calibration calibrates int8 graphs: it needs --runtime {int8} --precision int8.")
+    return "fp32"
+
+
+def evaluate_graph(data: str | Path, model: "str | LoadedModel", runtime: str, precision: str = "fp32",
+                   calibration: str | Path | None = None, labels: str | Path | None = None, limit: int | None = None,
+                   batch_size: int = 32, workers: int = 0, checkpoint: str | None = None,
+                   progress: Progress | None = None, max_pixels: int = image_io.MAX_PIXELS) -> Evaluation:
+    """Top-1 / top-5 accuracy (%) of the model's deployed file (fp32, or int8 with the runtime's recipe).
+
+    int8 calibrates on `calibration` (a folder of images) or else on up to 64 of the evaluation images, spread over
+    the set; the result's notes say which. Options are checked by check_options.
+
+    Raises:
+        DatasetError: a missing or unusable data set, or one where no image could be read.
+        UsageError: a calibration folder that is missing or holds no readable image; model errors as prediction.prepare.
+        DeployError: the export or the quantization failed, or the runtime could not run the file.
+    """
+    from vischoose.inference.prediction import prepare
+
+    chosen = registry.get(runtime)
+    classifier = prepare(model, "cpu", "float32", checkpoint)
+    labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
+    calib, source, notes = (None, "none", []) if precision == "fp32" else \
+        _calibration(classifier, labelled, calibration, max_pixels)
+    size = int(classifier.data_config["input_size"][-1])
+    with tempfile.TemporaryDirectory(prefix="vischoose-eval-") as tmp:
+        artifact = chosen.build(classifier.loaded, precision, Path(tmp) / f"model{chosen.suffix}", size, calib)
+        if artifact.calibration == "none":
+            calib, source, notes = None, "none", _unused(calibration, artifact.recipe)
+        if artifact.note:
+            notes.append(artifact.note)
+        # no spinning: the runtime's idle threads would compete with each batch's eager forward (~10% img/s)
+        forward = GraphForward(classifier, chosen.session(artifact, None, interleaved=True))
+        counts, failed, seconds = run_batches(classifier, labelled.samples, batch_size, workers, max_pixels,
+                                              progress, forward=forward)
+    result = build_result(classifier, labelled.source, counts, 0.0, batch_size, 1)
+    agreed = forward.agreement()
+    result = replace(result, runtime=runtime, dtype="float32" if precision == "fp32" else precision,
+                     recipe=artifact.recipe, images_per_s=_rate(counts[0], seconds - forward.eager_s),
+                     agreement_top1=agreed.top1_agreement, agreement_images=agreed.n_images)
+    found = Deployed(precision=precision, family=model_family(classifier.loaded.model), recipe=artifact.recipe,
+                     file_mb=artifact.file_mb, export_s=artifact.build_s, quantize_s=artifact.quantize_s,
+                     calibration=source, calibration_images=0 if calib is None else len(calib), agreement=agreed,
+                     eager_images_per_s=_rate(counts[0], forward.eager_s), runtime=runtime,
+                     runtime_version=chosen.version(), notes=tuple(notes))
+    return Evaluation(result=result, failed=tuple(failed), workers=workers, deployed=found)
+
+
+def _unused(folder: str | Path | None, recipe: str | None) -> list[str]:
+    """The note for a --calibration folder that the recipe did not need."""
+    if folder is None:
+        return []
+    return [f"--calibration was not used: the {recipe} recipe quantizes activations at run time"]
+
+
+def _calibration(classifier: "Classifier", labelled: datasets.LabelledImages, folder: str | Path | None,
+                 max_pixels: int) -> tuple["np.ndarray", str, list[str]]:
+    """Preprocessed calibration images: the user's folder, else a spread sample of the evaluation images."""
+    import numpy as np
+
+    from vischoose.inference.prediction import describe_preprocessing
+
+    if folder is not None:
+        found = calibrating.load_calibration(folder, describe_preprocessing(classifier.data_config))
+        skipped = f" ({len(found.skipped)} unreadable skipped)" if found.skipped else ""
+        return found.batch, "folder", [f"calibrated on {len(found.batch)} images from {folder}{skipped}"]
+    picked = ImageSet(tuple(calibrating.spread(labelled.samples, calibrating.MAX_CALIBRATION)),
+                      classifier.transform, max_pixels)
+    tensors = [x.numpy() for x, _, _, err in (picked[i] for i in range(len(picked))) if err is None]
+    if not tensors:
+        raise DatasetError(f"Data set '{labelled.source}': none of the {len(picked)} images sampled to calibrate "
+                           "int8 can be read.", hint="Check the images, or pass --calibration FOLDER.")
+    note = (f"calibrated on {len(tensors)} of the evaluation images: the int8 accuracy may be slightly optimistic; "
+            "pass --calibration FOLDER to calibrate on other images")
+    return np.stack(tensors).astype(np.float32), "evaluation images", [note]
+
+
+def _rate(images: int, seconds: float) -> float | None:
+    return images / seconds if seconds > 0 else None
+
+
+class GraphForward:
+    """Each batch through the file (its logits are the ones counted) and through eager fp32 (agreement)."""
+
+    def __init__(self, classifier: "Classifier", forward: Forward) -> None:
+        self.classifier, self.forward = classifier, forward
+        self.graph_s = self.eager_s = 0.0
+        self.images = self.agreeing = 0
+        self.max_abs_diff, self.cosine = 0.0, 1.0
+
+    def __call__(self, batch: "torch.Tensor") -> "torch.Tensor":
+        import numpy as np
+        import torch
+
+        start = time.perf_counter()
+        graph = self.forward(np.ascontiguousarray(batch.numpy(), dtype=np.float32))
+        middle = time.perf_counter()
+        eager = self.classifier.logits(batch).numpy()
+        self.graph_s += middle - start
+        self.eager_s += time.perf_counter() - middle
+        found = verdict.agreement(eager, graph)
+        self.images += found.n_images
+        self.agreeing += round(found.top1_agreement * found.n_images)
+        self.max_abs_diff = max(self.max_abs_diff, found.max_abs_diff)
+        self.cosine = min(self.cosine, found.cosine)
+        return torch.from_numpy(graph)
+
+    def agreement(self) -> verdict.Agreement:
+        """Agreement with eager fp32 over every batch so far."""
+        share = self.agreeing / self.images if self.images else 0.0
+        return verdict.Agreement(n_images=self.images, top1_agreement=share, max_abs_diff=self.max_abs_diff,
+                                 cosine=self.cosine)

@@ -1,0 +1,85 @@
+"""The machine's dense-compute peak per device, dtype and thread count (best of square matmuls and a 3x3
+convolution), measured once and cached as JSON under VISCHOOSE_HOME: the denominator of every efficiency."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from vischoose.measure.timing import make_timer
+
+if TYPE_CHECKING:
+    import torch
+
+PEAK_CACHE_FILE = "machine_peak.json"
+PEAK_SIZES = (2048, 4096)  # square matmuls for the machine's FLOP/s peak
+PEAK_REPS = 3
+PEAK_MAX_REP_S = 5.0  # one run of a kernel this slow (a dtype without fast kernels here) is enough
+
+
+def _peak_kernels(device: "torch.device", dtype: "torch.dtype",
+                  sizes: tuple[int, ...]) -> list[tuple[str, float, Callable[[], Callable[[], Any]]]]:
+    """(name, FLOPs per call, setup returning the call) of the dense kernels the peak is the best of."""
+    import torch
+
+    def matmul(n: int) -> Callable[[], Any]:
+        a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+        return lambda: a @ b
+
+    def conv() -> Callable[[], Any]:
+        x = torch.randn(8, 256, 56, 56, device=device).to(dtype)
+        w = torch.randn(256, 256, 3, 3, device=device).to(dtype)
+        return lambda: torch.nn.functional.conv2d(x, w, padding=1)
+
+    kernels = [(f"matmul {n}^3", 2.0 * n**3, lambda n=n: matmul(n)) for n in sizes]
+    # a 3x3 convolution too: on some CPUs (MKL's sgemm on AMD) convolutions run twice as fast as matmuls
+    return kernels + [("conv3x3 8x256x56x56", 2.0 * 8 * 256 * 256 * 9 * 56 * 56, conv)]
+
+
+def machine_peak_gflops(device: "torch.device", dtype: "torch.dtype", sizes: tuple[int, ...] = PEAK_SIZES,
+                       reps: int = PEAK_REPS) -> dict[str, Any]:
+    """The machine's dense-compute peak at a device and dtype, GFLOP/s: best of square matmuls and a conv."""
+    import torch
+
+    timer = make_timer(device)
+    best, best_kernel = 0.0, ""
+    with torch.inference_mode():
+        for name, flops, setup in _peak_kernels(device, dtype, sizes):
+            call = setup()
+            seconds = timer(call)  # warm-up: library initialisation, kernel selection
+            if seconds > PEAK_MAX_REP_S:  # far too slow at this dtype here: one run says enough
+                best, best_kernel = max((best, best_kernel), (flops / seconds / 1e9, name))
+                continue
+            for _ in range(reps):
+                seconds = timer(call)
+                best, best_kernel = max((best, best_kernel), (flops / seconds / 1e9, name))
+            del call
+    return {"gflops_s": best, "kernel": best_kernel, "reps": reps}
+
+
+def cached_peak(job: dict[str, Any], device: "torch.device", dtype: "torch.dtype", key: str,
+                report: Callable[[str], None] = lambda phase: None) -> dict[str, Any]:
+    """The machine's peak for this key ({gflops_s, kernel, ...}), measured once, cached as JSON under VISCHOOSE_HOME."""
+    import torch
+
+    path = Path(job["peak_cache"])
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    if key not in cache:
+        report("machine peak (once)")
+        cache = json.loads(path.read_text()) if path.is_file() else {}  # another process may have written it
+        entry = machine_peak_gflops(device, dtype)
+        entry.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), torch_version=torch.__version__)
+        cache[key] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(cache, indent=2))
+        tmp.replace(path)  # atomically: another process may read it now
+    return dict(cache[key])
+
+
+def peak_key(machine: str, device: str, device_name: str, dtype: str, threads: int | None) -> str:
+    """Cache key of a machine peak: machine, device, dtype (and threads on CPU)."""
+    key = f"{machine}|{device}|{device_name}|{dtype}"
+    return key if device.startswith("cuda") else f"{key}|threads={threads}"

@@ -1,0 +1,49 @@
+"""The registry of deployment runtimes: a new runtime is one module in this folder and one line here.
+
+Importing this module imports no runtime and no torch: each runtime module imports its own packages inside
+the functions that use them.
+"""
+
+from __future__ import annotations
+
+from vischoose.errors import UsageError
+from vischoose.runtimes.base import Runtime
+from vischoose.runtimes.onnxruntime import OnnxRuntime
+from vischoose.runtimes.torch_eager import TorchEager
+
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchEager(), OnnxRuntime())}
+TORCH = TorchEager.name  # the eager reference every graph is checked against
+
+
+def names() -> tuple[str, ...]:
+    """Every runtime vischoose knows, installed or not."""
+    return tuple(RUNTIMES)
+
+
+def get(name: str) -> Runtime:
+    """The runtime called `name`.
+
+    Raises:
+        UsageError: a runtime vischoose does not know.
+    """
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise UsageError(f"Unknown runtime '{name}' (expected one of: {', '.join(RUNTIMES)}).") from None
+
+
+def is_graph(name: str) -> bool:
+    """Whether a stored row's runtime ran an exported file (not torch itself); unknown names are not graphs."""
+    runtime = RUNTIMES.get(name)
+    return bool(runtime and runtime.is_graph)
+
+
+def graph_runtimes(installed_only: bool = False) -> list[Runtime]:
+    """The runtimes that run exported files, in registry order (only those that can run here, if asked)."""
+    return [r for r in RUNTIMES.values() if r.is_graph and not (installed_only and r.missing())]
+
+
+def title(name: str) -> str:
+    """'ONNX Runtime' for a runtime name; the name itself for one this version does not know."""
+    runtime = RUNTIMES.get(name)
+    return runtime.title if runtime else name
