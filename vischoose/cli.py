@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Literal
 
-import click
 import typer
 
 from vischoose import errors
@@ -29,6 +29,9 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (with schema_version) instead of a table.")]
 FORMATS = {r.format: r.name for r in registry.graph_runtimes() if r.format}  # export --format -> runtime
+FormatName = Enum("FormatName", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
+GraphPrecision = Enum("GraphPrecision", {p: p for p in dict.fromkeys(  # type: ignore[misc]
+    p for r in registry.graph_runtimes() for p in r.precisions)}, type=str)
 GRAPHS = ", ".join(f"{r.name} ({r.title})" for r in registry.graph_runtimes())
 RuntimeOpt = Annotated[str | None, typer.Option(help="torch (eager, the default), or a deployment runtime running the "
                                                 f"exported file on the CPU, checked against eager fp32: {GRAPHS}.")]
@@ -428,11 +431,11 @@ def profile_cmd(
 def export_cmd(
     model: Annotated[str, typer.Argument(help="Catalog alias, timm name (arch.tag), hf-hub:org/name or a model folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The file to write (replaced if it exists).")],
-    format_: Annotated[str, typer.Option("--format", click_type=click.Choice(FORMATS), help="File format: "
-                                         + ", ".join(f"{f} ({registry.title(r)})" for f, r in FORMATS.items()))] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32, or int8 with the runtime's recipe for the model's family "
-                                                "(ONNX: static for CNNs, dynamic for transformers); bf16 where the "
-                                                "runtime has it.")] = "fp32",
+    format_: Annotated[FormatName, typer.Option("--format", help="File format: " + ", ".join(
+        f"{f} ({registry.title(r)})" for f, r in FORMATS.items()))] = FormatName("onnx"),
+    precision: Annotated[GraphPrecision, typer.Option(help="fp32, or int8 with the runtime's recipe for the model's "
+                                                      "family (ONNX: static for CNNs, dynamic for transformers); "
+                                                      "bf16 where the runtime has it.")] = GraphPrecision("fp32"),
     calibration: Annotated[Path | None, typer.Option(help="Folder of your images (a few dozen): calibrates int8 and "
                                                      "checks agreement. Without it, random data: int8 is unverified.")] = None,
     weights: Annotated[Literal["auto", "pretrained", "random"], typer.Option(help="pretrained, auto (cached "
@@ -450,9 +453,9 @@ def export_cmd(
     with reported_errors():
         from vischoose.runtimes import export as exporting
 
-        result = exporting.export_model(model, out, precision=precision, calibration=calibration, weights=weights,
+        result = exporting.export_model(model, out, precision=precision.value, calibration=calibration, weights=weights,
                                         input_size=input_size, opset=opset, min_agreement=min_agreement,
-                                        measure_s=5.0 if measure else 0.0, threads=threads, format=format_)
+                                        measure_s=5.0 if measure else 0.0, threads=threads, format=format_.value)
     report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)

@@ -89,6 +89,9 @@ def _profile_quality(runs: Sequence[Any]) -> list[str]:
                     "too few for a 95% CI of the median (6 needed)"
                 lines.append(f"{p.model} batch {batch}: {what} from {q['samples']} runs, {known}: the time budget "
                              "ran out before +-2%; raise --time-budget.")
+        if p.noisy:
+            lines.append(f"{p.model} batch {p.batch_size}: NOISY, {p.noisy} after measuring twice (another process "
+                         "busy on these cores?): measure again on a quiet machine before trusting it.")
     return list(dict.fromkeys(lines))
 
 
@@ -105,6 +108,26 @@ def _profile_notes(runs: Sequence[Any]) -> list[str]:
     return notes + _profile_quality(runs)
 
 
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], output: str) -> None:
+    """A plain table, or GitHub Markdown for --markdown."""
+    if output == "markdown":
+        from tabulate import tabulate
+
+        typer.echo(tabulate(rows, headers=list(headers), tablefmt="github", disable_numparse=True))
+    else:
+        typer.echo(table(headers, rows))
+
+
+def _print_csv(profiles: Sequence[Any]) -> None:
+    import csv
+    import sys
+
+    names = list(profiles[0].to_dict()) if profiles else []
+    writer = csv.DictWriter(sys.stdout, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(p.to_dict() for p in profiles)
+
+
 def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
     """vischoose profile results: table, json, csv or markdown on stdout."""
     profiles = [r.profile for r in runs]
@@ -113,41 +136,22 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
                               "notes": _profile_notes(runs)})
         return
     if output == "csv":
-        import csv
-        import sys
-
-        names = list(profiles[0].to_dict()) if profiles else []
-        writer = csv.DictWriter(sys.stdout, fieldnames=names, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(p.to_dict() for p in profiles)
+        _print_csv(profiles)
         return
     headers = list(PROFILE_HEADERS)
     if any(p.peak_reserved_mb is not None for p in profiles):
         headers.insert(16, "reserved MiB")
-    body = [_profile_row(p) for p in profiles]
-    if output == "markdown":
-        from tabulate import tabulate
-
-        typer.echo(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
-        bullet = "- "
-    else:
-        typer.echo(table(headers, body))
-        bullet = ""
+    _print_table(headers, [_profile_row(p) for p in profiles], output)
     graphs = [p for p in profiles if registry.is_graph(p.runtime) and p.variant_status]
     used = [registry.get(name) for name in dict.fromkeys(p.runtime for p in graphs)]
     one = used[0] if len(used) == 1 and len(graphs) == len(profiles) else None
     footers = [graph_profile_footer(one.title, one.module) if one else PROFILE_FOOTER]
     if graphs:
         typer.echo("")
-        rows = [_graph_row(p) for p in graphs]
-        if output == "markdown":
-            from tabulate import tabulate
-
-            typer.echo(tabulate(rows, headers=GRAPH_HEADERS, tablefmt="github", disable_numparse=True))
-        else:
-            typer.echo(table(GRAPH_HEADERS, rows))
+        _print_table(GRAPH_HEADERS, [_graph_row(p) for p in graphs], output)
         footers.append(graph_footer(" or ".join(r.title for r in used), ", ".join(r.module for r in used)))
     typer.echo("")
+    bullet = "- " if output == "markdown" else ""
     for line in _profile_conditions(profiles) + footers + _profile_notes(runs):
         typer.echo(bullet + line)
 

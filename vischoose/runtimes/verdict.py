@@ -94,7 +94,7 @@ def judge(found: Agreement, real_images: bool, pretrained: bool, min_agreement: 
     Below `min_agreement` top-1 agreement on them it is rejected, never recommended.
     """
     if not real_images:
-        return Verdict(UNVERIFIED, "checked on random inputs only: pass --calibration DIR with your images")
+        return Verdict(UNVERIFIED, "checked on random inputs only: pass --calibration with your images")
     if not pretrained:
         return Verdict(UNVERIFIED, "random weights: agreement with them says nothing about accuracy")
     if found.top1_agreement >= min_agreement:
