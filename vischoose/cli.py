@@ -140,7 +140,12 @@ def recommend_cmd(
     device: Annotated[str | None, typer.Option(help="Device the figures must come from: cpu, cuda, cuda:N (default: the preset's).")] = None,
     models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families (repeatable).")] = None,
     results: Annotated[list[Path] | None, typer.Option("--results", help="Results exported from another machine (vischoose results export); repeatable.")] = None,
-    measure: Annotated[bool, typer.Option("--measure", help="Profile candidates that have no measured figures for this target first.")] = False,
+    measure: Annotated[bool, typer.Option("--measure", help="First measure here what can change the answer: candidates "
+                                          "that fit without timing, in ranking order, until none unmeasured can win.")] = False,
+    measure_all: Annotated[bool, typer.Option("--measure-all", help="Measure every candidate at every variant the "
+                                              "target deploys (exhaustive, slow).")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="With --measure: measure again what this machine already "
+                                        "measured under the target's protocol.")] = False,
     time_budget: Annotated[float | None, typer.Option(min=0.1, help="With --measure: seconds of timed runs per model (default 20).")] = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
     as_json: JsonOpt = False,
@@ -149,8 +154,8 @@ def recommend_cmd(
     with reported_errors():
         from vischoose.recommendation import pipeline as advisor
 
-        rec = advisor.advise(target, models=models, results=results, measure=measure, device=device, show_progress=True,
-                             time_budget_s=time_budget,
+        rec = advisor.advise(target, models=models, results=results, measure="all" if measure_all else measure,
+                             device=device, show_progress=True, time_budget_s=time_budget, fresh=fresh,
                              max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
                              min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
     report.show_recommendation(rec, top=top, as_json=as_json)

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from vischoose.errors import UsageError
 from vischoose.models import catalog
-from vischoose.recommendation import presets
+from vischoose.recommendation import measuring, presets
 from vischoose.recommendation.ranking import Recommendation, build_candidates, recommend
 from vischoose.results.records import EvalResult, Profile
 from vischoose.runtimes import registry
+from vischoose.runtimes.precision import Variant
 
 MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
 
 
 def advise(target: str = "cloud", models: list[str] | None = None, results: list[Path] | None = None,
-           measure: bool = False, device: str | None = None, memory_basis: str | None = None,
-           show_progress: bool = False, time_budget_s: float | None = None,
+           measure: bool | str = False, device: str | None = None, memory_basis: str | None = None,
+           show_progress: bool = False, time_budget_s: float | None = None, fresh: bool = False,
            **constraints: float | None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
 
+    measure: False, True / "decision" (only what can change the answer) or "all" (every candidate and variant);
+    fresh: measure again what this machine already measured under the preset's protocol.
+
     Raises:
-        PresetError, UnknownModelError, StoreError, NoModelFitsError.
+        PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError (an unknown measure mode).
     """
     preset = presets.load_preset(target).with_overrides(device=device, memory_basis=memory_basis, **constraints)
     if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
@@ -32,11 +39,20 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
                          hint="Drop --device, or pick a target that deploys torch on a GPU (cloud, edge).")
     entries, extra = _candidates(preset, models)
     profiles, evals = _figures(results)
+    log = None
     if measure:
-        measured = _measure_missing(preset, entries, extra, profiles, show_progress,
-                                    time_budget_s or MEASURE_BUDGET_S)
+        mode = "decision" if measure is True else str(measure)
+        if mode not in measuring.MODES:
+            raise UsageError(f"Unknown --measure mode '{mode}' (expected one of: {', '.join(measuring.MODES)}).")
+        measurer = _Measurer(preset, show_progress, time_budget_s or MEASURE_BUDGET_S)
+        try:
+            measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, mode,
+                                                           fresh)
+        finally:
+            measurer.close()
         profiles = profiles + measured
-    return recommend(build_candidates(entries, preset, profiles, evals, extra), preset)
+    rec = recommend(build_candidates(entries, preset, profiles, evals, extra), preset)
+    return replace(rec, measure_log=log.lines()) if log else rec
 
 
 def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[catalog.CatalogEntry], list[tuple[str, str]]]:
@@ -72,28 +88,41 @@ def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult
     return db.profiles(machine=fingerprint()), db.evals(machine=fingerprint())
 
 
-def _measure_missing(preset: presets.Preset, entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]],
-                     profiles: list[Profile], show_progress: bool, time_budget_s: float) -> list[Profile]:
-    """Profile what the candidates lack under the preset's protocol: torch at its [measure] dtype (the speed-up
-    reference, and the stand-in for graphs), then each exported graph its [deploy] table allows."""
-    from vischoose.measure.runner import profile
-    from vischoose.recommendation.ranking import matching_profiles
-    from vischoose.report.profile import ProfileProgress
+class _Measurer:
+    """Profiles (model, tag) pairs at one variant under the preset's protocol, with progress and an ETA."""
 
-    spec = preset.measure
-    progress = ProfileProgress() if show_progress else None
-    names = [(e.alias, e.tag) for e in entries] + list(extra)
-    variants = [preset.plain] + [v for v in preset.variants if registry.is_graph(v.runtime)]
-    measured: list[Profile] = []
-    for variant in variants:
-        todo = [m for m, t in names if not matching_profiles(profiles, m, t, preset, variant)]
-        if not todo:
-            continue
+    def __init__(self, preset: presets.Preset, show_progress: bool, time_budget_s: float) -> None:
+        from vischoose.report.profile import ProfileProgress
+
+        self.preset, self.time_budget_s = preset, time_budget_s
+        self.progress = ProfileProgress() if show_progress else None
+        self.runs, self.started = 0, time.monotonic()
+
+    def __call__(self, todo: list[tuple[str, str]], variant: Variant) -> list[Profile]:
+        from vischoose.measure.runner import profile
+
+        spec = self.preset.measure
         protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
-                    "time_budget_s": time_budget_s, "progress": progress, "threads_from": preset.name}
-        if registry.is_graph(variant.runtime):  # the exported graph on its runtime, on the CPU
-            measured += profile(todo, device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
+                    "time_budget_s": self.time_budget_s, "progress": self._progress(variant),
+                    "threads_from": self.preset.name}
+        if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
+            found = profile([m for m, _ in todo], device="cpu", runtime=variant.runtime, dtype=variant.dtype,
+                            **protocol)
         else:
-            measured += profile(todo, device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last,
-                                **protocol)
-    return measured
+            found = profile([m for m, _ in todo], device=spec.device, dtype=spec.dtype,
+                            channels_last=spec.channels_last, **protocol)
+        self.runs += len(todo)
+        return found
+
+    def _progress(self, variant: Variant) -> "Callable[[str, str, float], None] | None":
+        if self.progress is None:
+            return None
+        progress, done, spent = self.progress, self.runs, time.monotonic() - self.started
+        per_run = f", ~{spent / done:.0f} s per model and variant so far" if done else ""
+        return lambda model, what, elapsed: progress(f"{model} at {variant.label} (run {done + 1}{per_run})", what,
+                                                     elapsed)
+
+    def close(self) -> None:
+        """Clear the progress line."""
+        if self.progress:
+            self.progress.close()

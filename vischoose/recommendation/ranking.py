@@ -94,6 +94,7 @@ class Recommendation:
     pareto: frozenset[str]
     preset: Preset
     notes: list[str] = field(default_factory=list)
+    measure_log: list[str] = field(default_factory=list)  # recommend --measure: what was measured and skipped
 
 
 def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list[Profile],
@@ -391,6 +392,7 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
             why = misses[0].reasons[0]
             reason += f"; the guide's choice {misses[0].model} was rejected: {why}"
     notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
+    notes += dominance_note(chosen, fitting, reason)
     if any(f.source == "estimated" for c in cands for f in c.figures.values()):
         notes.append("estimated figures are scaled from published ones: run vischoose profile "
                      f"--target {preset.name} (or recommend --measure) to measure them here")
@@ -402,6 +404,34 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
     return Recommendation(target=preset.name, chosen=chosen, reason=reason,
                           runners_up=[c for c in fitting if c is not chosen], rejected=rejected,
                           pareto=pareto_front(cands), preset=preset, notes=notes)
+
+
+def dominated_by(cand: Candidate, others: list[Candidate]) -> list[Candidate]:
+    """Candidates at least as accurate, as fast and as small as `cand`, and better in one of the three."""
+    mine = (cand.value("top1"), cand.value("latency_ms"), cand.value("memory_mb"))
+    if None in mine:
+        return []
+    found = []
+    for other in others:
+        theirs = (other.value("top1"), other.value("latency_ms"), other.value("memory_mb"))
+        if other is cand or None in theirs:
+            continue
+        if theirs[0] >= mine[0] and theirs[1] <= mine[1] and theirs[2] <= mine[2] and theirs != mine:
+            found.append(other)
+    return found
+
+
+def dominance_note(chosen: Candidate, fitting: list[Candidate], reason: str) -> list[str]:
+    """Say when the chosen model is dominated by another that meets every constraint, and why it is still chosen."""
+    better = dominated_by(chosen, fitting)
+    if not better:
+        return []
+    b = better[0]
+    shaky = any(f.source == "estimated" for c in (b, chosen) for f in c.figures.values())
+    return [("on estimated figures, " if shaky else "") + f"{chosen.model} is dominated by {b.model} (top-1 {b.value('top1'):.2f}% vs {chosen.value('top1'):.2f}%, "
+            f"latency {b.value('latency_ms'):,.1f} vs {chosen.value('latency_ms'):,.1f} ms, memory "
+            f"{b.value('memory_mb'):,.1f} vs {chosen.value('memory_mb'):,.1f} MiB), which also meets every constraint; "
+            f"it is still chosen because it is {reason}"]
 
 
 def _nothing_fits(rejected: list[Candidate], preset: Preset) -> NoModelFitsError:

@@ -106,7 +106,7 @@ def recommendation_dict(rec) -> dict[str, Any]:
             "conditions": {"device": spec.device, "dtype": spec.dtype, "batch_size": spec.batch_size,
                            "threads": spec.threads, "channels_last": spec.channels_last,
                            "deploy": [v.label for v in rec.preset.variants]},
-            "notes": rec.notes}
+            "notes": rec.notes, "measure_log": rec.measure_log}
 
 
 def show_recommendation(rec, top: int, as_json: bool) -> None:
@@ -144,6 +144,8 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
                "Memory in MiB (2^20 bytes); latency is batch-1 p90.")
     for note in rec.notes:
         typer.echo(f"Note: {note}")
+    for line in rec.measure_log:
+        typer.echo(f"Measured for this answer: {line}")
 
 
 def show_presets(presets, as_json: bool) -> None:

@@ -9,8 +9,6 @@ loads them. Files are written to a temporary sibling first and renamed into plac
 from __future__ import annotations
 
 import contextlib
-import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +163,8 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, family: str,
 
 
 def _quantize_static(source: Path, out: Path, batches: list["np.ndarray"]) -> None:
+    import tempfile
+
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -206,6 +206,8 @@ def _quantize_dynamic(source: Path, out: Path) -> None:
 @contextlib.contextmanager
 def _quiet_quantizer() -> Iterator[None]:
     """Silence the quantizer's advice logged on the root logger (it would interleave with the report)."""
+    import logging
+
     logging.disable(logging.WARNING)
     try:
         yield

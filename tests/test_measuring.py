@@ -1,0 +1,123 @@
+"""recommend --measure measures only what can change the answer: pruning on figures that need no timing, the order
+that decides, the stop rule, and the same choice as the exhaustive run. Synthetic figures, no torch."""
+
+from __future__ import annotations
+
+import pytest
+
+from vischoose.models import catalog
+from vischoose.recommendation import measuring
+from vischoose.recommendation.presets import load_preset
+from vischoose.recommendation.ranking import build_candidates, recommend
+from vischoose.results.records import Profile
+
+PRESET = """
+name = "phone"
+[measure]
+device = "cpu"
+threads = 2
+batch_size = 1
+[constraints]
+max_memory_mb = 150
+max_latency_ms = 100
+[deploy]
+onnxruntime = ["fp32", "int8"]
+[candidates]
+prefer = ["resnet50"]
+[rank]
+sort = ["-top1", "latency_ms"]
+"""
+
+
+@pytest.fixture
+def preset(tmp_path):
+    path = tmp_path / "phone.toml"
+    path.write_text(PRESET)
+    return load_preset(path)
+
+
+class FakeMeasure:
+    """Profiles as measuring them would store them: batch-1 latency from a table (ms), per model and precision."""
+
+    def __init__(self, latency_ms):
+        self.latency_ms, self.calls = latency_ms, []
+
+    def __call__(self, todo, variant):
+        self.calls += [(m, variant.label) for m, _ in todo]
+        entries = catalog.load()
+        rows = []
+        for model, tag in todo:
+            ms = self.latency_ms(model, variant.precision)
+            size = entries[model].int8_mib if variant.precision == "int8" else entries[model].weights_mb()
+            rows.append(Profile(model=model, tag=tag, device="cpu", dtype=variant.dtype, batch_size=1,
+                                input_size=224, runtime=variant.runtime, latency_ms_p50=ms, latency_ms_p90=ms,
+                                throughput_img_s=1000 / ms, file_mb=size, weights_mb=size, variant_status="unverified"))
+        return rows
+
+
+def decide(preset, fake, mode="decision", profiles=(), fresh=False):
+    entries = list(catalog.load().values())
+    found, log = measuring.measure_for_decision(preset, entries, [], list(profiles), [], fake, mode, fresh)
+    rec = recommend(build_candidates(entries, preset, list(profiles) + found, [], []), preset)
+    return rec, log, found
+
+
+def test_the_guides_model_measured_and_fitting_ends_the_measuring(preset):
+    fake = FakeMeasure(lambda model, precision: 40.0)
+    rec, log, _ = decide(preset, fake)
+    assert rec.chosen.model == "resnet50" and rec.chosen.figures["latency_ms"].source == "measured"
+    assert fake.calls == [("resnet50", "onnxruntime fp32")]  # int8 not needed: fp32 already fits
+    assert any("selection guide's choice" in why for _, why in log.skipped)
+    exhaustive, _, _ = decide(preset, FakeMeasure(lambda model, precision: 40.0), mode="all")
+    assert exhaustive.chosen.model == rec.chosen.model
+
+
+def test_models_too_big_in_every_variant_are_never_timed(preset):
+    fake = FakeMeasure(lambda model, precision: 40.0)
+    _, log, _ = decide(preset, fake)
+    too_big = [m for m, why in log.skipped if why.startswith("ruled out without timing")]
+    entries = catalog.load()
+    assert too_big and all(entries[m].int8_mib > 150 for m in too_big)
+    assert not {m for m, _ in fake.calls} & set(too_big)
+    assert all("budget" in why for m, why in log.skipped if m in too_big)
+
+
+def test_when_the_guides_model_is_too_slow_the_ranking_decides_and_stops_early(preset):
+    slow = FakeMeasure(lambda model, precision: 500.0 if model == "resnet50" else 40.0)
+    rec, log, _ = decide(preset, slow)
+    everything = FakeMeasure(slow.latency_ms)
+    exhaustive, _, _ = decide(preset, everything, mode="all")
+    assert rec.chosen.model == exhaustive.chosen.model != "resnet50"
+    assert ("resnet50", "onnxruntime fp32") in slow.calls and ("resnet50", "onnxruntime int8") in slow.calls
+    assert len(slow.calls) < len(everything.calls)
+    best = rec.chosen.value("top1")
+    ranked_below = [m for m, why in log.skipped if why.startswith("ranked below")]
+    assert ranked_below and all(catalog.load()[m].top1 < best for m in ranked_below)
+
+
+def test_a_model_that_breaks_the_latency_limit_everywhere_is_rejected_with_measured_figures(preset):
+    fake = FakeMeasure(lambda model, precision: 500.0 if model in ("resnet50", "vit_b16") else 60.0)
+    rec, _, _ = decide(preset, fake)
+    resnet = next(c for c in rec.rejected if c.model == "resnet50")
+    assert any("latency" in r and "measured" in r for r in resnet.reasons)
+
+
+def test_stored_measurements_are_reused_and_fresh_measures_again(preset):
+    first = FakeMeasure(lambda model, precision: 40.0)
+    _, _, found = decide(preset, first)
+    again = FakeMeasure(lambda model, precision: 40.0)
+    _, log, _ = decide(preset, again, profiles=found)
+    assert again.calls == [] and log.reused == ["resnet50 at onnxruntime fp32"]
+    fresh = FakeMeasure(lambda model, precision: 40.0)
+    decide(preset, fresh, profiles=found, fresh=True)
+    assert fresh.calls == [("resnet50", "onnxruntime fp32")]
+
+
+def test_a_timing_first_ranking_cannot_stop_early(preset):
+    from dataclasses import replace
+
+    by_speed = replace(preset, sort=("latency_ms",), prefer=())
+    fake = FakeMeasure(lambda model, precision: 40.0)
+    _, log, _ = decide(by_speed, fake)
+    assert not any(why.startswith("ranked below") for _, why in log.skipped)
+    assert {m for m, _ in fake.calls} == {m for m in catalog.load()} - {m for m, why in log.skipped}

@@ -1,0 +1,171 @@
+"""`recommend --measure`: measure only what can change the answer.
+
+First everything that needs no timing is settled (the deployed size of each runtime and precision, parameters,
+published or measured top-1): a model that breaks a constraint on those alone is never measured. The others are
+measured in the order that decides: the selection guide's models first (one that fits wins outright), then by the
+preset's ranking; each model's variants in preference order, until one fits. Measuring stops as soon as no
+unmeasured candidate can still change the recommendation: with a first rank key that no timing changes
+(`-top1`), nothing ranked strictly below a measured candidate that meets every constraint can win.
+`--measure all` measures every candidate at every variant. Pure decisions; the measuring is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from vischoose.errors import NoModelFitsError
+from vischoose.models.catalog import CatalogEntry
+from vischoose.recommendation.presets import Preset
+from vischoose.recommendation.ranking import (
+    Candidate,
+    build_candidates,
+    matching_profiles,
+    preference_order,
+    rank_key,
+    recommend,
+)
+from vischoose.results.records import EvalResult, Profile
+from vischoose.runtimes.precision import Variant
+
+MODES = ("decision", "all")
+TIMING_FREE_KEYS = ("top1", "params_m", "gflops")  # rank keys that no measurement on this machine changes
+Measure = Callable[[list[tuple[str, str]], Variant], list[Profile]]  # profile these (model, tag) at a variant
+
+
+@dataclass
+class MeasureLog:
+    """What recommend --measure measured, what it skipped and why."""
+
+    measured: list[str] = field(default_factory=list)  # "resnet50 at onnxruntime fp32"
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
+    reused: list[str] = field(default_factory=list)  # measured before, under this protocol, on this machine
+
+    def lines(self) -> list[str]:
+        """Sentences for the report."""
+        out = [f"measured: {', '.join(self.measured) or 'nothing'}"]
+        if self.reused:
+            out.append(f"already measured here (reused; --fresh measures again): {', '.join(self.reused)}")
+        out += [f"not measured: {model}: {why}" for model, why in self.skipped]
+        return out
+
+
+@dataclass
+class _State:
+    preset: Preset
+    entries: list[CatalogEntry]
+    extra: list[tuple[str, str]]
+    profiles: list[Profile]
+    evals: list[EvalResult]
+    fresh: bool
+    done: set[tuple[str, Variant]] = field(default_factory=set)  # measured in this run
+
+    def candidates(self, preset: Preset | None = None) -> dict[str, Candidate]:
+        found = build_candidates(self.entries, preset or self.preset, self.profiles, self.evals, self.extra)
+        return {c.model: c for c in found}
+
+    def has_rows(self, model: str, tag: str, variant: Variant) -> bool:
+        if (model, variant) in self.done:
+            return True
+        return not self.fresh and bool(matching_profiles(self.profiles, model, tag, self.preset, variant))
+
+
+def timing_free(preset: Preset) -> Preset:
+    """The preset without the constraints only a timing can check (latency, throughput, measured peak memory)."""
+    c = preset.constraints
+    relaxed = replace(c, max_latency_ms=None, min_throughput=None,
+                      max_memory_mb=None if c.memory_basis == "peak" else c.max_memory_mb)
+    return replace(preset, constraints=relaxed)
+
+
+def measure_for_decision(preset: Preset, entries: list[CatalogEntry], extra: list[tuple[str, str]],
+                         profiles: list[Profile], evals: list[EvalResult], measure: Measure, mode: str = "decision",
+                         fresh: bool = False) -> tuple[list[Profile], MeasureLog]:
+    """Measure what the recommendation needs (mode "decision") or every candidate (mode "all").
+
+    Returns the new profiles and the log of what was measured and skipped.
+    """
+    state, log = _State(preset, entries, extra, list(profiles), evals, fresh), MeasureLog()
+    tags = {model: cand.tag for model, cand in state.candidates().items()}
+    if mode == "all":
+        for variant in [preset.plain] + [v for v in preset.variants if v != preset.plain]:
+            todo = [(m, t) for m, t in tags.items() if not state.has_rows(m, t, variant)]
+            _run(state, log, todo, variant, measure)
+        return state.profiles[len(profiles):], log
+    feasible = _prune(state, log)
+    plan = list(feasible)
+    for i, model in enumerate(plan):
+        _measure_model(state, log, model, tags[model], feasible[model], measure)
+        why = _settled(state, plan[i + 1:])
+        if why:
+            log.skipped += [(m, why) for m in plan[i + 1:]]
+            break
+    return state.profiles[len(profiles):], log
+
+
+def _prune(state: _State, log: MeasureLog) -> dict[str, list[Variant]]:
+    """Candidates that can still fit once timed, in the order that decides, each with its variants worth timing."""
+    relaxed = timing_free(state.preset)
+    feasible: dict[str, list[Variant]] = {}
+    for model, cand in state.candidates(relaxed).items():
+        if not cand.fits:
+            log.skipped.append((model, f"ruled out without timing: {'; '.join(cand.reasons[:1])}"))
+            continue
+        variants = [v for v in preference_order(state.preset)
+                    if state.candidates(replace(relaxed, deploy=(v,)))[model].fits]
+        feasible[model] = variants
+    ranked = state.candidates()
+    prefer = [m for m in state.preset.prefer if m in feasible]
+    rest = sorted((m for m in feasible if m not in prefer), key=lambda m: rank_key(ranked[m], state.preset.sort))
+    return {m: feasible[m] for m in prefer + rest}
+
+
+def _measure_model(state: _State, log: MeasureLog, model: str, tag: str, variants: list[Variant],
+                   measure: Measure) -> None:
+    """Time the model's variants in preference order until one meets every constraint."""
+    for variant in variants:
+        if state.has_rows(model, tag, variant):
+            if (model, variant) not in state.done:
+                log.reused.append(f"{model} at {variant.label}")
+        else:
+            _run(state, log, [(model, tag)], variant, measure)
+        cand = state.candidates(replace(state.preset, deploy=(variant,)))[model]
+        if cand.fits:
+            return
+
+
+def _run(state: _State, log: MeasureLog, todo: list[tuple[str, str]], variant: Variant, measure: Measure) -> None:
+    if not todo:
+        return
+    state.profiles += measure(todo, variant)
+    state.done.update((m, variant) for m, _ in todo)
+    log.measured += [f"{m} at {variant.label}" for m, _ in todo]
+
+
+def _settled(state: _State, unmeasured: list[str]) -> str | None:
+    """Why no unmeasured candidate can change the recommendation any more, or None while one can."""
+    try:
+        rec = recommend(list(state.candidates().values()), state.preset)
+    except NoModelFitsError:
+        return None
+    chosen = rec.chosen
+    latency = chosen.figures.get("latency_ms")
+    if latency is not None and latency.source != "measured":
+        return None
+    if chosen.model in state.preset.prefer:
+        return f"{chosen.model}, the selection guide's choice, was measured and meets every constraint"
+    first = state.preset.sort[0]
+    key = first.lstrip("-")
+    if key not in TIMING_FREE_KEYS or any(m in state.preset.prefer for m in unmeasured):
+        return None
+    ranked = state.candidates()
+    best = chosen.value(key)
+    if best is None:
+        return None
+    higher = first.startswith("-")
+    for model in unmeasured:
+        value = ranked[model].value(key)
+        if value is None or (value >= best if higher else value <= best):
+            return None
+    return (f"ranked below {chosen.model} on {key} ({best:g}), which no timing changes; {chosen.model} was "
+            "measured and meets every constraint")
