@@ -45,13 +45,15 @@ class FakeMeasure:
     def __call__(self, todo, variant):
         self.calls += [(m, variant.label) for m, _ in todo]
         entries = catalog.load()
+        graph = variant.runtime != "torch"
         rows = []
         for model, tag in todo:
             ms = self.latency_ms(model, variant.precision)
             size = entries[model].int8_mib if variant.precision == "int8" else entries[model].weights_mb()
             rows.append(Profile(model=model, tag=tag, device="cpu", dtype=variant.dtype, batch_size=1,
                                 input_size=224, runtime=variant.runtime, latency_ms_p50=ms, latency_ms_p90=ms,
-                                throughput_img_s=1000 / ms, file_mb=size, weights_mb=size, variant_status="unverified"))
+                                throughput_img_s=1000 / ms, file_mb=size if graph else None, weights_mb=size,
+                                variant_status="unverified" if graph else None))
         return rows
 
 
@@ -66,7 +68,8 @@ def test_the_guides_model_measured_and_fitting_ends_the_measuring(preset):
     fake = FakeMeasure(lambda model, precision: 40.0)
     rec, log, _ = decide(preset, fake)
     assert rec.chosen.model == "resnet50" and rec.chosen.figures["latency_ms"].source == "measured"
-    assert fake.calls == [("resnet50", "onnxruntime fp32")]  # int8 not needed: fp32 already fits
+    # torch fp32 is the speed-up reference; int8 is not needed: fp32 already fits
+    assert fake.calls == [("resnet50", "torch fp32"), ("resnet50", "onnxruntime fp32")]
     assert any("selection guide's choice" in why for _, why in log.skipped)
     exhaustive, _, _ = decide(preset, FakeMeasure(lambda model, precision: 40.0), mode="all")
     assert exhaustive.chosen.model == rec.chosen.model
@@ -107,10 +110,10 @@ def test_stored_measurements_are_reused_and_fresh_measures_again(preset):
     _, _, found = decide(preset, first)
     again = FakeMeasure(lambda model, precision: 40.0)
     _, log, _ = decide(preset, again, profiles=found)
-    assert again.calls == [] and log.reused == ["resnet50 at onnxruntime fp32"]
+    assert again.calls == [] and log.reused == ["resnet50 at torch fp32", "resnet50 at onnxruntime fp32"]
     fresh = FakeMeasure(lambda model, precision: 40.0)
     decide(preset, fresh, profiles=found, fresh=True)
-    assert fresh.calls == [("resnet50", "onnxruntime fp32")]
+    assert fresh.calls == [("resnet50", "torch fp32"), ("resnet50", "onnxruntime fp32")]
 
 
 def test_a_timing_first_ranking_cannot_stop_early(preset):

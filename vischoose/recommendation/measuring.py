@@ -2,7 +2,8 @@
 
 First everything that needs no timing is settled (the deployed size of each runtime and precision, parameters,
 published or measured top-1): a model that breaks a constraint on those alone is never measured. The others are
-measured in the order that decides: the selection guide's models first (one that fits wins outright), then by the
+measured in the order that decides (torch at the [measure] dtype beside a graph, as the speed-up reference): the
+selection guide's models first (one that fits wins outright), then by the
 preset's ranking; each model's variants in preference order, until one fits. Measuring stops as soon as no
 unmeasured candidate can still change the recommendation: with a first rank key that no timing changes
 (`-top1`), nothing ranked strictly below a measured candidate that meets every constraint can win.
@@ -26,6 +27,7 @@ from vischoose.recommendation.ranking import (
     recommend,
 )
 from vischoose.results.records import EvalResult, Profile
+from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
 
 MODES = ("decision", "all")
@@ -122,13 +124,18 @@ def _prune(state: _State, log: MeasureLog) -> dict[str, list[Variant]]:
 
 def _measure_model(state: _State, log: MeasureLog, model: str, tag: str, variants: list[Variant],
                    measure: Measure) -> None:
-    """Time the model's variants in preference order until one meets every constraint."""
-    for variant in variants:
+    """Time the model's variants in preference order until one meets every constraint; torch at the [measure]
+    dtype first, when the target deploys graphs: the reference their speed-up is stated against."""
+    plain = state.preset.plain
+    reference = [plain] if plain not in variants and any(registry.is_graph(v.runtime) for v in variants) else []
+    for variant in reference + variants:
         if state.has_rows(model, tag, variant):
             if (model, variant) not in state.done:
                 log.reused.append(f"{model} at {variant.label}")
         else:
             _run(state, log, [(model, tag)], variant, measure)
+        if variant in reference:
+            continue
         cand = state.candidates(replace(state.preset, deploy=(variant,)))[model]
         if cand.fits:
             return
