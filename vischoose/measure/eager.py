@@ -36,6 +36,10 @@ def start(job: Job, result: Result) -> str:
     from vischoose.measure import machine
 
     torch.set_num_threads(job["threads"])
+    try:  # one inter-op thread: intra-op threads plus inter-op threads never exceed the cores
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process (a second start in one child)
+        pass
     device = torch.device(job["device"])
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine.cpu_name()
     result["conditions"] = {"device": job["device"], "device_name": device_name, "threads": torch.get_num_threads(),

@@ -1,0 +1,95 @@
+"""Threads that exist: the cores a process may use (affinity, cgroup quota), the cap, its note and its rows; and the
+noise rule of the timing sweep (measured again once, then marked), on synthetic timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.profhelpers import FAST, seed_peak
+from vischoose.measure import process, timing
+from vischoose.measure.options import resolve_options
+from vischoose.measure.runner import child_job, profile_models, run_child
+
+
+def test_usable_cores_follow_affinity_and_the_cgroup_quota(tmp_path):
+    assert process.usable_cores({0, 1, 2, 3}, cgroup=tmp_path) == 4  # no quota file
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs
+    assert process.usable_cores({0, 1, 2, 3}, cgroup=tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert process.usable_cores({0, 1, 2, 3}, cgroup=tmp_path) == 4
+    (tmp_path / "cpu.max").write_text("800000 100000\n")  # a quota above the affinity set changes nothing
+    assert process.usable_cores({5, 7}, cgroup=tmp_path) == 2
+
+
+def test_cgroup_v1_quota(tmp_path):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert process.cgroup_quota(tmp_path) == 2.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert process.cgroup_quota(tmp_path) is None
+
+
+def test_threads_are_capped_at_the_cores_and_the_note_says_so():
+    assert process.capped_threads(4, cores=2) == 2
+    assert process.capped_threads(1, cores=2) == 1
+    assert 1 <= process.capped_threads(None, cores=2) <= 2
+    assert process.cap_note(4, 2, "mobile").startswith("mobile asks 4 threads; 2 cores here: measured at 2")
+    assert process.cap_note(2, 2, "mobile") is None and process.cap_note(None, 2, "--threads") is None
+
+
+def test_a_child_job_never_asks_for_more_threads_than_cores(monkeypatch):
+    monkeypatch.setattr(process, "usable_cores", lambda *a, **k: 2)
+    job = child_job(resolve_options(threads=16, device="cpu"), "cpu")
+    assert (job["threads"], job["threads_requested"], job["threads_from"]) == (2, 16, "--threads")
+    assert process.thread_env(job["threads"])["OMP_NUM_THREADS"] == "2"
+
+
+def test_a_capped_profile_records_both_counts_and_the_note(monkeypatch, isolated_home):
+    monkeypatch.setattr(process, "usable_cores", lambda *a, **k: 1)
+    seed_peak(isolated_home, threads=1)
+    seen = []
+
+    def runner(cmd, env, on_line):
+        seen.append((json.loads(Path(cmd[-1]).read_text())["threads"], env["OMP_NUM_THREADS"]))
+        return run_child(cmd, env, on_line)
+
+    options = resolve_options("mobile", batch_sizes=[1], device="cpu", weights="random", time_budget_s=0.5)
+    (run,) = profile_models(["test_resnet.r160_in1k"], options, runner=runner, save=False)
+    assert run.profile.ok and (run.profile.threads, run.profile.threads_requested) == (1, 4)
+    assert set(seen) == {(1, "1")}
+    assert any(n.startswith("mobile asks 4 threads; 1 core here: measured at 1") for n in run.notes)
+
+
+def fake_timer(values):
+    it = iter(values)
+    return lambda fn: next(it)
+
+
+def test_a_steady_phase_is_measured_once():
+    steady = [0.010] * 400
+    seconds, _, noisy = timing.settled_phase(lambda: None, fake_timer(steady), 0.0, lambda n, w: None)
+    assert noisy is None and len(seconds) == timing.MIN_TIMED
+
+
+def test_a_noisy_phase_is_measured_again_and_kept_when_it_settles():
+    disturbed = [0.010, 0.010, 0.010, 0.040] + [0.010] * 400  # a warm-up run, then a spike among the timed
+    seconds, warm, noisy = timing.settled_phase(lambda: None, fake_timer(disturbed), 0.0, lambda n, w: None)
+    assert noisy is None and max(seconds) == 0.010 and warm >= 2  # the second measurement replaced the first
+
+
+def test_a_phase_that_stays_noisy_is_marked():
+    def alternating():
+        while True:
+            yield from (0.010, 0.040)
+    gen = alternating()
+    seconds, _, noisy = timing.settled_phase(lambda: None, lambda fn: next(gen), 0.0, lambda n, w: None)
+    assert noisy is not None and ("median" in noisy)
+
+
+def test_the_noise_rule():
+    assert timing.noise([1.0, 1.0, 1.0, 1.0]) is None
+    assert timing.noise([1.0] * 7 + [3.0] * 3).startswith("p90 ")
+    assert timing.noise([1.0, 1.0, 1.4, 1.4]).startswith("IQR ")
+    assert timing.noise([1.0, 5.0]) is None  # too few runs to judge
