@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from vischoose.errors import NoModelFitsError
 from vischoose.models.catalog import MIB, CatalogEntry
 from vischoose.models.catalog import load as load_catalog
+from vischoose.recommendation import estimates
 from vischoose.recommendation.presets import Preset
 from vischoose.results.records import EvalResult, Profile
 from vischoose.runtimes import registry
@@ -102,14 +103,23 @@ def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list
     """Figures for each catalog entry (and extra (model, tag) pairs known only from profiles)."""
     catalog = {**load_catalog(), **{e.alias: e for e in entries}}  # latency estimates need the family references
     order = preference_order(preset)
-    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, catalog) for e in entries]
-    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, catalog) for m, t in extra]
+    local = local_rates(catalog, preset, profiles, order)
+    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, catalog, local) for e in entries]
+    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, catalog, local) for m, t in extra]
     return cands
+
+
+def local_rates(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list[Profile],
+                order: list[Variant]) -> dict[estimates.Group, list[estimates.Rate]]:
+    """This machine's effective rates per runtime, precision and family, from rows under the preset's protocol."""
+    rows = [((v.runtime, v.dtype, e.family), p) for e in catalog.values() for v in {*order, TORCH_FP32}
+            for p in matching_profiles(profiles, e.alias, e.tag, preset, v)[:1]]
+    return estimates.rates(rows)
 
 
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
                order: list[Variant], profiles: list[Profile], evals: list[EvalResult],
-               catalog: dict[str, CatalogEntry]) -> Candidate:
+               catalog: dict[str, CatalogEntry], local: dict[estimates.Group, list[estimates.Rate]]) -> Candidate:
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
     mine = [e for e in evals if e.model == model or e.tag == tag]
     torch_fp32 = matching_profiles(profiles, model, tag, preset, TORCH_FP32)
@@ -126,7 +136,7 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
         figs: dict[str, Figure] = {}
         _top1(figs, entry, mine, variant, rows)
         _size(figs, entry, rows, stand_in, preset, variant)
-        _speed(figs, entry, rows or stand_in, preset, catalog, variant, bool(stand_in))
+        _speed(figs, entry, rows or stand_in, preset, catalog, variant, bool(stand_in), local)
         violations, missing, excess = _limits(figs, preset, model, variant)
         plain = variant == own
         note, todo = ("", "") if plain else _describe(model, variant, figs, rows, torch_fp32, preset)
@@ -258,13 +268,17 @@ def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profil
 
 
 def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], preset: Preset,
-           catalog: dict[str, CatalogEntry], variant: Variant, borrowed: bool) -> None:
+           catalog: dict[str, CatalogEntry], variant: Variant, borrowed: bool,
+           local: dict[estimates.Group, list[estimates.Rate]]) -> None:
     spec = preset.measure
     runs = ("torch float32" if borrowed else variant.dtype if variant.runtime == "torch" else variant.label)
     instead = f", standing in for {variant.label}" if borrowed else ""
     lat = next((p for p in mine if p.latency_ms_p90 is not None), None)
     if lat:
         figs["latency_ms"] = Figure(lat.latency_ms_p90, "measured", f"batch-1 p90, {lat.device} {runs}{instead}")
+    elif entry and (here := estimates.estimate(entry, (variant.runtime, variant.dtype, entry.family), local)):
+        figs["latency_ms"] = Figure(here.latency_ms, "estimated",
+                                    here.note((variant.runtime, variant.dtype, entry.family)))
     elif entry and (est := _estimate_latency(entry, catalog)):
         figs["latency_ms"] = est
     thr = next((p for p in mine if p.throughput_img_s and p.batch_size == spec.batch_size), None)
@@ -394,7 +408,8 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
     notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
     notes += dominance_note(chosen, fitting, reason)
     if any(f.source == "estimated" for c in cands for f in c.figures.values()):
-        notes.append("estimated figures are scaled from published ones: run vischoose profile "
+        notes.append("estimated figures come from this machine's measured rate of the same family and runtime where "
+                     "there is one, else are scaled from published ones: run vischoose profile "
                      f"--target {preset.name} (or recommend --measure) to measure them here")
     if any(c.variant.precision == "int8" and c.figures.get("memory_mb", Figure(0, "")).source == "estimated"
            for c in fitting):
