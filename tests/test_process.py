@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.profhelpers import FAST, seed_peak
 from vischoose.measure import process, timing
 from vischoose.measure.options import resolve_options
@@ -93,3 +95,47 @@ def test_the_noise_rule():
     assert timing.noise([1.0] * 7 + [3.0] * 3).startswith("p90 ")
     assert timing.noise([1.0, 1.0, 1.4, 1.4]).startswith("IQR ")
     assert timing.noise([1.0, 5.0]) is None  # too few runs to judge
+
+
+# --- the graph cache ------------------------------------------------------------------------------------
+
+def test_the_graph_cache_key_changes_with_weights_images_precision_and_versions(tmp_path):
+    from vischoose.measure import graphcache
+    from vischoose.runtimes import registry
+
+    ort = registry.get("onnxruntime")
+    img = tmp_path / "a.png"
+    img.write_bytes(b"x")
+    base = dict(runtime=ort, job={"precision": "int8"}, tag="resnet50.a1_in1k", weights="pretrained@abc",
+                input_size=224, calibration=[str(img)], versions={"onnxruntime": "1"})
+    first = graphcache.key(**base)
+    assert first == graphcache.key(**base)
+    assert first != graphcache.key(**{**base, "weights": "pretrained@abd"})
+    assert first != graphcache.key(**{**base, "job": {"precision": "fp32"}})
+    assert first != graphcache.key(**{**base, "versions": {"onnxruntime": "2"}})
+    assert first != graphcache.key(**{**base, "calibration": None})
+    img.write_bytes(b"xy")  # another image under the same name
+    assert first != graphcache.key(**base)
+    assert graphcache.key(**{**base, "weights": "pretrained (local)"}) is None  # not pinned: never cached
+
+
+@pytest.mark.slow
+def test_a_graph_built_once_is_reused_and_a_changed_calibration_builds_again(isolated_home, tmp_path):
+    from PIL import Image
+
+    seed_peak(isolated_home, threads=1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 30), (80 * i, 0, 0)).save(photos / f"{i}.png")
+    options = resolve_options(runtime="onnxruntime", precision="int8", calibration=str(photos), batch_sizes=[1],
+                              input_size=64, **FAST)
+    notes = lambda runs: [n for n in runs[0].notes if "graph cache" in n]  # noqa: E731
+    first = profile_models(["test_resnet.r160_in1k"], options, save=False)
+    again = profile_models(["test_resnet.r160_in1k"], options, save=False)
+    assert first[0].profile.ok and again[0].profile.ok and not notes(first) and notes(again)
+    assert again[0].profile.agreement_top1 == first[0].profile.agreement_top1
+    assert len(list((isolated_home / "graphs").iterdir())) == 1
+    Image.new("RGB", (40, 30), (0, 0, 255)).save(photos / "3.png")
+    third = profile_models(["test_resnet.r160_in1k"], options, save=False)
+    assert third[0].profile.ok and not notes(third) and len(list((isolated_home / "graphs").iterdir())) == 2

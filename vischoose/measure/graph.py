@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vischoose.errors import VischooseError
-from vischoose.measure import process, timing
+from vischoose.measure import graphcache, process, timing
 from vischoose.measure.protocol import (
     Job,
     Result,
@@ -23,9 +23,12 @@ from vischoose.runtimes.base import Artifact
 
 def _load(job: Job, result: Result) -> tuple[Any, int, Any]:
     """The model (at the job's input size) and the calibration images, or raise the VischooseError that stops it."""
+    import torch
+
     from vischoose.inference import calibration
     from vischoose.models.loading import load_model
 
+    torch.manual_seed(graphcache.RANDOM_SEED)  # random init: the same weights every time, so the file can be cached
     loaded = load_model(job["model"], weights=job["weights"])
     size = job["input_size"] or loaded.input_size
     if size != loaded.input_size and hasattr(loaded.model, "set_input_size"):
@@ -60,8 +63,7 @@ def build(job: Job, result: Result) -> None:
     reference = verdict.eager_logits(loaded.model, batch)
     phase("exporting" if job["precision"] != "int8" else "exporting and quantizing")
     try:
-        out = Path(job["graph_dir"]) / f"model-{job['precision']}{runtime.suffix}"
-        artifact = runtime.build(loaded, job["precision"], out, size, None if calib is None else calib.batch)
+        artifact = _built(job, result, runtime, loaded, size, calib)
         found = verdict.agreement(reference, runtime.session(artifact, job["threads"])(batch))
     except VischooseError as err:
         result.update(status="failed", error=str(err), error_kind="measure")
@@ -81,6 +83,25 @@ def build(job: Job, result: Result) -> None:
     if job["precision"] == "fp32":  # efficiency against the fp32 peak (no int8 peak is measured)
         eager.machine_peak({**job, "device": "cpu", "dtype": "float32"}, result, torch.device("cpu"), device_name)
     result.update(status="done", phase="done", batch_size=None)
+
+
+def _built(job: Job, result: Result, runtime: Any, loaded: Any, size: int, calib: Any) -> Artifact:
+    """The runtime's file for this model: from the graph cache when these weights, images and versions built it."""
+    import timm
+    import torch
+
+    home = Path(job["home"])
+    versions = {"torch": torch.__version__, "timm": timm.__version__, **runtime.versions()}
+    found_key = graphcache.key(runtime, job, loaded.tag, loaded.weights_label, size,
+                               calib.images if calib else None, versions)
+    cached = graphcache.lookup(home, found_key)
+    if cached is not None:
+        result["notes"].append(f"{job['model']}: its {runtime.name} {job['precision']} file was built before from "
+                               "these weights, calibration images and versions: reused from the graph cache.")
+        return cached
+    out = Path(job["graph_dir"]) / f"model-{job['precision']}{runtime.suffix}"
+    built = runtime.build(loaded, job["precision"], out, size, None if calib is None else calib.batch)
+    return graphcache.store(home, found_key, built)
 
 
 def _judge(job: Job, artifact: Artifact, found: verdict.Agreement, real_images: bool,
