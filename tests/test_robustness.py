@@ -99,7 +99,8 @@ def test_bad_input_is_explained_and_nothing_stored_is_lost(world, runner, args, 
     before = stored()
     result = runner.invoke(app, args)
     assert result.exit_code == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.splitlines()
     assert lines, "an error must say something on stderr"
     if first is not None:
