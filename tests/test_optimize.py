@@ -60,7 +60,7 @@ def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_ho
             torch.save(ref.roll(1, dims=1), job["reference"])
         return status
 
-    found = optimize.optimize_models([TINY], profiling.resolve_options(**OPTS), budget_s=22, runner=runner)
+    found = optimize.optimize_models([TINY], profiling.resolve_options(**OPTS), budget_s=40, runner=runner)
     (o,) = found
     plain, *others = [t for t in o.trials if t.img_s is not None]
     assert plain.variant == Variant(batch_size=8) and plain.ok and plain.top1_agreement == 1.0
@@ -68,8 +68,10 @@ def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_ho
     assert all(t.status.startswith("rejected: ") for t in others)
     assert all(t.top1_agreement < 0.5 and t.rel_diff > 0.05 for t in others)
     assert o.best is plain and o.speedup == 1.0
-    assert o.elapsed_s < 22 + 10  # a trial is only started when the budget has room for one
-    assert any(t.status.startswith("skipped: ") for t in o.trials)  # compile at least: 45 s would not fit
+    # compile is planned at COMPILE_ESTIMATE_S, above the whole budget: skipped whatever the machine's speed
+    assert optimize.COMPILE_ESTIMATE_S > 40
+    (compiled,) = [t for t in o.trials if t.variant.compile]
+    assert compiled.status.startswith(f"skipped: compiling takes about {optimize.COMPILE_ESTIMATE_S:.0f} s, ")
 
     from vischoose.results.store import open_store
 
