@@ -33,6 +33,7 @@ def _metadata(path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
+@pytest.mark.slow
 def test_export_fp32_of_cached_pretrained_weights(runner, cached_model, tmp_path):
     cached_model(RESNET)
     out = tmp_path / "resnet.onnx"
@@ -74,6 +75,7 @@ def test_export_int8_calibrated_on_images_as_json(runner, tmp_path):
     assert out.is_file() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow
 def test_export_int8_of_a_transformer_without_images_is_unverified(runner, tmp_path):
     out = tmp_path / "vit-int8.onnx"
     result = runner.invoke(app, ["export", VIT, "--weights", "random", "--precision", "int8", "--out", str(out)])
@@ -85,6 +87,7 @@ def test_export_int8_of_a_transformer_without_images_is_unverified(runner, tmp_p
                                     "(pass --calibration DIR).\nWrote ")
 
 
+@pytest.mark.slow
 def test_export_measures_speed_on_request(runner, tmp_path):
     out = tmp_path / "m.onnx"
     result = runner.invoke(app, ["export", RESNET, "--weights", "random", "--input-size", "64", "--measure",

@@ -175,6 +175,7 @@ def test_own_preset_file(runner):
     assert "the guide's choice resnet50 was rejected" in data["reason"]
 
 
+@pytest.mark.slow
 def test_measure_profiles_missing_candidates_and_uses_them(runner, isolated_home, tmp_path):
     from tests.profhelpers import seed_peak
 
@@ -197,6 +198,7 @@ def test_measure_profiles_missing_candidates_and_uses_them(runner, isolated_home
     assert again.exit_code == 0 and json.loads(again.stdout)["data"]["chosen"]["model"] == data["chosen"]["model"]
 
 
+@pytest.mark.slow
 def test_measure_also_profiles_the_graphs_a_preset_deploys(runner, isolated_home, tmp_path):
     from tests.profhelpers import seed_peak
 
