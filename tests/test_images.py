@@ -142,7 +142,7 @@ def test_bomb_is_refused_without_using_memory(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_bytes(40000, 40000, 8, 2, None))
     # VmHWM is this process's own peak: ru_maxrss would include the (large) pytest parent's, kept across exec
-    code = ("import sys\nfrom vischoose.images import load_image\nfrom vischoose.errors import ImageError\n"
+    code = ("import sys\nfrom vischoose.inference.images import load_image\nfrom vischoose.errors import ImageError\n"
             "try:\n    load_image(sys.argv[1])\nexcept ImageError as e:\n    print(e.reason)\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
             "print(int(hwm.split()[1]) // 1024)")

@@ -47,6 +47,7 @@ def test_a_variant_that_disagrees_with_fp32_is_rejected_and_a_crash_is_a_failure
     assert crashed.status == "failed: signal 9 (SIGKILL) (Killed)" and not crashed.ok
 
 
+@pytest.mark.slow
 def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_home):
     seed_peaks(isolated_home)
 
@@ -80,6 +81,7 @@ def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_ho
     assert (row.dtype, row.layout, row.compiled, row.batch_size) == ("float32", "contiguous", False, 8)
 
 
+@pytest.mark.slow
 def test_profile_optimize_prints_plain_best_speedup_efficiency_and_agreement(runner, isolated_home):
     seed_peaks(isolated_home)
     result = runner.invoke(app, ["profile", TINY, "--optimize", "--time-budget", "25", "--device", "cpu",
@@ -124,6 +126,7 @@ def test_a_bad_budget_is_a_usage_error(runner, budget):
     assert result.stderr.startswith(f"Error: Invalid time budget {float(budget)} s: it must be more than 0 seconds.")
 
 
+@pytest.mark.slow
 def test_onnxruntime_settings_are_tried_and_an_unverified_int8_is_never_the_best(isolated_home, tmp_path):
     seed_peaks(isolated_home)
     s = optimize._Search(TINY, profiling.resolve_options(**OPTS), "cpu", 100.0, tmp_path, profiling.run_child, None)

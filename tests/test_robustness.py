@@ -129,6 +129,7 @@ def test_corrupt_database_is_reported_and_left_untouched(world, runner):
     assert path.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_profile_keeps_the_finished_models(isolated_home):
     """The second model is interrupted: the first model's rows are already in the store."""
     from tests.profhelpers import FAST, seed_peak
