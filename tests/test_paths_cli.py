@@ -75,6 +75,7 @@ def test_presets_json_lists_every_preset_file(runner):
     assert mobile["path"].endswith("mobile.toml")
 
 
+@pytest.mark.slow
 def test_evaluate_workers_and_checkpoint_through_the_cli(runner, tmp_path):
     """Labels set to a checkpoint's own top-1: 100 % with that checkpoint (any --workers), less with another."""
     from tests import hubfixtures

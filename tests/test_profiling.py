@@ -176,6 +176,7 @@ def test_the_machine_peak_is_measured_last_and_a_crash_there_spares_the_rows(iso
     assert not (isolated_home / profiling.PEAK_CACHE_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_model_whose_forward_fails_gets_an_error_row(tmp_path, isolated_home):
     seed_peak(isolated_home)
     folder = write_model_folder(tmp_path / "gray", TINY)
