@@ -91,8 +91,12 @@ def add_to_cache(cache_dir: Path, tag: str, repo_id: str | None = None, seed: in
 
 
 def make_git_repo(mirrors: Path, tag: str, repo_id: str | None = None, seed: int = 0,
-                  files: dict[str, bytes] | None = None) -> str:
-    """A local git repo under <mirrors>/models/<org>/<name> on branch main, as olah serves; returns its commit."""
+                  files: dict[str, bytes] | None = None, lfs: tuple[str, ...] = ()) -> str:
+    """A local git repo under <mirrors>/models/<org>/<name> on branch main, as olah serves; returns its commit.
+
+    Files named in `lfs` are committed as Git LFS pointers with their content under .git/lfs/objects, as the
+    hub stores every weights file: olah then serves the content with the sha256 as its etag.
+    """
     import subprocess
 
     repo_id = repo_id or f"timm/{tag}"
@@ -104,6 +108,12 @@ def make_git_repo(mirrors: Path, tag: str, repo_id: str | None = None, seed: int
         config, weights = _built(tag, seed)
         files = {"config.json": config, "model.safetensors": weights}
     for name, data in files.items():
+        if name in lfs:
+            oid = hashlib.sha256(data).hexdigest()
+            obj = folder / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+            obj.parent.mkdir(parents=True)
+            obj.write_bytes(data)
+            data = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n".encode()
         (folder / name).write_bytes(data)
     git = ["git", "-c", "user.email=tests@vischoose", "-c", "user.name=tests", "-c", "init.defaultBranch=main"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=folder, check=True)

@@ -33,6 +33,7 @@ def _metadata(path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
+@pytest.mark.slow
 def test_export_fp32_of_cached_pretrained_weights(runner, cached_model, tmp_path):
     cached_model(RESNET)
     out = tmp_path / "resnet.onnx"
@@ -74,6 +75,7 @@ def test_export_int8_calibrated_on_images_as_json(runner, tmp_path):
     assert out.is_file() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow
 def test_export_int8_of_a_transformer_without_images_is_unverified(runner, tmp_path):
     out = tmp_path / "vit-int8.onnx"
     result = runner.invoke(app, ["export", VIT, "--weights", "random", "--precision", "int8", "--out", str(out)])
@@ -85,6 +87,7 @@ def test_export_int8_of_a_transformer_without_images_is_unverified(runner, tmp_p
                                     "(pass --calibration DIR).\nWrote ")
 
 
+@pytest.mark.slow
 def test_export_measures_speed_on_request(runner, tmp_path):
     out = tmp_path / "m.onnx"
     result = runner.invoke(app, ["export", RESNET, "--weights", "random", "--input-size", "64", "--measure",
@@ -170,11 +173,11 @@ def test_help_imports_no_runtime():
 
 @pytest.mark.slow
 def test_int8_of_real_lite0_on_real_photos(runner, lite0, tmp_path):
-    """Real EfficientNet-Lite0 weights, real photos: fp32 must match eager; int8 agreement is recorded.
+    """Real EfficientNet-Lite0 weights, real photos: fp32 must match eager; int8 follows the verdict rule.
 
     Recorded (onnxruntime 1.32, 9 photos): fp32 9/9, max |diff| ~7e-6; int8 (static QDQ, uint8 activations)
-    cosine 0.994 and top-1 7/9: both misses are the cat photos, where eager's top-2 classes (tiger cat,
-    Egyptian cat) are 0.03-0.04 apart in probability. So --min-agreement 1.0 rejects it, and nothing is written.
+    cosine 0.994 and top-1 7/9 (the cat photos, whose top-2 classes are 0.03-0.04 apart). The test does not pin
+    that count: below --min-agreement the graph is rejected and nothing is written, at or above it it is "ok".
     """
     from tests import realweights
 
@@ -188,11 +191,22 @@ def test_int8_of_real_lite0_on_real_photos(runner, lite0, tmp_path):
     assert fp32["agreement"]["top1_agreement"] == 1.0 and fp32["agreement"]["max_abs_diff"] < 1e-3
     assert int8["agreement"]["cosine"] > 0.98 and int8["agreement"]["top1_agreement"] >= 5 / 9
     assert int8["file_mb"] < fp32["file_mb"] / 3
-    assert int8["agreement"]["top1_agreement"] < 1.0, "int8 now agrees on every photo: update this test's record"
-    assert result.exit_code == 1 and int8["status"] == "rejected" and data["out"] is None and not out.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
     share = int8["agreement"]["top1_agreement"]
-    assert result.stderr == (f"Error: The int8 graph of {realweights.TAG} was rejected: its top-1 class agrees "
-                             f"with eager fp32 on {share:.1%} of 9 images, below --min-agreement 100.0%; nothing "
-                             "was written.\nHint: Ship --precision fp32, calibrate with more images, or lower "
-                             "--min-agreement if the differences are acceptable.\n")
+    if share < 1.0:
+        assert result.exit_code == 1 and int8["status"] == "rejected" and data["out"] is None and not out.exists()
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+        assert result.stderr == (f"Error: The int8 graph of {realweights.TAG} was rejected: its top-1 class agrees "
+                                 f"with eager fp32 on {share:.1%} of 9 images, below --min-agreement 100.0%; "
+                                 "nothing was written.\nHint: Ship --precision fp32, calibrate with more images, "
+                                 "or lower --min-agreement if the differences are acceptable.\n")
+    else:
+        assert result.exit_code == 0 and int8["status"] == "ok" and out.is_file()
+    # the same calibration at a threshold the graph meets: the export passes its check and writes the file
+    out.unlink(missing_ok=True)
+    ok = runner.invoke(app, ["export", realweights.TAG, "--precision", "int8", "--calibration", str(photos),
+                             "--min-agreement", f"{share - 1e-6:.6f}", "--out", str(out), "--json"])
+    assert ok.exit_code == 0, ok.stderr
+    passed = json.loads(ok.stdout)["data"]
+    assert passed["variants"][1]["status"] == "ok"
+    assert passed["variants"][1]["agreement"]["top1_agreement"] == share  # same images, same calibration
+    assert passed["out"] == str(out) and out.stat().st_size > 0

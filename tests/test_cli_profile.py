@@ -17,6 +17,7 @@ TINY = "test_resnet.r160_in1k"
 FAST = ["--device", "cpu", "--threads", "1", "--time-budget", "0.5", "--no-save"]
 
 
+@pytest.mark.slow
 def test_profile_prints_every_column_and_the_conditions(runner, isolated_home, cached_model):
     seed_peak(isolated_home)
     repo = cached_model(TINY)
@@ -32,6 +33,7 @@ def test_profile_prints_every_column_and_the_conditions(runner, isolated_home, c
     assert f"{TINY}: latency batch 1 (" in result.stderr  # progress goes to stderr
 
 
+@pytest.mark.slow
 def test_profile_json_carries_the_figures_and_conditions(runner, isolated_home):
     seed_peak(isolated_home)
     result = runner.invoke(app, ["profile", TINY, "--json", "--weights", "auto", *FAST])  # nothing cached
@@ -51,6 +53,7 @@ def test_profile_json_carries_the_figures_and_conditions(runner, isolated_home):
     assert Profile.from_dict(row).tag == TINY
 
 
+@pytest.mark.slow
 def test_a_row_failing_on_its_model_is_shown_and_exits_like_that_error(runner, tmp_path, isolated_home):
     seed_peak(isolated_home)
     folder = write_model_folder(tmp_path / "odd", TINY)
@@ -64,6 +67,7 @@ def test_a_row_failing_on_its_model_is_shown_and_exits_like_that_error(runner, t
         f"Error: 1 of 1 profile rows failed ({folder}); the error column says why."
 
 
+@pytest.mark.slow
 def test_weights_that_are_not_cached_exit_3_and_the_row_says_why(runner, isolated_home):
     seed_peak(isolated_home)
     result = runner.invoke(app, ["profile", TINY, "--weights", "pretrained", *FAST])

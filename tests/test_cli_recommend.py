@@ -92,7 +92,34 @@ def test_stored_measurements_are_used_and_change_the_outcome(runner):
     figures = {c["model"]: c["figures"] for c in [after["chosen"], *after["runners_up"]]}
     assert figures["vit_s16"]["latency_ms"]["source"] == "measured"
     text = runner.invoke(app, ["recommend", "--target", "mobile", "--budget-mb", "150"]).stdout
-    assert "55.0 M" in text or "55.0 ms" in text or "resnet50" in text
+    assert "  latency ms: 55.0 (measured; batch-1 p90, cpu torch float32, standing in for onnxruntime fp32)\n" in text
+
+
+def test_top_limits_the_runners_up_in_the_table_and_in_json(runner):
+    args = ["recommend", "--target", "mobile", "--budget-mb", "150"]
+    everyone = rec_json(runner, *args[1:])["runners_up"]
+    assert len(everyone) >= 2  # otherwise --top 1 and --top 2 could not differ
+    one = runner.invoke(app, [*args, "--top", "1"])
+    assert one.exit_code == 0, one.stderr
+    assert "Runners-up" not in one.stdout
+    assert not any(f"\n{r['model']} " in one.stdout for r in everyone)
+    two = runner.invoke(app, [*args, "--top", "2"]).stdout
+    table = two.split("Runners-up (meet every constraint), best first:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split()[0] for line in table[2:] if not line.startswith(" ")] == [everyone[0]["model"]]
+    assert rec_json(runner, *args[1:], "--top", "1")["runners_up"] == []
+    assert [r["model"] for r in rec_json(runner, *args[1:], "--top", "3")["runners_up"]] == \
+        [r["model"] for r in everyone[:2]]
+
+
+def test_preset_preferring_a_model_that_does_not_exist_exits_2_naming_it(runner, tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('[candidates]\nprefer = ["resnet5O"]\n', encoding="utf-8")
+    result = runner.invoke(app, ["recommend", "--target", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"Error: {path} [candidates]: unknown model 'resnet5O' in 'prefer' (expected a catalog alias, timm "
+        "arch.tag, hf-hub:ID or local-dir:PATH). Did you mean 'resnet50'?")
+    assert result.stdout == ""
 
 
 def test_profiles_of_another_machine_are_not_used_unless_given(runner, tmp_path):
@@ -148,6 +175,7 @@ def test_own_preset_file(runner):
     assert "the guide's choice resnet50 was rejected" in data["reason"]
 
 
+@pytest.mark.slow
 def test_measure_profiles_missing_candidates_and_uses_them(runner, isolated_home, tmp_path):
     from tests.profhelpers import seed_peak
 
@@ -170,6 +198,7 @@ def test_measure_profiles_missing_candidates_and_uses_them(runner, isolated_home
     assert again.exit_code == 0 and json.loads(again.stdout)["data"]["chosen"]["model"] == data["chosen"]["model"]
 
 
+@pytest.mark.slow
 def test_measure_also_profiles_the_graphs_a_preset_deploys(runner, isolated_home, tmp_path):
     from tests.profhelpers import seed_peak
 

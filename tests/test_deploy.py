@@ -210,6 +210,7 @@ def test_static_int8_without_images_calibrates_on_random_data(resnet_onnx, tmp_p
     assert quant.calibration == "random" and quant.calibration_images == 0 and quant.path.is_file()
 
 
+@pytest.mark.slow
 def test_dynamic_int8_of_a_transformer(vit, vit_onnx, tmp_path):
     quant = deploy.quantize_int8(vit_onnx.path, tmp_path / "q.onnx", "transformer")
     assert quant.calibration == "none" and quant.recipe.name == "dynamic-matmul-s8"

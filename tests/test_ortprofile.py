@@ -23,6 +23,7 @@ def _json_rows(result) -> list[dict]:
     return json.loads(result.stdout)["data"]["profiles"]
 
 
+@pytest.mark.slow
 def test_int8_rows_carry_the_graph_its_size_and_its_agreement(runner, isolated_home):
     fp32 = _json_rows(runner.invoke(app, ["profile", TINY, "--runtime", "onnxruntime", "--json", "--no-save", *FAST]))
     result = runner.invoke(app, ["profile", TINY, "--runtime", "onnxruntime", "--precision", "int8", "-b", "1,2",
@@ -49,6 +50,7 @@ def test_int8_rows_carry_the_graph_its_size_and_its_agreement(runner, isolated_h
     assert stored[0].file_mb == row["file_mb"] and stored[0].agreement_cosine == row["agreement_cosine"]
 
 
+@pytest.mark.slow
 def test_the_table_shows_the_graph_and_its_conditions(runner, isolated_home):
     seed_peak(isolated_home)
     result = runner.invoke(app, ["profile", TINY, "--runtime", "onnxruntime", "--no-save", *FAST])
@@ -62,6 +64,7 @@ def test_the_table_shows_the_graph_and_its_conditions(runner, isolated_home):
     assert data.split()[16] != "-"  # fp32 efficiency against the (seeded) fp32 peak
 
 
+@pytest.mark.slow
 def test_real_weights_int8_is_judged_on_real_photos(runner, isolated_home, lite0, tmp_path):
     """EfficientNet-Lite0 (depthwise): its static int8 graph disagrees with fp32 on some of the photos; measured
     here at 7-8 of 9 top-1 matches, so the default 99% threshold rejects it and a 70% one accepts it."""
@@ -80,6 +83,7 @@ def test_real_weights_int8_is_judged_on_real_photos(runner, isolated_home, lite0
     assert lenient["variant_status"] == "ok" and lenient["agreement_top1"] >= 0.7
 
 
+@pytest.mark.slow
 def test_a_broken_export_is_a_failed_row_not_a_crash(isolated_home, tmp_path):
     def unwritable_graph_dir(cmd, env, on_line):
         job = json.loads(open(cmd[-1]).read())
@@ -94,6 +98,7 @@ def test_a_broken_export_is_a_failed_row_not_a_crash(isolated_home, tmp_path):
     assert run.profile.runtime == "onnxruntime" and run.profile.throughput_img_s is None
 
 
+@pytest.mark.slow
 def test_a_failed_quantization_is_a_failed_row_not_a_crash(isolated_home):
     def int8_path_taken(cmd, env, on_line):
         job = json.loads(open(cmd[-1]).read())
@@ -108,6 +113,7 @@ def test_a_failed_quantization_is_a_failed_row_not_a_crash(isolated_home):
     assert run.profile.dtype == "int8" and run.profile.throughput_img_s is None
 
 
+@pytest.mark.slow
 def test_a_killed_timing_child_is_that_models_error(isolated_home):
     def killed_timing(cmd, env, on_line):
         if json.loads(open(cmd[-1]).read())["mode"] == "timing":

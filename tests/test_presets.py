@@ -53,6 +53,20 @@ def write(tmp_path, text: str) -> Path:
     ("[measure]\nthreads = true\n", "[measure]: 'threads' must not be a boolean."),
     ("[candidates]\nfamilies = ['mlp']\n",
      "[candidates]: unknown family 'mlp' in 'families' (expected: resnet, vit, hybrid)."),
+    ("[candidates]\nmodels = ['resnet50.a1_in1k', 'hf-hub:timm/x.y', 'my_net']\nprefer = ['my_net']\n",
+     "unknown model 'my_net' in 'models'"),
+    ("[candidates]\nfamilies = ['resnets']\n",
+     "[candidates]: unknown family 'resnets' in 'families' (expected: resnet, vit, hybrid). Did you mean 'resnet'?"),
+    ("[candidates]\nprefer = ['resnet5O']\n",
+     "[candidates]: unknown model 'resnet5O' in 'prefer' (expected a catalog alias, timm arch.tag, hf-hub:ID or "
+     "local-dir:PATH). Did you mean 'resnet50'?"),
+    ("[candidates]\nmodels = ['vit_b61']\n", "[candidates]: unknown model 'vit_b61' in 'models' (expected a "
+     "catalog alias, timm arch.tag, hf-hub:ID or local-dir:PATH). Did you mean 'vit_b16'?"),
+    ("[constraints]\nmax_latency = 3\n", "Did you mean 'max_latency_ms'?"),
+    ("[deploy]\nonnxrutime = ['fp32']\n", "[deploy]: unknown runtime 'onnxrutime' (expected one of: torch, "
+     "onnxruntime). Did you mean 'onnxruntime'?"),
+    ("[deploy]\nonnxruntime = ['int9']\n", "[deploy]: unknown precision 'int9' in 'onnxruntime' (expected one of: "
+     "fp32, bf16, fp16, int8). Did you mean 'int8'?"),
     ("[rank]\nsort = ['-speed']\n", "[rank]: unknown sort key '-speed'"),
     ("colour = 'red'\n", ": unknown key 'colour'"),
     ("constraints = 3\n", ": 'constraints' must be a table (got an integer)."),
@@ -137,3 +151,17 @@ def test_shipped_deploy_tables():
     assert labels["server"] == ["torch fp32", "onnxruntime fp32", "onnxruntime int8"]
     # torch on a GPU; on a CPU an ONNX Runtime graph may serve (recommendation skips it where a GPU runs the model)
     assert labels["cloud"] == ["torch bf16", "torch fp16", "onnxruntime fp32", "onnxruntime int8"]
+
+
+def test_every_model_name_form_a_preset_accepts(tmp_path):
+    path = write(tmp_path, "[candidates]\nmodels = ['resnet50', 'resnet50.a1_in1k', 'efficientnet_b0.ra_in1k', "
+                           "'hf-hub:timm/convnext_tiny.fb_in1k', 'local-dir:/models/mine']\n"
+                           "prefer = ['efficientnet_b0.ra_in1k', 'vit_b16']\n")
+    preset = load_preset(path)
+    assert preset.prefer == ("efficientnet_b0.ra_in1k", "vit_b16")
+    assert len(preset.models) == 5
+
+
+def test_the_bundled_presets_name_only_known_models():
+    for preset in list_presets():
+        assert load_preset(preset.path).prefer == preset.prefer

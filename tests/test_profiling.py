@@ -105,6 +105,7 @@ def kill_when(model_text, phase, batch=None):
     return runner
 
 
+@pytest.mark.slow
 def test_a_cached_peak_the_model_beats_is_dropped_not_reported_as_over_100_percent(isolated_home):
     seed_peak(isolated_home)
     cache = isolated_home / peak_cache.PEAK_CACHE_FILE
@@ -119,6 +120,7 @@ def test_a_cached_peak_the_model_beats_is_dropped_not_reported_as_over_100_perce
     assert rows.efficiency(10.0, 50.0, 100.0) is None
 
 
+@pytest.mark.slow
 def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
     import timm
 
@@ -145,6 +147,7 @@ def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
         assert sorted(s.batch_size for s in store.profiles(model=TINY)) == [1, 2]
 
 
+@pytest.mark.slow
 def test_a_killed_child_is_reported_in_its_rows_and_the_others_go_on(isolated_home):
     seed_peak(isolated_home)
     runs = profiling.profile_models(["test_vit.r160_in1k", TINY], protocol.resolve_options(**FAST),
@@ -157,6 +160,7 @@ def test_a_killed_child_is_reported_in_its_rows_and_the_others_go_on(isolated_ho
         profiling.failed(runs)
 
 
+@pytest.mark.slow
 def test_a_child_killed_in_the_memory_pass_is_rerun_with_the_smaller_batches(isolated_home):
     seed_peak(isolated_home)
     runs = profiling.profile_models([TINY], protocol.resolve_options(batch_sizes=[1, 4], **FAST),
@@ -166,6 +170,7 @@ def test_a_child_killed_in_the_memory_pass_is_rerun_with_the_smaller_batches(iso
     assert big.error == "crashed: signal 9 (SIGKILL) (killed: out of memory?) during memory at batch 4"
 
 
+@pytest.mark.slow
 def test_the_machine_peak_is_measured_last_and_a_crash_there_spares_the_rows(isolated_home):
     runs = profiling.profile_models([TINY], protocol.resolve_options(**FAST), save=False,
                                     runner=kill_when(TINY, "machine peak (once)"))
@@ -175,6 +180,7 @@ def test_the_machine_peak_is_measured_last_and_a_crash_there_spares_the_rows(iso
     assert not (isolated_home / peak_cache.PEAK_CACHE_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_model_whose_forward_fails_gets_an_error_row(tmp_path, isolated_home):
     seed_peak(isolated_home)
     folder = write_model_folder(tmp_path / "gray", TINY)

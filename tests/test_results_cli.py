@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -281,16 +282,37 @@ def test_cli_bad_timeout_variable(runner, monkeypatch):
 
 # -- plot and report ------------------------------------------------------------------------------------
 
-def test_plot_command(runner, filled, tmp_path):
-    out = tmp_path / "pareto.png"
-    result = runner.invoke(app, ["results", "plot", "--out", str(out), "--machine", "aaaa"])
+def svg_texts(runner, out, *args) -> list[str]:
+    """The texts a `results plot` SVG draws: matplotlib writes each one as a comment beside its glyphs."""
+    result = runner.invoke(app, ["results", "plot", "--out", str(out), *args])
     assert result.exit_code == 0, result.stderr
     assert result.stderr == f"Wrote {out}.\n"
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    svg = tmp_path / "pareto.svg"
-    result = runner.invoke(app, ["results", "plot", "--out", str(svg), "--x", "latency", "--measured-top1"])
-    assert result.exit_code == 0, result.stderr
-    assert "<svg" in svg.read_text()
+    return re.findall(r"<!-- (.*?) -->", out.read_text())
+
+
+def point_labels(texts: list[str]) -> list[str]:
+    return sorted(t for t in texts if t.startswith(("resnet50", "vit_b16")))
+
+
+def test_plot_command_draws_what_the_options_ask(runner, filled, tmp_path):
+    plain = svg_texts(runner, tmp_path / "plain.svg")
+    assert "Throughput, img/s (log scale)" in plain and "ImageNet-1k top-1, % (published)" in plain
+    assert point_labels(plain) == ["resnet50 (@aaaaaaaaaaaa, cpu, b8)", "resnet50 (@bbbbbbbbbbbb, cpu, b64)",
+                                   "vit_b16 (@aaaaaaaaaaaa, cuda:0, b8)"]
+    # --machine keeps one machine's two profiles, so its name moves from the labels into the conditions
+    one = svg_texts(runner, tmp_path / "one.svg", "--machine", "aaaa")
+    assert point_labels(one) == ["resnet50 (cpu)", "vit_b16 (cuda:0)"]
+    assert any(t.startswith("machine aaaaaaaaaaaa, ") for t in one)
+    latency = svg_texts(runner, tmp_path / "latency.svg", "--x", "latency")
+    assert "Latency p50, ms per image at batch 1 (log scale)" in latency and "Throughput, img/s (log scale)" not in latency
+    assert "(better: up, left)" in latency and "(better: up, right)" in plain
+    measured = svg_texts(runner, tmp_path / "measured.svg", "--measured-top1")
+    assert "ImageNet-1k top-1, % (measured* or published)" in measured
+    assert point_labels(measured) == ["resnet50* (@aaaaaaaaaaaa, cpu, b8)", "resnet50* (@bbbbbbbbbbbb, cpu, b64)",
+                                      "vit_b16 (@aaaaaaaaaaaa, cuda:0, b8)"]
+    png = tmp_path / "pareto.png"
+    assert runner.invoke(app, ["results", "plot", "--out", str(png)]).exit_code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_command_errors(runner, filled, tmp_path):

@@ -100,7 +100,8 @@ def test_bad_input_is_explained_and_nothing_stored_is_lost(world, runner, args, 
     before = stored()
     result = runner.invoke(app, args)
     assert result.exit_code == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.splitlines()
     assert lines, "an error must say something on stderr"
     if first is not None:
@@ -129,6 +130,7 @@ def test_corrupt_database_is_reported_and_left_untouched(world, runner):
     assert path.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_profile_keeps_the_finished_models(isolated_home):
     """The second model is interrupted: the first model's rows are already in the store."""
     from tests.profhelpers import FAST, seed_peak

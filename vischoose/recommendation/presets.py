@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from vischoose.errors import PresetError
+from vischoose.models import catalog
 from vischoose.models.catalog import FAMILIES
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import PRECISIONS, TORCH_DTYPES, Variant, precision_of
@@ -157,7 +160,12 @@ def _parse(path: Path, data: dict[str, Any]) -> Preset:
     for fam in families:
         if fam not in FAMILIES:
             raise PresetError(f"{path} [candidates]: unknown family '{fam}' in 'families' "
-                              f"(expected: {', '.join(FAMILIES)}).")
+                              f"(expected: {', '.join(FAMILIES)}).{_did_you_mean(fam, FAMILIES)}")
+    models = tuple(_strings(path, "candidates", "models", cands.get("models", [])))
+    prefer = tuple(_strings(path, "candidates", "prefer", cands.get("prefer", [])))
+    for key, names in (("models", models), ("prefer", prefer)):
+        for name in names:
+            _check_model_name(path, key, name, models)
     rank = data.get("rank", {})
     _known_keys(path, "rank", rank, {"sort": list})
     sort = tuple(_strings(path, "rank", "sort", rank.get("sort", ["-top1"])))
@@ -167,8 +175,7 @@ def _parse(path: Path, data: dict[str, Any]) -> Preset:
                               "with '-' for higher is better).")
     return Preset(name=data.get("name", path.stem), description=data.get("description", ""), path=path,
                   measure=measure, constraints=constraints, families=families,
-                  models=tuple(_strings(path, "candidates", "models", cands.get("models", []))),
-                  prefer=tuple(_strings(path, "candidates", "prefer", cands.get("prefer", []))), sort=sort,
+                  models=models, prefer=prefer, sort=sort,
                   deploy=_parse_deploy(path, data["deploy"]) if "deploy" in data else ())
 
 
@@ -177,14 +184,15 @@ def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:
     for runtime in table:
         if runtime not in registry.RUNTIMES:
             raise PresetError(f"{path} [deploy]: unknown runtime '{runtime}' "
-                              f"(expected one of: {', '.join(registry.names())}).")
+                              f"(expected one of: {', '.join(registry.names())})."
+                              f"{_did_you_mean(runtime, registry.names())}")
     _known_keys(path, "deploy", table, {runtime: list for runtime in registry.names()})
     variants: list[Variant] = []
     for runtime, listed in table.items():
         for precision in dict.fromkeys(_strings(path, "deploy", runtime, listed)):
             if precision not in PRECISIONS:
                 raise PresetError(f"{path} [deploy]: unknown precision '{precision}' in '{runtime}' "
-                                  f"(expected one of: {', '.join(PRECISIONS)}).")
+                                  f"(expected one of: {', '.join(PRECISIONS)}).{_did_you_mean(precision, PRECISIONS)}")
             runs = registry.get(runtime).precisions
             if precision not in runs:
                 raise PresetError(f"{path} [deploy]: {runtime} cannot run {precision} (it runs: {', '.join(runs)}).")
@@ -194,6 +202,28 @@ def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:
                           "(e.g. onnxruntime = [\"fp32\", \"int8\"]; leave [deploy] out for torch at the "
                           "[measure] dtype).")
     return tuple(variants)
+
+
+# a model name that is no catalog alias must name a timm arch.tag, a hub id or a folder; a bare word such as
+# 'resnet5O' is a typo of an alias far more often than a timm architecture someone meant (checked without timm,
+# so that recommend stays instant)
+_EXPLICIT_NAME = re.compile(r"^([a-z0-9_]+\.[a-z0-9_]+|hf-hub:.+|local-dir:.+)$")
+
+
+def _check_model_name(path: Path, key: str, name: str, listed: tuple[str, ...]) -> None:
+    """Raise PresetError unless `name` is an alias, a catalog tag, a name in [candidates] models, or explicit."""
+    entries = catalog.load()
+    if name in entries or catalog.by_tag(name) or (key == "prefer" and name in listed) or _EXPLICIT_NAME.match(name):
+        return
+    hint = _did_you_mean(name, [n for n in (*entries, *listed) if n != name])
+    raise PresetError(f"{path} [candidates]: unknown model '{name}' in '{key}' (expected a catalog alias, "
+                      f"timm arch.tag, hf-hub:ID or local-dir:PATH).{hint}",
+                      hint="vischoose models lists the aliases.")
+
+
+def _did_you_mean(name: str, pool) -> str:
+    close = difflib.get_close_matches(name, list(pool), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 def _parse_measure(path: Path, table: dict[str, Any]) -> MeasureSpec:
@@ -249,7 +279,8 @@ def _known_keys(path: Path, table: str | None, data: dict[str, Any], schema: dic
     where = f"{path} [{table}]" if table else str(path)
     for key, value in data.items():
         if key not in schema:
-            raise PresetError(f"{where}: unknown key '{key}' (expected one of: {', '.join(schema)}).")
+            raise PresetError(f"{where}: unknown key '{key}' (expected one of: {', '.join(schema)})."
+                              f"{_did_you_mean(key, schema)}")
         kind = schema[key]
         if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
             raise PresetError(f"{where}: '{key}' must not be a boolean.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 import typer
@@ -111,6 +112,7 @@ def recommendation_dict(rec) -> dict[str, Any]:
 
 def show_recommendation(rec, top: int, as_json: bool) -> None:
     """The recommendation, the runners-up, every rejection with its reason, and the Pareto front."""
+    rec = replace(rec, runners_up=rec.runners_up[:top - 1])  # --top counts the chosen model
     if as_json:
         emit_json("recommendation", recommendation_dict(rec))
         return
@@ -125,7 +127,7 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
             typer.echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{'; ' + fig.note if fig.note else ''})")
     typer.echo(f"  target runs: {spec.device}, {spec.dtype if c.plain else c.variant.label}, batch {spec.batch_size}"
                f"{', channels_last' if spec.channels_last else ''}")
-    shown = rec.runners_up[:max(top - 1, 0) or None]
+    shown = rec.runners_up
     deployed = not all(r.plain for r in [c, *shown])  # a "deployed as" column once a preset has [deploy]
     headers = ["model", *(["deployed as"] if deployed else []), *[h for _, h, _ in _CANDIDATE_COLUMNS], "pareto"]
     if rec.runners_up:
