@@ -164,7 +164,7 @@ def _convert(loaded: "LoadedModel", input_size: int) -> Any:
         with torch.no_grad():
             return ov.convert_model(loaded.model, example_input=example, input=[-1, 3, input_size, input_size])
     except (frontend.OpConversionFailure, frontend.GeneralFailure, RuntimeError, TypeError) as err:
-        found = OPERATOR.findall(str(err))
+        found = [op for op in OPERATOR.findall(str(err)) if op != "prim::Constant"]  # constants feed the failed op
         operators = f" at operator {', '.join(dict.fromkeys(found))}" if found else ""
         raise DeployError(f"Converting {loaded.tag} to OpenVINO failed{operators}: {artifacts.first_line(err)}",
                           hint="Ship another runtime (--runtime onnxruntime), or set VISCHOOSE_DEBUG=1 for the "
