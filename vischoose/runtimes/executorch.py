@@ -188,8 +188,10 @@ def _quantize(loaded: "LoadedModel", program: Any, example: tuple["torch.Tensor"
               calibration: "np.ndarray | None", input_size: int) -> tuple[Any, dict[str, Any]]:
     """PT2E int8: annotate for XNNPACK, observe the calibration images one at a time, convert, export again."""
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                         get_symmetric_quantization_config)
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     source = "random" if calibration is None or len(calibration) == 0 else "images"
