@@ -1,0 +1,114 @@
+"""ExecuTorch (XNNPACK): real exports and sessions on tiny timm models, the delegation facts, PT2E int8 and its
+verdict on real photos through real EfficientNet-Lite0 weights, the missing extra and an unsupported operator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests import realweights
+from vischoose.errors import DeployError, MissingExtraError
+from vischoose.models.loading import load_model
+from vischoose.runtimes import verdict
+from vischoose.runtimes.executorch import ExecuTorch
+
+pytest.importorskip("executorch")
+SIZE = 160  # test_resnet's native input side
+THREADS = 2  # every session in this process: the XNNPACK threadpool is process-wide
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return load_model("test_resnet", weights="random")
+
+
+@pytest.fixture(scope="module")
+def built(resnet, tmp_path_factory):
+    """test_resnet at fp32 and int8 (random calibration), built once for the module."""
+    out = tmp_path_factory.mktemp("et")
+    return {p: ExecuTorch().build(resnet, p, out / f"test_resnet-{p}.pte", SIZE, None) for p in ("fp32", "int8")}
+
+
+@pytest.mark.slow
+def test_fp32_program_matches_eager_and_says_what_xnnpack_took(resnet, built):
+    art = built["fp32"]
+    assert (art.runtime, art.precision, art.recipe, art.calibration, art.input_size) == (
+        "executorch", "fp32", None, "none", SIZE)
+    assert art.path.endswith(".pte") and 0.5 < art.file_mb < 5  # 0.47 M fp32 parameters
+    facts = art.facts
+    assert facts["batch"] == 1 and 0 < facts["delegated_nodes"] < facts["operator_nodes"]
+    # XNNPACK does not take test_resnet's avg_pool2d (ceil_mode downsampling): it stays on the portable kernels
+    assert facts["portable_ops"] == {"aten.avg_pool2d.default": 3}
+    assert art.note.startswith(f"partly delegated: XNNPACK runs {facts['delegated_nodes']} of "
+                               f"{facts['operator_nodes']} operator nodes; aten.avg_pool2d.default x3 run on")
+    batch = verdict.random_batch(SIZE, 3)  # a batch of 3 through the batch-1 program
+    reference = verdict.eager_logits(resnet.model, batch)
+    logits = ExecuTorch().session(art, THREADS)(batch)
+    assert logits.shape == (3, 1000)
+    assert verdict.fp32_matches(verdict.agreement(reference, logits), reference)
+
+
+@pytest.mark.slow
+def test_int8_program_runs_and_random_calibration_stays_unverified(resnet, built):
+    art = built["int8"]
+    assert (art.precision, art.recipe, art.calibration, art.calibration_images) == (
+        "int8", "xnnpack-pt2e-symmetric-per-channel", "random", 0)
+    assert art.quantize_s > 0 and art.file_mb < built["fp32"].file_mb / 2
+    batch = verdict.random_batch(SIZE, 4)
+    found = verdict.agreement(verdict.eager_logits(resnet.model, batch), ExecuTorch().session(art, THREADS)(batch))
+    assert found.cosine > 0.99
+    assert verdict.judge(found, real_images=False, pretrained=False).status == verdict.UNVERIFIED
+
+
+@pytest.mark.slow
+def test_session_sets_the_threadpool_to_exactly_the_threads_asked(built):
+    code = ("import sys; from vischoose.runtimes.base import Artifact; from vischoose.runtimes.executorch import "
+            "ExecuTorch; from executorch.extension.pybindings import portable_lib as pl; import json;"
+            "ExecuTorch().session(Artifact.from_dict(json.loads(sys.argv[1])), 1);"
+            "print(pl._threadpool_get_thread_count())")
+    import json
+
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(built["fp32"].to_dict())], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "1"
+
+
+@pytest.mark.slow
+def test_lite0_int8_verdict_on_real_photos(lite0, tmp_path):
+    from vischoose.runtimes.export import load_calibration, preprocessing
+
+    loaded = load_model(realweights.TAG, weights="pretrained")
+    size = loaded.input_size
+    photos = load_calibration(realweights.labelled_folder(tmp_path / "photos"), preprocessing(loaded, size)).batch
+    art = ExecuTorch().build(loaded, "int8", tmp_path / "lite0-int8.pte", size, photos)
+    assert (art.calibration, art.calibration_images) == ("images", len(photos))
+    found = verdict.agreement(verdict.eager_logits(loaded.model, photos), ExecuTorch().session(art, THREADS)(photos))
+    result = verdict.judge(found, real_images=True, pretrained=True)
+    expected = verdict.OK if found.top1_agreement >= verdict.MIN_AGREEMENT else verdict.REJECTED
+    assert result.status == expected and found.n_images == len(photos)
+    if expected == verdict.REJECTED:
+        assert result.note.startswith(f"top-1 agreement {found.top1_agreement:.1%} < 99.0%")
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch):
+    monkeypatch.setattr(ExecuTorch, "module", "executorch_not_installed_here")
+    with pytest.raises(MissingExtraError) as caught:
+        ExecuTorch().require()
+    assert caught.value.exit_code == 2
+    assert caught.value.hint == "pip install 'vischoose[mobile]'"
+    assert str(caught.value) == "--runtime executorch is not available here: ExecuTorch (XNNPACK) is not installed."
+
+
+@pytest.mark.slow
+def test_unsupported_operator_is_named(tmp_path):
+    # test_vit resizes its position embeddings with antialiased bicubic interpolation (dynamic_img_size),
+    # which is not in the Core ATen opset ExecuTorch lowers
+    loaded = load_model("test_vit", weights="random")
+    with pytest.raises(DeployError) as caught:
+        ExecuTorch().build(loaded, "fp32", tmp_path / "vit.pte", SIZE, None)
+    assert str(caught.value).startswith("lowering to XNNPACK of test_vit.r160_in1k for ExecuTorch failed at operator "
+                                        "aten._upsample_bicubic2d_aa.default: ")
+    assert not (tmp_path / "vit.pte").exists()

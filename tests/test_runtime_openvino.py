@@ -1,0 +1,128 @@
+"""OpenVINO: real IRs and sessions on tiny timm models (dynamic batch, fp32 = eager), NNCF int8 and its verdict on
+real photos through real EfficientNet-Lite0 weights, bf16 only where the CPU has it, the missing extra and CPU, and an
+operator the converter cannot take."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests import realweights
+from vischoose.errors import DeployError, MissingExtraError, UsageError
+from vischoose.models.loading import load_model
+from vischoose.runtimes import openvino as ovrt
+from vischoose.runtimes import verdict
+from vischoose.runtimes.openvino import OpenVino
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+SIZE = 160
+THREADS = 2
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: load_model(name, weights="random") for name in ("test_resnet", "test_vit")}
+
+
+@pytest.fixture(scope="module")
+def built(models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ov")
+    return {(name, p): OpenVino().build(loaded, p, out / f"{name}-{p}.xml", SIZE, None)
+            for name, loaded in models.items() for p in ("fp32", "int8")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["test_resnet", "test_vit"])
+def test_fp32_ir_matches_eager_at_any_batch(models, built, name):
+    art = built[name, "fp32"]
+    assert (art.runtime, art.precision, art.calibration, art.facts["batch"]) == ("openvino", "fp32", "none", "dynamic")
+    xml = art.path
+    assert xml.endswith(".xml") and art.file_mb == pytest.approx(ovrt.ir_mb(xml)) and art.file_mb > 1.0
+    forward = OpenVino().session(art, THREADS)
+    for n in (1, 5):
+        batch = verdict.random_batch(SIZE, n)
+        reference = verdict.eager_logits(models[name].model, batch)
+        logits = forward(batch)
+        assert logits.shape == (n, 1000)
+        assert verdict.fp32_matches(verdict.agreement(reference, logits), reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "recipe"), [("test_resnet", "nncf-ptq-default"),
+                                              ("test_vit", "nncf-ptq-transformer")])
+def test_int8_ir_runs_with_the_family_recipe(models, built, name, recipe):
+    art = built[name, "int8"]
+    assert (art.precision, art.recipe, art.calibration, art.calibration_images) == ("int8", recipe, "random", 0)
+    assert art.file_mb < built[name, "fp32"].file_mb / 2
+    batch = verdict.random_batch(SIZE, 4)
+    found = verdict.agreement(verdict.eager_logits(models[name].model, batch), OpenVino().session(art, THREADS)(batch))
+    assert found.cosine > 0.99
+    assert verdict.judge(found, real_images=False, pretrained=False).status == verdict.UNVERIFIED
+
+
+@pytest.mark.slow
+def test_lite0_int8_verdict_on_real_photos(lite0, tmp_path):
+    from vischoose.runtimes.export import load_calibration, preprocessing
+
+    loaded = load_model(realweights.TAG, weights="pretrained")
+    size = loaded.input_size
+    photos = load_calibration(realweights.labelled_folder(tmp_path / "photos"), preprocessing(loaded, size)).batch
+    art = OpenVino().build(loaded, "int8", tmp_path / "lite0-int8.xml", size, photos)
+    assert (art.calibration, art.calibration_images, art.recipe) == ("images", len(photos), "nncf-ptq-default")
+    found = verdict.agreement(verdict.eager_logits(loaded.model, photos), OpenVino().session(art, THREADS)(photos))
+    result = verdict.judge(found, real_images=True, pretrained=True)
+    expected = verdict.OK if found.top1_agreement >= verdict.MIN_AGREEMENT else verdict.REJECTED
+    assert result.status == expected and found.n_images == len(photos)
+
+
+def test_bf16_needs_the_cpu_flags(tmp_path, monkeypatch):
+    with_amx, without = tmp_path / "amx", tmp_path / "plain"
+    with_amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert ovrt.has_bf16(str(with_amx)) and not ovrt.has_bf16(str(without))
+    assert not ovrt.has_bf16(str(tmp_path / "absent"))
+    monkeypatch.setattr(ovrt, "has_bf16", lambda: False)
+    assert OpenVino().precision_supported("bf16") == ("bf16 on OpenVINO needs a CPU with AVX-512 bf16 or AMX "
+                                                      "(avx512_bf16, amx_bf16); this one has neither")
+    assert OpenVino().precision_supported("fp32") is None
+    assert OpenVino().precision_supported("fp16") == "openvino runs fp32, bf16, int8, not fp16"
+
+
+@pytest.mark.slow
+def test_bf16_session_refuses_a_cpu_without_it(built, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(ovrt, "has_bf16", lambda: False)
+    art = replace(built["test_resnet", "fp32"], precision="bf16")
+    with pytest.raises(UsageError, match="this one has neither"):
+        OpenVino().session(art, THREADS)
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch):
+    monkeypatch.setattr(OpenVino, "module", "openvino_not_installed_here")
+    with pytest.raises(MissingExtraError) as caught:
+        OpenVino().require()
+    assert (caught.value.exit_code, caught.value.hint) == (2, "pip install 'vischoose[openvino]'")
+
+
+def test_a_non_x86_cpu_is_said_so(monkeypatch):
+    monkeypatch.setattr(ovrt.platform, "machine", lambda: "aarch64")
+    assert OpenVino().missing() == "vischoose runs OpenVINO on x86-64 CPUs only, and this one is aarch64"
+
+
+class Histogram(torch.nn.Module):
+    """A classifier over a histogram of the pixels: aten::histc has no OpenVINO conversion."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.histc(x, bins=10).expand(x.shape[0], 10)
+
+
+def test_unconvertible_operator_is_named(tmp_path):
+    from types import SimpleNamespace
+
+    loaded = SimpleNamespace(model=Histogram().eval(), tag="histogram")
+    with pytest.raises(DeployError) as caught:
+        OpenVino().build(loaded, "fp32", tmp_path / "h.xml", 8, None)
+    assert str(caught.value).startswith("Converting histogram to OpenVINO failed at operator aten::histc: ")
+    assert not (tmp_path / "h.xml").exists() and not (tmp_path / "h.bin").exists()

@@ -1,0 +1,233 @@
+"""ExecuTorch with the XNNPACK delegate: the runtime a model ships in on a phone or an embedded board.
+
+build: torch.export at a static batch of 1 (a phone classifies one image at a time, and ExecuTorch plans every
+buffer ahead of time for the shapes it was exported with), lowered with XnnpackPartitioner; int8 goes through
+PT2E first (XNNPACKQuantizer, symmetric per-channel int8 weights and activations, calibrated on the user's
+images). What XNNPACK did not take runs on ExecuTorch's portable CPU kernels, which are far slower: the Artifact's
+facts say how much was delegated and which operators were left out.
+
+session: ExecuTorch's Python runtime takes and returns torch tensors, so a session imports torch (only to wrap
+numpy arrays; no torch kernel runs). A batch of N runs the batch-1 program N times, as the deployed app would.
+XNNPACK's thread count is ExecuTorch's process-wide threadpool, set before the program is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+
+from vischoose.errors import DeployError
+from vischoose.runtimes import files as artifacts
+from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.verdict import SEED, random_batch
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from vischoose.models.loading import LoadedModel
+
+RECIPE = "xnnpack-pt2e-symmetric-per-channel"
+RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
+OPERATOR = re.compile(r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?")
+DELEGATE_CALL = "executorch_call_delegate"
+
+
+class ExecuTorch(Runtime):
+    """ExecuTorch programs (.pte) with every operator XNNPACK supports delegated to it."""
+
+    name: ClassVar[str] = "executorch"
+    title: ClassVar[str] = "ExecuTorch (XNNPACK)"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
+    module: ClassVar[str] = "executorch"
+    extra: ClassVar[str | None] = "mobile"
+    suffix: ClassVar[str] = ".pte"
+
+    def version(self) -> str:
+        """The installed executorch package's version (the module has no __version__)."""
+        from importlib.metadata import version
+
+        return version("executorch")
+
+    def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
+              calibration: "np.ndarray | None") -> Artifact:
+        """Export, (quantize,) lower to XNNPACK and write the .pte program; see the module docstring.
+
+        Raises:
+            DeployError: export, quantization or lowering failed (naming the operator where ExecuTorch says).
+            UsageError: `out` cannot be written.
+        """
+        import torch
+
+        self.require()
+        out = Path(out)
+        artifacts.check_writable(out)
+        example = (torch.zeros(1, 3, input_size, input_size),)
+        start = time.perf_counter()
+        quantized: dict[str, Any] = {}
+        with torch.no_grad(), unfused_attention(loaded.model) as unfused:
+            program = _export(loaded, example)
+            if precision == "int8":
+                program, quantized = _quantize(loaded, program, example, calibration, input_size)
+            elif precision != "fp32":
+                raise DeployError(f"{self.title} builds fp32 or int8, not {precision}.")
+            edge = _lower(loaded, program)
+        facts = {"batch": 1, "executorch": self.version(), "unfused_attention_blocks": unfused,
+                 **delegation(edge.exported_program().graph_module)}
+        with artifacts.staging(out) as staged:
+            staged.write_bytes(edge.to_executorch().buffer)
+            artifacts.publish(staged, out)
+        build_s = time.perf_counter() - start - quantized.get("quantize_s", 0.0)
+        return Artifact(path=str(out), runtime=self.name, precision=precision, file_mb=artifacts.file_mb(out),
+                        build_s=build_s, input_size=input_size, quantize_s=quantized.get("quantize_s"),
+                        recipe=RECIPE if precision == "int8" else None,
+                        calibration=quantized.get("calibration", "none"),
+                        calibration_images=quantized.get("calibration_images", 0), note=_note(facts), facts=facts)
+
+    def session(self, artifact: Artifact, threads: int | None) -> Forward:
+        """Run the program's "forward" method image by image with `threads` XNNPACK threads (None: one per core).
+
+        The threadpool is process-wide and XNNPACK binds it when a method loads: a later session with another
+        thread count replaces it under the earlier sessions, so a process measures one thread count.
+
+        Raises:
+            DeployError: ExecuTorch cannot load or run the program.
+        """
+        import numpy as np
+        import torch  # ExecuTorch's Python runtime exchanges torch tensors; no torch kernel runs here
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime as EtRuntime
+
+        self.require()
+        if threads and portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)  # exactly `threads` workers (the default is one per core)
+        try:
+            method = EtRuntime.get().load_program(Path(artifact.path)).load_method("forward")
+        except (RuntimeError, ValueError) as err:
+            raise DeployError(f"ExecuTorch {self.version()} cannot load {artifact.path}: "
+                              f"{artifacts.first_line(err)}") from err
+        per_run = int(artifact.facts.get("batch", 1))
+
+        def forward(batch: "np.ndarray") -> "np.ndarray":
+            outs = []
+            for start in range(0, len(batch), per_run):
+                x = torch.from_numpy(np.ascontiguousarray(batch[start:start + per_run], dtype=np.float32))
+                try:
+                    outs.append(method.execute([x])[0].numpy().copy())
+                except RuntimeError as err:
+                    raise DeployError(f"ExecuTorch failed running {artifact.path}: "
+                                      f"{artifacts.first_line(err)}") from err
+            return np.concatenate(outs)
+
+        return forward
+
+
+@contextlib.contextmanager
+def unfused_attention(model: "torch.nn.Module") -> Iterator[int]:
+    """Switch timm's attention blocks to the explicit q @ k^T, softmax, @ v while exporting (yields how many).
+
+    Fused attention (F.scaled_dot_product_attention) decomposes into masking operators that XNNPACK does not take
+    (any, eq, where, logical_not of the NaN-safe softmax), which split a ViT into dozens of delegated pieces with
+    portable kernels between them; the explicit form is the same arithmetic and is delegated whole.
+    """
+    blocks = [m for m in model.modules() if getattr(m, "fused_attn", None) is True]
+    for block in blocks:
+        block.fused_attn = False
+    try:
+        yield len(blocks)
+    finally:
+        for block in blocks:
+            block.fused_attn = True
+
+
+def delegation(graph_module: "torch.fx.GraphModule") -> dict[str, Any]:
+    """How much of a lowered program XNNPACK runs: operator nodes delegated, in all, and those left behind."""
+    delegated = 0
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and node.name.startswith("lowered_module_"):
+            inner = getattr(graph_module, node.target).original_module.graph.nodes
+            delegated += sum(1 for n in inner if _is_operator(n))
+    left: dict[str, int] = {}
+    for node in graph_module.graph.nodes:
+        if _is_operator(node) and DELEGATE_CALL not in str(node.target):
+            name = getattr(node.target, "__name__", str(node.target))
+            left[name] = left.get(name, 0) + 1
+    total = delegated + sum(left.values())
+    subgraphs = sum(1 for n in graph_module.graph.nodes if _is_operator(n) and DELEGATE_CALL in str(n.target))
+    return {"delegated_nodes": delegated, "operator_nodes": total, "delegated_share": delegated / max(1, total),
+            "delegated_subgraphs": subgraphs, "portable_ops": dict(sorted(left.items()))}
+
+
+def _is_operator(node: Any) -> bool:
+    return node.op == "call_function" and node.target is not operator.getitem
+
+
+def _note(facts: dict[str, Any]) -> str | None:
+    left = facts["portable_ops"]
+    if not left:
+        return None
+    ops = ", ".join(f"{name} x{count}" for name, count in left.items())
+    return (f"partly delegated: XNNPACK runs {facts['delegated_nodes']} of {facts['operator_nodes']} operator "
+            f"nodes; {ops} run on ExecuTorch's portable CPU kernels, which are much slower")
+
+
+def _export(loaded: "LoadedModel", example: tuple["torch.Tensor"]) -> Any:
+    import torch
+
+    try:
+        return torch.export.export(loaded.model, example)
+    except _errors() as err:
+        raise _deploy_error(loaded, "torch.export", err) from err
+
+
+def _quantize(loaded: "LoadedModel", program: Any, example: tuple["torch.Tensor"],
+              calibration: "np.ndarray | None", input_size: int) -> tuple[Any, dict[str, Any]]:
+    """PT2E int8: annotate for XNNPACK, observe the calibration images one at a time, convert, export again."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    source = "random" if calibration is None or len(calibration) == 0 else "images"
+    images = random_batch(input_size, RANDOM_CALIBRATION, seed=SEED + 1) if source == "random" else calibration
+    start = time.perf_counter()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    try:
+        prepared = prepare_pt2e(program.module(), quantizer)
+        for image in images:  # the program is batch 1: calibrate image by image
+            prepared(torch.from_numpy(image[None].astype("float32", copy=False)))
+        converted = torch.export.export(convert_pt2e(prepared), example)
+    except _errors() as err:
+        raise _deploy_error(loaded, "int8 quantization (PT2E, XNNPACKQuantizer)", err) from err
+    return converted, {"quantize_s": time.perf_counter() - start, "calibration": source,
+                       "calibration_images": len(images) if source == "images" else 0}
+
+
+def _lower(loaded: "LoadedModel", program: Any) -> Any:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    try:
+        return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    except _errors() as err:
+        raise _deploy_error(loaded, "lowering to XNNPACK", err) from err
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What torch.export, PT2E and ExecuTorch's lowering raise for a model they cannot handle."""
+    from torch._export.verifier import SpecViolationError
+
+    return (RuntimeError, ValueError, TypeError, NotImplementedError, AssertionError, SpecViolationError)
+
+
+def _deploy_error(loaded: "LoadedModel", step: str, err: BaseException) -> DeployError:
+    found = OPERATOR.search(str(err))
+    operator_part = f" at operator {found.group(0)}" if found else ""
+    return DeployError(f"{step} of {loaded.tag} for ExecuTorch failed{operator_part}: {artifacts.first_line(err)}",
+                       hint="Ship another runtime (--runtime onnxruntime), or set VISCHOOSE_DEBUG=1 for the traceback.")

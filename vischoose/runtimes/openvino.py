@@ -1,0 +1,196 @@
+"""OpenVINO on the CPU: the runtime an x86 server or PC ships a model in.
+
+build: openvino.convert_model with a dynamic batch, saved as IR (.xml graph + .bin weights, kept fp32: never
+compressed to fp16); int8 is NNCF's post-training quantization of that IR, calibrated on the user's images (the
+transformer model type for ViTs and hybrids, so their softmax/layer-norm paths stay in float). bf16 is the fp32 IR
+run with OpenVINO's bf16 inference precision, which only pays (and is only offered) on CPUs with AVX-512 bf16 or
+AMX.
+
+session: openvino.Core().compile_model with exactly `threads` inference threads, the latency hint (one stream) and
+the precision asked for. fp32 and int8 ask for f32 explicitly: on AMX and AVX-512 bf16 CPUs OpenVINO's default is
+bf16, which would silently measure another precision. Imports only openvino and numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vischoose.errors import DeployError, UsageError
+from vischoose.models.catalog import MIB
+from vischoose.runtimes import files as artifacts
+from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.verdict import SEED, random_batch
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vischoose.models.loading import LoadedModel
+
+X86 = ("x86_64", "amd64", "i686", "i386")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}  # int8: what stays unquantized runs in f32
+RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
+OPERATOR = re.compile(r"(?:aten|prim|torchvision)::[A-Za-z0-9_]+")
+
+
+class OpenVino(Runtime):
+    """OpenVINO IR run by the CPU plugin at fp32, bf16 (on CPUs that have it) or int8 (NNCF)."""
+
+    name: ClassVar[str] = "openvino"
+    title: ClassVar[str] = "OpenVINO"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "int8")
+    module: ClassVar[str] = "openvino"
+    extra: ClassVar[str | None] = "openvino"
+    suffix: ClassVar[str] = ".xml"
+
+    def missing(self) -> str | None:
+        """Not installed, or not an x86-64 CPU (vischoose measures OpenVINO's x86 CPU plugin only)."""
+        machine = platform.machine()
+        if machine.lower() not in X86:
+            return f"vischoose runs OpenVINO on x86-64 CPUs only, and this one is {machine}"
+        return super().missing()
+
+    def version(self) -> str:
+        """The installed openvino package's version ("2026.4.1")."""
+        from importlib.metadata import version
+
+        return version("openvino")
+
+    def precision_supported(self, precision: str) -> str | None:
+        """bf16 needs avx512_bf16 or amx_bf16 in /proc/cpuinfo; fp32 and int8 run on any x86-64 CPU."""
+        why = super().precision_supported(precision)
+        if why is None and precision == "bf16" and not has_bf16():
+            return "bf16 on OpenVINO needs a CPU with AVX-512 bf16 or AMX (avx512_bf16, amx_bf16); this one has neither"
+        return why
+
+    def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
+              calibration: "np.ndarray | None") -> Artifact:
+        """Convert to IR with a dynamic batch (int8: quantize with NNCF) and write out (.xml) with its .bin.
+
+        Raises:
+            DeployError: conversion or quantization failed (naming the operator where OpenVINO says).
+            UsageError: `out` cannot be written.
+        """
+        import openvino as ov
+
+        self.require()
+        if precision not in self.precisions:
+            raise DeployError(f"{self.title} builds {', '.join(self.precisions)}, not {precision}.")
+        out = Path(out)
+        artifacts.check_writable(out)
+        start = time.perf_counter()
+        model = _convert(loaded, input_size)
+        build_s = time.perf_counter() - start
+        quantized: dict[str, Any] = {}
+        if precision == "int8":
+            model, quantized = _quantize(loaded, model, calibration, input_size)
+        with artifacts.staging(out) as staged:
+            ov.save_model(model, str(staged), compress_to_fp16=False)
+            os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))
+            os.replace(staged, out)
+        facts = {"batch": "dynamic", "openvino": self.version(), "inference_precision": HINTS[precision]}
+        if precision == "int8":
+            facts.update(nncf=quantized["nncf"], model_type=quantized["model_type"])
+        return Artifact(path=str(out), runtime=self.name, precision=precision, file_mb=ir_mb(out), build_s=build_s,
+                        input_size=input_size, quantize_s=quantized.get("quantize_s"), recipe=quantized.get("recipe"),
+                        calibration=quantized.get("calibration", "none"),
+                        calibration_images=quantized.get("calibration_images", 0), facts=facts)
+
+    def session(self, artifact: Artifact, threads: int | None) -> Forward:
+        """Compile the IR for the CPU at the artifact's precision; the function runs a batch and returns logits.
+
+        Raises:
+            DeployError: OpenVINO cannot compile or run the IR.
+            UsageError: bf16 on a CPU without it (OpenVINO would quietly run f32 instead).
+        """
+        import numpy as np
+        import openvino as ov
+
+        self.require()
+        why = self.precision_supported(artifact.precision)
+        if why is not None:
+            raise UsageError(f"Cannot run {artifact.path} at {artifact.precision} here: {why}.")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
+                                  "INFERENCE_PRECISION_HINT": HINTS.get(artifact.precision, "f32")}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            compiled = ov.Core().compile_model(artifact.path, "CPU", config)
+        except RuntimeError as err:
+            raise DeployError(f"OpenVINO {self.version()} cannot compile {artifact.path}: "
+                              f"{artifacts.first_line(err)}") from err
+        request = compiled.create_infer_request()
+        output = compiled.output(0)
+
+        def forward(batch: "np.ndarray") -> "np.ndarray":
+            try:
+                result = request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_outputs=False)
+            except RuntimeError as err:
+                raise DeployError(f"OpenVINO failed running {artifact.path} on a batch of {len(batch)}: "
+                                  f"{artifacts.first_line(err)}") from err
+            return np.asarray(result[output], dtype=np.float32)
+
+        return forward
+
+
+def has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU's flags include avx512_bf16 or amx_bf16."""
+    try:
+        flags = set(re.findall(r"^flags\s*:(.*)$", Path(cpuinfo).read_text(), re.M)[0].split())
+    except (OSError, IndexError):
+        return False
+    return any(flag in flags for flag in BF16_FLAGS)
+
+
+def ir_mb(xml: str | Path) -> float:
+    """MiB on disk of an IR: the .xml graph plus the .bin weights beside it."""
+    xml = Path(xml)
+    weights = xml.with_suffix(".bin")
+    return (xml.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)) / MIB
+
+
+def _convert(loaded: "LoadedModel", input_size: int) -> Any:
+    import openvino as ov
+    import openvino.frontend as frontend
+    import torch
+
+    example = torch.zeros(2, 3, input_size, input_size)
+    try:
+        with torch.no_grad():
+            return ov.convert_model(loaded.model, example_input=example, input=[-1, 3, input_size, input_size])
+    except (frontend.OpConversionFailure, frontend.GeneralFailure, RuntimeError, TypeError) as err:
+        found = [op for op in OPERATOR.findall(str(err)) if op != "prim::Constant"]  # constants feed the failed op
+        operators = f" at operator {', '.join(dict.fromkeys(found))}" if found else ""
+        raise DeployError(f"Converting {loaded.tag} to OpenVINO failed{operators}: {artifacts.first_line(err)}",
+                          hint="Ship another runtime (--runtime onnxruntime), or set VISCHOOSE_DEBUG=1 for the "
+                               "converter's traceback.") from err
+
+
+def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None",
+              input_size: int) -> tuple[Any, dict[str, Any]]:
+    """NNCF post-training int8, one calibration image per sample (NNCF's statistics assume batch 1)."""
+    import nncf
+
+    from vischoose.runtimes.onnxruntime import model_family
+
+    family = model_family(loaded.model)
+    transformer = family in ("transformer", "hybrid")
+    source = "random" if calibration is None or len(calibration) == 0 else "images"
+    images = random_batch(input_size, RANDOM_CALIBRATION, seed=SEED + 1) if source == "random" else calibration
+    options: dict[str, Any] = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    start = time.perf_counter()
+    try:
+        quantized = nncf.quantize(model, nncf.Dataset([image[None] for image in images]),
+                                  subset_size=len(images), **options)
+    except (RuntimeError, ValueError) as err:
+        raise DeployError(f"Quantizing {loaded.tag} to int8 with NNCF failed: {artifacts.first_line(err)}",
+                          hint="Ship the fp32 IR, or set VISCHOOSE_DEBUG=1 for NNCF's traceback.") from err
+    return quantized, {"quantize_s": time.perf_counter() - start, "calibration": source,
+                       "calibration_images": len(images) if source == "images" else 0,
+                       "recipe": f"nncf-ptq-{'transformer' if transformer else 'default'}",
+                       "model_type": "transformer" if transformer else "default", "nncf": nncf.__version__}
