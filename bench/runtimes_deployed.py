@@ -36,8 +36,7 @@ def cpu_name() -> str:
 
 def timed(fn, budget_s: float) -> float:
     from vischoose.measure import stats
-    from vischoose.measure.child import timed_phase
-    from vischoose.runtimes.onnxruntime import cpu_timer
+    from vischoose.measure.timing import cpu_timer, timed_phase
 
     samples, _ = timed_phase(fn, cpu_timer, budget_s, lambda n, w: None)
     return stats.summarize(samples).median
@@ -45,9 +44,9 @@ def timed(fn, budget_s: float) -> float:
 
 def variants(loaded, tmp: Path, size: int, calib: np.ndarray):
     """(label, file MiB, forward) for every deployed variant; a failed build yields its error instead."""
+    from vischoose.models.family import model_family
     from vischoose.runtimes import onnxruntime as ort_rt
     from vischoose.runtimes.executorch import ExecuTorch
-    from vischoose.runtimes.onnxruntime import model_family
     from vischoose.runtimes.openvino import OpenVino
 
     try:

@@ -78,7 +78,7 @@ def test_session_sets_the_threadpool_to_exactly_the_threads_asked(built):
 
 @pytest.mark.slow
 def test_lite0_int8_verdict_on_real_photos(lite0, tmp_path):
-    from vischoose.runtimes.export import load_calibration, preprocessing
+    from vischoose.inference.calibration import load_calibration, preprocessing
 
     loaded = load_model(realweights.TAG, weights="pretrained")
     size = loaded.input_size

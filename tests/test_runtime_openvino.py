@@ -63,7 +63,7 @@ def test_int8_ir_runs_with_the_family_recipe(models, built, name, recipe):
 
 @pytest.mark.slow
 def test_lite0_int8_verdict_on_real_photos(lite0, tmp_path):
-    from vischoose.runtimes.export import load_calibration, preprocessing
+    from vischoose.inference.calibration import load_calibration, preprocessing
 
     loaded = load_model(realweights.TAG, weights="pretrained")
     size = loaded.input_size

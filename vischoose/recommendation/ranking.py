@@ -128,6 +128,8 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
         if "cuda" not in registry.get(variant.runtime).devices and _on_gpu(profiles, model, tag, preset):
             continue  # a graph runtime measured on the CPU: where the target's figures come from a GPU, torch runs
         rows = matching_profiles(profiles, model, tag, preset, variant)
+        if not rows and registry.get(variant.runtime).missing():
+            continue  # a runtime that cannot run here (not installed, another CPU), and no figures from elsewhere
         if rows and rows[0].variant_status == "rejected":
             unusable.append(_rejected_graph(variant, rows[0]))
             continue

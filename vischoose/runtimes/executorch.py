@@ -46,6 +46,7 @@ class ExecuTorch(Runtime):
     module: ClassVar[str] = "executorch"
     extra: ClassVar[str | None] = "mobile"
     suffix: ClassVar[str] = ".pte"
+    format: ClassVar[str | None] = "pte"
 
     def version(self) -> str:
         """The installed executorch package's version (the module has no __version__)."""
@@ -54,7 +55,8 @@ class ExecuTorch(Runtime):
         return version("executorch")
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
-              calibration: "np.ndarray | None") -> Artifact:
+              calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
+              source: Artifact | None = None) -> Artifact:
         """Export, (quantize,) lower to XNNPACK and write the .pte program; see the module docstring.
 
         Raises:
@@ -88,7 +90,7 @@ class ExecuTorch(Runtime):
                         calibration=quantized.get("calibration", "none"),
                         calibration_images=quantized.get("calibration_images", 0), note=_note(facts), facts=facts)
 
-    def session(self, artifact: Artifact, threads: int | None) -> Forward:
+    def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """Run the program's "forward" method image by image with `threads` XNNPACK threads (None: one per core).
 
         The threadpool is process-wide and XNNPACK binds it when a method loads: a later session with another
@@ -210,7 +212,9 @@ def _quantize(loaded: "LoadedModel", program: Any, example: tuple["torch.Tensor"
 
 
 def _lower(loaded: "LoadedModel", program: Any) -> Any:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackPartitioner,
+    )
     from executorch.exir import to_edge_transform_and_lower
 
     try:

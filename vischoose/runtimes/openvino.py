@@ -47,6 +47,7 @@ class OpenVino(Runtime):
     module: ClassVar[str] = "openvino"
     extra: ClassVar[str | None] = "openvino"
     suffix: ClassVar[str] = ".xml"
+    format: ClassVar[str | None] = "openvino"
 
     def missing(self) -> str | None:
         """Not installed, or not an x86-64 CPU (vischoose measures OpenVINO's x86 CPU plugin only)."""
@@ -69,7 +70,8 @@ class OpenVino(Runtime):
         return why
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
-              calibration: "np.ndarray | None") -> Artifact:
+              calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
+              source: Artifact | None = None) -> Artifact:
         """Convert to IR with a dynamic batch (int8: quantize with NNCF) and write out (.xml) with its .bin.
 
         Raises:
@@ -101,7 +103,7 @@ class OpenVino(Runtime):
                         calibration=quantized.get("calibration", "none"),
                         calibration_images=quantized.get("calibration_images", 0), facts=facts)
 
-    def session(self, artifact: Artifact, threads: int | None) -> Forward:
+    def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """Compile the IR for the CPU at the artifact's precision; the function runs a batch and returns logits.
 
         Raises:
@@ -176,7 +178,7 @@ def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None
     """NNCF post-training int8, one calibration image per sample (NNCF's statistics assume batch 1)."""
     import nncf
 
-    from vischoose.runtimes.onnxruntime import model_family
+    from vischoose.models.family import model_family
 
     family = model_family(loaded.model)
     transformer = family in ("transformer", "hybrid")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from vischoose.errors import UsageError
 from vischoose.runtimes.base import Runtime
+from vischoose.runtimes.executorch import ExecuTorch
 from vischoose.runtimes.onnxruntime import OnnxRuntime
+from vischoose.runtimes.openvino import OpenVino
 from vischoose.runtimes.torch_eager import TorchEager
 
-RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchEager(), OnnxRuntime())}
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchEager(), OnnxRuntime(), ExecuTorch(), OpenVino())}
 TORCH = TorchEager.name  # the eager reference every graph is checked against
 
 
