@@ -13,9 +13,11 @@ bf16, which would silently measure another precision. Imports only openvino and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -186,9 +188,10 @@ def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None
     images = random_batch(input_size, RANDOM_CALIBRATION, seed=SEED + 1) if source == "random" else calibration
     options: dict[str, Any] = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
     start = time.perf_counter()
-    try:
-        quantized = nncf.quantize(model, nncf.Dataset([image[None] for image in images]),
-                                  subset_size=len(images), **options)
+    try:  # NNCF draws progress bars on stdout, which is the report's (JSON with --json): they go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(model, nncf.Dataset([image[None] for image in images]),
+                                      subset_size=len(images), **options)
     except (RuntimeError, ValueError) as err:
         raise DeployError(f"Quantizing {loaded.tag} to int8 with NNCF failed: {artifacts.first_line(err)}",
                           hint="Ship the fp32 IR, or set VISCHOOSE_DEBUG=1 for NNCF's traceback.") from err
