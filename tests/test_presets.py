@@ -64,14 +64,15 @@ def write(tmp_path, text: str) -> Path:
      "catalog alias, timm arch.tag, hf-hub:ID or local-dir:PATH). Did you mean 'vit_b16'?"),
     ("[constraints]\nmax_latency = 3\n", "Did you mean 'max_latency_ms'?"),
     ("[deploy]\nonnxrutime = ['fp32']\n", "[deploy]: unknown runtime 'onnxrutime' (expected one of: torch, "
-     "onnxruntime). Did you mean 'onnxruntime'?"),
+     "onnxruntime, executorch, openvino). Did you mean 'onnxruntime'?"),
     ("[deploy]\nonnxruntime = ['int9']\n", "[deploy]: unknown precision 'int9' in 'onnxruntime' (expected one of: "
      "fp32, bf16, fp16, int8). Did you mean 'int8'?"),
     ("[rank]\nsort = ['-speed']\n", "[rank]: unknown sort key '-speed'"),
     ("colour = 'red'\n", ": unknown key 'colour'"),
     ("constraints = 3\n", ": 'constraints' must be a table (got an integer)."),
     ("[constraints\n", ": not valid TOML"),
-    ("[deploy]\ntensorrt = ['fp16']\n", "[deploy]: unknown runtime 'tensorrt' (expected one of: torch, onnxruntime)."),
+    ("[deploy]\ntensorrt = ['fp16']\n", "[deploy]: unknown runtime 'tensorrt' (expected one of: torch, onnxruntime, "
+     "executorch, openvino)."),
     ("[deploy]\nonnxruntime = ['int4']\n",
      "[deploy]: unknown precision 'int4' in 'onnxruntime' (expected one of: fp32, bf16, fp16, int8)."),
     ("[deploy]\ntorch = ['int8']\n", "[deploy]: torch cannot run int8 (it runs: fp32, bf16, fp16)."),
