@@ -126,6 +126,16 @@ def memory_sweep(job: dict[str, Any], result: dict[str, Any], net: Any, make_inp
                 torch.cuda.empty_cache()
 
 
+def _loaded(job: Job, result: Result, phase: Callable[..., None]) -> tuple[Any, Callable[[int], Any]] | None:
+    """The prepared model and its input maker, or None when loading failed (the row's setup error, recorded)."""
+    phase("loading")
+    try:
+        return prepare(job, result)
+    except VischooseError as err:
+        setup_failed(result, err)
+        return None
+
+
 def memory(job: Job, result: Result) -> None:
     """Peak memory at each batch size over the idle child's baseline, then the FLOP count."""
     from vischoose.runtimes.torch_eager import compile_for_inference, count_flops
@@ -135,12 +145,10 @@ def memory(job: Job, result: Result) -> None:
     gc.collect()
     baseline_mb = process.rss_mb()  # the idle child after importing torch: not charged to the model
     result["baseline_rss_mb"] = baseline_mb
-    phase("loading")
-    try:
-        net, make_input = prepare(job, result)
-    except VischooseError as err:
-        setup_failed(result, err)
+    loaded = _loaded(job, result, phase)
+    if loaded is None:
         return
+    net, make_input = loaded
     import torch
 
     run = compile_for_inference(net) if job["compile"] else net
@@ -158,12 +166,10 @@ def timings(job: Job, result: Result) -> None:
 
     device_name = start(job, result)
     phase = phase_reporter(job, result)
-    phase("loading")
-    try:
-        net, make_input = prepare(job, result)
-    except VischooseError as err:
-        setup_failed(result, err)
+    loaded = _loaded(job, result, phase)
+    if loaded is None:
         return
+    net, make_input = loaded
     net = compile_for_inference(net) if job["compile"] else net
     device = torch.device(job["device"])
 
