@@ -124,3 +124,37 @@ def test_a_timing_first_ranking_cannot_stop_early(preset):
     _, log, _ = decide(by_speed, fake)
     assert not any(why.startswith("ranked below") for _, why in log.skipped)
     assert {m for m, _ in fake.calls} == {m for m in catalog.load()} - {m for m, why in log.skipped}
+
+
+@pytest.mark.parametrize("mode", ["decision", "all"])
+def test_the_planned_runs_bound_what_is_still_measured(preset, mode):
+    """The ETA's basis: before each step the bound is at least the runs that follow, and exact for --measure all."""
+    slow = FakeMeasure(lambda model, precision: 500.0 if model == "resnet50" else 40.0)
+    heard = []
+
+    def measure(todo, variant):
+        heard.append(("run", len(todo)))
+        return slow(todo, variant)
+
+    entries = list(catalog.load().values())
+    measuring.measure_for_decision(preset, entries, [], [], [], measure, mode, on_plan=lambda n: heard.append(("plan", n)))
+    plans = [(i, n) for i, (kind, n) in enumerate(heard) if kind == "plan"]
+    assert plans and len(slow.calls) > 1
+    for i, bound in plans:
+        still = sum(n for kind, n in heard[i:] if kind == "run")
+        assert bound >= still if mode == "decision" else bound == still
+    assert [n for _, n in plans] == sorted((n for _, n in plans), reverse=True)
+
+
+def test_the_progress_line_gives_the_run_its_bound_and_an_eta(preset, capsys):
+    from vischoose.recommendation import pipeline
+
+    measurer = pipeline._Measurer(preset, show_progress=True, time_budget_s=1.0)
+    measurer.runs, measurer.started = 2, measurer.started - 60.0  # two runs took 60 s: 30 s each
+    measurer.plan(3)
+    measurer._progress(preset.plain)("resnet50", "timing", 10.0)
+    line = capsys.readouterr().err
+    assert "resnet50 at torch fp32 (run 3 of at most 5, at most ~1 min 20 s left)" in line, line
+    measurer.plan(1)
+    measurer._progress(preset.plain)("vit_b16", "build", 40.0)
+    assert "vit_b16 at torch fp32 (run 3): build" in capsys.readouterr().err  # overran the average: no guess

@@ -33,6 +33,7 @@ from vischoose.runtimes.precision import Variant
 MODES = ("decision", "all")
 TIMING_FREE_KEYS = ("top1", "params_m", "gflops")  # rank keys that no measurement on this machine changes
 Measure = Callable[[list[tuple[str, str]], Variant], list[Profile]]  # profile these (model, tag) at a variant
+Plan = Callable[[int], None]  # told, before each measurement, the most runs (model at a variant) still to come
 
 
 @dataclass
@@ -82,21 +83,26 @@ def timing_free(preset: Preset) -> Preset:
 
 def measure_for_decision(preset: Preset, entries: list[CatalogEntry], extra: list[tuple[str, str]],
                          profiles: list[Profile], evals: list[EvalResult], measure: Measure, mode: str = "decision",
-                         fresh: bool = False) -> tuple[list[Profile], MeasureLog]:
+                         fresh: bool = False, on_plan: Plan | None = None) -> tuple[list[Profile], MeasureLog]:
     """Measure what the recommendation needs (mode "decision") or every candidate (mode "all").
 
-    Returns the new profiles and the log of what was measured and skipped.
+    on_plan hears, before each model (or each variant, in mode "all"), the most runs still to come: the progress
+    line's ETA. Returns the new profiles and the log of what was measured and skipped.
     """
     state, log = _State(preset, entries, extra, list(profiles), evals, fresh), MeasureLog()
     tags = {model: cand.tag for model, cand in state.candidates().items()}
+    plan_left = on_plan or (lambda runs: None)
     if mode == "all":
-        for variant in [preset.plain] + [v for v in preset.variants if v != preset.plain]:
-            todo = [(m, t) for m, t in tags.items() if not state.has_rows(m, t, variant)]
+        variants = [preset.plain] + [v for v in preset.variants if v != preset.plain]
+        todos = [[(m, t) for m, t in tags.items() if not state.has_rows(m, t, v)] for v in variants]
+        for i, (variant, todo) in enumerate(zip(variants, todos)):
+            plan_left(sum(len(t) for t in todos[i:]))
             _run(state, log, todo, variant, measure)
         return state.profiles[len(profiles):], log
     feasible = _prune(state, log)
     plan = list(feasible)
     for i, model in enumerate(plan):
+        plan_left(sum(_runs_needed(state, m, tags[m], feasible[m]) for m in plan[i:]))
         _measure_model(state, log, model, tags[model], feasible[model], measure)
         why = _settled(state, plan[i + 1:])
         if why:
@@ -122,12 +128,22 @@ def _prune(state: _State, log: MeasureLog) -> dict[str, list[Variant]]:
     return {m: feasible[m] for m in prefer + rest}
 
 
+def _reference(preset: Preset, variants: list[Variant]) -> list[Variant]:
+    """torch at the [measure] dtype, when the model's variants include a graph: their speed-up's reference."""
+    plain = preset.plain
+    return [plain] if plain not in variants and any(registry.is_graph(v.runtime) for v in variants) else []
+
+
+def _runs_needed(state: _State, model: str, tag: str, variants: list[Variant]) -> int:
+    """The most runs the model can still take: its reference and every variant not measured yet."""
+    return sum(not state.has_rows(model, tag, v) for v in _reference(state.preset, variants) + variants)
+
+
 def _measure_model(state: _State, log: MeasureLog, model: str, tag: str, variants: list[Variant],
                    measure: Measure) -> None:
     """Time the model's variants in preference order until one meets every constraint; torch at the [measure]
     dtype first, when the target deploys graphs: the reference their speed-up is stated against."""
-    plain = state.preset.plain
-    reference = [plain] if plain not in variants and any(registry.is_graph(v.runtime) for v in variants) else []
+    reference = _reference(state.preset, variants)
     for variant in reference + variants:
         if state.has_rows(model, tag, variant):
             if (model, variant) not in state.done:

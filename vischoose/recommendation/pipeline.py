@@ -47,7 +47,7 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         measurer = _Measurer(preset, show_progress, time_budget_s or MEASURE_BUDGET_S)
         try:
             measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, mode,
-                                                           fresh)
+                                                           fresh, on_plan=measurer.plan)
         finally:
             measurer.close()
         profiles = profiles + measured
@@ -96,7 +96,11 @@ class _Measurer:
 
         self.preset, self.time_budget_s = preset, time_budget_s
         self.progress = ProfileProgress() if show_progress else None
-        self.runs, self.started = 0, time.monotonic()
+        self.runs, self.started, self.left = 0, time.monotonic(), 0
+
+    def plan(self, runs_left: int) -> None:
+        """The most runs still to come, this one included (measuring.Plan): the ETA's basis."""
+        self.left = runs_left
 
     def __call__(self, todo: list[tuple[str, str]], variant: Variant) -> list[Profile]:
         from vischoose.measure.runner import profile
@@ -117,12 +121,22 @@ class _Measurer:
     def _progress(self, variant: Variant) -> "Callable[[str, str, float], None] | None":
         if self.progress is None:
             return None
-        progress, done, spent = self.progress, self.runs, time.monotonic() - self.started
-        per_run = f", ~{spent / done:.0f} s per model and variant so far" if done else ""
-        return lambda model, what, elapsed: progress(f"{model} at {variant.label} (run {done + 1}{per_run})", what,
-                                                     elapsed)
+        progress, done, left, spent = self.progress, self.runs, self.left, time.monotonic() - self.started
+        of = f" of at most {done + left}" if left > 1 else ""
+
+        def show(model: str, what: str, elapsed: float) -> None:
+            eta_s = spent / done * left - elapsed if done else 0.0  # this run overran the average: no guess
+            eta = f", at most ~{_duration(eta_s)} left" if eta_s >= 1 else ""
+            progress(f"{model} at {variant.label} (run {done + 1}{of}{eta})", what, elapsed)
+        return show
 
     def close(self) -> None:
         """Clear the progress line."""
         if self.progress:
             self.progress.close()
+
+
+def _duration(seconds: float) -> str:
+    """'45 s' or '3 min 20 s'."""
+    seconds = max(round(seconds), 0)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
