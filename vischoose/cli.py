@@ -1,7 +1,7 @@
 """The vischoose command line: parse, call the library, render. Nothing else."""
 
-from __future__ import annotations
-
+# no `from __future__ import annotations` here: typer would then eval every option's annotation string to build
+# the commands, which costs each invocation tens of ms of start-up
 import os
 from contextlib import contextmanager
 from enum import Enum

@@ -5,7 +5,6 @@ leave-one-out check over the measured models. Pure: rows in, figures out."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import median
 from typing import Iterable
 
 from vischoose.models.catalog import CatalogEntry
@@ -56,6 +55,8 @@ def rates(rows: Iterable[tuple[Group, Profile]]) -> dict[Group, list[Rate]]:
 
 def leave_one_out(group: list[Rate]) -> float | None:
     """Median relative error of predicting each model's rate (so its latency) from the others' median rate."""
+    from statistics import median  # here: statistics costs recommend's start-up ~6 ms (fractions, decimal)
+
     if len(group) < 2:
         return None
     errors = []
@@ -67,6 +68,8 @@ def leave_one_out(group: list[Rate]) -> float | None:
 
 def estimate(entry: CatalogEntry, group: Group, found: dict[Group, list[Rate]]) -> LocalEstimate | None:
     """The entry's batch-1 p90 latency from the other models measured in its group, or None without any."""
+    from statistics import median
+
     others = [r for r in found.get(group, []) if r.model != entry.alias]
     if not others:
         return None

@@ -9,7 +9,7 @@ from typing import Callable
 
 from vischoose.errors import UsageError
 from vischoose.models import catalog
-from vischoose.recommendation import measuring, presets
+from vischoose.recommendation import presets
 from vischoose.recommendation.ranking import Recommendation, build_candidates, recommend
 from vischoose.results.records import EvalResult, Profile
 from vischoose.runtimes import registry
@@ -41,6 +41,8 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
     profiles, evals = _figures(results)
     log = None
     if measure:
+        from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
+
         mode = "decision" if measure is True else str(measure)
         if mode not in measuring.MODES:
             raise UsageError(f"Unknown --measure mode '{mode}' (expected one of: {', '.join(measuring.MODES)}).")
@@ -70,9 +72,11 @@ def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[
 
 
 def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult]]:
-    from vischoose.results import exchange, store
+    from vischoose.results import store
 
     if results:
+        from vischoose.results import exchange
+
         profiles: list[Profile] = []
         evals: list[EvalResult] = []
         for path in results:
