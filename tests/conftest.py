@@ -62,6 +62,16 @@ def cached_model(hf_cache):
 
 
 @pytest.fixture
+def plain_install(monkeypatch) -> None:
+    """This process sees vischoose as a plain `pip install vischoose` would: no runtime extra installed."""
+    from vischoose.runtimes import registry
+
+    for runtime in registry.graph_runtimes():
+        if runtime.extra:
+            monkeypatch.setattr(type(runtime), "module", f"{runtime.module}_not_installed_here")
+
+
+@pytest.fixture
 def runner():
     """A CliRunner that keeps stderr apart from stdout."""
     from typer.testing import CliRunner

@@ -38,6 +38,11 @@ def _built(tag: str, seed: int) -> tuple[bytes, bytes]:
     return config_json(model), weights
 
 
+def built_weights(tag: str, seed: int = 0) -> bytes:
+    """The model.safetensors bytes make_git_repo and add_to_cache write for a tag (random init, memoised)."""
+    return _built(tag, seed)[1]
+
+
 def config_json(model) -> bytes:
     """config.json as timm pushes it: architecture, num_classes, num_features, global_pool, pretrained_cfg."""
     cfg = {k: v for k, v in model.pretrained_cfg.items() if k not in CONFIG_DROP}

@@ -26,10 +26,11 @@ def env_for(cache, endpoint=None, offline=False):
 
 def test_server_killed_mid_download_leaves_no_file_that_loads(tmp_path):
     srv = OlahServer(tmp_path / "olah")
-    commit = hubfixtures.make_git_repo(srv.mirrors, "vit_base_patch16_224.augreg2_in21k_ft_in1k")
-    expected = hashlib.sha256(
-        (srv.mirrors / "models/timm/vit_base_patch16_224.augreg2_in21k_ft_in1k/model.safetensors").read_bytes()
-    ).hexdigest()
+    # the weights as the hub stores them: a Git LFS object (served with its sha256 as the etag), which also keeps
+    # git from hashing and compressing 330 MiB
+    commit = hubfixtures.make_git_repo(srv.mirrors, "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+                                       lfs=("model.safetensors",))
+    expected = hashlib.sha256(hubfixtures.built_weights("vit_base_patch16_224.augreg2_in21k_ft_in1k")).hexdigest()
     srv.start("timm/vit_base_patch16_224.augreg2_in21k_ft_in1k")
     cache = tmp_path / "cache"
     repo = cache / "models--timm--vit_base_patch16_224.augreg2_in21k_ft_in1k"

@@ -147,9 +147,11 @@ def test_without_deploy_the_target_runs_torch_at_its_measure_dtype():
 
 def test_shipped_deploy_tables():
     labels = {p.name: [v.label for v in p.variants] for p in list_presets()}
-    assert labels["mobile"] == ["onnxruntime fp32", "onnxruntime int8"]  # phones run exported graphs
-    assert labels["edge"] == ["torch fp16", "onnxruntime fp32", "onnxruntime int8"]
-    assert labels["server"] == ["torch fp32", "onnxruntime fp32", "onnxruntime int8"]
+    # phones run ExecuTorch programs (or ONNX Runtime); Intel CPU edge boxes and servers OpenVINO IR
+    assert labels["mobile"] == ["executorch fp32", "executorch int8", "onnxruntime fp32", "onnxruntime int8"]
+    assert labels["edge"] == ["torch fp16", "onnxruntime fp32", "onnxruntime int8", "openvino fp32", "openvino int8"]
+    assert labels["server"] == ["torch fp32", "onnxruntime fp32", "onnxruntime int8", "openvino fp32",
+                                "openvino int8"]
     # torch on a GPU; on a CPU an ONNX Runtime graph may serve (recommendation skips it where a GPU runs the model)
     assert labels["cloud"] == ["torch bf16", "torch fp16", "onnxruntime fp32", "onnxruntime int8"]
 

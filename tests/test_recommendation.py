@@ -18,6 +18,9 @@ from vischoose.recommendation.ranking import (
 )
 from vischoose.results.records import EvalResult, Profile
 
+# the built-in presets as a plain install sees them (no runtime extra): test_presets_extras.py covers the others
+pytestmark = pytest.mark.usefixtures("plain_install")
+
 
 def run(target="mobile", profiles=(), evals=(), models=None, **overrides):
     preset = load_preset(target).with_overrides(**overrides)
@@ -290,7 +293,8 @@ def test_int8_evaluation_gives_the_int8_top1():
 
 def test_edge_keeps_its_own_fp16_first_then_the_most_precise_variant():
     assert preference_order(load_preset("edge")) == [Variant("torch", "fp16"), Variant("onnxruntime", "fp32"),
-                                                     Variant("onnxruntime", "int8")]
+                                                     Variant("openvino", "fp32"), Variant("onnxruntime", "int8"),
+                                                     Variant("openvino", "int8")]
     rec = run("edge")
     assert rec.chosen.model == "resnet50" and rec.chosen.plain
     assert rec.chosen.figures["memory_mb"].note == "float16 weights"

@@ -147,7 +147,24 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
                                  verified=bool(rows) and rows[0].variant_status == "ok", variant_note=note,
                                  variant_todo=todo))
     chosen = _choose(options, preset, Candidate(model, tag, family, {}, caveat=caveat), unusable)
+    chosen = _against_other_runtimes(chosen, options)
     return replace(chosen, unusable=tuple(unusable)) if unusable else chosen
+
+
+def _against_other_runtimes(chosen: Candidate, options: list[Candidate]) -> Candidate:
+    """Which runtime won and by how much: the chosen variant's measured batch-1 latency against the other
+    runtimes measured here at the same precision."""
+    mine = chosen.figures.get("latency_ms")
+    if chosen.variant is None or mine is None or mine.source != "measured":
+        return chosen
+    others = [c for c in options if c.variant and c.variant.runtime != chosen.variant.runtime
+              and c.variant.precision == chosen.variant.precision
+              and (f := c.figures.get("latency_ms")) is not None and f.source == "measured" and "standing in" not in f.note]
+    if not others or "standing in" in mine.note:
+        return chosen
+    ratios = ", ".join(f"{c.value('latency_ms') / mine.value:.2f}x the latency on {c.variant.label}" for c in others)
+    note = f"{chosen.variant.label} measured against the other runtimes here: {ratios}"
+    return replace(chosen, variant_note="; ".join(n for n in (chosen.variant_note, note) if n))
 
 
 def _on_gpu(profiles: list[Profile], model: str, tag: str, preset: Preset) -> bool:
@@ -157,6 +174,14 @@ def _on_gpu(profiles: list[Profile], model: str, tag: str, preset: Preset) -> bo
         return True
     return device == "auto" and any(p.device.startswith("cuda") for p in
                                     matching_profiles(profiles, model, tag, preset, preset.plain))
+
+
+def _catalog_int8_note(variant: Variant) -> str:
+    """Where a catalog int8 size comes from: the catalog lists one runtime's files, standing in for the others."""
+    if variant.runtime == registry.CATALOG_INT8:
+        return f"{variant.label} file of this architecture, from the catalog"
+    return (f"{registry.title(registry.CATALOG_INT8)} int8 file of this architecture, from the catalog, standing in "
+            f"for {variant.label} until measured")
 
 
 def preference_order(preset: Preset) -> list[Variant]:
@@ -258,7 +283,7 @@ def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profil
     elif filed := next((p for p in rows if p.file_mb), None):
         figs["memory_mb"] = Figure(filed.file_mb, "measured", f"{variant.label} file")
     elif variant.precision == "int8" and entry and entry.int8_mib:
-        figs["memory_mb"] = Figure(entry.int8_mib, "computed", f"{label} file of this architecture, from the catalog")
+        figs["memory_mb"] = Figure(entry.int8_mib, "computed", _catalog_int8_note(variant))
     elif variant.precision == "int8":
         per = INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN)
         figs["memory_mb"] = Figure(params * 1e6 * per / MIB, "estimated", f"{label} file, ~{per:g} bytes/param")

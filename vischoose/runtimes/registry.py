@@ -15,6 +15,7 @@ from vischoose.runtimes.torch_eager import TorchEager
 
 RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchEager(), OnnxRuntime(), ExecuTorch(), OpenVino())}
 TORCH = TorchEager.name  # the eager reference every graph is checked against
+CATALOG_INT8 = OnnxRuntime.name  # the runtime whose int8 file sizes the catalog lists (int8_mib)
 
 
 def names() -> tuple[str, ...]:
