@@ -47,6 +47,13 @@ def test_synset_folders_map_to_imagenet_indices_round_robin(tmp_path):
     assert [s.target for s in found.limited(4).samples] == [0, 282, 967, 0]
 
 
+def test_folders_named_by_class_index_or_class_name(tmp_path):
+    for name in ("967", "tench", "tiger_cat"):  # espresso by index, 0 and 282 by name
+        make_images(tmp_path / "data" / name, 1)
+    found = datasets.read_dataset(tmp_path / "data", class_labels({}, 1000), 1000)
+    assert sorted(s.target for s in found.samples) == [0, 282, 967]
+
+
 def test_counts_are_exact(model, tmp_path):
     """Labels set to each image's own top-1 (then 6th) class give 100 % (then 0 %) top-1 and top-5."""
     images = make_images(tmp_path / "img", 5)
@@ -140,7 +147,13 @@ def test_data_set_errors(model, runner, tmp_path):
     make_images(tmp_path / "named" / "cats", 1)
     assert _error(runner, str(tmp_path / "named"), "-m", model) == \
         (2, f"Error: Folder 'cats' in {tmp_path / 'named'} is not a class of this model (expected ImageNet "
-            "synset folder names such as n01440764).")
+            "synset folder names such as n01440764, class indices or class names).")
+    make_images(tmp_path / "far" / "1000", 1)
+    assert _error(runner, str(tmp_path / "far"), "-m", model) == \
+        (2, f"Error: Folder '1000' in {tmp_path / 'far'}: class index 1000 is outside 0..999.")
+    make_images(tmp_path / "birds" / "crane", 1)
+    assert _error(runner, str(tmp_path / "birds"), "-m", model)[1].startswith(
+        f"Error: Folder 'crane' in {tmp_path / 'birds'}: class name 'crane' is ambiguous: 134 (n02012849), ")
 
 
 def test_label_errors(model, runner, tmp_path):

@@ -138,5 +138,5 @@ def test_profile_bf16_channels_last_at_a_smaller_input_through_the_cli(runner, i
 @pytest.mark.slow
 def test_profile_compile_through_the_cli(runner, isolated_home):
     seed_peaks(isolated_home)
-    row = profile_row(runner, "--compile", "--input-size", "64", "-b", "8")  # the optimize test's compiled shapes
+    row = profile_row(runner, "--compile", "--input-size", "64")
     assert row["compiled"] is True and row["input_size"] == 64

@@ -147,6 +147,11 @@ def recommend_cmd(
     fresh: Annotated[bool, typer.Option("--fresh", help="With --measure: measure again what this machine already "
                                         "measured under the target's protocol.")] = False,
     time_budget: Annotated[float | None, typer.Option(min=0.1, help="With --measure: seconds of timed runs per model (default 20).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Your labelled images (class folders or a path,label CSV, as for "
+                                              "evaluate): rank on the top-1 each fitting model's deployed file reaches "
+                                              "on them, with 95 % intervals.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="With --data: a file mapping folder names or CSV labels to "
+                                                "classes, as for evaluate.")] = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
@@ -156,6 +161,7 @@ def recommend_cmd(
 
         rec = advisor.advise(target, models=models, results=results, measure="all" if measure_all else measure,
                              device=device, show_progress=True, time_budget_s=time_budget, fresh=fresh,
+                             data=data, labels=labels,
                              max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
                              min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
     report.show_recommendation(rec, top=top, as_json=as_json)
@@ -210,6 +216,9 @@ def evaluate_cmd(
     precision: PrecisionOpt = None,
     calibration: Annotated[Path | None, typer.Option(help="Folder of images calibrating int8 (default: up to 64 of "
                                                      "the evaluation images, noted in the result).")] = None,
+    graph: Annotated[Path | None, typer.Option(help="An exported file (.onnx, .pte, .xml) to evaluate exactly as "
+                                               "written, with --model's preprocessing; its runtime from the name's "
+                                               "ending, its precision from the file.")] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -221,8 +230,8 @@ def evaluate_cmd(
         try:
             outcome = evaluation.evaluate(data, model, labels=labels, limit=limit, batch_size=batch_size,
                                           workers=workers, device=device, dtype=dtype, checkpoint=checkpoint,
-                                          progress=bar, runtime=runtime or registry.TORCH, precision=precision,
-                                          calibration=calibration)
+                                          progress=bar, runtime=runtime, precision=precision,
+                                          calibration=calibration, graph=graph)
         finally:
             bar.close()
         if not outcome.is_main:

@@ -1,8 +1,8 @@
 """Labelled image sets for evaluation: a folder of class sub-folders, or a CSV of path,label. No torch.
 
-Folder names must be the model's class ids (ImageNet synsets such as n01440764 for ImageNet-1k
-models, or the label names in the model's config); any other names need a label file mapping each
-folder name (or CSV label) to a class index or name.
+Folder names are the model's class ids (ImageNet synsets such as n01440764 for ImageNet-1k models, or the
+label names in the model's config), class indices ("967") or unambiguous class names ("espresso",
+"tiger_cat"); any other names need a label file mapping each folder name (or CSV label) to a class index or name.
 """
 
 from __future__ import annotations
@@ -43,9 +43,25 @@ class LabelledImages:
     source: str  # the folder or CSV file, absolute
     samples: tuple[Sample, ...]
 
+    def fingerprint(self) -> str:
+        """The image list and labels hashed (paths relative to the data set): 12 hex digits naming this data set."""
+        import hashlib
+
+        root = Path(self.source)
+        base = root if root.is_dir() else root.parent
+        lines = sorted(f"{_relative(s.path, base)}\t{s.target}" for s in self.samples)
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
     def limited(self, limit: int | None) -> "LabelledImages":
         """The first `limit` samples (folders are ordered round-robin over classes, so this stays balanced)."""
         return self if limit is None else LabelledImages(self.source, self.samples[:limit])
+
+
+def _relative(path: str, base: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(base).as_posix()
+    except ValueError:  # a CSV row pointing outside its folder
+        return Path(path).resolve().as_posix()
 
 
 def check_source(path: str | Path) -> Path:
@@ -127,8 +143,11 @@ class _Resolver:
             return self.target(self.mapping[name], f"label file entry '{name}'")
         if name in self.by_id:
             return self.by_id[name]
-        raise DatasetError(f"Folder '{name}' in {where} is not a class of this model "
-                           "(expected ImageNet synset folder names such as n01440764).", hint=_LABELS_HINT)
+        spoken = name.replace("_", " ")
+        if name.isdigit() or self._label_matches(spoken):  # a class index ("967") or name ("espresso", "tiger_cat")
+            return self.target(name if name.isdigit() else spoken, f"Folder '{name}' in {where}")
+        raise DatasetError(f"Folder '{name}' in {where} is not a class of this model (expected ImageNet synset "
+                           "folder names such as n01440764, class indices or class names).", hint=_LABELS_HINT)
 
     def target(self, value: str, where: str) -> int:
         value = value.strip()
@@ -143,10 +162,13 @@ class _Resolver:
             return self.by_id[value]
         return self._by_label(value, where)
 
-    def _by_label(self, value: str, where: str) -> int:
+    def _label_matches(self, value: str) -> list[int]:
         wanted = value.lower()
-        found = [i for i, label in self.classes.labels.items()
-                 if wanted == label.lower() or wanted in (s.strip().lower() for s in label.split(","))]
+        return [i for i, label in self.classes.labels.items()
+                if wanted == label.lower() or wanted in (s.strip().lower() for s in label.split(","))]
+
+    def _by_label(self, value: str, where: str) -> int:
+        found = self._label_matches(value)
         if len(found) == 1:
             return found[0]
         if found:

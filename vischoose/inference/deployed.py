@@ -27,7 +27,7 @@ from vischoose.inference.loop import (
 )
 from vischoose.models.family import model_family
 from vischoose.runtimes import registry, verdict
-from vischoose.runtimes.base import Forward
+from vischoose.runtimes.base import Artifact, Forward, Runtime
 from vischoose.runtimes.precision import PRECISIONS
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class Deployed:
     runtime: str
     runtime_version: str
     notes: tuple[str, ...] = ()
+    graph: str | None = None  # evaluate --graph: the file evaluated, as written
 
     @property
     def agreeing(self) -> int:
@@ -100,6 +101,22 @@ def check_options(runtime: str, precision: str | None, device: str, dtype: str, 
     return precision
 
 
+def check_graph(graph: str | Path, runtime: str | None, calibration: str | Path | None) -> str:
+    """The runtime that runs `graph` (by its name's ending), checked against --runtime and --calibration.
+
+    Raises:
+        UsageError: an ending no runtime writes, a --runtime that does not run it, or a calibration folder.
+    """
+    chosen = registry.for_file(graph)
+    if runtime not in (None, chosen.name):
+        raise UsageError(f"--graph {Path(graph).name} is a {chosen.title} file, not one --runtime {runtime} runs.",
+                         hint="Drop --runtime: the file's name says which runtime runs it.")
+    if calibration is not None:
+        raise UsageError("--calibration calibrates an int8 graph vischoose builds; --graph evaluates a file as written.",
+                         hint="Drop --calibration.")
+    return chosen.name
+
+
 def _check_torch(precision: str | None, dtype: str, calibration: str | Path | None) -> str:
     int8 = next(r.name for r in registry.graph_runtimes() if "int8" in r.precisions)
     if precision == "int8":
@@ -115,15 +132,18 @@ def _check_torch(precision: str | None, dtype: str, calibration: str | Path | No
 def evaluate_graph(data: str | Path, model: "str | LoadedModel", runtime: str, precision: str = "fp32",
                    calibration: str | Path | None = None, labels: str | Path | None = None, limit: int | None = None,
                    batch_size: int = 32, workers: int = 0, checkpoint: str | None = None,
-                   progress: Progress | None = None, max_pixels: int = image_io.MAX_PIXELS) -> Evaluation:
-    """Top-1 / top-5 accuracy (%) of the model's deployed file (fp32, or int8 with the runtime's recipe).
+                   progress: Progress | None = None, max_pixels: int = image_io.MAX_PIXELS,
+                   graph: str | Path | None = None) -> Evaluation:
+    """Top-1 / top-5 accuracy (%) of the model's deployed file (fp32, or int8 with the runtime's recipe), or of
+    `graph`, a file built elsewhere, run as written with the model's preprocessing.
 
     int8 calibrates on `calibration` (a folder of images) or else on up to 64 of the evaluation images, spread over
     the set; the result's notes say which. Options are checked by check_options.
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
-        UsageError: a calibration folder that is missing or holds no readable image; model errors as prediction.prepare.
+        UsageError: a calibration folder that is missing or holds no readable image; a graph file that does not
+            fit the model; model errors as prediction.prepare.
         DeployError: the export or the quantization failed, or the runtime could not run the file.
     """
     from vischoose.inference.prediction import prepare
@@ -131,30 +151,65 @@ def evaluate_graph(data: str | Path, model: "str | LoadedModel", runtime: str, p
     chosen = registry.get(runtime)
     classifier = prepare(model, "cpu", "float32", checkpoint)
     labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
-    calib, source, notes = (None, "none", []) if precision == "fp32" else \
-        _calibration(classifier, labelled, calibration, max_pixels)
-    size = int(classifier.data_config["input_size"][-1])
     with tempfile.TemporaryDirectory(prefix="vischoose-eval-") as tmp:
-        artifact = chosen.build(classifier.loaded, precision, Path(tmp) / f"model{chosen.suffix}", size, calib)
-        if artifact.calibration == "none":
-            calib, source, notes = None, "none", _unused(calibration, artifact.recipe)
-        if artifact.note:
-            notes.append(artifact.note)
+        if graph is None:
+            artifact, calib, source, notes = _built(chosen, classifier, labelled, precision, calibration,
+                                                    Path(tmp), max_pixels)
+        else:
+            artifact, calib, source, notes = _as_written(chosen, classifier, graph, precision)
         # no spinning: the runtime's idle threads would compete with each batch's eager forward (~10% img/s)
         forward = GraphForward(classifier, chosen.session(artifact, None, interleaved=True))
         counts, failed, seconds = run_batches(classifier, labelled.samples, batch_size, workers, max_pixels,
                                               progress, forward=forward)
-    result = build_result(classifier, labelled.source, counts, 0.0, batch_size, 1)
+    result = build_result(classifier, labelled, counts, 0.0, batch_size, 1)
     agreed = forward.agreement()
-    result = replace(result, runtime=runtime, dtype="float32" if precision == "fp32" else precision,
+    result = replace(result, runtime=runtime, dtype="float32" if artifact.precision == "fp32" else artifact.precision,
                      recipe=artifact.recipe, images_per_s=_rate(counts[0], seconds - forward.eager_s),
-                     agreement_top1=agreed.top1_agreement, agreement_images=agreed.n_images)
-    found = Deployed(precision=precision, family=model_family(classifier.loaded.model), recipe=artifact.recipe,
-                     file_mb=artifact.file_mb, export_s=artifact.build_s, quantize_s=artifact.quantize_s,
-                     calibration=source, calibration_images=0 if calib is None else len(calib), agreement=agreed,
+                     agreement_top1=agreed.top1_agreement, agreement_images=agreed.n_images,
+                     fp32_top1=forward.reference_top1(_read_targets(labelled, failed)), graph=artifact.path if graph is not None else None)
+    found = Deployed(precision=artifact.precision, family=model_family(classifier.loaded.model),
+                     recipe=artifact.recipe, file_mb=artifact.file_mb, export_s=artifact.build_s,
+                     quantize_s=artifact.quantize_s, calibration=source,
+                     calibration_images=0 if calib is None else len(calib), agreement=agreed,
                      eager_images_per_s=_rate(counts[0], forward.eager_s), runtime=runtime,
-                     runtime_version=chosen.version(), notes=tuple(notes))
+                     runtime_version=chosen.version(), notes=tuple(notes), graph=result.graph)
     return Evaluation(result=result, failed=tuple(failed), workers=workers, deployed=found)
+
+
+def _built(chosen: Runtime, classifier: "Classifier", labelled: datasets.LabelledImages, precision: str,
+           calibration: str | Path | None, tmp: Path, max_pixels: int) -> tuple[Artifact, Any, str, list[str]]:
+    """The model built with the runtime's recipe into `tmp`, and how int8 was calibrated."""
+    calib, source, notes = (None, "none", []) if precision == "fp32" else \
+        _calibration(classifier, labelled, calibration, max_pixels)
+    size = int(classifier.data_config["input_size"][-1])
+    artifact = chosen.build(classifier.loaded, precision, tmp / f"model{chosen.suffix}", size, calib)
+    if artifact.calibration == "none":
+        calib, source, notes = None, "none", _unused(calibration, artifact.recipe)
+    if artifact.note:
+        notes.append(artifact.note)
+    return artifact, calib, source, notes
+
+
+def _as_written(chosen: Runtime, classifier: "Classifier", graph: str | Path,
+                precision: str | None) -> tuple[Artifact, None, str, list[str]]:
+    """A file built elsewhere, checked to take the model's input (and to come from it, where the file says)."""
+    artifact = chosen.open_file(graph, precision)
+    size = int(classifier.data_config["input_size"][-1])
+    name, tag = Path(artifact.path).name, classifier.loaded.tag
+    if artifact.input_size and artifact.input_size != size:
+        raise UsageError(f"{name} takes {artifact.input_size} px inputs, but {tag} preprocesses images to {size} px.",
+                         hint="Pass the --model the file was exported from, at the input size it was exported at.")
+    made_from = chosen.inspect(Path(artifact.path)).model
+    if made_from and made_from != tag:
+        raise UsageError(f"{name} was exported from {made_from}, not --model {tag}.",
+                         hint=f"Pass --model {made_from}: its preprocessing and labels are the file's.")
+    return artifact, None, "as written", [artifact.note] if artifact.note else []
+
+
+def _read_targets(labelled: datasets.LabelledImages, failed: list[tuple[str, str]]) -> list[int]:
+    """The classes of the images that could be read, in evaluation order (the loop does not shuffle)."""
+    unread = {path for path, _ in failed}
+    return [s.target for s in labelled.samples if s.path not in unread]
 
 
 def _unused(folder: str | Path | None, recipe: str | None) -> list[str]:
@@ -198,6 +253,7 @@ class GraphForward:
         self.graph_s = self.eager_s = 0.0
         self.images = self.agreeing = 0
         self.max_abs_diff, self.cosine = 0.0, 1.0
+        self.eager_top1: list[int] = []  # eager fp32's top-1 class per image, in order
 
     def __call__(self, batch: "torch.Tensor") -> "torch.Tensor":
         import numpy as np
@@ -207,6 +263,7 @@ class GraphForward:
         graph = self.forward(np.ascontiguousarray(batch.numpy(), dtype=np.float32))
         middle = time.perf_counter()
         eager = self.classifier.logits(batch).numpy()
+        self.eager_top1.extend(int(i) for i in eager.argmax(axis=-1))
         self.graph_s += middle - start
         self.eager_s += time.perf_counter() - middle
         found = verdict.agreement(eager, graph)
@@ -215,6 +272,12 @@ class GraphForward:
         self.max_abs_diff = max(self.max_abs_diff, found.max_abs_diff)
         self.cosine = min(self.cosine, found.cosine)
         return torch.from_numpy(graph)
+
+    def reference_top1(self, targets: list[int]) -> float | None:
+        """Eager fp32's top-1 (%) on the images so far, given their classes in order."""
+        if not self.eager_top1 or len(targets) != len(self.eager_top1):
+            return None
+        return 100.0 * sum(p == t for p, t in zip(self.eager_top1, targets)) / len(targets)
 
     def agreement(self) -> verdict.Agreement:
         """Agreement with eager fp32 over every batch so far."""

@@ -45,12 +45,12 @@ def world_from_env() -> _World:
 def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | None = None,
              limit: int | None = None, batch_size: int = 32, workers: int = 0, device: str = "cpu",
              dtype: str = "float32", checkpoint: str | None = None, progress: Progress | None = None,
-             max_pixels: int = image_io.MAX_PIXELS, runtime: str = registry.TORCH, precision: str | None = None,
-             calibration: str | Path | None = None) -> Evaluation:
+             max_pixels: int = image_io.MAX_PIXELS, runtime: str | None = None, precision: str | None = None,
+             calibration: str | Path | None = None, graph: str | Path | None = None) -> Evaluation:
     """Top-1 / top-5 accuracy (%) of a model's pretrained weights on a folder of class sub-folders or a CSV.
 
-    A graph runtime (onnxruntime, ...) evaluates the deployed file at `precision` (fp32 or int8) instead: see
-    deployed.evaluate_graph.
+    A graph runtime (onnxruntime, ...) evaluates the deployed file at `precision` (fp32 or int8) instead, and
+    `graph` a file built elsewhere, as written (its runtime from its name's ending): see deployed.evaluate_graph.
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
@@ -65,10 +65,13 @@ def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | 
                          f"(got {limit}, {batch_size}, {workers}).")
     datasets.check_source(data)
     world = world_from_env()
-    precision = deployed.check_options(runtime, precision, device, dtype, calibration, world.size)
+    if graph is not None:
+        runtime = deployed.check_graph(graph, runtime, calibration)
+    runtime = runtime or registry.TORCH
+    checked = deployed.check_options(runtime, precision, device, dtype, calibration, world.size)
     if registry.get(runtime).is_graph:
-        return deployed.evaluate_graph(data, model, runtime, precision, calibration, labels, limit, batch_size,
-                                       workers, checkpoint, progress, max_pixels)
+        return deployed.evaluate_graph(data, model, runtime, precision if graph else checked, calibration, labels,
+                                       limit, batch_size, workers, checkpoint, progress, max_pixels, graph)
     device = _rank_device(device, world)
     classifier = prepare(model, device, dtype, checkpoint)
     labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
@@ -82,7 +85,7 @@ def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | 
     finally:
         if world.size > 1:
             _destroy_process_group()
-    result = build_result(classifier, labelled.source, counts, seconds, batch_size, world.size)
+    result = build_result(classifier, labelled, counts, seconds, batch_size, world.size)
     return Evaluation(result=result, failed=tuple(failed), rank=world.rank, workers=workers)
 
 

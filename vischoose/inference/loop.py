@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from vischoose.errors import DatasetError, ImageError
-from vischoose.inference import datasets
+from vischoose.inference import datasets, intervals
 from vischoose.inference import images as image_io
 from vischoose.measure import machine
 from vischoose.results.records import EvalResult
@@ -98,8 +98,8 @@ def run_batches(classifier: "Classifier", shard: tuple[datasets.Sample, ...], ba
     return counts, failed, time.perf_counter() - start
 
 
-def build_result(classifier: "Classifier", source: str, counts: list[int], seconds: float, batch_size: int,
-            world_size: int) -> EvalResult:
+def build_result(classifier: "Classifier", labelled: datasets.LabelledImages, counts: list[int], seconds: float,
+                 batch_size: int, world_size: int) -> EvalResult:
     import timm
     import torch
 
@@ -107,10 +107,12 @@ def build_result(classifier: "Classifier", source: str, counts: list[int], secon
 
     images, top1_hits, top5_hits = counts
     if images == 0:
-        raise DatasetError(f"Data set '{source}': no image could be read, so there is nothing to measure.")
+        raise DatasetError(f"Data set '{labelled.source}': no image could be read, so there is nothing to measure.")
     loaded = classifier.loaded
+    interval = intervals.wilson(top1_hits, images)
     return EvalResult(
-        model=loaded.ref.display, tag=loaded.tag, dataset=source, images=images,
+        model=loaded.ref.display, tag=loaded.tag, dataset=labelled.source, images=images,
+        top1_low=interval.low, top1_high=interval.high, dataset_id=labelled.fingerprint(),
         top1=100.0 * top1_hits / images, top5=100.0 * top5_hits / images, weights=loaded.weights_label,
         device=str(classifier.device), dtype=dtype_name(classifier.dtype), batch_size=batch_size,
         input_size=int(classifier.data_config["input_size"][-1]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from vischoose.errors import UsageError
 from vischoose.models import catalog
@@ -15,31 +15,32 @@ from vischoose.results.records import EvalResult, Profile
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
 
+if TYPE_CHECKING:
+    from vischoose.recommendation import ondata
+
 MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
 
 
 def advise(target: str = "cloud", models: list[str] | None = None, results: list[Path] | None = None,
            measure: bool | str = False, device: str | None = None, memory_basis: str | None = None,
            show_progress: bool = False, time_budget_s: float | None = None, fresh: bool = False,
+           data: str | Path | None = None, labels: str | Path | None = None,
            **constraints: float | None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
 
     measure: False, True / "decision" (only what can change the answer) or "all" (every candidate and variant);
-    fresh: measure again what this machine already measured under the preset's protocol.
+    fresh: measure (and evaluate) again what this machine already measured under the preset's protocol;
+    data: a labelled folder or CSV: rank on the top-1 each fitting candidate's deployed file reaches on it
+    (recommendation.ondata); labels: its label file, as for evaluate.
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError (an unknown measure mode).
     """
-    preset = presets.load_preset(target).with_overrides(device=device, memory_basis=memory_basis, **constraints)
-    if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
-                                                         for v in preset.variants):
-        runs = " and ".join(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
-        raise UsageError(f"Target '{preset.name}' deploys only {runs} graphs, which vischoose measures on the "
-                         f"CPU: --device {preset.measure.device} admits none of them.",
-                         hint="Drop --device, or pick a target that deploys torch on a GPU (cloud, edge).")
+    preset = _preset(target, device, memory_basis, constraints)
     entries, extra = _candidates(preset, models)
+    dataset = _dataset(data, labels)  # a bad data set fails here, before anything is measured
     profiles, evals = _figures(results)
-    log = None
+    lines: list[str] = []
     if measure:
         from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
 
@@ -52,9 +53,59 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
                                                            fresh, on_plan=measurer.plan)
         finally:
             measurer.close()
-        profiles = profiles + measured
-    rec = recommend(build_candidates(entries, preset, profiles, evals, extra), preset)
-    return replace(rec, measure_log=log.lines()) if log else rec
+        profiles, lines = profiles + measured, log.lines()
+
+    def rank(found: list[EvalResult]) -> Recommendation:
+        return recommend(build_candidates(entries, preset, profiles, found, extra), preset)
+
+    if dataset is None:
+        rec = rank(evals)
+    else:
+        from vischoose.recommendation import ondata
+
+        evals, evaluated = ondata.settle(rank, preset, dataset, evals, _evaluator(show_progress), fresh)
+        lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
+        rec = rank(evals)
+        rec = replace(rec, notes=rec.notes + ondata.separation_notes(rec, evals))
+    return replace(rec, measure_log=lines) if lines else rec
+
+
+def _preset(target: str, device: str | None, memory_basis: str | None,
+            constraints: dict[str, float | None]) -> presets.Preset:
+    preset = presets.load_preset(target).with_overrides(device=device, memory_basis=memory_basis, **constraints)
+    if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
+                                                         for v in preset.variants):
+        runs = " and ".join(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
+        raise UsageError(f"Target '{preset.name}' deploys only {runs} graphs, which vischoose measures on the "
+                         f"CPU: --device {preset.measure.device} admits none of them.",
+                         hint="Drop --device, or pick a target that deploys torch on a GPU (cloud, edge).")
+    return preset
+
+
+def _dataset(data: str | Path | None, labels: str | Path | None) -> "ondata.DataSet | None":
+    if labels is not None and data is None:
+        raise UsageError("--labels maps the classes of --data: it needs --data DIR.",
+                         hint="Add --data with your labelled images, or drop --labels.")
+    if data is None:
+        return None
+    from vischoose.recommendation import ondata  # only with --data
+
+    return ondata.read(data, labels)
+
+
+def _evaluator(show_progress: bool) -> "Callable[..., EvalResult]":
+    """Evaluates one candidate on the data set, with a progress bar on a terminal."""
+    from vischoose.recommendation import ondata
+    from vischoose.report.tables import ProgressBar
+
+    def run(cand, preset: presets.Preset, data) -> EvalResult:
+        bar = ProgressBar(f"{cand.model} at {cand.variant.label}") if show_progress else None
+        try:
+            return ondata.evaluate_candidate(cand, preset, data, bar)
+        finally:
+            if bar:
+                bar.close()
+    return run
 
 
 def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[catalog.CatalogEntry], list[tuple[str, str]]]:

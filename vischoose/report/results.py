@@ -7,12 +7,17 @@ from typing import Any, Sequence
 
 import typer
 
-from vischoose.report.tables import emit_json, fmt, table
+from vischoose.report.tables import emit_json, fmt, interval_text, table
 
 _STORED_PROFILE_HEADERS = ["id", "model", "device", "runtime", "dtype", "batch", "px", "latency p50 ms", "p90 ms",
                            "img/s", "peak MiB", "GFLOPs", "top-1 %", "machine", "measured", "from"]
-_STORED_EVAL_HEADERS = ["id", "model", "dataset", "images", "top-1 %", "top-5 %", "device", "runtime", "dtype",
-                        "batch", "px", "img/s", "machine", "measured", "from"]
+_STORED_EVAL_HEADERS = ["id", "model", "dataset", "data id", "images", "top-1 %", "95 % CI", "drop", "top-5 %",
+                        "device", "runtime", "dtype", "batch", "px", "img/s", "machine", "measured", "from"]
+
+
+EVAL_LEGEND = ("95 % CI: Wilson interval of top-1 on those images; drop: eager fp32's top-1 on the same images minus "
+               "this one's, in points (deployed graphs); data id: the image list and labels hashed (the same data set "
+               "wherever it lives).")
 
 
 def _stored_profile_row(r: Any) -> list[str]:
@@ -27,9 +32,10 @@ def _stored_profile_row(r: Any) -> list[str]:
 
 def _stored_eval_row(r: Any) -> list[str]:
     e = r.record
-    return [str(r.id), e.model, e.dataset, str(e.images), fmt(e.top1, 2), fmt(e.top5, 2), e.device, e.runtime,
-            e.dtype, str(e.batch_size), fmt(e.input_size), fmt(e.images_per_s, 1), e.machine,
-            e.created_at[:16].replace("T", " "), r.imported_from or "here"]
+    drop = None if e.fp32_top1 is None else e.fp32_top1 - e.top1  # points of top-1 lost against eager fp32
+    return [str(r.id), e.model, e.dataset, e.dataset_id or "-", str(e.images), fmt(e.top1, 2), interval_text(e),
+            fmt(drop, 2), fmt(e.top5, 2), e.device, e.runtime, e.dtype, str(e.batch_size), fmt(e.input_size),
+            fmt(e.images_per_s, 1), e.machine, e.created_at[:16].replace("T", " "), r.imported_from or "here"]
 
 
 def _stored_dict(r: Any) -> dict[str, Any]:
@@ -56,6 +62,7 @@ def show_results_list(results: Sequence[Any], as_json: bool) -> None:
     if evals:
         body = [_stored_eval_row(r) for r in evals]
         typer.echo(("\n" if profiles else "") + table(_STORED_EVAL_HEADERS, body))
+        typer.echo("\n" + EVAL_LEGEND)
 
 
 def show_stored_result(r: Any, as_json: bool) -> None:
@@ -88,7 +95,7 @@ def results_markdown(results: Sequence[Any]) -> str:
                               tablefmt="github", disable_numparse=True))
     if evals:
         parts.append(tabulate([_stored_eval_row(r) for r in evals], _STORED_EVAL_HEADERS, tablefmt="github",
-                              disable_numparse=True))
+                              disable_numparse=True) + "\n\n" + EVAL_LEGEND)
     return "\n\n".join(parts) + "\n"
 
 

@@ -80,9 +80,16 @@ def _figure_cell(cand, name: str, digits: int) -> str:
     return "-" if fig is None else f"{fig.value:,.{digits}f} {_SOURCE_MARK.get(fig.source, '?')}"
 
 
-def _candidate_row(cand, pareto, deployed: bool = False) -> list[str]:
+def _columns(cands) -> list[tuple[str, str, int]]:
+    """The candidate columns, with the published top-1 beside the measured one once a top-1 was measured on data."""
+    published = any("published_top1" in c.figures for c in cands)
+    return _CANDIDATE_COLUMNS[:1] + ([("published_top1", "published top-1 %", 2)] if published else []) + \
+        _CANDIDATE_COLUMNS[1:]
+
+
+def _candidate_row(cand, pareto, deployed: bool = False, columns=_CANDIDATE_COLUMNS) -> list[str]:
     return [cand.model, *([cand.variant.label] if deployed else []),
-            *[_figure_cell(cand, n, d) for n, _, d in _CANDIDATE_COLUMNS], "*" if cand.model in pareto else ""]
+            *[_figure_cell(cand, n, d) for n, _, d in columns], "*" if cand.model in pareto else ""]
 
 
 def _variant_text(cand, todo: bool = True) -> str:
@@ -121,7 +128,8 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
     typer.echo(f"  why: {rec.reason}")
     if not c.plain:
         typer.echo(f"  deployed as: {_variant_text(c)}")
-    for name, label, digits in _CANDIDATE_COLUMNS:
+    columns = _columns([c, *rec.runners_up])
+    for name, label, digits in columns:
         fig = c.figures.get(name)
         if fig:
             typer.echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{'; ' + fig.note if fig.note else ''})")
@@ -129,10 +137,10 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
                f"{', channels_last' if spec.channels_last else ''}")
     shown = rec.runners_up
     deployed = not all(r.plain for r in [c, *shown])  # a "deployed as" column once a preset has [deploy]
-    headers = ["model", *(["deployed as"] if deployed else []), *[h for _, h, _ in _CANDIDATE_COLUMNS], "pareto"]
+    headers = ["model", *(["deployed as"] if deployed else []), *[h for _, h, _ in columns], "pareto"]
     if rec.runners_up:
         typer.echo("\nRunners-up (meet every constraint), best first:")
-        typer.echo(table(headers, [_candidate_row(r, rec.pareto, deployed) for r in shown]))
+        typer.echo(table(headers, [_candidate_row(r, rec.pareto, deployed, columns) for r in shown]))
         for r in shown:
             if not r.plain and r.variant != c.variant:
                 typer.echo(f"  {r.model} fits at {_variant_text(r, todo=False)}")
@@ -207,10 +215,10 @@ def show_evaluation(outcome, as_json: bool) -> None:
                                  "failed": [{"path": p, "error": e} for p, e in outcome.failed],
                                  **({"deployed": deployed.to_dict()} if deployed else {})})
     else:
-        typer.echo(table(["model", "weights", "images", "top-1 %", "top-5 %", "img/s", "device", "dtype", "batch",
-                          "px", "processes"],
-                         [[r.model, r.weights, r.images, fmt(r.top1, 2), fmt(r.top5, 2), fmt(r.images_per_s, 1),
-                           r.device, r.dtype, r.batch_size, r.input_size, r.world_size]]))
+        typer.echo(table(["model", "weights", "images", "top-1 %", "95 % CI", "top-5 %", "img/s", "device", "dtype",
+                          "batch", "px", "processes"],
+                         [[r.model, r.weights, r.images, fmt(r.top1, 2), interval_text(r), fmt(r.top5, 2),
+                           fmt(r.images_per_s, 1), r.device, r.dtype, r.batch_size, r.input_size, r.world_size]]))
         if deployed:
             typer.echo(f"\ndata: {r.dataset}\n" + _deployed_text(r, deployed))
         else:
@@ -220,17 +228,27 @@ def show_evaluation(outcome, as_json: bool) -> None:
                       f"could not be read; the accuracy covers the other {r.images}")
 
 
+def interval_text(r) -> str:
+    """'76.0-85.6' (a stored result's 95 % Wilson interval of top-1), or '-' for results stored without one."""
+    return "-" if r.top1_low is None or r.top1_high is None else f"{r.top1_low:.1f}-{r.top1_high:.1f}"
+
+
 def _deployed_text(r, d) -> str:
-    """The graph evaluated on ONNX Runtime, its agreement with eager fp32, and the notes."""
+    """The graph evaluated on its runtime, its agreement with eager fp32 and the top-1 drop, and the notes."""
     a = d.agreement
     built = f"{d.recipe}, {d.family} family" if d.recipe else f"{d.family} family"
     title = registry.title(d.runtime)
-    graph = (f"model: {r.tag} as an exported graph on {title} {d.runtime_version}: {d.precision} ({built}), "
+    what = f"the file {d.graph}, as written," if d.graph else "an exported graph"
+    graph = (f"model: {r.tag} as {what} on {title} {d.runtime_version}: {d.precision} ({built}), "
              f"{fmt(d.file_mb, 1)} MiB; img/s is end to end (decode, preprocess, {title}), without the eager "
              f"fp32 forward passes of the agreement check (those ran at {fmt(d.eager_images_per_s, 1)} img/s).")
     agreement = (f"agreement with eager fp32: same top-1 class on {d.agreeing} of {a.n_images} images "
                  f"({100 * a.top1_agreement:.1f} %); max |logit diff| {a.max_abs_diff:.3g}, min cosine {a.cosine:.4f}.")
-    return "\n".join([graph, agreement] + [f"note: {n}" for n in d.notes])
+    lines = [graph, agreement]
+    if r.fp32_top1 is not None:
+        lines.append(f"top-1 drop from eager fp32 on the same images: {r.fp32_top1 - r.top1:.2f} points "
+                     f"(eager fp32 {r.fp32_top1:.2f} %, this file {r.top1:.2f} %).")
+    return "\n".join(lines + [f"note: {n}" for n in d.notes])
 
 
 def show_saved(result_id: int) -> None:

@@ -112,6 +112,11 @@ class EvalResult:
     recipe: str | None = None  # the int8 recipe, for onnxruntime int8
     agreement_top1: float | None = None  # onnxruntime: 0-1, images whose top-1 matches eager fp32's
     agreement_images: int | None = None  # onnxruntime: images the agreement was counted on
+    top1_low: float | None = None  # %, the 95 % Wilson interval of top1 on these images
+    top1_high: float | None = None  # %
+    dataset_id: str | None = None  # the image list and labels hashed: the same data set wherever it lives
+    fp32_top1: float | None = None  # graph runtimes: eager fp32's top-1 on the same images (drop = fp32_top1 - top1)
+    graph: str | None = None  # evaluate --graph: the file evaluated, as written
     machine: str = ""
     torch_version: str = ""
     timm_version: str = ""

@@ -51,6 +51,16 @@ class Artifact:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class FileFacts:
+    """What a deployable file records about itself, where its format has room (None: it does not say)."""
+
+    precision: str | None = None  # "int8" when the file holds quantized operators, "fp32" when it holds none
+    input_size: int | None = None  # the square input side the file was built for; None: dynamic or unknown
+    model: str | None = None  # the timm tag it was exported from (vischoose's ONNX metadata)
+    extra: dict[str, Any] = field(default_factory=dict)  # runtime-specific facts the session needs (batch)
+
+
 class Runtime:
     """A deployment runtime. Subclasses set the class attributes and implement build and session."""
 
@@ -64,6 +74,7 @@ class Runtime:
     suffix: ClassVar[str] = ""  # the file name ending of what build writes (".onnx")
     format: ClassVar[str | None] = None  # `vischoose export --format` value for this runtime's files
     is_graph: ClassVar[bool] = True  # an exported file run outside torch (False: torch itself)
+    hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
 
     def missing(self) -> str | None:
         """None when the runtime can run here, else why not (not installed, wrong CPU)."""
@@ -90,6 +101,46 @@ class Runtime:
         """None when this machine can run `precision` on this runtime, else why not (bf16 without AVX-512 bf16)."""
         return None if precision in self.precisions else (
             f"{self.name} runs {', '.join(self.precisions)}, not {precision}")
+
+    def inspect(self, path: Path) -> "FileFacts":
+        """What a file built elsewhere says about itself (evaluate --graph): nothing, unless the runtime reads it.
+
+        Raises:
+            DeployError: the runtime cannot read the file.
+        """
+        return FileFacts()
+
+    def open_file(self, path: str | Path, precision: str | None = None) -> Artifact:
+        """The artifact for a file as written (evaluate --graph): its precision as the file records it, else
+        `precision`, else fp32.
+
+        Raises:
+            UsageError: the file is missing, or `precision` contradicts what the file records.
+            DeployError: the runtime cannot read the file.
+        """
+        from vischoose.errors import UsageError
+
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"Graph file '{path}' does not exist.", hint="Give the file vischoose export wrote.")
+        self.require()
+        facts = self.inspect(path)
+        if precision and facts.precision and precision != facts.precision and precision not in self.hints:
+            raise UsageError(f"{path.name} is an {facts.precision} {self.title} file, not --precision {precision}.",
+                             hint="Drop --precision: the file's own precision is used.")
+        chosen = precision or facts.precision or "fp32"
+        if chosen not in self.precisions:
+            raise UsageError(f"{self.title} runs {', '.join(self.precisions)}, not --precision {chosen}.")
+        return Artifact(path=str(path.resolve()), runtime=self.name, precision=chosen, file_mb=self.file_mb(path),
+                        build_s=0.0, input_size=facts.input_size or 0, facts={**facts.extra, "as_written": True},
+                        note=None if facts.precision or precision else
+                        f"{self.title} files do not record their precision: labelled fp32 (pass --precision if not)")
+
+    def file_mb(self, path: Path) -> float:
+        """MiB on disk of a file this runtime reads, every file it needs included."""
+        from vischoose.runtimes import files
+
+        return files.file_mb(path)
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,

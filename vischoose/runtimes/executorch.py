@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 from vischoose.errors import DeployError
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
 from vischoose.runtimes.verdict import SEED, random_batch
 
 if TYPE_CHECKING:
@@ -89,6 +89,17 @@ class ExecuTorch(Runtime):
                         recipe=RECIPE if precision == "int8" else None,
                         calibration=quantized.get("calibration", "none"),
                         calibration_images=quantized.get("calibration_images", 0), note=_note(facts), facts=facts)
+
+    def inspect(self, path: Path) -> FileFacts:
+        """The batch and input side of the program's "forward" method (a .pte does not record its precision)."""
+        from executorch.runtime import Runtime as EtRuntime
+
+        try:
+            sizes = tuple(EtRuntime.get().load_program(path).metadata("forward").input_tensor_meta(0).sizes())
+        except (RuntimeError, ValueError) as err:
+            raise DeployError(f"ExecuTorch {self.version()} cannot read {path}: {artifacts.first_line(err)}") from err
+        return FileFacts(input_size=int(sizes[-1]) if len(sizes) == 4 else None,
+                         extra={"batch": int(sizes[0]) if sizes else 1})
 
     def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """Run the program's "forward" method image by image with `threads` XNNPACK threads (None: one per core).

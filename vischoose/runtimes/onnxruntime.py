@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
 from vischoose.errors import DeployError, UsageError
 from vischoose.models.family import FAMILIES, model_family
 from vischoose.runtimes import files, onnx
-from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
 from vischoose.runtimes.verdict import (
     CHECK_BATCH,
     SEED,
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     import onnxruntime
 
     from vischoose.models.loading import LoadedModel
+
+
+INT8_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearConv",
+                      "QLinearMatMul"})  # any of these: an int8 graph
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,22 @@ class OnnxRuntime(Runtime):
                         quantize_s=quant.quantize_s, recipe=quant.recipe.name, calibration=quant.calibration,
                         calibration_images=quant.calibration_images, note=quant.recipe.note,
                         facts={**fp32.facts, "family": family})
+
+    def inspect(self, path: Path) -> FileFacts:
+        """int8 when the graph holds quantized operators (QDQ or integer MatMul/Conv); the input side and, for
+        vischoose's own files, the model from the metadata."""
+        import onnx as onnx_lib
+
+        try:
+            proto = onnx_lib.load(str(path), load_external_data=False)
+        except Exception as err:  # onnx raises DecodeError, ValueError, ...: any means "not an ONNX file"
+            raise DeployError(f"{path} is not an ONNX file onnx {onnx_lib.__version__} can read: "
+                              f"{files.first_line(err)}") from err
+        quantized = any(n.op_type in INT8_OPS for n in proto.graph.node)
+        side = proto.graph.input[0].type.tensor_type.shape.dim[-1].dim_value if proto.graph.input else 0
+        meta = {p.key: p.value for p in proto.metadata_props}
+        return FileFacts(precision="int8" if quantized else "fp32", input_size=int(side) or None,
+                         model=meta.get("vischoose.tag"))
 
     def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """The graph on ONNX Runtime's CPU execution provider with `threads` intra-op threads."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vischoose.errors import DeployError, UsageError
 from vischoose.models.catalog import MIB
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
 from vischoose.runtimes.verdict import SEED, random_batch
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class OpenVino(Runtime):
     extra: ClassVar[str | None] = "openvino"
     suffix: ClassVar[str] = ".xml"
     format: ClassVar[str | None] = "openvino"
+    hints: ClassVar[tuple[str, ...]] = ("bf16",)  # an inference hint on an fp32 IR
 
     def missing(self) -> str | None:
         """Not installed, or not an x86-64 CPU (vischoose measures OpenVINO's x86 CPU plugin only)."""
@@ -70,6 +71,23 @@ class OpenVino(Runtime):
         if why is None and precision == "bf16" and not has_bf16():
             return "bf16 on OpenVINO needs a CPU with AVX-512 bf16 or AMX (avx512_bf16, amx_bf16); this one has neither"
         return why
+
+    def inspect(self, path: Path) -> FileFacts:
+        """int8 when the IR holds FakeQuantize operations (NNCF's); the input side when it is static."""
+        import openvino as ov
+
+        try:
+            model = ov.Core().read_model(str(path))
+        except RuntimeError as err:
+            raise DeployError(f"OpenVINO {self.version()} cannot read {path}: {artifacts.first_line(err)}") from err
+        quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        last = model.inputs[0].get_partial_shape()[-1] if model.inputs else None
+        return FileFacts(precision="int8" if quantized else "fp32",
+                         input_size=last.get_length() if last is not None and last.is_static else None)
+
+    def file_mb(self, path: Path) -> float:
+        """The .xml graph plus the .bin weights beside it."""
+        return ir_mb(path)
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,

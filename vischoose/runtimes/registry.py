@@ -6,6 +6,8 @@ the functions that use them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from vischoose.errors import UsageError
 from vischoose.runtimes.base import Runtime
 from vischoose.runtimes.executorch import ExecuTorch
@@ -44,6 +46,21 @@ def is_graph(name: str) -> bool:
 def graph_runtimes(installed_only: bool = False) -> list[Runtime]:
     """The runtimes that run exported files, in registry order (only those that can run here, if asked)."""
     return [r for r in RUNTIMES.values() if r.is_graph and not (installed_only and r.missing())]
+
+
+def for_file(path: str | Path) -> Runtime:
+    """The runtime that runs a file, by its name's ending (.onnx, .pte, .xml).
+
+    Raises:
+        UsageError: an ending no runtime writes.
+    """
+    suffix = Path(path).suffix.lower()
+    for runtime in graph_runtimes():
+        if runtime.suffix == suffix:
+            return runtime
+    known = ", ".join(f"{r.suffix} ({r.title})" for r in graph_runtimes())
+    raise UsageError(f"No runtime runs '{Path(path).name}': vischoose knows {known}.",
+                     hint="Give a file vischoose export wrote, keeping its name's ending.")
 
 
 def title(name: str) -> str:

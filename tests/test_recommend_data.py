@@ -1,0 +1,145 @@
+"""recommend --data: each fitting candidate's deployed model evaluated on the user's labelled images, the ranking
+on that top-1 (with its 95 % interval), stored results reused (--fresh evaluates again), the "indistinguishable"
+note with the images that would separate two models, and the one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_evaluation import make_images
+from vischoose.cli import app
+from vischoose.inference import intervals
+
+RESNET, VIT = "test_resnet.r160_in1k", "test_vit.r160_in1k"
+PRESET = """name = "ondata"
+description = "Ranks on top-1 alone, on the CPU in fp32."
+
+[measure]
+device = "cpu"
+batch_size = 1
+dtype = "float32"
+
+[constraints]
+
+[deploy]
+torch = ["fp32"]
+
+[candidates]
+families = ["resnet", "vit", "hybrid"]
+
+[rank]
+sort = ["-top1"]
+"""
+
+
+@pytest.fixture
+def setup(cached_model, tmp_path):
+    """Two tiny models with random weights, 12 images, and each model's own top-1 classes on them."""
+    from vischoose.inference.prediction import predict
+
+    for seed, tag in enumerate((RESNET, VIT)):
+        cached_model(tag, seed=seed)
+    images = make_images(tmp_path / "img", 12)
+    own = {tag: [r.predictions[0].index for r in predict(images, tag, top_k=1).images] for tag in (RESNET, VIT)}
+    assert own[RESNET] != own[VIT]  # the test needs models that disagree somewhere
+    preset = tmp_path / "ondata.toml"
+    preset.write_text(PRESET)
+    return tmp_path, images, own, preset
+
+
+def labels_csv(root, images, classes, name="labels.csv"):
+    path = root / name
+    path.write_text("path,label\n" + "".join(f"img/{p.name},{c}\n" for p, c in zip(images, classes)))
+    return path
+
+
+def recommend(runner, preset, data, *extra):
+    result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", RESNET, "--models", VIT,
+                                 "--data", str(data), "--json", *extra])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["data"]
+
+
+def stored_evals():
+    from vischoose.results.store import open_store
+
+    with open_store() as store:
+        return store.evals()
+
+
+@pytest.mark.parametrize("truth", [RESNET, VIT])
+def test_the_ranking_follows_the_top1_measured_on_the_data(runner, setup, truth):
+    root, images, own, preset = setup
+    out = recommend(runner, preset, labels_csv(root, images, own[truth]))
+    assert out["chosen"]["model"] == truth
+    top1 = out["chosen"]["figures"]["top1"]
+    assert (top1["value"], top1["source"]) == (100.0, "measured")
+    assert "95 % CI 75.8-100.0" in top1["note"]  # Wilson, 12 of 12
+    loser = out["runners_up"][0]["figures"]["top1"]
+    assert loser["source"] == "measured" and loser["value"] < 100.0
+    assert len([line for line in out["measure_log"] if line.startswith("evaluated on ")]) == 2
+
+
+@pytest.mark.slow
+def test_stored_results_on_the_same_data_are_reused_and_fresh_evaluates_again(runner, setup):
+    root, images, own, preset = setup
+    data = labels_csv(root, images, own[VIT])
+    recommend(runner, preset, data)
+    assert len(stored_evals()) == 2
+    again = recommend(runner, preset, data)
+    assert again["chosen"]["model"] == VIT and not again["measure_log"] and len(stored_evals()) == 2
+    moved = root / "elsewhere.csv"  # the same images and labels under another name: the same data set
+    moved.write_text(data.read_text())
+    assert not recommend(runner, preset, moved)["measure_log"]
+    recommend(runner, preset, data, "--fresh")
+    assert len(stored_evals()) == 4
+    changed = labels_csv(root, images, own[RESNET], "other.csv")  # other labels: another data set
+    assert recommend(runner, preset, changed)["chosen"]["model"] == RESNET and len(stored_evals()) == 6
+
+
+def test_models_the_data_cannot_tell_apart_are_said_to_be_so(runner, setup):
+    root, images, own, preset = setup
+    # half the images labelled as one model sees them, half as the other: both near 50 %, intervals overlap
+    mixed = own[RESNET][:6] + own[VIT][6:]
+    out = recommend(runner, preset, labels_csv(root, images, mixed))
+    chosen, other = out["chosen"], out["runners_up"][0]
+    a, b = chosen["figures"]["top1"]["value"], other["figures"]["top1"]["value"]
+    assert intervals.from_percent(a, 12).overlaps(intervals.from_percent(b, 12))
+    (note,) = [n for n in out["notes"] if "indistinguishable" in n]
+    assert note.startswith(f"{chosen['model']} and {other['model']} are indistinguishable on this data")
+    needed = intervals.images_to_separate(a, b)
+    assert (f"about {needed:,} images each would separate" in note) if needed else "their top-1 is the same" in note
+
+
+def test_separated_models_get_no_such_note(runner, setup):
+    root, images, own, preset = setup
+    out = recommend(runner, preset, labels_csv(root, images, own[VIT]))
+    a, b = out["chosen"]["figures"]["top1"]["value"], out["runners_up"][0]["figures"]["top1"]["value"]
+    overlap = intervals.from_percent(a, 12).overlaps(intervals.from_percent(b, 12))
+    assert any("indistinguishable" in n for n in out["notes"]) == overlap
+
+
+@pytest.mark.parametrize(("args", "code", "error"), [
+    (["--labels", "map.csv"], 2, "Error: --labels maps the classes of --data: it needs --data DIR."),
+    (["--data", "absent"], 2, "Error: Data set 'absent' does not exist."),
+])
+def test_bad_data_options_are_one_line(runner, setup, args, code, error):
+    _, _, _, preset = setup
+    result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", RESNET, *args])
+    assert result.exit_code == code
+    assert result.stderr.splitlines()[0] == error and "Traceback" not in result.stderr
+    assert not stored_evals()
+
+
+def test_labels_that_name_no_imagenet_class_fail_before_any_model_loads(runner, setup, monkeypatch):
+    root, images, _, preset = setup
+    data = root / "bad.csv"
+    data.write_text("path,label\n" + "".join(f"img/{p.name},not_a_class\n" for p in images))
+    from vischoose.inference import prediction
+
+    monkeypatch.setattr(prediction, "prepare", lambda *a, **k: pytest.fail("a model was loaded"))
+    result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", RESNET, "--data", str(data)])
+    assert result.exit_code == 2, result.stderr
+    assert "not_a_class" in result.stderr and "Traceback" not in result.stderr
