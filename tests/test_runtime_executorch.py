@@ -112,3 +112,27 @@ def test_unsupported_operator_is_named(tmp_path):
     assert str(caught.value).startswith("lowering to XNNPACK of test_vit.r160_in1k for ExecuTorch failed at operator "
                                         "aten._upsample_bicubic2d_aa.default: ")
     assert not (tmp_path / "vit.pte").exists()
+
+
+@pytest.mark.slow
+def test_a_built_program_opened_as_written_reads_its_shape_and_runs_the_same(built, cached_model, runner, tmp_path):
+    """evaluate --graph on a .pte: batch and input side from the program's method, the logits are the file's; a
+    .pte does not record its precision, so --precision labels it."""
+    import json
+
+    from tests.test_evaluation import synset_folder
+    from vischoose.cli import app
+
+    batch = verdict.random_batch(SIZE, 3)
+    art = built["int8"]
+    opened = ExecuTorch().open_file(art.path, "int8")
+    assert (opened.precision, opened.input_size, opened.facts["batch"]) == ("int8", SIZE, 1)
+    assert (ExecuTorch().session(opened, 1)(batch) == ExecuTorch().session(art, 1)(batch)).all()
+    unlabelled = ExecuTorch().open_file(art.path)
+    assert unlabelled.precision == "fp32" and "do not record their precision" in unlabelled.note
+    cached_model("test_resnet.r160_in1k")
+    result = runner.invoke(app, ["evaluate", str(synset_folder(tmp_path / "data")), "-m", "test_resnet.r160_in1k",
+                                 "--graph", art.path, "--precision", "int8", "--json", "--no-save"])
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)["data"]
+    assert (out["runtime"], out["dtype"], out["images"]) == ("executorch", "int8", 6)

@@ -126,3 +126,26 @@ def test_unconvertible_operator_is_named(tmp_path):
         OpenVino().build(loaded, "fp32", tmp_path / "h.xml", 8, None)
     assert str(caught.value).startswith("Converting histogram to OpenVINO failed at operator aten::histc: ")
     assert not (tmp_path / "h.xml").exists() and not (tmp_path / "h.bin").exists()
+
+
+@pytest.mark.slow
+def test_a_built_ir_opened_as_written_reads_its_precision_and_runs_the_same(built, cached_model, runner, tmp_path):
+    """evaluate --graph on an IR: the precision comes from the file (FakeQuantize: int8), the logits are the file's."""
+    import json
+
+    from tests.test_evaluation import synset_folder
+    from vischoose.cli import app
+
+    batch = verdict.random_batch(SIZE, 2)
+    for precision in ("fp32", "int8"):
+        art = built["test_resnet", precision]
+        opened = OpenVino().open_file(art.path)
+        assert (opened.precision, opened.input_size, opened.file_mb) == (precision, SIZE, pytest.approx(art.file_mb))
+        assert (OpenVino().session(opened, THREADS)(batch) == OpenVino().session(art, THREADS)(batch)).all()
+    assert OpenVino().open_file(built["test_resnet", "fp32"].path, "bf16").precision == "bf16"  # a hint, not a build
+    cached_model("test_resnet.r160_in1k")
+    result = runner.invoke(app, ["evaluate", str(synset_folder(tmp_path / "data")), "-m", "test_resnet.r160_in1k",
+                                 "--graph", built["test_resnet", "int8"].path, "--json", "--no-save"])
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)["data"]
+    assert (out["runtime"], out["dtype"], out["images"]) == ("openvino", "int8", 6)
