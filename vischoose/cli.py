@@ -461,6 +461,11 @@ def export_cmd(
     measure: Annotated[bool, typer.Option("--measure", help="Also time each graph at batch 1 (ONNX Runtime, 5 s each) "
                                           "and eager fp32.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for --measure (default: one per core).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Labelled images (class sub-folders or a CSV) for "
+                                              "--max-accuracy-drop: half choose the float layers, half measure.")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="int8: the most top-1 points to lose against fp32 on "
+                                                            "--data; the layers int8 hurts most go back to float "
+                                                            "until it holds, else nothing is written.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a model to ONNX (fp32 or int8) for deployment, checked against the eager model before writing."""
@@ -469,7 +474,8 @@ def export_cmd(
 
         result = exporting.export_model(model, out, precision=precision.value, calibration=calibration, weights=weights,
                                         input_size=input_size, opset=opset, min_agreement=min_agreement,
-                                        measure_s=5.0 if measure else 0.0, threads=threads, format=format_.value)
+                                        measure_s=5.0 if measure else 0.0, threads=threads, format=format_.value,
+                                        data=data, max_accuracy_drop=max_accuracy_drop)
     report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)

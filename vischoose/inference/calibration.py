@@ -44,7 +44,6 @@ def load_calibration(folder: str | Path, config: dict[str, Any], limit: int = MA
         ImageError: the folder holds no images, or none of them can be read.
     """
     import numpy as np
-    from timm.data import create_transform
 
     from vischoose.inference import images
 
@@ -56,7 +55,7 @@ def load_calibration(folder: str | Path, config: dict[str, Any], limit: int = MA
     if isinstance(found[0], ImageError):
         raise found[0]
     paths = spread([p for p in found if isinstance(p, Path)], limit)
-    transform = create_transform(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    transform = transform_for(config)
     tensors, names, skipped = [], [], []
     for path in paths:
         try:
@@ -68,6 +67,13 @@ def load_calibration(folder: str | Path, config: dict[str, Any], limit: int = MA
         raise ImageError(str(folder), f"none of its {len(paths)} images can be read (first: {skipped[0][0]}: "
                          f"{skipped[0][1]})")
     return Calibration(batch=np.stack(tensors).astype(np.float32), images=tuple(names), skipped=tuple(skipped))
+
+
+def transform_for(config: dict[str, Any]) -> Any:
+    """timm's evaluation transform for a preprocessing() description (PIL image -> float tensor)."""
+    from timm.data import create_transform
+
+    return create_transform(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
 
 
 def spread(items: Sequence[T], limit: int) -> list[T]:

@@ -214,6 +214,16 @@ def _export_row(v: Any, runtime: str, measured: bool) -> list[str]:
     return row + [fmt(v.img_s_batch1, 1)] if measured else row
 
 
+def _accuracy_note(aware: Any) -> str:
+    """--max-accuracy-drop: top-1 on the held-out images, and the layers kept in float."""
+    layers = ", ".join(w.removesuffix(".weight") for w in aware.reverted_weights) or "none"
+    verdict = "within" if aware.met else "above"
+    return (f"accuracy: top-1 on {aware.held_out_images} held-out images (the layers were chosen on "
+            f"{aware.choice_images} others): fp32 {aware.fp32_top1:.1f}%, plain int8 {aware.int8_top1:.1f}%, "
+            f"chosen int8 {aware.top1:.1f}% (drop {aware.drop_pts:.1f} points, {verdict} the limit of "
+            f"{aware.max_drop_pts:g}); layers in float ({len(aware.reverted)} of {aware.candidates}): {layers}.")
+
+
 def show_export(rep: Any, as_json: bool) -> None:
     """What vischoose export built: one row per variant, the check set, preprocessing; warnings on stderr."""
     if as_json:
@@ -236,6 +246,8 @@ def show_export(rep: Any, as_json: bool) -> None:
         for v in rep.variants:
             if v.note:
                 typer.echo(f"{v.precision}: {v.note}.")
+        if rep.accuracy is not None:
+            typer.echo(_accuracy_note(rep.accuracy))
     for path, reason in rep.skipped:
         typer.echo(f"Warning: {path}: {reason} (skipped).", err=True)
     if rep.out is not None:

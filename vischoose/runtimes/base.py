@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from vischoose.errors import MissingExtraError
 
@@ -75,6 +75,7 @@ class Runtime:
     format: ClassVar[str | None] = None  # `vischoose export --format` value for this runtime's files
     is_graph: ClassVar[bool] = True  # an exported file run outside torch (False: torch itself)
     hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
+    reverts_layers: ClassVar[bool] = False  # int8 can keep chosen layers in float (--max-accuracy-drop)
 
     def missing(self) -> str | None:
         """None when the runtime can run here, else why not (not installed, wrong CPU)."""
@@ -164,4 +165,13 @@ class Runtime:
         Raises:
             DeployError: the runtime cannot load or run the file.
         """
+        raise NotImplementedError
+
+    def build_excluding(self, loaded: "LoadedModel", fp32: Artifact, out: Path, calibration: "np.ndarray | None",
+                        exclude: Sequence[str]) -> Artifact:
+        """int8 built from the fp32 artifact with the nodes named in `exclude` kept in float (reverts_layers only)."""
+        raise NotImplementedError
+
+    def rank_layers(self, fp32: Artifact, int8: Artifact, images: "np.ndarray") -> list[Any]:
+        """The quantizable layers, the ones int8 hurts most first (each with a `node` name; reverts_layers only)."""
         raise NotImplementedError

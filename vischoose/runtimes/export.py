@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vischoose.errors import DeployError, UsageError
-from vischoose.inference.calibration import Calibration, load_calibration, preprocessing
+from vischoose.inference.calibration import Calibration, load_calibration, preprocessing, spread
+from vischoose.inference.datasets import check_source
 from vischoose.models.family import model_family
-from vischoose.runtimes import files, registry, verdict
+from vischoose.runtimes import accuracy, files, registry, verdict
 from vischoose.runtimes.base import Artifact, Runtime
 
 if TYPE_CHECKING:
@@ -57,13 +58,14 @@ class ExportReport:
     eager_img_s_batch1: float | None = None
     threads: int | None = None
     runtime_versions: dict[str, str] = field(default_factory=dict)
-    runtime: str = "" 
+    runtime: str = ""
     format: str = ""
+    accuracy: accuracy.AccuracyAware | None = None  # --max-accuracy-drop: the float layers and the held-out drop
 
     @property
     def shipped(self) -> "BuiltVariant":
-        """The variant of the requested precision."""
-        return next(v for v in self.variants if v.precision == self.precision)
+        """The variant of the requested precision that ships (with --max-accuracy-drop: the last one built)."""
+        return self.variants[-1]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for JSON."""
@@ -78,12 +80,16 @@ def formats() -> dict[str, Runtime]:
 def export_model(model: str, out: str | Path, precision: str = "fp32", calibration: str | Path | None = None,
                  weights: str = "pretrained", input_size: int | None = None, opset: int | None = None,
                  min_agreement: float = verdict.MIN_AGREEMENT, measure_s: float = 0.0,
-                 threads: int | None = None, format: str = "onnx") -> ExportReport:
+                 threads: int | None = None, format: str = "onnx", data: str | Path | None = None,
+                 max_accuracy_drop: float | None = None, max_revert_steps: int = accuracy.MAX_STEPS) -> ExportReport:
     """Export a model in a runtime's format at a precision, checked against eager fp32; write `out` only if it passes.
 
     Args:
         calibration: a folder of the user's images: calibrates int8 and is the agreement check set.
         measure_s: when above 0, seconds per variant timing batch 1 on the runtime (and eager fp32).
+        data, max_accuracy_drop: labelled images, and the most top-1 points int8 may lose against fp32 on them:
+            layers go back to float until it holds (runtimes.accuracy); without --calibration, the half of the
+            images that chooses the layers calibrates. max_revert_steps: at most that many re-quantizations.
 
     Raises:
         UsageError: bad options, an unwritable `out`, a calibration folder without readable images, a runtime
@@ -94,6 +100,7 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
     from vischoose.models.loading import load_model
 
     runtime = _check_options(format, precision, min_agreement, input_size)
+    _check_accuracy(runtime, format, precision, data, max_accuracy_drop)
     if opset is not None:
         if not hasattr(runtime, "opset"):
             raise UsageError(f"--opset applies to ONNX files, not to --format {format}.")
@@ -103,23 +110,31 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
     loaded = load_model(model, weights=weights)
     size = input_size or loaded.input_size
     config = preprocessing(loaded, size)
-    calib = load_calibration(calibration, config) if calibration is not None else None
+    parts = None if max_accuracy_drop is None else _labelled_parts(loaded, config, data)
+    calib = load_calibration(calibration, config) if calibration is not None else _choice_calibration(parts)
     batch = calib.batch if calib else verdict.random_batch(size)
     reference = verdict.eager_logits(loaded.model, batch)
     with files.staging(out) as staged:
         built = _build_all(runtime, loaded, precision, staged, size, calib, _metadata(loaded, config))
-        variants = [_judged(runtime, loaded, a, calib, batch, reference, min_agreement) for a in built]
+        aware = None
+        if parts is not None:
+            built, aware = _reverted(runtime, loaded, built, calib, parts, max_accuracy_drop, max_revert_steps)
+        # with --max-accuracy-drop the accuracy limit, not top-1 agreement, decides whether int8 ships
+        judged_at = min_agreement if aware is None else 0.0
+        variants = [_judged(runtime, loaded, a, calib, batch, reference, judged_at) for a in built]
+        variants = variants if aware is None else _within_drop(variants, aware)
         variants, eager_img_s = _measured(runtime, loaded, built, variants, size, measure_s, threads)
         written = variants[-1].status != verdict.REJECTED
         if written:
-            files.publish(staged, out)
+            files.publish(Path(built[-1].path), out)
     return ExportReport(model=loaded.ref.display, tag=loaded.tag, weights=loaded.weights_label,
                         family=model_family(loaded.model), input_size=size, opset=built[0].facts.get("opset"),
                         preprocessing=config, check_source="images" if calib else "random",
                         check_images=len(batch), min_agreement=min_agreement, variants=tuple(variants),
                         precision=precision, out=str(out) if written else None,
                         skipped=calib.skipped if calib else (), eager_img_s_batch1=eager_img_s,
-                        threads=threads, runtime_versions=_versions(runtime), runtime=runtime.name, format=format)
+                        threads=threads, runtime_versions=_versions(runtime), runtime=runtime.name, format=format,
+                        accuracy=aware)
 
 
 def _check_options(format: str, precision: str, min_agreement: float, input_size: int | None) -> Runtime:
@@ -138,6 +153,71 @@ def _check_options(format: str, precision: str, min_agreement: float, input_size
     if why:
         raise UsageError(f"--format {format} --precision {precision} cannot run here: {why}.")
     return runtime
+
+
+def _check_accuracy(runtime: Runtime, format: str, precision: str, data: str | Path | None,
+                    max_drop: float | None) -> None:
+    """--data and --max-accuracy-drop go together, with --precision int8, on a runtime that reverts layers."""
+    if max_drop is None:
+        if data is not None:
+            raise UsageError("--data is the labelled images for --max-accuracy-drop: give both, or neither.")
+        return
+    if data is None:
+        raise UsageError("--max-accuracy-drop needs --data DIR: labelled images to measure the top-1 drop on.",
+                         hint="Give a folder of class sub-folders (or a CSV of path,label) of your own images.")
+    if precision != "int8":
+        raise UsageError(f"--max-accuracy-drop applies to --precision int8, not --precision {precision}.")
+    if not runtime.reverts_layers:
+        able = ", ".join(f"--format {r.format} ({r.title})" for r in registry.graph_runtimes() if r.reverts_layers)
+        raise UsageError(f"--max-accuracy-drop works with {able} only for now, not --format {format}.")
+    if max_drop < 0:
+        raise UsageError(f"--max-accuracy-drop is top-1 points int8 may lose, 0 or more (got {max_drop:g}).")
+    check_source(data)
+
+
+def _labelled_parts(loaded: "LoadedModel", config: dict[str, Any],
+                    data: str | Path | None) -> tuple[accuracy.Labelled, accuracy.Labelled]:
+    """The labelled images (read as evaluate reads them), split into the layer-choice and held-out parts."""
+    from vischoose.inference.calibration import transform_for
+    from vischoose.inference.datasets import read_dataset
+    from vischoose.inference.prediction import class_labels
+
+    num_classes = int(getattr(loaded.model, "num_classes", 0) or 0)
+    labelled = read_dataset(str(data), class_labels(loaded.pretrained_cfg, num_classes), num_classes)
+    split = accuracy.split_samples(labelled.samples)
+    transform = transform_for(config)
+    return (accuracy.preprocess(split.choice, transform, labelled.source),
+            accuracy.preprocess(split.held_out, transform, labelled.source))
+
+
+def _choice_calibration(parts: tuple[accuracy.Labelled, accuracy.Labelled] | None) -> Calibration | None:
+    """Without --calibration, int8 calibrates on the layer-choice images (never on the held-out ones)."""
+    if parts is None:
+        return None
+    import numpy as np
+
+    picked = spread(range(len(parts[0])), 64)
+    return Calibration(batch=np.ascontiguousarray(parts[0].batch[picked]), images=())
+
+
+def _reverted(runtime: Runtime, loaded: "LoadedModel", built: list[Artifact], calib: Calibration | None,
+              parts: tuple[accuracy.Labelled, accuracy.Labelled], max_drop: float | None,
+              max_steps: int) -> tuple[list[Artifact], accuracy.AccuracyAware]:
+    """fp32, plain int8 and, when layers went back to float, that int8 file (beside the staged one)."""
+    fp32, plain = built
+    chosen, aware = accuracy.revert_within(runtime, loaded, fp32, plain, Path(plain.path),
+                                           None if calib is None else calib.batch, *parts,
+                                           max_drop_pts=float(max_drop or 0.0), max_steps=max_steps)
+    return (built if chosen is plain else [fp32, plain, chosen]), aware
+
+
+def _within_drop(variants: list[BuiltVariant], aware: accuracy.AccuracyAware) -> list[BuiltVariant]:
+    """The int8 verdicts by the accuracy limit: only the shipped one can pass, and only when the drop holds."""
+    fp32, plain, *rest = variants
+    reverted = [replace(v, recipe=f"{v.recipe} +{len(aware.reverted)} fp32 layers",
+                        status=verdict.OK if aware.met else verdict.REJECTED) for v in rest]
+    plain = replace(plain, status=verdict.OK if aware.met and not reverted else verdict.REJECTED)
+    return [fp32, plain, *reverted]
 
 
 def _build_all(runtime: Runtime, loaded: "LoadedModel", precision: str, staged: Path, size: int,
@@ -209,6 +289,15 @@ def _versions(runtime: Runtime) -> dict[str, str]:
 
 def require_written(report: ExportReport) -> None:
     """Raise DeployError when the requested variant was rejected and nothing was written."""
+    if report.out is None and report.accuracy is not None:
+        aware = report.accuracy
+        raise DeployError(f"No int8 graph of {report.tag} keeps top-1 within --max-accuracy-drop "
+                          f"{aware.max_drop_pts:g} points: the best found ({len(aware.reverted)} of "
+                          f"{aware.candidates} layers in float, {len(aware.steps)} quantizations) drops it by "
+                          f"{aware.drop_pts:.1f} points on {aware.held_out_images} held-out images "
+                          f"({aware.choice_drop_pts:.1f} on the {aware.choice_images} that chose the layers); "
+                          "nothing was written.", hint="Ship --precision fp32, raise --max-accuracy-drop, or give "
+                          "more labelled images with --data.")
     if report.out is None:
         found = report.shipped.agreement
         raise DeployError(f"The {report.precision} graph of {report.tag} was rejected: its top-1 class agrees with "

@@ -12,7 +12,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
 
 from vischoose.errors import DeployError, UsageError
 from vischoose.models.family import FAMILIES, model_family
@@ -130,8 +130,8 @@ def export_onnx(loaded: "LoadedModel", path: str | Path, input_size: int, opset:
 
 
 def quantize_int8(onnx_path: str | Path, out_path: str | Path, family: str,
-                  calibration: "Iterable[np.ndarray] | None" = None) -> QuantResult:
-    """Quantize an fp32 ONNX graph to int8 with the family's recipe.
+                  calibration: "Iterable[np.ndarray] | None" = None, exclude: Sequence[str] = ()) -> QuantResult:
+    """Quantize an fp32 ONNX graph to int8 with the family's recipe, leaving the nodes named in `exclude` in float.
 
     Static recipes calibrate on `calibration` (batches of preprocessed NCHW float32 images); without it
     they calibrate on random data, and the result is marked as such. Dynamic recipes need no calibration.
@@ -152,9 +152,9 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, family: str,
     with files.staging(out_path) as staged, _quiet_quantizer():
         try:
             if recipe.static:
-                _quantize_static(onnx_path, staged, batches)
+                _quantize_static(onnx_path, staged, batches, list(exclude))
             else:
-                _quantize_dynamic(onnx_path, staged)
+                _quantize_dynamic(onnx_path, staged, list(exclude))
         except (ValueError, RuntimeError) + files.onnx_errors() as err:
             raise DeployError(f"Quantizing {onnx_path.name} to int8 ({recipe.name}) failed: "
                               f"{files.first_line(err)}", hint="Ship the fp32 graph, or set VISCHOOSE_DEBUG=1 "
@@ -166,7 +166,7 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, family: str,
                        quantize_s=seconds, calibration=source, calibration_images=n_images)
 
 
-def _quantize_static(source: Path, out: Path, batches: list["np.ndarray"]) -> None:
+def _quantize_static(source: Path, out: Path, batches: list["np.ndarray"], exclude: list[str]) -> None:
     import tempfile
 
     from onnxruntime.quantization import (
@@ -194,17 +194,18 @@ def _quantize_static(source: Path, out: Path, batches: list["np.ndarray"]) -> No
         quant_pre_process(str(source), str(prepared), save_as_external_data=onnx.is_big(source))
         # uint8 activations: with the default int8 ones ORT left many convolutions unfused in fp32
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                         use_external_data_format=onnx.is_big(source))
 
 
-def _quantize_dynamic(source: Path, out: Path) -> None:
+def _quantize_dynamic(source: Path, out: Path, exclude: list[str]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # MatMul/Gemm only: quantizing every op statically broke ViT outputs; per-channel weights keep the
     # logits' cosine with fp32 near 0.999 at the same speed as per-tensor
     quantize_dynamic(str(source), str(out), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                     weight_type=QuantType.QInt8, use_external_data_format=onnx.is_big(source))
+                     weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                     use_external_data_format=onnx.is_big(source))
 
 
 @contextlib.contextmanager
@@ -268,7 +269,7 @@ class OnnxRuntime(Runtime):
     module: ClassVar[str] = "onnxruntime"
     suffix: ClassVar[str] = ".onnx"
     format: ClassVar[str] = "onnx"
-
+    reverts_layers: ClassVar[bool] = True
 
     def __init__(self, opset: int | None = None) -> None:
         self.opset = opset  # None: the exporter's default
@@ -298,10 +299,21 @@ class OnnxRuntime(Runtime):
         finally:
             files.remove(fp32_path)
 
+    def build_excluding(self, loaded: "LoadedModel", fp32: Artifact, out: Path, calibration: "np.ndarray | None",
+                        exclude: Sequence[str]) -> Artifact:
+        """int8 from the fp32 artifact with the family's recipe, the nodes named in `exclude` left in float."""
+        return self._quantized(loaded, Path(fp32.path), Path(out), calibration, fp32, exclude)
+
+    def rank_layers(self, fp32: Artifact, int8: Artifact, images: "np.ndarray") -> list[Any]:
+        """The fp32 graph's quantizable nodes, the ones int8 hurts most first (runtimes.sensitivity)."""
+        from vischoose.runtimes import sensitivity
+
+        return sensitivity.rank_layers(fp32.path, int8.path, images)
+
     def _quantized(self, loaded: "LoadedModel", fp32_path: Path, out: Path, calibration: "np.ndarray | None",
-                   fp32: Artifact) -> Artifact:
+                   fp32: Artifact, exclude: Sequence[str] = ()) -> Artifact:
         family = model_family(loaded.model)
-        quant = quantize_int8(fp32_path, out, family, None if calibration is None else [calibration])
+        quant = quantize_int8(fp32_path, out, family, None if calibration is None else [calibration], exclude)
         return Artifact(str(out), self.name, "int8", quant.file_mb, fp32.build_s, fp32.input_size,
                         quantize_s=quant.quantize_s, recipe=quant.recipe.name, calibration=quant.calibration,
                         calibration_images=quant.calibration_images, note=quant.recipe.note,
