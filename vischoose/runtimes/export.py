@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vischoose.errors import DeployError, UsageError
-from vischoose.inference.calibration import Calibration, load_calibration, preprocessing, spread
-from vischoose.inference.datasets import check_source
+from vischoose.inference.calibration import Calibration, load_calibration, preprocessing, spread, transform_for
+from vischoose.inference.datasets import check_source, read_dataset
 from vischoose.models.family import model_family
 from vischoose.runtimes import accuracy, files, registry, verdict
 from vischoose.runtimes.base import Artifact, Runtime
@@ -178,8 +178,6 @@ def _check_accuracy(runtime: Runtime, format: str, precision: str, data: str | P
 def _labelled_parts(loaded: "LoadedModel", config: dict[str, Any],
                     data: str | Path | None) -> tuple[accuracy.Labelled, accuracy.Labelled]:
     """The labelled images (read as evaluate reads them), split into the layer-choice and held-out parts."""
-    from vischoose.inference.calibration import transform_for
-    from vischoose.inference.datasets import read_dataset
     from vischoose.inference.prediction import class_labels
 
     num_classes = int(getattr(loaded.model, "num_classes", 0) or 0)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
 
 from vischoose.errors import DeployError, UsageError
 from vischoose.models.family import FAMILIES, model_family
-from vischoose.runtimes import files, onnx
+from vischoose.runtimes import files, onnx, sensitivity
 from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
 from vischoose.runtimes.verdict import (
     CHECK_BATCH,
@@ -306,8 +306,6 @@ class OnnxRuntime(Runtime):
 
     def rank_layers(self, fp32: Artifact, int8: Artifact, images: "np.ndarray") -> list[Any]:
         """The fp32 graph's quantizable nodes, the ones int8 hurts most first (runtimes.sensitivity)."""
-        from vischoose.runtimes import sensitivity
-
         return sensitivity.rank_layers(fp32.path, int8.path, images)
 
     def _quantized(self, loaded: "LoadedModel", fp32_path: Path, out: Path, calibration: "np.ndarray | None",

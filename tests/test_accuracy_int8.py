@@ -1,0 +1,180 @@
+"""Accuracy-aware int8 (runtimes.accuracy, runtimes.sensitivity, export --max-accuracy-drop).
+
+The slow tests share one session-scoped fp32 export of real EfficientNet-Lite0 weights and the real-photo folder.
+They check the rule, never a count of layers: within the limit on the held-out images, or rejected with the best
+drop reached.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vischoose.cli import app
+from vischoose.inference.datasets import Sample
+from vischoose.runtimes import accuracy, export
+
+SLOW_LIMIT_S = 90
+
+
+@pytest.fixture(scope="session")
+def lite0_graphs(tmp_path_factory, lite0_files):
+    """Real Lite0: its fp32 ONNX file and plain int8, and the photos split, labelled with fp32's own top-1 class
+    (so fp32 scores 100% and every image int8 flips is a drop: the search has something to do)."""
+    from huggingface_hub import constants
+
+    from tests import hubfixtures, realweights
+    from vischoose.inference.calibration import preprocessing, transform_for
+    from vischoose.inference.datasets import read_dataset
+    from vischoose.inference.prediction import class_labels
+    from vischoose.models.loading import load_model
+
+    folder = tmp_path_factory.mktemp("lite0-graphs")
+    with pytest.MonkeyPatch.context() as mp:
+        cache = folder / "hf-cache"
+        cache.mkdir()
+        mp.setenv("HF_HUB_CACHE", str(cache))
+        mp.setattr(constants, "HF_HUB_CACHE", str(cache))
+        hubfixtures.add_to_cache(cache, realweights.TAG, files=lite0_files)
+        loaded = load_model(realweights.TAG)
+    runtime = export.formats()["onnx"]
+    fp32 = runtime.build(loaded, "fp32", folder / "fp32.onnx", loaded.input_size, None)
+    photos = realweights.labelled_folder(folder / "photos")
+    labelled = read_dataset(photos, class_labels(loaded.pretrained_cfg, 1000), 1000)
+    split = accuracy.split_samples(labelled.samples)
+    transform = transform_for(preprocessing(loaded, loaded.input_size))
+    forward = runtime.session(fp32, None)
+    parts = []
+    for samples in (split.choice, split.held_out):
+        part = accuracy.preprocess(samples, transform, labelled.source)
+        parts.append(accuracy.Labelled(part.batch, forward(part.batch).argmax(axis=-1)))
+    choice, held_out = parts
+    plain = runtime.build_excluding(loaded, fp32, folder / "int8.onnx", choice.batch, ())
+    return runtime, loaded, fp32, plain, choice, held_out, split
+
+
+def fp32_nodes(path: str) -> set[str]:
+    import onnx
+
+    return {n.name for n in onnx.load(path, load_external_data=False).graph.node}
+
+
+# ---- the split and the steps (no model) -----------------------------------------------------------------
+
+def test_split_is_disjoint_deterministic_and_spread_over_classes():
+    samples = [Sample(f"/d/{c}/{i}.jpg", c) for c in (3, 1, 2) for i in range(5)] + [Sample("/d/9/a.jpg", 9)]
+    split = accuracy.split_samples(samples)
+    assert set(split.choice).isdisjoint(split.held_out)
+    assert set(split.choice) | set(split.held_out) == set(samples)
+    assert accuracy.split_samples(list(reversed(samples))) == split
+    for c in (1, 2, 3):
+        assert {s.target for s in split.choice} >= {c} and {s.target for s in split.held_out} >= {c}
+    assert abs(len(split.choice) - len(split.held_out)) <= 1
+
+
+def test_split_needs_two_images():
+    from vischoose.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="needs at least 2 labelled images"):
+        accuracy.split_samples([Sample("/d/a.jpg", 0)])
+
+
+def test_revert_sizes_double_then_take_all_within_the_cap():
+    assert accuracy.revert_sizes(50, 8) == [1, 2, 4, 8, 16, 32, 50]
+    assert accuracy.revert_sizes(50, 3) == [1, 2, 4]
+    assert accuracy.revert_sizes(4, 8) == [1, 2, 4]
+    assert accuracy.revert_sizes(0, 8) == []
+
+
+# ---- usage errors ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--precision", "int8", "--max-accuracy-drop", "1"],
+     "Error: --max-accuracy-drop needs --data DIR: labelled images to measure the top-1 drop on.\n"),
+    (["--precision", "fp32", "--max-accuracy-drop", "1", "--data", "."],
+     "Error: --max-accuracy-drop applies to --precision int8, not --precision fp32.\n"),
+    (["--precision", "int8", "--data", "."],
+     "Error: --data is the labelled images for --max-accuracy-drop: give both, or neither.\n"),
+    (["--precision", "int8", "--max-accuracy-drop", "-1", "--data", "."],
+     "Error: --max-accuracy-drop is top-1 points int8 may lose, 0 or more (got -1).\n"),
+])
+def test_accuracy_option_errors(runner, tmp_path, extra, message):
+    result = runner.invoke(app, ["export", "tf_efficientnet_lite0.in1k", "--out", str(tmp_path / "m.onnx"), *extra])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("fmt", [f for f, r in export.formats().items() if not r.reverts_layers])
+def test_accuracy_drop_is_onnx_runtime_only_for_now(runner, tmp_path, fmt):
+    runtime = export.formats()[fmt]
+    if runtime.missing() or runtime.precision_supported("int8"):
+        pytest.skip(f"{runtime.title} int8 cannot run here")
+    result = runner.invoke(app, ["export", "tf_efficientnet_lite0.in1k", "--out", str(tmp_path / "m.onnx"),
+                                 "--format", fmt, "--precision", "int8", "--max-accuracy-drop", "1", "--data", "."])
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: --max-accuracy-drop works with --format onnx (ONNX Runtime) only for now, "
+                             f"not --format {fmt}.\n")
+
+
+# ---- real weights ----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_revert_loop_meets_the_limit_on_held_out_images_or_rejects(lite0_graphs, tmp_path):
+    runtime, loaded, fp32, plain, choice, held_out, _ = lite0_graphs
+    chosen, aware = accuracy.revert_within(runtime, loaded, fp32, plain, tmp_path / "int8.onnx", choice.batch,
+                                           choice, held_out, max_drop_pts=0.0)
+    assert aware.fp32_top1 == 100.0  # labelled with fp32's own classes
+    assert aware.choice_images == len(choice) and aware.held_out_images == len(held_out)
+    assert set(aware.reverted) <= fp32_nodes(fp32.path)
+    assert aware.steps[0].reverted == 0
+    if aware.steps[0].choice_drop_pts > 0:  # plain int8 flipped a choice image: the search ran
+        assert len(aware.steps) > 1 and aware.candidates > 0
+    if aware.met:
+        assert aware.drop_pts <= 0.0 and aware.choice_drop_pts <= 0.0 and Path(chosen.path).is_file()
+    else:
+        assert aware.choice_drop_pts == min(s.choice_drop_pts for s in aware.steps)
+        assert aware.drop_pts == aware.fp32_top1 - aware.top1
+    assert aware.reverted == () or Path(chosen.path).is_file()
+
+
+@pytest.mark.slow
+def test_a_limit_that_cannot_be_met_is_rejected_with_the_best_drop(lite0_graphs, tmp_path):
+    runtime, loaded, fp32, plain, choice, held_out, _ = lite0_graphs
+    out = tmp_path / "int8.onnx"
+    # a drop of at most -101 points cannot be reached (top-1 is at most 100 points above fp32): one step, rejected
+    chosen, aware = accuracy.revert_within(runtime, loaded, fp32, plain, out, choice.batch, choice, held_out,
+                                           max_drop_pts=-101.0, max_steps=1)
+    assert not aware.met
+    assert [s.reverted for s in aware.steps] == [0, 1]
+    assert aware.choice_drop_pts == min(s.choice_drop_pts for s in aware.steps)
+    assert set(aware.reverted) <= fp32_nodes(fp32.path) and len(aware.reverted) in (0, 1)
+    left = [p for p in tmp_path.rglob("*.onnx")]
+    assert left == ([Path(chosen.path)] if aware.reverted else [])  # the worse candidate's file is gone
+
+
+@pytest.mark.slow
+def test_export_max_accuracy_drop_on_real_photos(runner, lite0, tmp_path):
+    """The CLI end to end: --json carries the split and the float layers; exit 0 with the file, or exit 1, none."""
+    from tests import realweights
+
+    photos = realweights.labelled_folder(tmp_path / "photos")
+    out = tmp_path / "lite0-int8.onnx"
+    result = runner.invoke(app, ["export", realweights.TAG, "--precision", "int8", "--data", str(photos),
+                                 "--max-accuracy-drop", "0", "--out", str(out), "--json"])
+    data = json.loads(result.stdout)["data"]
+    aware = data["accuracy"]
+    assert aware["choice_images"] + aware["held_out_images"] == 9 and aware["choice_images"] >= 4
+    assert data["check_images"] == aware["choice_images"]  # calibrated and checked on the choice part only
+    assert [v["precision"] for v in data["variants"]][:2] == ["fp32", "int8"]
+    assert len(data["variants"]) == (3 if aware["reverted"] else 2)
+    if aware["met"]:
+        assert result.exit_code == 0, result.stderr
+        assert aware["drop_pts"] <= 0 and out.is_file() and data["variants"][-1]["status"] == "ok"
+    else:
+        assert result.exit_code == 1 and data["out"] is None and not out.exists()
+        assert result.stderr.startswith(f"Error: No int8 graph of {realweights.TAG} keeps top-1 within "
+                                        "--max-accuracy-drop 0 points: the best found (")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
