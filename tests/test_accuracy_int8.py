@@ -178,3 +178,53 @@ def test_export_max_accuracy_drop_on_real_photos(runner, lite0, tmp_path):
         assert result.stderr.startswith(f"Error: No int8 graph of {realweights.TAG} keeps top-1 within "
                                         "--max-accuracy-drop 0 points: the best found (")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+@pytest.mark.slow
+def test_dynamic_recipe_ranks_and_keeps_matmuls_in_float(tmp_path):
+    """ViT (dynamic MatMul/Gemm recipe, random weights): only the nodes the recipe quantized are candidates, and an
+    excluded MatMul stays a float MatMul."""
+    import onnx
+
+    from vischoose.models.loading import load_model
+    from vischoose.runtimes import verdict
+
+    loaded = load_model("test_vit.r160_in1k", weights="random")
+    runtime = export.formats()["onnx"]
+    fp32 = runtime.build(loaded, "fp32", tmp_path / "vit.onnx", loaded.input_size, None)
+    plain = runtime.build_excluding(loaded, fp32, tmp_path / "vit-int8.onnx", None, ())
+    ranked = runtime.rank_layers(fp32, plain, verdict.random_batch(loaded.input_size, n=2))
+    assert ranked and {layer.op for layer in ranked} <= {"MatMul", "Gemm"}  # the patch Conv stays float anyway
+    assert [layer.added_db for layer in ranked] == sorted((layer.added_db for layer in ranked), reverse=True)
+    kept = {layer.node for layer in ranked[:2]}
+    reverted = runtime.build_excluding(loaded, fp32, tmp_path / "vit-mixed.onnx", None, sorted(kept))
+    graph = onnx.load(reverted.path).graph
+    assert {n.name: n.op_type for n in graph.node if n.name in kept} == dict.fromkeys(kept, "MatMul")
+
+    def integer_matmuls(path):
+        return sum(n.op_type == "MatMulInteger" for n in onnx.load(path).graph.node)
+
+    assert integer_matmuls(reverted.path) == integer_matmuls(plain.path) - 2
+
+
+def test_rejection_message_names_the_best_drop():
+    from vischoose.errors import DeployError
+    from vischoose.runtimes.verdict import Agreement
+
+    aware = accuracy.AccuracyAware(
+        max_drop_pts=1.0, met=False, reverted=("node_Conv_1",), reverted_weights=("conv_stem.weight",),
+        choice_images=5, held_out_images=4, fp32_top1=100.0, int8_top1=75.0, top1=75.0, drop_pts=25.0,
+        plain_drop_pts=25.0, choice_drop_pts=0.0, steps=(accuracy.Step(0, 20.0), accuracy.Step(1, 0.0)),
+        candidates=50)
+    variant = export.BuiltVariant("int8", "static-qdq-u8s8", 5.0, 2.0, Agreement(5, 0.8, 0.5, 0.99), "rejected")
+    report = export.ExportReport(model="m", tag="m.t", weights="pretrained", family="depthwise", input_size=224,
+                                 opset=20, preprocessing={}, check_source="images", check_images=5,
+                                 min_agreement=0.99, variants=(variant,), precision="int8", out=None,
+                                 accuracy=aware)
+    with pytest.raises(DeployError) as err:
+        export.require_written(report)
+    assert str(err.value) == (
+        "No int8 graph of m.t keeps top-1 within --max-accuracy-drop 1 points: the best found (1 of 50 layers in "
+        "float, 2 quantizations) drops it by 25.0 points on 4 held-out images (0.0 on the 5 that chose the "
+        "layers); nothing was written.")
+    assert err.value.exit_code == 1

@@ -78,7 +78,7 @@ class AccuracyAware:
     choice_drop_pts: float  # the same drop on the choice images
     steps: tuple[Step, ...]
     candidates: int  # quantizable layers the ranking covered
-    ranking: str = "sqnr-added-db"  # per-layer SQNR lost, fp32 vs int8 (runtimes.sensitivity)
+    ranking: str = "sqnr-lost-db"  # per-layer SQNR lost, fp32 vs int8 (runtimes.sensitivity)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,14 @@ when quantized, ranked so accuracy-aware int8 (runtimes.accuracy) puts the worst
 The measure is the one ONNX Runtime's `qdq_loss_debug` tooling is built around: run the float graph and the
 quantized graph on the same images, read the tensors either side of every quantizable node in both, and compare
 them by signal-to-quantization-noise ratio (SQNR, dB). A node's score is the SQNR its input arrives with minus the
-SQNR its output leaves with: the error that node ADDS, not the error it inherits from the layers before it (raw
-output error grows with depth and would just rank the last layers first). It costs one pass of each graph over a
-few images; measuring each node quantized alone would cost one quantization per node (50 for EfficientNet-Lite0).
+SQNR its output leaves with: how many dB of accuracy that node itself costs, not the error it inherits from the
+layers before it (raw output error grows with depth and would just rank the last layers first). SQNR is capped at
+what an ideal 8-bit quantizer gives a full-range signal (about 50 dB): every quantized node sees its input at 8 bits
+at best, so an exact float input (the first MatMul of a dynamic recipe) does not make its node look infinitely
+sensitive. On real EfficientNet-Lite0 and photos this ranked the stem first, and reverting it alone recovered the
+choice images; the alternative score, the linear noise-to-signal power added, ranked the deep pointwise layers first
+and needed 8 of them. It costs one pass of each graph over a few images; measuring each node quantized alone would
+cost one quantization per node (50 for EfficientNet-Lite0).
 
 Tensors are read by name: a static (QDQ) graph keeps the float names and adds `<name>_DequantizeLinear_Output`
 for the value a consumer sees after quantization; a dynamic graph keeps MatMul/Gemm output names. Energies are
@@ -27,7 +32,8 @@ if TYPE_CHECKING:
 
 QUANTIZABLE = ("Conv", "MatMul", "Gemm")
 DEQUANT_SUFFIX = "_DequantizeLinear_Output"  # ORT's name for a tensor's value after its QDQ pair
-MAX_SQNR_DB = 100.0  # an exact tensor (no noise) scores this, so differences stay finite
+QUANT_INPUT_SUFFIX = "_QuantizeLinear_Input"  # ...and for the value before it, where the name is a graph output
+MAX_SQNR_DB = 6.02 * 8 + 1.76  # an ideal 8-bit quantizer on a full-range uniform signal, dB
 BATCH = 4  # images per pass: bounds the memory the extra outputs take
 
 
@@ -39,6 +45,7 @@ class Layer:
     op: str  # Conv, MatMul or Gemm
     weight: str  # its weight initializer (names the model's layer: blocks.0.0.conv_dw.weight)
     added_db: float  # SQNR of its input minus SQNR of its output, dB; higher = more sensitive
+    sqnr_db: float  # SQNR of its output in the int8 graph, dB (capped at MAX_SQNR_DB)
 
 
 def quantizable_nodes(fp32_path: str | Path) -> list[tuple[str, str, str]]:
@@ -57,7 +64,7 @@ def rank_layers(fp32_path: str | Path, int8_path: str | Path, images: "np.ndarra
     Args:
         images: preprocessed float32 NCHW images both graphs run on (the calibration images do).
     """
-    nodes = quantizable_nodes(fp32_path)
+    nodes = _quantized_nodes(int8_path, quantizable_nodes(fp32_path))
     ends = _node_ends(fp32_path, int8_path, nodes)
     quant_names = _quantized_names(int8_path, {t for pair in ends.values() for t in pair})
     energy = _noise_energy(fp32_path, int8_path, images, quant_names)
@@ -65,10 +72,21 @@ def rank_layers(fp32_path: str | Path, int8_path: str | Path, images: "np.ndarra
     for name, op, weight in nodes:
         start, end = ends.get(name, ("", ""))
         if start in energy and end in energy:
-            layers.append(Layer(name, op, weight, _sqnr(*energy[start]) - _sqnr(*energy[end])))
+            out = _sqnr(*energy[end])
+            layers.append(Layer(name, op, weight, _sqnr(*energy[start]) - out, out))
         else:
-            layers.append(Layer(name, op, weight, -math.inf))
+            layers.append(Layer(name, op, weight, -math.inf, math.nan))
     return sorted(layers, key=lambda layer: -layer.added_db)
+
+
+def _quantized_nodes(int8_path: str | Path, nodes: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The nodes the recipe quantized: replaced in the int8 graph (dynamic), or fed a dequantized weight (static).
+    A dynamic recipe leaves Conv in float, so reverting it would change nothing."""
+    import onnx
+
+    int8 = {n.name: n for n in onnx.load(str(int8_path), load_external_data=False).graph.node}
+    return [(name, op, weight) for name, op, weight in nodes
+            if name not in int8 or (len(int8[name].input) > 1 and int8[name].input[1].endswith(DEQUANT_SUFFIX))]
 
 
 def _node_ends(fp32_path: str | Path, int8_path: str | Path,
@@ -85,7 +103,7 @@ def _node_ends(fp32_path: str | Path, int8_path: str | Path,
     ends = {}
     for name, _, _ in nodes:
         node = int8.get(name, fp32[name])
-        ends[name] = (node.input[0].removesuffix(DEQUANT_SUFFIX), node.output[0])
+        ends[name] = (node.input[0].removesuffix(DEQUANT_SUFFIX), node.output[0].removesuffix(QUANT_INPUT_SUFFIX))
     return ends
 
 
@@ -110,6 +128,7 @@ def _noise_energy(fp32_path: str | Path, int8_path: str | Path, images: "np.ndar
     import numpy as np
 
     totals = {name: [0.0, 0.0] for name in quant_names}
+    seen: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="vischoose-sensitivity-") as tmp:
         float_run = _exposing(fp32_path, list(quant_names), Path(tmp) / "float.onnx")
         quant_run = _exposing(int8_path, list(quant_names.values()), Path(tmp) / "int8.onnx")
@@ -120,9 +139,10 @@ def _noise_energy(fp32_path: str | Path, int8_path: str | Path, images: "np.ndar
                 x, y = floats.get(name), quants.get(quant_names[name])
                 if x is None or y is None or x.shape != y.shape:
                     continue
+                seen.add(name)
                 totals[name][0] += float(np.square(x, dtype=np.float64).sum())
                 totals[name][1] += float(np.square(x - y, dtype=np.float64).sum())
-    return {name: (s, n) for name, (s, n) in totals.items()}
+    return {name: (s, n) for name, (s, n) in totals.items() if name in seen}
 
 
 def _exposing(path: str | Path, names: list[str], out: Path):
@@ -149,7 +169,9 @@ def _exposing(path: str | Path, names: list[str], out: Path):
 
 
 def _sqnr(signal: float, noise: float) -> float:
-    """Signal-to-quantization-noise ratio in dB, capped at MAX_SQNR_DB."""
-    if noise <= 0.0 or signal <= 0.0:
-        return MAX_SQNR_DB if noise <= 0.0 else -MAX_SQNR_DB
+    """Signal-to-quantization-noise ratio in dB, at most MAX_SQNR_DB (an exact tensor scores that)."""
+    if noise <= 0.0:
+        return MAX_SQNR_DB
+    if signal <= 0.0:
+        return -MAX_SQNR_DB
     return min(MAX_SQNR_DB, 10.0 * math.log10(signal / noise))
