@@ -207,8 +207,7 @@ def test_dynamic_recipe_ranks_and_keeps_matmuls_in_float(tmp_path):
     assert integer_matmuls(reverted.path) == integer_matmuls(plain.path) - 2
 
 
-def test_rejection_message_names_the_best_drop():
-    from vischoose.errors import DeployError
+def rejected_report() -> export.ExportReport:
     from vischoose.runtimes.verdict import Agreement
 
     aware = accuracy.AccuracyAware(
@@ -217,14 +216,29 @@ def test_rejection_message_names_the_best_drop():
         plain_drop_pts=25.0, choice_drop_pts=0.0, steps=(accuracy.Step(0, 20.0), accuracy.Step(1, 0.0)),
         candidates=50)
     variant = export.BuiltVariant("int8", "static-qdq-u8s8", 5.0, 2.0, Agreement(5, 0.8, 0.5, 0.99), "rejected")
-    report = export.ExportReport(model="m", tag="m.t", weights="pretrained", family="depthwise", input_size=224,
-                                 opset=20, preprocessing={}, check_source="images", check_images=5,
-                                 min_agreement=0.99, variants=(variant,), precision="int8", out=None,
-                                 accuracy=aware)
+    return export.ExportReport(model="m", tag="m.t", weights="pretrained", family="depthwise", input_size=224,
+                               opset=20, preprocessing={"input_size": [3, 224, 224]}, check_source="images",
+                               check_images=5, min_agreement=0.99, variants=(variant,), precision="int8", out=None,
+                               accuracy=aware, runtime="onnxruntime")
+
+
+def test_rejection_message_names_the_best_drop():
+    from vischoose.errors import DeployError
+
     with pytest.raises(DeployError) as err:
-        export.require_written(report)
+        export.require_written(rejected_report())
     assert str(err.value) == (
         "No int8 graph of m.t keeps top-1 within --max-accuracy-drop 1 points: the best found (1 of 50 layers in "
         "float, 2 quantizations) drops it by 25.0 points on 4 held-out images (0.0 on the 5 that chose the "
         "layers); nothing was written.")
     assert err.value.exit_code == 1
+
+
+def test_text_report_gives_the_held_out_drop_and_the_float_layers(capsys, monkeypatch):
+    from vischoose.report import profile as report_profile
+
+    monkeypatch.setattr(report_profile, "preprocessing_note", lambda config: "224 px")
+    report_profile.show_export(rejected_report(), as_json=False)
+    assert ("accuracy: top-1 on 4 held-out images (the layers were chosen on 5 others): fp32 100.0%, plain int8 "
+            "75.0%, shipped int8 75.0% (drop 25.0 points, above the limit of 1); layers in float (1 of 50, 2 int8 "
+            "builds): conv_stem.\n") in capsys.readouterr().out

@@ -216,12 +216,16 @@ def _export_row(v: Any, runtime: str, measured: bool) -> list[str]:
 
 def _accuracy_note(aware: Any) -> str:
     """--max-accuracy-drop: top-1 on the held-out images, and the layers kept in float."""
-    layers = ", ".join(w.removesuffix(".weight") for w in aware.reverted_weights) or "none"
+    if aware.candidates:
+        names = ", ".join(w.removesuffix(".weight") for w in aware.reverted_weights) or "none helped"
+        layers = f"layers in float ({len(aware.reverted)} of {aware.candidates}, {len(aware.steps)} int8 builds): {names}"
+    else:
+        layers = "no layer in float: plain int8 met the limit on the choice images"
     verdict = "within" if aware.met else "above"
     return (f"accuracy: top-1 on {aware.held_out_images} held-out images (the layers were chosen on "
             f"{aware.choice_images} others): fp32 {aware.fp32_top1:.1f}%, plain int8 {aware.int8_top1:.1f}%, "
-            f"chosen int8 {aware.top1:.1f}% (drop {aware.drop_pts:.1f} points, {verdict} the limit of "
-            f"{aware.max_drop_pts:g}); layers in float ({len(aware.reverted)} of {aware.candidates}): {layers}.")
+            f"shipped int8 {aware.top1:.1f}% (drop {aware.drop_pts:.1f} points, {verdict} the limit of "
+            f"{aware.max_drop_pts:g}); {layers}.")
 
 
 def show_export(rep: Any, as_json: bool) -> None:
