@@ -46,13 +46,16 @@ def lite0_graphs(tmp_path_factory, lite0_files):
     split = accuracy.split_samples(labelled.samples)
     transform = transform_for(preprocessing(loaded, loaded.input_size))
     forward = runtime.session(fp32, None)
-    parts = []
+    parts, rows = [], []
     for samples in (split.choice, split.held_out):
         part = accuracy.preprocess(samples, transform, labelled.source)
         parts.append(accuracy.Labelled(part.batch, forward(part.batch).argmax(axis=-1)))
+        rows += [f"{s.path},{int(t)}" for s, t in zip(samples, parts[-1].targets)]
+    own_labels = folder / "own-labels.csv"  # the same photos as a CSV data set, fp32's classes as labels
+    own_labels.write_text("path,label\n" + "\n".join(rows) + "\n")
     choice, held_out = parts
     plain = runtime.build_excluding(loaded, fp32, folder / "int8.onnx", choice.batch, ())
-    return runtime, loaded, fp32, plain, choice, held_out, split
+    return runtime, loaded, fp32, plain, choice, held_out, own_labels
 
 
 def fp32_nodes(path: str) -> set[str]:
@@ -156,13 +159,14 @@ def test_a_limit_that_cannot_be_met_is_rejected_with_the_best_drop(lite0_graphs,
 
 
 @pytest.mark.slow
-def test_export_max_accuracy_drop_on_real_photos(runner, lite0, tmp_path):
-    """The CLI end to end: --json carries the split and the float layers; exit 0 with the file, or exit 1, none."""
+def test_export_max_accuracy_drop_on_real_photos(runner, lite0, lite0_graphs, tmp_path):
+    """The CLI end to end on the photos labelled with fp32's classes (a CSV), so plain int8's flips are drops:
+    --json carries the split and the float layers; exit 0 with the file, or exit 1 and nothing written."""
     from tests import realweights
 
-    photos = realweights.labelled_folder(tmp_path / "photos")
+    own_labels = lite0_graphs[-1]
     out = tmp_path / "lite0-int8.onnx"
-    result = runner.invoke(app, ["export", realweights.TAG, "--precision", "int8", "--data", str(photos),
+    result = runner.invoke(app, ["export", realweights.TAG, "--precision", "int8", "--data", str(own_labels),
                                  "--max-accuracy-drop", "0", "--out", str(out), "--json"])
     data = json.loads(result.stdout)["data"]
     aware = data["accuracy"]
@@ -170,6 +174,12 @@ def test_export_max_accuracy_drop_on_real_photos(runner, lite0, tmp_path):
     assert data["check_images"] == aware["choice_images"]  # calibrated and checked on the choice part only
     assert [v["precision"] for v in data["variants"]][:2] == ["fp32", "int8"]
     assert len(data["variants"]) == (3 if aware["reverted"] else 2)
+    if aware["reverted"] and len(aware["reverted"]) == aware["candidates"]:
+        assert "every quantizable layer is in float" in data["variants"][-1]["note"]
+    assert aware["fp32_top1"] == 100.0
+    assert set(aware["reverted"]) <= fp32_nodes(str(lite0_graphs[2].path))
+    if aware["steps"][0]["choice_drop_pts"] > 0:
+        assert len(aware["steps"]) > 1
     if aware["met"]:
         assert result.exit_code == 0, result.stderr
         assert aware["drop_pts"] <= 0 and out.is_file() and data["variants"][-1]["status"] == "ok"

@@ -212,8 +212,12 @@ def _reverted(runtime: Runtime, loaded: "LoadedModel", built: list[Artifact], ca
 def _within_drop(variants: list[BuiltVariant], aware: accuracy.AccuracyAware) -> list[BuiltVariant]:
     """The int8 verdicts by the accuracy limit: only the shipped one can pass, and only when the drop holds."""
     fp32, plain, *rest = variants
-    reverted = [replace(v, recipe=f"{v.recipe} +{len(aware.reverted)} fp32 layers",
-                        status=verdict.OK if aware.met else verdict.REJECTED) for v in rest]
+    note = (f"{len(aware.reverted)} of {aware.candidates} quantizable layers kept in float, top-1 drop "
+            f"{aware.drop_pts:.1f} points on {aware.held_out_images} held-out images")
+    if len(aware.reverted) == aware.candidates:
+        note += "; every quantizable layer is in float, so the file is about fp32's size: --precision fp32 ships it"
+    reverted = [replace(v, recipe=f"{v.recipe} +{len(aware.reverted)} fp32 layers", note="; ".join(
+        n for n in (note, v.note) if n), status=verdict.OK if aware.met else verdict.REJECTED) for v in rest]
     plain = replace(plain, status=verdict.OK if aware.met and not reverted else verdict.REJECTED)
     return [fp32, plain, *reverted]
 
