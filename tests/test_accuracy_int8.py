@@ -252,3 +252,8 @@ def test_text_report_gives_the_held_out_drop_and_the_float_layers(capsys, monkey
     assert ("accuracy: top-1 on 4 held-out images (the layers were chosen on 5 others): fp32 100.0%, plain int8 "
             "75.0%, shipped int8 75.0% (drop 25.0 points, above the limit of 1); layers in float (1 of 50, 2 int8 "
             "builds): conv_stem.\n") in capsys.readouterr().out
+
+
+def test_a_drop_equal_to_the_limit_meets_it_despite_float_rounding():
+    drop = 100.0 - 100.0 * 2 / 3  # 33.33333333333334, one image of three
+    assert accuracy.within(drop, 100.0 / 3) and accuracy.within(0.0, 0.0) and not accuracy.within(0.1, 0.0)

@@ -465,7 +465,8 @@ def export_cmd(
                                               "--max-accuracy-drop: half choose the float layers, half measure.")] = None,
     max_accuracy_drop: Annotated[float | None, typer.Option(help="int8: the most top-1 points to lose against fp32 on "
                                                             "--data; the layers int8 hurts most go back to float "
-                                                            "until it holds, else nothing is written.")] = None,
+                                                            "until it holds, else nothing is written (--format onnx "
+                                                            "only for now).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a model to ONNX (fp32 or int8) for deployment, checked against the eager model before writing."""

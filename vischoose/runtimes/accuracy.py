@@ -135,6 +135,11 @@ def top1(forward: Forward, labelled: Labelled) -> float:
     return 100.0 * hits / len(labelled)
 
 
+def within(drop_pts: float, max_drop_pts: float) -> bool:
+    """Whether a top-1 drop meets the limit (1e-9 points of slack: 100 * hits / n is not exact in binary)."""
+    return drop_pts <= max_drop_pts + 1e-9
+
+
 def revert_sizes(candidates: int, max_steps: int) -> list[int]:
     """How many layers each step keeps in float: 1, 2, 4, ... below `candidates`, then all; at most max_steps."""
     sizes, k = [], 1
@@ -154,14 +159,14 @@ def revert_within(runtime: Runtime, loaded: "LoadedModel", fp32: Artifact, plain
     fp32_choice = top1(fp32_run, choice)
     best = _Candidate(plain, (), fp32_choice - top1(runtime.session(plain, None), choice))
     steps, ranked = [Step(0, best.drop)], []
-    if best.drop > max_drop_pts:
+    if not within(best.drop, max_drop_pts):
         ranked = runtime.rank_layers(fp32, plain, choice.batch[:MAX_RANKING_IMAGES])
         for i, n in enumerate(revert_sizes(len(ranked), max_steps)):
             found = _try(runtime, loaded, fp32, _candidate_path(out, i), calibration, ranked[:n], fp32_choice,
                          choice)
             steps.append(Step(n, found.drop))
             best = _better(best, found)
-            if found.drop <= max_drop_pts:
+            if within(found.drop, max_drop_pts):
                 break
     return best.artifact, _figures(runtime, fp32_run, plain, best, held_out, max_drop_pts, len(choice),
                                    tuple(steps), len(ranked))
@@ -195,7 +200,7 @@ def _figures(runtime: Runtime, fp32_run: Forward, plain: Artifact, best: _Candid
     fp32_top1 = top1(fp32_run, held_out)
     int8_top1 = top1(runtime.session(plain, None), held_out)
     chosen = top1(runtime.session(best.artifact, None), held_out) if best.layers else int8_top1
-    met = best.drop <= max_drop_pts and fp32_top1 - chosen <= max_drop_pts
+    met = within(best.drop, max_drop_pts) and within(fp32_top1 - chosen, max_drop_pts)
     return AccuracyAware(max_drop_pts=max_drop_pts, met=met, reverted=tuple(layer.node for layer in best.layers),
                          reverted_weights=tuple(layer.weight for layer in best.layers), choice_images=choice_images,
                          held_out_images=len(held_out), fp32_top1=fp32_top1, int8_top1=int8_top1, top1=chosen,
