@@ -150,8 +150,11 @@ def test_a_limit_that_cannot_be_met_is_rejected_with_the_best_drop(lite0_graphs,
     # a drop of at most -101 points cannot be reached (top-1 is at most 100 points above fp32): one step, rejected
     chosen, aware = accuracy.revert_within(runtime, loaded, fp32, plain, out, choice.batch, choice, held_out,
                                            max_drop_pts=-101.0, max_steps=1)
+    from vischoose.runtimes import sensitivity
+
     assert not aware.met
     assert [s.reverted for s in aware.steps] == [0, 1]
+    assert aware.candidates == len(sensitivity.quantizable_nodes(fp32.path))  # static QDQ quantizes every Conv/Gemm
     assert aware.choice_drop_pts == min(s.choice_drop_pts for s in aware.steps)
     assert set(aware.reverted) <= fp32_nodes(fp32.path) and len(aware.reverted) in (0, 1)
     left = [p for p in tmp_path.rglob("*.onnx")]
