@@ -27,7 +27,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runtimes_deployed import cpu_name, timed  # noqa: E402
+from runtimes_deployed import _own_cpu_s, cpu_name, timed  # noqa: E402
 
 THREADS = 2
 BATCHES = (1, 8)
@@ -120,7 +120,7 @@ def main() -> None:
     say(f"machine: {cpu_name()}, {psutil.cpu_count(logical=False)} cores / {psutil.cpu_count()} logical, "
         f"{platform.machine()}")
     say("versions: " + ", ".join(f"{p} {version(p)}" for p in ("torch", "timm", "onnx", "onnxruntime")))
-    start = time.monotonic()
+    start, busy0, own0 = time.monotonic(), psutil.cpu_times(), _own_cpu_s()
     runtime = export.formats()["onnx"]
     with tempfile.TemporaryDirectory(prefix="vischoose-bench-acc-") as tmp:
         folder = Path(tmp)
@@ -136,7 +136,12 @@ def main() -> None:
                 f"{len(held)} held-out ones")
             say(table(["variant", "top-1 % held-out", "agree % vs fp32", "layers in float", "MiB", "img/s b1",
                        "img/s b8"], run_labelling(runtime, loaded, fp32, plain, choice, held, sub, args.budget_s)))
+    wall, busy1 = time.monotonic() - start, psutil.cpu_times()
+    busy = sum(getattr(busy1, k) - getattr(busy0, k) for k in ("user", "nice", "system", "irq", "softirq", "steal"))
+    other = max(0.0, busy - (_own_cpu_s() - own0)) / (wall * psutil.cpu_count())
     say()
+    say(f"other processes took {other:.0%} of the machine's CPU time during the run"
+        + (" (shared machine: img/s are lower and noisier than on an idle one)" if other > 0.05 else ""))
     say(f"img/s: median of timed runs on random inputs (bench/runtimes_deployed.timed); MiB = 2^20 bytes; "
         f"run {(time.monotonic() - start) / 60:.1f} min. With 4-5 held-out images one image is 20-25 points: the "
         "figures show the mechanism, not Lite0's int8 accuracy.")
