@@ -77,6 +77,15 @@ def test_split_is_disjoint_deterministic_and_spread_over_classes():
     assert abs(len(split.choice) - len(split.held_out)) <= 1
 
 
+def test_split_keeps_at_most_max_part_images_spread_over_classes(monkeypatch):
+    monkeypatch.setattr(accuracy, "MAX_PART_IMAGES", 4)
+    samples = [Sample(f"/d/{c}/{i}.jpg", c) for c in range(4) for i in range(6)]
+    split = accuracy.split_samples(samples)
+    assert len(split.choice) == len(split.held_out) == 4
+    assert {s.target for s in split.choice} == {s.target for s in split.held_out} == {0, 1, 2, 3}
+    assert set(split.choice).isdisjoint(split.held_out)
+
+
 def test_split_needs_two_images():
     from vischoose.errors import DatasetError
 

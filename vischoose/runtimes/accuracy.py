@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from vischoose.errors import DatasetError
 from vischoose.inference import images as image_io
+from vischoose.inference.calibration import spread
 from vischoose.inference.datasets import Sample
 from vischoose.runtimes import files
 from vischoose.runtimes.base import Artifact, Forward, Runtime
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from vischoose.models.loading import LoadedModel
 
 MAX_STEPS = 8  # quantizations after the plain one: 1, 2, 4, ..., 64 layers, or all of them sooner
+MAX_PART_IMAGES = 500  # per part, spread over it: both stay in memory preprocessed (about 0.6 MB an image at 224 px)
 MAX_RANKING_IMAGES = 16  # images the per-layer ranking runs on: it reads every layer's tensors
 BATCH = 32  # images per forward pass when counting top-1
 
@@ -90,7 +92,8 @@ class _Candidate:
 
 def split_samples(samples: Sequence[Sample]) -> Split:
     """Alternate images of each class (by path) between the two parts; classes alternate which part gets the odd
-    image, so both stay spread over the classes and about the same size.
+    image, so both stay spread over the classes and about the same size. A part over MAX_PART_IMAGES keeps that
+    many, evenly spaced over it (so over the classes).
 
     Raises:
         DatasetError: fewer than two images.
@@ -105,7 +108,7 @@ def split_samples(samples: Sequence[Sample]) -> Split:
     if not parts[0] or not parts[1]:
         raise DatasetError(f"--max-accuracy-drop needs at least 2 labelled images (got {len(samples)}): half choose "
                            "the float layers, half measure the drop.", hint="Give a few labelled images per class.")
-    return Split(tuple(parts[0]), tuple(parts[1]))
+    return Split(*(tuple(spread(part, MAX_PART_IMAGES)) for part in parts))
 
 
 def preprocess(samples: Sequence[Sample], transform: Any, source: str,
