@@ -15,6 +15,25 @@ import pytest  # noqa: E402
 from tests import hubfixtures  # noqa: E402
 
 
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist (-n N), worker i runs on core i alone, so parallel workers never share a core: each sees a
+    machine of 1/N the cores, and vischoose's own cap (measure.process.usable_cores) keeps every measurement it
+    starts, child processes included, within that core."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < workers:
+        return
+    share = len(cores) // workers
+    index = int(worker[2:]) % workers
+    os.sched_setaffinity(0, cores[index * share:(index + 1) * share])
+
+
+_pin_xdist_worker()
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `gpu` tests without CUDA and `network` tests unless VISCHOOSE_NETWORK_TESTS=1."""
     has_cuda = False
