@@ -1,4 +1,4 @@
-"""Throughput of resnet50 and vit_b16 as deployed: eager fp32, ONNX Runtime int8, ExecuTorch fp32/int8, OpenVINO
+"""Throughput of resnet50 and vit_b16 as deployed: eager fp32, ONNX Runtime fp32/int8, ExecuTorch fp32/int8, OpenVINO
 fp32/bf16/int8, at batch 1 and 8 on 2 threads (random weights: speed and file size only; cosine vs eager is on
 random inputs). Plus the fidelity check of vischoose's OpenVINO session against benchmark_app on the same IR.
 
@@ -51,6 +51,9 @@ def variants(loaded, tmp: Path, size: int, calib: np.ndarray):
 
     try:
         fp32 = ort_rt.export_onnx(loaded, tmp / "m.onnx", size)
+        plain = ort_rt.ort_session(fp32.path, THREADS)
+        plain_name = plain.get_inputs()[0].name
+        yield "ONNX Runtime fp32", fp32.file_mb, lambda b: plain.run(None, {plain_name: b})[0], None
         q = ort_rt.quantize_int8(fp32.path, tmp / "m-int8.onnx", model_family(loaded.model), [calib])
         sess = ort_rt.ort_session(q.path, THREADS)
         name = sess.get_inputs()[0].name
