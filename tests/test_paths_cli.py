@@ -24,6 +24,8 @@ def test_optimize_json_reaches_compile_onnxruntime_and_the_batch_sweep(runner, i
     monkeypatch.setattr(optimize, "COMPILE_ESTIMATE_S", 1.0)
     # every trial times for the shortest budget: the paths are under test here, not the figures
     monkeypatch.setattr(optimize.Search, "trial_budget_s", lambda self: 0.5)
+    # no dtype/layout trials (test_optimize runs those): plain fp32, the graphs, compile and the sweep are under test
+    monkeypatch.setattr(optimize, "dtype_variants", lambda device, is_conv, batch: [])
     every = optimize.graph_settings  # ONNX Runtime's trials only: the budget is sized for them
     monkeypatch.setattr(optimize, "graph_settings", lambda batch: [s for s in every(batch) if s.runtime == "onnxruntime"])
     budget = 2 * optimize.EXPORT_ESTIMATE_S + 90
