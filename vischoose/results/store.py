@@ -207,9 +207,7 @@ class Store:
 
     def _check_identity(self) -> int:
         """The file's schema version. Raises StoreError for a foreign or newer database."""
-        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        objects = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        app_id, version, objects = self._retrying(self._identity)
         if app_id != APPLICATION_ID and (objects or version or app_id):
             raise StoreError(f"{self.path} is an SQLite database of another program, not a vischoose "
                              "results database; it was left untouched.",
@@ -229,6 +227,21 @@ class Store:
             db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (fn.__name__, now_iso()))
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _identity(self) -> tuple[int, int, int]:
+        """(application_id, user_version, schema objects), read in one snapshot: read one by one, a writer creating
+        the database in between made a new vischoose database look like another program's (seen with 8 writers)."""
+        own = not self._db.in_transaction
+        if own:
+            self._db.execute("BEGIN")
+        try:
+            objects = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]  # takes the read lock
+            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            if own:
+                self._db.execute("COMMIT")
+        return app_id, version, objects
 
     def _table_columns(self, table: str) -> list[str]:
         rows = self._db.execute(f"PRAGMA table_info({table})").fetchall()
