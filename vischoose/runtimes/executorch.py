@@ -95,7 +95,12 @@ class ExecuTorch(Runtime):
         from executorch.runtime import Runtime as EtRuntime
 
         try:
-            sizes = tuple(EtRuntime.get().load_program(path).metadata("forward").input_tensor_meta(0).sizes())
+            # the program stays referenced while its metadata is read: MethodMeta points into the program's memory,
+            # and reading it after the program was freed (a temporary) corrupted the heap, crashing later at random
+            program = EtRuntime.get().load_program(path)
+            meta = program.metadata("forward")
+            sizes = tuple(int(n) for n in meta.input_tensor_meta(0).sizes())
+            del meta, program
         except (RuntimeError, ValueError) as err:
             raise DeployError(f"ExecuTorch {self.version()} cannot read {path}: {artifacts.first_line(err)}") from err
         return FileFacts(input_size=int(sizes[-1]) if len(sizes) == 4 else None,
@@ -119,7 +124,8 @@ class ExecuTorch(Runtime):
         if threads and portable_lib._threadpool_get_thread_count() != threads:
             portable_lib._unsafe_reset_threadpool(threads)  # exactly `threads` workers (the default is one per core)
         try:
-            method = EtRuntime.get().load_program(Path(artifact.path)).load_method("forward")
+            program = EtRuntime.get().load_program(Path(artifact.path))
+            method = program.load_method("forward")
         except (RuntimeError, ValueError) as err:
             raise DeployError(f"ExecuTorch {self.version()} cannot load {artifact.path}: "
                               f"{artifacts.first_line(err)}") from err
@@ -136,6 +142,7 @@ class ExecuTorch(Runtime):
                                       f"{artifacts.first_line(err)}") from err
             return np.concatenate(outs)
 
+        forward.program = program  # type: ignore[attr-defined]  # the method runs in the program's memory
         return forward
 
 

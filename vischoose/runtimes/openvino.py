@@ -77,7 +77,8 @@ class OpenVino(Runtime):
         import openvino as ov
 
         try:
-            model = ov.Core().read_model(str(path))
+            core = ov.Core()  # referenced until the model has been read through
+            model = core.read_model(str(path))
         except RuntimeError as err:
             raise DeployError(f"OpenVINO {self.version()} cannot read {path}: {artifacts.first_line(err)}") from err
         quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
