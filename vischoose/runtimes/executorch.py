@@ -109,11 +109,13 @@ class ExecuTorch(Runtime):
     def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """Run the program's "forward" method image by image with `threads` XNNPACK threads (None: one per core).
 
-        The threadpool is process-wide and XNNPACK binds it when a method loads: a later session with another
-        thread count replaces it under the earlier sessions, so a process measures one thread count.
+        The threadpool is process-wide and XNNPACK keeps a pointer to it in every method it loads, so its size
+        is fixed once a method has loaded in this process: None takes the pool as it is, and another thread count
+        than the pool's is refused (resizing it would free the pool under the loaded methods: a use-after-free
+        that corrupted the heap and crashed the process later, anywhere). One process measures one thread count.
 
         Raises:
-            DeployError: ExecuTorch cannot load or run the program.
+            DeployError: ExecuTorch cannot load or run the program, or the pool is already fixed at another size.
         """
         import numpy as np
         import torch  # ExecuTorch's Python runtime exchanges torch tensors; no torch kernel runs here
@@ -121,11 +123,12 @@ class ExecuTorch(Runtime):
         from executorch.runtime import Runtime as EtRuntime
 
         self.require()
-        if threads and portable_lib._threadpool_get_thread_count() != threads:
-            portable_lib._unsafe_reset_threadpool(threads)  # exactly `threads` workers (the default is one per core)
+        _set_threadpool(portable_lib, threads)
         try:
             program = EtRuntime.get().load_program(Path(artifact.path))
             method = program.load_method("forward")
+            global _METHOD_LOADED
+            _METHOD_LOADED = True
         except (RuntimeError, ValueError) as err:
             raise DeployError(f"ExecuTorch {self.version()} cannot load {artifact.path}: "
                               f"{artifacts.first_line(err)}") from err
@@ -144,6 +147,20 @@ class ExecuTorch(Runtime):
 
         forward.program = program  # type: ignore[attr-defined]  # the method runs in the program's memory
         return forward
+
+
+_METHOD_LOADED = False  # True once a method has loaded in this process: the threadpool's size is then fixed
+
+
+def _set_threadpool(portable_lib: Any, threads: int | None) -> None:
+    """Size ExecuTorch's process-wide threadpool to `threads` workers, while no loaded method holds the pool."""
+    current = portable_lib._threadpool_get_thread_count()
+    if not threads or threads == current:
+        return
+    if _METHOD_LOADED:
+        raise DeployError(f"ExecuTorch's thread pool size is fixed at {current} in this process once a program "
+                          f"has loaded (XNNPACK holds it); measure {threads} threads in a new process.")
+    portable_lib._unsafe_reset_threadpool(threads)  # exactly `threads` workers (the default is one per core)
 
 
 @contextlib.contextmanager

@@ -121,7 +121,7 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
             built, aware = _reverted(runtime, loaded, built, calib, parts, max_accuracy_drop, max_revert_steps)
         # with --max-accuracy-drop the accuracy limit, not top-1 agreement, decides whether int8 ships
         judged_at = min_agreement if aware is None else 0.0
-        variants = [_judged(runtime, loaded, a, calib, batch, reference, judged_at) for a in built]
+        variants = [_judged(runtime, loaded, a, calib, batch, reference, judged_at, threads) for a in built]
         variants = variants if aware is None else _within_drop(variants, aware)
         variants, eager_img_s = _measured(runtime, loaded, built, variants, size, measure_s, threads)
         written = variants[-1].status != verdict.REJECTED
@@ -235,9 +235,13 @@ def _build_all(runtime: Runtime, loaded: "LoadedModel", precision: str, staged: 
 
 
 def _judged(runtime: Runtime, loaded: "LoadedModel", artifact: Artifact, calib: Calibration | None,
-            batch: "np.ndarray", reference: "np.ndarray", min_agreement: float) -> BuiltVariant:
-    """A built file checked against eager fp32: fp32 must reproduce it, other precisions get the verdict."""
-    found = verdict.agreement(reference, runtime.session(artifact, None)(batch))
+            batch: "np.ndarray", reference: "np.ndarray", min_agreement: float,
+            threads: int | None) -> BuiltVariant:
+    """A built file checked against eager fp32: fp32 must reproduce it, other precisions get the verdict.
+
+    It runs on the thread count that is measured next: ExecuTorch's thread pool cannot change size afterwards.
+    """
+    found = verdict.agreement(reference, runtime.session(artifact, threads)(batch))
     if artifact.precision == "fp32":
         if not verdict.fp32_matches(found, reference):
             raise DeployError(f"The {runtime.title} fp32 file of {loaded.tag} disagrees with the eager model "
