@@ -149,3 +149,36 @@ def test_a_built_ir_opened_as_written_reads_its_precision_and_runs_the_same(buil
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)["data"]
     assert (out["runtime"], out["dtype"], out["images"]) == ("openvino", "int8", 6)
+
+
+@pytest.mark.slow
+def test_sessions_freed_in_the_order_they_were_made_leave_the_process_able_to_take_a_signal(built):
+    """Each OpenVINO Core's CPU plugin swaps the thread's signal stack and puts back the one it found when it goes:
+    Cores freed first-made-first used to put back an unmapped stack, and the next handled signal killed the process
+    (SIGSEGV). In a new process: two sessions, freed in that order, then a signal with a handler."""
+    code = """if True:
+        import gc, json, os, signal, sys
+        from vischoose.runtimes import verdict
+        from vischoose.runtimes.base import Artifact
+        from vischoose.runtimes.openvino import OpenVino
+        arts = [Artifact.from_dict(a) for a in json.loads(sys.argv[1])]
+        batch = verdict.random_batch(int(sys.argv[2]), 1)
+        first, second = (OpenVino().session(a, 1) for a in arts)
+        first(batch), second(batch)
+        del first
+        gc.collect()
+        del second
+        gc.collect()
+        signal.signal(signal.SIGUSR1, lambda *_: print("handled", flush=True))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        print("alive")
+    """
+    import json
+    import subprocess
+    import sys
+
+    arts = [built["test_resnet", "fp32"].to_dict(), built["test_resnet", "int8"].to_dict()]
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(arts), str(SIZE)], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.split()[-2:] == ["handled", "alive"]
