@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from vischoose.cli import app
+from vischoose.runtimes.onnxruntime import recipe_for
+
+STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
 
 RESNET, VIT = "test_resnet.r160_in1k", "test_vit.r160_in1k"
 
@@ -66,7 +69,7 @@ def test_export_int8_calibrated_on_images_as_json(runner, tmp_path):
     fp32, int8 = data["variants"]
     assert (fp32["precision"], fp32["status"]) == ("fp32", "ok")
     # random weights: however well the graph follows them, that says nothing about its accuracy
-    assert (int8["recipe"], int8["status"]) == ("static-qdq-u8s8", "unverified")
+    assert (int8["recipe"], int8["status"]) == (STATIC, "unverified")
     assert "random weights: agreement with them says nothing about accuracy" in int8["note"]
     assert int8["file_mb"] < fp32["file_mb"] / 2 and int8["agreement"]["n_images"] == 6
     assert data["skipped"] == [[str(images / "broken0.jpg"), data["skipped"][0][1]]]
@@ -176,8 +179,10 @@ def test_int8_of_real_lite0_on_real_photos(runner, lite0, tmp_path):
     """Real EfficientNet-Lite0 weights, real photos: fp32 must match eager; int8 follows the verdict rule.
 
     Recorded (onnxruntime 1.32, 9 photos): fp32 9/9, max |diff| ~7e-6; int8 (static QDQ, uint8 activations)
-    cosine 0.994 and top-1 7/9 (the cat photos, whose top-2 classes are 0.03-0.04 apart). The test does not pin
-    that count: below --min-agreement the graph is rejected and nothing is written, at or above it it is "ok".
+    cosine 0.994 and top-1 7/9 on AVX-512 VNNI CPUs (the cat photos, whose top-2 classes are 0.03-0.04 apart);
+    cosine 0.975 and top-1 5/9 with the 7-bit weights an AVX2-only CPU gets (0.82 with 8-bit ones there). The test
+    does not pin that count: below --min-agreement the graph is rejected and nothing is written, at or above it it
+    is "ok".
     """
     from tests import realweights
 
@@ -189,7 +194,7 @@ def test_int8_of_real_lite0_on_real_photos(runner, lite0, tmp_path):
     fp32, int8 = data["variants"]
     assert data["family"] == "depthwise" and data["check_images"] == 9
     assert fp32["agreement"]["top1_agreement"] == 1.0 and fp32["agreement"]["max_abs_diff"] < 1e-3
-    assert int8["agreement"]["cosine"] > 0.98 and int8["agreement"]["top1_agreement"] >= 5 / 9
+    assert int8["agreement"]["cosine"] > 0.95 and int8["agreement"]["top1_agreement"] >= 4 / 9
     assert int8["file_mb"] < fp32["file_mb"] / 3
     share = int8["agreement"]["top1_agreement"]
     if share < 1.0:

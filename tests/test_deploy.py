@@ -11,8 +11,12 @@ from vischoose.errors import DeployError, UsageError
 from vischoose.inference import calibration
 from vischoose.measure.timing import time_call
 from vischoose.models.loading import LoadedModel, load_model
+from vischoose.measure import machine
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes import onnxruntime as deploy
+from vischoose.runtimes.onnxruntime import recipe_for
+
+STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
 
 SIZE = 64  # px; the tiny test models run at any size, and small inputs keep the suite fast
 
@@ -90,6 +94,48 @@ def test_recipes_per_family():
     assert not vit.static and "MatMul/Gemm" in vit.description
     assert deploy.recipe_for("hybrid").name == vit.name
     assert deploy.recipe_for("depthwise").name == conv.name and "measure" in deploy.recipe_for("depthwise").note
+
+
+def _cpu(monkeypatch, arch: str, *flags: str) -> None:
+    monkeypatch.setattr(machine.platform, "machine", lambda: arch)
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset(flags))
+
+
+def test_static_recipe_keeps_weights_to_7_bits_on_x86_without_vnni(monkeypatch):
+    _cpu(monkeypatch, "x86_64", "avx2", "fma")
+    reduced = deploy.recipe_for("convolutional")
+    assert (reduced.name, reduced.reduce_range, reduced.static) == ("static-qdq-u8s7", True, True)
+    assert "7-bit weights" in reduced.description and "no VNNI" in reduced.description
+    assert deploy.recipe_for("depthwise").note == deploy.RECIPES["depthwise"].note  # the family's advice stays
+    assert deploy.recipe_for("transformer") == deploy.RECIPES["transformer"]  # dynamic recipes are unchanged
+    for arch, flags in (("x86_64", ("avx2", "avx512_vnni")), ("x86_64", ("avx2", "avx_vnni")),
+                        ("x86_64", ("amx_int8",)), ("aarch64", ("asimd",))):
+        _cpu(monkeypatch, arch, *flags)
+        assert deploy.recipe_for("convolutional") == deploy.RECIPES["convolutional"]
+
+
+def test_cpu_flags_read_the_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_vnni\n\nprocessor\t: 1\n")
+    assert machine.cpu_flags(str(info)) == {"fpu", "avx2", "avx512_vnni"}
+    assert machine.cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_reduced_range_int8_weights_stay_within_7_bits(resnet_onnx, tmp_path, monkeypatch):
+    """The 7-bit recipe really writes weights in [-64, 64]; the 8-bit one uses the int8 range."""
+    import onnx
+
+    def widest_int8_weight(path) -> int:
+        graph = onnx.load(str(path)).graph
+        return max(int(abs(onnx.numpy_helper.to_array(t).astype(np.int32)).max()) for t in graph.initializer
+                   if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
+
+    _cpu(monkeypatch, "x86_64", "avx2")
+    reduced = deploy.quantize_int8(resnet_onnx.path, tmp_path / "q7.onnx", "convolutional")
+    _cpu(monkeypatch, "x86_64", "avx2", "avx512_vnni")
+    full = deploy.quantize_int8(resnet_onnx.path, tmp_path / "q8.onnx", "convolutional")
+    assert (reduced.recipe.name, full.recipe.name) == ("static-qdq-u8s7", "static-qdq-u8s8")
+    assert widest_int8_weight(reduced.path) <= 64 < widest_int8_weight(full.path)
 
 
 def test_unknown_family_is_a_usage_error():
@@ -197,7 +243,7 @@ def test_static_int8_of_a_cnn_with_calibration(resnet, resnet_onnx, tmp_path):
     calib = [deploy.random_batch(SIZE, n=5, seed=9)]
     quant = deploy.quantize_int8(resnet_onnx.path, tmp_path / "q.onnx", "convolutional", calib)
     assert quant.calibration == "images" and quant.calibration_images == 5
-    assert quant.recipe.name == "static-qdq-u8s8" and quant.file_mb < resnet_onnx.file_mb / 2
+    assert quant.recipe.name == deploy.recipe_for("convolutional").name and quant.file_mb < resnet_onnx.file_mb / 2
     assert {"QuantizeLinear", "DequantizeLinear"} <= _op_types(quant.path)
     batch = deploy.random_batch(SIZE)
     found = deploy.agreement(deploy.eager_logits(resnet.model, batch),
@@ -227,7 +273,7 @@ def test_quantizing_a_broken_graph_is_a_deploy_error(out_dir):
     bad.write_bytes(b"\x08\x07not an onnx model" * 50)
     with pytest.raises(DeployError) as info:
         deploy.quantize_int8(bad, out_dir / "q.onnx", "convolutional")
-    assert str(info.value).startswith("Quantizing bad.onnx to int8 (static-qdq-u8s8) failed: ")
+    assert str(info.value).startswith(f"Quantizing bad.onnx to int8 ({STATIC}) failed: ")
     assert sorted(p.name for p in out_dir.iterdir()) == ["bad.onnx"]
 
 

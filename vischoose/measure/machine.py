@@ -8,6 +8,30 @@ import platform
 from functools import cache
 
 
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot products that accumulate without saturating
+X86 = ("x86_64", "amd64", "i686", "i386")
+
+
+@cache
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where the OS has no such file)."""
+    try:
+        with open(cpuinfo) as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def int8_saturates() -> bool:
+    """Whether this is an x86 CPU without VNNI: its uint8 x int8 kernels (vpmaddubsw) add pairs of products into
+    int16 and saturate, so ONNX Runtime advises 7-bit weights (reduce_range) there."""
+    flags = cpu_flags()
+    return platform.machine().lower() in X86 and bool(flags) and not flags.intersection(VNNI_FLAGS)
+
+
 @cache
 def cpu_name() -> str:
     """The CPU model as the OS reports it."""
