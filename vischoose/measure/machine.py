@@ -9,6 +9,7 @@ from functools import cache
 
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot products that accumulate without saturating
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 bf16 arithmetic with fast kernels
 X86 = ("x86_64", "amd64", "i686", "i386")
 
 
@@ -23,6 +24,11 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU's flags include avx512_bf16 or amx_bf16."""
+    return not cpu_flags(cpuinfo).isdisjoint(BF16_FLAGS)
 
 
 def int8_saturates() -> bool:

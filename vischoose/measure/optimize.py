@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vischoose.errors import ProfilingError
-from vischoose.measure import rows
+from vischoose.measure import machine, rows
 from vischoose.measure.options import ProfileOptions, check_models, resolve_device
 from vischoose.measure.runner import (
     ChildJob,
@@ -130,11 +130,7 @@ def bf16_supported(device: str) -> bool:
         import torch
 
         return bool(torch.cuda.is_bf16_supported())
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return machine.has_bf16()
 
 
 def dtype_variants(device: str, is_conv: bool, batch: int) -> list[Setting]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vischoose.errors import DeployError, UsageError
+from vischoose.measure import machine
 from vischoose.models.catalog import MIB
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
     from vischoose.models.loading import LoadedModel
 
-X86 = ("x86_64", "amd64", "i686", "i386")
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}  # int8: what stays unquantized runs in f32
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
 OPERATOR = re.compile(r"(?:aten|prim|torchvision)::[A-Za-z0-9_]+")
@@ -56,9 +55,9 @@ class OpenVino(Runtime):
 
     def missing(self) -> str | None:
         """Not installed, or not an x86-64 CPU (vischoose measures OpenVINO's x86 CPU plugin only)."""
-        machine = platform.machine()
-        if machine.lower() not in X86:
-            return f"vischoose runs OpenVINO on x86-64 CPUs only, and this one is {machine}"
+        arch = platform.machine()
+        if arch.lower() not in machine.X86:
+            return f"vischoose runs OpenVINO on x86-64 CPUs only, and this one is {arch}"
         return super().missing()
 
     def version(self) -> str:
@@ -181,11 +180,7 @@ def core() -> "ov.Core":
 
 def has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU's flags include avx512_bf16 or amx_bf16."""
-    try:
-        flags = set(re.findall(r"^flags\s*:(.*)$", Path(cpuinfo).read_text(), re.M)[0].split())
-    except (OSError, IndexError):
-        return False
-    return any(flag in flags for flag in BF16_FLAGS)
+    return machine.has_bf16(cpuinfo)
 
 
 def ir_mb(xml: str | Path) -> float:
