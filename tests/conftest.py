@@ -53,6 +53,7 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     """Every test gets its own VISCHOOSE_HOME and an empty hub cache."""
     home = tmp_path / "vischoose-home"
     monkeypatch.setenv("VISCHOOSE_HOME", str(home))
+    monkeypatch.delenv("VISCHOOSE_GRAPH_CACHE", raising=False)  # built graphs under this home, unless shared_graphs
     cache = tmp_path / "hf-cache"
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -106,6 +107,22 @@ def lite0_files() -> dict[str, bytes]:
     from tests import realweights
 
     return realweights.lite0_files()
+
+
+@pytest.fixture(scope="session")
+def shared_graph_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shared-graphs")
+
+
+@pytest.fixture
+def shared_graphs(shared_graph_folder, monkeypatch) -> Path:
+    """One graph cache for every test that asks for it (VISCHOOSE_GRAPH_CACHE), so real Lite0 is exported to a
+    runtime once per session (per xdist worker) by the tests whose subject is what the graph does, not building it.
+    Tests about building, failing to build or the cache itself keep the empty cache under their own home."""
+    from vischoose.runtimes import graphcache
+
+    monkeypatch.setenv(graphcache.ENV, str(shared_graph_folder))
+    return shared_graph_folder
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ import pytest
 
 from vischoose.cli import app
 from vischoose.inference.datasets import Sample
-from vischoose.runtimes import accuracy, export
+from vischoose.runtimes import accuracy, export, graphcache
 
 SLOW_LIMIT_S = 90
 
 
 @pytest.fixture(scope="session")
-def lite0_graphs(tmp_path_factory, lite0_files):
+def lite0_graphs(tmp_path_factory, lite0_files, shared_graph_folder):
     """Real Lite0: its fp32 ONNX file and plain int8, and the photos split, labelled with fp32's own top-1 class
     (so fp32 scores 100% and every image int8 flips is a drop: the search has something to do)."""
     from huggingface_hub import constants
@@ -39,8 +39,9 @@ def lite0_graphs(tmp_path_factory, lite0_files):
         mp.setattr(constants, "HF_HUB_CACHE", str(cache))
         hubfixtures.add_to_cache(cache, realweights.TAG, files=lite0_files)
         loaded = load_model(realweights.TAG)
-    runtime = export.formats()["onnx"]
-    fp32 = runtime.build(loaded, "fp32", folder / "fp32.onnx", loaded.input_size, None)
+        mp.setenv(graphcache.ENV, str(shared_graph_folder))  # the fp32 file evaluate --runtime tests build too
+        runtime = export.formats()["onnx"]
+        fp32, _ = graphcache.build(runtime, loaded, "fp32", folder / "fp32.onnx", loaded.input_size)
     photos = realweights.labelled_folder(folder / "photos")
     labelled = read_dataset(photos, class_labels(loaded.pretrained_cfg, 1000), 1000)
     split = accuracy.split_samples(labelled.samples)
@@ -171,7 +172,7 @@ def test_a_limit_that_cannot_be_met_is_rejected_with_the_best_drop(lite0_graphs,
 
 
 @pytest.mark.slow
-def test_export_max_accuracy_drop_on_real_photos(runner, lite0, lite0_graphs, tmp_path):
+def test_export_max_accuracy_drop_on_real_photos(runner, lite0, lite0_graphs, shared_graphs, tmp_path):
     """The CLI end to end on the photos labelled with fp32's classes (a CSV), so plain int8's flips are drops:
     --json carries the split and the float layers; exit 0 with the file, or exit 1 and nothing written."""
     from tests import realweights

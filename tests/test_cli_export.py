@@ -175,7 +175,7 @@ def test_help_imports_no_runtime():
 # ---- real weights ---------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_int8_of_real_lite0_on_real_photos(runner, lite0, tmp_path):
+def test_int8_of_real_lite0_on_real_photos(runner, lite0, shared_graphs, tmp_path):
     """Real EfficientNet-Lite0 weights, real photos: fp32 must match eager; int8 follows the verdict rule.
 
     Recorded (onnxruntime 1.32, 9 photos): fp32 9/9, max |diff| ~7e-6; int8 (static QDQ, uint8 activations)

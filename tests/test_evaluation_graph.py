@@ -138,7 +138,7 @@ def test_an_unreadable_graph_is_one_line(model, runner, folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_exported_lite0_int8_file_evaluates_as_deployed(lite0, runner, tmp_path):
+def test_the_exported_lite0_int8_file_evaluates_as_deployed(lite0, shared_graphs, runner, tmp_path):
     """Real weights: the file vischoose export wrote is read as int8 and moves top-1 from eager fp32's only by the
     images whose class it changes."""
     photos = realweights.labelled_folder(tmp_path / "photos")

@@ -33,7 +33,7 @@ def stored_eval():
 
 
 @pytest.mark.slow
-def test_fp32_graph_gives_the_torch_accuracy(lite0, runner, photos):
+def test_fp32_graph_gives_the_torch_accuracy(lite0, shared_graphs, runner, photos):
     eager = evaluate(photos, MODEL, batch_size=4).result
     result = runner.invoke(app, ["evaluate", str(photos), "-m", MODEL, "--runtime", "onnxruntime", "--batch-size",
                                  "4", "--json"])
@@ -53,7 +53,7 @@ def test_fp32_graph_gives_the_torch_accuracy(lite0, runner, photos):
 
 
 @pytest.mark.slow
-def test_int8_graph_calibrated_on_the_evaluation_images(lite0, runner, photos):
+def test_int8_graph_calibrated_on_the_evaluation_images(lite0, shared_graphs, runner, photos):
     """Recorded (onnxruntime 1.32, 9 photos): top-1 7/9 (eager 5/9), agreement 7/9: int8 flips both cat photos."""
     eager = evaluate(photos, MODEL).result
     result = runner.invoke(app, ["evaluate", str(photos), "-m", MODEL, "--runtime", "onnxruntime", "--precision",
@@ -84,7 +84,7 @@ def test_int8_graph_calibrated_on_the_evaluation_images(lite0, runner, photos):
 
 
 @pytest.mark.slow
-def test_int8_calibrated_on_a_folder(lite0, runner, photos, tmp_path):
+def test_int8_calibrated_on_a_folder(lite0, shared_graphs, runner, photos, tmp_path):
     calib = tmp_path / "calib"
     calib.mkdir()
     for name, path in realweights.photos().items():

@@ -69,7 +69,7 @@ def test_the_table_shows_the_graph_and_its_conditions(runner, isolated_home):
 
 
 @pytest.mark.slow
-def test_real_weights_int8_is_judged_on_real_photos(runner, isolated_home, lite0, tmp_path):
+def test_real_weights_int8_is_judged_on_real_photos(runner, isolated_home, lite0, shared_graphs, tmp_path):
     """EfficientNet-Lite0 (depthwise): its static int8 graph disagrees with fp32 on some of the photos (measured at
     7-8 of 9 top-1 matches on AVX-512 VNNI CPUs, 5 of 9 with 7-bit weights on an AVX2-only one), so the default 99%
     threshold rejects it and a threshold at the share it reached accepts it."""

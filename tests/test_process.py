@@ -99,24 +99,39 @@ def test_the_noise_rule():
 
 # --- the graph cache ------------------------------------------------------------------------------------
 
-def test_the_graph_cache_key_changes_with_weights_images_precision_and_versions(tmp_path):
-    from vischoose.measure import graphcache
-    from vischoose.runtimes import registry
+def test_the_graph_cache_key_changes_with_weights_images_precision_versions_and_metadata():
+    import numpy as np
+
+    from vischoose.runtimes import graphcache, registry
+    from vischoose.runtimes.onnxruntime import OnnxRuntime
 
     ort = registry.get("onnxruntime")
-    img = tmp_path / "a.png"
-    img.write_bytes(b"x")
-    base = dict(runtime=ort, job={"precision": "int8"}, tag="resnet50.a1_in1k", weights="pretrained@abc",
-                input_size=224, calibration=[str(img)], versions={"onnxruntime": "1"})
+    images = np.zeros((2, 3, 8, 8), np.float32)
+    base = dict(runtime=ort, precision="int8", tag="resnet50.a1_in1k", weights="pretrained@abc", input_size=224,
+                calibration=images, versions={"onnxruntime": "1"})
     first = graphcache.key(**base)
-    assert first == graphcache.key(**base)
+    assert first == graphcache.key(**{**base, "calibration": images.copy()})  # the same pixels, wherever they are
     assert first != graphcache.key(**{**base, "weights": "pretrained@abd"})
-    assert first != graphcache.key(**{**base, "job": {"precision": "fp32"}})
+    assert first != graphcache.key(**{**base, "precision": "fp32"})
     assert first != graphcache.key(**{**base, "versions": {"onnxruntime": "2"}})
     assert first != graphcache.key(**{**base, "calibration": None})
-    img.write_bytes(b"xy")  # another image under the same name
-    assert first != graphcache.key(**base)
+    assert first != graphcache.key(**{**base, "metadata": {"mean": "0.5"}})
+    assert first != graphcache.key(**{**base, "runtime": OnnxRuntime(opset=17)})
+    changed = images.copy()
+    changed[0, 0, 0, 0] = 1.0  # another image
+    assert first != graphcache.key(**{**base, "calibration": changed})
     assert graphcache.key(**{**base, "weights": "pretrained (local)"}) is None  # not pinned: never cached
+    assert graphcache.key(**{**base, "weights": "random"}) is None  # unseeded random init: never the same twice
+    assert graphcache.key(**{**base, "weights": "random"}, seeded=True) is not None
+
+
+def test_the_graph_cache_folder_follows_the_environment(isolated_home, monkeypatch, tmp_path):
+    from vischoose.runtimes import graphcache
+
+    monkeypatch.delenv(graphcache.ENV, raising=False)
+    assert graphcache.folder() == isolated_home / "graphs"
+    monkeypatch.setenv(graphcache.ENV, str(tmp_path / "elsewhere"))
+    assert graphcache.folder() == tmp_path / "elsewhere"
 
 
 @pytest.mark.slow
@@ -135,7 +150,7 @@ def test_a_graph_built_once_is_reused_and_a_changed_calibration_builds_again(iso
     again = profile_models(["test_resnet.r160_in1k"], options, save=False)
     assert first[0].profile.ok and again[0].profile.ok and not notes(first) and notes(again)
     assert again[0].profile.agreement_top1 == first[0].profile.agreement_top1
-    assert len(list((isolated_home / "graphs").iterdir())) == 1
+    assert len(list((isolated_home / "graphs").iterdir())) == 2  # fp32, and int8 quantized from it
     Image.new("RGB", (40, 30), (0, 0, 255)).save(photos / "3.png")
     third = profile_models(["test_resnet.r160_in1k"], options, save=False)
-    assert third[0].profile.ok and not notes(third) and len(list((isolated_home / "graphs").iterdir())) == 2
+    assert third[0].profile.ok and not notes(third) and len(list((isolated_home / "graphs").iterdir())) == 3

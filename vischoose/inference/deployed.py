@@ -26,7 +26,7 @@ from vischoose.inference.loop import (
     run_batches,
 )
 from vischoose.models.family import model_family
-from vischoose.runtimes import registry, verdict
+from vischoose.runtimes import graphcache, registry, verdict
 from vischoose.runtimes.base import Artifact, Forward, Runtime
 from vischoose.runtimes.precision import PRECISIONS
 
@@ -182,7 +182,8 @@ def _built(chosen: Runtime, classifier: "Classifier", labelled: datasets.Labelle
     calib, source, notes = (None, "none", []) if precision == "fp32" else \
         _calibration(classifier, labelled, calibration, max_pixels)
     size = int(classifier.data_config["input_size"][-1])
-    artifact = chosen.build(classifier.loaded, precision, tmp / f"model{chosen.suffix}", size, calib)
+    artifact, _ = graphcache.build(chosen, classifier.loaded, precision, tmp / f"model{chosen.suffix}", size, calib,
+                                   link=True)
     if artifact.calibration == "none":
         calib, source, notes = None, "none", _unused(calibration, artifact.recipe)
     if artifact.note:

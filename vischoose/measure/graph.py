@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vischoose.errors import VischooseError
-from vischoose.measure import graphcache, process, timing
+from vischoose.measure import process, timing
 from vischoose.measure.protocol import (
     Job,
     Result,
@@ -17,7 +17,7 @@ from vischoose.measure.protocol import (
     progress,
     setup_failed,
 )
-from vischoose.runtimes import registry, verdict
+from vischoose.runtimes import graphcache, registry, verdict
 from vischoose.runtimes.base import Artifact
 
 
@@ -87,21 +87,14 @@ def build(job: Job, result: Result) -> None:
 
 def _built(job: Job, result: Result, runtime: Any, loaded: Any, size: int, calib: Any) -> Artifact:
     """The runtime's file for this model: from the graph cache when these weights, images and versions built it."""
-    import timm
-    import torch
-
-    home = Path(job["home"])
-    versions = {"torch": torch.__version__, "timm": timm.__version__, **runtime.versions()}
-    found_key = graphcache.key(runtime, job, loaded.tag, loaded.weights_label, size,
-                               calib.images if calib else None, versions)
-    cached = graphcache.lookup(home, found_key)
-    if cached is not None:
+    out = Path(job["graph_dir"]) / f"model-{job['precision']}{runtime.suffix}"
+    images = None if calib is None else calib.batch
+    built, reused = graphcache.build(runtime, loaded, job["precision"], out, size, images, seeded=True,
+                                     home=job["home"], link=True)
+    if reused:
         result["notes"].append(f"{job['model']}: its {runtime.name} {job['precision']} file was built before from "
                                "these weights, calibration images and versions: reused from the graph cache.")
-        return cached
-    out = Path(job["graph_dir"]) / f"model-{job['precision']}{runtime.suffix}"
-    built = runtime.build(loaded, job["precision"], out, size, None if calib is None else calib.batch)
-    return graphcache.store(home, found_key, built)
+    return built
 
 
 def _judge(job: Job, artifact: Artifact, found: verdict.Agreement, real_images: bool,

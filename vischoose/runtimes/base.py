@@ -76,6 +76,7 @@ class Runtime:
     is_graph: ClassVar[bool] = True  # an exported file run outside torch (False: torch itself)
     hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
     reverts_layers: ClassVar[bool] = False  # int8 can keep chosen layers in float (--max-accuracy-drop)
+    builds_from_fp32: ClassVar[bool] = False  # int8 is built from the fp32 file (build's `source`), not the model
 
     def missing(self) -> str | None:
         """None when the runtime can run here, else why not (not installed, wrong CPU)."""

@@ -14,7 +14,7 @@ from vischoose.errors import DeployError, UsageError
 from vischoose.inference.calibration import Calibration, load_calibration, preprocessing, spread, transform_for
 from vischoose.inference.datasets import check_source, read_dataset
 from vischoose.models.family import model_family
-from vischoose.runtimes import accuracy, files, registry, verdict
+from vischoose.runtimes import accuracy, files, graphcache, registry, verdict
 from vischoose.runtimes.base import Artifact, Runtime
 
 if TYPE_CHECKING:
@@ -224,14 +224,23 @@ def _within_drop(variants: list[BuiltVariant], aware: accuracy.AccuracyAware) ->
 
 def _build_all(runtime: Runtime, loaded: "LoadedModel", precision: str, staged: Path, size: int,
                calib: Calibration | None, metadata: dict[str, str]) -> list[Artifact]:
-    """The fp32 file (beside the staged one unless fp32 ships) and, for another precision, the one that ships."""
+    """The fp32 file (beside the staged one unless fp32 ships) and, for another precision, the one that ships; each
+    from the graph cache when these pinned weights, images and versions built it before (its note says so)."""
     fp32_path = staged if precision == "fp32" else staged.with_name("fp32-" + staged.name)
-    fp32 = runtime.build(loaded, "fp32", fp32_path, size, None, metadata=metadata)
+    fp32 = _noted(*graphcache.build(runtime, loaded, "fp32", fp32_path, size, metadata=metadata,
+                                    link=precision != "fp32"))
     if precision == "fp32":
         return [fp32]
-    other = runtime.build(loaded, precision, staged, size, None if calib is None else calib.batch,
-                          metadata=metadata, source=fp32)
+    other = _noted(*graphcache.build(runtime, loaded, precision, staged, size,
+                                     None if calib is None else calib.batch, metadata=metadata, source=fp32))
     return [fp32, other]
+
+
+def _noted(artifact: Artifact, reused: bool) -> Artifact:
+    if not reused:
+        return artifact
+    note = "built before from these weights, images and versions: copied from the graph cache (seconds of that build)"
+    return replace(artifact, note="; ".join(n for n in (note, artifact.note) if n))
 
 
 def _judged(runtime: Runtime, loaded: "LoadedModel", artifact: Artifact, calib: Calibration | None,
@@ -247,7 +256,7 @@ def _judged(runtime: Runtime, loaded: "LoadedModel", artifact: Artifact, calib: 
             raise DeployError(f"The {runtime.title} fp32 file of {loaded.tag} disagrees with the eager model "
                               f"(max |logit diff| {found.max_abs_diff:.3g}, cosine {found.cosine:.6f}); nothing "
                               "was written.")
-        return BuiltVariant("fp32", "fp32", artifact.file_mb, artifact.build_s, found, verdict.OK)
+        return BuiltVariant("fp32", "fp32", artifact.file_mb, artifact.build_s, found, verdict.OK, artifact.note)
     judged = verdict.judge(found, calib is not None, loaded.weights != "random", min_agreement)
     note = judged.note
     if artifact.calibration == "random":

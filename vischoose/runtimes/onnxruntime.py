@@ -282,6 +282,7 @@ class OnnxRuntime(Runtime):
     suffix: ClassVar[str] = ".onnx"
     format: ClassVar[str] = "onnx"
     reverts_layers: ClassVar[bool] = True
+    builds_from_fp32: ClassVar[bool] = True
 
     def __init__(self, opset: int | None = None) -> None:
         self.opset = opset  # None: the exporter's default
