@@ -1,6 +1,7 @@
-"""The one child-process framework: every measurement runs in a fresh interpreter started as
-``python -m vischoose.measure.child JOB.json``, so its peak memory is its own and its throughput that of a fresh
-process, and a crash, kill or out-of-memory becomes that row's error.
+"""The one child-process framework: every measurement runs in a process of its own, started as
+``python -m vischoose.measure.child JOB.json`` (or, for the jobs `forkable` names, on Linux, forked from a server that
+imported torch once: measure.forked), so its peak memory is its own and its throughput that of a new process, and a
+crash, kill or out-of-memory becomes that row's error.
 
 The job names the runtime, the mode and the protocol. The child writes its results (so far) to
 ``job["result_path"]`` after every phase, and progress lines prefixed with PROGRESS_PREFIX to stderr; the parent
@@ -22,6 +23,16 @@ from vischoose.runtimes import registry
 def modes(job: Job) -> dict[str, Mode]:
     """The modes of the job's runtime: torch eager, or an exported graph."""
     return graph.MODES if registry.get(job["runtime"]).is_graph else eager.MODES
+
+
+def forkable(job: Job) -> bool:
+    """Whether the job may run forked from the server that imported torch (measure.forked): the modes that import
+    torch and read no resident memory, torch eager timings and the build of an exported graph. A forked child's RSS
+    lacks the library pages the server touched while importing torch, which it faults in again while measuring
+    (+10 MiB measured on test_resnet), so memory and optimize trials start fresh, as do a graph's memory and timing,
+    which import only the runtime, as a deployed process would."""
+    is_graph = registry.get(job["runtime"]).is_graph
+    return job["mode"] == ("build" if is_graph else "timing")
 
 
 def run(job: Job, result: Result) -> None:

@@ -26,7 +26,7 @@ from vischoose.errors import (
     UsageError,
     WeightsUnavailableError,
 )
-from vischoose.measure import process, rows
+from vischoose.measure import forked, process, rows
 from vischoose.measure.options import (
     DEFAULT_BATCH_SIZES,
     ProfileOptions,
@@ -63,7 +63,19 @@ def article_models() -> list[str]:
 
 
 def run_child(cmd: list[str], env: dict[str, str], on_line: LineSink) -> int:
-    """Run a child to the end, passing each line of its output on; returns its exit status (-N: signal N)."""
+    """Run a child to the end, passing each line of its output on; returns its exit status (-N: signal N).
+
+    A measure.child job that child.forkable allows is forked from the server that imported torch (measure.forked)
+    where that works; any other command starts fresh.
+    """
+    if cmd[1:3] == ["-m", CHILD_MODULE] and len(cmd) == 4 and forked.available():
+        from vischoose.measure import child
+
+        if child.forkable(json.loads(Path(cmd[3]).read_text())):
+            try:
+                return forked.run(cmd[3], env, on_line)
+            except forked.ServerGone:
+                pass  # started fresh below
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")
     try:

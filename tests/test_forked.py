@@ -1,0 +1,98 @@
+"""Children forked from the server that imported torch (measure.forked): which jobs fork, that a forked child runs
+with the job's environment (not the server's), that its output and exit status reach the parent, that an
+interrupted child is killed and the server stays in step, and that a dead server is started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.profhelpers import FAST, seed_peak
+from vischoose.measure import child, forked, process
+from vischoose.measure.options import resolve_options
+from vischoose.measure.protocol import PROGRESS_PREFIX
+from vischoose.measure.runner import child_job, run_child
+
+pytestmark = pytest.mark.skipif(not forked.available(), reason="children are forked on Linux only")
+MODEL = "test_resnet.r160_in1k"
+
+
+def write_job(tmp_path, name, weights="random", runtime="torch", mode="timing"):
+    seed_peak(Path(os.environ["VISCHOOSE_HOME"]), threads=1)  # the timing child reads the machine peak, not measures it
+    job = {**child_job(resolve_options(**{**FAST, "weights": weights, "runtime": runtime,
+                                          "device": "cpu"}), "cpu"),
+           "model": MODEL, "batch_sizes": [1], "mode": mode, "result_path": str(tmp_path / f"{name}-result.json")}
+    path = tmp_path / f"{name}-job.json"
+    path.write_text(json.dumps(job))
+    return str(path), job
+
+
+def result_of(job):
+    with open(job["result_path"]) as fh:
+        return json.load(fh)
+
+
+def test_only_jobs_that_read_no_resident_memory_fork():
+    assert child.forkable({"runtime": "torch", "mode": "timing"})
+    assert not child.forkable({"runtime": "torch", "mode": "memory"})  # its RSS would lack the server's pages
+    assert not child.forkable({"runtime": "torch", "mode": "trial"})
+    assert child.forkable({"runtime": "onnxruntime", "mode": "build"})
+    assert not child.forkable({"runtime": "onnxruntime", "mode": "timing"})  # no torch, as deployed
+
+
+@pytest.mark.slow
+def test_a_forked_child_runs_with_the_jobs_environment_and_its_output_reaches_the_parent(cached_model, hf_cache,
+                                                                                         isolated_home, tmp_path,
+                                                                                         monkeypatch):
+    cached_model(MODEL)
+    found, job = write_job(tmp_path, "cached", weights="pretrained")
+    lines = []
+    assert forked.run(found, process.thread_env(1), lines.append) == 0
+    assert result_of(job)["status"] == "done" and result_of(job)["throughput"]["1"]["median"] > 0
+    assert any(line.startswith(PROGRESS_PREFIX) for line in lines)
+    # the server keeps the environment it started with; the next child gets this one, whose cache is empty
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty))
+    missing, job = write_job(tmp_path, "missing", weights="pretrained")
+    assert forked.run(missing, process.thread_env(1), lines.append) == 0
+    failed = result_of(job)
+    assert failed["status"] == "failed" and failed["error_kind"] == "setup"
+
+
+@pytest.mark.slow
+def test_an_interrupted_child_is_killed_and_the_server_stays_in_step(isolated_home, tmp_path):
+    path, job = write_job(tmp_path, "interrupted")
+
+    def interrupt(line):
+        if line.startswith(PROGRESS_PREFIX):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        forked.run(path, process.thread_env(1), interrupt)
+    server = psutil.Process(forked._server.proc.pid)
+    assert server.children() == []  # killed and reaped
+    again, job = write_job(tmp_path, "again")
+    assert forked.run(again, process.thread_env(1), lambda line: None) == 0 and result_of(job)["status"] == "done"
+
+
+@pytest.mark.slow
+def test_a_killed_child_reads_as_its_signal_and_a_dead_server_is_started_again(isolated_home, tmp_path):
+    path, job = write_job(tmp_path, "killed")
+
+    def kill_on_progress(line):
+        if line.startswith(PROGRESS_PREFIX):
+            for each in psutil.Process(forked._server.proc.pid).children():
+                each.send_signal(signal.SIGKILL)
+
+    assert forked.run(path, process.thread_env(1), kill_on_progress) == -signal.SIGKILL
+    forked._server.proc.kill()
+    forked._server.proc.wait()
+    again, job = write_job(tmp_path, "after")
+    assert run_child(["python", "-m", "vischoose.measure.child", again], process.thread_env(1), lambda line: None) == 0
+    assert result_of(job)["status"] == "done"
