@@ -27,12 +27,9 @@ def modes(job: Job) -> dict[str, Mode]:
 
 def forkable(job: Job) -> bool:
     """Whether the job may run forked from the server that imported torch (measure.forked): the modes that import
-    torch and read no resident memory, torch eager timings and the build of an exported graph. A forked child's RSS
-    lacks the library pages the server touched while importing torch, which it faults in again while measuring
-    (+10 MiB measured on test_resnet), so memory and optimize trials start fresh, as do a graph's memory and timing,
-    which import only the runtime, as a deployed process would."""
-    is_graph = registry.get(job["runtime"]).is_graph
-    return job["mode"] == ("build" if is_graph else "timing")
+    torch anyway, every torch eager mode and the build of an exported graph. A graph's memory and timing import
+    only the runtime, as a deployed process would, and start fresh."""
+    return not registry.get(job["runtime"]).is_graph or job["mode"] == "build"
 
 
 def run(job: Job, result: Result) -> None:
