@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import psutil
@@ -118,5 +119,20 @@ def test_a_killed_child_reads_as_its_signal_and_a_dead_server_is_started_again(i
     forked._server.proc.kill()
     forked._server.proc.wait()
     again, job = write_job(tmp_path, "after")
-    assert run_child(["python", "-m", "vischoose.measure.child", again], process.thread_env(1), lambda line: None) == 0
+    cmd = [sys.executable, "-m", "vischoose.measure.child", again]
+    assert run_child(cmd, process.thread_env(1), lambda line: None) == 0
     assert result_of(job)["status"] == "done"
+
+
+@pytest.mark.slow
+def test_a_server_that_cannot_start_means_fresh_children_and_no_second_try(isolated_home, tmp_path, monkeypatch):
+    monkeypatch.setattr(forked, "_server", None)
+    monkeypatch.setattr(forked, "_unusable", False)
+    monkeypatch.setattr(forked, "SERVER_MODULE", "vischoose.measure.no_such_server")  # exits at once, as without
+    path, job = write_job(tmp_path, "fresh")                                           # a readable pagemap
+    cmd = [sys.executable, "-m", "vischoose.measure.child", path]
+    assert run_child(cmd, process.thread_env(1), lambda line: None) == 0
+    assert result_of(job)["status"] == "done"  # started fresh instead
+    assert not forked.available()
+    with pytest.raises(forked.ServerGone):
+        forked.run(path, process.thread_env(1), lambda line: None)

@@ -32,9 +32,11 @@ from typing import Any, Callable
 
 PRELOAD = ("torch", "torchvision")  # what every torch child imports first (timm imports torchvision)
 MESSAGE_BYTES = 1 << 20
+SERVER_MODULE = __name__  # run as python -m SERVER_MODULE FD
 
 _lock = threading.Lock()
 _server: "_Server | None" = None
+_unusable = False  # a server died before it forked anything (no pagemap, torch fails to import): never again
 
 
 class ServerGone(Exception):
@@ -42,25 +44,28 @@ class ServerGone(Exception):
 
 
 def available() -> bool:
-    """Whether children can be forked from a server here (Linux)."""
-    return sys.platform.startswith("linux") and hasattr(socket, "send_fds")
+    """Whether children can be forked from a server here (Linux, and no server has failed to start)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "send_fds") and not _unusable
 
 
 class _Server:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
-            self.proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
+            self.proc = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, str(theirs.fileno())],
                                          pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.sock = ours
+        self.forked = 0  # children it has forked
 
     def ask(self, request: dict[str, Any], fd: int) -> int:
         try:
             socket.send_fds(self.sock, [json.dumps(request).encode()], [fd])
         except OSError as err:
             raise ServerGone(str(err)) from err
-        return int(self.answer()["pid"])
+        pid = int(self.answer()["pid"])
+        self.forked += 1
+        return pid
 
     def answer(self) -> dict[str, Any]:
         try:
@@ -81,7 +86,11 @@ class _Server:
 
 def _the_server() -> _Server:
     global _server
-    if _server is None or _server.proc.poll() is not None:
+    if _server is not None and _server.proc.poll() is not None:
+        _forget(_server)
+    if _unusable:
+        raise ServerGone("no fork server can run here")
+    if _server is None:
         _server = _Server()
         atexit.register(_server.close)
     return _server
@@ -94,7 +103,6 @@ def run(job_path: str, env: dict[str, str], on_line: Callable[[str], None]) -> i
     Raises:
         ServerGone: the server is not there; nothing was run.
     """
-    global _server
     with _lock:  # one child at a time per server
         server = _the_server()
         read_fd, write_fd = os.pipe()
@@ -103,7 +111,7 @@ def run(job_path: str, env: dict[str, str], on_line: Callable[[str], None]) -> i
             pid = server.ask(request, write_fd)
         except ServerGone:
             os.close(read_fd)
-            _server = None
+            _forget(server)
             raise
         finally:
             os.close(write_fd)  # the child holds the only write end now: end of file when it exits
@@ -120,7 +128,14 @@ def run(job_path: str, env: dict[str, str], on_line: Callable[[str], None]) -> i
                 try:
                     server.answer()
                 except ServerGone:
-                    _server = None
+                    _forget(server)
+
+
+def _forget(server: _Server) -> None:
+    """A server that is gone: the next child starts another, unless this one never forked (it cannot work here)."""
+    global _server, _unusable
+    _server = None
+    _unusable = _unusable or server.forked == 0
 
 
 def _kill(pid: int) -> None:
