@@ -3,9 +3,8 @@
 Every measurement still runs in a process of its own (its memory, its crash, its kill), but importing torch and
 torchvision takes 3-5 s per process on a 2-core machine, paid again by each child. On Linux, the children that
 import torch anyway (measure.child.forkable: every torch eager mode, the build of an exported graph) are forked
-from a server started once
-per vischoose process (``python -m vischoose.measure.forked FD``) that has imported torch and torchvision and run
-no torch operation: no thread pool or device state is inherited (the child's torch.set_num_threads sizes its pool,
+from a server started once per vischoose process (``python -m vischoose.measure.forked FD``) that has imported torch
+and torchvision and run no torch operation: no thread pool or device state is inherited (the child's torch.set_num_threads sizes its pool,
 CUDA starts in the child). The child first touches the library pages the server had resident (resident_file_pages),
 so its RSS, and every peak measured over it, is that of a fresh process after the same imports. It gets the job's
 environment, working folder and CPU affinity, and its stdout and stderr are one pipe the parent reads, as for a
@@ -76,6 +75,15 @@ class _Server:
             raise ServerGone("the fork server exited")
         return json.loads(message)
 
+    def answered(self) -> bool:
+        """Whether an answer is waiting to be read."""
+        try:
+            return bool(self.sock.recv(MESSAGE_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True  # gone: nothing to kill through it, answer() says so
+
     def close(self) -> None:
         self.sock.close()  # the server exits at end of file
         try:
@@ -124,7 +132,8 @@ def run(job_path: str, env: dict[str, str], on_line: Callable[[str], None]) -> i
             return status
         finally:
             if status is None:  # interrupted: do not leave the child running, and keep the server in step
-                _kill(pid)
+                if not server.answered():  # once the status is sent, the pid is reaped and may be another's
+                    _kill(pid)
                 try:
                     server.answer()
                 except ServerGone:
@@ -221,6 +230,7 @@ def _child(request: dict[str, Any], fd: int, pages: list[int]) -> None:
         os.sched_setaffinity(0, request["cpus"])
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
+        os.close(null)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
