@@ -48,17 +48,25 @@ def staging(path: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def companions(path: str | Path) -> list[Path]:
+    """A built file and what its runtime reads beside it: the same name with another ending (`m.onnx.data`, an
+    IR's `m.bin`). Only for files vischoose wrote, in folders it made: any `m.*` beside `m.xml` counts."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(each for each in path.parent.iterdir()
+                  if each.is_file() and (each.name == path.name or each.name.startswith(path.stem + ".")))
+
+
 def publish(staged: Path, path: Path) -> None:
-    """Rename a staged file (and its external data file) into place.
+    """Rename a staged file and its companions (external data, an IR's weights) into place, the file last.
 
     Raises:
         UsageError: the rename failed (permissions, a folder in the way).
     """
     try:
-        data = Path(str(staged) + ".data")
-        if data.exists():
-            os.replace(data, str(path) + ".data")
-        os.replace(staged, path)
+        for each in sorted(companions(staged), key=lambda p: p.name == staged.name):
+            os.replace(each, path.with_name(path.stem + each.name[len(staged.stem):]))
     except OSError as err:
         raise UsageError(f"Cannot write {path}: {err.strerror or err}.") from err
 
@@ -81,6 +89,6 @@ def onnx_errors() -> tuple[type[BaseException], ...]:
 
 
 def remove(path: str | Path) -> None:
-    """Delete a file and its external data file, if they exist."""
-    for each in (Path(path), Path(str(path) + ".data")):
+    """Delete a built file and its companions (external data, an IR's weights), if they exist."""
+    for each in companions(path):
         each.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vischoose.runtimes import files
 from vischoose.runtimes.base import Artifact, Runtime
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def build(runtime: Runtime, loaded: "LoadedModel", precision: str, out: Path, in
         try:
             built = runtime.build(loaded, precision, out, input_size, calibration, metadata=metadata, source=source)
         finally:
-            for each in _files(fp32_out):
+            for each in files.companions(fp32_out):
                 each.unlink(missing_ok=True)
     else:
         built = runtime.build(loaded, precision, out, input_size, calibration, metadata=metadata, source=source)
@@ -110,17 +111,11 @@ def lookup(cache: Path, found_key: str | None) -> Artifact | None:
     return artifact if Path(artifact.path).is_file() else None
 
 
-def _files(path: Path) -> list[Path]:
-    """A built file and what it reads beside it (.onnx.data, an IR's .bin)."""
-    return [each for each in path.parent.iterdir()
-            if each.is_file() and (each.name == path.name or each.name.startswith(path.stem + "."))]
-
-
 def place(artifact: Artifact, out: Path, link: bool = False) -> Artifact | None:
     """The cached files copied (or hard-linked) to `out`; None where they cannot move under another name (an ONNX
     file whose weights live in an external data file names that file inside it)."""
     source = Path(artifact.path)
-    found = _files(source)
+    found = files.companions(source)
     if out.name != source.name and any(each.name == source.name + ".data" for each in found):
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +141,7 @@ def store(cache: Path, found_key: str | None, artifact: Artifact) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         source = Path(artifact.path)
-        for each in _files(source):
+        for each in files.companions(source):
             shutil.copy2(each, tmp / each.name)
         cached = Artifact.from_dict({**artifact.to_dict(), "path": str(entry / source.name)})
         (tmp / "artifact.json").write_text(json.dumps(cached.to_dict()))
