@@ -20,6 +20,19 @@ def test_help_does_not_import_torch():
     assert out.strip() == "[]"
 
 
+def test_one_command_app_reads_as_the_whole_app(runner):
+    from vischoose.cli import only
+
+    names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+    assert len(names) >= 8
+    for args in (*([name, "--help"] for name in names), ["results", "show", "--help"], ["recommend", "--bogus"],
+                 ["presets", "show", "no-such-preset"], ["results"]):
+        slim, full = runner.invoke(only(args[:1]), args), runner.invoke(app, args)
+        assert (slim.exit_code, slim.stdout, slim.stderr) == (full.exit_code, full.stdout, full.stderr), args
+        assert only(args[:1]).registered_commands != app.registered_commands
+    assert only([]) is None and only(["--help"]) is None and only(["no-such-command"]) is None
+
+
 def test_python_dash_m_works():
     proc = subprocess.run([sys.executable, "-m", "vischoose", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "recommend" in proc.stdout
