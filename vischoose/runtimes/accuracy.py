@@ -5,7 +5,7 @@ fp32 graph, put the layers int8 hurts most back in float and measure again.
 The labelled images are split in two, deterministically and spread over the classes: the layers are chosen on one
 part (which also calibrates int8 unless --calibration is given) and the drop is reported, and judged, on the
 other, so the figure shipped with the file is not fitted to itself. Layers are ranked once, by the error each adds
-when quantized (the runtime's `rank_layers`; ONNX Runtime: runtimes.sensitivity), and reverted in doubling steps
+when quantized (the runtime's `rank_layers`; ONNX Runtime: runtimes.sensitivity, OpenVINO: runtimes.ovsensitivity), and reverted in doubling steps
 (1, 2, 4, ... layers, then all of them), at most `max_steps` quantizations. Only a runtime with `reverts_layers`
 does this; numpy and the runtime are imported inside functions.
 """

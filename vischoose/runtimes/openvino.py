@@ -2,7 +2,9 @@
 
 build: openvino.convert_model with a dynamic batch, saved as IR (.xml graph + .bin weights, kept fp32: never
 compressed to fp16); int8 is NNCF's post-training quantization of that IR, calibrated on the user's images (the
-transformer model type for ViTs and hybrids, so their softmax/layer-norm paths stay in float). bf16 is the fp32 IR
+transformer model type for ViTs and hybrids, so their softmax/layer-norm paths stay in float), read back from the
+fp32 IR when one was built, so its node names are the fp32 IR's. Accuracy-aware int8 (export --max-accuracy-drop)
+ranks those nodes (runtimes.ovsensitivity) and keeps the worst in float with nncf.IgnoredScope. bf16 is the fp32 IR
 run with OpenVINO's bf16 inference precision, which only pays (and is only offered) on CPUs with AVX-512 bf16 or
 AMX.
 
@@ -21,7 +23,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from vischoose.errors import DeployError, UsageError
 from vischoose.measure import machine
@@ -52,6 +54,8 @@ class OpenVino(Runtime):
     suffix: ClassVar[str] = ".xml"
     format: ClassVar[str | None] = "openvino"
     hints: ClassVar[tuple[str, ...]] = ("bf16",)  # an inference hint on an fp32 IR
+    reverts_layers: ClassVar[bool] = True  # nncf.IgnoredScope keeps named nodes in float
+    builds_from_fp32: ClassVar[bool] = True  # int8 quantizes the fp32 IR: its node names are the ones ranked
 
     def missing(self) -> str | None:
         """Not installed, or not an x86-64 CPU (vischoose measures OpenVINO's x86 CPU plugin only)."""
@@ -65,6 +69,15 @@ class OpenVino(Runtime):
         from importlib.metadata import version
 
         return version("openvino")
+
+    def versions(self) -> dict[str, str]:
+        """openvino, and nncf (which quantizes int8) where it is installed."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return {"openvino": self.version(), "nncf": version("nncf")}
+        except PackageNotFoundError:
+            return {"openvino": self.version()}
 
     def precision_supported(self, precision: str) -> str | None:
         """bf16 needs avx512_bf16 or amx_bf16 in /proc/cpuinfo; fp32 and int8 run on any x86-64 CPU."""
@@ -93,26 +106,57 @@ class OpenVino(Runtime):
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
               source: Artifact | None = None) -> Artifact:
-        """Convert to IR with a dynamic batch (int8: quantize with NNCF) and write out (.xml) with its .bin.
+        """Convert to IR with a dynamic batch (int8: quantize with NNCF, from `source`'s fp32 IR when given) and write
+        out (.xml) with its .bin.
 
         Raises:
             DeployError: conversion or quantization failed (naming the operator where OpenVINO says).
             UsageError: `out` cannot be written.
         """
-        import openvino as ov
-
         self.require()
         if precision not in self.precisions:
             raise DeployError(f"{self.title} builds {', '.join(self.precisions)}, not {precision}.")
         core()  # loaded before NNCF's own Cores come and go: see core()
         out = Path(out)
         artifacts.check_writable(out)
+        if precision == "int8" and source is not None:
+            return self.build_excluding(loaded, source, out, calibration, ())
         start = time.perf_counter()
         model = _convert(loaded, input_size)
         build_s = time.perf_counter() - start
         quantized: dict[str, Any] = {}
         if precision == "int8":
             model, quantized = _quantize(loaded, model, calibration, input_size)
+        return self._saved(model, out, precision, build_s, input_size, quantized)
+
+    def build_excluding(self, loaded: "LoadedModel", fp32: Artifact, out: Path, calibration: "np.ndarray | None",
+                        exclude: Sequence[str]) -> Artifact:
+        """int8 quantized by NNCF from the fp32 IR, the nodes named in `exclude` (its friendly names) left in float.
+
+        Raises:
+            DeployError: the IR cannot be read, or NNCF failed (a name it does not know included).
+        """
+        self.require()
+        out = Path(out)
+        artifacts.check_writable(out)
+        try:
+            model = core().read_model(fp32.path)
+        except RuntimeError as err:
+            raise DeployError(f"OpenVINO {self.version()} cannot read {fp32.path}: {artifacts.first_line(err)}") from err
+        model, quantized = _quantize(loaded, model, calibration, fp32.input_size, exclude)
+        return self._saved(model, out, "int8", fp32.build_s, fp32.input_size, quantized)
+
+    def rank_layers(self, fp32: Artifact, int8: Artifact, images: "np.ndarray") -> list[Any]:
+        """The int8 IR's quantized nodes, the ones int8 hurts most first (runtimes.ovsensitivity)."""
+        from vischoose.runtimes import ovsensitivity
+
+        return ovsensitivity.rank_layers(core(), fp32.path, int8.path, images)
+
+    def _saved(self, model: Any, out: Path, precision: str, build_s: float, input_size: int,
+               quantized: dict[str, Any]) -> Artifact:
+        """The IR written to out (.xml, its .bin beside it) and its artifact."""
+        import openvino as ov
+
         with artifacts.staging(out) as staged:
             ov.save_model(model, str(staged), compress_to_fp16=False)
             os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))
@@ -207,9 +251,10 @@ def _convert(loaded: "LoadedModel", input_size: int) -> Any:
                                "converter's traceback.") from err
 
 
-def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None",
-              input_size: int) -> tuple[Any, dict[str, Any]]:
-    """NNCF post-training int8, one calibration image per sample (NNCF's statistics assume batch 1)."""
+def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None", input_size: int,
+              exclude: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+    """NNCF post-training int8, one calibration image per sample (NNCF's statistics assume batch 1); the nodes
+    named in `exclude` stay in float."""
     import nncf
 
     from vischoose.models.family import model_family
@@ -219,6 +264,8 @@ def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None
     source = "random" if calibration is None or len(calibration) == 0 else "images"
     images = random_batch(input_size, RANDOM_CALIBRATION, seed=SEED + 1) if source == "random" else calibration
     options: dict[str, Any] = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    if exclude:
+        options["ignored_scope"] = nncf.IgnoredScope(names=list(exclude))
     start = time.perf_counter()
     try:  # NNCF draws progress bars on stdout, which is the report's (JSON with --json): they go to stderr
         with contextlib.redirect_stdout(sys.stderr):

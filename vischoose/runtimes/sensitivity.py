@@ -72,8 +72,8 @@ def rank_layers(fp32_path: str | Path, int8_path: str | Path, images: "np.ndarra
     for name, op, weight in nodes:
         start, end = ends.get(name, ("", ""))
         if start in energy and end in energy:
-            out = _sqnr(*energy[end])
-            layers.append(Layer(name, op, weight, _sqnr(*energy[start]) - out, out))
+            out = sqnr(*energy[end])
+            layers.append(Layer(name, op, weight, sqnr(*energy[start]) - out, out))
         else:
             layers.append(Layer(name, op, weight, -math.inf, math.nan))
     return sorted(layers, key=lambda layer: -layer.added_db)
@@ -168,7 +168,7 @@ def _exposing(path: str | Path, names: list[str], out: Path):
     return lambda batch: {**dict(zip(wanted, session.run(wanted, {feed: batch}))), **{n: batch for n in fed}}
 
 
-def _sqnr(signal: float, noise: float) -> float:
+def sqnr(signal: float, noise: float) -> float:
     """Signal-to-quantization-noise ratio in dB, at most MAX_SQNR_DB (an exact tensor scores that)."""
     if noise <= 0.0:
         return MAX_SQNR_DB
