@@ -10,7 +10,6 @@ from tests.test_recommendation import prof, run
 from vischoose.cli import app
 from vischoose.recommendation.presets import Variant, load_preset
 from vischoose.recommendation.ranking import preference_order
-from vischoose.runtimes import registry
 
 
 def graph(model, runtime, latency, file_mb, precision="fp32", status="ok"):

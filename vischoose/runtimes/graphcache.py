@@ -16,7 +16,7 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vischoose.runtimes import files
 from vischoose.runtimes.base import Artifact, Runtime
