@@ -156,3 +156,31 @@ def test_a_built_program_opened_as_written_reads_its_shape_and_runs_the_same(bui
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)["data"]
     assert (out["runtime"], out["dtype"], out["images"]) == ("executorch", "int8", 6)
+
+
+@pytest.mark.slow
+def test_ranks_pt2e_layers_and_keeps_the_excluded_modules_in_float(tmp_path):
+    """ExecuTorch (random weights): every conv and linear module is ranked, by module name; the two worst,
+    excluded, stay float in PT2E's graph while the rest stay int8, and the program built so runs and differs from
+    plain int8."""
+    import numpy as np
+    import torch
+
+    from vischoose.models.loading import load_model
+    from vischoose.runtimes import pt2e
+
+    runtime = ExecuTorch()
+    loaded = load_model("test_resnet.r160_in1k", weights="random")
+    size, images = loaded.input_size, verdict.random_batch(loaded.input_size, n=2)
+    plain = runtime.build(loaded, "int8", tmp_path / "net-int8.pte", size, images)
+    ranked = runtime.rank_layers(loaded, plain, plain, images, images)  # from the model: no fp32 file is read
+    convs = {name for name, m in loaded.model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    assert {layer.node for layer in ranked} == convs
+    assert [layer.added_db for layer in ranked] == sorted((layer.added_db for layer in ranked), reverse=True)
+    kept = [layer.node for layer in ranked[:2]]
+    program = torch.export.export(loaded.model, (torch.zeros(1, 3, size, size),)).module()
+    assert set(pt2e.layers(pt2e.converted(program, images, kept), quantized_only=True)) == convs - set(kept)
+    mixed = runtime.build_excluding(loaded, plain, tmp_path / "net-mixed.pte", images, kept)
+    batch = verdict.random_batch(size, n=2, seed=5)
+    logits = {a.path: runtime.session(a, THREADS)(batch) for a in (plain, mixed)}
+    assert np.isfinite(logits[mixed.path]).all() and not np.array_equal(logits[mixed.path], logits[plain.path])

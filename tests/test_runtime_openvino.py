@@ -204,3 +204,30 @@ def test_export_writes_the_ir_with_its_weights_and_it_runs_as_written(cached_mod
     batch = verdict.random_batch(SIZE, 2)
     found = verdict.agreement(verdict.eager_logits(loaded.model, batch), OpenVino().session(opened, THREADS)(batch))
     assert verdict.fp32_matches(found, verdict.eager_logits(loaded.model, batch))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["test_resnet.r160_in1k", "test_vit.r160_in1k"])
+def test_ranks_the_quantized_nodes_and_keeps_the_excluded_ones_in_float(tmp_path, name):
+    """OpenVINO (random weights): the ranked nodes are the int8 IR's quantized ones, named as in the fp32 IR; the
+    two worst, excluded, reach the IR with float weights and every other stays quantized."""
+    from vischoose.runtimes import ovsensitivity
+    from vischoose.runtimes.openvino import core
+
+    runtime = OpenVino()
+    loaded = load_model(name, weights="random")
+    fp32 = runtime.build(loaded, "fp32", tmp_path / "net.xml", loaded.input_size, None)
+    plain = runtime.build(loaded, "int8", tmp_path / "net-int8.xml", loaded.input_size, None, source=fp32)
+    ranked = runtime.rank_layers(loaded, fp32, plain, verdict.random_batch(loaded.input_size, n=2), None)
+
+    def quantized(path):
+        return {op.get_friendly_name() for op in core().read_model(path).get_ordered_ops()
+                if op.get_type_name() in ovsensitivity.QUANTIZABLE and ovsensitivity.weight_quantized(op)}
+
+    assert ranked and {layer.node for layer in ranked} == quantized(plain.path)
+    assert {layer.node for layer in ranked} <= {op.get_friendly_name() for op in core().read_model(fp32.path).get_ops()}
+    assert [layer.added_db for layer in ranked] == sorted((layer.added_db for layer in ranked), reverse=True)
+    assert all(layer.weight for layer in ranked)
+    kept = {layer.node for layer in ranked[:2]}
+    reverted = runtime.build_excluding(loaded, fp32, tmp_path / "net-mixed.xml", None, sorted(kept))
+    assert quantized(reverted.path) == quantized(plain.path) - kept

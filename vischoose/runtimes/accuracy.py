@@ -163,7 +163,7 @@ def revert_within(runtime: Runtime, loaded: "LoadedModel", fp32: Artifact, plain
     best = _Candidate(plain, (), fp32_choice - top1(runtime.session(plain, None), choice))
     steps, ranked = [Step(0, best.drop)], []
     if not within(best.drop, max_drop_pts):
-        ranked = runtime.rank_layers(fp32, plain, choice.batch[:MAX_RANKING_IMAGES])
+        ranked = runtime.rank_layers(loaded, fp32, plain, choice.batch[:MAX_RANKING_IMAGES], calibration)
         for i, n in enumerate(revert_sizes(len(ranked), max_steps)):
             found = _try(runtime, loaded, fp32, _candidate_path(out, i), calibration, ranked[:n], fp32_choice,
                          choice)

@@ -173,6 +173,11 @@ class Runtime:
         """int8 built from the fp32 artifact with the nodes named in `exclude` kept in float (reverts_layers only)."""
         raise NotImplementedError
 
-    def rank_layers(self, fp32: Artifact, int8: Artifact, images: "np.ndarray") -> list[Any]:
-        """The quantizable layers, the ones int8 hurts most first (each with a `node` name; reverts_layers only)."""
+    def rank_layers(self, loaded: "LoadedModel", fp32: Artifact, int8: Artifact, images: "np.ndarray",
+                    calibration: "np.ndarray | None") -> list[Any]:
+        """The quantizable layers, the ones int8 hurts most first (each with a `node` name; reverts_layers only).
+
+        images: what the ranking runs on; calibration: what calibrated `int8` (for a runtime that ranks on a
+        reconstruction of it rather than on the file).
+        """
         raise NotImplementedError

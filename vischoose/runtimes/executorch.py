@@ -3,8 +3,10 @@
 build: torch.export at a static batch of 1 (a phone classifies one image at a time, and ExecuTorch plans every
 buffer ahead of time for the shapes it was exported with), lowered with XnnpackPartitioner; int8 goes through
 PT2E first (XNNPACKQuantizer, symmetric per-channel int8 weights and activations, calibrated on the user's
-images). What XNNPACK did not take runs on ExecuTorch's portable CPU kernels, which are far slower: the Artifact's
-facts say how much was delegated and which operators were left out.
+images; runtimes.pt2e). What XNNPACK did not take runs on ExecuTorch's portable CPU kernels, which are far slower:
+the Artifact's facts say how much was delegated and which operators were left out. Accuracy-aware int8 (export
+--max-accuracy-drop) ranks the conv and linear layers on PT2E's q/dq graph and builds again from the model with
+the worst modules left unannotated (a .pte cannot be quantized again, so each step is a whole build).
 
 session: ExecuTorch's Python runtime takes and returns torch tensors, so a session imports torch (only to wrap
 numpy arrays; no torch kernel runs). A batch of N runs the batch-1 program N times, as the deployed app would.
@@ -18,7 +20,7 @@ import operator
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 from vischoose.errors import DeployError
 from vischoose.runtimes import files as artifacts
@@ -47,6 +49,7 @@ class ExecuTorch(Runtime):
     extra: ClassVar[str | None] = "mobile"
     suffix: ClassVar[str] = ".pte"
     format: ClassVar[str | None] = "pte"
+    reverts_layers: ClassVar[bool] = True  # a module-name filter on the quantizer keeps chosen layers in float
 
     def version(self) -> str:
         """The installed executorch package's version (the module has no __version__)."""
@@ -63,6 +66,32 @@ class ExecuTorch(Runtime):
             DeployError: export, quantization or lowering failed (naming the operator where ExecuTorch says).
             UsageError: `out` cannot be written.
         """
+        return self._built(loaded, precision, out, input_size, calibration)
+
+    def build_excluding(self, loaded: "LoadedModel", fp32: Artifact, out: Path, calibration: "np.ndarray | None",
+                        exclude: Sequence[str]) -> Artifact:
+        """int8 from the model (a .pte cannot be quantized again), the modules named in `exclude` left in float."""
+        return self._built(loaded, "int8", out, fp32.input_size, calibration, exclude)
+
+    def rank_layers(self, loaded: "LoadedModel", fp32: Artifact, int8: Artifact, images: "np.ndarray",
+                    calibration: "np.ndarray | None") -> list[Any]:
+        """The conv and linear layers int8 hurts most first, ranked on PT2E's q/dq graph of the calibration that
+        built `int8` (runtimes.pt2e: a .pte does not expose its intermediate tensors)."""
+        import torch
+
+        from vischoose.runtimes import pt2e
+
+        example = (torch.zeros(1, 3, int8.input_size, int8.input_size),)
+        with torch.no_grad(), unfused_attention(loaded.model):
+            module = _export(loaded, example).module()
+            try:
+                return pt2e.rank_layers(pt2e.float_reference(module),
+                                        pt2e.converted(module, _calibration(calibration, int8.input_size)[1]), images)
+            except _errors() as err:
+                raise _deploy_error(loaded, "ranking int8 layers (PT2E)", err) from err
+
+    def _built(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
+               calibration: "np.ndarray | None", exclude: Sequence[str] = ()) -> Artifact:
         import torch
 
         self.require()
@@ -74,7 +103,7 @@ class ExecuTorch(Runtime):
         with torch.no_grad(), unfused_attention(loaded.model) as unfused:
             program = _export(loaded, example)
             if precision == "int8":
-                program, quantized = _quantize(loaded, program, example, calibration, input_size)
+                program, quantized = _quantize(loaded, program, example, calibration, input_size, exclude)
             elif precision != "fp32":
                 raise DeployError(f"{self.title} builds fp32 or int8, not {precision}.")
             edge = _lower(loaded, program)
@@ -221,25 +250,25 @@ def _export(loaded: "LoadedModel", example: tuple["torch.Tensor"]) -> Any:
         raise _deploy_error(loaded, "torch.export", err) from err
 
 
-def _quantize(loaded: "LoadedModel", program: Any, example: tuple["torch.Tensor"],
-              calibration: "np.ndarray | None", input_size: int) -> tuple[Any, dict[str, Any]]:
-    """PT2E int8: annotate for XNNPACK, observe the calibration images one at a time, convert, export again."""
-    import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+def _calibration(calibration: "np.ndarray | None", input_size: int) -> tuple[str, "np.ndarray"]:
+    """("images", the user's) or ("random", RANDOM_CALIBRATION seeded random images) when none were given."""
+    if calibration is None or len(calibration) == 0:
+        return "random", random_batch(input_size, RANDOM_CALIBRATION, seed=SEED + 1)
+    return "images", calibration
 
-    source = "random" if calibration is None or len(calibration) == 0 else "images"
-    images = random_batch(input_size, RANDOM_CALIBRATION, seed=SEED + 1) if source == "random" else calibration
+
+def _quantize(loaded: "LoadedModel", program: Any, example: tuple["torch.Tensor"], calibration: "np.ndarray | None",
+              input_size: int, exclude: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+    """PT2E int8 (runtimes.pt2e: annotate for XNNPACK but the modules in `exclude`, observe the calibration images
+    one at a time, convert), exported again."""
+    import torch
+
+    from vischoose.runtimes import pt2e
+
+    source, images = _calibration(calibration, input_size)
     start = time.perf_counter()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     try:
-        prepared = prepare_pt2e(program.module(), quantizer)
-        for image in images:  # the program is batch 1: calibrate image by image
-            prepared(torch.from_numpy(image[None].astype("float32", copy=False)))
-        converted = torch.export.export(convert_pt2e(prepared), example)
+        converted = torch.export.export(pt2e.converted(program.module(), images, exclude), example)
     except _errors() as err:
         raise _deploy_error(loaded, "int8 quantization (PT2E, XNNPACKQuantizer)", err) from err
     return converted, {"quantize_s": time.perf_counter() - start, "calibration": source,

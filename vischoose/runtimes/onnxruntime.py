@@ -317,7 +317,8 @@ class OnnxRuntime(Runtime):
         """int8 from the fp32 artifact with the family's recipe, the nodes named in `exclude` left in float."""
         return self._quantized(loaded, Path(fp32.path), Path(out), calibration, fp32, exclude)
 
-    def rank_layers(self, fp32: Artifact, int8: Artifact, images: "np.ndarray") -> list[Any]:
+    def rank_layers(self, loaded: "LoadedModel", fp32: Artifact, int8: Artifact, images: "np.ndarray",
+                    calibration: "np.ndarray | None") -> list[Any]:
         """The fp32 graph's quantizable nodes, the ones int8 hurts most first (runtimes.sensitivity)."""
         return sensitivity.rank_layers(fp32.path, int8.path, images)
 

@@ -88,8 +88,6 @@ class OpenVino(Runtime):
 
     def inspect(self, path: Path) -> FileFacts:
         """int8 when the IR holds FakeQuantize operations (NNCF's); the input side when it is static."""
-        import openvino as ov
-
         try:
             model = core().read_model(str(path))
         except RuntimeError as err:
@@ -146,7 +144,8 @@ class OpenVino(Runtime):
         model, quantized = _quantize(loaded, model, calibration, fp32.input_size, exclude)
         return self._saved(model, out, "int8", fp32.build_s, fp32.input_size, quantized)
 
-    def rank_layers(self, fp32: Artifact, int8: Artifact, images: "np.ndarray") -> list[Any]:
+    def rank_layers(self, loaded: "LoadedModel", fp32: Artifact, int8: Artifact, images: "np.ndarray",
+                    calibration: "np.ndarray | None") -> list[Any]:
         """The int8 IR's quantized nodes, the ones int8 hurts most first (runtimes.ovsensitivity)."""
         from vischoose.runtimes import ovsensitivity
 
@@ -177,7 +176,6 @@ class OpenVino(Runtime):
             UsageError: bf16 on a CPU without it (OpenVINO would quietly run f32 instead).
         """
         import numpy as np
-        import openvino as ov
 
         self.require()
         why = self.precision_supported(artifact.precision)
