@@ -336,3 +336,57 @@ def test_text_report_gives_the_held_out_drop_and_the_float_layers(capsys, monkey
 def test_a_drop_equal_to_the_limit_meets_it_despite_float_rounding():
     drop = 100.0 - 100.0 * 2 / 3  # 33.33333333333334, one image of three
     assert accuracy.within(drop, 100.0 / 3) and accuracy.within(0.0, 0.0) and not accuracy.within(0.1, 0.0)
+
+
+AWARE_PRESET = """name = "aware"
+description = "ONNX Runtime int8 on the CPU, ranked on top-1 alone."
+
+[measure]
+device = "cpu"
+batch_size = 1
+dtype = "float32"
+
+[constraints]
+
+[deploy]
+onnxruntime = ["int8"]
+
+[rank]
+sort = ["-top1"]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("reverting_graphs", "limit"), [("onnx", 0), ("onnx", 100)], indirect=["reverting_graphs"])
+def test_recommend_ships_accuracy_aware_int8_within_the_limit_or_rejects_it(runner, lite0, reverting_graphs, limit,
+                                                                             shared_graphs, tmp_path):
+    """recommend --data --max-accuracy-drop on real Lite0 and the photos labelled with fp32's classes: the int8
+    candidate is the file export --max-accuracy-drop builds, judged on the held-out photos as written. Either it
+    keeps the held-out drop within the limit (stored with its float layers, named as the model names them) or it
+    is rejected with the drop it reached, and nothing is stored."""
+    from tests import realweights
+    from vischoose.results.store import open_store
+
+    fp32, own_labels = reverting_graphs[2], reverting_graphs[-1]
+    held_out = len(reverting_graphs[5])
+    preset = tmp_path / "aware.toml"
+    preset.write_text(AWARE_PRESET)
+    result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", realweights.TAG, "--data",
+                                 str(own_labels), "--max-accuracy-drop", str(limit), "--json"])
+    with open_store() as store:
+        stored = store.evals()
+    if result.exit_code == 0:
+        (ev,) = stored
+        assert ev.accuracy_met and ev.max_accuracy_drop == limit and ev.fp32_top1 - ev.top1 <= limit + 1e-9
+        assert ev.images == held_out and ev.fp32_top1 == 100.0  # the held-out photos, fp32's own classes
+        assert set(ev.reverted_layers) <= layer_labels(str(fp32.path))
+        out = json.loads(result.stdout)["data"]
+        assert (out["chosen"]["variant"]["runtime"], out["chosen"]["variant"]["precision"]) == ("onnxruntime", "int8")
+        assert len(ev.reverted_layers) < quantizable_count(str(fp32.path), reverting_graphs[1])  # still int8
+        (line,) = [x for x in out["measure_log"] if x.startswith("evaluated on ")]
+        assert f"{len(ev.reverted_layers)} layers in float" in line and f"(limit {limit})" in line
+    else:  # the limit missed, or met only with every layer in float (fp32's graph): int8 is not what ships
+        assert result.exit_code == 4 and not stored, result.stderr  # 4: nothing fits
+        assert "onnxruntime int8 not used: int8 " in result.stderr and f"--max-accuracy-drop {limit}" in result.stderr
+    if limit == 100:  # any drop is within 100 points: plain int8 ships, evaluated as written on the held-out photos
+        assert result.exit_code == 0 and stored[0].reverted_layers == [], result.stderr

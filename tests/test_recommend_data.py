@@ -5,12 +5,15 @@ note with the images that would separate two models, and the one-line errors."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from tests.test_evaluation import make_images
 from vischoose.cli import app
 from vischoose.inference import intervals
+from vischoose.runtimes.precision import Variant
 
 RESNET, VIT = "test_resnet.r160_in1k", "test_vit.r160_in1k"
 PRESET = """name = "ondata"
@@ -124,9 +127,14 @@ def test_separated_models_get_no_such_note(runner, setup):
 @pytest.mark.parametrize(("args", "code", "error"), [
     (["--labels", "map.csv"], 2, "Error: --labels maps the classes of --data: it needs --data DIR."),
     (["--data", "absent"], 2, "Error: Data set 'absent' does not exist."),
+    (["--max-accuracy-drop", "1"], 2, "Error: --max-accuracy-drop is measured on labelled images: it needs --data DIR."),
+    (["--data", "labels.csv", "--max-accuracy-drop", "-1"], 2,
+     "Error: --max-accuracy-drop is top-1 points int8 may lose, 0 or more (got -1)."),
 ])
-def test_bad_data_options_are_one_line(runner, setup, args, code, error):
-    _, _, _, preset = setup
+def test_bad_data_options_are_one_line(runner, setup, args, code, error, monkeypatch):
+    root, images, own, preset = setup
+    labels_csv(root, images, own[RESNET])
+    monkeypatch.chdir(root)
     result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", RESNET, *args])
     assert result.exit_code == code
     assert result.stderr.splitlines()[0] == error and "Traceback" not in result.stderr
@@ -143,3 +151,65 @@ def test_labels_that_name_no_imagenet_class_fail_before_any_model_loads(runner, 
     result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", RESNET, "--data", str(data)])
     assert result.exit_code == 2, result.stderr
     assert "not_a_class" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_only_results_this_run_would_ship_count_on_the_data():
+    """An int8 result of a runtime that reverts layers counts only at the run's --max-accuracy-drop (plain int8
+    without one); fp32, torch, and other data sets' results as before."""
+    from vischoose.recommendation import ondata
+    from vischoose.results.records import EvalResult
+
+    def ev(runtime="onnxruntime", dtype="int8", limit=None, dataset_id="abc"):
+        return EvalResult(model="m", tag="t", dataset="d", images=10, top1=90.0, top5=99.0, runtime=runtime,
+                          dtype=dtype, dataset_id=dataset_id, max_accuracy_drop=limit)
+
+    plain, at_1, at_0 = ev(), ev(limit=1.0), ev(limit=0.0)
+    fp32, eager, elsewhere = ev(dtype="float32"), ev(runtime="torch", dtype="float32"), ev(dataset_id="other")
+    stored = [plain, at_1, at_0, fp32, eager, elsewhere]
+    data = ondata.DataSet(path=Path("d"), labels=None, fingerprint="abc", images=10)
+    assert ondata.on_data(stored, data) == [plain, fp32, eager]
+    assert ondata.on_data(stored, replace(data, max_accuracy_drop=1.0)) == [at_1, fp32, eager]
+    assert ondata.accuracy_aware(Variant("onnxruntime", "int8"), replace(data, max_accuracy_drop=0.0))
+    assert not ondata.accuracy_aware(Variant("onnxruntime", "fp32"), replace(data, max_accuracy_drop=0.0))
+    assert not ondata.accuracy_aware(Variant("onnxruntime", "int8"), data)
+
+
+INT8_PRESET = PRESET.replace('torch = ["fp32"]', 'onnxruntime = ["int8"]')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", [0, 100])
+def test_accuracy_aware_int8_meets_its_limit_on_held_out_images_or_is_rejected(runner, setup, limit):
+    """recommend --data --max-accuracy-drop on two tiny models (random weights, labelled with one model's own fp32
+    classes so int8's flips are drops): each model's int8 file either keeps the held-out drop within the limit
+    (stored, with its float layers) or is rejected with the drop it reached; a second run reuses what was stored."""
+    root, images, own, _ = setup
+    preset = root / "int8.toml"
+    preset.write_text(INT8_PRESET)
+    args = ["recommend", "--target", str(preset), "--models", RESNET, "--models", VIT, "--data",
+            str(labels_csv(root, images, own[RESNET])), "--max-accuracy-drop", str(limit), "--json"]
+    result = runner.invoke(app, args)
+    stored = {e.tag: e for e in stored_evals()}
+    for tag in (RESNET, VIT):
+        if tag in stored:
+            ev = stored[tag]
+            assert ev.accuracy_met and ev.max_accuracy_drop == limit and ev.fp32_top1 - ev.top1 <= limit + 1e-9
+            assert ev.images == 6  # the held-out half of the 12 images, never the half that chose the layers
+            assert isinstance(ev.reverted_layers, list) and ev.file_mb > 0
+    if limit == 100:
+        assert set(stored) == {RESNET, VIT}  # any drop is within 100 points: plain int8 meets it
+        assert all(not e.reverted_layers for e in stored.values())
+    if result.exit_code == 0:
+        out = json.loads(result.stdout)["data"]
+        logs = [line for line in out["measure_log"] if line.startswith("evaluated on ")]
+        assert len(logs) == 2
+        for line in logs:
+            assert "accuracy-aware int8" in line or "rejected, int8 loses" in line
+        assert out["chosen"]["tag"] in stored
+        assert "held-out images" in out["chosen"]["figures"]["top1"]["note"]
+        again = json.loads(runner.invoke(app, args).stdout)["data"]
+        assert again["chosen"]["model"] == out["chosen"]["model"]
+        assert len(stored_evals()) == len(stored)  # nothing met was evaluated twice
+    else:  # both rejected: nothing deployable, and each rejection says what int8 lost
+        assert result.exit_code == 1 and not stored
+        assert result.stderr.count("int8 loses") >= 1, result.stderr

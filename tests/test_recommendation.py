@@ -311,3 +311,46 @@ def test_cloud_serves_a_verified_graph_on_cpu_but_torch_where_the_model_runs_on_
     rec = run("cloud", profiles=cpu + gpu, models=["vit_l16", "vit_b16"])
     assert rec.chosen.model == "vit_l16" and rec.chosen.variant == Variant("torch", "bf16") and rec.chosen.plain
     assert rec.chosen.figures["throughput"].value == 400.0
+
+
+def aware(model, met=True, top1=84.0, fp32_top1=85.0, layers=("blocks.0.attn.qkv.weight",), file_mb=None):
+    """A stored accuracy-aware int8 evaluation (recommend --data DIR --max-accuracy-drop 1) on held-out images."""
+    return EvalResult(model=model, tag=catalog.load()[model].tag, dataset="/data/val", images=50, top1=top1,
+                      top5=95.0, dtype="int8", runtime="onnxruntime", fp32_top1=fp32_top1, max_accuracy_drop=1.0,
+                      reverted_layers=list(layers), accuracy_met=met, file_mb=file_mb)
+
+
+def test_accuracy_aware_int8_that_missed_its_limit_is_not_used_and_says_why():
+    missed = aware("vit_b16", met=False, top1=80.0, layers=["a.weight"] * 3)
+    rec = run("mobile", evals=[missed], max_memory_mb=100)
+    vit = {c.model: c for c in rec.rejected}["vit_b16"]
+    assert vit.variant == Variant("onnxruntime", "fp32")  # judged at what is left: fp32 breaks the budget
+    assert ("onnxruntime int8 not used: int8 loses 5.0 top-1 points on 50 held-out images of /data/val even with 3 "
+            "layers in float (--max-accuracy-drop 1)") in vit.reasons
+    # without the rejection the same model is a runner-up in int8
+    assert {c.model: c for c in run("mobile", max_memory_mb=100).runners_up}["vit_b16"].variant.precision == "int8"
+
+
+def test_accuracy_aware_int8_ranks_on_its_held_out_top1_and_its_own_file_size():
+    met = aware("vit_b16", top1=84.5, fp32_top1=85.0, layers=["a.weight", "b.weight"], file_mb=88.0)
+    vit = {c.model: c for c in run("mobile", evals=[met], max_memory_mb=100).runners_up}["vit_b16"]
+    assert vit.variant == Variant("onnxruntime", "int8")
+    assert vit.figures["memory_mb"] == Figure(88.0, "measured", "accuracy-aware int8 file, 2 layers in float")
+    top1 = vit.figures["top1"]
+    assert top1.value == 84.5 and top1.source == "measured"
+    assert top1.note.startswith("on 50 held-out images of /data/val (the others chose the float layers), "
+                                "accuracy-aware onnxruntime int8 with 2 layers in float")
+    assert "(drop 0.50)" in top1.note
+    assert vit.variant_note == ("88.0 MiB measured size; top-1 drop 0.5 points against fp32 on 50 held-out images, "
+                                "2 layers in float (limit 1)")
+    # under a peak-memory limit the file's size is not the figure
+    preset = load_preset("mobile").with_overrides(max_memory_mb=100, memory_basis="peak")
+    (peak,) = build_candidates([catalog.load()["vit_b16"]], preset, [], [met])
+    assert "memory_mb" not in peak.figures  # nothing measured the peak
+
+
+def test_accuracy_aware_int8_with_every_layer_in_float_is_not_int8():
+    everything = aware("vit_b16", met=False, top1=85.0, fp32_top1=85.0, layers=["a.weight"] * 7)
+    vit = {c.model: c for c in run("mobile", evals=[everything], max_memory_mb=100).rejected}["vit_b16"]
+    assert ("onnxruntime int8 not used: int8 keeps --max-accuracy-drop 1 on /data/val only with all 7 quantizable "
+            "layers in float, which is the fp32 graph") in vit.reasons

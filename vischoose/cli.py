@@ -152,6 +152,10 @@ def recommend_cmd(
                                               "on them, with 95 % intervals.")] = None,
     labels: Annotated[Path | None, typer.Option(help="With --data: a file mapping folder names or CSV labels to "
                                                 "classes, as for evaluate.")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="With --data: int8 candidates ship accuracy-aware "
+                                                            "int8 that loses at most this many top-1 points against "
+                                                            "fp32 on your images (layers int8 hurts most kept in "
+                                                            "float), measured on a held-out half; else rejected.")] = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
@@ -161,7 +165,7 @@ def recommend_cmd(
 
         rec = advisor.advise(target, models=models, results=results, measure="all" if measure_all else measure,
                              device=device, show_progress=True, time_budget_s=time_budget, fresh=fresh,
-                             data=data, labels=labels,
+                             data=data, labels=labels, max_accuracy_drop=max_accuracy_drop,
                              max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
                              min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
     report.show_recommendation(rec, top=top, as_json=as_json)
@@ -465,18 +469,20 @@ def export_cmd(
                                               "--max-accuracy-drop: half choose the float layers, half measure.")] = None,
     max_accuracy_drop: Annotated[float | None, typer.Option(help="int8: the most top-1 points to lose against fp32 on "
                                                             "--data; the layers int8 hurts most go back to float "
-                                                            "until it holds, else nothing is written (--format onnx "
-                                                            "only for now).")] = None,
+                                                            "until it holds, else nothing is written.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="With --data: a file mapping folder names or CSV labels to "
+                                                "classes, as for evaluate.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a model to ONNX (fp32 or int8) for deployment, checked against the eager model before writing."""
+    """Export a model for deployment (ONNX, ExecuTorch or OpenVINO; fp32 or int8), checked against the eager model
+    before writing."""
     with reported_errors():
         from vischoose.runtimes import export as exporting
 
         result = exporting.export_model(model, out, precision=precision.value, calibration=calibration, weights=weights,
                                         input_size=input_size, opset=opset, min_agreement=min_agreement,
                                         measure_s=5.0 if measure else 0.0, threads=threads, format=format_.value,
-                                        data=data, max_accuracy_drop=max_accuracy_drop)
+                                        data=data, max_accuracy_drop=max_accuracy_drop, labels=labels)
     report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)

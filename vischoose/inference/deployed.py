@@ -166,7 +166,8 @@ def evaluate_graph(data: str | Path, model: "str | LoadedModel", runtime: str, p
     result = replace(result, runtime=runtime, dtype="float32" if artifact.precision == "fp32" else artifact.precision,
                      recipe=artifact.recipe, images_per_s=_rate(counts[0], seconds - forward.eager_s),
                      agreement_top1=agreed.top1_agreement, agreement_images=agreed.n_images,
-                     fp32_top1=forward.reference_top1(_read_targets(labelled, failed)), graph=artifact.path if graph is not None else None)
+                     fp32_top1=forward.reference_top1(_read_targets(labelled, failed)), graph=artifact.path if graph is not None else None,
+                     file_mb=artifact.file_mb)
     found = Deployed(precision=artifact.precision, family=model_family(classifier.loaded.model),
                      recipe=artifact.recipe, file_mb=artifact.file_mb, export_s=artifact.build_s,
                      quantize_s=artifact.quantize_s, calibration=source,

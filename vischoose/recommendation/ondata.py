@@ -3,6 +3,9 @@
 Every candidate that meets the constraints has its deployed variant (runtime and precision, the graph that would
 ship) evaluated on DIR with `vischoose evaluate`'s own loop; the ranking is then redone on those figures, and
 whatever it now deploys that has no figure yet is evaluated in turn, until every candidate that fits has one.
+With `max_accuracy_drop`, an int8 candidate on a runtime that reverts layers is the accuracy-aware int8 file
+(`vischoose export --max-accuracy-drop`): built with the layers int8 hurts most in float until the drop holds on
+half the images, then evaluated as written on the other half; a limit no set of float layers meets rejects it.
 Results already stored for this machine, model, variant and data set (the same file list and labels, wherever
 the folder lives) are reused unless `fresh`. New results go to the results store like any evaluation.
 
@@ -11,7 +14,7 @@ torch, timm and the runtimes are imported only when something is evaluated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,9 +37,10 @@ class DataSet:
     labels: Path | None
     fingerprint: str
     images: int
+    max_accuracy_drop: float | None = None  # top-1 points accuracy-aware int8 may lose against fp32 on it
 
 
-def read(data: str | Path, labels: str | Path | None = None) -> DataSet:
+def read(data: str | Path, labels: str | Path | None = None, max_accuracy_drop: float | None = None) -> DataSet:
     """The data set, read with ImageNet-1k's classes before any model is loaded (every catalog model has them).
 
     Raises:
@@ -47,12 +51,23 @@ def read(data: str | Path, labels: str | Path | None = None) -> DataSet:
 
     labelled = datasets.read_dataset(data, class_labels({}, IMAGENET_CLASSES), IMAGENET_CLASSES, labels)
     return DataSet(Path(labelled.source), Path(labels) if labels else None, labelled.fingerprint(),
-                   len(labelled.samples))
+                   len(labelled.samples), max_accuracy_drop)
 
 
 def on_data(evals: list[EvalResult], data: DataSet) -> list[EvalResult]:
-    """The results measured on this data set (the same file list and labels)."""
-    return [e for e in evals if e.dataset_id == data.fingerprint]
+    """The results measured on this data set (the same file list and labels) that this run would ship: an int8
+    graph of a runtime that reverts layers counts only at the same --max-accuracy-drop (or plain, without it)."""
+    return [e for e in evals if e.dataset_id == data.fingerprint
+            and (not _reverts(e.runtime, e.dtype) or e.max_accuracy_drop == data.max_accuracy_drop)]
+
+
+def accuracy_aware(variant: Variant, data: DataSet) -> bool:
+    """Whether this run ships the variant as accuracy-aware int8."""
+    return data.max_accuracy_drop is not None and _reverts(variant.runtime, variant.dtype)
+
+
+def _reverts(runtime: str, dtype: str) -> bool:
+    return dtype == "int8" and registry.is_graph(runtime) and registry.get(runtime).reverts_layers
 
 
 def deployed_eval(evals: list[EvalResult], cand: Candidate) -> EvalResult | None:
@@ -94,8 +109,26 @@ def settle(rank: Rank, preset: presets.Preset, data: DataSet, stored: list[EvalR
             done.add((cand.tag, cand.variant))
             result = evaluate(cand, preset, data)
             found.append(result)
-            log.append(f"{cand.model} at {cand.variant.label}: top-1 "
-                       f"{intervals.wilson(round(result.top1 * result.images / 100), result.images).text()}")
+            log.append(_logged(cand, result))
+
+
+def _logged(cand: Candidate, result: EvalResult) -> str:
+    """'vit_s16 at onnxruntime int8: top-1 ...', and for accuracy-aware int8 its float layers and held-out drop."""
+    head = f"{cand.model} at {cand.variant.label}"
+    if result.max_accuracy_drop is None:
+        return f"{head}: top-1 {intervals.wilson(round(result.top1 * result.images / 100), result.images).text()}"
+    drop = f"{result.fp32_top1 - result.top1:.1f}" if result.fp32_top1 is not None else "?"
+    layers = len(result.reverted_layers or [])
+    if not result.accuracy_met and result.fp32_top1 is not None and \
+            result.fp32_top1 - result.top1 <= result.max_accuracy_drop:
+        return f"{head}: rejected, the limit holds only with all {layers} quantizable layers in float (fp32's graph)"
+    if not result.accuracy_met:
+        return (f"{head}: rejected, int8 loses {drop} top-1 points on {result.images} held-out images even with "
+                f"{layers} layers in float (limit {result.max_accuracy_drop:g})")
+    size = f" at {result.file_mb:.2f} MiB" if result.file_mb is not None else ""
+    return (f"{head}: accuracy-aware int8{size}, {layers} layers in float, top-1 "
+            f"{intervals.wilson(round(result.top1 * result.images / 100), result.images).text()} on "
+            f"{result.images} held-out images, drop {drop} points (limit {result.max_accuracy_drop:g})")
 
 
 def evaluate_candidate(cand: Candidate, preset: presets.Preset, data: DataSet,
@@ -108,6 +141,8 @@ def evaluate_candidate(cand: Candidate, preset: presets.Preset, data: DataSet,
     from vischoose.inference import evaluation
 
     variant, spec = cand.variant, preset.measure
+    if accuracy_aware(variant, data):
+        return _accuracy_aware(cand, data, progress)
     if registry.is_graph(variant.runtime):
         outcome = evaluation.evaluate(data.path, cand.model, labels=data.labels, runtime=variant.runtime,
                                       precision=variant.precision, progress=progress)
@@ -116,6 +151,58 @@ def evaluate_candidate(cand: Candidate, preset: presets.Preset, data: DataSet,
                                       dtype=spec.dtype, progress=progress)
     evaluation.save(outcome.result)
     return outcome.result
+
+
+def _accuracy_aware(cand: Candidate, data: DataSet,
+                    progress: Callable[[int, int], None] | None) -> EvalResult:
+    """The accuracy-aware int8 file built as `vischoose export --max-accuracy-drop` builds it, then evaluated as
+    written on the held-out images (stored). When no set of float layers met the limit, or only all of them did, the
+    best drop reached, not stored: the candidate's int8 is rejected and the next run tries again.
+
+    Raises:
+        the errors of runtimes.export.export_model and inference.evaluation.evaluate.
+    """
+    import tempfile
+
+    from vischoose.inference import evaluation
+    from vischoose.runtimes import export
+
+    runtime = registry.get(cand.variant.runtime)
+    with tempfile.TemporaryDirectory(prefix="vischoose-aware-") as tmp:
+        out = Path(tmp) / f"{cand.tag.replace('/', '_')}-int8{runtime.suffix}"
+        built = export.export_model(cand.model, out, precision="int8", format=runtime.format, data=data.path,
+                                    labels=data.labels, max_accuracy_drop=data.max_accuracy_drop)
+        aware = built.accuracy
+        layers = list(aware.reverted_weights or aware.reverted) if aware else []
+        # met only with every layer in float: that is the fp32 graph, not int8 (the preset's fp32, if listed, ships)
+        if built.out is None or aware is None or (aware.reverted and len(aware.reverted) == aware.candidates):
+            return EvalResult(model=cand.model, tag=cand.tag, dataset=str(data.path), dataset_id=data.fingerprint,
+                              images=aware.held_out_images if aware else 0, top1=aware.top1 if aware else 0.0,
+                              top5=float("nan"), fp32_top1=aware.fp32_top1 if aware else None,
+                              runtime=runtime.name, dtype="int8", max_accuracy_drop=data.max_accuracy_drop,
+                              reverted_layers=layers, accuracy_met=False)
+        held_out = _held_out_csv(data, Path(tmp))
+        outcome = evaluation.evaluate(held_out, cand.model, graph=out, progress=progress)
+    result = replace(outcome.result, dataset=str(data.path), dataset_id=data.fingerprint, graph=None,
+                     recipe=built.shipped.recipe, max_accuracy_drop=data.max_accuracy_drop,
+                     reverted_layers=layers, accuracy_met=True)
+    evaluation.save(result)
+    return result
+
+
+def _held_out_csv(data: DataSet, folder: Path) -> Path:
+    """The images the accuracy-aware search held out (the split export makes), as a CSV of path,class index."""
+    import csv
+
+    from vischoose.inference import datasets
+    from vischoose.inference.prediction import class_labels
+    from vischoose.runtimes.accuracy import split_samples
+
+    labelled = datasets.read_dataset(data.path, class_labels({}, IMAGENET_CLASSES), IMAGENET_CLASSES, data.labels)
+    path = folder / "held-out.csv"
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows((Path(s.path).resolve(), s.target) for s in split_samples(labelled.samples).held_out)
+    return path
 
 
 def separation_notes(rec: Recommendation, evals: list[EvalResult]) -> list[str]:

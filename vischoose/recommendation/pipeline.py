@@ -25,20 +25,21 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
            measure: bool | str = False, device: str | None = None, memory_basis: str | None = None,
            show_progress: bool = False, time_budget_s: float | None = None, fresh: bool = False,
            data: str | Path | None = None, labels: str | Path | None = None,
-           **constraints: float | None) -> Recommendation:
+           max_accuracy_drop: float | None = None, **constraints: float | None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
 
     measure: False, True / "decision" (only what can change the answer) or "all" (every candidate and variant);
     fresh: measure (and evaluate) again what this machine already measured under the preset's protocol;
     data: a labelled folder or CSV: rank on the top-1 each fitting candidate's deployed file reaches on it
-    (recommendation.ondata); labels: its label file, as for evaluate.
+    (recommendation.ondata); labels: its label file, as for evaluate; max_accuracy_drop: with data, int8
+    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected).
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError (an unknown measure mode).
     """
     preset = _preset(target, device, memory_basis, constraints)
     entries, extra = _candidates(preset, models)
-    dataset = _dataset(data, labels)  # a bad data set fails here, before anything is measured
+    dataset = _dataset(data, labels, max_accuracy_drop)  # a bad data set fails here, before anything is measured
     profiles, evals = _figures(results)
     lines: list[str] = []
     if measure:
@@ -59,7 +60,7 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         return recommend(build_candidates(entries, preset, profiles, found, extra), preset)
 
     if dataset is None:
-        rec = rank(evals)
+        rec = rank([e for e in evals if e.max_accuracy_drop is None])  # accuracy-aware int8 ships only with --data
     else:
         from vischoose.recommendation import ondata
 
@@ -82,15 +83,21 @@ def _preset(target: str, device: str | None, memory_basis: str | None,
     return preset
 
 
-def _dataset(data: str | Path | None, labels: str | Path | None) -> "ondata.DataSet | None":
+def _dataset(data: str | Path | None, labels: str | Path | None,
+             max_accuracy_drop: float | None = None) -> "ondata.DataSet | None":
     if labels is not None and data is None:
         raise UsageError("--labels maps the classes of --data: it needs --data DIR.",
                          hint="Add --data with your labelled images, or drop --labels.")
+    if max_accuracy_drop is not None and data is None:
+        raise UsageError("--max-accuracy-drop is measured on labelled images: it needs --data DIR.",
+                         hint="Add --data with your labelled images (class folders or a path,label CSV).")
+    if max_accuracy_drop is not None and max_accuracy_drop < 0:
+        raise UsageError(f"--max-accuracy-drop is top-1 points int8 may lose, 0 or more (got {max_accuracy_drop:g}).")
     if data is None:
         return None
     from vischoose.recommendation import ondata  # only with --data
 
-    return ondata.read(data, labels)
+    return ondata.read(data, labels, max_accuracy_drop)
 
 
 def _evaluator(show_progress: bool) -> "Callable[..., EvalResult]":

@@ -133,15 +133,20 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
         if rows and rows[0].variant_status == "rejected":
             unusable.append(_rejected_graph(variant, rows[0]))
             continue
+        evaluated = _latest_eval(mine, variant)
+        if evaluated is not None and evaluated.accuracy_met is False:
+            unusable.append(_missed_accuracy(variant, evaluated))
+            continue
         # an unmeasured graph borrows the torch fp32 figures measured here (its speed, the fp32 peak)
         stand_in = torch_fp32 if variant.runtime != "torch" and not rows else []
         figs: dict[str, Figure] = {}
         _top1(figs, entry, mine, variant, rows)
         _size(figs, entry, rows, stand_in, preset, variant)
+        _aware_size(figs, evaluated, preset)
         _speed(figs, entry, rows or stand_in, preset, catalog, variant, bool(stand_in), local)
         violations, missing, excess = _limits(figs, preset, model, variant)
         plain = variant == own
-        note, todo = ("", "") if plain else _describe(model, variant, figs, rows, torch_fp32, preset)
+        note, todo = ("", "") if plain else _describe(model, variant, figs, rows, torch_fp32, preset, evaluated)
         options.append(Candidate(model=model, tag=tag, family=family, figures=figs, violations=violations,
                                  missing=missing, excess=excess, caveat=caveat, variant=variant, plain=plain,
                                  verified=bool(rows) and rows[0].variant_status == "ok", variant_note=note,
@@ -238,11 +243,34 @@ def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Pre
     return sorted(rows, key=lambda p: p.created_at, reverse=True)
 
 
+def _latest_eval(evals: list[EvalResult], variant: Variant) -> EvalResult | None:
+    own = [e for e in evals if e.runtime == variant.runtime and (e.runtime == "torch" or e.dtype == variant.dtype)]
+    return max(own, key=lambda e: e.created_at) if own else None
+
+
+def _missed_accuracy(variant: Variant, ev: EvalResult) -> str:
+    layers = len(ev.reverted_layers or [])
+    if ev.fp32_top1 is not None and ev.max_accuracy_drop is not None and ev.fp32_top1 - ev.top1 <= ev.max_accuracy_drop:
+        return (f"{variant.label} not used: int8 keeps --max-accuracy-drop {ev.max_accuracy_drop:g} on {ev.dataset} "
+                f"only with all {layers} quantizable layers in float, which is the fp32 graph")
+    drop = f"{ev.fp32_top1 - ev.top1:.1f} " if ev.fp32_top1 is not None else ""
+    return (f"{variant.label} not used: int8 loses {drop}top-1 points on {ev.images} held-out images of "
+            f"{ev.dataset} even with {layers} layers in float (--max-accuracy-drop "
+            f"{ev.max_accuracy_drop:g})")
+
+
+def _aware_size(figs: dict[str, Figure], ev: EvalResult | None, preset: Preset) -> None:
+    """Accuracy-aware int8 ships a larger file than plain int8: its own size, where the limit is on the file."""
+    if ev is None or ev.max_accuracy_drop is None or ev.file_mb is None or preset.constraints.memory_basis == "peak":
+        return
+    figs["memory_mb"] = Figure(ev.file_mb, "measured", f"accuracy-aware int8 file, "
+                               f"{len(ev.reverted_layers or [])} layers in float")
+
+
 def _top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalResult], variant: Variant,
           rows: list[Profile]) -> None:
-    own = [e for e in evals if e.runtime == variant.runtime and (e.runtime == "torch" or e.dtype == variant.dtype)]
-    if own:
-        ev = max(own, key=lambda e: e.created_at)
+    ev = _latest_eval(evals, variant)
+    if ev is not None:
         figs["top1"] = Figure(ev.top1, "measured", _measured_top1_note(ev, variant))
         if entry:
             figs["published_top1"] = Figure(entry.top1, "published", f"ImageNet-1k at {entry.top1_size} px (timm results)")
@@ -273,6 +301,10 @@ def _measured_top1_note(ev: EvalResult, variant: Variant) -> str:
     ci = f", 95 % CI {ev.top1_low:.1f}-{ev.top1_high:.1f}" if ev.top1_low is not None and ev.top1_high is not None else ""
     drop = (f"; eager fp32 {ev.fp32_top1:.2f} % on the same images (drop {ev.fp32_top1 - ev.top1:.2f})"
             if ev.fp32_top1 is not None else "")
+    if ev.max_accuracy_drop is not None:
+        return (f"on {ev.images} held-out images of {ev.dataset} (the others chose the float layers), "
+                f"accuracy-aware {variant.label} with {len(ev.reverted_layers or [])} layers in float{ci}{drop}; "
+                f"speed figures are plain int8's")
     return f"on {ev.images} images of {ev.dataset}{where}{ci}{drop}"
 
 
@@ -327,8 +359,10 @@ def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profi
 
 
 def _describe(model: str, v: Variant, figs: dict[str, Figure], rows: list[Profile], torch_fp32: list[Profile],
-              preset: Preset) -> tuple[str, str]:
-    """A variant other than the preset's own: (its size, measured speed-up and agreement, the command to measure it)."""
+              preset: Preset, evaluated: EvalResult | None = None) -> tuple[str, str]:
+    """A variant other than the preset's own: (its size, measured speed-up, agreement and top-1 drop on labelled
+    images, the command to measure it)."""
+    cost = _accuracy_cost(evaluated) if v.precision == "int8" else None
     size = figs.get("memory_mb")
     size_text = f"{size.value:,.1f} MiB" if size else "size unknown"
     if v.runtime == "torch":
@@ -337,7 +371,7 @@ def _describe(model: str, v: Variant, figs: dict[str, Figure], rows: list[Profil
     if not rows:
         if v.precision == "int8":
             kind = size.source if size else "unknown"
-            return f"{size_text} {kind} size; accuracy cost not measured", measure
+            return f"{size_text} {kind} size; {cost or 'accuracy cost not measured'}", measure
         return f"{size_text} computed from parameters; torch fp32 figures stand in until measured", measure
     parts = [size_text if size and size.source == "measured" else f"{size_text} {size.source if size else ''}".strip()]
     if (speedup := _speedup(rows[0], torch_fp32)) is not None:
@@ -348,7 +382,17 @@ def _describe(model: str, v: Variant, figs: dict[str, Figure], rows: list[Profil
         on = " on random inputs" if row.agreement_source == "random" else ""
         status = "" if row.variant_status == "ok" else f", {row.variant_status or 'unverified'}"
         parts.append(f"top-1 agreement {100 * row.agreement_top1:.1f}%{on}{status}")
-    return ", ".join(parts), ""
+    return ", ".join(parts + ([cost] if cost else [])), ""
+
+
+def _accuracy_cost(ev: EvalResult | None) -> str | None:
+    """'top-1 drop 0.5 points against fp32 on 50 held-out images, 2 layers in float': where labelled images say."""
+    if ev is None or ev.fp32_top1 is None:
+        return None
+    drop = f"top-1 drop {ev.fp32_top1 - ev.top1:.1f} points against fp32 on {ev.images}"
+    if ev.max_accuracy_drop is None:
+        return f"{drop} images"
+    return f"{drop} held-out images, {len(ev.reverted_layers or [])} layers in float (limit {ev.max_accuracy_drop:g})"
 
 
 def _speedup(row: Profile, torch_fp32: list[Profile]) -> float | None:

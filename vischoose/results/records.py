@@ -117,6 +117,10 @@ class EvalResult:
     dataset_id: str | None = None  # the image list and labels hashed: the same data set wherever it lives
     fp32_top1: float | None = None  # graph runtimes: eager fp32's top-1 on the same images (drop = fp32_top1 - top1)
     graph: str | None = None  # evaluate --graph: the file evaluated, as written
+    max_accuracy_drop: float | None = None  # accuracy-aware int8: the top-1 points it was asked to stay within
+    reverted_layers: list[str] | None = None  # accuracy-aware int8: the layers kept in float (the model's names)
+    accuracy_met: bool | None = None  # accuracy-aware int8: False when no set of float layers met the limit
+    file_mb: float | None = None  # graph runtimes: the evaluated file's size, MiB
     machine: str = ""
     torch_version: str = ""
     timm_version: str = ""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from vischoose.errors import DeployError, UsageError
 from vischoose.inference.calibration import Calibration, load_calibration, preprocessing, spread, transform_for
-from vischoose.inference.datasets import check_source, read_dataset
+from vischoose.inference.datasets import LabelledImages, check_source, read_dataset
 from vischoose.models.family import model_family
 from vischoose.runtimes import accuracy, files, graphcache, registry, verdict
 from vischoose.runtimes.base import Artifact, Runtime
@@ -81,7 +81,8 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
                  weights: str = "pretrained", input_size: int | None = None, opset: int | None = None,
                  min_agreement: float = verdict.MIN_AGREEMENT, measure_s: float = 0.0,
                  threads: int | None = None, format: str = "onnx", data: str | Path | None = None,
-                 max_accuracy_drop: float | None = None, max_revert_steps: int = accuracy.MAX_STEPS) -> ExportReport:
+                 max_accuracy_drop: float | None = None, max_revert_steps: int = accuracy.MAX_STEPS,
+                 labels: str | Path | None = None) -> ExportReport:
     """Export a model in a runtime's format at a precision, checked against eager fp32; write `out` only if it passes.
 
     Args:
@@ -90,6 +91,7 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
         data, max_accuracy_drop: labelled images, and the most top-1 points int8 may lose against fp32 on them:
             layers go back to float until it holds (runtimes.accuracy); without --calibration, the half of the
             images that chooses the layers calibrates. max_revert_steps: at most that many re-quantizations.
+        labels: with data, a file mapping its folder names or CSV labels to classes, as for evaluate.
 
     Raises:
         UsageError: bad options, an unwritable `out`, a calibration folder without readable images, a runtime
@@ -100,7 +102,7 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
     from vischoose.models.loading import load_model
 
     runtime = _check_options(format, precision, min_agreement, input_size)
-    _check_accuracy(runtime, format, precision, data, max_accuracy_drop)
+    _check_accuracy(runtime, format, precision, data, max_accuracy_drop, labels)
     if opset is not None:
         if not hasattr(runtime, "opset"):
             raise UsageError(f"--opset applies to ONNX files, not to --format {format}.")
@@ -110,7 +112,7 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
     loaded = load_model(model, weights=weights)
     size = input_size or loaded.input_size
     config = preprocessing(loaded, size)
-    parts = None if max_accuracy_drop is None else _labelled_parts(loaded, config, data)
+    parts = None if max_accuracy_drop is None else _labelled_parts(loaded, config, data, labels)
     calib = load_calibration(calibration, config) if calibration is not None else _choice_calibration(parts)
     batch = calib.batch if calib else verdict.random_batch(size)
     reference = verdict.eager_logits(loaded.model, batch)
@@ -156,8 +158,11 @@ def _check_options(format: str, precision: str, min_agreement: float, input_size
 
 
 def _check_accuracy(runtime: Runtime, format: str, precision: str, data: str | Path | None,
-                    max_drop: float | None) -> None:
+                    max_drop: float | None, labels: str | Path | None = None) -> None:
     """--data and --max-accuracy-drop go together, with --precision int8, on a runtime that reverts layers."""
+    if labels is not None and data is None:
+        raise UsageError("--labels maps the classes of --data: it needs --data DIR.",
+                         hint="Add --data with your labelled images, or drop --labels.")
     if max_drop is None:
         if data is not None:
             raise UsageError("--data is the labelled images for --max-accuracy-drop: give both, or neither.")
@@ -175,17 +180,23 @@ def _check_accuracy(runtime: Runtime, format: str, precision: str, data: str | P
     check_source(data)
 
 
-def _labelled_parts(loaded: "LoadedModel", config: dict[str, Any],
-                    data: str | Path | None) -> tuple[accuracy.Labelled, accuracy.Labelled]:
+def _labelled_parts(loaded: "LoadedModel", config: dict[str, Any], data: str | Path | None,
+                    labels: str | Path | None) -> tuple[accuracy.Labelled, accuracy.Labelled]:
     """The labelled images (read as evaluate reads them), split into the layer-choice and held-out parts."""
-    from vischoose.inference.prediction import class_labels
-
-    num_classes = int(getattr(loaded.model, "num_classes", 0) or 0)
-    labelled = read_dataset(str(data), class_labels(loaded.pretrained_cfg, num_classes), num_classes)
+    labelled = read_labelled(loaded, data, labels)
     split = accuracy.split_samples(labelled.samples)
     transform = transform_for(config)
     return (accuracy.preprocess(split.choice, transform, labelled.source),
             accuracy.preprocess(split.held_out, transform, labelled.source))
+
+
+def read_labelled(loaded: "LoadedModel", data: str | Path | None,
+                  labels: str | Path | None = None) -> "LabelledImages":
+    """The labelled images in the model's classes, as evaluate reads them (the parts are split from these)."""
+    from vischoose.inference.prediction import class_labels
+
+    num_classes = int(getattr(loaded.model, "num_classes", 0) or 0)
+    return read_dataset(str(data), class_labels(loaded.pretrained_cfg, num_classes), num_classes, labels)
 
 
 def _choice_calibration(parts: tuple[accuracy.Labelled, accuracy.Labelled] | None) -> Calibration | None:
