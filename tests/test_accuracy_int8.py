@@ -174,6 +174,7 @@ def test_revert_sizes_double_then_take_all_within_the_cap():
      "Error: --data is the labelled images for --max-accuracy-drop: give both, or neither.\n"),
     (["--precision", "int8", "--max-accuracy-drop", "-1", "--data", "."],
      "Error: --max-accuracy-drop is top-1 points int8 may lose, 0 or more (got -1).\n"),
+    (["--precision", "int8", "--labels", "map.csv"], "Error: --labels maps the classes of --data: it needs --data DIR.\n"),
 ])
 def test_accuracy_option_errors(runner, tmp_path, extra, message):
     result = runner.invoke(app, ["export", "tf_efficientnet_lite0.in1k", "--out", str(tmp_path / "m.onnx"), *extra])
