@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_recommend_data import INT8_PRESET
 from vischoose.cli import app
 from vischoose.inference.datasets import Sample
 from vischoose.runtimes import accuracy, export, graphcache
@@ -339,24 +340,6 @@ def test_a_drop_equal_to_the_limit_meets_it_despite_float_rounding():
     assert accuracy.within(drop, 100.0 / 3) and accuracy.within(0.0, 0.0) and not accuracy.within(0.1, 0.0)
 
 
-AWARE_PRESET = """name = "aware"
-description = "ONNX Runtime int8 on the CPU, ranked on top-1 alone."
-
-[measure]
-device = "cpu"
-batch_size = 1
-dtype = "float32"
-
-[constraints]
-
-[deploy]
-onnxruntime = ["int8"]
-
-[rank]
-sort = ["-top1"]
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("reverting_graphs", "limit"), [("onnx", 0), ("onnx", 100)], indirect=["reverting_graphs"])
 def test_recommend_ships_accuracy_aware_int8_within_the_limit_or_rejects_it(runner, lite0, reverting_graphs, limit,
@@ -371,7 +354,7 @@ def test_recommend_ships_accuracy_aware_int8_within_the_limit_or_rejects_it(runn
     fp32, own_labels = reverting_graphs[2], reverting_graphs[-1]
     held_out = len(reverting_graphs[5])
     preset = tmp_path / "aware.toml"
-    preset.write_text(AWARE_PRESET)
+    preset.write_text(INT8_PRESET)  # ONNX Runtime int8 on the CPU, ranked on top-1 alone
     result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", realweights.TAG, "--data",
                                  str(own_labels), "--max-accuracy-drop", str(limit), "--json"])
     with open_store() as store:

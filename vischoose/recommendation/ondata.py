@@ -117,10 +117,9 @@ def _logged(cand: Candidate, result: EvalResult) -> str:
     head = f"{cand.model} at {cand.variant.label}"
     if result.max_accuracy_drop is None:
         return f"{head}: top-1 {intervals.wilson(round(result.top1 * result.images / 100), result.images).text()}"
-    drop = f"{result.fp32_top1 - result.top1:.1f}" if result.fp32_top1 is not None else "?"
+    drop = "?" if result.drop_pts is None else f"{result.drop_pts:.1f}"
     layers = len(result.reverted_layers or [])
-    if not result.accuracy_met and result.fp32_top1 is not None and \
-            result.fp32_top1 - result.top1 <= result.max_accuracy_drop:
+    if result.float_only:
         return f"{head}: rejected, the limit holds only with all {layers} quantizable layers in float (fp32's graph)"
     if not result.accuracy_met:
         return (f"{head}: rejected, int8 loses {drop} top-1 points on {result.images} held-out images even with "

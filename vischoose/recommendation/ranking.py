@@ -250,10 +250,10 @@ def _latest_eval(evals: list[EvalResult], variant: Variant) -> EvalResult | None
 
 def _missed_accuracy(variant: Variant, ev: EvalResult) -> str:
     layers = len(ev.reverted_layers or [])
-    if ev.fp32_top1 is not None and ev.max_accuracy_drop is not None and ev.fp32_top1 - ev.top1 <= ev.max_accuracy_drop:
+    if ev.float_only:
         return (f"{variant.label} not used: int8 keeps --max-accuracy-drop {ev.max_accuracy_drop:g} on {ev.dataset} "
                 f"only with all {layers} quantizable layers in float, which is the fp32 graph")
-    drop = f"{ev.fp32_top1 - ev.top1:.1f} " if ev.fp32_top1 is not None else ""
+    drop = "" if ev.drop_pts is None else f"{ev.drop_pts:.1f} "
     return (f"{variant.label} not used: int8 loses {drop}top-1 points on {ev.images} held-out images of "
             f"{ev.dataset} even with {layers} layers in float (--max-accuracy-drop "
             f"{ev.max_accuracy_drop:g})")

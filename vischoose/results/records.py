@@ -126,6 +126,18 @@ class EvalResult:
     timm_version: str = ""
     created_at: str = field(default_factory=now_iso)
 
+    @property
+    def drop_pts(self) -> float | None:
+        """Top-1 points lost against eager fp32 on the same images (graph runtimes)."""
+        return None if self.fp32_top1 is None else self.fp32_top1 - self.top1
+
+    @property
+    def float_only(self) -> bool:
+        """Accuracy-aware int8 rejected although its drop is within the limit: the limit held only with every
+        quantizable layer in float, which is the fp32 graph (recommendation.ondata)."""
+        return (self.accuracy_met is False and self.drop_pts is not None and self.max_accuracy_drop is not None
+                and self.drop_pts <= self.max_accuracy_drop)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field."""
         return asdict(self)
