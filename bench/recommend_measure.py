@@ -68,16 +68,19 @@ def startup(n: int = 10) -> tuple[float, float]:
     return rec, median_of([sys.executable, "-c", "import typer"])
 
 
-def threads_ratio(budget: float) -> tuple[float, float]:
-    """p50 of resnet18 batch 1 at the mobile preset's threads (capped here) and at the core count."""
+def threads_ratio(budget: float, rounds: int = 3) -> tuple[float, float]:
+    """Median p50 of resnet18 batch 1 at the mobile preset's threads (capped here) and at the core count, the two
+    alternated `rounds` times so that the machine's drift hits both alike."""
     from vischoose.measure.process import usable_cores
     from vischoose.measure.runner import profile
 
     cores = usable_cores()
     common = {"device": "cpu", "batch_sizes": [1], "weights": "random", "time_budget_s": budget, "save": False}
-    at_preset = profile(["resnet18"], target="mobile", **common)[0].latency_ms_p50
-    at_cores = profile(["resnet18"], threads=cores, **common)[0].latency_ms_p50
-    return at_preset, at_cores
+    at_preset, at_cores = [], []
+    for _ in range(rounds):
+        at_preset.append(profile(["resnet18"], target="mobile", **common)[0].latency_ms_p50)
+        at_cores.append(profile(["resnet18"], threads=cores, **common)[0].latency_ms_p50)
+    return statistics.median(at_preset), statistics.median(at_cores)
 
 
 def main() -> None:
@@ -112,7 +115,7 @@ def main() -> None:
           f"{rec_s / typer_s:.2f}x (median of 10 each)")
     at_preset, at_cores = threads_ratio(min(args.time_budget, 10.0))
     print(f"resnet18 batch-1 p50 at mobile's threads (capped): {at_preset:.1f} ms; at the core count: "
-          f"{at_cores:.1f} ms = {at_preset / at_cores:.2f}x")
+          f"{at_cores:.1f} ms = {at_preset / at_cores:.2f}x (median of 3 alternated)")
 
 
 if __name__ == "__main__":
