@@ -368,7 +368,11 @@ def test_recommend_ships_accuracy_aware_int8_within_the_limit_or_rejects_it(runn
         assert (out["chosen"]["variant"]["runtime"], out["chosen"]["variant"]["precision"]) == ("onnxruntime", "int8")
         assert len(ev.reverted_layers) < quantizable_count(str(fp32.path), reverting_graphs[1])  # still int8
         (line,) = [x for x in out["measure_log"] if x.startswith("evaluated on ")]
-        assert f"{len(ev.reverted_layers)} layers in float" in line and f"(limit {limit})" in line
+        assert ev.choice_drop_pts <= limit + 1e-9 and f"(limit {limit})" in line
+        if ev.reverted_layers:  # the layers were ranked: the count they were chosen from is named
+            assert f"{len(ev.reverted_layers)} of {ev.quantizable_layers} layers in float" in line
+        else:  # plain int8 met the limit: nothing ranked
+            assert ev.quantizable_layers is None and "0 layers in float" in line
     else:  # the limit missed, or met only with every layer in float (fp32's graph): int8 is not what ships
         assert result.exit_code == 4 and not stored, result.stderr  # 4: nothing fits
         assert "onnxruntime int8 not used: int8 " in result.stderr and f"--max-accuracy-drop {limit}" in result.stderr

@@ -130,10 +130,16 @@ def test_separated_models_get_no_such_note(runner, setup):
     (["--max-accuracy-drop", "1"], 2, "Error: --max-accuracy-drop is measured on labelled images: it needs --data DIR."),
     (["--data", "labels.csv", "--max-accuracy-drop", "-1"], 2,
      "Error: --max-accuracy-drop is top-1 points int8 may lose, 0 or more (got -1)."),
+    (["--data", "labels.csv", "--max-accuracy-drop", "nan"], 2,
+     "Error: --max-accuracy-drop is top-1 points int8 may lose, 0 or more (got nan)."),
+    (["--data", "one.csv", "--max-accuracy-drop", "1"], 2,
+     "Error: --max-accuracy-drop needs at least 2 labelled images (got 1): half choose the float layers, half measure "
+     "the drop."),
 ])
 def test_bad_data_options_are_one_line(runner, setup, args, code, error, monkeypatch):
     root, images, own, preset = setup
     labels_csv(root, images, own[RESNET])
+    labels_csv(root, images[:1], own[RESNET][:1], name="one.csv")
     monkeypatch.chdir(root)
     result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", RESNET, *args])
     assert result.exit_code == code
@@ -174,6 +180,38 @@ def test_only_results_this_run_would_ship_count_on_the_data():
     assert not ondata.accuracy_aware(Variant("onnxruntime", "int8"), data)
 
 
+def test_results_stand_for_what_this_run_ships_when_measuring_and_ranking_alike():
+    """A file evaluated as written (evaluate --graph) never stands for a variant: its recipe and float layers are its
+    own; without --data, accuracy-aware int8 does not count at all."""
+    from vischoose.recommendation import ondata
+    from vischoose.recommendation.pipeline import shippable
+    from vischoose.results.records import EvalResult
+
+    def ev(**kw):
+        return EvalResult(**{"model": "m", "tag": "t", "dataset": "d", "images": 10, "top1": 90.0, "top5": 99.0,
+                             "runtime": "onnxruntime", "dtype": "int8", "dataset_id": "abc", **kw})
+
+    plain, aware, as_written = ev(), ev(max_accuracy_drop=1.0), ev(graph="/ship/m-int8.onnx")
+    assert shippable([plain, aware, as_written], None) == [plain]
+    data = ondata.DataSet(path=Path("d"), labels=None, fingerprint="abc", images=10, max_accuracy_drop=1.0)
+    assert shippable([plain, aware, as_written], data) == [aware]
+    assert shippable([plain, aware, as_written], replace(data, max_accuracy_drop=None)) == [plain]
+
+
+def test_a_limit_the_target_cannot_act_on_is_said_not_ignored(runner, setup):
+    """--max-accuracy-drop on a target that deploys no int8: the run goes on (fp32 needs no limit) and says the
+    limit changed nothing."""
+    root, images, own, preset = setup
+    args = ["recommend", "--target", str(preset), "--models", RESNET, "--data",
+            str(labels_csv(root, images, own[RESNET])), "--max-accuracy-drop", "1", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    log = json.loads(result.stdout)["data"]["measure_log"]
+    assert "--max-accuracy-drop 1 changes nothing: target 'ondata' deploys no int8 on a runtime that can keep layers " \
+           "in float" in log
+    assert any(line.startswith("evaluated on ") for line in log)
+
+
 INT8_PRESET = PRESET.replace('torch = ["fp32"]', 'onnxruntime = ["int8"]')
 
 
@@ -211,5 +249,5 @@ def test_accuracy_aware_int8_meets_its_limit_on_held_out_images_or_is_rejected(r
         assert again["chosen"]["model"] == out["chosen"]["model"]
         assert len(stored_evals()) == len(stored)  # nothing met was evaluated twice
     else:  # both rejected: nothing deployable, and each rejection says what int8 lost
-        assert result.exit_code == 1 and not stored
-        assert result.stderr.count("int8 loses") >= 1, result.stderr
+        assert result.exit_code == 4 and not stored, result.stderr  # 4: nothing fits
+        assert result.stderr.count("onnxruntime int8 not used: int8 ") >= 1, result.stderr

@@ -78,6 +78,26 @@ def test_export_import_round_trips_every_field(runner, filled, tmp_path, monkeyp
     assert len(stored()) == 4
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_accuracy_aware_results_round_trip_with_their_float_layers(runner, isolated_home, tmp_path, monkeypatch,
+                                                                    fmt):
+    """The layers accuracy-aware int8 kept in float (none, or named ones) come back as the same list, so the record,
+    its content id and what recommend --results makes of it are the same on the other machine."""
+    aware = {"runtime": "onnxruntime", "dtype": "int8", "fp32_top1": 80.0, "max_accuracy_drop": 1.0,
+             "accuracy_met": True, "quantizable_layers": 52, "choice_drop_pts": 0.5, "file_mb": 5.1}
+    records = [make_eval(reverted_layers=[], **aware), make_eval("vit_b16", reverted_layers=["blocks.0.attn.qkv",
+                                                                                             "head"], **aware)]
+    with store.open_store() as db:
+        for record in records:
+            db.add_eval(record)
+    out = tmp_path / f"export.{fmt}"
+    assert runner.invoke(app, ["results", "export", "--format", fmt, "--out", str(out)]).exit_code == 0
+    monkeypatch.setenv("VISCHOOSE_HOME", str(tmp_path / "fresh-home"))
+    assert runner.invoke(app, ["results", "import", str(out)]).exit_code == 0
+    assert [r.record for r in stored()] == records
+    assert json.loads(runner.invoke(app, ["results", "import", str(out), "--json"]).stdout)["data"]["added"] == 0
+
+
 def test_export_to_stdout_json_and_markdown(runner, filled):
     doc = json.loads(runner.invoke(app, ["results", "export"]).stdout)
     assert doc["kind"] == "results" and len(doc["data"]) == 4

@@ -21,7 +21,7 @@ from typing import Callable
 from vischoose.errors import NoModelFitsError
 from vischoose.inference import intervals
 from vischoose.recommendation import presets
-from vischoose.recommendation.ranking import Candidate, Recommendation
+from vischoose.recommendation.ranking import Candidate, Recommendation, float_layers, missed_limit
 from vischoose.results.records import EvalResult
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
@@ -44,12 +44,16 @@ def read(data: str | Path, labels: str | Path | None = None, max_accuracy_drop: 
     """The data set, read with ImageNet-1k's classes before any model is loaded (every catalog model has them).
 
     Raises:
-        DatasetError: a missing or empty data set, or labels that name no ImageNet class.
+        DatasetError: a missing or empty data set, labels that name no ImageNet class, or, with max_accuracy_drop,
+        too few images to split into the half that chooses the float layers and the half that measures the drop.
     """
     from vischoose.inference import datasets
     from vischoose.inference.prediction import class_labels
+    from vischoose.runtimes.accuracy import split_samples
 
     labelled = datasets.read_dataset(data, class_labels({}, IMAGENET_CLASSES), IMAGENET_CLASSES, labels)
+    if max_accuracy_drop is not None:
+        split_samples(labelled.samples)  # the split export makes: fails here, before any candidate is evaluated
     return DataSet(Path(labelled.source), Path(labels) if labels else None, labelled.fingerprint(),
                    len(labelled.samples), max_accuracy_drop)
 
@@ -117,15 +121,11 @@ def _logged(cand: Candidate, result: EvalResult) -> str:
     head = f"{cand.model} at {cand.variant.label}"
     if result.max_accuracy_drop is None:
         return f"{head}: top-1 {intervals.wilson(round(result.top1 * result.images / 100), result.images).text()}"
-    drop = "?" if result.drop_pts is None else f"{result.drop_pts:.1f}"
-    layers = len(result.reverted_layers or [])
-    if result.float_only:
-        return f"{head}: rejected, the limit holds only with all {layers} quantizable layers in float (fp32's graph)"
     if not result.accuracy_met:
-        return (f"{head}: rejected, int8 loses {drop} top-1 points on {result.images} held-out images even with "
-                f"{layers} layers in float (limit {result.max_accuracy_drop:g})")
+        return f"{head}: rejected, {missed_limit(result)}"
     size = f" at {result.file_mb:.2f} MiB" if result.file_mb is not None else ""
-    return (f"{head}: accuracy-aware int8{size}, {layers} layers in float, top-1 "
+    drop = "?" if result.drop_pts is None else f"{result.drop_pts:.1f}"
+    return (f"{head}: accuracy-aware int8{size}, {float_layers(result)} in float, top-1 "
             f"{intervals.wilson(round(result.top1 * result.images / 100), result.images).text()} on "
             f"{result.images} held-out images, drop {drop} points (limit {result.max_accuracy_drop:g})")
 
@@ -173,18 +173,19 @@ def _accuracy_aware(cand: Candidate, data: DataSet,
                                     labels=data.labels, max_accuracy_drop=data.max_accuracy_drop)
         aware = built.accuracy
         layers = list(aware.reverted_weights or aware.reverted) if aware else []
+        facts = {"max_accuracy_drop": data.max_accuracy_drop, "reverted_layers": layers,
+                 "quantizable_layers": (aware.candidates or None) if aware else None,  # None: nothing ranked
+                 "choice_drop_pts": aware.choice_drop_pts if aware else None}
         # met only with every layer in float: that is the fp32 graph, not int8 (the preset's fp32, if listed, ships)
         if built.out is None or aware is None or (aware.reverted and len(aware.reverted) == aware.candidates):
             return EvalResult(model=cand.model, tag=cand.tag, dataset=str(data.path), dataset_id=data.fingerprint,
                               images=aware.held_out_images if aware else 0, top1=aware.top1 if aware else 0.0,
                               top5=float("nan"), fp32_top1=aware.fp32_top1 if aware else None,
-                              runtime=runtime.name, dtype="int8", max_accuracy_drop=data.max_accuracy_drop,
-                              reverted_layers=layers, accuracy_met=False)
+                              runtime=runtime.name, dtype="int8", accuracy_met=False, **facts)
         held_out = _held_out_csv(data, Path(tmp))
         outcome = evaluation.evaluate(held_out, cand.model, graph=out, progress=progress)
     result = replace(outcome.result, dataset=str(data.path), dataset_id=data.fingerprint, graph=None,
-                     recipe=built.shipped.recipe, max_accuracy_drop=data.max_accuracy_drop,
-                     reverted_layers=layers, accuracy_met=True)
+                     recipe=built.shipped.recipe, accuracy_met=True, **facts)
     evaluation.save(result)
     return result
 

@@ -41,7 +41,8 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
     entries, extra = _candidates(preset, models)
     dataset = _dataset(data, labels, max_accuracy_drop)  # a bad data set fails here, before anything is measured
     profiles, evals = _figures(results)
-    lines: list[str] = []
+    evals = shippable(evals, dataset)
+    lines = _unused_limit(preset, dataset)
     if measure:
         from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
 
@@ -54,13 +55,13 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
                                                            fresh, on_plan=measurer.plan)
         finally:
             measurer.close()
-        profiles, lines = profiles + measured, log.lines()
+        profiles, lines = profiles + measured, lines + log.lines()
 
     def rank(found: list[EvalResult]) -> Recommendation:
         return recommend(build_candidates(entries, preset, profiles, found, extra), preset)
 
     if dataset is None:
-        rec = rank([e for e in evals if e.max_accuracy_drop is None])  # accuracy-aware int8 ships only with --data
+        rec = rank(evals)
     else:
         from vischoose.recommendation import ondata
 
@@ -91,13 +92,39 @@ def _dataset(data: str | Path | None, labels: str | Path | None,
     if max_accuracy_drop is not None and data is None:
         raise UsageError("--max-accuracy-drop is measured on labelled images: it needs --data DIR.",
                          hint="Add --data with your labelled images (class folders or a path,label CSV).")
-    if max_accuracy_drop is not None and max_accuracy_drop < 0:
+    if max_accuracy_drop is not None and not max_accuracy_drop >= 0:  # nan too
         raise UsageError(f"--max-accuracy-drop is top-1 points int8 may lose, 0 or more (got {max_accuracy_drop:g}).")
     if data is None:
         return None
     from vischoose.recommendation import ondata  # only with --data
 
     return ondata.read(data, labels, max_accuracy_drop)
+
+
+def shippable(evals: list[EvalResult], dataset: "ondata.DataSet | None") -> list[EvalResult]:
+    """The results that stand for a variant this run ships, for measuring and ranking alike: never a file evaluated
+    as written (`evaluate --graph`: its recipe and float layers are its own); with --data, the results on that data
+    set at this run's --max-accuracy-drop (ondata.on_data); without, no accuracy-aware int8 (it ships only with
+    --data)."""
+    plain = [e for e in evals if e.graph is None]
+    if dataset is None:
+        return [e for e in plain if e.max_accuracy_drop is None]
+    from vischoose.recommendation import ondata
+
+    return ondata.on_data(plain, dataset)
+
+
+def _unused_limit(preset: presets.Preset, dataset: "ondata.DataSet | None") -> list[str]:
+    """A line for the report when --max-accuracy-drop has nothing to act on: the target deploys no int8 on a runtime
+    that keeps layers in float."""
+    if dataset is None or dataset.max_accuracy_drop is None:
+        return []
+    from vischoose.recommendation import ondata
+
+    if any(ondata.accuracy_aware(v, dataset) for v in preset.variants):
+        return []
+    return [f"--max-accuracy-drop {dataset.max_accuracy_drop:g} changes nothing: target '{preset.name}' deploys no "
+            "int8 on a runtime that can keep layers in float"]
 
 
 def _evaluator(show_progress: bool) -> "Callable[..., EvalResult]":

@@ -120,6 +120,8 @@ class EvalResult:
     max_accuracy_drop: float | None = None  # accuracy-aware int8: the top-1 points it was asked to stay within
     reverted_layers: list[str] | None = None  # accuracy-aware int8: the layers kept in float (the model's names)
     accuracy_met: bool | None = None  # accuracy-aware int8: False when no set of float layers met the limit
+    quantizable_layers: int | None = None  # accuracy-aware int8: the layers int8 quantizes (reverted_layers among them)
+    choice_drop_pts: float | None = None  # accuracy-aware int8: the drop on the images that chose the float layers
     file_mb: float | None = None  # graph runtimes: the evaluated file's size, MiB
     machine: str = ""
     torch_version: str = ""
@@ -133,10 +135,10 @@ class EvalResult:
 
     @property
     def float_only(self) -> bool:
-        """Accuracy-aware int8 rejected although its drop is within the limit: the limit held only with every
-        quantizable layer in float, which is the fp32 graph (recommendation.ondata)."""
-        return (self.accuracy_met is False and self.drop_pts is not None and self.max_accuracy_drop is not None
-                and self.drop_pts <= self.max_accuracy_drop)
+        """Accuracy-aware int8 that met its limit only with every quantizable layer in float, which is the fp32 graph
+        (recommendation.ondata rejects it)."""
+        every = self.quantizable_layers
+        return self.accuracy_met is False and every is not None and 0 < every <= len(self.reverted_layers or [])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field."""
