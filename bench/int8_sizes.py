@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vischoose.models import catalog
 from vischoose.models.catalog import MIB  # noqa: E402
 from vischoose.report import tables as report  # noqa: E402
-from vischoose.runtimes import onnxruntime as deploy
+from vischoose.models.family import model_family
+from vischoose.runtimes import ortbuild as deploy
 
 
 def int8_size(alias: str, folder: Path) -> tuple[str, str, float, float]:
@@ -27,7 +28,7 @@ def int8_size(alias: str, folder: Path) -> tuple[str, str, float, float]:
     from vischoose.models.loading import load_model
 
     loaded = load_model(alias, weights="random")
-    family = deploy.model_family(loaded.model)
+    family = model_family(loaded.model)
     exported = deploy.export_onnx(loaded, folder / f"{alias}.onnx", loaded.input_size)
     quant = deploy.quantize_int8(exported.path, folder / f"{alias}.int8.onnx", family)
     for path in folder.iterdir():  # the big fp32 graphs would fill the disk over the catalog

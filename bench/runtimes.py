@@ -22,7 +22,8 @@ from vischoose.measure import machine
 from vischoose.measure.timing import time_call
 from vischoose.models.catalog import MIB  # noqa: E402
 from vischoose.report import tables as report  # noqa: E402
-from vischoose.runtimes import onnxruntime as deploy
+from vischoose.models.family import model_family
+from vischoose.runtimes import ortbuild as deploy
 from vischoose.runtimes.torch_eager import time_eager
 
 TARGETS = (  # (model, runtime, batch, at least this many times eager fp32)
@@ -58,7 +59,7 @@ def bench_model(alias: str, batch_sizes: list[int], threads: int, budget_s: floa
     check = deploy.random_batch(size)
     reference = deploy.eager_logits(loaded.model, check)
     exported = deploy.export_onnx(loaded, folder / f"{alias}.onnx", size, check_batch=check, reference=reference)
-    family = deploy.model_family(loaded.model)
+    family = model_family(loaded.model)
     quant = deploy.quantize_int8(exported.path, folder / f"{alias}.int8.onnx", family)
     print(f"{alias}: {family}; export {exported.export_s:.1f} s, {quant.recipe.name} {quant.quantize_s:.1f} s "
           f"(calibration: {quant.calibration})", file=sys.stderr)

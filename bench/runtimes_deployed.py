@@ -45,7 +45,7 @@ def timed(fn, budget_s: float) -> float:
 def variants(loaded, tmp: Path, size: int, calib: np.ndarray):
     """(label, file MiB, forward) for every deployed variant; a failed build yields its error instead."""
     from vischoose.models.family import model_family
-    from vischoose.runtimes import onnxruntime as ort_rt
+    from vischoose.runtimes import ortbuild as ort_rt
     from vischoose.runtimes.executorch import ExecuTorch
     from vischoose.runtimes.openvino import OpenVino
 

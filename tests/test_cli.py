@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -18,6 +19,21 @@ def test_help_does_not_import_torch():
             "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_recommend_on_the_catalog_imports_nothing_it_does_not_use(tmp_path):
+    """recommend with nothing measured reads the catalog, the preset and the store: the runtimes, the graph build
+    and check machinery and the estimates (nothing measured to estimate from) stay unimported, so it starts fast."""
+    code = ("import sys; sys.argv = ['vischoose', 'recommend', '--budget-mb', '150', '--target', 'mobile'];"
+            "from vischoose.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "names = ('torch', 'timm', 'onnx', 'onnxruntime', 'huggingface_hub', 'numpy', 'statistics', 'tempfile',"
+            "'vischoose.runtimes.ortbuild', 'vischoose.runtimes.verdict', 'vischoose.runtimes.sensitivity',"
+            "'vischoose.recommendation.estimates', 'vischoose.recommendation.measuring');"
+            "print(sorted(m for m in names if m in sys.modules), file=sys.stderr)")
+    env = {**os.environ, "VISCHOOSE_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
 
 
 def test_one_command_app_reads_as_the_whole_app(runner):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vischoose.cli import app
-from vischoose.runtimes.onnxruntime import recipe_for
+from vischoose.runtimes.ortbuild import recipe_for
 
 STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
 

@@ -13,8 +13,9 @@ from vischoose.measure.timing import time_call
 from vischoose.models.loading import LoadedModel, load_model
 from vischoose.measure import machine
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes import onnxruntime as deploy
-from vischoose.runtimes.onnxruntime import recipe_for
+from vischoose.models.family import model_family
+from vischoose.runtimes import ortbuild as deploy
+from vischoose.runtimes.ortbuild import recipe_for
 
 STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
 
@@ -74,18 +75,18 @@ def _hybrid():
                                          ("test_vit.r160_in1k", "transformer"),
                                          ("test_efficientnet.r160_in1k", "depthwise")])
 def test_model_family_of_timm_architectures(tag, family):
-    assert deploy.model_family(load_model(tag, weights="random").model) == family
+    assert model_family(load_model(tag, weights="random").model) == family
 
 
 def test_model_family_of_a_cnn_stem_feeding_attention_is_hybrid():
-    assert deploy.model_family(_hybrid()) == "hybrid"
+    assert model_family(_hybrid()) == "hybrid"
 
 
 def test_model_family_of_a_patch_embedding_feeding_mlps_is_mlp():
     from torch import nn
 
     mixer = nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), nn.Flatten(2), nn.Linear(64, 64), nn.Linear(64, 64))
-    assert deploy.model_family(mixer) == "mlp"
+    assert model_family(mixer) == "mlp"
 
 
 def test_recipes_per_family():
@@ -340,5 +341,5 @@ def test_the_catalogs_int8_size_is_what_the_recipe_builds_today(tmp_path):
     assert all(1.0 <= e.int8_mib * 2**20 / e.params <= 2.5 for e in entries.values())  # int8, some layers fp32
     loaded = load_model("resnet18", weights="random")
     exported = deploy.export_onnx(loaded, tmp_path / "r18.onnx", 224)
-    quant = deploy.quantize_int8(exported.path, tmp_path / "r18.int8.onnx", deploy.model_family(loaded.model))
+    quant = deploy.quantize_int8(exported.path, tmp_path / "r18.int8.onnx", model_family(loaded.model))
     assert quant.file_mb == pytest.approx(entries["resnet18"].int8_mib, abs=0.1)

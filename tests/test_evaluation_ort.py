@@ -11,7 +11,7 @@ from PIL import Image
 from tests import realweights
 from vischoose.cli import app
 from vischoose.inference.evaluation import evaluate
-from vischoose.runtimes.onnxruntime import recipe_for
+from vischoose.runtimes.ortbuild import recipe_for
 
 STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
 

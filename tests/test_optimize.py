@@ -13,7 +13,7 @@ from vischoose.measure import options as protocol
 from vischoose.measure import runner as profiling
 from vischoose.measure.optimize import Setting as Variant
 from vischoose.measure.optimize import Trial
-from vischoose.runtimes.onnxruntime import recipe_for
+from vischoose.runtimes.ortbuild import recipe_for
 
 STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
 

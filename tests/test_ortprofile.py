@@ -14,7 +14,7 @@ from vischoose.cli import app
 from vischoose.measure.options import ProfileOptions, resolve_options
 from vischoose.measure.runner import profile_models, run_child
 from vischoose.results.store import open_store
-from vischoose.runtimes.onnxruntime import recipe_for
+from vischoose.runtimes.ortbuild import recipe_for
 
 STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from functools import cache
@@ -66,6 +65,8 @@ def fingerprint() -> str:
     """12 hex digits identifying this machine's hardware (host, CPU, cores, memory)."""
     mem_gib = round(memory_bytes() / 2**30)
     key = "|".join([platform.node(), cpu_name(), str(os.cpu_count()), str(mem_gib), platform.machine()])
+    import hashlib  # here: the registry imports this module for the CPU flags, which need no OpenSSL
+
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 

@@ -68,10 +68,10 @@ def leave_one_out(group: list[Rate]) -> float | None:
 
 def estimate(entry: CatalogEntry, group: Group, found: dict[Group, list[Rate]]) -> LocalEstimate | None:
     """The entry's batch-1 p90 latency from the other models measured in its group, or None without any."""
-    from statistics import median
-
     others = [r for r in found.get(group, []) if r.model != entry.alias]
     if not others:
         return None
+    from statistics import median  # only here, past the return: with nothing measured, recommend never imports it
+
     rate = median(r.gflops_per_s for r in others)
     return LocalEstimate(1000.0 * entry.gflops / rate, len(others), rate, leave_one_out(found.get(group, [])))

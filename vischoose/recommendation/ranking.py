@@ -9,15 +9,18 @@ better. A model that fits no way is judged at its smallest variant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from vischoose.errors import NoModelFitsError
 from vischoose.models.catalog import MIB, CatalogEntry
 from vischoose.models.catalog import load as load_catalog
-from vischoose.recommendation import estimates
 from vischoose.recommendation.presets import Preset
 from vischoose.results.records import EvalResult, Profile
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import FIDELITY, Variant, bytes_per_param
+
+if TYPE_CHECKING:  # estimates is imported only where this machine measured something to estimate from
+    from vischoose.recommendation import estimates
 
 # constraint key -> (figure name, is an upper limit, CLI flag, unit)
 CONSTRAINTS = {
@@ -31,7 +34,7 @@ _LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_th
            "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
 # timm's published CPU latency (i9-10940X, batch 1, fp32) used to estimate unmeasured models of a family
 _ESTIMATE_REF = {"resnet": "resnet50", "vit": "vit_b16", "hybrid": "vit_b16"}
-# Bytes per parameter of an int8 ONNX file (deploy.quantize_int8's recipes), measured on random-init exports:
+# Bytes per parameter of an int8 ONNX file (runtimes.ortbuild.quantize_int8's recipes), measured on random-init exports:
 # resnet18 1.01 (every convolution int8); vit_ti16 1.24, vit_s16 1.10, vit_b16 1.04 (patch embedding, position
 # embeddings and norms stay fp32); r_vit_ti16 1.51, r50_vit_b16 1.43, r26_vit_s32 2.28 (the CNN stem stays fp32)
 INT8_BYTES_PER_PARAM = {"resnet": 1.01, "vit": 1.10, "hybrid": 1.5}
@@ -114,6 +117,10 @@ def local_rates(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list
     """This machine's effective rates per runtime, precision and family, from rows under the preset's protocol."""
     rows = [((v.runtime, v.dtype, e.family), p) for e in catalog.values() for v in {*order, TORCH_FP32}
             for p in matching_profiles(profiles, e.alias, e.tag, preset, v)[:1]]
+    if not rows:
+        return {}
+    from vischoose.recommendation import estimates
+
     return estimates.rates(rows)
 
 
@@ -249,14 +256,29 @@ def _latest_eval(evals: list[EvalResult], variant: Variant) -> EvalResult | None
 
 
 def _missed_accuracy(variant: Variant, ev: EvalResult) -> str:
+    return f"{variant.label} not used: {missed_limit(ev)}"
+
+
+def float_layers(ev: EvalResult) -> str:
+    """'3 of 52 layers' (or '3 layers' where the count of quantizable layers is not known)."""
     layers = len(ev.reverted_layers or [])
+    return f"{layers} of {ev.quantizable_layers} layers" if ev.quantizable_layers else f"{layers} layers"
+
+
+def missed_limit(ev: EvalResult) -> str:
+    """Why accuracy-aware int8 was rejected, with the best drop it reached: on the images that chose the float layers
+    (where the search judged it) and on the held-out ones."""
+    limit = f"--max-accuracy-drop {ev.max_accuracy_drop:g}"
     if ev.float_only:
-        return (f"{variant.label} not used: int8 keeps --max-accuracy-drop {ev.max_accuracy_drop:g} on {ev.dataset} "
-                f"only with all {layers} quantizable layers in float, which is the fp32 graph")
-    drop = "" if ev.drop_pts is None else f"{ev.drop_pts:.1f} "
-    return (f"{variant.label} not used: int8 loses {drop}top-1 points on {ev.images} held-out images of "
-            f"{ev.dataset} even with {layers} layers in float (--max-accuracy-drop "
-            f"{ev.max_accuracy_drop:g})")
+        return (f"int8 keeps {limit} on {ev.dataset} only with all {ev.quantizable_layers} quantizable layers in "
+                "float, which is the fp32 graph")
+    drops = []
+    if ev.choice_drop_pts is not None:
+        drops.append(f"{ev.choice_drop_pts:.1f} top-1 points on the images that chose the layers")
+    if ev.drop_pts is not None:
+        drops.append(f"{ev.drop_pts:.1f} top-1 points on {ev.images} held-out images")
+    lost = " and ".join(drops) or "top-1 points"
+    return f"int8 loses {lost} of {ev.dataset} even with {float_layers(ev)} in float ({limit})"
 
 
 def _aware_size(figs: dict[str, Figure], ev: EvalResult | None, preset: Preset) -> None:
@@ -264,7 +286,7 @@ def _aware_size(figs: dict[str, Figure], ev: EvalResult | None, preset: Preset) 
     if ev is None or ev.max_accuracy_drop is None or ev.file_mb is None or preset.constraints.memory_basis == "peak":
         return
     figs["memory_mb"] = Figure(ev.file_mb, "measured", f"accuracy-aware int8 file, "
-                               f"{len(ev.reverted_layers or [])} layers in float")
+                               f"{float_layers(ev)} in float")
 
 
 def _top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalResult], variant: Variant,
@@ -303,7 +325,7 @@ def _measured_top1_note(ev: EvalResult, variant: Variant) -> str:
             if ev.fp32_top1 is not None else "")
     if ev.max_accuracy_drop is not None:
         return (f"on {ev.images} held-out images of {ev.dataset} (the others chose the float layers), "
-                f"accuracy-aware {variant.label} with {len(ev.reverted_layers or [])} layers in float{ci}{drop}; "
+                f"accuracy-aware {variant.label} with {float_layers(ev)} in float{ci}{drop}; "
                 f"speed figures are plain int8's")
     return f"on {ev.images} images of {ev.dataset}{where}{ci}{drop}"
 
@@ -336,6 +358,16 @@ def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profil
         figs["gflops"] = Figure(entry.gflops, "published", f"at {entry.input_size} px")
 
 
+def _local_estimate(entry: CatalogEntry, variant: Variant,
+                    local: dict[estimates.Group, list[estimates.Rate]]) -> estimates.LocalEstimate | None:
+    """The batch-1 p90 from the rates measured here for the entry's runtime, precision and family (None: none)."""
+    if not local:
+        return None
+    from vischoose.recommendation import estimates
+
+    return estimates.estimate(entry, (variant.runtime, variant.dtype, entry.family), local)
+
+
 def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], preset: Preset,
            catalog: dict[str, CatalogEntry], variant: Variant, borrowed: bool,
            local: dict[estimates.Group, list[estimates.Rate]]) -> None:
@@ -345,7 +377,7 @@ def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profi
     lat = next((p for p in mine if p.latency_ms_p90 is not None), None)
     if lat:
         figs["latency_ms"] = Figure(lat.latency_ms_p90, "measured", f"batch-1 p90, {lat.device} {runs}{instead}")
-    elif entry and (here := estimates.estimate(entry, (variant.runtime, variant.dtype, entry.family), local)):
+    elif entry and (here := _local_estimate(entry, variant, local)):
         figs["latency_ms"] = Figure(here.latency_ms, "estimated",
                                     here.note((variant.runtime, variant.dtype, entry.family)))
     elif entry and (est := _estimate_latency(entry, catalog)):
@@ -392,7 +424,7 @@ def _accuracy_cost(ev: EvalResult | None) -> str | None:
     drop = f"top-1 drop {ev.fp32_top1 - ev.top1:.1f} points against fp32 on {ev.images}"
     if ev.max_accuracy_drop is None:
         return f"{drop} images"
-    return f"{drop} held-out images, {len(ev.reverted_layers or [])} layers in float (limit {ev.max_accuracy_drop:g})"
+    return f"{drop} held-out images, {float_layers(ev)} in float (limit {ev.max_accuracy_drop:g})"
 
 
 def _speedup(row: Profile, torch_fp32: list[Profile]) -> float | None:

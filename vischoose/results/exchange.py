@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import io
 import json
 from dataclasses import MISSING, fields
@@ -49,6 +47,11 @@ def _coerce(base: type, optional: bool, value: Any) -> Any:
         return bool(value)
     if base in (int, float, str):
         return base(value)
+    if get_origin(base) is list:  # a list of names (reverted_layers): a JSON list in CSV cells
+        items = json.loads(value) if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise ValueError(f"not a list of names: {value!r}")
+        return items
     return value
 
 
@@ -79,6 +82,8 @@ def record_uid(record: Record) -> str:
     defaults = {f.name: f.default for f in fields(normal) if f.default is not MISSING}
     data = {k: v for k, v in normal.to_dict().items() if k not in defaults or v != defaults[k]}
     text = json.dumps({"kind": kind_of(record), **data}, sort_keys=True, default=str)
+    import hashlib  # here: OpenSSL's load is most of reading the store, which `recommend` does on every call
+
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -98,15 +103,24 @@ def to_json(results: list[StoredResult]) -> str:
 
 def to_csv(results: list[StoredResult]) -> str:
     """A CSV export, one row per result; empty cells are missing values."""
+    import csv
+
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=csv_columns(), lineterminator="\n")
     writer.writeheader()
     for r in results:
         row: dict[str, Any] = {"id": r.id, "kind": r.kind, "imported_from": r.imported_from or "",
                                "stored_at": r.stored_at}
-        row.update({k: ("" if v is None else v) for k, v in r.record.to_dict().items()})
+        row.update({k: _cell(v) for k, v in r.record.to_dict().items()})
         writer.writerow(row)
     return buf.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A field as a CSV cell: missing values empty, lists as JSON (which _coerce reads back)."""
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, list) else value
 
 
 def read_results_file(path: Path) -> list[Record]:
@@ -162,6 +176,8 @@ def _from_json(path: Path, text: str) -> list[Record]:
 
 
 def _from_csv(path: Path, text: str) -> list[Record]:
+    import csv
+
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "kind" not in reader.fieldnames:
         raise _bad(path, "neither JSON nor CSV with a 'kind' column")

@@ -9,6 +9,7 @@ torch) runs that file on a batch. Measuring, evaluating, exporting and recommend
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +62,13 @@ class FileFacts:
     extra: dict[str, Any] = field(default_factory=dict)  # runtime-specific facts the session needs (batch)
 
 
+@functools.cache
+def installed(module: str) -> bool:
+    """Whether a top-level module can be imported here (looked up once a process: `recommend` asks for every
+    candidate and variant)."""
+    return importlib.util.find_spec(module) is not None
+
+
 class Runtime:
     """A deployment runtime. Subclasses set the class attributes and implement build and session."""
 
@@ -80,9 +88,7 @@ class Runtime:
 
     def missing(self) -> str | None:
         """None when the runtime can run here, else why not (not installed, wrong CPU)."""
-        if importlib.util.find_spec(self.module) is None:
-            return f"{self.title} is not installed"
-        return None
+        return None if installed(self.module) else f"{self.title} is not installed"
 
     def require(self) -> None:
         """Raise MissingExtraError (exit 2, with the pip command) unless the runtime can run here."""

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 from vischoose.errors import DeployError
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
-from vischoose.runtimes.verdict import SEED, random_batch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -253,6 +252,8 @@ def _export(loaded: "LoadedModel", example: tuple["torch.Tensor"]) -> Any:
 def _calibration(calibration: "np.ndarray | None", input_size: int) -> tuple[str, "np.ndarray"]:
     """("images", the user's) or ("random", RANDOM_CALIBRATION seeded random images) when none were given."""
     if calibration is None or len(calibration) == 0:
+        from vischoose.runtimes.verdict import SEED, random_batch
+
         return "random", random_batch(input_size, RANDOM_CALIBRATION, seed=SEED + 1)
     return "images", calibration
 

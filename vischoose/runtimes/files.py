@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -38,6 +36,9 @@ def check_writable(path: Path) -> None:
 @contextlib.contextmanager
 def staging(path: Path) -> Iterator[Path]:
     """A temporary path beside `path` (same file system, so the final rename is atomic), removed afterwards."""
+    import shutil  # here: `recommend` imports this module (through the registry) and never stages a file
+    import tempfile
+
     try:
         folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     except OSError as err:

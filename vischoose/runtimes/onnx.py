@@ -1,7 +1,7 @@
 """torch -> ONNX: the dynamo exporter with a dynamic batch, and helpers reading an ONNX file's input.
 
 torch, onnx and onnxscript are imported inside functions. The graph is checked against the eager model by the
-runtime that runs it (runtimes.onnxruntime.export_onnx).
+runtime that runs it (runtimes.ortbuild.export_onnx).
 """
 
 from __future__ import annotations

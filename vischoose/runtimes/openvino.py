@@ -30,7 +30,6 @@ from vischoose.measure import machine
 from vischoose.models.catalog import MIB
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
-from vischoose.runtimes.verdict import SEED, random_batch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -256,6 +255,7 @@ def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None
     import nncf
 
     from vischoose.models.family import model_family
+    from vischoose.runtimes.verdict import SEED, random_batch
 
     family = model_family(loaded.model)
     transformer = family in ("transformer", "hybrid")
