@@ -98,7 +98,7 @@ def test_recipes_per_family():
 
 
 def _cpu(monkeypatch, arch: str, *flags: str) -> None:
-    monkeypatch.setattr(machine.platform, "machine", lambda: arch)
+    monkeypatch.setattr(machine, "arch", lambda: arch)
     monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset(flags))
 
 

@@ -64,7 +64,7 @@ def test_weights_that_are_not_pinned_are_not_cached(isolated_home, tmp_path):
 
 
 def test_an_onnx_file_with_external_data_keeps_its_name(tmp_path):
-    from vischoose.runtimes.base import Artifact
+    from vischoose.runtimes.artifact import Artifact
 
     entry = tmp_path / "cache" / "k"
     entry.mkdir(parents=True)

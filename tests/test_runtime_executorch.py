@@ -71,7 +71,7 @@ def test_session_sets_the_threadpool_to_exactly_the_threads_asked_and_then_keeps
         from executorch.extension.pybindings import portable_lib as pl
         from vischoose.errors import DeployError
         from vischoose.runtimes import verdict
-        from vischoose.runtimes.base import Artifact
+        from vischoose.runtimes.artifact import Artifact
         from vischoose.runtimes.executorch import ExecuTorch
         art = Artifact.from_dict(json.loads(sys.argv[1]))
         batch = verdict.random_batch(int(sys.argv[2]), 2)

@@ -109,7 +109,7 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
 
 
 def test_a_non_x86_cpu_is_said_so(monkeypatch):
-    monkeypatch.setattr(ovrt.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(ovrt.machine, "arch", lambda: "aarch64")
     assert OpenVino().missing() == "vischoose runs OpenVINO on x86-64 CPUs only, and this one is aarch64"
 
 
@@ -161,7 +161,7 @@ def test_sessions_freed_in_the_order_they_were_made_leave_the_process_able_to_ta
     code = """if True:
         import gc, json, os, signal, sys
         from vischoose.runtimes import verdict
-        from vischoose.runtimes.base import Artifact
+        from vischoose.runtimes.artifact import Artifact
         from vischoose.runtimes.openvino import OpenVino
         arts = [Artifact.from_dict(a) for a in json.loads(sys.argv[1])]
         batch = verdict.random_batch(int(sys.argv[2]), 1)

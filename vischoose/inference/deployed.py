@@ -27,7 +27,8 @@ from vischoose.inference.loop import (
 )
 from vischoose.models.family import model_family
 from vischoose.runtimes import graphcache, registry, verdict
-from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.artifact import Artifact
+from vischoose.runtimes.base import Forward, Runtime
 from vischoose.runtimes.precision import PRECISIONS
 
 if TYPE_CHECKING:

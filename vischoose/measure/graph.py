@@ -18,7 +18,7 @@ from vischoose.measure.protocol import (
     setup_failed,
 )
 from vischoose.runtimes import graphcache, registry, verdict
-from vischoose.runtimes.base import Artifact
+from vischoose.runtimes.artifact import Artifact
 
 
 def _load(job: Job, result: Result) -> tuple[Any, int, Any]:

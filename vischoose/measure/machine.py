@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import os
-import platform
 from functools import cache
 
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot products that accumulate without saturating
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 bf16 arithmetic with fast kernels
 X86 = ("x86_64", "amd64", "i686", "i386")
+
+
+def _uname() -> tuple[str, str]:
+    """(host name, machine architecture): os.uname where the OS has it, which is what platform reads there (platform
+    itself costs recommend's start-up ~1 ms)."""
+    if hasattr(os, "uname"):
+        u = os.uname()
+        return u.nodename, u.machine
+    import platform
+
+    return platform.node(), platform.machine()
+
+
+def arch() -> str:
+    """The machine architecture as the OS names it ("x86_64", "aarch64", "AMD64")."""
+    return _uname()[1]
 
 
 @cache
@@ -34,7 +49,7 @@ def int8_saturates() -> bool:
     """Whether this is an x86 CPU without VNNI: its uint8 x int8 kernels (vpmaddubsw) add pairs of products into
     int16 and saturate, so ONNX Runtime advises 7-bit weights (reduce_range) there."""
     flags = cpu_flags()
-    return platform.machine().lower() in X86 and bool(flags) and not flags.intersection(VNNI_FLAGS)
+    return arch().lower() in X86 and bool(flags) and not flags.intersection(VNNI_FLAGS)
 
 
 @cache
@@ -47,7 +62,9 @@ def cpu_name() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    import platform
+
+    return platform.processor() or arch()
 
 
 def memory_bytes() -> int:
@@ -64,7 +81,8 @@ def memory_bytes() -> int:
 def fingerprint() -> str:
     """12 hex digits identifying this machine's hardware (host, CPU, cores, memory)."""
     mem_gib = round(memory_bytes() / 2**30)
-    key = "|".join([platform.node(), cpu_name(), str(os.cpu_count()), str(mem_gib), platform.machine()])
+    host, architecture = _uname()
+    key = "|".join([host, cpu_name(), str(os.cpu_count()), str(mem_gib), architecture])
     import hashlib  # here: the registry imports this module for the CPU flags, which need no OpenSSL
 
     return hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -72,6 +90,8 @@ def fingerprint() -> str:
 
 def describe() -> dict[str, str | int]:
     """Host, CPU, cores, memory and OS, for reports."""
+    import platform
+
     return {
         "machine": fingerprint(),
         "host": platform.node(),

@@ -8,21 +8,21 @@ Parsing never imports torch or timm: timm names are checked when a model is buil
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from vischoose.errors import UnknownModelError, UsageError
 
 MIB = 2**20
 FAMILIES = ("resnet", "vit", "hybrid")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
-_TIMM_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)?$")
-_REVISION = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")
+# patterns, compiled (and cached by re) on first use: compiling them at import cost every start-up
+_REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$"
+_TIMM_NAME = r"^[a-z0-9_]+(\.[a-z0-9_]+)?$"
+_REVISION = r"^[A-Za-z0-9_.\-/]{1,128}$"
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,8 @@ def flops_to_macs(flops: float) -> float:
     return flops / 2.0
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """A parsed model reference."""
+class ModelRef(NamedTuple):
+    """A parsed model reference (a NamedTuple: see runtimes.precision.Variant)."""
 
     text: str
     kind: str  # "catalog" | "timm" | "hf-hub" | "local-dir"
@@ -128,7 +127,9 @@ def list_entries(family: str | None = None, pattern: str | None = None) -> list[
     if family:
         entries = [e for e in entries if e.family == family]
     if pattern:
-        entries = [e for e in entries if fnmatch.fnmatch(e.alias, pattern) or fnmatch.fnmatch(e.tag, pattern)]
+        from fnmatch import fnmatch
+
+        entries = [e for e in entries if fnmatch(e.alias, pattern) or fnmatch(e.tag, pattern)]
     return entries
 
 
@@ -139,8 +140,10 @@ def by_tag(tag: str) -> CatalogEntry | None:
 
 def suggest(name: str, extra: list[str] | None = None, n: int = 3) -> list[str]:
     """Close matches for a mistyped model name among the aliases (and extra names)."""
+    from difflib import get_close_matches  # here, on an error path: difflib costs every start-up ~1 ms
+
     pool = list(load()) + list(extra or [])
-    return difflib.get_close_matches(name, pool, n=n, cutoff=0.6)
+    return get_close_matches(name, pool, n=n, cutoff=0.6)
 
 
 def parse_model_ref(text: str) -> ModelRef:
@@ -156,9 +159,9 @@ def parse_model_ref(text: str) -> ModelRef:
         return ModelRef(text=text, kind="catalog", name=text, entry=entries[text])
     if text.startswith("hf-hub:"):
         repo, _, revision = text.removeprefix("hf-hub:").partition("@")
-        if not _REPO_ID.match(repo) or ".." in repo:
+        if not re.match(_REPO_ID, repo) or ".." in repo:
             raise UsageError(f"'{text}' is not a valid hub id (expected hf-hub:org/name[@revision]).")
-        if revision and not _REVISION.match(revision):
+        if revision and not re.match(_REVISION, revision):
             raise UsageError(f"'{revision}' is not a valid revision in '{text}'.")
         entry = by_tag(repo.removeprefix("timm/")) if repo.startswith("timm/") else None
         return ModelRef(text=text, kind="hf-hub", name=repo, revision=revision or None, entry=entry)
@@ -168,6 +171,6 @@ def parse_model_ref(text: str) -> ModelRef:
             raise UsageError(f"Model folder '{path}' does not exist or is not a directory.",
                              hint="A model folder holds config.json and model.safetensors.")
         return ModelRef(text=text, kind="local-dir", name=str(path.resolve()))
-    if _TIMM_NAME.match(text):
+    if re.match(_TIMM_NAME, text):
         return ModelRef(text=text, kind="timm", name=text, entry=by_tag(text))
     raise UnknownModelError(text, suggest(text))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -207,13 +206,14 @@ def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:
 # a model name that is no catalog alias must name a timm arch.tag, a hub id or a folder; a bare word such as
 # 'resnet5O' is a typo of an alias far more often than a timm architecture someone meant (checked without timm,
 # so that recommend stays instant)
-_EXPLICIT_NAME = re.compile(r"^([a-z0-9_]+\.[a-z0-9_]+|hf-hub:.+|local-dir:.+)$")
+_EXPLICIT_NAME = r"^([a-z0-9_]+\.[a-z0-9_]+|hf-hub:.+|local-dir:.+)$"  # compiled on first use
 
 
 def _check_model_name(path: Path, key: str, name: str, listed: tuple[str, ...]) -> None:
     """Raise PresetError unless `name` is an alias, a catalog tag, a name in [candidates] models, or explicit."""
     entries = catalog.load()
-    if name in entries or catalog.by_tag(name) or (key == "prefer" and name in listed) or _EXPLICIT_NAME.match(name):
+    explicit = re.match(_EXPLICIT_NAME, name)
+    if name in entries or catalog.by_tag(name) or (key == "prefer" and name in listed) or explicit:
         return
     hint = _did_you_mean(name, [n for n in (*entries, *listed) if n != name])
     raise PresetError(f"{path} [candidates]: unknown model '{name}' in '{key}' (expected a catalog alias, "
@@ -222,7 +222,9 @@ def _check_model_name(path: Path, key: str, name: str, listed: tuple[str, ...]) 
 
 
 def _did_you_mean(name: str, pool) -> str:
-    close = difflib.get_close_matches(name, list(pool), n=1, cutoff=0.5)
+    from difflib import get_close_matches
+
+    close = get_close_matches(name, list(pool), n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else ""
 
 

@@ -9,7 +9,7 @@ better. A model that fits no way is judged at its smallest variant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vischoose.errors import NoModelFitsError
 from vischoose.models.catalog import MIB, CatalogEntry
@@ -42,9 +42,8 @@ INT8_BYTES_UNKNOWN = 1.5  # a model outside the catalog's families
 TORCH_FP32 = Variant(registry.TORCH, "fp32")
 
 
-@dataclass(frozen=True)
-class Figure:
-    """A number with where it came from: measured, published, computed or estimated."""
+class Figure(NamedTuple):
+    """A number with where it came from: measured, published, computed or estimated (a NamedTuple: see Variant)."""
 
     value: float
     source: str
@@ -313,7 +312,7 @@ def _top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalR
             cost = "int8 accuracy cost unverified (agreement checked on random inputs or weights only)"
         else:
             cost = "int8 accuracy cost not measured"
-        fig = replace(fig, note=f"{fig.note}; the fp32 model's figure, {cost}")
+        fig = fig._replace(note=f"{fig.note}; the fp32 model's figure, {cost}")
     figs["top1"] = fig
 
 

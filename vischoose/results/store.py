@@ -10,9 +10,8 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, NamedTuple, TypeVar
 
 from vischoose.errors import StoreError, UsageError
 from vischoose.results.exchange import (
@@ -83,9 +82,9 @@ def m001_initial(db: sqlite3.Connection) -> None:
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@dataclass(frozen=True)
-class StoredResult:
-    """A record as stored: its id, kind ('profile' or 'eval') and where it came from."""
+class StoredResult(NamedTuple):
+    """A record as stored: its id, kind ('profile' or 'eval') and where it came from (a NamedTuple: see
+    runtimes.precision.Variant)."""
 
     id: int
     kind: str

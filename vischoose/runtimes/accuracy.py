@@ -22,7 +22,8 @@ from vischoose.inference import images as image_io
 from vischoose.inference.calibration import spread
 from vischoose.inference.datasets import Sample
 from vischoose.runtimes import files
-from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.artifact import Artifact
+from vischoose.runtimes.base import Forward, Runtime
 
 if TYPE_CHECKING:
     import numpy as np

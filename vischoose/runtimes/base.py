@@ -1,4 +1,4 @@
-"""The one interface every deployment runtime implements, and the artifact it builds.
+"""The one interface every deployment runtime implements (what it builds: runtimes.artifact).
 
 A runtime is one module in this folder: a subclass of Runtime with its name, the precisions and devices it runs,
 the pip extra that installs it, how it builds a deployable file from an eager timm model (export, lowering,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
@@ -21,45 +20,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from vischoose.models.loading import LoadedModel
+    from vischoose.runtimes.artifact import Artifact, FileFacts
 
 Forward = Callable[["np.ndarray"], "np.ndarray"]  # float32 NCHW batch -> float32 (batch x classes) logits
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A built, deployable file for one runtime at one precision (JSON-able: child processes receive it)."""
-
-    path: str  # the file a user ships (.onnx, .pte, .xml with its .bin beside it)
-    runtime: str
-    precision: str  # fp32 | bf16 | fp16 | int8
-    file_mb: float  # MiB on disk, every file the runtime reads included
-    build_s: float  # export (and lowering) seconds
-    input_size: int  # square input side, px
-    quantize_s: float | None = None
-    recipe: str | None = None  # the int8 recipe's name
-    calibration: str = "none"  # "images" (the user's), "random" (no images given) or "none" (not calibrated)
-    calibration_images: int = 0
-    note: str | None = None  # what to watch for: a recipe's caveat, a partly delegated program
-    facts: dict[str, Any] = field(default_factory=dict)  # runtime-specific figures (delegated share, ...)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Artifact":
-        """The artifact a to_dict() described."""
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class FileFacts:
-    """What a deployable file records about itself, where its format has room (None: it does not say)."""
-
-    precision: str | None = None  # "int8" when the file holds quantized operators, "fp32" when it holds none
-    input_size: int | None = None  # the square input side the file was built for; None: dynamic or unknown
-    model: str | None = None  # the timm tag it was exported from (vischoose's ONNX metadata)
-    extra: dict[str, Any] = field(default_factory=dict)  # runtime-specific facts the session needs (batch)
 
 
 @functools.cache
@@ -116,6 +79,8 @@ class Runtime:
         Raises:
             DeployError: the runtime cannot read the file.
         """
+        from vischoose.runtimes.artifact import FileFacts
+
         return FileFacts()
 
     def open_file(self, path: str | Path, precision: str | None = None) -> Artifact:
@@ -127,6 +92,7 @@ class Runtime:
             DeployError: the runtime cannot read the file.
         """
         from vischoose.errors import UsageError
+        from vischoose.runtimes.artifact import Artifact
 
         path = Path(path).expanduser()
         if not path.is_file():

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 from vischoose.errors import DeployError
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
+from vischoose.runtimes.base import Forward, Runtime
 
 if TYPE_CHECKING:
+    from vischoose.runtimes.artifact import Artifact, FileFacts
     import numpy as np
     import torch
 
@@ -93,6 +94,8 @@ class ExecuTorch(Runtime):
                calibration: "np.ndarray | None", exclude: Sequence[str] = ()) -> Artifact:
         import torch
 
+        from vischoose.runtimes.artifact import Artifact
+
         self.require()
         out = Path(out)
         artifacts.check_writable(out)
@@ -121,6 +124,8 @@ class ExecuTorch(Runtime):
     def inspect(self, path: Path) -> FileFacts:
         """The batch and input side of the program's "forward" method (a .pte does not record its precision)."""
         from executorch.runtime import Runtime as EtRuntime
+
+        from vischoose.runtimes.artifact import FileFacts
 
         try:
             # the program stays referenced while its metadata is read: MethodMeta points into the program's memory,

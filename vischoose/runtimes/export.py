@@ -15,7 +15,8 @@ from vischoose.inference.calibration import Calibration, load_calibration, prepr
 from vischoose.inference.datasets import LabelledImages, check_source, read_dataset
 from vischoose.models.family import model_family
 from vischoose.runtimes import accuracy, files, graphcache, registry, verdict
-from vischoose.runtimes.base import Artifact, Runtime
+from vischoose.runtimes.artifact import Artifact
+from vischoose.runtimes.base import Runtime
 
 if TYPE_CHECKING:
     import numpy as np

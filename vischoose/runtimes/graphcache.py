@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vischoose.runtimes import files
-from vischoose.runtimes.base import Artifact, Runtime
+from vischoose.runtimes.artifact import Artifact
+from vischoose.runtimes.base import Runtime
 
 if TYPE_CHECKING:
     import numpy as np

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from vischoose.errors import DeployError
 from vischoose.runtimes import files
-from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
+from vischoose.runtimes.base import Forward, Runtime
 
 if TYPE_CHECKING:
+    from vischoose.runtimes.artifact import Artifact, FileFacts
     import numpy as np
 
     from vischoose.models.loading import LoadedModel
@@ -48,6 +49,7 @@ class OnnxRuntime(Runtime):
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
               source: Artifact | None = None) -> Artifact:
         """Export (checked against eager fp32) and, for int8, quantize with the family's recipe."""
+        from vischoose.runtimes.artifact import Artifact
         from vischoose.runtimes.ortbuild import export_onnx
 
         out = Path(out)
@@ -79,6 +81,7 @@ class OnnxRuntime(Runtime):
     def _quantized(self, loaded: "LoadedModel", fp32_path: Path, out: Path, calibration: "np.ndarray | None",
                    fp32: Artifact, exclude: Sequence[str] = ()) -> Artifact:
         from vischoose.models.family import model_family
+        from vischoose.runtimes.artifact import Artifact
         from vischoose.runtimes.ortbuild import quantize_int8
 
         family = model_family(loaded.model)
@@ -92,6 +95,8 @@ class OnnxRuntime(Runtime):
         """int8 when the graph holds quantized operators (QDQ or integer MatMul/Conv); the input side and, for
         vischoose's own files, the model from the metadata."""
         import onnx as onnx_lib
+
+        from vischoose.runtimes.artifact import FileFacts
 
         try:
             proto = onnx_lib.load(str(path), load_external_data=False)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import platform
 import re
 import sys
 import time
@@ -29,9 +28,10 @@ from vischoose.errors import DeployError, UsageError
 from vischoose.measure import machine
 from vischoose.models.catalog import MIB
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Artifact, FileFacts, Forward, Runtime
+from vischoose.runtimes.base import Forward, Runtime
 
 if TYPE_CHECKING:
+    from vischoose.runtimes.artifact import Artifact, FileFacts
     import numpy as np
     import openvino as ov
 
@@ -58,7 +58,7 @@ class OpenVino(Runtime):
 
     def missing(self) -> str | None:
         """Not installed, or not an x86-64 CPU (vischoose measures OpenVINO's x86 CPU plugin only)."""
-        arch = platform.machine()
+        arch = machine.arch()
         if arch.lower() not in machine.X86:
             return f"vischoose runs OpenVINO on x86-64 CPUs only, and this one is {arch}"
         return super().missing()
@@ -87,6 +87,8 @@ class OpenVino(Runtime):
 
     def inspect(self, path: Path) -> FileFacts:
         """int8 when the IR holds FakeQuantize operations (NNCF's); the input side when it is static."""
+        from vischoose.runtimes.artifact import FileFacts
+
         try:
             model = core().read_model(str(path))
         except RuntimeError as err:
@@ -154,6 +156,8 @@ class OpenVino(Runtime):
                quantized: dict[str, Any]) -> Artifact:
         """The IR written to out (.xml, its .bin beside it) and its artifact."""
         import openvino as ov
+
+        from vischoose.runtimes.artifact import Artifact
 
         with artifacts.staging(out) as staged:
             ov.save_model(model, str(staged), compress_to_fp16=False)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vischoose.runtimes.base import Artifact, Forward, Runtime
+from vischoose.runtimes.base import Forward, Runtime
 
 if TYPE_CHECKING:
+    from vischoose.runtimes.artifact import Artifact
     import numpy as np
     import torch
 
