@@ -4,6 +4,11 @@ exhaustive run's measurements; recommend without measuring against `import typer
 threads (capped) against the core count. Prints figures (ratios from one run); no pass/fail.
 
     python bench/recommend_measure.py [--time-budget 20] [--no-exhaustive]
+    python bench/recommend_measure.py --estimates HOME [--rows-csv FILE] [--time-budget 5]
+
+--estimates measures only what the estimates are checked against (every catalog model at batch 1, torch fp32 and
+mobile's [deploy] variants) in HOME, and prints their error: each model predicted from the others of its runtime,
+precision and family, by the rule in use and by one GFLOP/s rate per group.
 """
 
 from __future__ import annotations
@@ -37,21 +42,71 @@ def stored(home: Path) -> list:
         return db.profiles()
 
 
-def estimate_errors(rows: list) -> list[float]:
-    """|estimate - measured| / measured of each measured model's batch-1 p90, from the others in its group."""
+def estimate_errors(rows: list, two_terms: bool = True) -> dict[tuple[str, str, str], list[float]]:
+    """|estimate - measured| / measured of each measured model's batch-1 p90, predicted from the other models of its
+    runtime, precision and family (the model held out, as for a model recommend has not measured), per group.
+    two_terms=False: one effective GFLOP/s per group, the rule before compute and weight traffic were fitted apart."""
     from vischoose.models import catalog
     from vischoose.recommendation import estimates
 
     entries = catalog.load()
-    groups = [((p.runtime, p.dtype, entries[p.model].family), p) for p in rows
+    groups = [((p.runtime, p.dtype, entries[p.model].family), entries[p.model], p) for p in rows
               if p.model in entries and p.batch_size == 1 and p.ok]
-    rates = estimates.rates(groups)
-    errors = []
-    for group, p in groups:
-        est = estimates.estimate(entries[p.model], group, rates)
-        if est and p.latency_ms_p90:
-            errors.append(abs(est.latency_ms / p.latency_ms_p90 - 1))
-    return errors
+    found = estimates.points(groups)
+    floor, estimates.MIN_FOR_TWO_TERMS = estimates.MIN_FOR_TWO_TERMS, (3 if two_terms else 10**9)
+    try:
+        errors: dict[tuple[str, str, str], list[float]] = {}
+        for group, entry, p in groups:
+            est = estimates.estimate(entry, group, found)
+            if est and p.latency_ms_p90:
+                errors.setdefault(group, []).append(abs(est.latency_ms / p.latency_ms_p90 - 1))
+        return errors
+    finally:
+        estimates.MIN_FOR_TWO_TERMS = floor
+
+
+def report_estimates(rows: list) -> None:
+    """Median |error| over every row, for the rule in use and one rate per group, and per group."""
+    ours, one_rate = estimate_errors(rows), estimate_errors(rows, two_terms=False)
+    flat = [e for errs in ours.values() for e in errs]
+    if not flat:
+        print("estimates: no group has two measured models")
+        return
+    base = [e for errs in one_rate.values() for e in errs]
+    print(f"estimated batch-1 p90 vs measured, each model held out of its runtime, precision and family: median "
+          f"|error| {100 * statistics.median(flat):.0f}% over {len(flat)} rows (one GFLOP/s rate per group: "
+          f"{100 * statistics.median(base):.0f}%)")
+    for group in sorted(ours):
+        print(f"  {' '.join(group):32s} {len(ours[group])} models: {100 * statistics.median(ours[group]):3.0f}% "
+              f"(one rate {100 * statistics.median(one_rate[group]):3.0f}%)")
+
+
+def measure_for_estimates(home: Path, budget: float, csv_out: Path | None) -> None:
+    """Batch-1 p90 of every catalog model at torch fp32 and each of mobile's [deploy] variants (kept in `home`:
+    graphs are built once, a re-run only times them), then the estimates' error against them."""
+    from vischoose.models import catalog
+    from vischoose.recommendation.presets import load_preset
+
+    models = list(catalog.load())
+    variants = [("torch", "fp32")] + [(v.runtime, v.precision) for v in load_preset("mobile").variants]
+    for runtime, precision in dict.fromkeys(variants):
+        start = time.perf_counter()
+        run(["profile", *models, "--target", "mobile", "-b", "1", "--runtime", runtime, "--precision", precision,
+             "--weights", "random", "--time-budget", str(budget)], home)
+        print(f"measured {len(models)} models at {runtime} {precision}: {time.perf_counter() - start:.0f} s")
+    rows = [p for p in stored(home) if p.batch_size == 1]
+    newest = {}
+    for p in sorted(rows, key=lambda p: p.created_at):
+        newest[(p.model, p.runtime, p.dtype)] = p
+    report_estimates(list(newest.values()))
+    if csv_out:
+        import csv
+
+        with csv_out.open("w", newline="") as fh:
+            out = csv.DictWriter(fh, fieldnames=list(rows[0].to_dict()))
+            out.writeheader()
+            out.writerows(p.to_dict() for p in newest.values())
+        print(f"rows: {csv_out}")
 
 
 def startup(n: int = 10) -> tuple[float, float]:
@@ -87,11 +142,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-budget", type=float, default=20.0)
     parser.add_argument("--no-exhaustive", action="store_true")
+    parser.add_argument("--estimates", type=Path, metavar="HOME",
+                        help="only the estimates: batch-1 rows of the whole catalog measured in HOME (kept: graphs "
+                             "are built once), their error printed")
+    parser.add_argument("--rows-csv", type=Path, help="with --estimates: write the rows used here")
     args = parser.parse_args()
     budget = ["--time-budget", str(args.time_budget)]
     from vischoose.measure import machine
 
     print(f"machine: {machine.cpu_name()}, {os.cpu_count()} cores; time budget {args.time_budget} s per variant")
+    if args.estimates:
+        measure_for_estimates(args.estimates.resolve(), args.time_budget, args.rows_csv)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "cold"
         cold_s, cold = run(["recommend", *TARGET, "--measure", *budget], home)
@@ -106,10 +168,7 @@ def main() -> None:
             print(f"--measure-all: {all_s:.0f} s, chose {every['chosen']['model']}: "
                   f"{'same' if every['chosen']['model'] == cold['chosen']['model'] else 'DIFFERENT'} choice; "
                   f"cold is {all_s / cold_s:.1f}x faster")
-            errors = estimate_errors(stored(full))
-            if errors:
-                print(f"estimated batch-1 p90 vs measured: median |error| {100 * statistics.median(errors):.0f}% "
-                      f"over {len(errors)} rows (leave-one-out within runtime, precision and family)")
+            report_estimates(stored(full))
     rec_s, typer_s = startup()
     print(f"recommend (no measuring): {1e3 * rec_s:.0f} ms vs import typer {1e3 * typer_s:.0f} ms = "
           f"{rec_s / typer_s:.2f}x (median of 10 each)")

@@ -105,27 +105,27 @@ def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list
     """Figures for each catalog entry (and extra (model, tag) pairs known only from profiles)."""
     catalog = {**load_catalog(), **{e.alias: e for e in entries}}  # latency estimates need the family references
     order = preference_order(preset)
-    local = local_rates(catalog, preset, profiles, order)
+    local = local_points(catalog, preset, profiles, order)
     cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, catalog, local) for e in entries]
     cands += [_candidate(m, t, None, None, preset, order, profiles, evals, catalog, local) for m, t in extra]
     return cands
 
 
-def local_rates(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list[Profile],
-                order: list[Variant]) -> dict[estimates.Group, list[estimates.Rate]]:
-    """This machine's effective rates per runtime, precision and family, from rows under the preset's protocol."""
-    rows = [((v.runtime, v.dtype, e.family), p) for e in catalog.values() for v in {*order, TORCH_FP32}
+def local_points(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list[Profile],
+                 order: list[Variant]) -> dict[estimates.Group, list[estimates.Point]]:
+    """The catalog models measured here per runtime, precision and family, from rows under the preset's protocol."""
+    rows = [((v.runtime, v.dtype, e.family), e, p) for e in catalog.values() for v in {*order, TORCH_FP32}
             for p in matching_profiles(profiles, e.alias, e.tag, preset, v)[:1]]
     if not rows:
         return {}
     from vischoose.recommendation import estimates
 
-    return estimates.rates(rows)
+    return estimates.points(rows)
 
 
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
                order: list[Variant], profiles: list[Profile], evals: list[EvalResult],
-               catalog: dict[str, CatalogEntry], local: dict[estimates.Group, list[estimates.Rate]]) -> Candidate:
+               catalog: dict[str, CatalogEntry], local: dict[estimates.Group, list[estimates.Point]]) -> Candidate:
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
     mine = [e for e in evals if e.model == model or e.tag == tag]
     torch_fp32 = matching_profiles(profiles, model, tag, preset, TORCH_FP32)
@@ -358,8 +358,8 @@ def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profil
 
 
 def _local_estimate(entry: CatalogEntry, variant: Variant,
-                    local: dict[estimates.Group, list[estimates.Rate]]) -> estimates.LocalEstimate | None:
-    """The batch-1 p90 from the rates measured here for the entry's runtime, precision and family (None: none)."""
+                    local: dict[estimates.Group, list[estimates.Point]]) -> estimates.LocalEstimate | None:
+    """The batch-1 p90 from the models measured here for the entry's runtime, precision and family (None: none)."""
     if not local:
         return None
     from vischoose.recommendation import estimates
@@ -369,7 +369,7 @@ def _local_estimate(entry: CatalogEntry, variant: Variant,
 
 def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], preset: Preset,
            catalog: dict[str, CatalogEntry], variant: Variant, borrowed: bool,
-           local: dict[estimates.Group, list[estimates.Rate]]) -> None:
+           local: dict[estimates.Group, list[estimates.Point]]) -> None:
     spec = preset.measure
     runs = ("torch float32" if borrowed else variant.dtype if variant.runtime == "torch" else variant.label)
     instead = f", standing in for {variant.label}" if borrowed else ""
