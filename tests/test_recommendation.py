@@ -1,6 +1,5 @@
 """Recommendation logic on hand-built figures: no torch, no timing."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -210,7 +209,7 @@ def test_int8_when_fp32_does_not_fit_with_the_catalogs_int8_size():
 
 def test_without_a_catalog_int8_size_it_is_estimated_from_the_parameters():
     preset = load_preset("mobile").with_overrides(max_memory_mb=100)
-    entries = [replace(catalog.load()["vit_b16"], int8_mib=None)]
+    entries = [catalog.load()["vit_b16"]._replace(int8_mib=None)]
     (vit,) = build_candidates(entries, preset, [], [])
     size = vit.figures["memory_mb"]
     assert (size.source, size.note) == ("estimated", "onnxruntime int8 file, ~1.1 bytes/param")

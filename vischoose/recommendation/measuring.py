@@ -76,8 +76,8 @@ class _State:
 def timing_free(preset: Preset) -> Preset:
     """The preset without the constraints only a timing can check (latency, throughput, measured peak memory)."""
     c = preset.constraints
-    relaxed = replace(c, max_latency_ms=None, min_throughput=None,
-                      max_memory_mb=None if c.memory_basis == "peak" else c.max_memory_mb)
+    relaxed = c._replace(max_latency_ms=None, min_throughput=None,
+                         max_memory_mb=None if c.memory_basis == "peak" else c.max_memory_mb)
     return replace(preset, constraints=relaxed)
 
 

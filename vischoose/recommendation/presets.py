@@ -7,7 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vischoose.errors import PresetError
 from vischoose.models import catalog
@@ -19,9 +19,8 @@ RANK_KEYS = ("top1", "latency_ms", "throughput", "memory_mb", "params_m", "gflop
 MEMORY_BASES = ("weights", "peak")
 
 
-@dataclass(frozen=True)
-class MeasureSpec:
-    """How a profile for this target is measured."""
+class MeasureSpec(NamedTuple):
+    """How a profile for this target is measured (a NamedTuple, as Constraints: see runtimes.precision.Variant)."""
 
     device: str = "auto"
     threads: int | None = None
@@ -35,8 +34,7 @@ class MeasureSpec:
         return max(self.batch_sizes)
 
 
-@dataclass(frozen=True)
-class Constraints:
+class Constraints(NamedTuple):
     """Limits a model must meet; None means no limit. Names match Profile fields."""
 
     max_memory_mb: float | None = None
@@ -74,12 +72,12 @@ class Preset:
 
     def with_overrides(self, **values: Any) -> "Preset":
         """A copy with constraint or measure values replaced where the value is not None."""
-        cons = {k: v for k, v in values.items() if v is not None and hasattr(self.constraints, k)}
-        meas = {k: v for k, v in values.items() if v is not None and hasattr(self.measure, k)}
+        cons = {k: v for k, v in values.items() if v is not None and k in Constraints._fields}
+        meas = {k: v for k, v in values.items() if v is not None and k in MeasureSpec._fields}
         unknown = set(values) - set(cons) - set(meas) - {k for k, v in values.items() if v is None}
         if unknown:
             raise PresetError(f"Unknown override(s): {', '.join(sorted(unknown))}.")
-        preset = replace(self, constraints=replace(self.constraints, **cons), measure=replace(self.measure, **meas))
+        preset = replace(self, constraints=self.constraints._replace(**cons), measure=self.measure._replace(**meas))
         _check_constraints(preset.constraints, "command line")
         return preset
 

@@ -110,7 +110,7 @@ def recommendation_dict(rec) -> dict[str, Any]:
     return {"target": rec.target, "description": rec.preset.description, "chosen": cand(rec.chosen),
             "reason": rec.reason, "runners_up": [cand(c) for c in rec.runners_up],
             "rejected": [cand(c) for c in rec.rejected], "pareto": sorted(rec.pareto),
-            "constraints": {k: v for k, v in vars(rec.preset.constraints).items() if v is not None},
+            "constraints": {k: v for k, v in rec.preset.constraints._asdict().items() if v is not None},
             "conditions": {"device": spec.device, "dtype": spec.dtype, "batch_size": spec.batch_size,
                            "threads": spec.threads, "channels_last": spec.channels_last,
                            "deploy": [v.label for v in rec.preset.variants]},
