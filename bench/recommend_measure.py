@@ -5,6 +5,7 @@ threads (capped) against the core count. Prints figures (ratios from one run); n
 
     python bench/recommend_measure.py [--time-budget 20] [--no-exhaustive]
     python bench/recommend_measure.py --estimates HOME [--rows-csv FILE] [--time-budget 5]
+    python bench/recommend_measure.py --from-csv FILE      # the estimates' error from rows written by --rows-csv
 
 --estimates measures only what the estimates are checked against (every catalog model at batch 1, torch fp32 and
 mobile's [deploy] variants) in HOME, and prints their error: each model predicted from the others of its runtime,
@@ -42,10 +43,10 @@ def stored(home: Path) -> list:
         return db.profiles()
 
 
-def estimate_errors(rows: list, two_terms: bool = True) -> dict[tuple[str, str, str], list[float]]:
+def estimate_errors(rows: list, curve: bool = True) -> dict[tuple[str, str, str], list[float]]:
     """|estimate - measured| / measured of each measured model's batch-1 p90, predicted from the other models of its
     runtime, precision and family (the model held out, as for a model recommend has not measured), per group.
-    two_terms=False: one effective GFLOP/s per group, the rule before compute and weight traffic were fitted apart."""
+    curve=False: one effective GFLOP/s per group, the rule before the power of the FLOPs was fitted."""
     from vischoose.models import catalog
     from vischoose.recommendation import estimates
 
@@ -53,7 +54,7 @@ def estimate_errors(rows: list, two_terms: bool = True) -> dict[tuple[str, str, 
     groups = [((p.runtime, p.dtype, entries[p.model].family), entries[p.model], p) for p in rows
               if p.model in entries and p.batch_size == 1 and p.ok]
     found = estimates.points(groups)
-    floor, estimates.MIN_FOR_TWO_TERMS = estimates.MIN_FOR_TWO_TERMS, (3 if two_terms else 10**9)
+    floor, estimates.MIN_FOR_CURVE = estimates.MIN_FOR_CURVE, (estimates.MIN_FOR_CURVE if curve else 10**9)
     try:
         errors: dict[tuple[str, str, str], list[float]] = {}
         for group, entry, p in groups:
@@ -62,12 +63,12 @@ def estimate_errors(rows: list, two_terms: bool = True) -> dict[tuple[str, str, 
                 errors.setdefault(group, []).append(abs(est.latency_ms / p.latency_ms_p90 - 1))
         return errors
     finally:
-        estimates.MIN_FOR_TWO_TERMS = floor
+        estimates.MIN_FOR_CURVE = floor
 
 
 def report_estimates(rows: list) -> None:
     """Median |error| over every row, for the rule in use and one rate per group, and per group."""
-    ours, one_rate = estimate_errors(rows), estimate_errors(rows, two_terms=False)
+    ours, one_rate = estimate_errors(rows), estimate_errors(rows, curve=False)
     flat = [e for errs in ours.values() for e in errs]
     if not flat:
         print("estimates: no group has two measured models")
@@ -79,6 +80,34 @@ def report_estimates(rows: list) -> None:
     for group in sorted(ours):
         print(f"  {' '.join(group):32s} {len(ours[group])} models: {100 * statistics.median(ours[group]):3.0f}% "
               f"(one rate {100 * statistics.median(one_rate[group]):3.0f}%)")
+
+
+def rows_from_csv(path: Path) -> list:
+    """Profiles back from a --rows-csv file (empty cells are missing figures)."""
+    import csv
+    import dataclasses
+
+    from vischoose.results.records import Profile
+
+    kinds = {f.name: f.type for f in dataclasses.fields(Profile)}
+    rows = []
+    with path.open(newline="") as fh:
+        for raw in csv.DictReader(fh):
+            data: dict = {}
+            for key, text in raw.items():
+                kind = str(kinds.get(key, "str"))
+                if text == "" and "None" in kind:
+                    data[key] = None
+                elif kind.startswith("int"):
+                    data[key] = int(text)
+                elif kind.startswith("float"):
+                    data[key] = float(text)
+                elif kind.startswith("bool"):
+                    data[key] = text == "True"
+                else:
+                    data[key] = text
+            rows.append(Profile.from_dict(data))
+    return rows
 
 
 def measure_for_estimates(home: Path, budget: float, csv_out: Path | None) -> None:
@@ -146,7 +175,12 @@ def main() -> None:
                         help="only the estimates: batch-1 rows of the whole catalog measured in HOME (kept: graphs "
                              "are built once), their error printed")
     parser.add_argument("--rows-csv", type=Path, help="with --estimates: write the rows used here")
+    parser.add_argument("--from-csv", type=Path, metavar="FILE",
+                        help="only the estimates' error, from rows an earlier --rows-csv wrote (nothing measured)")
     args = parser.parse_args()
+    if args.from_csv:
+        report_estimates(rows_from_csv(args.from_csv))
+        return
     budget = ["--time-budget", str(args.time_budget)]
     from vischoose.measure import machine
 
