@@ -184,3 +184,46 @@ def test_ranks_pt2e_layers_and_keeps_the_excluded_modules_in_float(tmp_path):
     batch = verdict.random_batch(size, n=2, seed=5)
     logits = {a.path: runtime.session(a, THREADS)(batch) for a in (plain, mixed)}
     assert np.isfinite(logits[mixed.path]).all() and not np.array_equal(logits[mixed.path], logits[plain.path])
+
+
+def _std_stem():
+    """A hybrid's stem in small: a 'SAME'-padded and a plainly padded weight-standardised convolution."""
+    import torch
+    from timm.layers.std_conv import StdConv2d, StdConv2dSame
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(StdConv2dSame(3, 8, 3, stride=2, eps=1e-8), torch.nn.ReLU(),
+                               StdConv2d(8, 4, 3, padding=1, bias=True)).eval()
+
+
+def test_standardized_convs_compute_the_same_and_are_put_back():
+    import torch
+
+    from vischoose.runtimes.executorch import standardized_convs
+
+    stem, x = _std_stem(), torch.randn(1, 3, 33, 33)  # odd side: 'SAME' pads unevenly
+    originals = [stem[0], stem[2]]
+    with torch.no_grad():
+        before = stem(x)
+        with standardized_convs(stem) as swapped:
+            assert swapped == 2 and not any("Std" in type(m).__name__ for m in stem.modules())
+            during = stem(x)
+    assert torch.allclose(during, before, atol=1e-5)
+    assert [stem[0], stem[2]] == originals
+
+
+@pytest.mark.slow
+def test_a_weight_standardised_stem_is_delegated_whole():
+    # exported as it is, the standardisation makes the convolution's weight a computed tensor, which XNNPACK does not
+    # take: the stem then ran on portable kernels, 36-130x slower than in torch
+    import torch
+
+    from vischoose.runtimes.executorch import _lower, delegation, standardized_convs
+
+    stem, example = _std_stem(), (torch.zeros(1, 3, 32, 32),)
+    with torch.no_grad():
+        as_is = delegation(_lower(None, torch.export.export(stem, example)).exported_program().graph_module)
+        with standardized_convs(stem):
+            folded = delegation(_lower(None, torch.export.export(stem, example)).exported_program().graph_module)
+    assert "aten.convolution.default" in as_is["portable_ops"]
+    assert folded["portable_ops"] == {} and folded["delegated_subgraphs"] == 1

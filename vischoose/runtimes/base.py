@@ -44,6 +44,7 @@ class Runtime:
     extra: ClassVar[str | None] = None  # the vischoose extra that installs it; None: a core dependency
     suffix: ClassVar[str] = ""  # the file name ending of what build writes (".onnx")
     format: ClassVar[str | None] = None  # `vischoose export --format` value for this runtime's files
+    build_revision: ClassVar[int] = 1  # raised when how vischoose builds this runtime's file changes: cached builds go
     is_graph: ClassVar[bool] = True  # an exported file run outside torch (False: torch itself)
     hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
     reverts_layers: ClassVar[bool] = False  # int8 can keep chosen layers in float (--max-accuracy-drop)

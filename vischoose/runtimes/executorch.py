@@ -50,6 +50,7 @@ class ExecuTorch(Runtime):
     suffix: ClassVar[str] = ".pte"
     format: ClassVar[str | None] = "pte"
     reverts_layers: ClassVar[bool] = True  # a module-name filter on the quantizer keeps chosen layers in float
+    build_revision: ClassVar[int] = 2  # 2: weight-standardised convolutions exported with their weight standardised
 
     def version(self) -> str:
         """The installed executorch package's version (the module has no __version__)."""
@@ -102,7 +103,7 @@ class ExecuTorch(Runtime):
         example = (torch.zeros(1, 3, input_size, input_size),)
         start = time.perf_counter()
         quantized: dict[str, Any] = {}
-        with torch.no_grad(), unfused_attention(loaded.model) as unfused:
+        with torch.no_grad(), unfused_attention(loaded.model) as unfused, standardized_convs(loaded.model) as std:
             program = _export(loaded, example)
             if precision == "int8":
                 program, quantized = _quantize(loaded, program, example, calibration, input_size, exclude)
@@ -110,6 +111,7 @@ class ExecuTorch(Runtime):
                 raise DeployError(f"{self.title} builds fp32 or int8, not {precision}.")
             edge = _lower(loaded, program)
         facts = {"batch": 1, "executorch": self.version(), "unfused_attention_blocks": unfused,
+                 "prestandardized_convs": std,
                  **delegation(edge.exported_program().graph_module)}
         with artifacts.staging(out) as staged:
             staged.write_bytes(edge.to_executorch().buffer)
@@ -212,6 +214,45 @@ def unfused_attention(model: "torch.nn.Module") -> Iterator[int]:
     finally:
         for block in blocks:
             block.fused_attn = True
+
+
+@contextlib.contextmanager
+def standardized_convs(model: "torch.nn.Module") -> Iterator[int]:
+    """Swap timm's weight-standardised convolutions (StdConv2d, StdConv2dSame: the ResNet stems of the hybrids) for
+    plain ones holding the standardised weight while exporting (yields how many).
+
+    A StdConv2d standardises its weight on every call. Exported as it is, that is a batch norm over the weight and a
+    convolution whose weight is computed rather than constant, which XNNPACK does not take: the whole ResNet stem ran
+    on portable kernels, 36-130x slower than in torch (bench/results/estimates-intel-xeon-2threads.txt). The weight
+    is fixed at inference, so it is standardised once here, as a deployed model would be; the arithmetic is the same.
+    """
+    import torch
+    from timm.layers import Conv2dSame
+    from timm.layers.std_conv import StdConv2d, StdConv2dSame
+
+    swapped = []
+    for parent in list(model.modules()):
+        for name, conv in list(parent.named_children()):
+            if type(conv) not in (StdConv2d, StdConv2dSame):
+                continue
+            plain = (Conv2dSame if getattr(conv, "same_pad", False) else torch.nn.Conv2d)(
+                conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                device=conv.weight.device, dtype=conv.weight.dtype)
+            with torch.no_grad():
+                flat = conv.weight.reshape(1, conv.out_channels, -1)
+                plain.weight.copy_(torch.nn.functional.batch_norm(flat, None, None, training=True, momentum=0.0,
+                                                                  eps=conv.eps).reshape_as(conv.weight))
+                if conv.bias is not None:
+                    plain.bias.copy_(conv.bias)
+            plain.train(conv.training)
+            setattr(parent, name, plain)
+            swapped.append((parent, name, conv))
+    try:
+        yield len(swapped)
+    finally:
+        for parent, name, conv in swapped:
+            setattr(parent, name, conv)
 
 
 def delegation(graph_module: "torch.fx.GraphModule") -> dict[str, Any]:

@@ -52,7 +52,7 @@ def key(runtime: Runtime, precision: str, tag: str, weights: str, input_size: in
     images = "random" if calibration is None else hashlib.sha256(calibration.tobytes()).hexdigest() + \
         f":{tuple(calibration.shape)}:{calibration.dtype}"
     config = {k: v for k, v in sorted(vars(runtime).items()) if isinstance(v, (str, int, float, bool, type(None)))}
-    text = json.dumps({"runtime": runtime.name, "config": config, "precision": precision, "tag": tag,
+    text = json.dumps({"runtime": runtime.name, "build": runtime.build_revision, "config": config, "precision": precision, "tag": tag,
                        "weights": weights, "input_size": input_size, "calibration": images, "versions": versions,
                        "metadata": metadata or {}}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
