@@ -122,6 +122,22 @@ def test_cpu_flags_read_the_flags_line(tmp_path):
     assert machine.cpu_flags(str(tmp_path / "missing")) == frozenset()
 
 
+def test_the_fingerprint_is_sha256_of_the_machine_key_without_hashlib(monkeypatch):
+    # recommend avoids hashlib's OpenSSL binding at start-up; the fingerprint must stay the one stored rows carry
+    import hashlib
+
+    assert machine._sha256(b"host|cpu|2|24|x86_64").hexdigest() == hashlib.sha256(b"host|cpu|2|24|x86_64").hexdigest()
+    monkeypatch.setattr(machine, "_uname", lambda: ("host", "x86_64"))
+    monkeypatch.setattr(machine, "cpu_name", lambda: "cpu")
+    monkeypatch.setattr(machine, "memory_bytes", lambda: 24 * 2**30)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    machine.fingerprint.cache_clear()
+    try:
+        assert machine.fingerprint() == hashlib.sha256(b"host|cpu|2|24|x86_64").hexdigest()[:12]
+    finally:
+        machine.fingerprint.cache_clear()
+
+
 def test_reduced_range_int8_weights_stay_within_7_bits(resnet_onnx, tmp_path, monkeypatch):
     """The 7-bit recipe really writes weights in [-64, 64]; the 8-bit one uses the int8 range."""
     import onnx

@@ -12,7 +12,7 @@ unmeasured candidate can still change the recommendation: with a first rank key 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 from vischoose.errors import NoModelFitsError
@@ -78,7 +78,7 @@ def timing_free(preset: Preset) -> Preset:
     c = preset.constraints
     relaxed = c._replace(max_latency_ms=None, min_throughput=None,
                          max_memory_mb=None if c.memory_basis == "peak" else c.max_memory_mb)
-    return replace(preset, constraints=relaxed)
+    return preset._replace(constraints=relaxed)
 
 
 def measure_for_decision(preset: Preset, entries: list[CatalogEntry], extra: list[tuple[str, str]],
@@ -120,7 +120,7 @@ def _prune(state: _State, log: MeasureLog) -> dict[str, list[Variant]]:
             log.skipped.append((model, f"ruled out without timing: {'; '.join(cand.reasons[:1])}"))
             continue
         variants = [v for v in preference_order(state.preset)
-                    if state.candidates(replace(relaxed, deploy=(v,)))[model].fits]
+                    if state.candidates(relaxed._replace(deploy=(v,)))[model].fits]
         feasible[model] = variants
     ranked = state.candidates()
     prefer = [m for m in state.preset.prefer if m in feasible]
@@ -152,7 +152,7 @@ def _measure_model(state: _State, log: MeasureLog, model: str, tag: str, variant
             _run(state, log, [(model, tag)], variant, measure)
         if variant in reference:
             continue
-        cand = state.candidates(replace(state.preset, deploy=(variant,)))[model]
+        cand = state.candidates(state.preset._replace(deploy=(variant,)))[model]
         if cand.fits:
             return
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -68,8 +67,8 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         evals, evaluated = ondata.settle(rank, preset, dataset, evals, _evaluator(show_progress), fresh)
         lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
         rec = rank(evals)
-        rec = replace(rec, notes=rec.notes + ondata.separation_notes(rec, evals))
-    return replace(rec, measure_log=lines) if lines else rec
+        rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
+    return rec._replace(measure_log=tuple(lines)) if lines else rec
 
 
 def _preset(target: str, device: str | None, memory_basis: str | None,

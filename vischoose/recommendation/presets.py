@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,15 +44,15 @@ class Constraints(NamedTuple):
     memory_basis: str = "weights"  # "weights" at the target dtype, or measured "peak"
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A deployment target: protocol, constraints, candidates and ranking."""
+class Preset(NamedTuple):
+    """A deployment target: protocol, constraints, candidates and ranking (a NamedTuple: replaced, never mutated, and
+    cheaper to create than a dataclass at every start-up)."""
 
     name: str
     description: str
     path: Path
-    measure: MeasureSpec = field(default_factory=MeasureSpec)
-    constraints: Constraints = field(default_factory=Constraints)
+    measure: MeasureSpec = MeasureSpec()
+    constraints: Constraints = Constraints()
     families: tuple[str, ...] = FAMILIES
     models: tuple[str, ...] = ()
     prefer: tuple[str, ...] = ()
@@ -77,7 +76,7 @@ class Preset:
         unknown = set(values) - set(cons) - set(meas) - {k for k, v in values.items() if v is None}
         if unknown:
             raise PresetError(f"Unknown override(s): {', '.join(sorted(unknown))}.")
-        preset = replace(self, constraints=self.constraints._replace(**cons), measure=self.measure._replace(**meas))
+        preset = self._replace(constraints=self.constraints._replace(**cons), measure=self.measure._replace(**meas))
         _check_constraints(preset.constraints, "command line")
         return preset
 

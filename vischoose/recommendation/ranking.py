@@ -8,7 +8,6 @@ better. A model that fits no way is judged at its smallest variant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from vischoose.errors import NoModelFitsError
@@ -50,9 +49,8 @@ class Figure(NamedTuple):
     note: str = ""
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One model's figures under the target's conditions, and the constraints it breaks."""
+class Candidate(NamedTuple):
+    """One model's figures under the target's conditions, and the constraints it breaks (a NamedTuple, as Figure)."""
 
     model: str
     tag: str
@@ -85,9 +83,8 @@ class Candidate:
         return fig.value if fig else None
 
 
-@dataclass(frozen=True)
-class Recommendation:
-    """The chosen model, why, the runners-up, every rejection and the Pareto front."""
+class Recommendation(NamedTuple):
+    """The chosen model, why, the runners-up, every rejection and the Pareto front (a NamedTuple, as Figure)."""
 
     target: str
     chosen: Candidate
@@ -96,8 +93,8 @@ class Recommendation:
     rejected: list[Candidate]
     pareto: frozenset[str]
     preset: Preset
-    notes: list[str] = field(default_factory=list)
-    measure_log: list[str] = field(default_factory=list)  # recommend --measure: what was measured and skipped
+    notes: tuple[str, ...] = ()
+    measure_log: tuple[str, ...] = ()  # recommend --measure: what was measured and skipped
 
 
 def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list[Profile],
@@ -159,7 +156,7 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
                                  variant_todo=todo))
     chosen = _choose(options, preset, Candidate(model, tag, family, {}, caveat=caveat), unusable)
     chosen = _against_other_runtimes(chosen, options)
-    return replace(chosen, unusable=tuple(unusable)) if unusable else chosen
+    return chosen._replace(unusable=tuple(unusable)) if unusable else chosen
 
 
 def _against_other_runtimes(chosen: Candidate, options: list[Candidate]) -> Candidate:
@@ -175,7 +172,7 @@ def _against_other_runtimes(chosen: Candidate, options: list[Candidate]) -> Cand
         return chosen
     ratios = ", ".join(f"{c.value('latency_ms') / mine.value:.2f}x the latency on {c.variant.label}" for c in others)
     note = f"{chosen.variant.label} measured against the other runtimes here: {ratios}"
-    return replace(chosen, variant_note="; ".join(n for n in (chosen.variant_note, note) if n))
+    return chosen._replace(variant_note="; ".join(n for n in (chosen.variant_note, note) if n))
 
 
 def _on_gpu(profiles: list[Profile], model: str, tag: str, preset: Preset) -> bool:
@@ -204,7 +201,7 @@ def preference_order(preset: Preset) -> list[Variant]:
 def _choose(options: list[Candidate], preset: Preset, base: Candidate, unusable: list[str]) -> Candidate:
     """The first variant that fits, unless a verified graph that fits ranks better; else the smallest."""
     if not options:
-        return replace(base, violations=(f"no deployable variant of the {len(unusable)} allowed",), excess=float("inf"))
+        return base._replace(violations=(f"no deployable variant of the {len(unusable)} allowed",), excess=float("inf"))
     fitting = [c for c in options if c.fits]
     if fitting:
         first, sort = fitting[0], preset.sort
@@ -530,7 +527,7 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
                      f"vischoose profile --target {preset.name} --runtime onnxruntime --precision int8 MODEL")
     return Recommendation(target=preset.name, chosen=chosen, reason=reason,
                           runners_up=[c for c in fitting if c is not chosen], rejected=rejected,
-                          pareto=pareto_front(cands), preset=preset, notes=notes)
+                          pareto=pareto_front(cands), preset=preset, notes=tuple(notes))
 
 
 def dominated_by(cand: Candidate, others: list[Candidate]) -> list[Candidate]:

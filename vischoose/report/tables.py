@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 import typer
@@ -119,7 +118,7 @@ def recommendation_dict(rec) -> dict[str, Any]:
 
 def show_recommendation(rec, top: int, as_json: bool) -> None:
     """The recommendation, the runners-up, every rejection with its reason, and the Pareto front."""
-    rec = replace(rec, runners_up=rec.runners_up[:top - 1])  # --top counts the chosen model
+    rec = rec._replace(runners_up=rec.runners_up[:top - 1])  # --top counts the chosen model
     if as_json:
         emit_json("recommendation", recommendation_dict(rec))
         return

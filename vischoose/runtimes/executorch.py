@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 RECIPE = "xnnpack-pt2e-symmetric-per-channel"
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
-OPERATOR = re.compile(r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?")
+OPERATOR = r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"  # compiled on first use (re caches it): start-up
 DELEGATE_CALL = "executorch_call_delegate"
 
 
@@ -342,7 +342,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 def _deploy_error(loaded: "LoadedModel", step: str, err: BaseException) -> DeployError:
-    found = OPERATOR.search(str(err))
+    found = re.search(OPERATOR, str(err))
     operator_part = f" at operator {found.group(0)}" if found else ""
     return DeployError(f"{step} of {loaded.tag} for ExecuTorch failed{operator_part}: {artifacts.first_line(err)}",
                        hint="Ship another runtime (--runtime onnxruntime), or set VISCHOOSE_DEBUG=1 for the traceback.")

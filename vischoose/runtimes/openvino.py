@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}  # int8: what stays unquantized runs in f32
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
-OPERATOR = re.compile(r"(?:aten|prim|torchvision)::[A-Za-z0-9_]+")
+OPERATOR = r"(?:aten|prim|torchvision)::[A-Za-z0-9_]+"  # compiled on first use (re caches it): start-up
 
 
 class OpenVino(Runtime):
@@ -245,7 +245,7 @@ def _convert(loaded: "LoadedModel", input_size: int) -> Any:
         with torch.no_grad():
             return ov.convert_model(loaded.model, example_input=example, input=[-1, 3, input_size, input_size])
     except (frontend.OpConversionFailure, frontend.GeneralFailure, RuntimeError, TypeError) as err:
-        found = [op for op in OPERATOR.findall(str(err)) if op != "prim::Constant"]  # constants feed the failed op
+        found = [op for op in re.findall(OPERATOR, str(err)) if op != "prim::Constant"]  # constants feed the failed op
         operators = f" at operator {', '.join(dict.fromkeys(found))}" if found else ""
         raise DeployError(f"Converting {loaded.tag} to OpenVINO failed{operators}: {artifacts.first_line(err)}",
                           hint="Ship another runtime (--runtime onnxruntime), or set VISCHOOSE_DEBUG=1 for the "
