@@ -139,17 +139,10 @@ def measure_for_estimates(home: Path, budget: float, csv_out: Path | None) -> No
 
 
 def startup(n: int = 10) -> tuple[float, float]:
-    def median_of(cmd: list[str]) -> float:
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            subprocess.run(cmd, capture_output=True, check=True)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["VISCHOOSE_HOME"] = home
-        rec = median_of([sys.executable, "-m", "vischoose", "recommend", *TARGET])
-    return rec, median_of([sys.executable, "-c", "import typer"])
+    """recommend on the catalog and `import typer`, alternated (bench/recommend_speed.py's measurement)."""
+    from recommend_speed import measure  # bench/ is on sys.path: this script runs from it
+
+    return measure(n)
 
 
 def threads_ratio(budget: float, rounds: int = 3) -> tuple[float, float]:
@@ -205,7 +198,7 @@ def main() -> None:
             report_estimates(stored(full))
     rec_s, typer_s = startup()
     print(f"recommend (no measuring): {1e3 * rec_s:.0f} ms vs import typer {1e3 * typer_s:.0f} ms = "
-          f"{rec_s / typer_s:.2f}x (median of 10 each)")
+          f"{rec_s / typer_s:.2f}x (median of 10 each, alternated)")
     at_preset, at_cores = threads_ratio(min(args.time_budget, 10.0))
     print(f"resnet18 batch-1 p50 at mobile's threads (capped): {at_preset:.1f} ms; at the core count: "
           f"{at_cores:.1f} ms = {at_preset / at_cores:.2f}x (median of 3 alternated)")

@@ -27,18 +27,23 @@ def wall(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15)
-    args = parser.parse_args()
+def measure(runs: int) -> tuple[float, float]:
+    """Median wall seconds of recommend and of `import typer`, alternated `runs` times after one warm-up each."""
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "VISCHOOSE_HOME": home}
         wall(RECOMMEND, env), wall(TYPER, env)  # warm the file cache (and create the empty store)
         rec, typ = [], []
-        for _ in range(args.runs):
+        for _ in range(runs):
             rec.append(wall(RECOMMEND, env))
             typ.append(wall(TYPER, env))
-    r, t = statistics.median(rec), statistics.median(typ)
+    return statistics.median(rec), statistics.median(typ)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    r, t = measure(args.runs)
     print(f"python {sys.version.split()[0]}, {args.runs} alternating runs each, wall time per process (median):")
     print(f"  vischoose recommend --budget-mb 150 --target mobile : {r * 1000:7.1f} ms")
     print(f"  python -c 'import typer'                            : {t * 1000:7.1f} ms")
