@@ -50,10 +50,10 @@ class Fit:
         return self.scale * gflops ** self.exponent
 
     def describe(self) -> str:
-        """'GFLOPs / 205 GFLOP/s' for one rate, '4.1 ms x GFLOPs^0.85' for a curve."""
+        """'1000 x GFLOPs / 205 GFLOP/s' for one rate, '4.1 x GFLOPs^0.85' for a curve (both in ms)."""
         if self.exponent == 1.0:
-            return f"GFLOPs / {1000.0 / self.scale:,.0f} GFLOP/s"
-        return f"{self.scale:.3g} ms x GFLOPs^{self.exponent:.2f}"
+            return f"1000 x GFLOPs / {1000.0 / self.scale:,.0f} GFLOP/s"
+        return f"{self.scale:.3g} x GFLOPs^{self.exponent:.2f}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class LocalEstimate:
         runtime, dtype, family = group
         error = f"expected error +-{100 * self.loo_error:.0f}% (leave-one-out over them)" if self.loo_error \
             is not None else "error unknown (one model measured)"
-        return (f"{self.fit.describe()} effective, from {self.models} {family} model(s) measured here at {runtime} "
+        return (f"ms = {self.fit.describe()}, fitted to {self.models} {family} model(s) measured here at {runtime} "
                 f"{dtype}; {error}")
 
 
