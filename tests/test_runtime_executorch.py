@@ -161,8 +161,8 @@ def test_a_built_program_opened_as_written_reads_its_shape_and_runs_the_same(bui
 @pytest.mark.slow
 def test_ranks_pt2e_layers_and_keeps_the_excluded_modules_in_float(tmp_path):
     """ExecuTorch (random weights): every conv and linear module is ranked, by module name; the two worst,
-    excluded, stay float in PT2E's graph while the rest stay int8, and the program built so runs and differs from
-    plain int8."""
+    excluded, stay float in PT2E's graph while the rest stay int8, and the program built so runs and carries their
+    weights in float."""
     import numpy as np
     import torch
 
@@ -182,8 +182,14 @@ def test_ranks_pt2e_layers_and_keeps_the_excluded_modules_in_float(tmp_path):
     assert set(pt2e.layers(pt2e.converted(program, images, kept), quantized_only=True)) == convs - set(kept)
     mixed = runtime.build_excluding(loaded, plain, tmp_path / "net-mixed.pte", images, kept)
     batch = verdict.random_batch(size, n=2, seed=5)
-    logits = {a.path: runtime.session(a, THREADS)(batch) for a in (plain, mixed)}
-    assert np.isfinite(logits[mixed.path]).all() and not np.array_equal(logits[mixed.path], logits[plain.path])
+    assert np.isfinite(runtime.session(mixed, THREADS)(batch)).all()
+    # the kept layers' weights are 4 bytes a parameter in the program instead of 1. (Their logits may equal plain
+    # int8's to the bit: the next layer still quantizes a kept layer's output, and with random weights the int8
+    # weight error is often below that step; 4 of 6 random models here.)
+    modules = dict(loaded.model.named_modules())
+    kept_params = sum(modules[name].weight.numel() for name in kept)
+    grown = (tmp_path / "net-mixed.pte").stat().st_size - (tmp_path / "net-int8.pte").stat().st_size
+    assert grown >= 2 * kept_params
 
 
 def _std_stem():
