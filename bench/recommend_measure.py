@@ -83,31 +83,14 @@ def report_estimates(rows: list) -> None:
 
 
 def rows_from_csv(path: Path) -> list:
-    """Profiles back from a --rows-csv file (empty cells are missing figures)."""
+    """Profiles back from a --rows-csv file, each cell coerced to its field's type as `vischoose results import`
+    does."""
     import csv
-    import dataclasses
 
-    from vischoose.results.records import Profile
+    from vischoose.results.exchange import record_from_dict
 
-    kinds = {f.name: f.type for f in dataclasses.fields(Profile)}
-    rows = []
     with path.open(newline="") as fh:
-        for raw in csv.DictReader(fh):
-            data: dict = {}
-            for key, text in raw.items():
-                kind = str(kinds.get(key, "str"))
-                if text == "" and "None" in kind:
-                    data[key] = None
-                elif kind.startswith("int"):
-                    data[key] = int(text)
-                elif kind.startswith("float"):
-                    data[key] = float(text)
-                elif kind.startswith("bool"):
-                    data[key] = text == "True"
-                else:
-                    data[key] = text
-            rows.append(Profile.from_dict(data))
-    return rows
+        return [record_from_dict("profile", raw) for raw in csv.DictReader(fh)]
 
 
 def measure_for_estimates(home: Path, budget: float, csv_out: Path | None) -> None:
