@@ -83,7 +83,7 @@ class ExecuTorch(Runtime):
         from vischoose.runtimes import pt2e
 
         example = (torch.zeros(1, 3, int8.input_size, int8.input_size),)
-        with torch.no_grad(), unfused_attention(loaded.model):
+        with torch.no_grad(), exportable(loaded.model):  # the graph build_excluding quantizes, module names alike
             module = _export(loaded, example).module()
             try:
                 return pt2e.rank_layers(pt2e.float_reference(module),
@@ -103,7 +103,7 @@ class ExecuTorch(Runtime):
         example = (torch.zeros(1, 3, input_size, input_size),)
         start = time.perf_counter()
         quantized: dict[str, Any] = {}
-        with torch.no_grad(), unfused_attention(loaded.model) as unfused, standardized_convs(loaded.model) as std:
+        with torch.no_grad(), exportable(loaded.model) as (unfused, std):
             program = _export(loaded, example)
             if precision == "int8":
                 program, quantized = _quantize(loaded, program, example, calibration, input_size, exclude)
@@ -196,6 +196,14 @@ def _set_threadpool(portable_lib: Any, threads: int | None) -> None:
         raise DeployError(f"ExecuTorch's thread pool size is fixed at {current} in this process once a program "
                           f"has loaded (XNNPACK holds it); measure {threads} threads in a new process.")
     portable_lib._unsafe_reset_threadpool(threads)  # exactly `threads` workers (the default is one per core)
+
+
+@contextlib.contextmanager
+def exportable(model: "torch.nn.Module") -> Iterator[tuple[int, int]]:
+    """The model as ExecuTorch builds it: attention unfused and weight standardisation done (yields how many of
+    each); every export of this runtime goes through here, so ranking and building see the same graph."""
+    with unfused_attention(model) as unfused, standardized_convs(model) as std:
+        yield unfused, std
 
 
 @contextlib.contextmanager
