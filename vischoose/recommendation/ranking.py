@@ -517,8 +517,8 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
     notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
     notes += dominance_note(chosen, fitting, reason)
     if any(f.source == "estimated" for c in cands for f in c.figures.values()):
-        notes.append("estimated figures come from this machine's measured rate of the same family and runtime where "
-                     "there is one, else are scaled from published ones: run vischoose profile "
+        notes.append("estimated figures are fitted to the models of the same family, runtime and precision measured on "
+                     "this machine where there are some, else are scaled from published ones: run vischoose profile "
                      f"--target {preset.name} (or recommend --measure) to measure them here")
     if any(c.variant.precision == "int8" and c.figures.get("memory_mb", Figure(0, "")).source == "estimated"
            for c in fitting):
