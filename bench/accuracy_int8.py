@@ -48,10 +48,10 @@ def lite0(cache: Path):
 def parts(loaded, runtime, fp32, folder: Path):
     """The photos split for layer choice and held out, with true labels and with fp32's own."""
     from tests import realweights
+    from vischoose.deploy import accuracy
     from vischoose.inference.calibration import preprocessing, transform_for
     from vischoose.inference.datasets import read_dataset
     from vischoose.inference.prediction import class_labels
-    from vischoose.runtimes import accuracy
 
     photos = realweights.labelled_folder(folder / "photos")
     labelled = read_dataset(photos, class_labels(loaded.pretrained_cfg, 1000), 1000)
@@ -64,8 +64,8 @@ def parts(loaded, runtime, fp32, folder: Path):
 
 
 def row(label: str, runtime, artifact, fp32_pred, held, reverted: str, budget_s: float) -> list[str]:
-    from vischoose.runtimes import accuracy
-    from vischoose.runtimes.verdict import random_batch
+    from vischoose.deploy import accuracy
+    from vischoose.runtimes.agreement import random_batch
 
     forward = runtime.session(artifact, THREADS)
     agree = 100.0 * float((forward(held.batch).argmax(axis=-1) == fp32_pred).mean())
@@ -78,7 +78,7 @@ def row(label: str, runtime, artifact, fp32_pred, held, reverted: str, budget_s:
 
 
 def run_labelling(runtime, loaded, fp32, plain, choice, held, folder: Path, budget_s: float) -> list[list[str]]:
-    from vischoose.runtimes import accuracy
+    from vischoose.deploy import accuracy
 
     fp32_pred = runtime.session(fp32, None)(held.batch).argmax(axis=-1)
     rows = [row("fp32", runtime, fp32, fp32_pred, held, "-", budget_s),
@@ -105,13 +105,13 @@ def main() -> None:
     import torch
 
     from vischoose.report.tables import table
-    from vischoose.runtimes import export
+    from vischoose.runtimes import registry
 
     torch.set_num_threads(THREADS)
     cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_name()).strip("-").lower()
-    if args.format not in export.formats():
-        parser.error(f"--format {args.format}: choose one of {', '.join(export.formats())}")
-    runtime = export.formats()[args.format]
+    if args.format not in registry.formats():
+        parser.error(f"--format {args.format}: choose one of {', '.join(registry.formats())}")
+    runtime = registry.formats()[args.format]
     named = "" if args.format == "onnx" else f"{args.format}-"
     out = Path(__file__).parent / "results" / f"accuracy-int8-{named}{cpu}-{THREADS}threads.txt"
     lines: list[str] = []

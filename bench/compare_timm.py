@@ -74,7 +74,7 @@ def main() -> None:
 
     import torch
 
-    from vischoose.measure import machine
+    from vischoose import machine
     from vischoose.models import catalog
 
     print(f"{machine.cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch {BATCH}")

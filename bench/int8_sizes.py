@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vischoose.models import catalog
 from vischoose.models.catalog import MIB  # noqa: E402
-from vischoose.report import tables as report  # noqa: E402
 from vischoose.models.family import model_family
+from vischoose.report import tables as report  # noqa: E402
 from vischoose.runtimes import ortbuild as deploy
 
 

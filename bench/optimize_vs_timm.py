@@ -62,7 +62,8 @@ def main() -> None:
         print(f"{plain_timm_img_s(args.plain[0], int(args.plain[1]), args.plain[2]):.4f}")
         return
 
-    from vischoose.measure import machine, optimize
+    from vischoose import machine
+    from vischoose.measure import optimize
     from vischoose.measure import options as protocol
     from vischoose.models import catalog
 

@@ -97,7 +97,7 @@ def measure_for_estimates(home: Path, budget: float, csv_out: Path | None) -> No
     """Batch-1 p90 of every catalog model at torch fp32 and each of mobile's [deploy] variants (kept in `home`:
     graphs are built once, a re-run only times them), then the estimates' error against them."""
     from vischoose.models import catalog
-    from vischoose.recommendation.presets import load_preset
+    from vischoose.presets import load_preset
 
     models = list(catalog.load())
     variants = [("torch", "fp32")] + [(v.runtime, v.precision) for v in load_preset("mobile").variants]
@@ -123,7 +123,9 @@ def measure_for_estimates(home: Path, budget: float, csv_out: Path | None) -> No
 
 def startup(n: int = 10) -> tuple[float, float]:
     """recommend on the catalog and `import typer`, alternated (bench/recommend_speed.py's measurement)."""
-    from recommend_speed import measure  # bench/ is on sys.path: this script runs from it
+    from recommend_speed import (
+        measure,  # bench/ is on sys.path: this script runs from it
+    )
 
     return measure(n)
 
@@ -158,7 +160,7 @@ def main() -> None:
         report_estimates(rows_from_csv(args.from_csv))
         return
     budget = ["--time-budget", str(args.time_budget)]
-    from vischoose.measure import machine
+    from vischoose import machine
 
     print(f"machine: {machine.cpu_name()}, {os.cpu_count()} cores; time budget {args.time_budget} s per variant")
     if args.estimates:

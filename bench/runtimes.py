@@ -18,13 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vischoose.measure import machine
-from vischoose.measure.timing import time_call
+from vischoose import machine
+from vischoose.measure.timing import time_call, time_eager
 from vischoose.models.catalog import MIB  # noqa: E402
-from vischoose.report import tables as report  # noqa: E402
 from vischoose.models.family import model_family
+from vischoose.report import tables as report  # noqa: E402
 from vischoose.runtimes import ortbuild as deploy
-from vischoose.runtimes.torch_eager import time_eager
 
 TARGETS = (  # (model, runtime, batch, at least this many times eager fp32)
     ("resnet50", "ORT int8", 8, 4.5),

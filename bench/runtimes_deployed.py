@@ -101,7 +101,8 @@ def main() -> None:
     import torch
 
     from vischoose.models.loading import load_model
-    from vischoose.runtimes.verdict import agreement, eager_logits, random_batch
+    from vischoose.runtimes.agreement import compare as agreement
+    from vischoose.runtimes.agreement import eager_logits, random_batch
 
     torch.set_num_threads(THREADS)
     cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_name()).strip("-").lower()

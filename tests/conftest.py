@@ -119,7 +119,7 @@ def shared_graphs(shared_graph_folder, monkeypatch) -> Path:
     """One graph cache for every test that asks for it (VISCHOOSE_GRAPH_CACHE), so real Lite0 is exported to a
     runtime once per session (per xdist worker) by the tests whose subject is what the graph does, not building it.
     Tests about building, failing to build or the cache itself keep the empty cache under their own home."""
-    from vischoose.runtimes import graphcache
+    from vischoose.deploy import graphcache
 
     monkeypatch.setenv(graphcache.ENV, str(shared_graph_folder))
     return shared_graph_folder

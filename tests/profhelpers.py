@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vischoose.measure import machine
+from vischoose import machine
 from vischoose.measure.peak import PEAK_CACHE_FILE, peak_key
 
 SEEDED_PEAK_GFLOPS_S = 10_000.0  # above what this CPU reaches: a peak the model beats is dropped as stale

@@ -1,4 +1,4 @@
-"""Accuracy-aware int8 (runtimes.accuracy, runtimes.sensitivity, export --max-accuracy-drop).
+"""Accuracy-aware int8 (deploy.accuracy, runtimes.sensitivity, export --max-accuracy-drop).
 
 The slow tests share one session-scoped fp32 export of real EfficientNet-Lite0 weights and the real-photo folder.
 They check the rule, never a count of layers: within the limit on the held-out images, or rejected with the best
@@ -14,13 +14,15 @@ import pytest
 
 from tests.test_recommend_data import INT8_PRESET
 from vischoose.cli import app
+from vischoose.deploy import accuracy, export, graphcache
 from vischoose.inference.datasets import Sample
-from vischoose.runtimes import accuracy, export, graphcache
+from vischoose.report.flags import flag_of
+from vischoose.runtimes import registry
 
 SLOW_LIMIT_S = 90
 
 
-REVERTING = [f for f, r in export.formats().items() if r.reverts_layers]
+REVERTING = [f for f, r in registry.formats().items() if r.reverts_layers]
 SLOW_BUILDS = {"pte"}  # an ExecuTorch Lite0 int8 build takes 40-50 s here: ranked and excluded on a tiny model only
 
 
@@ -35,7 +37,7 @@ def lite0_graphs_for(fmt, folder, lite0_files, shared_graph_folder):
     from vischoose.inference.prediction import class_labels
     from vischoose.models.loading import load_model
 
-    runtime = export.formats()[fmt]
+    runtime = registry.formats()[fmt]
     with pytest.MonkeyPatch.context() as mp:
         cache = folder / "hf-cache"
         cache.mkdir()
@@ -71,7 +73,7 @@ def lite0_graphs(tmp_path_factory, lite0_files, shared_graph_folder):
 @pytest.fixture(scope="session", params=[f for f in REVERTING if f not in SLOW_BUILDS])
 def reverting_graphs(request, tmp_path_factory, lite0_files, shared_graph_folder):
     """Real Lite0 in each runtime that reverts layers (lite0_graphs_for), skipped where its int8 cannot run."""
-    runtime = export.formats()[request.param]
+    runtime = registry.formats()[request.param]
     if runtime.missing() or runtime.precision_supported("int8"):
         pytest.skip(f"{runtime.title} int8 cannot run here")
     if request.param == "onnx":
@@ -168,14 +170,14 @@ def test_revert_sizes_double_then_take_all_within_the_cap():
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--precision", "int8", "--max-accuracy-drop", "1"],
-     "Error: --max-accuracy-drop needs --data DIR: labelled images to measure the top-1 drop on.\n"),
+     "Error: --max-accuracy-drop is measured on labelled images: it needs --data.\n"),
     (["--precision", "fp32", "--max-accuracy-drop", "1", "--data", "."],
      "Error: --max-accuracy-drop applies to --precision int8, not --precision fp32.\n"),
     (["--precision", "int8", "--data", "."],
      "Error: --data is the labelled images for --max-accuracy-drop: give both, or neither.\n"),
     (["--precision", "int8", "--max-accuracy-drop", "-1", "--data", "."],
      "Error: --max-accuracy-drop is top-1 points int8 may lose, 0 or more (got -1).\n"),
-    (["--precision", "int8", "--labels", "map.csv"], "Error: --labels maps the classes of --data: it needs --data DIR.\n"),
+    (["--precision", "int8", "--labels", "map.csv"], "Error: --labels maps the classes of --data: it needs --data.\n"),
 ])
 def test_accuracy_option_errors(runner, tmp_path, extra, message):
     result = runner.invoke(app, ["export", "tf_efficientnet_lite0.in1k", "--out", str(tmp_path / "m.onnx"), *extra])
@@ -185,7 +187,7 @@ def test_accuracy_option_errors(runner, tmp_path, extra, message):
 
 
 def test_accuracy_drop_needs_a_runtime_that_reverts_layers(runner, tmp_path, monkeypatch):
-    runtime = export.formats()["pte"]
+    runtime = registry.formats()["pte"]
     monkeypatch.setattr(type(runtime), "reverts_layers", False)
     if runtime.missing():
         pytest.skip(runtime.missing())
@@ -278,13 +280,13 @@ def test_dynamic_recipe_ranks_and_keeps_matmuls_in_float(tmp_path):
     import onnx
 
     from vischoose.models.loading import load_model
-    from vischoose.runtimes import verdict
+    from vischoose.runtimes import agreement
 
     loaded = load_model("test_vit.r160_in1k", weights="random")
-    runtime = export.formats()["onnx"]
+    runtime = registry.formats()["onnx"]
     fp32 = runtime.build(loaded, "fp32", tmp_path / "vit.onnx", loaded.input_size, None)
     plain = runtime.build_excluding(loaded, fp32, tmp_path / "vit-int8.onnx", None, ())
-    ranked = runtime.rank_layers(loaded, fp32, plain, verdict.random_batch(loaded.input_size, n=2), None)
+    ranked = runtime.rank_layers(loaded, fp32, plain, agreement.random_batch(loaded.input_size, n=2), None)
     assert ranked and {layer.op for layer in ranked} <= {"MatMul", "Gemm"}  # the patch Conv stays float anyway
     assert [layer.added_db for layer in ranked] == sorted((layer.added_db for layer in ranked), reverse=True)
     kept = {layer.node for layer in ranked[:2]}
@@ -299,7 +301,7 @@ def test_dynamic_recipe_ranks_and_keeps_matmuls_in_float(tmp_path):
 
 
 def rejected_report() -> export.ExportReport:
-    from vischoose.runtimes.verdict import Agreement
+    from vischoose.runtimes.agreement import Agreement
 
     aware = accuracy.AccuracyAware(
         max_drop_pts=1.0, met=False, reverted=("node_Conv_1",), reverted_weights=("conv_stem.weight",),
@@ -318,7 +320,7 @@ def test_rejection_message_names_the_best_drop():
 
     with pytest.raises(DeployError) as err:
         export.require_written(rejected_report())
-    assert str(err.value) == (
+    assert err.value.render(flag_of)[0] == (
         "No int8 graph of m.t keeps top-1 within --max-accuracy-drop 1 points: the best found (1 of 50 layers in "
         "float, 2 quantizations) drops it by 25.0 points on 4 held-out images (0.0 on the 5 that chose the "
         "layers); nothing was written.")

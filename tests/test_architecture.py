@@ -1,4 +1,5 @@
-"""The layout's rules, checked with ast on the source: no import cycles among vischoose's modules, no import of
+"""The layout's rules, checked with ast on the source: packages import only the layers below them (the order
+ARCHITECTURE.md declares; function-local imports count), no import cycles among vischoose's modules, no import of
 another module's private names, no runtime name written outside runtimes/ and the CLI, functions under 40 lines and
 CLI commands under 20. The checker is also run on a small package with each fault planted, so it can fail."""
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vischoose"
+ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
 RUNTIME_WORDS = {"onnxruntime", "executorch", "openvino", "tensorrt", "coreml", "tflite"}
 MAX_FUNCTION_LINES, MAX_COMMAND_LINES = 40, 20
 
@@ -19,6 +21,21 @@ class Findings:
     private_imports: list[str] = field(default_factory=list)
     runtime_literals: list[str] = field(default_factory=list)
     long_functions: list[str] = field(default_factory=list)
+    upward_imports: list[str] = field(default_factory=list)
+
+
+def declared_layers(text: str) -> list[str]:
+    """The layers, bottom first, from the ```layers block of ARCHITECTURE.md: one package (or top-level module) per
+    line, `name  what it holds`."""
+    block = text.split("```layers\n", 1)[1].split("```", 1)[0]
+    return [line.split()[0] for line in block.splitlines() if line.strip()]
+
+
+def layer_of(module: str) -> str:
+    """The layer a module belongs to: its top-level package or module under the root package (the root itself:
+    the public API, above everything)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else parts[0]
 
 
 def modules(package: Path) -> dict[str, Path]:
@@ -67,14 +84,15 @@ def owner(name: str, known: dict[str, Path]) -> str | None:
     return name or None
 
 
-def check(package: Path) -> Findings:
-    """Every rule's offenders in a package."""
+def check(package: Path, layers: list[str] | None = None) -> Findings:
+    """Every rule's offenders in a package; with layers (bottom first), every import of a higher layer too."""
     known, findings = modules(package), Findings()
+    rank = {name: i for i, name in enumerate(layers or [])}
     edges: dict[str, set[str]] = {m: set() for m in known}
     for name, path in known.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         skip, rel = type_checking_nodes(tree), path.relative_to(package.parent)
-        in_runtimes, is_cli = ".runtimes" in f".{name}", name.split(".")[-1] == "cli"
+        in_runtimes, is_cli = ".runtimes" in f".{name}", ".cli" in f".{name}"
         for node in ast.walk(tree):
             if id(node) in skip:
                 continue
@@ -83,6 +101,7 @@ def check(package: Path) -> Findings:
                     mod = owner(target, known)
                     if mod and mod != name:
                         edges[name].add(mod)
+                        _layered(name, mod, rank, f"{rel}:{node.lineno}", findings)
                         if taken and taken.startswith("_") and not taken.startswith("__"):
                             findings.private_imports.append(f"{rel}:{node.lineno} imports {taken} from {mod}")
             elif isinstance(node, ast.Constant) and node.value in RUNTIME_WORDS and not (in_runtimes or is_cli):
@@ -91,6 +110,21 @@ def check(package: Path) -> Findings:
                 _length(node, rel, findings)
     findings.cycles = cycles(edges)
     return findings
+
+
+def _layered(module: str, target: str, rank: dict[str, int], where: str, findings: Findings) -> None:
+    """An import is upward when the imported module's layer is above the importer's (the root package, the public
+    API, is above every layer; a layer missing from the list is an error of the list)."""
+    if not rank:
+        return
+    top = len(rank)
+    here, there = layer_of(module), layer_of(target)
+    root = module.split(".")[0]
+    mine, theirs = (rank.get(name, top if name == root else -1) for name in (here, there))
+    if mine < 0 or theirs < 0:
+        findings.upward_imports.append(f"{where} {module} or {target}: layer not declared")
+    elif theirs > mine:
+        findings.upward_imports.append(f"{where} {module} ({here}) imports {target} ({there})")
 
 
 def _length(fn: ast.FunctionDef | ast.AsyncFunctionDef, rel: Path, findings: Findings) -> None:
@@ -139,6 +173,16 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def test_packages_import_only_the_layers_below_them():
+    assert check(PACKAGE, declared_layers(ARCHITECTURE.read_text())).upward_imports == []
+
+
+def test_every_package_is_a_declared_layer():
+    layers = declared_layers(ARCHITECTURE.read_text())
+    assert len(layers) == len(set(layers))
+    assert {layer_of(m) for m in modules(PACKAGE)} - {"vischoose"} == set(layers)
+
+
 def test_vischoose_has_no_import_cycles():
     assert check(PACKAGE).cycles == []
 
@@ -171,3 +215,16 @@ def test_the_checker_finds_each_planted_fault(tmp_path):
     assert found.private_imports == ["pkg/a.py:2 imports _hidden from pkg.b"]
     assert found.runtime_literals == ["pkg/a.py:3 'openvino'"]
     assert [f.split()[1] for f in found.long_functions] == ["long", "cmd"]
+
+
+def test_the_checker_finds_a_planted_upward_import(tmp_path):
+    pkg = tmp_path / "pkg"
+    for sub in ("low", "high"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("from pkg.high import mod\n")  # the root (API) may import any layer
+    (pkg / "high" / "mod.py").write_text("from pkg.low import base\n")  # downward: fine
+    (pkg / "low" / "base.py").write_text("def f():\n    from pkg.high import mod  # function-local, still upward\n")
+    found = check(pkg, ["low", "high"])
+    assert found.upward_imports == ["pkg/low/base.py:2 pkg.low.base (low) imports pkg.high.mod (high)"]
+    assert check(pkg, ["high", "low"]).upward_imports == ["pkg/high/mod.py:1 pkg.high.mod (high) imports pkg.low.base (low)"]

@@ -131,7 +131,7 @@ def test_calibration_folder_that_does_not_exist(runner, tmp_path):
     result = runner.invoke(app, ["export", RESNET, "--weights", "random", "--calibration", str(tmp_path / "nope"),
                                  "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2
-    assert result.stderr == (f"Error: Calibration folder {tmp_path / 'nope'} does not exist.\n"
+    assert result.stderr == (f"Error: --calibration {tmp_path / 'nope'} does not exist.\n"
                              "Hint: Give a folder of your own images (a few dozen).\n")
 
 

@@ -10,8 +10,8 @@ from tests.hubfixtures import write_model_folder
 from tests.profhelpers import seed_peak
 from vischoose.cli import app
 from vischoose.measure.runner import ProfileRun
+from vischoose.records import Profile
 from vischoose.report import profile as report_profile
-from vischoose.results.records import Profile
 
 TINY = "test_resnet.r160_in1k"
 FAST = ["--device", "cpu", "--threads", "1", "--time-budget", "0.5", "--no-save"]

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from vischoose import machine
 from vischoose.cli import app
-from vischoose.measure import machine
 from vischoose.models import catalog
-from vischoose.results.records import Profile
+from vischoose.records import Profile
 from vischoose.results.store import open_store
 
 # the built-in presets as a plain install (the README's first command) sees them: ONNX Runtime is the graph runtime

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vischoose import machine
 from vischoose.errors import DeployError, UsageError
 from vischoose.inference import calibration
 from vischoose.measure.timing import time_call
-from vischoose.models.loading import LoadedModel, load_model
-from vischoose.measure import machine
-from vischoose.runtimes import files as artifacts
 from vischoose.models.family import model_family
+from vischoose.models.loading import LoadedModel, load_model
+from vischoose.runtimes import files as artifacts
 from vischoose.runtimes import ortbuild as deploy
 from vischoose.runtimes.ortbuild import recipe_for
 
@@ -166,21 +166,21 @@ def test_unknown_family_is_a_usage_error():
 
 def test_agreement_of_identical_logits():
     ref = np.random.default_rng(1).standard_normal((4, 10))
-    found = deploy.agreement(ref, ref.copy())
+    found = deploy.compare(ref, ref.copy())
     assert found == deploy.Agreement(n_images=4, top1_agreement=1.0, max_abs_diff=0.0, cosine=pytest.approx(1.0))
 
 
 def test_agreement_counts_flipped_top1_and_reports_worst_cosine():
     ref = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
     cand = np.array([[3.0, 1.0, 0.0], [0.0, 1.0, 2.0]])  # second image: top-1 moves from class 1 to 2
-    found = deploy.agreement(ref, cand)
+    found = deploy.compare(ref, cand)
     assert found.top1_agreement == 0.5 and found.max_abs_diff == 1.0
     assert found.cosine == pytest.approx(4.0 / 5.0)
 
 
 def test_agreement_refuses_mismatched_shapes():
     with pytest.raises(DeployError, match=r"The graph's output has shape \(2, 5\), the model's \(2, 4\)\."):
-        deploy.agreement(np.zeros((2, 4)), np.zeros((2, 5)))
+        deploy.compare(np.zeros((2, 4)), np.zeros((2, 5)))
 
 
 # ---- export ---------------------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_export_writes_a_checked_graph_with_a_dynamic_batch(resnet, resnet_onnx)
     assert isinstance(session.get_inputs()[0].shape[0], str)  # symbolic batch dimension
     for n in (1, 3):
         batch = deploy.random_batch(SIZE, n=n, seed=5)
-        found = deploy.agreement(deploy.eager_logits(resnet.model, batch), deploy.run_session(session, batch))
+        found = deploy.compare(deploy.eager_logits(resnet.model, batch), deploy.run_session(session, batch))
         assert found.max_abs_diff < 1e-3
 
 
@@ -263,7 +263,7 @@ def test_static_int8_of_a_cnn_with_calibration(resnet, resnet_onnx, tmp_path):
     assert quant.recipe.name == deploy.recipe_for("convolutional").name and quant.file_mb < resnet_onnx.file_mb / 2
     assert {"QuantizeLinear", "DequantizeLinear"} <= _op_types(quant.path)
     batch = deploy.random_batch(SIZE)
-    found = deploy.agreement(deploy.eager_logits(resnet.model, batch),
+    found = deploy.compare(deploy.eager_logits(resnet.model, batch),
                              deploy.run_session(deploy.ort_session(quant.path), batch))
     assert found.cosine > 0.99
 
@@ -280,7 +280,7 @@ def test_dynamic_int8_of_a_transformer(vit, vit_onnx, tmp_path):
     ops = _op_types(quant.path)
     assert "MatMulInteger" in ops and "QLinearConv" not in ops and "QuantizeLinear" not in ops
     batch = deploy.random_batch(160)
-    found = deploy.agreement(deploy.eager_logits(vit.model, batch),
+    found = deploy.compare(deploy.eager_logits(vit.model, batch),
                              deploy.run_session(deploy.ort_session(quant.path), batch))
     assert found.cosine > 0.99
 
@@ -341,10 +341,10 @@ def test_calibration_images_are_spread_over_the_folder_and_preprocessed(tmp_path
 
 
 def test_unknown_precision_is_a_usage_error(tmp_path):
-    from vischoose.runtimes import export as exporting
+    from vischoose.requests.export import ExportRequest
 
     with pytest.raises(UsageError) as info:
-        exporting.export_model("test_resnet.r160_in1k", tmp_path / "m.onnx", precision="fp16")
+        ExportRequest("test_resnet.r160_in1k", str(tmp_path / "m.onnx"), precision="fp16")
     assert str(info.value) == "Unknown precision 'fp16' (expected one of: fp32, int8)."
 
 

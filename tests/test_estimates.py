@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from vischoose.models import catalog
+from vischoose.presets import load_preset
 from vischoose.recommendation import estimates
-from vischoose.recommendation.presets import load_preset
 from vischoose.recommendation.ranking import build_candidates
-from vischoose.results.records import Profile
+from vischoose.records import Profile
 
 
 def row(model: str, gflops_per_s: float | None = None, runtime: str = "torch", dtype: str = "float32",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from vischoose import evaluate
 from vischoose.cli import app
 from vischoose.errors import DatasetError
 from vischoose.inference import datasets
-from vischoose.inference.evaluation import evaluate
 from vischoose.inference.prediction import class_labels, predict
 
 MODEL = "test_resnet.r160_in1k"

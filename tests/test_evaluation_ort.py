@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from tests import realweights
+from vischoose import evaluate
 from vischoose.cli import app
-from vischoose.inference.evaluation import evaluate
 from vischoose.runtimes.ortbuild import recipe_for
 
 STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
@@ -153,7 +153,7 @@ def test_bad_calibration_folder(lite0, runner, photos, tmp_path, make):
     assert result.exit_code == 2
     first = result.stderr.splitlines()[0]
     if make == "missing":
-        assert result.stderr == (f"Error: Calibration folder {calib} does not exist.\n"
+        assert result.stderr == (f"Error: --calibration {calib} does not exist.\n"
                                  "Hint: Give a folder of your own images (a few dozen).\n")
     else:
         assert first.startswith(f"Error: {calib}: ") and "Traceback" not in result.stderr

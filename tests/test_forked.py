@@ -15,9 +15,9 @@ import pytest
 
 from tests.profhelpers import FAST, seed_peak
 from vischoose.measure import child, forked, process
-from vischoose.measure.options import resolve_options
-from vischoose.measure.protocol import PROGRESS_PREFIX
-from vischoose.measure.runner import child_job, run_child
+from vischoose.measure.protocol import PROGRESS_PREFIX, Job
+from vischoose.measure.runner import new_job, run_child
+from vischoose.requests.profile import ProfileRequest
 
 pytestmark = pytest.mark.skipif(not forked.available(), reason="children are forked on Linux only")
 MODEL = "test_resnet.r160_in1k"
@@ -25,26 +25,28 @@ MODEL = "test_resnet.r160_in1k"
 
 def write_job(tmp_path, name, weights="random", runtime="torch", mode="timing"):
     seed_peak(Path(os.environ["VISCHOOSE_HOME"]), threads=1)  # the timing child reads the machine peak, not measures it
-    job = {**child_job(resolve_options(**{**FAST, "weights": weights, "runtime": runtime,
-                                          "device": "cpu"}), "cpu"),
-           "model": MODEL, "batch_sizes": [1], "mode": mode, "result_path": str(tmp_path / f"{name}-result.json")}
+    request = ProfileRequest.build(**{**FAST, "weights": weights, "runtime": runtime, "device": "cpu"})
+    job = new_job(request, MODEL, "cpu", (1,)).but(mode=mode, result_path=str(tmp_path / f"{name}-result.json"))
     path = tmp_path / f"{name}-job.json"
-    path.write_text(json.dumps(job))
+    path.write_text(job.to_json())
     return str(path), job
 
 
 def result_of(job):
-    with open(job["result_path"]) as fh:
+    with open(job.result_path) as fh:
         return json.load(fh)
 
 
 def test_jobs_that_import_torch_fork_and_a_graphs_measurements_start_fresh():
-    assert child.forkable({"runtime": "torch", "mode": "timing"})
-    assert child.forkable({"runtime": "torch", "mode": "memory"})
-    assert child.forkable({"runtime": "torch", "mode": "trial"})
-    assert child.forkable({"runtime": "onnxruntime", "mode": "build"})
-    assert not child.forkable({"runtime": "onnxruntime", "mode": "timing"})  # no torch, as deployed
-    assert not child.forkable({"runtime": "onnxruntime", "mode": "memory"})
+    def job(runtime: str, mode: str) -> Job:
+        return new_job(ProfileRequest(runtime=runtime, device="cpu"), MODEL, "cpu", (1,)).but(mode=mode)
+
+    assert child.forkable(job("torch", "timing"))
+    assert child.forkable(job("torch", "memory"))
+    assert child.forkable(job("torch", "trial"))
+    assert child.forkable(job("onnxruntime", "build"))
+    assert not child.forkable(job("onnxruntime", "timing"))  # no torch, as deployed
+    assert not child.forkable(job("onnxruntime", "memory"))
 
 
 def test_the_resident_library_pages_are_found():
@@ -60,11 +62,11 @@ def test_a_forked_child_has_the_resident_memory_of_a_fresh_one(isolated_home, mo
     from vischoose.measure.runner import profile_models
 
     seed_peak(isolated_home, threads=1)
-    options = resolve_options(batch_sizes=[1], **FAST)
+    options = ProfileRequest.build(models=(MODEL,), batch_sizes=[1], **FAST)
     baselines = {}
     for fork in (False, True):
         monkeypatch.setattr(forked, "available", lambda fork=fork: fork)
-        (run,) = profile_models([MODEL], options, save=False)
+        (run,) = profile_models(options)
         assert run.profile.ok and run.profile.peak_memory_mb > 0
         baselines[fork] = run.detail["baseline_rss_mb"]
     assert baselines[True] == pytest.approx(baselines[False], rel=0.1)

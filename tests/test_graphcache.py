@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vischoose.deploy import graphcache
 from vischoose.models.loading import load_model
-from vischoose.runtimes import graphcache, registry
+from vischoose.runtimes import registry
 
 SIZE = 64
 

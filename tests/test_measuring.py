@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from vischoose.models import catalog
+from vischoose.presets import load_preset
 from vischoose.recommendation import measuring
-from vischoose.recommendation.presets import load_preset
 from vischoose.recommendation.ranking import build_candidates, recommend
-from vischoose.results.records import Profile
+from vischoose.records import Profile
 
 PRESET = """
 name = "phone"
@@ -146,8 +146,9 @@ def test_the_planned_runs_bound_what_is_still_measured(preset, mode):
 
 def test_the_progress_line_gives_the_run_its_bound_and_an_eta(preset, capsys):
     from vischoose.recommendation import pipeline
+    from vischoose.report.profile import ProfileProgress
 
-    measurer = pipeline._Measurer(preset, show_progress=True, time_budget_s=1.0)
+    measurer = pipeline._Measurer(preset, ProfileProgress(), time_budget_s=1.0)
     measurer.runs, measurer.started = 2, measurer.started - 60.0  # two runs took 60 s: 30 s each
     measurer.plan(3)
     measurer._progress(preset.plain)("resnet50", "timing", 10.0)

@@ -9,10 +9,12 @@ import pytest
 from tests.profhelpers import seed_peak
 from vischoose.cli import app
 from vischoose.measure import optimize, peak
-from vischoose.measure import options as protocol
 from vischoose.measure import runner as profiling
 from vischoose.measure.optimize import Setting as Variant
 from vischoose.measure.optimize import Trial
+from vischoose.measure.protocol import Job
+from vischoose.requests.profile import ProfileRequest
+from vischoose.results.store import keep_profiles
 from vischoose.runtimes.ortbuild import recipe_for
 
 STATIC = recipe_for("convolutional").name  # static-qdq-u8s8, or -u8s7 on an x86 CPU without VNNI
@@ -58,15 +60,16 @@ def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_ho
 
     def runner(cmd, env, on_line):  # after the fp32 trial, the reference logits are replaced by shifted ones
         status = profiling.run_child(cmd, env, on_line)
-        job = json.loads(open(cmd[-1]).read())
-        if job.get("reference") and job["dtype"] == "float32" and not job["channels_last"]:
+        job = Job.from_json(open(cmd[-1]).read())
+        if job.reference and job.dtype == "float32" and not job.channels_last:
             import torch
 
-            ref = torch.load(job["reference"])
-            torch.save(ref.roll(1, dims=1), job["reference"])
+            ref = torch.load(job.reference)
+            torch.save(ref.roll(1, dims=1), job.reference)
         return status
 
-    found = optimize.optimize_models([TINY], protocol.resolve_options(**OPTS), budget_s=25, runner=runner)
+    found = optimize.optimize_models(ProfileRequest.build(models=(TINY,), **OPTS), budget_s=25, runner=runner,
+                                    keep=keep_profiles)
     (o,) = found
     plain, *others = [t for t in o.trials if t.img_s is not None]
     assert plain.variant == Variant(batch_size=8) and plain.ok and plain.top1_agreement == 1.0
@@ -128,13 +131,13 @@ def test_the_json_carries_each_trial_and_a_model_without_any_setting_fails(capsy
 def test_a_bad_budget_is_a_usage_error(runner, budget):
     result = runner.invoke(app, ["profile", TINY, "--optimize", "--time-budget", budget, "--device", "cpu"])
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"Error: Invalid time budget {float(budget)} s: it must be more than 0 seconds.")
+    assert result.stderr.startswith(f"Error: --time-budget must be more than 0 seconds (got {float(budget)}).")
 
 
 @pytest.mark.slow
 def test_onnxruntime_settings_are_tried_and_an_unverified_int8_is_never_the_best(isolated_home, tmp_path):
     seed_peaks(isolated_home)
-    s = optimize.Search(TINY, protocol.resolve_options(**OPTS), "cpu", 100.0, tmp_path, profiling.run_child, None)
+    s = optimize.Search(TINY, ProfileRequest.build(**OPTS), "cpu", 100.0, tmp_path, profiling.run_child, None)
     fp32 = s.run(Variant(batch_size=2, runtime="onnxruntime"), tmp_path / "reference.pt")
     int8 = s.run(Variant(dtype="int8", batch_size=2, runtime="onnxruntime"), tmp_path / "reference.pt")
     assert fp32.ok and fp32.top1_agreement == 1.0 and fp32.img_s > 0

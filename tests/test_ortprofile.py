@@ -11,8 +11,8 @@ import pytest
 from tests import realweights
 from tests.profhelpers import seed_peak
 from vischoose.cli import app
-from vischoose.measure.options import ProfileOptions, resolve_options
 from vischoose.measure.runner import profile_models, run_child
+from vischoose.requests.profile import ProfileRequest
 from vischoose.results.store import open_store
 from vischoose.runtimes.ortbuild import recipe_for
 
@@ -99,8 +99,9 @@ def test_a_broken_export_is_a_failed_row_not_a_crash(isolated_home, tmp_path):
             open(cmd[-1], "w").write(json.dumps(job))
         return run_child(cmd, env, on_line)
 
-    options = resolve_options(runtime="onnxruntime", device="cpu", threads=1, weights="random", time_budget_s=0.5)
-    (run,) = profile_models([TINY], options, runner=unwritable_graph_dir, save=False)
+    options = ProfileRequest.build(models=(TINY,), runtime="onnxruntime", device="cpu", threads=1, weights="random",
+                                   time_budget_s=0.5)
+    (run,) = profile_models(options, runner=unwritable_graph_dir)
     assert run.profile.error.startswith("Cannot write ") and "does not exist" in run.profile.error
     assert run.profile.runtime == "onnxruntime" and run.profile.throughput_img_s is None
 
@@ -113,9 +114,9 @@ def test_a_failed_quantization_is_a_failed_row_not_a_crash(isolated_home):
             (Path(job["graph_dir"]) / "model-int8.onnx").mkdir(parents=True)
         return run_child(cmd, env, on_line)
 
-    options = ProfileOptions(runtime="onnxruntime", dtype="int8", device="cpu", threads=1, weights="random",
+    options = ProfileRequest(models=(TINY,), runtime="onnxruntime", dtype="int8", device="cpu", threads=1, weights="random",
                              time_budget_s=0.5)
-    (run,) = profile_models([TINY], options, runner=int8_path_taken, save=False)
+    (run,) = profile_models(options, runner=int8_path_taken)
     assert run.profile.error.startswith("Cannot write ") and "model-int8.onnx: it is a folder" in run.profile.error
     assert run.profile.dtype == "int8" and run.profile.throughput_img_s is None
 
@@ -127,8 +128,8 @@ def test_a_killed_timing_child_is_that_models_error(isolated_home):
             return -9
         return run_child(cmd, env, on_line)
 
-    options = ProfileOptions(runtime="onnxruntime", device="cpu", threads=1, weights="random", time_budget_s=0.5)
-    (run,) = profile_models([TINY], options, runner=killed_timing, save=False)
+    options = ProfileRequest(models=(TINY,), runtime="onnxruntime", device="cpu", threads=1, weights="random", time_budget_s=0.5)
+    (run,) = profile_models(options, runner=killed_timing)
     assert run.profile.error.startswith("crashed: signal 9 (SIGKILL)")
     assert run.profile.file_mb is not None and run.profile.peak_memory_mb is not None  # what was measured stays
 
@@ -138,13 +139,13 @@ def test_a_killed_timing_child_is_that_models_error(isolated_home):
     (["--runtime", "onnxruntime", "--device", "cuda"], "Error: --runtime onnxruntime runs on the CPU here, not on"),
     (["--runtime", "onnxruntime", "--precision", "bf16"], "Error: --runtime onnxruntime runs fp32 or int8 graphs"),
     (["--runtime", "onnxruntime", "--channels-last"], "Error: --channels-last applies to torch, not to --runtime"),
-    (["--runtime", "onnxruntime", "--calibration", "/no/such/folder"], "Error: Calibration folder /no/such/folder "
+    (["--runtime", "onnxruntime", "--calibration", "/no/such/folder"], "Error: --calibration /no/such/folder "
                                                                        "does not exist."),
     (["--runtime", "onnxruntime", "--min-agreement", "1.5"], "Error: --min-agreement must be between 0 and 1"),
     (["--runtime", "tensorrt"], "Error: Unknown runtime 'tensorrt' (expected one of: torch, onnxruntime, executorch, openvino)."),
     (["--precision", "fp8"], "Error: Unknown precision 'fp8' (expected one of: fp32, bf16, fp16, int8)."),
     (["--precision", "fp32", "--dtype", "bfloat16"], "Error: --precision fp32 and --dtype bfloat16 disagree."),
-    (["--calibration", "."], "Error: --calibration is for --runtime onnxruntime"),
+    (["--calibration", "."], "Error: --calibration is for a deployment --runtime (onnxruntime, "),
 ])
 def test_bad_runtime_options_are_one_line_usage_errors(runner, isolated_home, args, message):
     result = runner.invoke(app, ["profile", TINY, "--no-save", *args])

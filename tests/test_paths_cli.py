@@ -68,7 +68,7 @@ def test_models_filter_keeps_the_matching_aliases_and_tags(runner):
 
 
 def test_presets_json_lists_every_preset_file(runner):
-    from vischoose.recommendation.presets import presets_dir
+    from vischoose.presets import presets_dir
 
     result = runner.invoke(app, ["presets", "--json"])
     assert result.exit_code == 0, result.stderr

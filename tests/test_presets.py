@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from vischoose.errors import PresetError
-from vischoose.recommendation.presets import Variant, list_presets, load_preset
+from vischoose.presets import Variant, list_presets, load_preset
 
 DATA = Path(__file__).parent / "data" / "presets"
 GUIDE = {"mobile": "resnet50", "cloud": "vit_l16", "experimental": "r50_vit_b16"}

@@ -8,7 +8,7 @@ import pytest
 
 from tests.test_recommendation import prof, run
 from vischoose.cli import app
-from vischoose.recommendation.presets import Variant, load_preset
+from vischoose.presets import Variant, load_preset
 from vischoose.recommendation.ranking import preference_order
 
 

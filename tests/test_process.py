@@ -10,8 +10,8 @@ import pytest
 
 from tests.profhelpers import FAST, seed_peak
 from vischoose.measure import process, timing
-from vischoose.measure.options import resolve_options
-from vischoose.measure.runner import child_job, profile_models, run_child
+from vischoose.measure.runner import new_job, profile_models, run_child
+from vischoose.requests.profile import ProfileRequest
 
 
 def test_usable_cores_follow_affinity_and_the_cgroup_quota(tmp_path):
@@ -43,9 +43,9 @@ def test_threads_are_capped_at_the_cores_and_the_note_says_so():
 
 def test_a_child_job_never_asks_for_more_threads_than_cores(monkeypatch):
     monkeypatch.setattr(process, "usable_cores", lambda *a, **k: 2)
-    job = child_job(resolve_options(threads=16, device="cpu"), "cpu")
-    assert (job["threads"], job["threads_requested"], job["threads_from"]) == (2, 16, "--threads")
-    assert process.thread_env(job["threads"])["OMP_NUM_THREADS"] == "2"
+    job = new_job(ProfileRequest.build(threads=16, device="cpu"), "m", "cpu", (1,))
+    assert (job.threads, job.threads_requested, job.threads_from) == (2, 16, "threads")
+    assert process.thread_env(job.threads)["OMP_NUM_THREADS"] == "2"
 
 
 def test_a_capped_profile_records_both_counts_and_the_note(monkeypatch, isolated_home):
@@ -57,8 +57,9 @@ def test_a_capped_profile_records_both_counts_and_the_note(monkeypatch, isolated
         seen.append((json.loads(Path(cmd[-1]).read_text())["threads"], env["OMP_NUM_THREADS"]))
         return run_child(cmd, env, on_line)
 
-    options = resolve_options("mobile", batch_sizes=[1], device="cpu", weights="random", time_budget_s=0.5)
-    (run,) = profile_models(["test_resnet.r160_in1k"], options, runner=runner, save=False)
+    options = ProfileRequest.build("mobile", models=("test_resnet.r160_in1k",), batch_sizes=[1], device="cpu",
+                                   weights="random", time_budget_s=0.5)
+    (run,) = profile_models(options, runner=runner)
     assert run.profile.ok and (run.profile.threads, run.profile.threads_requested) == (1, 4)
     assert set(seen) == {(1, "1")}
     assert any(n.startswith("mobile asks 4 threads; 1 core here: measured at 1") for n in run.notes)
@@ -102,7 +103,8 @@ def test_the_noise_rule():
 def test_the_graph_cache_key_changes_with_weights_images_precision_versions_and_metadata():
     import numpy as np
 
-    from vischoose.runtimes import graphcache, registry
+    from vischoose.deploy import graphcache
+    from vischoose.runtimes import registry
     from vischoose.runtimes.onnxruntime import OnnxRuntime
 
     ort = registry.get("onnxruntime")
@@ -126,7 +128,7 @@ def test_the_graph_cache_key_changes_with_weights_images_precision_versions_and_
 
 
 def test_the_graph_cache_folder_follows_the_environment(isolated_home, monkeypatch, tmp_path):
-    from vischoose.runtimes import graphcache
+    from vischoose.deploy import graphcache
 
     monkeypatch.delenv(graphcache.ENV, raising=False)
     assert graphcache.folder() == isolated_home / "graphs"
@@ -143,14 +145,14 @@ def test_a_graph_built_once_is_reused_and_a_changed_calibration_builds_again(iso
     photos.mkdir()
     for i in range(3):
         Image.new("RGB", (40, 30), (80 * i, 0, 0)).save(photos / f"{i}.png")
-    options = resolve_options(runtime="onnxruntime", precision="int8", calibration=str(photos), batch_sizes=[1],
+    options = ProfileRequest.build(models=("test_resnet.r160_in1k",), runtime="onnxruntime", precision="int8", calibration=str(photos), batch_sizes=[1],
                               input_size=64, **FAST)
     notes = lambda runs: [n for n in runs[0].notes if "graph cache" in n]  # noqa: E731
-    first = profile_models(["test_resnet.r160_in1k"], options, save=False)
-    again = profile_models(["test_resnet.r160_in1k"], options, save=False)
+    first = profile_models(options)
+    again = profile_models(options)
     assert first[0].profile.ok and again[0].profile.ok and not notes(first) and notes(again)
     assert again[0].profile.agreement_top1 == first[0].profile.agreement_top1
     assert len(list((isolated_home / "graphs").iterdir())) == 2  # fp32, and int8 quantized from it
     Image.new("RGB", (40, 30), (0, 0, 255)).save(photos / "3.png")
-    third = profile_models(["test_resnet.r160_in1k"], options, save=False)
+    third = profile_models(options)
     assert third[0].profile.ok and not notes(third) and len(list((isolated_home / "graphs").iterdir())) == 3

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+import vischoose
 from tests.hubfixtures import write_model_folder
 from tests.profhelpers import FAST, SEEDED_PEAK_GFLOPS_S, seed_peak
 from vischoose.errors import ProfilingError, UsageError
@@ -16,6 +17,8 @@ from vischoose.measure import peak as peak_cache
 from vischoose.measure import protocol as measure
 from vischoose.measure import rows, timing
 from vischoose.measure import runner as profiling
+from vischoose.report.flags import flag_of
+from vischoose.requests.profile import ProfileRequest
 from vischoose.runtimes import torch_eager
 
 TINY = "test_resnet.r160_in1k"
@@ -69,7 +72,7 @@ def test_flops_of_real_models_match_timm_published_gmacs(arch, size, gmacs):
     import timm
     import torch
 
-    from vischoose.models.catalog import flops_to_macs
+    from vischoose.units import flops_to_macs
 
     model = timm.create_model(arch, pretrained=False).eval()
     flops = torch_eager.count_flops(model, torch.randn(1, 3, size, size))
@@ -111,7 +114,7 @@ def test_a_cached_peak_the_model_beats_is_dropped_not_reported_as_over_100_perce
     cache = isolated_home / peak_cache.PEAK_CACHE_FILE
     key = next(iter(json.loads(cache.read_text())))
     cache.write_text(json.dumps({key: {"gflops_s": 1e-6, "kernel": "measured on a busy machine", "reps": 0}}))
-    runs = profiling.profile_models([TINY], protocol.resolve_options(batch_sizes=[2], **FAST), save=False)
+    runs = profiling.profile_models(ProfileRequest.build(models=(TINY,), batch_sizes=[2], **FAST))
     assert runs[0].profile.ok and runs[0].profile.throughput_img_s > 0
     assert runs[0].profile.efficiency is None
     assert any("above the cached machine peak" in n and "measured again next run" in n for n in runs[0].notes)
@@ -150,8 +153,8 @@ def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
 @pytest.mark.slow
 def test_a_killed_child_is_reported_in_its_rows_and_the_others_go_on(isolated_home):
     seed_peak(isolated_home)
-    runs = profiling.profile_models(["test_vit.r160_in1k", TINY], protocol.resolve_options(**FAST),
-                                    runner=kill_when("test_vit.r160_in1k", "latency"), save=False)
+    runs = profiling.profile_models(ProfileRequest.build(models=("test_vit.r160_in1k", TINY), **FAST),
+                                    runner=kill_when("test_vit.r160_in1k", "latency"))
     vit, resnet = [r.profile for r in runs]
     assert vit.error == "crashed: signal 9 (SIGKILL) (killed: out of memory?) during latency at batch 1"
     assert vit.params_m is not None and vit.gflops is not None  # what finished before the kill is kept
@@ -163,8 +166,8 @@ def test_a_killed_child_is_reported_in_its_rows_and_the_others_go_on(isolated_ho
 @pytest.mark.slow
 def test_a_child_killed_in_the_memory_pass_is_rerun_with_the_smaller_batches(isolated_home):
     seed_peak(isolated_home)
-    runs = profiling.profile_models([TINY], protocol.resolve_options(batch_sizes=[1, 4], **FAST),
-                                    runner=kill_when(TINY, "memory", 4), save=False)
+    runs = profiling.profile_models(ProfileRequest.build(models=(TINY,), batch_sizes=[1, 4], **FAST),
+                                    runner=kill_when(TINY, "memory", 4))
     small, big = [r.profile for r in runs]
     assert small.batch_size == 1 and small.ok and small.throughput_img_s > 0
     assert big.error == "crashed: signal 9 (SIGKILL) (killed: out of memory?) during memory at batch 4"
@@ -172,7 +175,7 @@ def test_a_child_killed_in_the_memory_pass_is_rerun_with_the_smaller_batches(iso
 
 @pytest.mark.slow
 def test_the_machine_peak_is_measured_last_and_a_crash_there_spares_the_rows(isolated_home):
-    runs = profiling.profile_models([TINY], protocol.resolve_options(**FAST), save=False,
+    runs = profiling.profile_models(ProfileRequest.build(models=(TINY,), **FAST),
                                     runner=kill_when(TINY, "machine peak (once)"))
     (row,) = [r.profile for r in runs]
     assert row.ok and row.throughput_img_s > 0 and row.peak_memory_mb > 0
@@ -187,7 +190,7 @@ def test_a_model_whose_forward_fails_gets_an_error_row(tmp_path, isolated_home):
     config = json.loads((folder / "config.json").read_text())
     config["model_args"] = {"in_chans": 1}  # a one-channel model: the RGB input cannot go through it
     (folder / "config.json").write_text(json.dumps(config))
-    rows = profiling.profile([str(folder)], save=False, **FAST)
+    rows = vischoose.profile([str(folder)], save=False, **FAST)
     assert len(rows) == 1
     assert rows[0].error.startswith("failed during memory at batch 8: RuntimeError: Given groups=1, weight of size [16, 1, 3, 3]")
 
@@ -195,10 +198,10 @@ def test_a_model_whose_forward_fails_gets_an_error_row(tmp_path, isolated_home):
 # --- options ------------------------------------------------------------------------------------------
 
 def test_options_come_from_the_preset_and_explicit_values_override_it():
-    opts = protocol.resolve_options("mobile", dtype="bfloat16", channels_last=None)
+    opts = ProfileRequest.build("mobile", dtype="bfloat16", channels_last=None)
     assert (opts.device, opts.threads, opts.batch_sizes, opts.dtype) == ("cpu", 4, (1,), "bfloat16")
-    assert protocol.resolve_options("mobile", batch_sizes=["8,2", 2]).batch_sizes == (2, 8)
-    assert protocol.resolve_options().batch_sizes is None  # chosen per device later: 8 on CPU, 64 on GPU
+    assert ProfileRequest.build("mobile", batch_sizes=["8,2", 2]).batch_sizes == (2, 8)
+    assert ProfileRequest.build().batch_sizes is None  # chosen per device later: 8 on CPU, 64 on GPU
 
 
 @pytest.mark.parametrize("given, message", [
@@ -207,12 +210,12 @@ def test_options_come_from_the_preset_and_explicit_values_override_it():
     ({"dtype": "float64"}, "Unknown dtype 'float64' (expected one of: float32, bfloat16, float16)."),
     ({"device": "gpu"}, "Unknown device 'gpu' (expected auto, cpu, cuda or cuda:N)."),
     ({"weights": "best"}, "Unknown weights mode 'best' (expected one of: auto, pretrained, random)."),
-    ({"threads": 0}, "Invalid threads 0: it must be at least 1."),
-    ({"time_budget_s": 0}, "Invalid time budget 0 s: it must be more than 0 seconds."),
+    ({"threads": 0}, "threads must be at least 1 (got 0)."),
+    ({"time_budget_s": 0}, "time_budget_s must be more than 0 seconds (got 0)."),
 ])
 def test_bad_options_are_usage_errors(given, message):
     with pytest.raises(UsageError) as err:
-        protocol.resolve_options(**given)
+        ProfileRequest.build(**given)
     assert str(err.value) == message and err.value.exit_code == 2
 
 
@@ -225,7 +228,7 @@ def test_a_missing_gpu_is_a_usage_error():
         protocol.resolve_device("cuda:7")
     assert str(err.value) == f"Device 'cuda:7' is not available: torch {torch.__version__} sees no CUDA device " \
                              "on this machine."
-    assert err.value.exit_code == 2 and "--device cpu" in err.value.hint
+    assert err.value.exit_code == 2 and "--device cpu" in err.value.render(flag_of)[1]
     assert protocol.resolve_device("auto") == "cpu"
 
 
@@ -241,7 +244,7 @@ def test_the_default_models_are_the_articles_three():
 
 @pytest.mark.gpu
 def test_profile_on_the_gpu_reports_allocated_and_reserved_memory():
-    rows = profiling.profile([TINY], device="cuda", batch_sizes=[1, 8], weights="random", time_budget_s=2,
+    rows = vischoose.profile([TINY], device="cuda", batch_sizes=[1, 8], weights="random", time_budget_s=2,
                              save=False)
     assert all(p.ok and p.peak_memory_mb > 0 and p.peak_reserved_mb >= p.peak_memory_mb for p in rows)
     assert rows[0].device == "cuda:0" and rows[0].efficiency > 0

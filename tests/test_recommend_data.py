@@ -125,9 +125,9 @@ def test_separated_models_get_no_such_note(runner, setup):
 
 
 @pytest.mark.parametrize(("args", "code", "error"), [
-    (["--labels", "map.csv"], 2, "Error: --labels maps the classes of --data: it needs --data DIR."),
+    (["--labels", "map.csv"], 2, "Error: --labels maps the classes of --data: it needs --data."),
     (["--data", "absent"], 2, "Error: Data set 'absent' does not exist."),
-    (["--max-accuracy-drop", "1"], 2, "Error: --max-accuracy-drop is measured on labelled images: it needs --data DIR."),
+    (["--max-accuracy-drop", "1"], 2, "Error: --max-accuracy-drop is measured on labelled images: it needs --data."),
     (["--data", "labels.csv", "--max-accuracy-drop", "-1"], 2,
      "Error: --max-accuracy-drop is top-1 points int8 may lose, 0 or more (got -1)."),
     (["--data", "labels.csv", "--max-accuracy-drop", "nan"], 2,
@@ -163,7 +163,7 @@ def test_only_results_this_run_would_ship_count_on_the_data():
     """An int8 result of a runtime that reverts layers counts only at the run's --max-accuracy-drop (plain int8
     without one); fp32, torch, and other data sets' results as before."""
     from vischoose.recommendation import ondata
-    from vischoose.results.records import EvalResult
+    from vischoose.records import EvalResult
 
     def ev(runtime="onnxruntime", dtype="int8", limit=None, dataset_id="abc"):
         return EvalResult(model="m", tag="t", dataset="d", images=10, top1=90.0, top5=99.0, runtime=runtime,
@@ -185,7 +185,7 @@ def test_results_stand_for_what_this_run_ships_when_measuring_and_ranking_alike(
     own; without --data, accuracy-aware int8 does not count at all."""
     from vischoose.recommendation import ondata
     from vischoose.recommendation.pipeline import shippable
-    from vischoose.results.records import EvalResult
+    from vischoose.records import EvalResult
 
     def ev(**kw):
         return EvalResult(**{"model": "m", "tag": "t", "dataset": "d", "images": 10, "top1": 90.0, "top5": 99.0,

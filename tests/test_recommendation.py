@@ -6,7 +6,7 @@ import pytest
 
 from vischoose.errors import NoModelFitsError
 from vischoose.models import catalog
-from vischoose.recommendation.presets import Variant, load_preset
+from vischoose.presets import Variant, load_preset
 from vischoose.recommendation.ranking import (
     Figure,
     build_candidates,
@@ -15,7 +15,7 @@ from vischoose.recommendation.ranking import (
     rank_key,
     recommend,
 )
-from vischoose.results.records import EvalResult, Profile
+from vischoose.records import EvalResult, Profile
 
 # the built-in presets as a plain install sees them (no runtime extra): test_presets_extras.py covers the others
 pytestmark = pytest.mark.usefixtures("plain_install")

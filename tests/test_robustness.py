@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from vischoose import machine
 from vischoose.cli import app
-from vischoose.measure import machine
-from vischoose.measure import options as protocol
-from vischoose.results.records import EvalResult, Profile
+from vischoose.records import EvalResult, Profile
+from vischoose.requests.profile import ProfileRequest
 from vischoose.results.store import default_path, open_store
 
 MODEL = "test_resnet.r160_in1k"
@@ -146,7 +146,7 @@ def test_ctrl_c_during_profile_keeps_the_finished_models(isolated_home):
         return profiling.run_child(cmd, env, on_line)
 
     with pytest.raises(KeyboardInterrupt):
-        profiling.profile_models([MODEL, second], protocol.resolve_options(batch_sizes=[2], **FAST), runner=runner)
+        profiling.profile_models(ProfileRequest.build(models=(MODEL, second), batch_sizes=[2], **FAST), runner=runner)
     with open_store() as db:
         assert [(p.model, p.batch_size, p.ok) for p in db.profiles()] == [(MODEL, 2, True)]
 

@@ -9,9 +9,11 @@ import sys
 import pytest
 
 from tests import realweights
+from vischoose.deploy import verdict
 from vischoose.errors import DeployError, MissingExtraError
 from vischoose.models.loading import load_model
-from vischoose.runtimes import verdict
+from vischoose.report.flags import flag_of
+from vischoose.runtimes import agreement
 from vischoose.runtimes.executorch import ExecuTorch
 
 pytest.importorskip("executorch")
@@ -43,11 +45,11 @@ def test_fp32_program_matches_eager_and_says_what_xnnpack_took(resnet, built):
     assert facts["portable_ops"] == {"aten.avg_pool2d.default": 3}
     assert art.note.startswith(f"partly delegated: XNNPACK runs {facts['delegated_nodes']} of "
                                f"{facts['operator_nodes']} operator nodes; aten.avg_pool2d.default x3 run on")
-    batch = verdict.random_batch(SIZE, 3)  # a batch of 3 through the batch-1 program
-    reference = verdict.eager_logits(resnet.model, batch)
+    batch = agreement.random_batch(SIZE, 3)  # a batch of 3 through the batch-1 program
+    reference = agreement.eager_logits(resnet.model, batch)
     logits = ExecuTorch().session(art, THREADS)(batch)
     assert logits.shape == (3, 1000)
-    assert verdict.fp32_matches(verdict.agreement(reference, logits), reference)
+    assert agreement.fp32_matches(agreement.compare(reference, logits), reference)
 
 
 @pytest.mark.slow
@@ -56,8 +58,8 @@ def test_int8_program_runs_and_random_calibration_stays_unverified(resnet, built
     assert (art.precision, art.recipe, art.calibration, art.calibration_images) == (
         "int8", "xnnpack-pt2e-symmetric-per-channel", "random", 0)
     assert art.quantize_s > 0 and art.file_mb < built["fp32"].file_mb / 2
-    batch = verdict.random_batch(SIZE, 4)
-    found = verdict.agreement(verdict.eager_logits(resnet.model, batch), ExecuTorch().session(art, THREADS)(batch))
+    batch = agreement.random_batch(SIZE, 4)
+    found = agreement.compare(agreement.eager_logits(resnet.model, batch), ExecuTorch().session(art, THREADS)(batch))
     assert found.cosine > 0.99
     assert verdict.judge(found, real_images=False, pretrained=False).status == verdict.UNVERIFIED
 
@@ -70,11 +72,12 @@ def test_session_sets_the_threadpool_to_exactly_the_threads_asked_and_then_keeps
         import json, sys
         from executorch.extension.pybindings import portable_lib as pl
         from vischoose.errors import DeployError
-        from vischoose.runtimes import verdict
+        from vischoose.deploy import verdict
+        from vischoose.runtimes import agreement
         from vischoose.runtimes.artifact import Artifact
         from vischoose.runtimes.executorch import ExecuTorch
         art = Artifact.from_dict(json.loads(sys.argv[1]))
-        batch = verdict.random_batch(int(sys.argv[2]), 2)
+        batch = agreement.random_batch(int(sys.argv[2]), 2)
         first = ExecuTorch().session(art, 1)
         before = first(batch)
         print(pl._threadpool_get_thread_count())
@@ -105,7 +108,7 @@ def test_lite0_int8_verdict_on_real_photos(lite0, tmp_path):
     photos = load_calibration(realweights.labelled_folder(tmp_path / "photos"), preprocessing(loaded, size)).batch
     art = ExecuTorch().build(loaded, "int8", tmp_path / "lite0-int8.pte", size, photos)
     assert (art.calibration, art.calibration_images) == ("images", len(photos))
-    found = verdict.agreement(verdict.eager_logits(loaded.model, photos), ExecuTorch().session(art, THREADS)(photos))
+    found = agreement.compare(agreement.eager_logits(loaded.model, photos), ExecuTorch().session(art, THREADS)(photos))
     result = verdict.judge(found, real_images=True, pretrained=True)
     expected = verdict.OK if found.top1_agreement >= verdict.MIN_AGREEMENT else verdict.REJECTED
     assert result.status == expected and found.n_images == len(photos)
@@ -119,7 +122,7 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
         ExecuTorch().require()
     assert caught.value.exit_code == 2
     assert caught.value.hint == "pip install 'vischoose[mobile]'"
-    assert str(caught.value) == "--runtime executorch is not available here: ExecuTorch (XNNPACK) is not installed."
+    assert caught.value.render(flag_of)[0] == "--runtime executorch is not available here: ExecuTorch (XNNPACK) is not installed."
 
 
 @pytest.mark.slow
@@ -143,7 +146,7 @@ def test_a_built_program_opened_as_written_reads_its_shape_and_runs_the_same(bui
     from tests.test_evaluation import synset_folder
     from vischoose.cli import app
 
-    batch = verdict.random_batch(SIZE, 3)
+    batch = agreement.random_batch(SIZE, 3)
     art = built["int8"]
     opened = ExecuTorch().open_file(art.path, "int8")
     assert (opened.precision, opened.input_size, opened.facts["batch"]) == ("int8", SIZE, 1)
@@ -171,7 +174,7 @@ def test_ranks_pt2e_layers_and_keeps_the_excluded_modules_in_float(tmp_path):
 
     runtime = ExecuTorch()
     loaded = load_model("test_resnet.r160_in1k", weights="random")
-    size, images = loaded.input_size, verdict.random_batch(loaded.input_size, n=2)
+    size, images = loaded.input_size, agreement.random_batch(loaded.input_size, n=2)
     plain = runtime.build(loaded, "int8", tmp_path / "net-int8.pte", size, images)
     ranked = runtime.rank_layers(loaded, plain, plain, images, images)  # from the model: no fp32 file is read
     convs = {name for name, m in loaded.model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
@@ -181,7 +184,7 @@ def test_ranks_pt2e_layers_and_keeps_the_excluded_modules_in_float(tmp_path):
     program = torch.export.export(loaded.model, (torch.zeros(1, 3, size, size),)).module()
     assert set(pt2e.layers(pt2e.converted(program, images, kept), quantized_only=True)) == convs - set(kept)
     mixed = runtime.build_excluding(loaded, plain, tmp_path / "net-mixed.pte", images, kept)
-    batch = verdict.random_batch(size, n=2, seed=5)
+    batch = agreement.random_batch(size, n=2, seed=5)
     assert np.isfinite(runtime.session(mixed, THREADS)(batch)).all()
     # the kept layers' weights are 4 bytes a parameter in the program instead of 1. (Their logits may equal plain
     # int8's to the bit: the next layer still quantizes a kept layer's output, and with random weights the int8

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from tests import realweights
+from vischoose import machine
+from vischoose.deploy import verdict
 from vischoose.errors import DeployError, MissingExtraError, UsageError
 from vischoose.models.loading import load_model
+from vischoose.runtimes import agreement
 from vischoose.runtimes import openvino as ovrt
-from vischoose.runtimes import verdict
 from vischoose.runtimes.openvino import OpenVino
 
 pytest.importorskip("openvino")
@@ -41,11 +43,11 @@ def test_fp32_ir_matches_eager_at_any_batch(models, built, name):
     assert xml.endswith(".xml") and art.file_mb == pytest.approx(ovrt.ir_mb(xml)) and art.file_mb > 1.0
     forward = OpenVino().session(art, THREADS)
     for n in (1, 5):
-        batch = verdict.random_batch(SIZE, n)
-        reference = verdict.eager_logits(models[name].model, batch)
+        batch = agreement.random_batch(SIZE, n)
+        reference = agreement.eager_logits(models[name].model, batch)
         logits = forward(batch)
         assert logits.shape == (n, 1000)
-        assert verdict.fp32_matches(verdict.agreement(reference, logits), reference)
+        assert agreement.fp32_matches(agreement.compare(reference, logits), reference)
 
 
 @pytest.mark.slow
@@ -55,8 +57,8 @@ def test_int8_ir_runs_with_the_family_recipe(models, built, name, recipe):
     art = built[name, "int8"]
     assert (art.precision, art.recipe, art.calibration, art.calibration_images) == ("int8", recipe, "random", 0)
     assert art.file_mb < built[name, "fp32"].file_mb / 2
-    batch = verdict.random_batch(SIZE, 4)
-    found = verdict.agreement(verdict.eager_logits(models[name].model, batch), OpenVino().session(art, THREADS)(batch))
+    batch = agreement.random_batch(SIZE, 4)
+    found = agreement.compare(agreement.eager_logits(models[name].model, batch), OpenVino().session(art, THREADS)(batch))
     # random weights calibrated on random images: test_vit's int8 logits measured at cosine 0.965-0.995 with fp32
     # (it moves with the thread count and the weights); broken scales or a dropped layer give far less
     assert found.cosine > 0.9
@@ -72,7 +74,7 @@ def test_lite0_int8_verdict_on_real_photos(lite0, tmp_path):
     photos = load_calibration(realweights.labelled_folder(tmp_path / "photos"), preprocessing(loaded, size)).batch
     art = OpenVino().build(loaded, "int8", tmp_path / "lite0-int8.xml", size, photos)
     assert (art.calibration, art.calibration_images, art.recipe) == ("images", len(photos), "nncf-ptq-default")
-    found = verdict.agreement(verdict.eager_logits(loaded.model, photos), OpenVino().session(art, THREADS)(photos))
+    found = agreement.compare(agreement.eager_logits(loaded.model, photos), OpenVino().session(art, THREADS)(photos))
     result = verdict.judge(found, real_images=True, pretrained=True)
     expected = verdict.OK if found.top1_agreement >= verdict.MIN_AGREEMENT else verdict.REJECTED
     assert result.status == expected and found.n_images == len(photos)
@@ -82,9 +84,9 @@ def test_bf16_needs_the_cpu_flags(tmp_path, monkeypatch):
     with_amx, without = tmp_path / "amx", tmp_path / "plain"
     with_amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
     without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
-    assert ovrt.has_bf16(str(with_amx)) and not ovrt.has_bf16(str(without))
-    assert not ovrt.has_bf16(str(tmp_path / "absent"))
-    monkeypatch.setattr(ovrt, "has_bf16", lambda: False)
+    assert machine.has_bf16(str(with_amx)) and not machine.has_bf16(str(without))
+    assert not machine.has_bf16(str(tmp_path / "absent"))
+    monkeypatch.setattr(machine, "has_bf16", lambda: False)
     assert OpenVino().precision_supported("bf16") == ("bf16 on OpenVINO needs a CPU with AVX-512 bf16 or AMX "
                                                       "(avx512_bf16, amx_bf16); this one has neither")
     assert OpenVino().precision_supported("fp32") is None
@@ -95,7 +97,7 @@ def test_bf16_needs_the_cpu_flags(tmp_path, monkeypatch):
 def test_bf16_session_refuses_a_cpu_without_it(built, monkeypatch):
     from dataclasses import replace
 
-    monkeypatch.setattr(ovrt, "has_bf16", lambda: False)
+    monkeypatch.setattr(machine, "has_bf16", lambda: False)
     art = replace(built["test_resnet", "fp32"], precision="bf16")
     with pytest.raises(UsageError, match="this one has neither"):
         OpenVino().session(art, THREADS)
@@ -138,7 +140,7 @@ def test_a_built_ir_opened_as_written_reads_its_precision_and_runs_the_same(buil
     from tests.test_evaluation import synset_folder
     from vischoose.cli import app
 
-    batch = verdict.random_batch(SIZE, 2)
+    batch = agreement.random_batch(SIZE, 2)
     for precision in ("fp32", "int8"):
         art = built["test_resnet", precision]
         opened = OpenVino().open_file(art.path)
@@ -160,11 +162,12 @@ def test_sessions_freed_in_the_order_they_were_made_leave_the_process_able_to_ta
     (SIGSEGV). In a new process: two sessions, freed in that order, then a signal with a handler."""
     code = """if True:
         import gc, json, os, signal, sys
-        from vischoose.runtimes import verdict
+        from vischoose.deploy import verdict
+        from vischoose.runtimes import agreement
         from vischoose.runtimes.artifact import Artifact
         from vischoose.runtimes.openvino import OpenVino
         arts = [Artifact.from_dict(a) for a in json.loads(sys.argv[1])]
-        batch = verdict.random_batch(int(sys.argv[2]), 1)
+        batch = agreement.random_batch(int(sys.argv[2]), 1)
         first, second = (OpenVino().session(a, 1) for a in arts)
         first(batch), second(batch)
         del first
@@ -201,9 +204,9 @@ def test_export_writes_the_ir_with_its_weights_and_it_runs_as_written(cached_mod
     opened = OpenVino().open_file(out)
     assert opened.file_mb == pytest.approx(ovrt.ir_mb(out)) and out.with_suffix(".bin").stat().st_size > 10_000
     loaded = load_model("test_resnet.r160_in1k")
-    batch = verdict.random_batch(SIZE, 2)
-    found = verdict.agreement(verdict.eager_logits(loaded.model, batch), OpenVino().session(opened, THREADS)(batch))
-    assert verdict.fp32_matches(found, verdict.eager_logits(loaded.model, batch))
+    batch = agreement.random_batch(SIZE, 2)
+    found = agreement.compare(agreement.eager_logits(loaded.model, batch), OpenVino().session(opened, THREADS)(batch))
+    assert agreement.fp32_matches(found, agreement.eager_logits(loaded.model, batch))
 
 
 @pytest.mark.slow
@@ -218,7 +221,7 @@ def test_ranks_the_quantized_nodes_and_keeps_the_excluded_ones_in_float(tmp_path
     loaded = load_model(name, weights="random")
     fp32 = runtime.build(loaded, "fp32", tmp_path / "net.xml", loaded.input_size, None)
     plain = runtime.build(loaded, "int8", tmp_path / "net-int8.xml", loaded.input_size, None, source=fp32)
-    ranked = runtime.rank_layers(loaded, fp32, plain, verdict.random_batch(loaded.input_size, n=2), None)
+    ranked = runtime.rank_layers(loaded, fp32, plain, agreement.random_batch(loaded.input_size, n=2), None)
 
     def quantized(path):
         return {op.get_friendly_name() for op in core().read_model(path).get_ordered_ops()

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from vischoose.errors import StoreError, UsageError
-from vischoose.measure import machine
+from vischoose.records import EvalResult, Profile
 from vischoose.results import store
-from vischoose.results.records import EvalResult, Profile
 
 
 def make_profile(model: str = "resnet50", **kw) -> Profile:
@@ -79,12 +78,6 @@ def test_filters_by_model_tag_device_prefix_and_machine_prefix():
         assert db.evals(machine="b") == []
 
 
-def test_profiles_for_this_machine_uses_the_fingerprint():
-    with store.open_store() as db:
-        db.add_profiles([make_profile(machine=machine.fingerprint()), make_profile(machine="elsewhere000")])
-    assert [p.machine for p in store.profiles_for_this_machine()] == [machine.fingerprint()]
-
-
 def test_ids_are_never_reused_after_clear_and_remove():
     with store.open_store() as db:
         first = db.add_profile(make_profile())
@@ -127,7 +120,7 @@ def test_a_new_migration_runs_once_on_an_existing_database(monkeypatch, isolated
 WRITER = textwrap.dedent("""
     import sys
     from vischoose.results import store
-    from vischoose.results.records import Profile
+    from vischoose.records import Profile
     worker, count = int(sys.argv[1]), int(sys.argv[2])
     with store.open_store() as db:
         for i in range(count):

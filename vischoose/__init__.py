@@ -1,52 +1,112 @@
 """vischoose: choose a pretrained vision backbone from figures measured on your own machine.
 
-`import vischoose` loads neither torch nor timm; each function imports what it needs when called.
+Each capability takes one request (vischoose.requests: ProfileRequest, EvaluateRequest, ExportRequest,
+RecommendRequest), checked when it is built; the functions here also build it from keywords, which are the request's
+fields. `import vischoose` loads neither torch nor timm; each function imports what it needs when called.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from vischoose.deploy.export import ExportReport
     from vischoose.inference.loop import Evaluation
-    from vischoose.inference.prediction import PredictResult
+    from vischoose.inference.prediction import ImageInput, PredictResult
     from vischoose.models.loading import LoadedModel
-    from vischoose.recommendation.presets import Preset
+    from vischoose.presets import Preset
     from vischoose.recommendation.ranking import Recommendation
-    from vischoose.results.records import Profile
+    from vischoose.records import Profile
+    from vischoose.requests.evaluate import EvaluateRequest
+    from vischoose.requests.export import ExportRequest
+    from vischoose.requests.profile import ProfileRequest
+    from vischoose.requests.recommend import RecommendRequest
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "evaluate", "load_model", "load_preset", "predict", "profile", "recommend"]
+__all__ = ["__version__", "evaluate", "export", "load_model", "load_preset", "predict", "profile", "recommend",
+           "EvaluateRequest", "ExportRequest", "ProfileRequest", "RecommendRequest"]
+_REQUESTS = {"ProfileRequest": "profile", "EvaluateRequest": "evaluate", "ExportRequest": "export",
+             "RecommendRequest": "recommend"}
 
 
-def predict(images: Any, model: "str | LoadedModel", **options: Any) -> "PredictResult":
-    """Classify images (files, folders, globs or PIL images); see inference.prediction.predict for the options."""
+def __getattr__(name: str) -> Any:
+    """The request types, imported when first asked for (so `import vischoose` stays light)."""
+    if name in _REQUESTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"vischoose.requests.{_REQUESTS[name]}"), name)
+    raise AttributeError(f"module 'vischoose' has no attribute '{name}'")
+
+
+def predict(images: "ImageInput | Iterable[ImageInput]", model: "str | LoadedModel", top_k: int = 5,
+            device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
+            checkpoint: str | None = None) -> "PredictResult":
+    """Classify images (files, folders, globs or PIL images) with a model's pretrained weights."""
     from vischoose.inference.prediction import predict as _predict
 
-    return _predict(images, model, **options)
+    return _predict(images, model, top_k=top_k, device=device, dtype=dtype, batch_size=batch_size,
+                    checkpoint=checkpoint)
 
 
-def evaluate(data: "str | Path", model: "str | LoadedModel", **options: Any) -> "Evaluation":
-    """Top-1 / top-5 accuracy on a labelled folder or CSV; see inference.evaluation.evaluate for the options."""
-    from vischoose.inference.evaluation import evaluate as _evaluate
+def evaluate(request: "EvaluateRequest | str | Path", model: str | None = None, /, *, save: bool = False,
+             progress: Callable[[int, int], None] | None = None, **fields: Any) -> "Evaluation":
+    """Top-1 / top-5 accuracy on labelled images: evaluate(EvaluateRequest(...)) or evaluate(data, model, **fields)
+    with EvaluateRequest's fields (runtime, precision, graph, limit, ...); save: add the result to the store."""
+    from vischoose.deploy.evaluate import evaluate as _evaluate
+    from vischoose.requests.evaluate import EvaluateRequest
 
-    return _evaluate(data, model, **options)
+    if not isinstance(request, EvaluateRequest):
+        request = EvaluateRequest(data=str(request), model=str(model), **fields)
+    outcome = _evaluate(request, progress)
+    if save and outcome.is_main:
+        from vischoose.results.store import keep_eval
+
+        keep_eval(outcome.result)
+    return outcome
 
 
-def profile(models: Iterable[str] | None = None, **options: Any) -> "list[Profile]":
-    """Profile models on this machine (default: the article's three); see measure.runner.profile for the options."""
-    from vischoose.measure.runner import profile as _profile
+def profile(request: "ProfileRequest | Iterable[str] | str | None" = None, /, *, target: str | None = None,
+            precision: str | None = None, save: bool = True,
+            progress: Callable[[str, str, float], None] | None = None, **fields: Any) -> "list[Profile]":
+    """Profile models on this machine: profile(ProfileRequest(...)) or profile(models, **fields) with
+    ProfileRequest's fields (target: a preset's [measure] protocol first); save: keep the rows in the store."""
+    from vischoose.measure.runner import profile_models
+    from vischoose.requests.profile import ProfileRequest
 
-    return _profile(models, **options)
+    if not isinstance(request, ProfileRequest):
+        models = (request,) if isinstance(request, str) else tuple(request or ())
+        request = ProfileRequest.build(target, precision=precision, models=models, **fields)
+    keep = None
+    if save:
+        from vischoose.results.store import keep_profiles as keep
+    return [r.profile for r in profile_models(request, progress=progress, keep=keep)]
 
 
-def recommend(target: str = "cloud", **options: Any) -> "Recommendation":
-    """Recommend a model for a target preset; see recommendation.pipeline.advise for the options."""
+def export(request: "ExportRequest | str", out: "str | Path | None" = None, /, **fields: Any) -> "ExportReport":
+    """Write a model's deployable file, checked against eager fp32: export(ExportRequest(...)) or
+    export(model, out, **fields) with ExportRequest's fields (format, precision, calibration, ...)."""
+    from vischoose.deploy.export import export_model
+    from vischoose.requests.export import ExportRequest
+
+    if not isinstance(request, ExportRequest):
+        request = ExportRequest(model=request, out=str(out), **fields)
+    timer = None
+    if request.measure:
+        from vischoose.measure.timing import median_s as timer
+    return export_model(request, timer)
+
+
+def recommend(request: "RecommendRequest | str" = "cloud", /, **fields: Any) -> "Recommendation":
+    """Recommend a model for a target: recommend(RecommendRequest(...)) or recommend(target, **fields) with
+    RecommendRequest's fields (max_memory_mb, max_latency_ms, models, measure, data, ...)."""
     from vischoose.recommendation.pipeline import advise
+    from vischoose.requests.recommend import RecommendRequest
 
-    return advise(target, **options)
+    if not isinstance(request, RecommendRequest):
+        request = RecommendRequest(target=request, **fields)
+    return advise(request)
 
 
 def load_model(model: str, weights: str = "pretrained", checkpoint: str | None = None) -> "LoadedModel":
@@ -58,6 +118,6 @@ def load_model(model: str, weights: str = "pretrained", checkpoint: str | None =
 
 def load_preset(name_or_path: "str | Path") -> "Preset":
     """Read a deployment target preset by name or from a .toml file."""
-    from vischoose.recommendation.presets import load_preset as _load_preset
+    from vischoose.presets import load_preset as _load_preset
 
     return _load_preset(name_or_path)

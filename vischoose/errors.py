@@ -2,11 +2,16 @@
 
 Exit codes: 0 ok, 1 failed while running, 2 bad input, 3 weights or network,
 4 nothing fits, 130 interrupted.
+
+A message names the options it is about by their field (`opt("labels")`): a Python caller reads `labels`, the
+CLI shows `--labels` (cli.errors maps each field to its flag), so the library never speaks of flags.
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
+import re
+from typing import Callable
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_WEIGHTS = 3
@@ -14,18 +19,37 @@ EXIT_NO_FIT = 4
 EXIT_INTERRUPTED = 130
 
 
+_FIELD = "\x1f"  # brackets a field name inside a message until it is rendered
+_FIELD_RE = re.compile(_FIELD + r"(\w+)" + _FIELD)
+
+
+def opt(name: str) -> str:
+    """A request field named in an error message: rendered as `name` for Python callers, as its flag by the CLI."""
+    return f"{_FIELD}{name}{_FIELD}"
+
+
+def named(text: str, name_of: Callable[[str], str] = str) -> str:
+    """`text` with each opt() in it written by name_of (the field's own name by default)."""
+    return _FIELD_RE.sub(lambda m: name_of(m.group(1)), text)
+
+
 class VischooseError(Exception):
     """Explained to the user without a traceback."""
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.field = field  # the request field it is about, where there is one
 
     def __str__(self) -> str:
-        return self.message
+        return named(self.message)
+
+    def render(self, name_of: Callable[[str], str] = str) -> tuple[str, str | None]:
+        """(message, hint) with their field names written by name_of: the CLI passes the flag of each field."""
+        return named(self.message, name_of), None if self.hint is None else named(self.hint, name_of)
 
 
 class UsageError(VischooseError):
@@ -71,7 +95,7 @@ class MissingExtraError(UsageError):
     def __init__(self, runtime: str, why: str, extra: str | None) -> None:
         self.runtime, self.why, self.extra = runtime, why, extra
         hint = f"pip install 'vischoose[{extra}]'" if extra else "Reinstall vischoose: pip install vischoose"
-        super().__init__(f"--runtime {runtime} is not available here: {why}.", hint=hint)
+        super().__init__(f"{opt('runtime')} {runtime} is not available here: {why}.", hint=hint, field="runtime")
 
 
 class WeightsUnavailableError(VischooseError):
@@ -106,9 +130,3 @@ class NoModelFitsError(VischooseError):
     """The constraints rule out every candidate."""
 
     exit_code = EXIT_NO_FIT
-
-
-class Interrupted(VischooseError):
-    """The user pressed Ctrl-C; finished results are kept."""
-
-    exit_code = EXIT_INTERRUPTED

@@ -1,5 +1,5 @@
-"""Measure top-1 / top-5 accuracy of a model on a labelled image set, in one process or under torchrun, for
-torch eager or (measure.deployed) the file a graph runtime would deploy.
+"""Measure top-1 / top-5 accuracy of a model in torch eager on a labelled image set, in one process or under
+torchrun (deploy.evaluate is the entry for every runtime).
 
 Under ``torchrun --nproc-per-node N -m vischoose evaluate ...`` (WORLD_SIZE > 1) every process takes
 every N-th image (gloo on CPU, nccl on GPU); the counts are summed across processes, so the result
@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vischoose.errors import UsageError
-from vischoose.inference import datasets, deployed
+from vischoose.inference import datasets
 from vischoose.inference import images as image_io
 from vischoose.inference.loop import Evaluation, Progress, build_result, run_batches
-from vischoose.results.records import EvalResult
-from vischoose.runtimes import registry
 
 if TYPE_CHECKING:
     import torch
@@ -27,51 +25,36 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class _World:
+class World:
     rank: int
     size: int
     local_rank: int
 
 
-def world_from_env() -> _World:
+def world_from_env() -> World:
     """Rank, world size and local rank as torchrun sets them (RANK, WORLD_SIZE, LOCAL_RANK); 0/1/0 alone."""
     try:
-        return _World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+        return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                       int(os.environ.get("LOCAL_RANK", 0)))
     except ValueError as err:
         raise UsageError(f"RANK, WORLD_SIZE and LOCAL_RANK must be integers ({err}).") from err
 
 
-def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | None = None,
-             limit: int | None = None, batch_size: int = 32, workers: int = 0, device: str = "cpu",
-             dtype: str = "float32", checkpoint: str | None = None, progress: Progress | None = None,
-             max_pixels: int = image_io.MAX_PIXELS, runtime: str | None = None, precision: str | None = None,
-             calibration: str | Path | None = None, graph: str | Path | None = None) -> Evaluation:
-    """Top-1 / top-5 accuracy (%) of a model's pretrained weights on a folder of class sub-folders or a CSV.
-
-    A graph runtime (onnxruntime, ...) evaluates the deployed file at `precision` (fp32 or int8) instead, and
-    `graph` a file built elsewhere, as written (its runtime from its name's ending): see deployed.evaluate_graph.
+def evaluate_eager(data: str | Path, model: "str | LoadedModel", labels: str | Path | None = None,
+                   limit: int | None = None, batch_size: int = 32, workers: int = 0, device: str = "cpu",
+                   dtype: str = "float32", checkpoint: str | None = None, progress: Progress | None = None,
+                   max_pixels: int = image_io.MAX_PIXELS, world: World | None = None) -> Evaluation:
+    """Top-1 / top-5 accuracy (%) of a model in torch eager on a folder of class sub-folders or a CSV; under
+    torchrun each process takes every world-size-th image and the counts are summed (deploy.evaluate is the entry
+    that checks the options and picks eager or a graph).
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
-        UsageError: bad limit, batch size, workers, device, dtype, runtime or precision; model errors as
-            prediction.prepare.
-        DeployError: (graph runtimes) the export or quantization failed.
+        UsageError: model errors as prediction.prepare.
     """
     from vischoose.inference.prediction import prepare
 
-    if (limit is not None and limit < 1) or batch_size < 1 or workers < 0:
-        raise UsageError(f"limit and batch_size must be at least 1 and workers at least 0 "
-                         f"(got {limit}, {batch_size}, {workers}).")
-    datasets.check_source(data)
-    world = world_from_env()
-    if graph is not None:
-        runtime = deployed.check_graph(graph, runtime, calibration)
-    runtime = runtime or registry.TORCH
-    checked = deployed.check_options(runtime, precision, device, dtype, calibration, world.size)
-    if registry.get(runtime).is_graph:
-        return deployed.evaluate_graph(data, model, runtime, precision if graph else checked, calibration, labels,
-                                       limit, batch_size, workers, checkpoint, progress, max_pixels, graph)
+    world = world or world_from_env()
     device = _rank_device(device, world)
     classifier = prepare(model, device, dtype, checkpoint)
     labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
@@ -89,14 +72,14 @@ def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | 
     return Evaluation(result=result, failed=tuple(failed), rank=world.rank, workers=workers)
 
 
-def _rank_device(device: str, world: _World) -> str:
+def _rank_device(device: str, world: World) -> str:
     """Under torchrun on GPUs each process takes the GPU of its local rank."""
     if world.size > 1 and device == "cuda":
         return f"cuda:{world.local_rank}"
     return device
 
 
-def _scaled(progress: Progress | None, world: _World, total: int) -> Progress | None:
+def _scaled(progress: Progress | None, world: World, total: int) -> Progress | None:
     """Rank 0's progress stands for all ranks' (the shards are the same size to within one image)."""
     if progress is None or world.rank != 0:
         return None
@@ -120,7 +103,7 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def _reduce(counts: list[int], failed: list[tuple[str, str]], seconds: float, world: _World,
+def _reduce(counts: list[int], failed: list[tuple[str, str]], seconds: float, world: World,
             device: "torch.device") -> tuple[list[int], list[tuple[str, str]], float]:
     """Sum the counts over processes, gather the failures, and take the slowest process's time."""
     if world.size == 1:
@@ -136,11 +119,3 @@ def _reduce(counts: list[int], failed: list[tuple[str, str]], seconds: float, wo
     gathered: list[Any] = [None] * world.size
     dist.all_gather_object(gathered, failed)
     return [int(v) for v in total.tolist()], [f for part in gathered for f in part], float(slowest.item())
-
-
-def save(result: EvalResult) -> int:
-    """Add a result to the results store; returns its row id."""
-    from vischoose.results.store import open_store
-
-    with open_store() as store:
-        return store.add_eval(result)

@@ -4,22 +4,54 @@ the model was evaluated, a forward pass per batch (eager, or a deployed file's r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from vischoose import machine
 from vischoose.errors import DatasetError, ImageError
 from vischoose.inference import datasets, intervals
 from vischoose.inference import images as image_io
-from vischoose.measure import machine
-from vischoose.results.records import EvalResult
+from vischoose.records import EvalResult
 
 if TYPE_CHECKING:
     import torch
 
-    from vischoose.inference.deployed import Deployed
     from vischoose.inference.prediction import Classifier
+    from vischoose.runtimes.agreement import Agreement
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """How the evaluated file was built, and how closely it follows eager fp32 on the evaluated images."""
+
+    precision: str  # "fp32" or "int8"
+    family: str
+    recipe: str | None  # the int8 recipe; None for fp32
+    file_mb: float  # the file on disk, MiB
+    export_s: float
+    quantize_s: float | None
+    calibration: str  # "evaluation images", "folder", or "none" (fp32 and recipes quantizing at run time)
+    calibration_images: int
+    agreement: "Agreement"  # the file's logits against eager fp32's on every evaluated image
+    eager_images_per_s: float | None  # eager fp32 forward passes on the same batches (no decoding)
+    runtime: str
+    runtime_version: str
+    notes: tuple[str, ...] = ()
+    graph: str | None = None  # evaluate --graph: the file evaluated, as written
+
+    @property
+    def agreeing(self) -> int:
+        """Images whose top-1 class is the same as eager fp32's."""
+        return round(self.agreement.top1_agreement * self.agreement.n_images)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON (the runtime's version under '<runtime>_version')."""
+        data = asdict(self)
+        version = data.pop("runtime_version")
+        return {**data, f"{self.runtime}_version": version, "top1_agreeing_images": self.agreeing,
+                "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,13 @@
 imported torch once: measure.forked), so its peak memory is its own and its throughput that of a new process, and a
 crash, kill or out-of-memory becomes that row's error.
 
-The job names the runtime, the mode and the protocol. The child writes its results (so far) to
-``job["result_path"]`` after every phase, and progress lines prefixed with PROGRESS_PREFIX to stderr; the parent
+The job (measure.protocol.Job) holds the ProfileRequest, the model and the mode. The child writes its results (so far) to
+``job.result_path`` after every phase, and progress lines prefixed with PROGRESS_PREFIX to stderr; the parent
 (measure.runner) reads both. torch eager modes live in measure.eager, exported-graph modes in measure.graph.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from pathlib import Path
@@ -22,24 +21,24 @@ from vischoose.runtimes import registry
 
 def modes(job: Job) -> dict[str, Mode]:
     """The modes of the job's runtime: torch eager, or an exported graph."""
-    return graph.MODES if registry.get(job["runtime"]).is_graph else eager.MODES
+    return graph.MODES if registry.get(job.runtime).is_graph else eager.MODES
 
 
 def forkable(job: Job) -> bool:
     """Whether the job may run forked from the server that imported torch (measure.forked): the modes that import
     torch anyway, every torch eager mode and the build of an exported graph. A graph's memory and timing import
     only the runtime, as a deployed process would, and start fresh."""
-    return not registry.get(job["runtime"]).is_graph or job["mode"] == "build"
+    return not registry.get(job.runtime).is_graph or job.mode == "build"
 
 
 def run(job: Job, result: Result) -> None:
     """Run the job's mode, writing into result."""
-    modes(job)[job["mode"]](job, result)
+    modes(job)[job.mode](job, result)
 
 
 def main(argv: list[str]) -> int:
     """Read the job file named in argv, run its mode, and leave the result file behind, whatever happens."""
-    job = json.loads(Path(argv[0]).read_text())
+    job = Job.from_json(Path(argv[0]).read_text())
     result = new_result()
     try:
         run(job, result)
@@ -48,7 +47,7 @@ def main(argv: list[str]) -> int:
         where = result["phase"] + (f" at batch {result['batch_size']}" if result["batch_size"] else "")
         result.update(status="failed", error=f"failed during {where}: {type(err).__name__}: {err}"[:300],
                       error_kind="measure")
-    write_result(job["result_path"], result)
+    write_result(job.result_path, result)
     return 0
 
 

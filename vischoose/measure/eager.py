@@ -33,21 +33,21 @@ def start(job: Job, result: Result) -> str:
     import timm
     import torch
 
-    from vischoose.measure import machine
+    from vischoose import machine
 
-    torch.set_num_threads(job["threads"])
+    torch.set_num_threads(job.threads)
     try:  # one inter-op thread: intra-op threads plus inter-op threads never exceed the cores
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process (a second start in one child)
         pass
-    device = torch.device(job["device"])
+    device = torch.device(job.device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine.cpu_name()
-    result["conditions"] = {"device": job["device"], "device_name": device_name, "threads": torch.get_num_threads(),
+    result["conditions"] = {"device": job.device, "device_name": device_name, "threads": torch.get_num_threads(),
                             "torch_version": torch.__version__, "timm_version": timm.__version__}
     return device_name
 
 
-def prepare(job: dict[str, Any], result: dict[str, Any]) -> tuple["torch.nn.Module", Callable[[int], Any]]:
+def prepare(job: Job, result: dict[str, Any]) -> tuple["torch.nn.Module", Callable[[int], Any]]:
     """Load the model onto the device at the dtype and layout; fill the result's model facts.
 
     Returns the module and a function making the random input for a batch size.
@@ -57,22 +57,22 @@ def prepare(job: dict[str, Any], result: dict[str, Any]) -> tuple["torch.nn.Modu
     from vischoose.models.loading import load_model
     from vischoose.runtimes.torch_eager import autocast_module
 
-    loaded = load_model(job["model"], weights=job["weights"])
-    device, dtype = torch.device(job["device"]), getattr(torch, job["dtype"])
+    loaded = load_model(job.model, weights=job.weights)
+    device, dtype = torch.device(job.device), getattr(torch, job.dtype)
     # autocast: weights cast to dtype once (autocast's own cast cache lasts one context), fp32 input, and the
     # forward under torch.autocast, which keeps its fp32 ops (softmax, norms, ...) in fp32
-    cast = dtype if job.get("autocast") else None
+    cast = dtype if job.autocast else None
     input_dtype = torch.float32 if cast else dtype
-    layout = torch.channels_last if job["channels_last"] else torch.contiguous_format
+    layout = torch.channels_last if job.channels_last else torch.contiguous_format
     net = loaded.model
-    size = job["input_size"] or loaded.input_size
+    size = job.input_size or loaded.input_size
     if size != loaded.input_size and hasattr(net, "set_input_size"):  # ViTs: resample position embeddings
         net.set_input_size(img_size=(size, size))
     net = net.to(device=device, dtype=dtype, memory_format=layout).eval()
     if cast is not None:
         net = autocast_module(net, device.type, cast)
-    if job["weights"] == "auto" and loaded.weights == "random":
-        result["notes"].append(f"{job['model']}: no cached pretrained weights, so random init of the same "
+    if job.weights == "auto" and loaded.weights == "random":
+        result["notes"].append(f"{job.model}: no cached pretrained weights, so random init of the same "
                                "architecture (speed and memory do not depend on the weight values).")
     result["model"] = {"tag": loaded.tag, "arch": loaded.arch, "params": loaded.params,
                        "weights": loaded.weights_label, "input_size": size,
@@ -106,19 +106,19 @@ def memory_pass(net: Any, make_input: Callable[[int], Any], batch: int, device: 
         return {"peak_mb": process.peak_rss_mb() - baseline_mb, "reset": was_reset}
 
 
-def memory_sweep(job: dict[str, Any], result: dict[str, Any], net: Any, make_input: Callable[[int], Any],
+def memory_sweep(job: Job, result: dict[str, Any], net: Any, make_input: Callable[[int], Any],
                  device: "torch.device", baseline_mb: float, phase: Callable[..., None]) -> None:
     """Peak memory at each batch size, smallest first (after an out-of-memory, the larger are skipped)."""
     import torch
 
     oom_at: int | None = None
-    for batch in job["batch_sizes"]:
+    for batch in job.batch_sizes:
         if oom_at is not None:  # a smaller batch already ran out of memory
             result["memory"][str(batch)] = {"error": f"skipped: out of memory at batch {oom_at}"}
             continue
         phase("memory", batch)
         try:
-            result["memory"][str(batch)] = memory_pass(net, make_input, batch, device, baseline_mb, job["compile"])
+            result["memory"][str(batch)] = memory_pass(net, make_input, batch, device, baseline_mb, job.compile)
         except torch.OutOfMemoryError:
             oom_at = batch
             result["memory"][str(batch)] = {"error": f"out of memory at batch {batch}"}
@@ -151,8 +151,8 @@ def memory(job: Job, result: Result) -> None:
     net, make_input = loaded
     import torch
 
-    run = compile_for_inference(net) if job["compile"] else net
-    memory_sweep(job, result, run, make_input, torch.device(job["device"]), baseline_mb, phase)
+    run = compile_for_inference(net) if job.compile else net
+    memory_sweep(job, result, run, make_input, torch.device(job.device), baseline_mb, phase)
     phase("flops")
     result["flops_per_image"] = count_flops(net, make_input(1))
     result.update(status="done", phase="done", batch_size=None)
@@ -170,20 +170,20 @@ def timings(job: Job, result: Result) -> None:
     if loaded is None:
         return
     net, make_input = loaded
-    net = compile_for_inference(net) if job["compile"] else net
-    device = torch.device(job["device"])
+    net = compile_for_inference(net) if job.compile else net
+    device = torch.device(job.device)
 
     def call_for(batch: int) -> timing.Call:
         x = make_input(batch)  # random input created once, on the device
         return lambda: net(x)
 
     with torch.inference_mode():
-        timing.timing_sweep(result, call_for, timing.make_timer(device), job["batch_sizes"], job["time_budget_s"],
+        timing.timing_sweep(result, call_for, timing.make_timer(device), job.batch_sizes, job.time_budget_s,
                             phase, progress, (torch.OutOfMemoryError,))
     net = None
     # last: the peak's big tensors would otherwise sit in the allocator while the model is timed
     result.update(status="measured", phase="machine peak", batch_size=None)  # rows are complete from here
-    write_result(job["result_path"], result)
+    write_result(job.result_path, result)
     machine_peak(job, result, device, device_name)
     result.update(status="done", phase="done", batch_size=None)
 
@@ -192,26 +192,26 @@ def machine_peak(job: Job, result: Result, device: "torch.device", device_name: 
     """This machine's cached peak at the job's dtype and threads (measured once if missing)."""
     import torch
 
-    key = peak.peak_key(job["machine"], job["device"], device_name, job["dtype"], torch.get_num_threads())
-    found = peak.cached_peak(job, device, getattr(torch, job["dtype"]), key, phase_reporter(job, result))
+    key = peak.peak_key(job.machine, job.device, device_name, job.dtype, torch.get_num_threads())
+    found = peak.cached_peak(job, device, getattr(torch, job.dtype), key, phase_reporter(job, result))
     result.update(peak_gflops_s=found["gflops_s"], peak_kernel=found.get("kernel"))
 
 
-def agreement(net: Any, job: dict[str, Any], size: int, layout: Any) -> dict[str, Any]:
+def agreement(net: Any, job: Job, size: int, layout: Any) -> dict[str, Any]:
     """Logits on a fixed batch against the reference's (written here by the first, fp32, trial)."""
     import torch
 
-    gen, batch = torch.Generator().manual_seed(0), job["batch"]
-    x = torch.randn(AGREE_BATCH, 3, size, size, generator=gen).to(job["device"]).contiguous(memory_format=layout)
-    if not job["autocast"]:
-        x = x.to(getattr(torch, job["dtype"]))
+    gen, batch = torch.Generator().manual_seed(0), job.batch
+    x = torch.randn(AGREE_BATCH, 3, size, size, generator=gen).to(job.device).contiguous(memory_format=layout)
+    if not job.autocast:
+        x = x.to(getattr(torch, job.dtype))
     with torch.inference_mode():  # at the timed batch size, so that a compiled model is not compiled again
         if batch >= AGREE_BATCH:
             logits = net(x.repeat(-(-batch // AGREE_BATCH), 1, 1, 1)[:batch])[:AGREE_BATCH]
         else:
             logits = torch.cat([net(x[i:i + batch]) for i in range(0, AGREE_BATCH, batch)])
     logits = logits.float().cpu()
-    path = Path(job["reference"])
+    path = Path(job.reference)
     if not path.is_file():
         torch.save(logits, path)
     ref = torch.load(path)
@@ -233,7 +233,7 @@ def trial(job: Job, result: Result) -> None:
     from vischoose.runtimes.torch_eager import compile_for_inference, count_flops
 
     device_name, phase = start(job, result), phase_reporter(job, result)
-    device, batch = torch.device(job["device"]), job["batch"]
+    device, batch = torch.device(job.device), job.batch
     gc.collect()
     baseline_mb, _ = process.rss_mb(), process.reset_peak_rss()
     torch.manual_seed(0)  # random init: the same weights in every trial
@@ -242,24 +242,24 @@ def trial(job: Job, result: Result) -> None:
     result["is_conv"] = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) > 1  # a ViT has one: its stem
     x, timer = make_input(batch), timing.make_timer(device)
     with torch.inference_mode():
-        if job["compile"]:
+        if job.compile:
             begin, net = time.perf_counter(), compile_for_inference(net)
             net(x)  # compiles for this shape
             result["compile_s"] = time.perf_counter() - begin
         phase("throughput", batch)
-        seconds, warm, noisy = timing.settled_phase(lambda: net(x), timer, job["time_budget_s"], progress)
+        seconds, warm, noisy = timing.settled_phase(lambda: net(x), timer, job.time_budget_s, progress)
     result["throughput"][str(batch)] = timing.phase_summary(seconds, warm, noisy, batch)
     result["img_s"] = result["throughput"][str(batch)]["median"]
     used = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else \
         process.peak_rss_mb() - baseline_mb
     result["memory"][str(batch)] = {"peak_mb": used}
-    layout = torch.channels_last if job["channels_last"] else torch.contiguous_format
+    layout = torch.channels_last if job.channels_last else torch.contiguous_format
     result.update(agreement(net, job, x.shape[-1], layout))
-    if not job["compile"]:
+    if not job.compile:
         phase("latency", 1)
         one = make_input(1)
         with torch.inference_mode():
-            seconds, warm, noisy = timing.settled_phase(lambda: net(one), timer, job["time_budget_s"] / 3, progress)
+            seconds, warm, noisy = timing.settled_phase(lambda: net(one), timer, job.time_budget_s / 3, progress)
         result["latency"] = timing.phase_summary(seconds, warm, noisy)
     result["flops_per_image"] = count_flops(eager, make_input(1))
     net = eager = x = None  # freed before the peak's big tensors

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from vischoose.deploy import check, graphcache, verdict
 from vischoose.errors import VischooseError
 from vischoose.measure import process, timing
 from vischoose.measure.protocol import (
@@ -17,7 +18,7 @@ from vischoose.measure.protocol import (
     progress,
     setup_failed,
 )
-from vischoose.runtimes import graphcache, registry, verdict
+from vischoose.runtimes import agreement, registry
 from vischoose.runtimes.artifact import Artifact
 
 
@@ -29,15 +30,15 @@ def _load(job: Job, result: Result) -> tuple[Any, int, Any]:
     from vischoose.models.loading import load_model
 
     torch.manual_seed(graphcache.RANDOM_SEED)  # random init: the same weights every time, so the file can be cached
-    loaded = load_model(job["model"], weights=job["weights"])
-    size = job["input_size"] or loaded.input_size
+    loaded = load_model(job.model, weights=job.weights)
+    size = job.input_size or loaded.input_size
     if size != loaded.input_size and hasattr(loaded.model, "set_input_size"):
         loaded.model.set_input_size(img_size=(size, size))
     calib = None
-    if job.get("calibration"):
-        calib = calibration.load_calibration(job["calibration"], calibration.preprocessing(loaded, size))
-    if job["weights"] == "auto" and loaded.weights == "random":
-        result["notes"].append(f"{job['model']}: no cached pretrained weights, so random init of the same "
+    if job.calibration:
+        calib = calibration.load_calibration(job.calibration, calibration.preprocessing(loaded, size))
+    if job.weights == "auto" and loaded.weights == "random":
+        result["notes"].append(f"{job.model}: no cached pretrained weights, so random init of the same "
                                "architecture: speed and size hold, agreement with fp32 says little.")
     result["model"] = {"tag": loaded.tag, "arch": loaded.arch, "params": loaded.params,
                        "weights": loaded.weights_label, "input_size": size, "pretrained_input_size": loaded.input_size}
@@ -51,74 +52,57 @@ def build(job: Job, result: Result) -> None:
     from vischoose.measure import eager
     from vischoose.runtimes.torch_eager import count_flops
 
-    runtime, phase = registry.get(job["runtime"]), phase_reporter(job, result)
-    device_name = eager.start({**job, "device": "cpu"}, result)
+    runtime, phase = registry.get(job.runtime), phase_reporter(job, result)
+    device_name = eager.start(job, result)  # a graph's job runs on the CPU
     phase("loading")
     try:
         loaded, size, calib = _load(job, result)
     except VischooseError as err:
         setup_failed(result, err)
         return
-    batch = calib.batch if calib else verdict.random_batch(size)
-    reference = verdict.eager_logits(loaded.model, batch)
-    phase("exporting" if job["precision"] != "int8" else "exporting and quantizing")
+    phase("exporting" if job.precision != "int8" else "exporting and quantizing")
     try:
-        artifact = _built(job, result, runtime, loaded, size, calib)
-        found = verdict.agreement(reference, runtime.session(artifact, job["threads"])(batch))
+        checked = _built(job, result, runtime, loaded, size, calib)
     except VischooseError as err:
         result.update(status="failed", error=str(err), error_kind="measure")
         return
-    judged = _judge(job, artifact, found, calib is not None, loaded.weights != "random")
+    artifact, judged = checked.artifact, checked.verdict
     result.update(artifact=artifact.to_dict(), graph_facts={
         "file_mb": artifact.file_mb, "export_s": artifact.build_s, "quantize_s": artifact.quantize_s,
         "recipe": artifact.recipe, "check_source": "images" if calib else "random",
-        "agreement": found.to_dict(), "status": judged.status})
+        "agreement": checked.agreement.to_dict(), "status": judged.status})
     if artifact.note:
-        result["notes"].append(f"{job['model']}: {artifact.note}.")
+        result["notes"].append(f"{job.model}: {artifact.note}.")
     if judged.status != verdict.OK:
-        result["notes"].append(f"{job['model']} {job['precision']}: {judged.note}")
+        result["notes"].append(f"{job.model} {job.precision}: {verdict.describe(judged)}")
     phase("flops")
     result["flops_per_image"] = count_flops(loaded.model, torch.randn(1, 3, size, size))
     del loaded
-    if job["precision"] == "fp32":  # efficiency against the fp32 peak (no int8 peak is measured)
-        eager.machine_peak({**job, "device": "cpu", "dtype": "float32"}, result, torch.device("cpu"), device_name)
+    if job.precision == "fp32":  # efficiency against the fp32 peak (no int8 peak is measured)
+        eager.machine_peak(job, result, torch.device("cpu"), device_name)  # an fp32 job: float32
     result.update(status="done", phase="done", batch_size=None)
 
 
-def _built(job: Job, result: Result, runtime: Any, loaded: Any, size: int, calib: Any) -> Artifact:
-    """The runtime's file for this model: from the graph cache when these weights, images and versions built it."""
-    out = Path(job["graph_dir"]) / f"model-{job['precision']}{runtime.suffix}"
+def _built(job: Job, result: Result, runtime: Any, loaded: Any, size: int, calib: Any) -> check.Checked:
+    """The runtime's file for this model, checked against eager fp32 (from the graph cache when these weights,
+    images and versions built it)."""
+    out = Path(job.graph_dir) / f"model-{job.precision}{runtime.suffix}"
     images = None if calib is None else calib.batch
-    built, reused = graphcache.build(runtime, loaded, job["precision"], out, size, images, seeded=True,
-                                     home=job["home"], link=True)
-    if reused:
-        result["notes"].append(f"{job['model']}: its {runtime.name} {job['precision']} file was built before from "
+    checked = check.build_checked(runtime, loaded, job.precision, out, size, images, job.min_agreement, job.threads,
+                                  seeded=True, home=job.home, link=True)
+    if checked.reused:
+        result["notes"].append(f"{job.model}: its {runtime.name} {job.precision} file was built before from "
                                "these weights, calibration images and versions: reused from the graph cache.")
-    return built
-
-
-def _judge(job: Job, artifact: Artifact, found: verdict.Agreement, real_images: bool,
-           pretrained: bool) -> verdict.Verdict:
-    """fp32 graphs reproduce eager fp32 (checked when built); others get the agreement verdict."""
-    if job["precision"] == "fp32":
-        return verdict.Verdict(verdict.OK)
-    judged = verdict.judge(found, real_images, pretrained, job["min_agreement"])
-    if judged.status == verdict.REJECTED:
-        return verdict.Verdict(judged.status, f"rejected: top-1 agrees with eager fp32 on {found.top1_agreement:.1%} "
-                                              f"of {found.n_images} images (< {job['min_agreement']:.0%}); never "
-                                              "recommended.")
-    return verdict.Verdict(judged.status, "unverified: its agreement with fp32 was checked on random inputs or random "
-                                          "weights only; profile pretrained weights with --calibration DIR (your "
-                                          "images) to verify it.") if judged.status == verdict.UNVERIFIED else judged
+    return checked
 
 
 def _forward(job: Job, result: Result) -> tuple[timing.Call, Any]:
     """The runtime's forward on the built artifact, in this process that has not imported torch."""
-    runtime = registry.get(job["runtime"])
-    artifact = Artifact.from_dict(job["artifact"])
+    runtime = registry.get(job.runtime)
+    artifact = Artifact.from_dict(job.artifact)
     result["runtime_version"] = runtime.version()
-    result["conditions"] = {"device": "cpu", "threads": job["threads"]}
-    return runtime.session(artifact, job["threads"]), artifact
+    result["conditions"] = {"device": "cpu", "threads": job.threads}
+    return runtime.session(artifact, job.threads), artifact
 
 
 def memory(job: Job, result: Result) -> None:
@@ -127,15 +111,15 @@ def memory(job: Job, result: Result) -> None:
 
     import numpy  # noqa: F401  (imported before the baseline: a deployed process has it too)
 
-    importlib.import_module(registry.get(job["runtime"]).module)
+    importlib.import_module(registry.get(job.runtime).module)
     baseline = process.rss_mb()
     result["baseline_rss_mb"] = baseline
     forward, artifact = _forward(job, result)
     phase = phase_reporter(job, result)
-    for batch in sorted(job["batch_sizes"]):
+    for batch in sorted(job.batch_sizes):
         phase("memory", batch)
         process.reset_peak_rss()
-        forward(verdict.random_batch(artifact.input_size, n=batch))
+        forward(agreement.random_batch(artifact.input_size, n=batch))
         result["memory"][str(batch)] = {"peak_mb": process.peak_rss_mb() - baseline}
     result.update(status="done", phase="done", batch_size=None)
 
@@ -145,10 +129,10 @@ def timings(job: Job, result: Result) -> None:
     forward, artifact = _forward(job, result)
 
     def call_for(batch: int) -> timing.Call:
-        x = verdict.random_batch(artifact.input_size, n=batch)
+        x = agreement.random_batch(artifact.input_size, n=batch)
         return lambda: forward(x)
 
-    timing.timing_sweep(result, call_for, timing.cpu_timer, sorted(job["batch_sizes"]), job["time_budget_s"],
+    timing.timing_sweep(result, call_for, timing.cpu_timer, sorted(job.batch_sizes), job.time_budget_s,
                         phase_reporter(job, result), progress)
     result.update(status="done", phase="done", batch_size=None)
 

@@ -17,23 +17,26 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from vischoose import machine
+from vischoose.deploy.verdict import REJECTED, UNVERIFIED
 from vischoose.errors import ProfilingError
-from vischoose.measure import machine, rows
-from vischoose.measure.options import ProfileOptions, check_models, resolve_device
+from vischoose.measure import rows
+from vischoose.measure.options import check_models, resolve_device
 from vischoose.measure.runner import (
     ChildJob,
+    Keep,
     ProfileRun,
     Progress,
     Runner,
-    child_job,
+    article_models,
     describe_exit,
+    new_job,
     run_child,
-    save_runs,
 )
 from vischoose.models import catalog
+from vischoose.requests.profile import ProfileRequest
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import dtype_of, precision_of
-from vischoose.runtimes.verdict import REJECTED, UNVERIFIED
 
 DEFAULT_BUDGET_S = 300.0  # per model, the whole search
 MIN_TOP1_AGREEMENT = 0.75  # share of the fixed batch whose top-1 class must match fp32's (near-ties aside)
@@ -71,14 +74,15 @@ class Setting:
         parts = [_AUTOCAST[self.dtype]] + ["channels_last"] * self.channels_last + ["compile"] * self.compile
         return " + ".join(parts) + f"{threads}, batch {self.batch_size}"
 
-    def options(self, base: ProfileOptions, time_budget_s: float) -> ProfileOptions:
-        """The profiler options that run this setting."""
+    def request(self, base: ProfileRequest, time_budget_s: float) -> ProfileRequest:
+        """The profile request that runs this setting."""
         common = {"dtype": self.dtype, "threads": self.threads or base.threads, "batch_sizes": (self.batch_size,),
-                  "time_budget_s": time_budget_s, "runtime": self.runtime}
+                  "time_budget_s": time_budget_s, "runtime": self.runtime, "device": "cpu" if self.is_graph else
+                  base.device, "optimize": False}
         if self.is_graph:
-            return replace(base, autocast=False, channels_last=False, compile=False, **common)
-        return replace(base, calibration=None, autocast=self.dtype != "float32", channels_last=self.channels_last,
-                       compile=self.compile, **common)
+            return base.but(autocast=False, channels_last=False, compile=False, **common)
+        return base.but(calibration=None, autocast=self.dtype != "float32", channels_last=self.channels_last,
+                        compile=self.compile, **common)
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ def graph_settings(batch: int) -> list[Setting]:
 class Search:
     """The search for one model, within its time budget."""
 
-    def __init__(self, model: str, base: ProfileOptions, device: str, budget_s: float, folder: Path,
+    def __init__(self, model: str, base: ProfileRequest, device: str, budget_s: float, folder: Path,
                  runner: Runner, progress: Progress | None) -> None:
         self.model, self.base, self.device, self.budget_s = model, base, device, budget_s
         self.folder, self.runner, self.progress = folder, runner, progress
@@ -190,11 +194,11 @@ class Search:
 
     def _run_graph(self, setting: Setting) -> Trial:
         """Build the graph and time it on its runtime, judged against eager fp32 (measure.graph)."""
-        options = setting.options(self.base, self.trial_budget_s())
-        job = {**child_job(options, "cpu"), "batch_sizes": [setting.batch_size]}
+        options = setting.request(self.base, self.trial_budget_s())
+        job = new_job(options, self.ref.text, "cpu", (setting.batch_size,))
         begin = time.monotonic()
         folder = self.folder / f"graph-{len(self.trials)}"
-        (run,) = ChildJob(self.ref, job, folder, options).run(self.runner, None, False)
+        (run,) = ChildJob(self.ref, job, folder).run(self.runner, None, False)
         p = run.profile
         if p.error:
             status = f"failed: {p.error}"
@@ -211,15 +215,16 @@ class Search:
 
     def _run_eager(self, setting: Setting, reference: Path) -> Trial:
         """One torch setting in the child's "trial" mode: img/s, memory, agreement with fp32's logits."""
-        options = setting.options(self.base, self.trial_budget_s())
-        job = {**child_job(options, self.device), "batch": setting.batch_size, "reference": str(reference)}
-        child = ChildJob(self.ref, job, self.folder / f"trial-{len(self.trials)}", options)
+        options = setting.request(self.base, self.trial_budget_s())
+        job = new_job(options, self.ref.text, self.device, (setting.batch_size,)).but(batch=setting.batch_size,
+                                                                                       reference=str(reference))
+        child = ChildJob(self.ref, job, self.folder / f"trial-{len(self.trials)}")
         begin = time.monotonic()
         out, status, tail = child.attempt("trial", [setting.batch_size], self.runner, None, False)
         trial = judge(setting, out, status, list(tail), time.monotonic() - begin)
         if out.get("model"):
             error = None if trial.ok else trial.status
-            row = rows.profile_row(self.ref, child.job, options, out, setting.batch_size, error)
+            row = rows.profile_row(self.ref, child.job, out, setting.batch_size, error)
             trial = replace(trial, run=ProfileRun(row, tuple(out["notes"]), rows.detail(out, setting.batch_size)))
         return trial
 
@@ -296,26 +301,25 @@ def sweep_batch(s: Search, reference: Path, room: Any) -> None:
             return
 
 
-def optimize_models(models: list[str], base: ProfileOptions, budget_s: float, progress: Progress | None = None,
-                    runner: Runner = run_child, save: bool = True) -> list[Optimized]:
-    """Search each model's settings within budget_s seconds; the plain and best rows are saved to the store."""
+def optimize_models(base: ProfileRequest, budget_s: float, progress: Progress | None = None,
+                    runner: Runner = run_child, keep: Keep | None = None) -> list[Optimized]:
+    """Search each model's settings within budget_s seconds; keep hears each model's plain and best rows."""
+    models = list(base.models) or article_models()
     check_models([catalog.parse_model_ref(m) for m in models])
     device = resolve_device(base.device)
-    base = replace(base, device=device)
+    base = base.but(device=device)
     found: list[Optimized] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="vischoose-optimize-") as tmp:
-            for i, model in enumerate(models):
-                folder = Path(tmp) / str(i)
-                folder.mkdir()
-                s = Search(model, base, device, budget_s, folder, runner, progress)
-                search(s, folder / "reference.pt")
-                best = s.best()
-                found.append(Optimized(model, tuple(s.trials), best, s.trials[0].run, best.run if best else None,
-                                       time.monotonic() - s.start, budget_s))
-    finally:  # on Ctrl-C too: what finished is kept
-        if save:
-            save_runs(list(iter_rows(found)))
+    with tempfile.TemporaryDirectory(prefix="vischoose-optimize-") as tmp:
+        for i, model in enumerate(models):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            s = Search(model, base, device, budget_s, folder, runner, progress)
+            search(s, folder / "reference.pt")
+            best = s.best()
+            found.append(Optimized(model, tuple(s.trials), best, s.trials[0].run, best.run if best else None,
+                                   time.monotonic() - s.start, budget_s))
+            if keep is not None:
+                keep([r.profile for r in iter_rows(found[-1:]) if r.saveable])
     return found
 
 

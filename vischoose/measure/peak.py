@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from vischoose.measure.timing import make_timer
 
 if TYPE_CHECKING:
+    from vischoose.measure.protocol import Job
+
+if TYPE_CHECKING:
     import torch
 
-PEAK_CACHE_FILE = "machine_peak.json"
+PEAK_CACHE_FILE = "machine_peak.json"  # in the vischoose home: this machine's peak per device, dtype, threads
 PEAK_SIZES = (2048, 4096)  # square matmuls for the machine's FLOP/s peak
 PEAK_REPS = 3
 PEAK_MAX_REP_S = 5.0  # one run of a kernel this slow (a dtype without fast kernels here) is enough
@@ -59,12 +61,12 @@ def machine_peak_gflops(device: "torch.device", dtype: "torch.dtype", sizes: tup
     return {"gflops_s": best, "kernel": best_kernel, "reps": reps}
 
 
-def cached_peak(job: dict[str, Any], device: "torch.device", dtype: "torch.dtype", key: str,
+def cached_peak(job: Job, device: "torch.device", dtype: "torch.dtype", key: str,
                 report: Callable[[str], None] = lambda phase: None) -> dict[str, Any]:
     """The machine's peak for this key ({gflops_s, kernel, ...}), measured once, cached as JSON under VISCHOOSE_HOME."""
     import torch
 
-    path = Path(job["peak_cache"])
+    path = job.peak_cache
     cache = json.loads(path.read_text()) if path.is_file() else {}
     if key not in cache:
         report("machine peak (once)")

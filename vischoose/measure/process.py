@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from vischoose.errors import opt
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -57,6 +59,7 @@ def cap_note(requested: int | None, threads: int, who: str) -> str | None:
     """'mobile asks 4 threads; 2 cores here: measured at 2', or None when nothing was capped."""
     if requested is None or requested <= threads:
         return None
+    who = opt(who) if who == "threads" else who  # the option, or the preset that asked
     return (f"{who} asks {requested} threads; {threads} core{'s' if threads > 1 else ''} here: measured at {threads} "
             "(more threads than cores make the pool fight itself)")
 

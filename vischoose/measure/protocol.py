@@ -1,16 +1,73 @@
-"""The protocol between the parent (measure.runner) and a measuring child: the job and result dicts, progress
-lines on stderr, and the result file written after every phase (a crash leaves the finished phases behind)."""
+"""The protocol between the parent (measure.runner) and a measuring child: the Job (the ProfileRequest and what
+the parent resolved for one model and mode, serialised as one JSON file), the result dict, progress lines on stderr,
+and the result file written after every phase (a crash leaves the finished phases behind)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Callable
 
+from vischoose.measure.peak import PEAK_CACHE_FILE
+from vischoose.requests.profile import ProfileRequest
+
 PROGRESS_PREFIX = "VISCHOOSE-PROGRESS "
-Job = dict[str, Any]
 Result = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One child's work: the request as asked, and what the parent resolved for this model and mode."""
+
+    request: ProfileRequest
+    model: str  # the reference the user gave
+    mode: str  # a mode of the runtime's child (measure.eager.MODES or measure.graph.MODES)
+    device: str  # resolved: "cpu" or "cuda:N"
+    threads: int  # capped at the cores this process may use (measure.process)
+    batch_sizes: tuple[int, ...]
+    machine: str  # this machine's fingerprint
+    home: str  # the vischoose home: graph cache and machine peak
+    result_path: str = ""
+    graph_dir: str | None = None  # graph runtimes: where the build goes
+    artifact: dict[str, Any] | None = None  # graph runtimes, after the build: the file (Artifact.to_dict)
+    batch: int | None = None  # an optimize trial: its batch size
+    reference: str | None = None  # an optimize trial: the fp32 logits it is compared with (.npy)
+
+    def __getattr__(self, name: str) -> Any:  # the protocol's own options: job.dtype is job.request.dtype
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.request, name)
+
+    @property
+    def threads_requested(self) -> int | None:
+        """What the preset or threads asked for."""
+        return self.request.threads
+
+    @property
+    def peak_cache(self) -> Path:
+        """This machine's matmul peak cache."""
+        return Path(self.home) / PEAK_CACHE_FILE
+
+    def but(self, **changes: Any) -> "Job":
+        """A copy with these fields changed."""
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        """The job file's text."""
+        return json.dumps({**asdict(self), "request": self.request.to_dict()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Job":
+        """The job a job file holds."""
+        data = json.loads(text)
+        data["request"] = ProfileRequest.from_dict(data["request"])
+        data["batch_sizes"] = tuple(data["batch_sizes"])
+        return cls(**data)
+
+
 Mode = Callable[[Job, Result], None]
 
 
@@ -36,7 +93,7 @@ def write_result(path: str, result: Result) -> None:
 def report_phase(job: Job, result: Result, name: str, batch: int | None = None) -> None:
     """A child starts a phase: the result file says so (a crash leaves it behind) and the parent is told."""
     result.update(phase=name, batch_size=batch)
-    write_result(job["result_path"], result)
+    write_result(job.result_path, result)
     emit("phase", phase=name, batch_size=batch)
 
 

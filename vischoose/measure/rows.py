@@ -8,13 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vischoose.measure.options import ProfileOptions
 from vischoose.measure.peak import peak_key
+from vischoose.measure.protocol import Job
 from vischoose.models import catalog
-from vischoose.models.catalog import MIB, ModelRef
-from vischoose.results.records import Profile
+from vischoose.models.catalog import ModelRef
+from vischoose.records import Profile
+from vischoose.requests.profile import ProfileRequest
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import bytes_per_param
+from vischoose.units import MIB, flops_to_macs
 
 
 def efficiency(gflops: float | None, img_s: float | None, peak_gflops_s: float | None) -> float | None:
@@ -30,10 +32,11 @@ def entry(ref: ModelRef, result: dict[str, Any]) -> catalog.CatalogEntry | None:
     return ref.entry or catalog.by_tag(result.get("model", {}).get("tag", ""))
 
 
-def profile_row(ref: ModelRef, job: dict[str, Any], options: ProfileOptions, result: dict[str, Any], batch: int,
+def profile_row(ref: ModelRef, job: Job, result: dict[str, Any], batch: int,
                 error: str | None) -> Profile:
     """The Profile of one batch size."""
     model, cond, known = result.get("model", {}), result.get("conditions", {}), entry(ref, result)
+    options = job.request
     lat = result.get("latency") or {}
     thr = result["throughput"].get(str(batch)) or {}
     mem = result["memory"].get(str(batch)) or {}
@@ -42,18 +45,18 @@ def profile_row(ref: ModelRef, job: dict[str, Any], options: ProfileOptions, res
     tput = thr.get("median")
     row = Profile(
         model=ref.display, tag=model.get("tag") or ref.timm_name or ref.name,
-        device=job["device"], dtype=options.dtype, batch_size=batch,
+        device=job.device, dtype=options.dtype, batch_size=batch,
         input_size=model.get("input_size") or options.input_size or (known.input_size if known else 0),
         family=known.family if known else None, weights=model.get("weights", options.weights),
-        device_name=cond.get("device_name", ""), machine=job["machine"],
-        threads=cond.get("threads", job["threads"]), threads_requested=job.get("threads_requested"),
+        device_name=cond.get("device_name", ""), machine=job.machine,
+        threads=cond.get("threads", job.threads), threads_requested=job.threads_requested,
         layout="channels_last" if options.channels_last else "contiguous", compiled=options.compile,
         torch_version=cond.get("torch_version", ""), timm_version=cond.get("timm_version", ""),
         params_m=params / 1e6 if params else None,
         runtime=f"{registry.TORCH} autocast" if options.autocast else registry.TORCH,
         weights_mb=params * bytes_per_param(options.dtype) / MIB if params else None,
         weights_mb_fp32=params * bytes_per_param("float32") / MIB if params else None,
-        gflops=gflops, gmacs=catalog.flops_to_macs(gflops) if gflops else None,
+        gflops=gflops, gmacs=flops_to_macs(gflops) if gflops else None,
         latency_ms_p50=lat.get("median"), latency_ms_p90=lat.get("p90"), latency_ms_p99=lat.get("p99"),
         latency_ms_iqr=lat.get("iqr"), throughput_img_s=tput, throughput_iqr=thr.get("iqr"),
         peak_memory_mb=mem.get("peak_mb"), peak_reserved_mb=mem.get("reserved_mb"),
@@ -69,7 +72,7 @@ def noise_text(latency: dict[str, Any], throughput: dict[str, Any]) -> str | Non
     return "; ".join(parts) or None
 
 
-def graph_fields(row: Profile, options: ProfileOptions, result: dict[str, Any]) -> Profile:
+def graph_fields(row: Profile, options: ProfileRequest, result: dict[str, Any]) -> Profile:
     """An exported graph's row: its runtime, file, build times and agreement with eager fp32."""
     graph = result.get("graph_facts", {})
     agree = graph.get("agreement") or {}
@@ -125,7 +128,7 @@ def size_notes(ref: ModelRef, result: dict[str, Any]) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def stale_peak(ref: ModelRef, job: dict[str, Any], dtype: str, result: dict[str, Any],
+def stale_peak(ref: ModelRef, job: Job, dtype: str, result: dict[str, Any],
                batches: list[int]) -> tuple[str, ...]:
     """Drop a cached machine peak that this model beat (it was measured on a busy machine); say so."""
     peak, flops = result.get("peak_gflops_s"), result.get("flops_per_image")
@@ -133,8 +136,8 @@ def stale_peak(ref: ModelRef, job: dict[str, Any], dtype: str, result: dict[str,
     if not peak or not rates or max(rates) <= peak:
         return ()
     cond = result.get("conditions", {})
-    key = peak_key(job["machine"], job["device"], cond.get("device_name", ""), dtype, cond.get("threads"))
-    path = Path(job["peak_cache"])
+    key = peak_key(job.machine, job.device, cond.get("device_name", ""), dtype, cond.get("threads"))
+    path = Path(job.peak_cache)
     cache = json.loads(path.read_text()) if path.is_file() else {}
     if cache.pop(key, None) is not None:
         path.write_text(json.dumps(cache, indent=2))

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from vischoose.errors import (
     EXIT_USAGE,
@@ -27,18 +27,12 @@ from vischoose.errors import (
     WeightsUnavailableError,
 )
 from vischoose.measure import forked, process, rows
-from vischoose.measure.options import (
-    DEFAULT_BATCH_SIZES,
-    ProfileOptions,
-    check_models,
-    resolve_device,
-    resolve_options,
-)
-from vischoose.measure.peak import PEAK_CACHE_FILE
-from vischoose.measure.protocol import PROGRESS_PREFIX
+from vischoose.measure.options import check_models, resolve_device
+from vischoose.measure.protocol import PROGRESS_PREFIX, Job
 from vischoose.models import catalog
 from vischoose.models.catalog import ModelRef
-from vischoose.results.records import Profile
+from vischoose.records import Profile
+from vischoose.requests.profile import DEFAULT_BATCH_SIZES, ProfileRequest
 from vischoose.runtimes import registry
 
 CHILD_MODULE = "vischoose.measure.child"  # run as python -m CHILD_MODULE JOB.json
@@ -71,7 +65,7 @@ def run_child(cmd: list[str], env: dict[str, str], on_line: LineSink) -> int:
     if cmd[1:3] == ["-m", CHILD_MODULE] and len(cmd) == 4 and forked.available():
         from vischoose.measure import child
 
-        if child.forkable(json.loads(Path(cmd[3]).read_text())):
+        if child.forkable(Job.from_json(Path(cmd[3]).read_text())):
             try:
                 return forked.run(cmd[3], env, on_line)
             except forked.ServerGone:
@@ -89,60 +83,40 @@ def run_child(cmd: list[str], env: dict[str, str], on_line: LineSink) -> int:
             proc.wait()
 
 
-def profile_models(models: Iterable[str] | None, options: ProfileOptions, progress: Progress | None = None,
-                   runner: Runner = run_child, save: bool = True, debug: bool = False) -> list[ProfileRun]:
-    """Measure each model in its own child processes; one ProfileRun per model per batch size.
+Keep = Callable[[list[Profile]], None]  # told each model's rows as soon as they are measured (to store them)
+
+
+def profile_models(request: ProfileRequest, progress: Progress | None = None, runner: Runner = run_child,
+                   debug: bool = False, keep: Keep | None = None) -> list[ProfileRun]:
+    """Measure each model of the request in its own child processes; one ProfileRun per model per batch size.
+
+    keep hears each model's saveable rows when they are measured, so an interruption loses only the model in progress.
 
     Raises:
-        UnknownModelError, UsageError, ProfilingError (device missing), StoreError.
+        UnknownModelError, UsageError, ProfilingError (device missing).
     """
-    names = [models] if isinstance(models, str) else list(models or [])
-    refs = [catalog.parse_model_ref(m) for m in names or article_models()]
+    refs = [catalog.parse_model_ref(m) for m in request.models or article_models()]
     check_models(refs)
-    device = "cpu" if registry.get(options.runtime).is_graph else resolve_device(options.device)
-    sizes = tuple(sorted(set(options.batch_sizes or DEFAULT_BATCH_SIZES[device.split(":")[0]])))
-    job = child_job(options, device)
+    device = "cpu" if registry.get(request.runtime).is_graph else resolve_device(request.device)
+    sizes = tuple(sorted(set(request.batch_sizes or DEFAULT_BATCH_SIZES[device.split(":")[0]])))
     runs: list[ProfileRun] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="vischoose-profile-") as tmp:
-            for i, ref in enumerate(refs):
-                child = ChildJob(ref, {**job, "batch_sizes": list(sizes)}, Path(tmp) / str(i), options)
-                runs += child.run(runner, progress, debug)
-    finally:  # on Ctrl-C too: what finished is kept
-        if save:
-            save_runs(runs)
+    with tempfile.TemporaryDirectory(prefix="vischoose-profile-") as tmp:
+        for i, ref in enumerate(refs):
+            found = ChildJob(ref, new_job(request, ref.text, device, sizes), Path(tmp) / str(i)).run(
+                runner, progress, debug)
+            if keep is not None:
+                keep([r.profile for r in found if r.saveable])
+            runs += found
     return runs
 
 
-def child_job(options: ProfileOptions, device: str) -> dict[str, Any]:
-    """The protocol part of a child's job file (the child adds the model, mode and batch sizes); threads capped."""
-    from vischoose.measure import machine
-    from vischoose.results.store import home
+def new_job(request: ProfileRequest, model: str, device: str, batch_sizes: tuple[int, ...]) -> Job:
+    """A child's job for one model (the mode and result file are set per child); threads capped at the cores."""
+    from vischoose import machine
+    from vischoose.paths import home
 
-    return {"device": device, "runtime": options.runtime, "dtype": options.dtype, "precision": options.precision,
-            "channels_last": options.channels_last, "compile": options.compile, "autocast": options.autocast,
-            "threads": process.capped_threads(options.threads), "threads_requested": options.threads,
-            "threads_from": options.threads_from, "input_size": options.input_size, "weights": options.weights,
-            "time_budget_s": options.time_budget_s, "calibration": options.calibration,
-            "min_agreement": options.min_agreement, "machine": machine.fingerprint(), "home": str(home()),
-            "peak_cache": str(home() / PEAK_CACHE_FILE)}
-
-
-def save_runs(runs: list[ProfileRun]) -> None:
-    """Write the measured rows to the results store."""
-    found = [r.profile for r in runs if r.saveable]
-    if found:
-        from vischoose.results.store import open_store
-
-        with open_store() as store:
-            store.add_profiles(found)
-
-
-def profile(models: Iterable[str] | None = None, *, target: str | None = None, save: bool = True,
-            progress: Progress | None = None, runner: Runner = run_child, **options: Any) -> list[Profile]:
-    """Profile models (default: the article's three) on this machine; see ProfileOptions for the options."""
-    resolved = resolve_options(target, **options)
-    return [r.profile for r in profile_models(models, resolved, progress=progress, runner=runner, save=save)]
+    return Job(request=request, model=model, mode="", device=device, threads=process.capped_threads(request.threads),
+               batch_sizes=batch_sizes, machine=machine.fingerprint(), home=str(home()))
 
 
 def failed(runs: list[ProfileRun]) -> None:
@@ -188,21 +162,21 @@ def stopped(result: dict[str, Any], status: int, tail: deque[str]) -> str | None
 class ChildJob:
     """One model's child processes, for its runtime (torch eager or an exported graph), and its rows."""
 
-    def __init__(self, ref: ModelRef, job: dict[str, Any], folder: Path, options: ProfileOptions) -> None:
-        self.ref, self.job, self.folder, self.options = ref, job, folder, options
+    def __init__(self, ref: ModelRef, job: Job, folder: Path) -> None:
+        self.ref, self.job, self.folder = ref, job, folder
 
     def run(self, runner: Runner, progress: Progress | None, debug: bool) -> list[ProfileRun]:
         """The model's rows, one per batch size."""
-        batches = list(self.job["batch_sizes"])
-        is_graph = registry.get(self.options.runtime).is_graph
+        batches = list(self.job.batch_sizes)
+        is_graph = registry.get(self.job.runtime).is_graph
         result, errors, general = (self._graph if is_graph else self._eager)(batches, runner, progress, debug)
         notes = tuple(result.get("notes", [])) + rows.size_notes(self.ref, result)
         if not is_graph:
-            notes += rows.stale_peak(self.ref, self.job, self.options.dtype, result, batches)
-        capped = process.cap_note(self.job.get("threads_requested"), self.job["threads"], self.job["threads_from"])
+            notes += rows.stale_peak(self.ref, self.job, self.job.dtype, result, batches)
+        capped = process.cap_note(self.job.threads_requested, self.job.threads, self.job.threads_from)
         notes += (capped,) if capped else ()
         saveable = result.get("error_kind") != "setup"
-        return [ProfileRun(rows.profile_row(self.ref, self.job, self.options, result, b,
+        return [ProfileRun(rows.profile_row(self.ref, self.job, result, b,
                                             rows.row_error(result, b, errors.get(b) or general)),
                            notes, rows.detail(result, b), saveable) for b in batches]
 
@@ -242,12 +216,12 @@ class ChildJob:
     def _graph(self, batches: list[int], runner: Runner, progress: Progress | None,
                debug: bool) -> tuple[dict[str, Any], dict[int, str], str | None]:
         """Build and check the graph, then its memory, then its timings, each in a fresh process."""
-        self.job = {**self.job, "graph_dir": str(self.folder)}
+        self.job = self.job.but(graph_dir=str(self.folder))
         built, status, tail = self.attempt("build", batches, runner, progress, debug)
         result = {"memory": {}, "throughput": {}, "notes": [], **built}
         error = stopped(built, status, tail)
         if error is None:
-            self.job["artifact"] = built["artifact"]
+            self.job = self.job.but(artifact=built["artifact"])
             for mode in ("memory", "timing"):
                 found, status, tail = self.attempt(mode, batches, runner, progress, debug)
                 for key in ("memory", "throughput"):
@@ -266,10 +240,9 @@ class ChildJob:
         self.folder.mkdir(parents=True, exist_ok=True)
         result_path = self.folder / f"result-{mode}-{len(pending)}.json"
         job_path = self.folder / f"job-{mode}-{len(pending)}.json"
-        job_path.write_text(json.dumps({**self.job, "model": self.ref.text, "batch_sizes": pending, "mode": mode,
-                                        "result_path": str(result_path)}))
+        job_path.write_text(self.job.but(batch_sizes=tuple(pending), mode=mode, result_path=str(result_path)).to_json())
         tail: deque[str] = deque(maxlen=20)
-        status = runner([sys.executable, "-m", CHILD_MODULE, str(job_path)], process.thread_env(self.job["threads"]),
+        status = runner([sys.executable, "-m", CHILD_MODULE, str(job_path)], process.thread_env(self.job.threads),
                         self._line_sink(tail, progress, debug))
         if result_path.is_file():
             return json.loads(result_path.read_text()), status, tail

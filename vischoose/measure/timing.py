@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from vischoose.measure import stats
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 MIN_TIMED = 3  # timed runs a phase makes even when its time budget is spent
@@ -96,11 +97,6 @@ def settled_phase(fn: Call, timer: Timer, budget_s: float, report: Report) -> tu
     return samples, warm + again, noise(samples)
 
 
-def summary_dict(samples: list[float], scale: float = 1.0) -> dict[str, Any]:
-    """stats.summarize of samples x scale, as a JSON-able dict."""
-    return stats.summarize([s * scale for s in samples]).__dict__.copy()
-
-
 def phase_summary(seconds: list[float], warm: int, noisy: str | None, batch: int | None = None) -> dict[str, Any]:
     """A phase's figures for the result file: img/s at `batch` (throughput) or ms (latency, batch None)."""
     values = [batch / s for s in seconds] if batch else [s * 1e3 for s in seconds]
@@ -139,3 +135,24 @@ def timing_sweep(result: dict[str, Any], call_for: Callable[[int], Call], timer:
     phase("latency", 1)
     seconds, warm, noisy = settled_phase(call_for(1), timer, budget(1), report)
     result["latency"] = phase_summary(seconds, warm, noisy)
+
+
+def median_s(fn: Call, budget_s: float = 10.0) -> float:
+    """The median seconds per call of time_call (export --measure takes this as its timer)."""
+    return time_call(fn, budget_s).median
+
+
+def time_eager(model: "torch.nn.Module", batch: "np.ndarray", budget_s: float = 10.0, threads: int | None = None,
+               bf16: bool = False) -> Any:
+    """stats.Summary of seconds per eager forward pass on the CPU (bf16: under autocast), timed like a graph's."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    x = torch.from_numpy(batch)
+
+    def forward() -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x)
+
+    return time_call(forward, budget_s)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from vischoose.errors import UnknownModelError, UsageError
+from vischoose.units import MIB, macs_to_flops
 
-MIB = 2**20
 FAMILIES = ("resnet", "vit", "hybrid")
 # patterns, compiled (and cached by re) on first use: compiling them at import cost every start-up
 _REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$"
@@ -65,16 +65,6 @@ class CatalogEntry(NamedTuple):
     def weights_mb(self, bytes_per_param: float = 4.0) -> float:
         """Weight size in MiB at the given bytes per parameter (4 = fp32, 2 = bf16/fp16, 1 = int8)."""
         return self.params * bytes_per_param / MIB
-
-
-def macs_to_flops(macs: float) -> float:
-    """The one place MACs become FLOPs: one multiply-accumulate is two floating-point operations."""
-    return 2.0 * macs
-
-
-def flops_to_macs(flops: float) -> float:
-    """The inverse of macs_to_flops: FLOPs (2 per multiply-accumulate) as multiply-accumulates."""
-    return flops / 2.0
 
 
 class ModelRef(NamedTuple):
@@ -139,7 +129,9 @@ def by_tag(tag: str) -> CatalogEntry | None:
 
 def suggest(name: str, extra: list[str] | None = None, n: int = 3) -> list[str]:
     """Close matches for a mistyped model name among the aliases (and extra names)."""
-    from difflib import get_close_matches  # here, on an error path: difflib costs every start-up ~1 ms
+    from difflib import (
+        get_close_matches,  # here, on an error path: difflib costs every start-up ~1 ms
+    )
 
     pool = list(load()) + list(extra or [])
     return get_close_matches(name, pool, n=n, cutoff=0.6)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,8 +312,3 @@ def read_config(weights: Weights) -> dict:
     except (ValueError, UnicodeDecodeError) as err:
         raise CorruptWeightsError(f"{path}: not a timm config.json ({err}).") from err
     return config
-
-
-def offline_env_note() -> str:
-    """A short description of the hub settings in force, for reports."""
-    return f"endpoint={endpoint()} offline={is_offline()} cache={cache_dir()} HF_HOME={os.environ.get('HF_HOME', '')}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vischoose.models import hub
-from vischoose.models.catalog import MIB, CatalogEntry, ModelRef
+from vischoose.models.catalog import CatalogEntry, ModelRef
+from vischoose.units import MIB
 
 
 def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, Any]]:

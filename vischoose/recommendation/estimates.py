@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from vischoose.models.catalog import CatalogEntry
-from vischoose.results.records import Profile
+from vischoose.records import Profile
 
 Group = tuple[str, str, str]  # (runtime, dtype, family)
 MIN_FOR_CURVE = 3  # measured models a group needs before the exponent is fitted (below: one rate)
@@ -90,7 +90,9 @@ def points(rows: Iterable[tuple[Group, CatalogEntry, Profile]]) -> dict[Group, l
 
 def fit(group: list[Point]) -> Fit:
     """The group's curve (at least one point): the exponent fitted from MIN_FOR_CURVE points on, else one rate."""
-    from statistics import median  # here: statistics costs recommend's start-up ~6 ms (fractions, decimal)
+    from statistics import (
+        median,  # here: statistics costs recommend's start-up ~6 ms (fractions, decimal)
+    )
 
     if len(group) < MIN_FOR_CURVE:
         return Fit(median(p.latency_ms / p.gflops for p in group))

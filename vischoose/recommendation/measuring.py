@@ -17,7 +17,7 @@ from typing import Callable
 
 from vischoose.errors import NoModelFitsError
 from vischoose.models.catalog import CatalogEntry
-from vischoose.recommendation.presets import Preset
+from vischoose.presets import Preset
 from vischoose.recommendation.ranking import (
     Candidate,
     build_candidates,
@@ -26,7 +26,7 @@ from vischoose.recommendation.ranking import (
     rank_key,
     recommend,
 )
-from vischoose.results.records import EvalResult, Profile
+from vischoose.records import EvalResult, Profile
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
 

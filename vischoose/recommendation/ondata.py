@@ -16,15 +16,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from vischoose import presets
 from vischoose.errors import NoModelFitsError
 from vischoose.inference import intervals
-from vischoose.recommendation import presets
-from vischoose.recommendation.ranking import Candidate, Recommendation, float_layers, missed_limit
-from vischoose.results.records import EvalResult
+from vischoose.recommendation.ranking import (
+    Candidate,
+    Recommendation,
+    float_layers,
+    missed_limit,
+)
+from vischoose.records import EvalResult
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
+
+if TYPE_CHECKING:
+    from vischoose.deploy.accuracy import Split
 
 IMAGENET_CLASSES = 1000
 
@@ -38,6 +46,7 @@ class DataSet:
     fingerprint: str
     images: int
     max_accuracy_drop: float | None = None  # top-1 points accuracy-aware int8 may lose against fp32 on it
+    split: "Split | None" = None  # with max_accuracy_drop: the images that choose float layers, and the held-out ones
 
 
 def read(data: str | Path, labels: str | Path | None = None, max_accuracy_drop: float | None = None) -> DataSet:
@@ -47,15 +56,15 @@ def read(data: str | Path, labels: str | Path | None = None, max_accuracy_drop: 
         DatasetError: a missing or empty data set, labels that name no ImageNet class, or, with max_accuracy_drop,
         too few images to split into the half that chooses the float layers and the half that measures the drop.
     """
+    from vischoose.deploy.accuracy import split_samples
     from vischoose.inference import datasets
     from vischoose.inference.prediction import class_labels
-    from vischoose.runtimes.accuracy import split_samples
 
     labelled = datasets.read_dataset(data, class_labels({}, IMAGENET_CLASSES), IMAGENET_CLASSES, labels)
-    if max_accuracy_drop is not None:
-        split_samples(labelled.samples)  # the split export makes: fails here, before any candidate is evaluated
+    # split once, here: export chooses the float layers on one part, evaluation measures the other
+    split = None if max_accuracy_drop is None else split_samples(labelled.samples)
     return DataSet(Path(labelled.source), Path(labels) if labels else None, labelled.fingerprint(),
-                   len(labelled.samples), max_accuracy_drop)
+                   len(labelled.samples), max_accuracy_drop, split)
 
 
 def on_data(evals: list[EvalResult], data: DataSet) -> list[EvalResult]:
@@ -135,20 +144,23 @@ def evaluate_candidate(cand: Candidate, preset: presets.Preset, data: DataSet,
     """The candidate's deployed variant evaluated on the data set (stored in the results store).
 
     Raises:
-        the errors of inference.evaluation.evaluate (a model that cannot load, an export that fails).
+        the errors of deploy.evaluate.evaluate (a model that cannot load, an export that fails).
     """
-    from vischoose.inference import evaluation
+    from vischoose.deploy.evaluate import evaluate
+    from vischoose.requests.evaluate import EvaluateRequest
+    from vischoose.results.store import keep_eval
 
     variant, spec = cand.variant, preset.measure
     if accuracy_aware(variant, data):
         return _accuracy_aware(cand, data, progress)
+    labels = str(data.labels) if data.labels else None
     if registry.is_graph(variant.runtime):
-        outcome = evaluation.evaluate(data.path, cand.model, labels=data.labels, runtime=variant.runtime,
-                                      precision=variant.precision, progress=progress)
+        request = EvaluateRequest(str(data.path), cand.model, labels=labels, runtime=variant.runtime,
+                                  precision=variant.precision)
     else:
-        outcome = evaluation.evaluate(data.path, cand.model, labels=data.labels, device=spec.device,
-                                      dtype=spec.dtype, progress=progress)
-    evaluation.save(outcome.result)
+        request = EvaluateRequest(str(data.path), cand.model, labels=labels, device=spec.device, dtype=spec.dtype)
+    outcome = evaluate(request, progress)
+    keep_eval(outcome.result)
     return outcome.result
 
 
@@ -159,18 +171,23 @@ def _accuracy_aware(cand: Candidate, data: DataSet,
     best drop reached, not stored: the candidate's int8 is rejected and the next run tries again.
 
     Raises:
-        the errors of runtimes.export.export_model and inference.evaluation.evaluate.
+        the errors of deploy.export.export_model and deploy.evaluate.evaluate.
     """
     import tempfile
 
-    from vischoose.inference import evaluation
-    from vischoose.runtimes import export
+    from vischoose.deploy.evaluate import evaluate
+    from vischoose.deploy.export import export_model
+    from vischoose.inference.datasets import LabelledImages
+    from vischoose.requests.evaluate import EvaluateRequest
+    from vischoose.requests.export import ExportRequest
+    from vischoose.results.store import keep_eval
 
-    runtime = registry.get(cand.variant.runtime)
+    runtime, labels = registry.get(cand.variant.runtime), str(data.labels) if data.labels else None
     with tempfile.TemporaryDirectory(prefix="vischoose-aware-") as tmp:
         out = Path(tmp) / f"{cand.tag.replace('/', '_')}-int8{runtime.suffix}"
-        built = export.export_model(cand.model, out, precision="int8", format=runtime.format, data=data.path,
-                                    labels=data.labels, max_accuracy_drop=data.max_accuracy_drop)
+        built = export_model(ExportRequest(cand.model, str(out), format=runtime.format, precision="int8",
+                                           data=str(data.path), labels=labels,
+                                           max_accuracy_drop=data.max_accuracy_drop), split=data.split)
         aware = built.accuracy
         layers = list(aware.reverted_weights or aware.reverted) if aware else []
         facts = {"max_accuracy_drop": data.max_accuracy_drop, "reverted_layers": layers,
@@ -182,27 +199,13 @@ def _accuracy_aware(cand: Candidate, data: DataSet,
                               images=aware.held_out_images if aware else 0, top1=aware.top1 if aware else 0.0,
                               top5=float("nan"), fp32_top1=aware.fp32_top1 if aware else None,
                               runtime=runtime.name, dtype="int8", accuracy_met=False, **facts)
-        held_out = _held_out_csv(data, Path(tmp))
-        outcome = evaluation.evaluate(held_out, cand.model, graph=out, progress=progress)
+        held_out = LabelledImages(str(data.path), data.split.held_out if data.split else ())
+        outcome = evaluate(EvaluateRequest(str(data.path), cand.model, labels=labels, graph=str(out)), progress,
+                           labelled=held_out)
     result = replace(outcome.result, dataset=str(data.path), dataset_id=data.fingerprint, graph=None,
                      recipe=built.shipped.recipe, accuracy_met=True, **facts)
-    evaluation.save(result)
+    keep_eval(result)
     return result
-
-
-def _held_out_csv(data: DataSet, folder: Path) -> Path:
-    """The images the accuracy-aware search held out (the split export makes), as a CSV of path,class index."""
-    import csv
-
-    from vischoose.inference import datasets
-    from vischoose.inference.prediction import class_labels
-    from vischoose.runtimes.accuracy import split_samples
-
-    labelled = datasets.read_dataset(data.path, class_labels({}, IMAGENET_CLASSES), IMAGENET_CLASSES, data.labels)
-    path = folder / "held-out.csv"
-    with path.open("w", newline="") as fh:
-        csv.writer(fh).writerows((Path(s.path).resolve(), s.target) for s in split_samples(labelled.samples).held_out)
-    return path
 
 
 def separation_notes(rec: Recommendation, evals: list[EvalResult]) -> list[str]:

@@ -4,56 +4,55 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from vischoose.errors import UsageError
+from vischoose import presets
+from vischoose.errors import UsageError, opt
 from vischoose.models import catalog
-from vischoose.recommendation import presets
 from vischoose.recommendation.ranking import Recommendation, build_candidates, recommend
-from vischoose.results.records import EvalResult, Profile
+from vischoose.records import EvalResult, Profile
+from vischoose.requests.profile import ProfileRequest
+from vischoose.requests.recommend import RecommendRequest
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
     from vischoose.recommendation import ondata
 
-MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
+Progress = Callable[[str, str, float], None]  # (what is measured, its phase, seconds since it started)
 
 
-def advise(target: str = "cloud", models: list[str] | None = None, results: list[Path] | None = None,
-           measure: bool | str = False, device: str | None = None, memory_basis: str | None = None,
-           show_progress: bool = False, time_budget_s: float | None = None, fresh: bool = False,
-           data: str | Path | None = None, labels: str | Path | None = None,
-           max_accuracy_drop: float | None = None, **constraints: float | None) -> Recommendation:
-    """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
+class Bar(Protocol):
+    """A progress bar for one evaluation: called with (images done, images in all), closed when it ends."""
 
-    measure: False, True / "decision" (only what can change the answer) or "all" (every candidate and variant);
-    fresh: measure (and evaluate) again what this machine already measured under the preset's protocol;
-    data: a labelled folder or CSV: rank on the top-1 each fitting candidate's deployed file reaches on it
-    (recommendation.ondata); labels: its label file, as for evaluate; max_accuracy_drop: with data, int8
-    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected).
+    def __call__(self, done: int, total: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def advise(request: RecommendRequest, progress: Progress | None = None,
+           bar: Callable[[str], Bar] | None = None) -> Recommendation:
+    """Recommend a model for a target preset, using measured figures where this machine (or request.results) has
+    them; measuring what can change the answer (request.measure) and evaluating on labelled images (request.data)
+    as asked. progress hears each measurement's phases; bar(label) makes a progress bar for each evaluation.
 
     Raises:
-        PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError (an unknown measure mode).
+        PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError, DatasetError.
     """
-    preset = _preset(target, device, memory_basis, constraints)
-    entries, extra = _candidates(preset, models)
-    dataset = _dataset(data, labels, max_accuracy_drop)  # a bad data set fails here, before anything is measured
-    profiles, evals = _figures(results)
+    preset = _preset(request)
+    entries, extra = _candidates(preset, request.models)
+    dataset = _dataset(request)  # a bad data set fails here, before anything is measured
+    profiles, evals = _figures(request.results)
     evals = shippable(evals, dataset)
     lines = _unused_limit(preset, dataset)
-    if measure:
-        from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
+    if request.measure:
+        from vischoose.recommendation import (
+            measuring,  # only here: recommend on stored figures starts fast
+        )
 
-        mode = "decision" if measure is True else str(measure)
-        if mode not in measuring.MODES:
-            raise UsageError(f"Unknown --measure mode '{mode}' (expected one of: {', '.join(measuring.MODES)}).")
-        measurer = _Measurer(preset, show_progress, time_budget_s or MEASURE_BUDGET_S)
-        try:
-            measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, mode,
-                                                           fresh, on_plan=measurer.plan)
-        finally:
-            measurer.close()
+        measurer = _Measurer(preset, progress, request.time_budget_s)
+        measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer,
+                                                       request.measure, request.fresh, on_plan=measurer.plan)
         profiles, lines = profiles + measured, lines + log.lines()
 
     def rank(found: list[EvalResult]) -> Recommendation:
@@ -64,40 +63,33 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
     else:
         from vischoose.recommendation import ondata
 
-        evals, evaluated = ondata.settle(rank, preset, dataset, evals, _evaluator(show_progress), fresh)
+        evals, evaluated = ondata.settle(rank, preset, dataset, evals, _evaluator(bar), request.fresh)
         lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
     return rec._replace(measure_log=tuple(lines)) if lines else rec
 
 
-def _preset(target: str, device: str | None, memory_basis: str | None,
-            constraints: dict[str, float | None]) -> presets.Preset:
-    preset = presets.load_preset(target).with_overrides(device=device, memory_basis=memory_basis, **constraints)
+def _preset(request: RecommendRequest) -> presets.Preset:
+    preset = presets.load_preset(request.target).with_overrides(device=request.device,
+                                                                memory_basis=request.memory_basis,
+                                                                **request.constraints)
     if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
                                                          for v in preset.variants):
         runs = " and ".join(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
         raise UsageError(f"Target '{preset.name}' deploys only {runs} graphs, which vischoose measures on the "
-                         f"CPU: --device {preset.measure.device} admits none of them.",
-                         hint="Drop --device, or pick a target that deploys torch on a GPU (cloud, edge).")
+                         f"CPU: {opt('device')} {preset.measure.device} admits none of them.",
+                         hint=f"Drop {opt('device')}, or pick a target that deploys torch on a GPU (cloud, edge).",
+                         field="device")
     return preset
 
 
-def _dataset(data: str | Path | None, labels: str | Path | None,
-             max_accuracy_drop: float | None = None) -> "ondata.DataSet | None":
-    if labels is not None and data is None:
-        raise UsageError("--labels maps the classes of --data: it needs --data DIR.",
-                         hint="Add --data with your labelled images, or drop --labels.")
-    if max_accuracy_drop is not None and data is None:
-        raise UsageError("--max-accuracy-drop is measured on labelled images: it needs --data DIR.",
-                         hint="Add --data with your labelled images (class folders or a path,label CSV).")
-    if max_accuracy_drop is not None and not max_accuracy_drop >= 0:  # nan too
-        raise UsageError(f"--max-accuracy-drop is top-1 points int8 may lose, 0 or more (got {max_accuracy_drop:g}).")
-    if data is None:
+def _dataset(request: RecommendRequest) -> "ondata.DataSet | None":
+    if request.data is None:
         return None
-    from vischoose.recommendation import ondata  # only with --data
+    from vischoose.recommendation import ondata  # only with data
 
-    return ondata.read(data, labels, max_accuracy_drop)
+    return ondata.read(request.data, request.labels, request.max_accuracy_drop)
 
 
 def shippable(evals: list[EvalResult], dataset: "ondata.DataSet | None") -> list[EvalResult]:
@@ -126,22 +118,22 @@ def _unused_limit(preset: presets.Preset, dataset: "ondata.DataSet | None") -> l
             "int8 on a runtime that can keep layers in float"]
 
 
-def _evaluator(show_progress: bool) -> "Callable[..., EvalResult]":
-    """Evaluates one candidate on the data set, with a progress bar on a terminal."""
+def _evaluator(bar: Callable[[str], Bar] | None) -> "Callable[..., EvalResult]":
+    """Evaluates one candidate on the data set, with a progress bar where one is given."""
     from vischoose.recommendation import ondata
-    from vischoose.report.tables import ProgressBar
 
     def run(cand, preset: presets.Preset, data) -> EvalResult:
-        bar = ProgressBar(f"{cand.model} at {cand.variant.label}") if show_progress else None
+        shown = bar(f"{cand.model} at {cand.variant.label}") if bar else None
         try:
-            return ondata.evaluate_candidate(cand, preset, data, bar)
+            return ondata.evaluate_candidate(cand, preset, data, shown)
         finally:
-            if bar:
-                bar.close()
+            if shown:
+                shown.close()
     return run
 
 
-def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[catalog.CatalogEntry], list[tuple[str, str]]]:
+def _candidates(preset: presets.Preset,
+                models: tuple[str, ...]) -> tuple[list[catalog.CatalogEntry], list[tuple[str, str]]]:
     names = list(models or preset.models)
     if not names:
         return [e for e in catalog.load().values() if e.family in preset.families], []
@@ -155,7 +147,7 @@ def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[
     return entries, extra
 
 
-def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult]]:
+def _figures(results: tuple[str, ...]) -> tuple[list[Profile], list[EvalResult]]:
     from vischoose.results import store
 
     if results:
@@ -165,25 +157,24 @@ def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult
         evals: list[EvalResult] = []
         for path in results:
             if not Path(path).is_file():
-                raise UsageError(f"Results file '{path}' does not exist.",
-                                 hint="Make one on the deployment machine with: vischoose results export --format json --out FILE")
+                raise UsageError(f"Results file '{path}' does not exist.", field="results",
+                                 hint="Make one on the deployment machine with: vischoose results export --format "
+                                      "json --out FILE")
             for record in exchange.read_results_file(Path(path)):
                 (profiles if isinstance(record, Profile) else evals).append(record)
         return profiles, evals
-    from vischoose.measure.machine import fingerprint
+    from vischoose.machine import fingerprint
 
     db = store.open_store()
     return db.profiles(machine=fingerprint()), db.evals(machine=fingerprint())
 
 
 class _Measurer:
-    """Profiles (model, tag) pairs at one variant under the preset's protocol, with progress and an ETA."""
+    """Profiles (model, tag) pairs at one variant under the preset's protocol (stored as they are measured), with
+    progress and an ETA."""
 
-    def __init__(self, preset: presets.Preset, show_progress: bool, time_budget_s: float) -> None:
-        from vischoose.report.profile import ProfileProgress
-
-        self.preset, self.time_budget_s = preset, time_budget_s
-        self.progress = ProfileProgress() if show_progress else None
+    def __init__(self, preset: presets.Preset, progress: Progress | None, time_budget_s: float) -> None:
+        self.preset, self.time_budget_s, self.progress = preset, time_budget_s, progress
         self.runs, self.started, self.left = 0, time.monotonic(), 0
 
     def plan(self, runs_left: int) -> None:
@@ -191,22 +182,23 @@ class _Measurer:
         self.left = runs_left
 
     def __call__(self, todo: list[tuple[str, str]], variant: Variant) -> list[Profile]:
-        from vischoose.measure.runner import profile
+        from vischoose.measure.runner import profile_models
+        from vischoose.results.store import keep_profiles
 
         spec = self.preset.measure
         protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
-                    "time_budget_s": self.time_budget_s, "progress": self._progress(variant),
-                    "threads_from": self.preset.name}
+                    "time_budget_s": self.time_budget_s, "threads_from": self.preset.name,
+                    "models": tuple(m for m, _ in todo)}
         if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
-            found = profile([m for m, _ in todo], device="cpu", runtime=variant.runtime, dtype=variant.dtype,
-                            **protocol)
+            request = ProfileRequest(device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
         else:
-            found = profile([m for m, _ in todo], device=spec.device, dtype=spec.dtype,
-                            channels_last=spec.channels_last, **protocol)
+            request = ProfileRequest(device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last,
+                                     **protocol)
+        runs = profile_models(request, progress=self._progress(variant), keep=keep_profiles)
         self.runs += len(todo)
-        return found
+        return [r.profile for r in runs]
 
-    def _progress(self, variant: Variant) -> "Callable[[str, str, float], None] | None":
+    def _progress(self, variant: Variant) -> Progress | None:
         if self.progress is None:
             return None
         progress, done, left, spent = self.progress, self.runs, self.left, time.monotonic() - self.started
@@ -217,11 +209,6 @@ class _Measurer:
             eta = f", at most ~{_duration(eta_s)} left" if eta_s >= 1 else ""
             progress(f"{model} at {variant.label} (run {done + 1}{of}{eta})", what, elapsed)
         return show
-
-    def close(self) -> None:
-        """Clear the progress line."""
-        if self.progress:
-            self.progress.close()
 
 
 def _duration(seconds: float) -> str:

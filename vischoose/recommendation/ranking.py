@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from vischoose.errors import NoModelFitsError
-from vischoose.models.catalog import MIB, CatalogEntry
+from vischoose.models.catalog import CatalogEntry
 from vischoose.models.catalog import load as load_catalog
-from vischoose.recommendation.presets import Preset
-from vischoose.results.records import EvalResult, Profile
+from vischoose.presets import Preset
+from vischoose.records import EvalResult, Profile
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import FIDELITY, Variant, bytes_per_param
+from vischoose.units import MIB
 
 if TYPE_CHECKING:  # estimates is imported only where this machine measured something to estimate from
     from vischoose.recommendation import estimates

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vischoose.errors import UsageError
-from vischoose.results.records import Profile
+from vischoose.records import Profile
 
 FORMATS = (".png", ".svg")
 AXES = ("throughput", "latency")

@@ -6,7 +6,8 @@ from typing import Any, Sequence
 
 import typer
 
-from vischoose.errors import UsageError
+from vischoose.errors import UsageError, named
+from vischoose.report.flags import flag_of
 from vischoose.report.tables import emit_json, fmt, preprocessing_note, table
 from vischoose.runtimes import registry
 
@@ -100,7 +101,7 @@ def _profile_notes(runs: Sequence[Any]) -> list[str]:
                           f"{r.detail['machine_peak_gflops_s']:,.1f} GFLOP/s ({r.detail.get('machine_peak_kernel')})"
                           for r in runs if r.detail.get("machine_peak_gflops_s"))
     notes = [f"Machine peak, best of dense kernels (cached under VISCHOOSE_HOME): {'; '.join(peaks)}."] if peaks else []
-    notes += list(dict.fromkeys(n for r in runs for n in r.notes))
+    notes += list(dict.fromkeys(named(n, flag_of) for r in runs for n in r.notes))
     if any(r.profile.compiled for r in runs):
         notes.append("compile: peak MiB includes what torch.compile keeps resident (compiled code, compiler state).")
     if any(r.profile.top1_size and r.profile.input_size != r.profile.top1_size for r in runs):

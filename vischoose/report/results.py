@@ -153,11 +153,10 @@ def results_report(results: Sequence[Any], machine_info: dict[str, Any], compari
 def write_report(found: Sequence[Any], out: Path, plot: bool) -> str | None:
     """Write the Markdown report of stored results to `out` (and its Pareto plot beside it, when asked and there are
     points); returns the plot's file name, or None."""
-    from vischoose.measure import machine
-    from vischoose.models import published
+    from vischoose import machine
+    from vischoose.records import now_iso
     from vischoose.report import plots
-    from vischoose.results import exchange
-    from vischoose.results.records import now_iso
+    from vischoose.results import exchange, published
 
     profiles = [r.record for r in found if r.kind == "profile"]
     evals = [r.record for r in found if r.kind == "eval"]

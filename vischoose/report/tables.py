@@ -287,5 +287,14 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
 
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+progress_bar = ProgressBar  # `with report.progress_bar("evaluating") as bar:` closes the line whatever happens
+
 
 # -- saved results (vischoose results ...) -------------------------------------------------------------

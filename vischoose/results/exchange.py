@@ -11,7 +11,7 @@ from types import UnionType
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from vischoose.errors import UsageError
-from vischoose.results.records import EvalResult, Profile
+from vischoose.records import EvalResult, Profile
 
 if TYPE_CHECKING:
     from vischoose.results.store import StoredResult

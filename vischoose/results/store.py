@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, TypeVar
 
 from vischoose.errors import StoreError, UsageError
+from vischoose.paths import home
+from vischoose.records import EvalResult, Profile, now_iso
 from vischoose.results.exchange import (
     KINDS,
     Record,
@@ -21,7 +23,6 @@ from vischoose.results.exchange import (
     record_from_dict,
     record_uid,
 )
-from vischoose.results.records import EvalResult, Profile, now_iso
 
 APPLICATION_ID = 0x56495343  # "VISC": marks the file as a vischoose results database
 DB_NAME = "results.db"
@@ -91,16 +92,6 @@ class StoredResult(NamedTuple):
     record: Record
     imported_from: str | None = None
     stored_at: str = ""
-
-
-def home() -> Path:
-    """The vischoose home folder: $VISCHOOSE_HOME, else the platform's app folder."""
-    env = os.environ.get("VISCHOOSE_HOME")
-    if env:
-        return Path(env).expanduser()
-    import typer
-
-    return Path(typer.get_app_dir("vischoose"))
 
 
 def default_path() -> Path:
@@ -406,9 +397,15 @@ def open_store(path: Path | str | None = None, timeout_s: float | None = None) -
     return Store(db_path, timeout_from_env() if timeout_s is None else timeout_s)
 
 
-def profiles_for_this_machine(path: Path | str | None = None) -> list[Profile]:
-    """Profiles measured on this machine (by fingerprint)."""
-    from vischoose.measure import machine
+def keep_profiles(profiles: list[Profile]) -> list[int]:
+    """Store measured rows in the default store (what `profile` and `recommend --measure` keep); their ids."""
+    if not profiles:
+        return []
+    with open_store() as db:
+        return db.add_profiles(profiles)
 
-    with open_store(path) as store:
-        return store.profiles(machine=machine.fingerprint())
+
+def keep_eval(result: EvalResult) -> int:
+    """Store one evaluation in the default store; its id."""
+    with open_store() as db:
+        return db.add_eval(result)

@@ -27,11 +27,11 @@ from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Forward, Runtime
 
 if TYPE_CHECKING:
-    from vischoose.runtimes.artifact import Artifact, FileFacts
     import numpy as np
     import torch
 
     from vischoose.models.loading import LoadedModel
+    from vischoose.runtimes.artifact import Artifact, FileFacts
 
 RECIPE = "xnnpack-pt2e-symmetric-per-channel"
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
@@ -306,7 +306,7 @@ def _export(loaded: "LoadedModel", example: tuple["torch.Tensor"]) -> Any:
 def _calibration(calibration: "np.ndarray | None", input_size: int) -> tuple[str, "np.ndarray"]:
     """("images", the user's) or ("random", RANDOM_CALIBRATION seeded random images) when none were given."""
     if calibration is None or len(calibration) == 0:
-        from vischoose.runtimes.verdict import SEED, random_batch
+        from vischoose.runtimes.agreement import SEED, random_batch
 
         return "random", random_batch(input_size, RANDOM_CALIBRATION, seed=SEED + 1)
     return "images", calibration

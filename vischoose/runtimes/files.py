@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from vischoose.errors import UsageError
-from vischoose.models.catalog import MIB
+from vischoose.units import MIB
 
 
 def file_mb(path: str | Path) -> float:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vischoose.errors import DeployError
-from vischoose.models.catalog import MIB
 from vischoose.runtimes import files
+from vischoose.units import MIB
 
 if TYPE_CHECKING:
     import torch

@@ -13,10 +13,10 @@ from vischoose.runtimes import files
 from vischoose.runtimes.base import Forward, Runtime
 
 if TYPE_CHECKING:
-    from vischoose.runtimes.artifact import Artifact, FileFacts
     import numpy as np
 
     from vischoose.models.loading import LoadedModel
+    from vischoose.runtimes.artifact import Artifact, FileFacts
 
 INT8_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearConv",
                       "QLinearMatMul"})  # any of these: an int8 graph

@@ -24,18 +24,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
+from vischoose import machine
 from vischoose.errors import DeployError, UsageError
-from vischoose.measure import machine
-from vischoose.models.catalog import MIB
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Forward, Runtime
+from vischoose.units import MIB
 
 if TYPE_CHECKING:
-    from vischoose.runtimes.artifact import Artifact, FileFacts
     import numpy as np
     import openvino as ov
 
     from vischoose.models.loading import LoadedModel
+    from vischoose.runtimes.artifact import Artifact, FileFacts
 
 HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}  # int8: what stays unquantized runs in f32
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
@@ -81,7 +81,7 @@ class OpenVino(Runtime):
     def precision_supported(self, precision: str) -> str | None:
         """bf16 needs avx512_bf16 or amx_bf16 in /proc/cpuinfo; fp32 and int8 run on any x86-64 CPU."""
         why = super().precision_supported(precision)
-        if why is None and precision == "bf16" and not has_bf16():
+        if why is None and precision == "bf16" and not machine.has_bf16():
             return "bf16 on OpenVINO needs a CPU with AVX-512 bf16 or AMX (avx512_bf16, amx_bf16); this one has neither"
         return why
 
@@ -223,11 +223,6 @@ def core() -> "ov.Core":
     return made
 
 
-def has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether the CPU's flags include avx512_bf16 or amx_bf16."""
-    return machine.has_bf16(cpuinfo)
-
-
 def ir_mb(xml: str | Path) -> float:
     """MiB on disk of an IR: the .xml graph plus the .bin weights beside it."""
     xml = Path(xml)
@@ -259,7 +254,7 @@ def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None
     import nncf
 
     from vischoose.models.family import model_family
-    from vischoose.runtimes.verdict import SEED, random_batch
+    from vischoose.runtimes.agreement import SEED, random_batch
 
     family = model_family(loaded.model)
     transformer = family in ("transformer", "hybrid")

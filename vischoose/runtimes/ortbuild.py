@@ -15,15 +15,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
+from vischoose import machine
 from vischoose.errors import DeployError, UsageError
-from vischoose.measure import machine
 from vischoose.models.family import FAMILIES
 from vischoose.runtimes import files, onnx
-from vischoose.runtimes.verdict import (
+from vischoose.runtimes.agreement import (
     CHECK_BATCH,
     SEED,
     Agreement,
-    agreement,
+    compare,
     eager_logits,
     fp32_matches,
     random_batch,
@@ -125,7 +125,7 @@ def export_onnx(loaded: "LoadedModel", path: str | Path, input_size: int, opset:
         onnx.save_program(program, staged, onnx.weight_bytes(loaded.model))
         export_s = time.perf_counter() - start
         reference = eager_logits(loaded.model, batch) if reference is None else reference
-        found = agreement(reference, run_session(ort_session(staged), batch))
+        found = compare(reference, run_session(ort_session(staged), batch))
         if not fp32_matches(found, reference):
             raise DeployError(f"The ONNX graph of {loaded.tag} disagrees with the eager model on {found.n_images} "
                               f"inputs (max |logit diff| {found.max_abs_diff:.3g}, cosine {found.cosine:.6f}, "

@@ -1,5 +1,5 @@
 """Per-layer int8 sensitivity of an OpenVINO IR: the same measure runtimes.sensitivity takes of an ONNX graph, so
-accuracy-aware int8 (runtimes.accuracy) puts OpenVINO's worst layers back in float first.
+accuracy-aware int8 (deploy.accuracy) puts OpenVINO's worst layers back in float first.
 
 Both IRs (the fp32 one and NNCF's int8 quantization of it) run on the same images with the tensors either side of
 every quantized Convolution, GroupConvolution and MatMul added to their outputs; a node's score is the SQNR its

@@ -1,5 +1,5 @@
 """PT2E int8 for ExecuTorch (XNNPACKQuantizer, symmetric per-channel) and its per-layer sensitivity, so
-accuracy-aware int8 (runtimes.accuracy) can put ExecuTorch's worst layers back in float.
+accuracy-aware int8 (deploy.accuracy) can put ExecuTorch's worst layers back in float.
 
 Quantizing: the quantizer annotates every pattern XNNPACK runs in int8, except those touching a module named in
 `exclude` (a filter on each node's `nn_module_stack`: XNNPACKQuantizer does not take a None config per module),

@@ -48,6 +48,11 @@ def graph_runtimes(installed_only: bool = False) -> list[Runtime]:
     return [r for r in RUNTIMES.values() if r.is_graph and not (installed_only and r.missing())]
 
 
+def formats() -> dict[str, Runtime]:
+    """The `vischoose export --format` values: each graph runtime's file format, in registry order."""
+    return {r.format: r for r in graph_runtimes() if r.format}
+
+
 def for_file(path: str | Path) -> Runtime:
     """The runtime that runs a file, by its name's ending (.onnx, .pte, .xml).
 

@@ -1,5 +1,5 @@
 """Per-layer int8 sensitivity of an ONNX graph: which quantizable nodes (Conv, MatMul, Gemm) add the most error
-when quantized, ranked so accuracy-aware int8 (runtimes.accuracy) puts the worst ones back in float first.
+when quantized, ranked so accuracy-aware int8 (deploy.accuracy) puts the worst ones back in float first.
 
 The measure is the one ONNX Runtime's `qdq_loss_debug` tooling is built around: run the float graph and the
 quantized graph on the same images, read the tensors either side of every quantizable node in both, and compare

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vischoose.runtimes.base import Forward, Runtime
 
 if TYPE_CHECKING:
-    from vischoose.runtimes.artifact import Artifact
     import numpy as np
     import torch
 
     from vischoose.models.loading import LoadedModel
+    from vischoose.runtimes.artifact import Artifact
 
 
 class TorchEager(Runtime):
@@ -76,21 +76,3 @@ def compile_for_inference(net: "torch.nn.Module") -> Any:
 
     inductor.freezing = True  # valid here: profiles run under inference_mode and never change the weights
     return torch.compile(net)
-
-
-def time_eager(model: "torch.nn.Module", batch: "np.ndarray", budget_s: float = 10.0, threads: int | None = None,
-               bf16: bool = False) -> Any:
-    """stats.Summary of seconds per eager forward pass on the CPU (bf16: under autocast), timed like a graph's."""
-    import torch
-
-    from vischoose.measure.timing import time_call
-
-    if threads:
-        torch.set_num_threads(threads)
-    x = torch.from_numpy(batch)
-
-    def forward() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            model(x)
-
-    return time_call(forward, budget_s)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vischoose.errors import DatasetError, UsageError
+from vischoose.deploy import graphcache
+from vischoose.errors import DatasetError, UsageError, opt
 from vischoose.inference import calibration as calibrating
 from vischoose.inference import datasets
-from vischoose.inference import images as image_io
 from vischoose.inference.loop import (
+    Deployed,
     Evaluation,
     ImageSet,
     Progress,
@@ -26,132 +27,63 @@ from vischoose.inference.loop import (
     run_batches,
 )
 from vischoose.models.family import model_family
-from vischoose.runtimes import graphcache, registry, verdict
+from vischoose.requests.evaluate import EvaluateRequest
+from vischoose.runtimes import agreement, registry
 from vischoose.runtimes.artifact import Artifact
 from vischoose.runtimes.base import Forward, Runtime
-from vischoose.runtimes.precision import PRECISIONS
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
     from vischoose.inference.prediction import Classifier
-    from vischoose.models.loading import LoadedModel
 
 
-@dataclass(frozen=True)
-class Deployed:
-    """How the evaluated file was built, and how closely it follows eager fp32 on the evaluated images."""
+def evaluate(request: EvaluateRequest, progress: Progress | None = None,
+             labelled: datasets.LabelledImages | None = None) -> Evaluation:
+    """Top-1 / top-5 accuracy (%) of a model as the request says: torch eager (sharded under torchrun:
+    inference.evaluation), the file a graph runtime would deploy, or a file built elsewhere as written.
 
-    precision: str  # "fp32" or "int8"
-    family: str
-    recipe: str | None  # the int8 recipe; None for fp32
-    file_mb: float  # the file on disk, MiB
-    export_s: float
-    quantize_s: float | None
-    calibration: str  # "evaluation images", "folder", or "none" (fp32 and recipes quantizing at run time)
-    calibration_images: int
-    agreement: verdict.Agreement  # the file's logits against eager fp32's on every evaluated image
-    eager_images_per_s: float | None  # eager fp32 forward passes on the same batches (no decoding)
-    runtime: str
-    runtime_version: str
-    notes: tuple[str, ...] = ()
-    graph: str | None = None  # evaluate --graph: the file evaluated, as written
-
-    @property
-    def agreeing(self) -> int:
-        """Images whose top-1 class is the same as eager fp32's."""
-        return round(self.agreement.top1_agreement * self.agreement.n_images)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON (the runtime's version under '<runtime>_version')."""
-        data = asdict(self)
-        version = data.pop("runtime_version")
-        return {**data, f"{self.runtime}_version": version, "top1_agreeing_images": self.agreeing,
-                "notes": list(self.notes)}
-
-
-def check_options(runtime: str, precision: str | None, device: str, dtype: str, calibration: str | Path | None,
-                  world_size: int) -> str:
-    """The precision to evaluate at (default: fp32), checked against the runtime, device, dtype and processes.
-
-    Raises:
-        UsageError: an unknown runtime or precision, or one the other options rule out.
-    """
-    chosen = registry.get(runtime)
-    if precision is not None and precision not in PRECISIONS:
-        raise UsageError(f"Unknown precision '{precision}' (expected one of: {', '.join(PRECISIONS)}).")
-    if not chosen.is_graph:
-        return _check_torch(precision, dtype, calibration)
-    flag = f"--runtime {runtime}"
-    if precision is not None and precision not in chosen.precisions:
-        raise UsageError(f"{flag} runs {', '.join(chosen.precisions)}, not --precision {precision}.")
-    if device != "cpu":
-        raise UsageError(f"{flag} evaluates on the CPU only (got --device {device}).",
-                         hint="Drop --device, or evaluate on the GPU with --runtime torch.")
-    if dtype != "float32":
-        raise UsageError(f"{flag} evaluates a float32 or int8 graph, not --dtype {dtype}.",
-                         hint="Use --precision fp32 or --precision int8 instead of --dtype.")
-    if world_size > 1:
-        raise UsageError(f"{flag} evaluates in one process, but WORLD_SIZE is {world_size} (torchrun).",
-                         hint=f"Run vischoose evaluate without torchrun: {chosen.title} uses every core by itself.")
-    precision = precision or "fp32"
-    if calibration is not None and precision != "int8":
-        raise UsageError("--calibration calibrates int8 graphs: it needs --precision int8.")
-    chosen.require()
-    return precision
-
-
-def check_graph(graph: str | Path, runtime: str | None, calibration: str | Path | None) -> str:
-    """The runtime that runs `graph` (by its name's ending), checked against --runtime and --calibration.
-
-    Raises:
-        UsageError: an ending no runtime writes, a --runtime that does not run it, or a calibration folder.
-    """
-    chosen = registry.for_file(graph)
-    if runtime not in (None, chosen.name):
-        raise UsageError(f"--graph {Path(graph).name} is a {chosen.title} file, not one --runtime {runtime} runs.",
-                         hint="Drop --runtime: the file's name says which runtime runs it.")
-    if calibration is not None:
-        raise UsageError("--calibration calibrates an int8 graph vischoose builds; --graph evaluates a file as written.",
-                         hint="Drop --calibration.")
-    return chosen.name
-
-
-def _check_torch(precision: str | None, dtype: str, calibration: str | Path | None) -> str:
-    int8 = next(r.name for r in registry.graph_runtimes() if "int8" in r.precisions)
-    if precision == "int8":
-        raise UsageError(f"--precision int8 needs --runtime {int8}: torch evaluates the model at --dtype.",
-                         hint=f"Add --runtime {int8} to evaluate the int8 graph you would deploy.")
-    if precision not in (None, "fp32") or (precision == "fp32" and dtype != "float32"):
-        raise UsageError(f"--precision {precision} contradicts --dtype {dtype}.", hint="Give one of the two.")
-    if calibration is not None:
-        raise UsageError(f"--calibration calibrates int8 graphs: it needs --runtime {int8} --precision int8.")
-    return "fp32"
-
-
-def evaluate_graph(data: str | Path, model: "str | LoadedModel", runtime: str, precision: str = "fp32",
-                   calibration: str | Path | None = None, labels: str | Path | None = None, limit: int | None = None,
-                   batch_size: int = 32, workers: int = 0, checkpoint: str | None = None,
-                   progress: Progress | None = None, max_pixels: int = image_io.MAX_PIXELS,
-                   graph: str | Path | None = None) -> Evaluation:
-    """Top-1 / top-5 accuracy (%) of the model's deployed file (fp32, or int8 with the runtime's recipe), or of
-    `graph`, a file built elsewhere, run as written with the model's preprocessing.
-
-    int8 calibrates on `calibration` (a folder of images) or else on up to 64 of the evaluation images, spread over
-    the set; the result's notes say which. Options are checked by check_options.
+    labelled: the images already read (recommend --data passes the held-out half of its one split).
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
-        UsageError: a calibration folder that is missing or holds no readable image; a graph file that does not
-            fit the model; model errors as prediction.prepare.
-        DeployError: the export or the quantization failed, or the runtime could not run the file.
+        UsageError: a file that does not fit the model, torchrun with a graph runtime; model errors as
+            prediction.prepare.
+        DeployError: (graph runtimes) the export or quantization failed, or the runtime could not run the file.
+    """
+    from vischoose.inference import evaluation
+
+    world = evaluation.world_from_env()
+    if not registry.get(request.runtime).is_graph:
+        return evaluation.evaluate_eager(request.data, request.model, request.labels, request.limit,
+                                         request.batch_size, request.workers, request.device, request.dtype,
+                                         request.checkpoint, progress, request.max_pixels, world)
+    if world.size > 1:
+        raise UsageError(f"{opt('runtime')} {request.runtime} evaluates in one process, but WORLD_SIZE is "
+                         f"{world.size} (torchrun).", hint=f"Run vischoose evaluate without torchrun: "
+                         f"{registry.title(request.runtime)} uses every core by itself.", field="runtime")
+    return evaluate_graph(request, progress, labelled)
+
+
+def evaluate_graph(request: EvaluateRequest, progress: Progress | None = None,
+                   labelled: datasets.LabelledImages | None = None) -> Evaluation:
+    """Top-1 / top-5 accuracy (%) of the model's deployed file (fp32, or int8 with the runtime's recipe), or of
+    request.graph, a file built elsewhere, run as written with the model's preprocessing.
+
+    int8 calibrates on request.calibration (a folder of images) or else on up to 64 of the evaluation images, spread
+    over the set; the result's notes say which.
     """
     from vischoose.inference.prediction import prepare
 
+    runtime, precision, calibration, graph = request.runtime, request.precision, request.calibration, request.graph
+    batch_size, workers, max_pixels = request.batch_size, request.workers, request.max_pixels
+    if graph is None:
+        precision = request.evaluated_precision
     chosen = registry.get(runtime)
-    classifier = prepare(model, "cpu", "float32", checkpoint)
-    labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
+    classifier = prepare(request.model, "cpu", "float32", request.checkpoint)
+    labelled = (labelled or datasets.read_dataset(request.data, classifier.classes, classifier.num_classes,
+                                                  request.labels)).limited(request.limit)
     with tempfile.TemporaryDirectory(prefix="vischoose-eval-") as tmp:
         if graph is None:
             artifact, calib, source, notes = _built(chosen, classifier, labelled, precision, calibration,
@@ -201,11 +133,13 @@ def _as_written(chosen: Runtime, classifier: "Classifier", graph: str | Path,
     name, tag = Path(artifact.path).name, classifier.loaded.tag
     if artifact.input_size and artifact.input_size != size:
         raise UsageError(f"{name} takes {artifact.input_size} px inputs, but {tag} preprocesses images to {size} px.",
-                         hint="Pass the --model the file was exported from, at the input size it was exported at.")
+                         hint=f"Pass the {opt('model')} the file was exported from, at the input size it was "
+                         "exported at.", field="model")
     made_from = chosen.inspect(Path(artifact.path)).model
     if made_from and made_from != tag:
-        raise UsageError(f"{name} was exported from {made_from}, not --model {tag}.",
-                         hint=f"Pass --model {made_from}: its preprocessing and labels are the file's.")
+        raise UsageError(f"{name} was exported from {made_from}, not {opt('model')} {tag}.",
+                         hint=f"Pass {opt('model')} {made_from}: its preprocessing and labels are the file's.",
+                         field="model")
     return artifact, None, "as written", [artifact.note] if artifact.note else []
 
 
@@ -269,7 +203,7 @@ class GraphForward:
         self.eager_top1.extend(int(i) for i in eager.argmax(axis=-1))
         self.graph_s += middle - start
         self.eager_s += time.perf_counter() - middle
-        found = verdict.agreement(eager, graph)
+        found = agreement.compare(eager, graph)
         self.images += found.n_images
         self.agreeing += round(found.top1_agreement * found.n_images)
         self.max_abs_diff = max(self.max_abs_diff, found.max_abs_diff)
@@ -282,8 +216,8 @@ class GraphForward:
             return None
         return 100.0 * sum(p == t for p, t in zip(self.eager_top1, targets)) / len(targets)
 
-    def agreement(self) -> verdict.Agreement:
+    def agreement(self) -> agreement.Agreement:
         """Agreement with eager fp32 over every batch so far."""
         share = self.agreeing / self.images if self.images else 0.0
-        return verdict.Agreement(n_images=self.images, top1_agreement=share, max_abs_diff=self.max_abs_diff,
+        return agreement.Agreement(n_images=self.images, top1_agreement=share, max_abs_diff=self.max_abs_diff,
                                  cosine=self.cosine)

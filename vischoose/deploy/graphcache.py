@@ -37,7 +37,7 @@ def folder(home: str | Path | None = None) -> Path:
     if os.environ.get(ENV):
         return Path(os.environ[ENV]).expanduser()
     if home is None:
-        from vischoose.results.store import home as vischoose_home
+        from vischoose.paths import home as vischoose_home
 
         home = vischoose_home()
     return Path(home) / FOLDER

@@ -1,5 +1,5 @@
-"""The check every deployed artifact gets: its logits against the eager fp32 model's on the same batch, and the
-verdict (ok / rejected / unverified) with its wording. numpy only; torch where the eager logits are computed."""
+"""How closely an artifact's logits follow the eager fp32 model's on the same batch (deploy.verdict judges it), and
+the fixed batches both run on. numpy only; torch where the eager logits are computed."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ SEED = 0
 FP32_RTOL = 1e-2
 FP32_ATOL = 1e-4
 FP32_MIN_COSINE = 0.9999
-MIN_AGREEMENT = 0.99  # int8 top-1 agreement with eager fp32 on real images, below which it is rejected
-OK, REJECTED, UNVERIFIED = "ok", "rejected", "unverified"
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class Agreement:
         return asdict(self)
 
 
-def agreement(reference: "np.ndarray", candidate: "np.ndarray") -> Agreement:
+def compare(reference: "np.ndarray", candidate: "np.ndarray") -> Agreement:
     """Top-1 agreement, max |difference| and smallest cosine between two (images x classes) logit arrays."""
     import numpy as np
 
@@ -75,29 +73,3 @@ def eager_logits(model: "torch.nn.Module", batch: "np.ndarray", chunk: int = 16)
         for start in range(0, len(batch), chunk):
             outs.append(model(torch.from_numpy(batch[start:start + chunk])).float().numpy())
     return np.concatenate(outs)
-
-
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether an artifact may be deployed: ok, rejected (disagrees on the user's images) or unverified."""
-
-    status: str  # OK | REJECTED | UNVERIFIED
-    note: str | None = None  # why, in words; None for ok
-
-
-def judge(found: Agreement, real_images: bool, pretrained: bool, min_agreement: float = MIN_AGREEMENT) -> Verdict:
-    """The verdict on an artifact's agreement with eager fp32.
-
-    Only real images through pretrained weights say anything about accuracy: anything else is unverified.
-    Below `min_agreement` top-1 agreement on them it is rejected, never recommended.
-    """
-    if not real_images:
-        return Verdict(UNVERIFIED, "checked on random inputs only: pass --calibration with your images")
-    if not pretrained:
-        return Verdict(UNVERIFIED, "random weights: agreement with them says nothing about accuracy")
-    if found.top1_agreement >= min_agreement:
-        return Verdict(OK)
-    return Verdict(REJECTED, f"top-1 agreement {found.top1_agreement:.1%} < {min_agreement:.1%} on "
-                             f"{found.n_images} images")

@@ -89,7 +89,7 @@ def presets_dir() -> Path:
             raise PresetError(f"VISCHOOSE_PRESETS={env} is not a folder.",
                               hint="Point it at a folder of preset .toml files, or unset it for the built-in presets.")
         return Path(env)
-    here = Path(__file__).resolve().parent.parent  # the vischoose package folder
+    here = Path(__file__).resolve().parent  # the vischoose package folder
     for candidate in (here / "_presets", here.parent / "presets"):  # installed wheel, source checkout
         if candidate.is_dir():
             return candidate

@@ -8,8 +8,9 @@ from typing import Sequence
 
 from vischoose.models import catalog
 from vischoose.models.catalog import CatalogEntry
-from vischoose.results.records import EvalResult, Profile
+from vischoose.records import EvalResult, Profile
 from vischoose.runtimes import registry
+from vischoose.units import macs_to_flops
 
 ARTICLE = "source article: 224 px, batch 64, hardware not stated"
 TIMM_RESULTS = "timm results-imagenet.csv"
@@ -96,7 +97,7 @@ def compare_profile(p: Profile, e: CatalogEntry) -> list[Comparison]:
         out.append(Comparison(p.model, "throughput, img/s", p.throughput_img_s, e.article_img_s, ARTICLE,
                               _differences(p, None, None, 64, e.article_input_size)))
     if p.gflops and e.gmacs:
-        out.append(Comparison(p.model, "GFLOPs per image (2 per MAC)", p.gflops, catalog.macs_to_flops(e.gmacs),
+        out.append(Comparison(p.model, "GFLOPs per image (2 per MAC)", p.gflops, macs_to_flops(e.gmacs),
                               "timm benchmark GMACs x 2", _differences(p, None, None, None, e.input_size)))
     if p.params_m and e.params:
         out.append(Comparison(p.model, "parameters, M", p.params_m, e.params_m, "timm create_model", ""))

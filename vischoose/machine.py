@@ -6,7 +6,6 @@ import os
 from functools import cache
 from typing import Any
 
-
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot products that accumulate without saturating
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 bf16 arithmetic with fast kernels
 X86 = ("x86_64", "amd64", "i686", "i386")

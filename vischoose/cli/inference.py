@@ -1,0 +1,97 @@
+"""vischoose predict and evaluate: classes for images, accuracy on labelled images (eager or as deployed)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vischoose.cli.common import (
+    Commands,
+    JsonOpt,
+    precision_opt,
+    reported_errors,
+    runtime_opt,
+)
+from vischoose.errors import EXIT_USAGE
+from vischoose.report import tables as report
+
+commands = Commands()
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Catalog alias, timm name (arch.tag), hf-hub:org/name, "
+                                       "or local-dir:PATH (config.json + model.safetensors).")]
+CheckpointOpt = Annotated[str | None, typer.Option(help="Your weights file for --model's architecture "
+                                                   "(safetensors, or a torch file that loads with weights_only).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")]
+
+
+@commands.command("predict")
+def predict_cmd(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    model: ModelOpt,
+    checkpoint: CheckpointOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify images with a model's pretrained weights, preprocessed as the model was evaluated."""
+    with reported_errors():
+        from vischoose.inference.prediction import predict
+
+        result = predict(images, model, top_k=top_k, device=device, dtype=dtype, batch_size=batch_size,
+                         checkpoint=checkpoint)
+    report.show_predictions(result, as_json)
+    if result.failed:
+        raise typer.Exit(EXIT_USAGE)
+
+
+@commands.command("evaluate")
+def evaluate_cmd(
+    data: Annotated[str, typer.Argument(help="Folder of class sub-folders (ImageNet synset names such as "
+                                        "n01440764), or a CSV file of path,label rows.")],
+    model: ModelOpt,
+    checkpoint: CheckpointOpt = None,
+    labels: Annotated[str | None, typer.Option(help="File mapping folder names or CSV labels to a class index "
+                                               "or name: 'name,class' lines or a JSON object.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images (spread over the classes).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
+    workers: Annotated[int, typer.Option(min=0, help="Processes decoding images (0: in the main process).")] = 0,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    runtime: Annotated[str | None, runtime_opt()] = None,
+    precision: Annotated[str | None, precision_opt()] = None,
+    calibration: Annotated[Path | None, typer.Option(help="Folder of images calibrating int8 (default: up to 64 of "
+                                                     "the evaluation images, noted in the result).")] = None,
+    graph: Annotated[Path | None, typer.Option(help="An exported file (.onnx, .pte, .xml) to evaluate exactly as "
+                                               "written, with --model's preprocessing; its runtime from the name's "
+                                               "ending, its precision from the file.")] = None,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure top-1 / top-5 accuracy on labelled images; under torchrun, shards them over processes."""
+    with reported_errors():
+        from vischoose.deploy.evaluate import evaluate
+        from vischoose.requests.evaluate import EvaluateRequest
+
+        request = EvaluateRequest(data=data, model=model, labels=labels, limit=limit, batch_size=batch_size,
+                                  workers=workers, device=device, dtype=dtype, checkpoint=checkpoint,
+                                  runtime=runtime or "torch", precision=precision,
+                                  calibration=str(calibration) if calibration else None,
+                                  graph=str(graph) if graph else None)
+        with report.progress_bar("evaluating") as bar:
+            outcome = evaluate(request, progress=bar)
+        if outcome.is_main:
+            _report(outcome, as_json, no_save)
+
+
+def _report(outcome, as_json: bool, no_save: bool) -> None:
+    """The evaluation's table or JSON, stored unless asked not to; exit 2 when images could not be read."""
+    report.show_evaluation(outcome, as_json)
+    if not no_save:
+        from vischoose.results.store import keep_eval
+
+        report.show_saved(keep_eval(outcome.result))
+    if outcome.failed:
+        raise typer.Exit(EXIT_USAGE)

@@ -1,0 +1,84 @@
+"""vischoose profile: measure models on this machine (and --optimize: the fastest setting that agrees with fp32)."""
+
+from typing import Annotated
+
+import typer
+
+from vischoose.cli.common import (
+    CalibrationOpt,
+    Commands,
+    JsonOpt,
+    debug_enabled,
+    precision_opt,
+    reported_errors,
+    runtime_opt,
+)
+from vischoose.report import profile as report_profile
+
+commands = Commands()
+
+
+@commands.command("profile")
+def profile_cmd(
+    models: Annotated[list[str] | None, typer.Argument(help="Models to measure (default: the article's resnet50, "
+                                                       "vit_b16, r50_vit_b16).", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(help="auto (a GPU if there is one, else cpu), cpu, cuda or cuda:N.")] = None,
+    batch_size: Annotated[list[str] | None, typer.Option("--batch-size", "-b", help="Throughput batch size; repeat "
+                                                         "or comma-separate for a sweep (default 8 on CPU, 64 on GPU).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
+    runtime: Annotated[str | None, runtime_opt()] = None,
+    precision: Annotated[str | None, precision_opt()] = None,
+    calibration: CalibrationOpt = None,
+    min_agreement: Annotated[float | None, typer.Option(help="Deployment runtimes, int8: reject a graph whose top-1 "
+                                                        "agrees with eager fp32 on less than this share of your images "
+                                                        "(default 0.99).")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--contiguous", help="Memory layout of "
+                                                       "weights and input (default contiguous).")] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile (inductor, weights frozen as constants) the model first.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: torch's, one per core).")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Square input side, px (default: the model's pretrained config).")] = None,
+    weights: Annotated[str | None, typer.Option(help="auto (cached pretrained, else random init of the same "
+                                                "architecture), pretrained or random. Speed and memory do not "
+                                                "depend on the weight values.")] = None,
+    target: Annotated[str | None, typer.Option(help="Take the protocol from a preset's [measure] section; "
+                                               "explicit options override it.")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Seconds of timed runs per model "
+                                                      "(default 60); at least 3 runs per phase are made.")] = None,
+    as_json: JsonOpt = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (every Profile field).")] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not write the results to the store.")] = False,
+    optimize: Annotated[bool, typer.Option("--optimize", help="Search dtype, channels_last, threads, batch size and "
+                                           "torch.compile for the fastest setting that agrees with fp32; "
+                                           "--time-budget is then the whole search's per model (default 300 s).")] = False,
+) -> None:
+    """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
+    with reported_errors(), report_profile.ProfileProgress() as progress:
+        from vischoose.measure import runner
+        from vischoose.requests.profile import ProfileRequest
+        from vischoose.results.store import keep_profiles
+
+        output = report_profile.output_format(as_json, as_csv, as_markdown)
+        request = ProfileRequest.build(
+            target, precision=precision, models=tuple(models or ()), device=device, batch_sizes=batch_size,
+            dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, input_size=input_size,
+            weights=weights, time_budget_s=time_budget, runtime=runtime,
+            calibration=str(calibration) if calibration else None, min_agreement=min_agreement, optimize=optimize)
+        keep = None if no_save else keep_profiles
+        if optimize:
+            _profile_optimized(request, time_budget, progress, keep, as_json)
+            return
+        runs = runner.profile_models(request, progress=progress, debug=debug_enabled(), keep=keep)
+    report_profile.show_profiles(runs, output)
+    with reported_errors():
+        runner.failed(runs)
+
+
+def _profile_optimized(request, budget_s: float | None, progress, keep, as_json: bool) -> None:
+    """vischoose profile --optimize: search, show, fail (exit 1) where no setting could be measured."""
+    from vischoose.measure import optimize
+
+    found = optimize.optimize_models(request, budget_s or optimize.DEFAULT_BUDGET_S, progress=progress, keep=keep)
+    progress.close()
+    report_profile.show_optimized(found, as_json)
+    optimize.failed(found)

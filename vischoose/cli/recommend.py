@@ -1,0 +1,60 @@
+"""vischoose recommend: which model for a target, with a reason for every rejection."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vischoose.cli.common import Commands, JsonOpt, reported_errors
+from vischoose.report import tables as report
+from vischoose.report.profile import ProfileProgress
+from vischoose.requests.recommend import MEASURE_BUDGET_S
+
+commands = Commands()
+
+
+@commands.command("recommend")
+def recommend_cmd(
+    target: Annotated[str, typer.Option(help="Preset name (mobile, cloud, experimental, edge, server) or a .toml file.")] = "cloud",
+    budget_mb: Annotated[float | None, typer.Option(help="Largest model memory, MiB (weights at the target dtype; see --memory-basis).")] = None,
+    memory_basis: Annotated[str | None, typer.Option(help="What --budget-mb limits: 'weights' or measured 'peak' inference memory.")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="Largest batch-1 p90 latency, ms.")] = None,
+    min_throughput: Annotated[float | None, typer.Option(help="Smallest throughput at the target batch size, img/s.")] = None,
+    min_top1: Annotated[float | None, typer.Option(help="Smallest ImageNet top-1, %.")] = None,
+    max_params_m: Annotated[float | None, typer.Option(help="Most parameters, millions.")] = None,
+    device: Annotated[str | None, typer.Option(help="Device the figures must come from: cpu, cuda, cuda:N (default: the preset's).")] = None,
+    models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families (repeatable).")] = None,
+    results: Annotated[list[Path] | None, typer.Option("--results", help="Results exported from another machine (vischoose results export); repeatable.")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="First measure here what can change the answer: candidates "
+                                          "that fit without timing, in ranking order, until none unmeasured can win.")] = False,
+    measure_all: Annotated[bool, typer.Option("--measure-all", help="Measure every candidate at every variant the "
+                                              "target deploys (exhaustive, slow).")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="With --measure: measure again what this machine already "
+                                        "measured under the target's protocol.")] = False,
+    time_budget: Annotated[float | None, typer.Option(min=0.1, help="With --measure: seconds of timed runs per model (default 20).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Your labelled images (class folders or a path,label CSV, as for "
+                                              "evaluate): rank on the top-1 each fitting model's deployed file reaches "
+                                              "on them, with 95 % intervals.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="With --data: a file mapping folder names or CSV labels to "
+                                                "classes, as for evaluate.")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="With --data: int8 candidates ship accuracy-aware "
+                                                            "int8 that loses at most this many top-1 points against "
+                                                            "fp32 on your images (layers int8 hurts most kept in "
+                                                            "float), measured on a held-out half; else rejected.")] = None,
+    top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recommend a model for a deployment target, with a reason for every rejection."""
+    with reported_errors(), ProfileProgress() as progress:
+        from vischoose.recommendation.pipeline import advise
+        from vischoose.requests.recommend import RecommendRequest
+
+        request = RecommendRequest(
+            target=target, models=tuple(models or ()), results=tuple(str(r) for r in results or ()),
+            measure="all" if measure_all else "decision" if measure else "", fresh=fresh,
+            time_budget_s=time_budget or MEASURE_BUDGET_S, device=device, memory_basis=memory_basis,
+            data=str(data) if data else None, labels=str(labels) if labels else None,
+            max_accuracy_drop=max_accuracy_drop, max_memory_mb=budget_mb, max_latency_ms=max_latency_ms,
+            min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
+        rec = advise(request, progress, report.ProgressBar)
+    report.show_recommendation(rec, top=top, as_json=as_json)

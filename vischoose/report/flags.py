@@ -1,0 +1,13 @@
+"""The flag each request field is shown as on the command line: library errors and notes name fields
+(errors.field), and the CLI and its reports write them as flags."""
+
+from __future__ import annotations
+
+# fields whose flag is not the field name with dashes
+_FLAGS = {"batch_sizes": "--batch-size", "time_budget_s": "--time-budget", "max_memory_mb": "--budget-mb",
+          "threads_from": "--threads", "autocast": "autocast"}
+
+
+def flag_of(name: str) -> str:
+    """'--labels' for the field labels, '--batch-size' for batch_sizes."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))

@@ -1,0 +1,138 @@
+"""The options several requests share: each rule and its one message, written once.
+
+Messages name options by field (errors.field): the CLI shows them as flags, a Python caller as field names. Each
+function returns the checked value (normalised where that helps) or raises UsageError (exit 2).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+from vischoose.errors import UsageError, opt
+from vischoose.inference.datasets import check_source
+from vischoose.models.loading import WEIGHT_MODES
+from vischoose.runtimes import precision as precisions
+from vischoose.runtimes import registry
+from vischoose.runtimes.base import Runtime
+
+MIN_INPUT_SIZE = 16  # px: below this timm's stems leave nothing to classify
+
+
+def runtime(name: str) -> Runtime:
+    """The runtime called `name` (UsageError naming the known ones otherwise)."""
+    return registry.get(name)
+
+
+def precision(value: str) -> str:
+    """A precision vischoose knows (fp32, bf16, fp16, int8)."""
+    if value not in precisions.PRECISIONS:
+        raise UsageError(f"Unknown precision '{value}' (expected one of: {', '.join(precisions.PRECISIONS)}).",
+                         field="precision")
+    return value
+
+
+def graph_precision(chosen: Runtime, value: str) -> str:
+    """A precision the graph runtime builds and this machine runs; the runtime installed (MissingExtraError)."""
+    if value not in chosen.precisions:
+        raise UsageError(f"{opt('runtime')} {chosen.name} runs {' or '.join(chosen.precisions)} graphs, not "
+                         f"{value}.", hint=f"Use {opt('precision')} {' or '.join(chosen.precisions)}.",
+                         field="precision")
+    chosen.require()
+    why = chosen.precision_supported(value)
+    if why:
+        raise UsageError(f"{opt('runtime')} {chosen.name} {opt('precision')} {value} cannot run here: {why}.",
+                         field="precision")
+    return value
+
+
+def min_agreement(value: float) -> float:
+    """A share of images, 0 to 1."""
+    if not 0.0 <= value <= 1.0:  # nan too
+        raise UsageError(f"{opt('min_agreement')} must be between 0 and 1 (got {value}).", field="min_agreement")
+    return value
+
+
+def folder(path: str | Path | None, name: str) -> str | None:
+    """A folder of the user's images that must exist (calibration)."""
+    if path is None:
+        return None
+    found = Path(path)
+    if not found.is_dir():
+        why = "is not a folder" if found.exists() else "does not exist"
+        raise UsageError(f"{opt(name)} {path} {why}.", hint="Give a folder of your own images (a few dozen).",
+                         field=name)
+    return str(path)
+
+
+def at_least(value: int | None, least: int, name: str, unit: str = "") -> int | None:
+    """A whole number of at least `least` (threads, input size, batch size, limit), or None."""
+    if value is not None and not value >= least:
+        raise UsageError(f"{opt(name)} must be at least {least}{unit} (got {value}).", field=name)
+    return value
+
+
+def input_size(value: int | None) -> int | None:
+    """A square input side in px, or None for the model's own."""
+    return at_least(value, MIN_INPUT_SIZE, "input_size", " px")
+
+
+def seconds(value: float, name: str = "time_budget_s") -> float:
+    """A positive number of seconds."""
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{opt(name)} must be more than 0 seconds (got {value}).", field=name)
+    return value
+
+
+def device(value: str, allowed: tuple[str, ...] = ("auto", "cpu", "cuda")) -> str:
+    """auto, cpu, cuda or cuda:N."""
+    if not (value in allowed or (value.startswith("cuda:") and value[5:].isdigit() and "cuda" in allowed)):
+        forms = ", ".join(allowed) + (" or cuda:N" if "cuda" in allowed else "")
+        raise UsageError(f"Unknown device '{value}' (expected {forms}).", field="device")
+    return value
+
+
+def weights(value: str) -> str:
+    """auto, pretrained or random."""
+    if value not in WEIGHT_MODES:
+        raise UsageError(f"Unknown weights mode '{value}' (expected one of: {', '.join(WEIGHT_MODES)}).",
+                         field="weights")
+    return value
+
+
+def batch_sizes(values: Iterable[str | int]) -> tuple[int, ...]:
+    """Batch sizes from repeated and/or comma-separated values, e.g. ['1,8', '64'], sorted, each at least 1."""
+    sizes: list[int] = []
+    for value in values:
+        for part in str(value).split(","):
+            text = part.strip()
+            if not text.lstrip("-").isdigit() or int(text) < 1:
+                raise UsageError(f"Invalid batch size '{text}': it must be a whole number of at least 1.",
+                                 hint=f"Give {opt('batch_sizes')} 1,8,64 or repeat it.", field="batch_sizes")
+            sizes.append(int(text))
+    return tuple(sorted(set(sizes)))
+
+
+def labelled(data: str | Path | None, labels: str | Path | None, max_accuracy_drop: float | None,
+             data_needs_drop: bool = False) -> None:
+    """Labelled images (data), their label file (labels) and the top-1 points int8 may lose on them go together.
+
+    data_needs_drop: data is only for max_accuracy_drop here (export), so one without the other is an error.
+    """
+    if labels is not None and data is None:
+        raise UsageError(f"{opt('labels')} maps the classes of {opt('data')}: it needs {opt('data')}.",
+                         hint=f"Add {opt('data')} with your labelled images, or drop {opt('labels')}.",
+                         field="labels")
+    if max_accuracy_drop is not None and data is None:
+        raise UsageError(f"{opt('max_accuracy_drop')} is measured on labelled images: it needs {opt('data')}.",
+                         hint="Give a folder of class sub-folders (or a CSV of path,label) of your own images.",
+                         field="max_accuracy_drop")
+    if data_needs_drop and data is not None and max_accuracy_drop is None:
+        raise UsageError(f"{opt('data')} is the labelled images for {opt('max_accuracy_drop')}: give both, or "
+                         "neither.", field="data")
+    if max_accuracy_drop is not None and not max_accuracy_drop >= 0:  # nan too
+        raise UsageError(f"{opt('max_accuracy_drop')} is top-1 points int8 may lose, 0 or more (got "
+                         f"{max_accuracy_drop:g}).", field="max_accuracy_drop")
+    if data is not None:
+        check_source(data)
