@@ -64,7 +64,7 @@ def main() -> None:
 
     from vischoose import machine
     from vischoose.measure import optimize
-    from vischoose.measure import options as protocol
+    from vischoose.requests.profile import ProfileRequest
     from vischoose.models import catalog
 
     print(f"{machine.cpu_name()}, CPU, batch {BATCH}, random weights; timm loops: {WARMUP} warm-up + {TIMED} timed")
@@ -73,8 +73,8 @@ def main() -> None:
         timm_figures = {c: in_fresh_process(entry.tag, entry.input_size, c) for c in COMBOS}
         for combo, img_s in timm_figures.items():
             print(f"  timm {alias} {combo}: {img_s:.2f} img/s", flush=True)
-        options = protocol.resolve_options(device="cpu", weights="random", batch_sizes=[BATCH])
-        (o,) = optimize.optimize_models([alias], options, args.budget, save=False,
+        options = ProfileRequest.build(models=(alias,), device="cpu", weights="random", batch_sizes=[BATCH])
+        (o,) = optimize.optimize_models(options, args.budget,
                                         progress=lambda m, w, t: print(f"  [{t:5.0f} s] {m}: {w}", flush=True))
         for t in o.trials:
             print(f"  vischoose {t.variant.label}: {t.img_s or 0:.2f} img/s, compile {t.compile_s or 0:.0f} s, "

@@ -29,19 +29,23 @@ def main() -> int:
         print("No CUDA GPU on this machine: the article's table needs one; nothing measured.")
         return 0
     from vischoose.measure import optimize
-    from vischoose.measure import options as protocol
     from vischoose.measure import runner as profiling
+    from vischoose.requests.profile import ProfileRequest
+    from vischoose.results.store import keep_profiles
+
+    keep = keep_profiles if args.save else None
 
     rows = []
     for dtype in ("float32", "bfloat16"):
-        options = protocol.resolve_options(device="cuda", batch_sizes=[BATCH], dtype=dtype, weights="random",
-                                            time_budget_s=10)
-        for run in profiling.profile_models(list(MODELS), options, save=args.save):
+        options = ProfileRequest.build(models=MODELS, device="cuda", batch_sizes=[BATCH], dtype=dtype,
+                                       weights="random", time_budget_s=10)
+        for run in profiling.profile_models(options, keep=keep):
             p = run.profile
             rows.append((p.model, p.input_size, f"plain {dtype}", p.batch_size, p.throughput_img_s,
                          p.latency_ms_p50, p.efficiency, p.error or ""))
-    options = protocol.resolve_options(device="cuda", batch_sizes=[BATCH], weights="random", time_budget_s=5)
-    for o in optimize.optimize_models(list(MODELS), options, args.budget, save=args.save):
+    options = ProfileRequest.build(models=MODELS, device="cuda", batch_sizes=[BATCH], weights="random",
+                                   time_budget_s=5)
+    for o in optimize.optimize_models(options, args.budget, keep=keep):
         p = o.best_run.profile if o.best_run else None
         if p is None:
             rows.append((o.model, 0, "optimized", BATCH, None, None, None, "no setting measured"))
