@@ -18,3 +18,13 @@ def seed_peak(home: Path, threads: int = 1, dtype: str = "float32") -> None:
     home.mkdir(parents=True, exist_ok=True)
     entry = {"gflops_s": SEEDED_PEAK_GFLOPS_S, "kernel": "seeded by the test", "reps": 0}
     (home / PEAK_CACHE_FILE).write_text(json.dumps({key: entry}))
+
+
+def known(missing: dict[str, str] | None = None):
+    """The catalog and the registry's runtimes for the pure ranking, each installed unless `missing` names it (with
+    why): tests of the ranking do not depend on what this machine has installed."""
+    from vischoose.recommendation.pipeline import known as here
+
+    world = here()
+    runtimes = {name: facts._replace(missing=(missing or {}).get(name)) for name, facts in world.runtimes.items()}
+    return world._replace(runtimes=runtimes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from vischoose.results.store import open_store
 # the built-in presets as a plain install (the README's first command) sees them: ONNX Runtime is the graph runtime
 # that always ships; test_presets_extras.py covers the presets with the runtime extras installed
 pytestmark = pytest.mark.usefixtures("plain_install")
+ORT_MOBILE = str(Path(__file__).parent / "data" / "presets" / "mobile-onnx.toml")  # mobile deploying ONNX Runtime only
 
 
 def rec_json(runner, *args):
@@ -27,15 +29,18 @@ def test_mobile_150_mib_recommends_resnet50_and_rejects_big_models_with_sizes(ru
     result = runner.invoke(app, ["recommend", "--budget-mb", "150", "--target", "mobile"])
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert out.startswith("Recommended for 'mobile': resnet50 (resnet50.a1_in1k) at onnxruntime fp32\n")
-    assert ("  deployed as: onnxruntime fp32 (97.5 MiB computed from parameters; torch fp32 figures stand in until "
-            "measured: vischoose profile --target mobile --runtime onnxruntime --precision fp32 resnet50)\n") in out
-    assert "  target runs: cpu, onnxruntime fp32, batch 1\n" in out
+    # the preset's first runtime although it is not installed here: what is installed never changes the choice, it
+    # only says how to measure it
+    assert out.startswith("Recommended for 'mobile': resnet50 (resnet50.a1_in1k) at executorch fp32\n")
+    assert ("  deployed as: executorch fp32 (97.5 MiB computed from parameters; torch fp32 figures stand in until "
+            "measured: ExecuTorch (XNNPACK) is not installed here: pip install 'vischoose[mobile]', then vischoose "
+            "profile --target mobile --runtime executorch --precision fp32 resnet50)\n") in out
+    assert "  target runs: cpu, executorch fp32, batch 1\n" in out
     # vit_b16 (330.2 MiB in fp32) fits in int8; the ViT-L and the R50+ViT-L hybrid do not fit even so
-    assert "  vit_b16 fits at onnxruntime int8 (85.9 MiB computed size; accuracy cost not measured)\n" in out
-    assert ("vit_l16      as onnxruntime int8: 295.8 MiB > 150 MiB budget (computed, onnxruntime int8 file of "
-            "this architecture, from the catalog)") in out
-    assert "r50_vit_l32  as onnxruntime int8: 392.6 MiB > 150 MiB budget" in out
+    assert "  vit_b16 fits at executorch int8 (85.9 MiB computed size; accuracy cost not measured)\n" in out
+    assert ("vit_l16      as executorch int8: 295.8 MiB > 150 MiB budget (computed, ONNX Runtime int8 file of "
+            "this architecture, from the catalog, standing in for executorch int8 until measured)") in out
+    assert "r50_vit_l32  as executorch int8: 392.6 MiB > 150 MiB budget" in out
     assert "Pareto front" in out and "Sources: M measured here, P published" in out
 
 
@@ -52,17 +57,19 @@ def test_json_labels_every_figure(runner):
     assert data["chosen"]["figures"]["top1"] == {"value": 80.382, "source": "published",
                                                  "note": "ImageNet-1k at 224 px (timm results)"}
     assert data["chosen"]["variant"] == {
-        "runtime": "onnxruntime", "precision": "fp32", "plain": False, "verified": False,
+        "runtime": "executorch", "precision": "fp32", "plain": False, "verified": False,
         "note": "97.5 MiB computed from parameters; torch fp32 figures stand in until measured",
-        "measure_with": "vischoose profile --target mobile --runtime onnxruntime --precision fp32 resnet50"}
+        "measure_with": "ExecuTorch (XNNPACK) is not installed here: pip install 'vischoose[mobile]', then vischoose "
+                        "profile --target mobile --runtime executorch --precision fp32 resnet50"}
     vit = {r["model"]: r for r in data["runners_up"]}["vit_b16"]
-    assert (vit["variant"]["runtime"], vit["variant"]["precision"]) == ("onnxruntime", "int8")
+    assert (vit["variant"]["runtime"], vit["variant"]["precision"]) == ("executorch", "int8")
     assert vit["figures"]["memory_mb"]["source"] == "computed"
     rejected = {r["model"]: r for r in data["rejected"]}
     assert rejected["vit_l16"]["rejected_because"] == [
-        "295.8 MiB > 150 MiB budget (computed, onnxruntime int8 file of this architecture, from the catalog)"]
+        "295.8 MiB > 150 MiB budget (computed, ONNX Runtime int8 file of this architecture, from the catalog, "
+        "standing in for executorch int8 until measured)"]
     assert data["constraints"]["max_memory_mb"] == 150
-    # what the preset deploys; ExecuTorch (not installed here) is offered only with figures measured elsewhere
+    # what the preset deploys, whether or not this machine can run it
     assert data["conditions"]["deploy"] == ["executorch fp32", "executorch int8", "onnxruntime fp32",
                                             "onnxruntime int8"]
 
@@ -94,11 +101,11 @@ def test_stored_measurements_are_used_and_change_the_outcome(runner):
     assert after["chosen"]["model"] != "resnet50"
     rejected = {r["model"]: r for r in after["rejected"]}
     assert rejected["resnet50"]["rejected_because"] == [
-        "55.0 ms > 40 ms latency limit (measured, batch-1 p90, cpu torch float32, standing in for onnxruntime fp32)"]
+        "55.0 ms > 40 ms latency limit (measured, batch-1 p90, cpu torch float32, standing in for executorch fp32)"]
     figures = {c["model"]: c["figures"] for c in [after["chosen"], *after["runners_up"]]}
     assert figures["vit_s16"]["latency_ms"]["source"] == "measured"
     text = runner.invoke(app, ["recommend", "--target", "mobile", "--budget-mb", "150"]).stdout
-    assert "  latency ms: 55.0 (measured; batch-1 p90, cpu torch float32, standing in for onnxruntime fp32)\n" in text
+    assert "  latency ms: 55.0 (measured; batch-1 p90, cpu torch float32, standing in for executorch fp32)\n" in text
 
 
 def test_top_limits_the_runners_up_in_the_table_and_in_json(runner):
@@ -254,12 +261,12 @@ def test_stored_int8_graph_gives_the_size_speed_and_agreement(runner):
 
 def test_stored_rejected_int8_graph_is_not_recommended(runner):
     store_ort("vit_b16", 11.0, 85.9, agreement=0.95, status="rejected")
-    result = runner.invoke(app, ["recommend", "--target", "mobile", "--models", "vit_b16", "--models", "resnet18"])
+    result = runner.invoke(app, ["recommend", "--target", ORT_MOBILE, "--models", "vit_b16", "--models", "resnet18"])
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("Recommended for 'mobile': resnet18")
     assert ("vit_b16  as onnxruntime fp32: 330.2 MiB > 100 MiB budget (computed, float32 weights); onnxruntime int8 "
             "not used: its graph was rejected (top-1 agreement 95.0% with eager fp32, ") in result.stdout
-    only = runner.invoke(app, ["recommend", "--target", "mobile", "--models", "vit_b16"])
+    only = runner.invoke(app, ["recommend", "--target", ORT_MOBILE, "--models", "vit_b16"])
     assert only.exit_code == 4
     assert only.stderr.startswith("Error: No model fits target 'mobile'; closest: vit_b16 (--budget-mb 330.3, "
                                   "onnxruntime int8 not used: its graph was rejected (top-1 agreement 95.0% with eager "

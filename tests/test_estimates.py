@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.profhelpers import known
 from vischoose.models import catalog
 from vischoose.presets import load_preset
 from vischoose.recommendation import estimates
@@ -64,7 +65,7 @@ def test_an_unmeasured_model_is_estimated_from_its_family_measured_here():
     preset = load_preset("server")
     measured = [row(m, ms=law(m)) for m in ("resnet18", "resnet34", "resnet101")]
     entries = [catalog.load()[m] for m in ("resnet18", "resnet34", "resnet50", "resnet101")]
-    cands = {c.model: c for c in build_candidates(entries, preset, measured, [])}
+    cands = {c.model: c for c in build_candidates(entries, preset, measured, [], known())}
     latency = cands["resnet50"].figures["latency_ms"]
     assert latency.source == "estimated" and "measured here" in latency.note and "leave-one-out" in latency.note
     assert "GFLOPs^0.80" in latency.note
@@ -75,7 +76,7 @@ def test_an_unmeasured_model_is_estimated_from_its_family_measured_here():
 def test_one_measured_model_gives_one_rate_and_says_its_error_is_unknown():
     preset = load_preset("server")
     entries = [catalog.load()[m] for m in ("resnet18", "resnet50")]
-    cands = {c.model: c for c in build_candidates(entries, preset, [row("resnet18", 200.0)], [])}
+    cands = {c.model: c for c in build_candidates(entries, preset, [row("resnet18", 200.0)], [], known())}
     latency = cands["resnet50"].figures["latency_ms"]
     assert latency.value == pytest.approx(1000.0 * catalog.load()["resnet50"].gflops / 200.0)
     assert "error unknown" in latency.note and "GFLOP/s" in latency.note and "^" not in latency.note
@@ -84,5 +85,5 @@ def test_one_measured_model_gives_one_rate_and_says_its_error_is_unknown():
 def test_without_rows_of_its_family_the_published_scaling_stays():
     preset = load_preset("server")
     entries = [catalog.load()[m] for m in ("resnet50", "vit_s16")]
-    cands = {c.model: c for c in build_candidates(entries, preset, [row("resnet50", 200.0)], [])}
+    cands = {c.model: c for c in build_candidates(entries, preset, [row("resnet50", 200.0)], [], known())}
     assert "measured here" not in cands["vit_s16"].figures["latency_ms"].note

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.profhelpers import known
 from vischoose.models import catalog
 from vischoose.presets import load_preset
 from vischoose.recommendation import measuring
@@ -59,8 +60,8 @@ class FakeMeasure:
 
 def decide(preset, fake, mode="decision", profiles=(), fresh=False):
     entries = list(catalog.load().values())
-    found, log = measuring.measure_for_decision(preset, entries, [], list(profiles), [], fake, mode, fresh)
-    rec = recommend(build_candidates(entries, preset, list(profiles) + found, [], []), preset)
+    found, log = measuring.measure_for_decision(preset, entries, [], list(profiles), [], fake, known(), mode, fresh)
+    rec = recommend(build_candidates(entries, preset, list(profiles) + found, [], known()), preset)
     return rec, log, found
 
 
@@ -135,7 +136,7 @@ def test_the_planned_runs_bound_what_is_still_measured(preset, mode):
         return slow(todo, variant)
 
     entries = list(catalog.load().values())
-    measuring.measure_for_decision(preset, entries, [], [], [], measure, mode, on_plan=lambda n: heard.append(("plan", n)))
+    measuring.measure_for_decision(preset, entries, [], [], [], measure, known(), mode, on_plan=lambda n: heard.append(("plan", n)))
     plans = [(i, n) for i, (kind, n) in enumerate(heard) if kind == "plan"]
     assert plans and len(slow.calls) > 1
     for i, bound in plans:
@@ -157,3 +158,18 @@ def test_the_progress_line_gives_the_run_its_bound_and_an_eta(preset, capsys):
     measurer.plan(1)
     measurer._progress(preset.plain)("vit_b16", "build", 40.0)
     assert "vit_b16 at torch fp32 (run 3): build" in capsys.readouterr().err  # overran the average: no guess
+
+
+def test_a_runtime_not_installed_here_is_never_measured_and_the_log_says_how_to_install_it(tmp_path):
+    path = tmp_path / "both.toml"
+    path.write_text(PRESET.replace('onnxruntime = ["fp32", "int8"]', 'executorch = ["fp32"]\nonnxruntime = ["fp32", "int8"]'))
+    preset, fake = load_preset(path), FakeMeasure(lambda model, precision: 40.0)
+    world = known(missing={"executorch": "ExecuTorch (XNNPACK) is not installed"})
+    entries = list(catalog.load().values())
+    found, log = measuring.measure_for_decision(preset, entries, [], [], [], fake, world)
+    assert fake.calls and all(not label.startswith("executorch") for _, label in fake.calls)
+    assert ("not measured at executorch fp32, on any model: ExecuTorch (XNNPACK) is not installed: pip install "
+            "'vischoose[mobile]'") in log.lines()
+    # the choice is the one an install with ExecuTorch makes on the same figures: its fp32 still comes first
+    rec = recommend(build_candidates(entries, preset, found, [], world), preset)
+    assert rec.chosen.variant == recommend(build_candidates(entries, preset, found, [], known()), preset).chosen.variant

@@ -4,12 +4,15 @@ and by how much. Hand-built figures, no torch."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.test_recommendation import prof, run
 from vischoose.cli import app
 from vischoose.presets import Variant, load_preset
 from vischoose.recommendation.ranking import preference_order
+from vischoose.runtimes import registry
 
 
 def graph(model, runtime, latency, file_mb, precision="fp32", status="ok"):
@@ -29,11 +32,20 @@ def test_mobile_deploys_executorch_first_where_it_is_installed(runner):
             "from the catalog, standing in for executorch int8 until measured)") in result.stdout
 
 
-def test_without_the_extra_mobile_falls_back_to_onnxruntime(runner, plain_install):
-    result = runner.invoke(app, ["recommend", "--budget-mb", "150", "--target", "mobile"])
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("Recommended for 'mobile': resnet50 (resnet50.a1_in1k) at onnxruntime fp32\n")
-    assert "executorch" not in result.stdout.split("Pareto front")[0]
+def test_the_answer_does_not_depend_on_the_extras_installed(runner, monkeypatch):
+    """Nothing measured: the same variants with every extra installed and with none (a plain install)."""
+    def answer() -> dict:
+        result = runner.invoke(app, ["recommend", "--budget-mb", "150", "--target", "mobile", "--json"])
+        assert result.exit_code == 0, result.stderr
+        data = json.loads(result.stdout)["data"]
+        return {c["model"]: (c["variant"]["runtime"], c["variant"]["precision"])
+                for c in [data["chosen"], *data["runners_up"], *data["rejected"]]}
+
+    everything = answer()
+    for runtime in registry.graph_runtimes():
+        if runtime.extra:
+            monkeypatch.setattr(type(runtime), "module", f"{runtime.module}_not_installed_here")
+    assert answer() == everything and everything["resnet50"] == ("executorch", "fp32")
 
 
 def test_a_runtime_missing_here_is_used_with_figures_measured_elsewhere(plain_install):

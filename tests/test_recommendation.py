@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.profhelpers import known
 from vischoose.errors import NoModelFitsError
 from vischoose.models import catalog
 from vischoose.presets import Variant, load_preset
@@ -17,14 +18,15 @@ from vischoose.recommendation.ranking import (
 )
 from vischoose.records import EvalResult, Profile
 
-# the built-in presets as a plain install sees them (no runtime extra): test_presets_extras.py covers the others
+# the built-in presets as a plain install sees them (no runtime extra): the answers must not depend on it
 pytestmark = pytest.mark.usefixtures("plain_install")
+ORT_MOBILE = str(Path(__file__).parent / "data" / "presets" / "mobile-onnx.toml")  # mobile deploying ONNX Runtime only
 
 
 def run(target="mobile", profiles=(), evals=(), models=None, **overrides):
     preset = load_preset(target).with_overrides(**overrides)
     entries = [e for e in catalog.load().values() if e.family in preset.families and (not models or e.alias in models)]
-    return recommend(build_candidates(entries, preset, list(profiles), list(evals)), preset)
+    return recommend(build_candidates(entries, preset, list(profiles), list(evals), known()), preset)
 
 
 def prof(model, latency=None, throughput=None, batch=1, peak=None, dtype="float32", device="cpu", **kw):
@@ -38,11 +40,13 @@ def test_mobile_with_150_mib_budget_picks_resnet50_and_rejects_big_models_by_siz
     rec = run("mobile", max_memory_mb=150)
     assert rec.chosen.model == "resnet50"
     assert "selection guide" in rec.reason
-    assert rec.chosen.variant == Variant("onnxruntime", "fp32") and not rec.chosen.plain
+    # the preset's first runtime, whichever extras this machine has: nothing measured says otherwise
+    assert rec.chosen.variant == Variant("executorch", "fp32") and not rec.chosen.plain
     rejected = {c.model: c for c in rec.rejected}
-    # judged at their smallest deployed size: int8, estimated from the parameter count
-    assert rejected["vit_l16"].violations == ("295.8 MiB > 150 MiB budget (computed, onnxruntime int8 file of this "
-                                              "architecture, from the catalog)",)
+    # judged at their smallest deployed size: int8, from the catalog's ONNX Runtime file, standing in
+    assert rejected["vit_l16"].violations == ("295.8 MiB > 150 MiB budget (computed, ONNX Runtime int8 file of this "
+                                              "architecture, from the catalog, standing in for executorch int8 until "
+                                              "measured)",)
     assert rejected["r50_vit_l32"].violations[0].startswith("392.6 MiB > 150 MiB budget")
     assert all(c.fits for c in rec.runners_up)
     assert rec.chosen.figures["memory_mb"].value == pytest.approx(25_557_032 * 4 / 2**20)
@@ -83,7 +87,7 @@ def test_measured_latency_changes_the_outcome():
     rejected = {c.model: c for c in rec.rejected}
     # mobile deploys ONNX graphs: with none measured, the torch fp32 figures stand in, labelled as such
     assert rejected["resnet50"].violations == ("45.0 ms > 30 ms latency limit (measured, batch-1 p90, cpu torch "
-                                               "float32, standing in for onnxruntime fp32)",)
+                                               "float32, standing in for executorch fp32)",)
     # every model profiled here is judged on its measurement; the others keep their published or estimated figure
     everyone = {c.model: c for c in [rec.chosen, *rec.runners_up, *rec.rejected]}
     for model in ("resnet50", "vit_s16", "resnet34"):
@@ -142,7 +146,7 @@ def test_peak_memory_basis_needs_measurements():
 def test_ties_are_broken_by_name():
     a = prof("resnet18", latency=10.0)
     cands = build_candidates([catalog.load()["resnet18"], catalog.load()["resnet34"]], load_preset("mobile"),
-                             [a, prof("resnet34", latency=10.0)], [])
+                             [a, prof("resnet34", latency=10.0)], [], known())
     keys = sorted(cands, key=lambda c: rank_key(c, ("latency_ms",)))
     assert [c.model for c in keys] == ["resnet18", "resnet34"]
 
@@ -151,11 +155,11 @@ def test_pareto_front():
     preset = load_preset("mobile")
     cands = build_candidates([catalog.load()[m] for m in ("resnet18", "resnet34", "resnet50")], preset,
                              [prof("resnet18", latency=10.0), prof("resnet34", latency=30.0),
-                              prof("resnet50", latency=25.0)], [])
+                              prof("resnet50", latency=25.0)], [], known())
     # resnet34 is slower and less accurate than resnet50 but smaller (83.2 < 97.5 MiB), so it stays
     assert pareto_front(cands) == {"resnet18", "resnet34", "resnet50"}
     cands = build_candidates([catalog.load()[m] for m in ("resnet50", "vit_s16")], preset,
-                             [prof("resnet50", latency=30.0), prof("vit_s16", latency=20.0)], [])
+                             [prof("resnet50", latency=30.0), prof("vit_s16", latency=20.0)], [], known())
     assert pareto_front(cands) == {"vit_s16"}  # more accurate, faster and smaller than resnet50
 
 
@@ -194,7 +198,7 @@ def test_presets_without_deploy_are_unchanged(tmp_path):
 
 
 def test_int8_when_fp32_does_not_fit_with_the_catalogs_int8_size():
-    rec = run("mobile", max_memory_mb=100)
+    rec = run(ORT_MOBILE, max_memory_mb=100)
     vit = {c.model: c for c in rec.runners_up}["vit_b16"]
     assert vit.variant == Variant("onnxruntime", "int8")
     size = vit.figures["memory_mb"]
@@ -208,9 +212,9 @@ def test_int8_when_fp32_does_not_fit_with_the_catalogs_int8_size():
 
 
 def test_without_a_catalog_int8_size_it_is_estimated_from_the_parameters():
-    preset = load_preset("mobile").with_overrides(max_memory_mb=100)
+    preset = load_preset(ORT_MOBILE).with_overrides(max_memory_mb=100)
     entries = [catalog.load()["vit_b16"]._replace(int8_mib=None)]
-    (vit,) = build_candidates(entries, preset, [], [])
+    (vit,) = build_candidates(entries, preset, [], [], known())
     size = vit.figures["memory_mb"]
     assert (size.source, size.note) == ("estimated", "onnxruntime int8 file, ~1.1 bytes/param")
     assert size.value == pytest.approx(86_567_656 * 1.10 / 2**20)  # 90.8 MiB; the exported file is 85.9 MiB
@@ -221,7 +225,7 @@ def test_without_a_catalog_int8_size_it_is_estimated_from_the_parameters():
 
 def test_measured_int8_row_gives_the_size_speed_and_agreement():
     rows = [ort("vit_b16", latency=11.0, file_mb=85.9), prof("vit_b16", latency=30.8)]
-    rec = run("mobile", profiles=rows, max_memory_mb=100)
+    rec = run(ORT_MOBILE, profiles=rows, max_memory_mb=100)
     vit = {c.model: c for c in rec.runners_up}["vit_b16"]
     assert vit.variant == Variant("onnxruntime", "int8") and vit.verified
     assert vit.figures["memory_mb"] == Figure(85.9, "measured", "onnxruntime int8 file")
@@ -234,30 +238,30 @@ def test_measured_int8_row_gives_the_size_speed_and_agreement():
 def test_a_verified_int8_graph_that_ranks_better_beats_fp32():
     # resnet50 fits in fp32 at 150 MiB; its verified int8 graph has the same published top-1 and is faster
     rows = [ort("resnet50", latency=6.0, file_mb=24.9), prof("resnet50", latency=15.0)]
-    rec = run("mobile", profiles=rows, max_memory_mb=150)
+    rec = run(ORT_MOBILE, profiles=rows, max_memory_mb=150)
     assert rec.chosen.model == "resnet50" and rec.chosen.variant == Variant("onnxruntime", "int8")
     assert rec.chosen.variant_note == "24.9 MiB, measured 2.5x faster than torch fp32, top-1 agreement 99.4%"
     # unverified (agreement only on random inputs) or measured slower: fp32 stays
-    unverified = run("mobile", profiles=[ort("resnet50", latency=6.0, file_mb=24.9, status="unverified")],
+    unverified = run(ORT_MOBILE, profiles=[ort("resnet50", latency=6.0, file_mb=24.9, status="unverified")],
                      max_memory_mb=50)  # fp32 does not fit: the unverified graph serves, and says what it is
     assert unverified.chosen.variant == Variant("onnxruntime", "int8")
     assert unverified.chosen.figures["top1"].note.endswith("int8 accuracy cost unverified (agreement checked on "
                                                            "random inputs or weights only)")
     for row in (ort("resnet50", latency=6.0, file_mb=24.9, status="unverified"),
                 ort("resnet50", latency=20.0, file_mb=24.9)):
-        assert run("mobile", profiles=[row, rows[1]], max_memory_mb=150).chosen.variant.precision == "fp32"
+        assert run(ORT_MOBILE, profiles=[row, rows[1]], max_memory_mb=150).chosen.variant.precision == "fp32"
 
 
 def test_a_rejected_int8_graph_is_never_used_and_the_rejection_says_so():
     row = ort("vit_b16", latency=11.0, file_mb=85.9, agreement=0.95, status="rejected")
-    rec = run("mobile", profiles=[row], max_memory_mb=100)
+    rec = run(ORT_MOBILE, profiles=[row], max_memory_mb=100)
     vit = {c.model: c for c in rec.rejected}["vit_b16"]
     assert vit.variant == Variant("onnxruntime", "fp32")
     assert vit.reasons == ("330.2 MiB > 100 MiB budget (computed, float32 weights)",
                            f"onnxruntime int8 not used: its graph was rejected (top-1 agreement 95.0% with eager "
                            f"fp32, {row.created_at[:10]})")
     # a model that fits anyway keeps its fp32 variant
-    fine = run("mobile", profiles=[ort("resnet50", latency=6.0, file_mb=24.9, status="rejected")], max_memory_mb=150)
+    fine = run(ORT_MOBILE, profiles=[ort("resnet50", latency=6.0, file_mb=24.9, status="rejected")], max_memory_mb=150)
     assert fine.chosen.model == "resnet50" and fine.chosen.variant.precision == "fp32"
 
 
@@ -274,7 +278,7 @@ def test_every_variant_rejected_leaves_no_deployable_model(tmp_path):
 
 def test_measured_onnxruntime_fp32_row_replaces_the_torch_stand_in():
     rows = [prof("resnet50", latency=15.0), ort("resnet50", "fp32", latency=12.0, file_mb=97.4, agreement=1.0)]
-    rec = run("mobile", profiles=rows, max_memory_mb=150)
+    rec = run(ORT_MOBILE, profiles=rows, max_memory_mb=150)
     assert rec.chosen.variant == Variant("onnxruntime", "fp32")
     assert rec.chosen.figures["memory_mb"] == Figure(97.4, "measured", "onnxruntime fp32 file")
     assert rec.chosen.figures["latency_ms"].note == "batch-1 p90, cpu onnxruntime fp32"
@@ -286,7 +290,7 @@ def test_int8_evaluation_gives_the_int8_top1():
     evals = [EvalResult(model="vit_b16", tag=tag, dataset="/data/val", images=500, top1=84.2, top5=97.0,
                         dtype="int8", runtime="onnxruntime"),
              EvalResult(model="vit_b16", tag=tag, dataset="/data/val", images=500, top1=85.0, top5=97.5)]
-    vit = {c.model: c for c in run("mobile", evals=evals, max_memory_mb=100).runners_up}["vit_b16"]
+    vit = {c.model: c for c in run(ORT_MOBILE, evals=evals, max_memory_mb=100).runners_up}["vit_b16"]
     assert vit.figures["top1"] == Figure(84.2, "measured", "on 500 images of /data/val, onnxruntime int8")
 
 
@@ -323,14 +327,14 @@ def aware(model, met=True, top1=84.0, fp32_top1=85.0, layers=("blocks.0.attn.qkv
 
 def test_accuracy_aware_int8_that_missed_its_limit_is_not_used_and_says_why():
     missed = aware("vit_b16", met=False, top1=80.0, layers=["a.weight"] * 3, quantizable=50, choice_drop=4.0)
-    rec = run("mobile", evals=[missed], max_memory_mb=100)
+    rec = run(ORT_MOBILE, evals=[missed], max_memory_mb=100)
     vit = {c.model: c for c in rec.rejected}["vit_b16"]
     assert vit.variant == Variant("onnxruntime", "fp32")  # judged at what is left: fp32 breaks the budget
     assert ("onnxruntime int8 not used: int8 loses 4.0 top-1 points on the images that chose the layers and 5.0 "
             "top-1 points on 50 held-out images of /data/val even with 3 of 50 layers in float "
             "(--max-accuracy-drop 1)") in vit.reasons
     # without the rejection the same model is a runner-up in int8
-    assert {c.model: c for c in run("mobile", max_memory_mb=100).runners_up}["vit_b16"].variant.precision == "int8"
+    assert {c.model: c for c in run(ORT_MOBILE, max_memory_mb=100).runners_up}["vit_b16"].variant.precision == "int8"
 
 
 def test_accuracy_aware_int8_missed_on_the_choice_images_is_rejected_with_that_drop():
@@ -339,7 +343,7 @@ def test_accuracy_aware_int8_missed_on_the_choice_images_is_rejected_with_that_d
     missed = aware("vit_b16", met=False, top1=84.5, fp32_top1=85.0, layers=["a.weight"] * 8, quantizable=50,
                    choice_drop=2.0)
     assert not missed.float_only
-    vit = {c.model: c for c in run("mobile", evals=[missed], max_memory_mb=100).rejected}["vit_b16"]
+    vit = {c.model: c for c in run(ORT_MOBILE, evals=[missed], max_memory_mb=100).rejected}["vit_b16"]
     assert ("onnxruntime int8 not used: int8 loses 2.0 top-1 points on the images that chose the layers and 0.5 "
             "top-1 points on 50 held-out images of /data/val even with 8 of 50 layers in float "
             "(--max-accuracy-drop 1)") in vit.reasons
@@ -347,7 +351,7 @@ def test_accuracy_aware_int8_missed_on_the_choice_images_is_rejected_with_that_d
 
 def test_accuracy_aware_int8_ranks_on_its_held_out_top1_and_its_own_file_size():
     met = aware("vit_b16", top1=84.5, fp32_top1=85.0, layers=["a.weight", "b.weight"], file_mb=88.0)
-    vit = {c.model: c for c in run("mobile", evals=[met], max_memory_mb=100).runners_up}["vit_b16"]
+    vit = {c.model: c for c in run(ORT_MOBILE, evals=[met], max_memory_mb=100).runners_up}["vit_b16"]
     assert vit.variant == Variant("onnxruntime", "int8")
     assert vit.figures["memory_mb"] == Figure(88.0, "measured", "accuracy-aware int8 file, 2 layers in float")
     top1 = vit.figures["top1"]
@@ -359,13 +363,13 @@ def test_accuracy_aware_int8_ranks_on_its_held_out_top1_and_its_own_file_size():
                                 "2 layers in float (limit 1)")
     # under a peak-memory limit the file's size is not the figure
     preset = load_preset("mobile").with_overrides(max_memory_mb=100, memory_basis="peak")
-    (peak,) = build_candidates([catalog.load()["vit_b16"]], preset, [], [met])
+    (peak,) = build_candidates([catalog.load()["vit_b16"]], preset, [], [met], known())
     assert "memory_mb" not in peak.figures  # nothing measured the peak
 
 
 def test_accuracy_aware_int8_with_every_layer_in_float_is_not_int8():
     everything = aware("vit_b16", met=False, top1=85.0, fp32_top1=85.0, layers=["a.weight"] * 7, quantizable=7)
     assert everything.float_only
-    vit = {c.model: c for c in run("mobile", evals=[everything], max_memory_mb=100).rejected}["vit_b16"]
+    vit = {c.model: c for c in run(ORT_MOBILE, evals=[everything], max_memory_mb=100).rejected}["vit_b16"]
     assert ("onnxruntime int8 not used: int8 keeps --max-accuracy-drop 1 on /data/val only with all 7 quantizable "
             "layers in float, which is the fp32 graph") in vit.reasons

@@ -20,6 +20,7 @@ from vischoose.models.catalog import CatalogEntry
 from vischoose.presets import Preset
 from vischoose.recommendation.ranking import (
     Candidate,
+    Known,
     build_candidates,
     matching_profiles,
     preference_order,
@@ -27,7 +28,6 @@ from vischoose.recommendation.ranking import (
     recommend,
 )
 from vischoose.records import EvalResult, Profile
-from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
 
 MODES = ("decision", "all")
@@ -43,6 +43,7 @@ class MeasureLog:
     measured: list[str] = field(default_factory=list)  # "resnet50 at onnxruntime fp32"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
     reused: list[str] = field(default_factory=list)  # measured before, under this protocol, on this machine
+    not_here: dict[str, str] = field(default_factory=dict)  # variant -> why its runtime cannot run here
 
     def lines(self) -> list[str]:
         """Sentences for the report."""
@@ -50,6 +51,7 @@ class MeasureLog:
         if self.reused:
             out.append(f"already measured here (reused; --fresh measures again): {', '.join(self.reused)}")
         out += [f"not measured: {model}: {why}" for model, why in self.skipped]
+        out += [f"not measured at {label}, on any model: {why}" for label, why in self.not_here.items()]
         return out
 
 
@@ -61,10 +63,12 @@ class _State:
     profiles: list[Profile]
     evals: list[EvalResult]
     fresh: bool
+    known: Known
     done: set[tuple[str, Variant]] = field(default_factory=set)  # measured in this run
 
     def candidates(self, preset: Preset | None = None) -> dict[str, Candidate]:
-        found = build_candidates(self.entries, preset or self.preset, self.profiles, self.evals, self.extra)
+        found = build_candidates(self.entries, preset or self.preset, self.profiles, self.evals, self.known,
+                                 self.extra)
         return {c.model: c for c in found}
 
     def has_rows(self, model: str, tag: str, variant: Variant) -> bool:
@@ -82,18 +86,19 @@ def timing_free(preset: Preset) -> Preset:
 
 
 def measure_for_decision(preset: Preset, entries: list[CatalogEntry], extra: list[tuple[str, str]],
-                         profiles: list[Profile], evals: list[EvalResult], measure: Measure, mode: str = "decision",
-                         fresh: bool = False, on_plan: Plan | None = None) -> tuple[list[Profile], MeasureLog]:
+                         profiles: list[Profile], evals: list[EvalResult], measure: Measure, known: Known,
+                         mode: str = "decision", fresh: bool = False,
+                         on_plan: Plan | None = None) -> tuple[list[Profile], MeasureLog]:
     """Measure what the recommendation needs (mode "decision") or every candidate (mode "all").
 
     on_plan hears, before each model (or each variant, in mode "all"), the most runs still to come: the progress
     line's ETA. Returns the new profiles and the log of what was measured and skipped.
     """
-    state, log = _State(preset, entries, extra, list(profiles), evals, fresh), MeasureLog()
+    state, log = _State(preset, entries, extra, list(profiles), evals, fresh, known), MeasureLog()
     tags = {model: cand.tag for model, cand in state.candidates().items()}
     plan_left = on_plan or (lambda runs: None)
     if mode == "all":
-        variants = [preset.plain] + [v for v in preset.variants if v != preset.plain]
+        variants = _measurable(state, log, [preset.plain] + [v for v in preset.variants if v != preset.plain])
         todos = [[(m, t) for m, t in tags.items() if not state.has_rows(m, t, v)] for v in variants]
         for i, (variant, todo) in enumerate(zip(variants, todos)):
             plan_left(sum(len(t) for t in todos[i:]))
@@ -119,7 +124,7 @@ def _prune(state: _State, log: MeasureLog) -> dict[str, list[Variant]]:
         if not cand.fits:
             log.skipped.append((model, f"ruled out without timing: {'; '.join(cand.reasons[:1])}"))
             continue
-        variants = [v for v in preference_order(state.preset)
+        variants = [v for v in _measurable(state, log, preference_order(state.preset))
                     if state.candidates(relaxed._replace(deploy=(v,)))[model].fits]
         feasible[model] = variants
     ranked = state.candidates()
@@ -128,22 +133,36 @@ def _prune(state: _State, log: MeasureLog) -> dict[str, list[Variant]]:
     return {m: feasible[m] for m in prefer + rest}
 
 
-def _reference(preset: Preset, variants: list[Variant]) -> list[Variant]:
+def _measurable(state: _State, log: MeasureLog, variants: list[Variant]) -> list[Variant]:
+    """The variants whose runtime runs here; the others are said once, with the command that installs them (their
+    stand-in figures still rank them: what this machine has installed never changes the choice)."""
+    runnable = []
+    for v in variants:
+        runtime = state.known.runtime(v.runtime)
+        if runtime.missing is None:
+            runnable.append(v)
+        else:
+            log.not_here.setdefault(v.label, f"{runtime.missing}: pip install 'vischoose[{runtime.extra}]'")
+    return runnable
+
+
+def _reference(state: _State, variants: list[Variant]) -> list[Variant]:
     """torch at the [measure] dtype, when the model's variants include a graph: their speed-up's reference."""
-    plain = preset.plain
-    return [plain] if plain not in variants and any(registry.is_graph(v.runtime) for v in variants) else []
+    plain = state.preset.plain
+    graphs = any(state.known.runtime(v.runtime).is_graph for v in variants)
+    return [plain] if plain not in variants and graphs else []
 
 
 def _runs_needed(state: _State, model: str, tag: str, variants: list[Variant]) -> int:
     """The most runs the model can still take: its reference and every variant not measured yet."""
-    return sum(not state.has_rows(model, tag, v) for v in _reference(state.preset, variants) + variants)
+    return sum(not state.has_rows(model, tag, v) for v in _reference(state, variants) + variants)
 
 
 def _measure_model(state: _State, log: MeasureLog, model: str, tag: str, variants: list[Variant],
                    measure: Measure) -> None:
     """Time the model's variants in preference order until one meets every constraint; torch at the [measure]
     dtype first, when the target deploys graphs: the reference their speed-up is stated against."""
-    reference = _reference(state.preset, variants)
+    reference = _reference(state, variants)
     for variant in reference + variants:
         if state.has_rows(model, tag, variant):
             if (model, variant) not in state.done:

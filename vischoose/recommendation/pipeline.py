@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from vischoose import presets
 from vischoose.errors import UsageError, opt
 from vischoose.models import catalog
-from vischoose.recommendation.ranking import Recommendation, build_candidates, recommend
+from vischoose.recommendation.ranking import Deployable, Known, Recommendation, build_candidates, recommend
 from vischoose.records import EvalResult, Profile
 from vischoose.requests.profile import ProfileRequest
 from vischoose.requests.recommend import RecommendRequest
@@ -39,7 +39,7 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError, DatasetError.
     """
-    preset = _preset(request)
+    preset, world = _preset(request), known()
     entries, extra = _candidates(preset, request.models)
     dataset = _dataset(request)  # a bad data set fails here, before anything is measured
     profiles, evals = _figures(request.results)
@@ -51,12 +51,12 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
         )
 
         measurer = _Measurer(preset, progress, request.time_budget_s)
-        measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer,
+        measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, world,
                                                        request.measure, request.fresh, on_plan=measurer.plan)
         profiles, lines = profiles + measured, lines + log.lines()
 
     def rank(found: list[EvalResult]) -> Recommendation:
-        return recommend(build_candidates(entries, preset, profiles, found, extra), preset)
+        return recommend(build_candidates(entries, preset, profiles, found, world, extra), preset)
 
     if dataset is None:
         rec = rank(evals)
@@ -68,6 +68,13 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
     return rec._replace(measure_log=tuple(lines)) if lines else rec
+
+
+def known() -> Known:
+    """The catalog and every runtime's facts, for the pure ranking (what is installed only words how to measure)."""
+    facts = {r.name: Deployable(r.name, r.title, r.devices, r.is_graph, r.extra, r.missing())
+             for r in registry.RUNTIMES.values()}
+    return Known(catalog.load(), facts, registry.CATALOG_INT8)
 
 
 def _preset(request: RecommendRequest) -> presets.Preset:

@@ -1,4 +1,6 @@
-"""Pure recommendation: (candidates, profiles, evaluations, preset) -> Recommendation. No I/O, no torch.
+"""Pure recommendation: (candidates, profiles, evaluations, preset, what is known) -> Recommendation. No I/O, no
+torch, no registry or catalog loading: the catalog and the runtimes' facts come in as a Known, so the same figures
+give the same answer on any machine, whichever extras it has installed.
 
 Each model is judged as deployed: for every runtime and precision its preset allows ([deploy]; torch at the
 [measure] dtype without one) it gets a size, speed and accuracy, and the model keeps one variant: the preset's
@@ -12,10 +14,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from vischoose.errors import NoModelFitsError
 from vischoose.models.catalog import CatalogEntry
-from vischoose.models.catalog import load as load_catalog
 from vischoose.presets import Preset
 from vischoose.records import EvalResult, Profile
-from vischoose.runtimes import registry
 from vischoose.runtimes.precision import FIDELITY, Variant, bytes_per_param
 from vischoose.units import MIB
 
@@ -39,7 +39,32 @@ _ESTIMATE_REF = {"resnet": "resnet50", "vit": "vit_b16", "hybrid": "vit_b16"}
 # embeddings and norms stay fp32); r_vit_ti16 1.51, r50_vit_b16 1.43, r26_vit_s32 2.28 (the CNN stem stays fp32)
 INT8_BYTES_PER_PARAM = {"resnet": 1.01, "vit": 1.10, "hybrid": 1.5}
 INT8_BYTES_UNKNOWN = 1.5  # a model outside the catalog's families
-TORCH_FP32 = Variant(registry.TORCH, "fp32")
+TORCH = "torch"  # the eager reference every graph is checked against (runtimes.registry.TORCH)
+TORCH_FP32 = Variant(TORCH, "fp32")
+
+
+class Deployable(NamedTuple):
+    """What the ranking needs to know of a runtime: facts of the runtime, not of this machine (except `missing`,
+    which only words how to measure it)."""
+
+    name: str
+    title: str
+    devices: tuple[str, ...]
+    is_graph: bool
+    extra: str | None = None  # the pip extra that installs it
+    missing: str | None = None  # why it cannot run here (words only: it never changes the choice)
+
+
+class Known(NamedTuple):
+    """The catalog and the runtimes, passed in by the caller (recommendation.pipeline.known)."""
+
+    catalog: dict[str, CatalogEntry]
+    runtimes: dict[str, Deployable]
+    catalog_int8: str  # the runtime whose int8 file sizes the catalog lists
+
+    def runtime(self, name: str) -> Deployable:
+        """The facts of a runtime (an unknown name: a CPU-only graph runtime named as it is)."""
+        return self.runtimes.get(name) or Deployable(name, name, ("cpu",), name != TORCH)
 
 
 class Figure(NamedTuple):
@@ -99,13 +124,13 @@ class Recommendation(NamedTuple):
 
 
 def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list[Profile],
-                     evals: list[EvalResult], extra: list[tuple[str, str]] = ()) -> list[Candidate]:
+                     evals: list[EvalResult], known: Known, extra: list[tuple[str, str]] = ()) -> list[Candidate]:
     """Figures for each catalog entry (and extra (model, tag) pairs known only from profiles)."""
-    catalog = {**load_catalog(), **{e.alias: e for e in entries}}  # latency estimates need the family references
+    known = known._replace(catalog={**known.catalog, **{e.alias: e for e in entries}})  # estimates need references
     order = preference_order(preset)
-    local = local_points(catalog, preset, profiles, order)
-    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, catalog, local) for e in entries]
-    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, catalog, local) for m, t in extra]
+    local = local_points(known.catalog, preset, profiles, order)
+    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, known, local) for e in entries]
+    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, known, local) for m, t in extra]
     return cands
 
 
@@ -123,17 +148,15 @@ def local_points(catalog: dict[str, CatalogEntry], preset: Preset, profiles: lis
 
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
                order: list[Variant], profiles: list[Profile], evals: list[EvalResult],
-               catalog: dict[str, CatalogEntry], local: dict[estimates.Group, list[estimates.Point]]) -> Candidate:
+               known: Known, local: dict[estimates.Group, list[estimates.Point]]) -> Candidate:
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
     mine = [e for e in evals if e.model == model or e.tag == tag]
     torch_fp32 = matching_profiles(profiles, model, tag, preset, TORCH_FP32)
     options, unusable, own = [], [], preset.plain
     for variant in order:
-        if "cuda" not in registry.get(variant.runtime).devices and _on_gpu(profiles, model, tag, preset):
+        if "cuda" not in known.runtime(variant.runtime).devices and _on_gpu(profiles, model, tag, preset):
             continue  # a graph runtime measured on the CPU: where the target's figures come from a GPU, torch runs
         rows = matching_profiles(profiles, model, tag, preset, variant)
-        if not rows and registry.get(variant.runtime).missing():
-            continue  # a runtime that cannot run here (not installed, another CPU), and no figures from elsewhere
         if rows and rows[0].variant_status == "rejected":
             unusable.append(_rejected_graph(variant, rows[0]))
             continue
@@ -145,12 +168,13 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
         stand_in = torch_fp32 if variant.runtime != "torch" and not rows else []
         figs: dict[str, Figure] = {}
         _top1(figs, entry, mine, variant, rows)
-        _size(figs, entry, rows, stand_in, preset, variant)
+        _size(figs, entry, rows, stand_in, preset, variant, known)
         _aware_size(figs, evaluated, preset)
-        _speed(figs, entry, rows or stand_in, preset, catalog, variant, bool(stand_in), local)
+        _speed(figs, entry, rows or stand_in, preset, known.catalog, variant, bool(stand_in), local)
         violations, missing, excess = _limits(figs, preset, model, variant)
         plain = variant == own
-        note, todo = ("", "") if plain else _describe(model, variant, figs, rows, torch_fp32, preset, evaluated)
+        note, todo = ("", "") if plain else _describe(model, variant, figs, rows, torch_fp32, preset, evaluated,
+                                                      known.runtime(variant.runtime))
         options.append(Candidate(model=model, tag=tag, family=family, figures=figs, violations=violations,
                                  missing=missing, excess=excess, caveat=caveat, variant=variant, plain=plain,
                                  verified=bool(rows) and rows[0].variant_status == "ok", variant_note=note,
@@ -185,11 +209,11 @@ def _on_gpu(profiles: list[Profile], model: str, tag: str, preset: Preset) -> bo
                                     matching_profiles(profiles, model, tag, preset, preset.plain))
 
 
-def _catalog_int8_note(variant: Variant) -> str:
+def _catalog_int8_note(variant: Variant, known: Known) -> str:
     """Where a catalog int8 size comes from: the catalog lists one runtime's files, standing in for the others."""
-    if variant.runtime == registry.CATALOG_INT8:
+    if variant.runtime == known.catalog_int8:
         return f"{variant.label} file of this architecture, from the catalog"
-    return (f"{registry.title(registry.CATALOG_INT8)} int8 file of this architecture, from the catalog, standing in "
+    return (f"{known.runtime(known.catalog_int8).title} int8 file of this architecture, from the catalog, standing in "
             f"for {variant.label} until measured")
 
 
@@ -328,7 +352,7 @@ def _measured_top1_note(ev: EvalResult, variant: Variant) -> str:
 
 
 def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile], stand_in: list[Profile],
-          preset: Preset, variant: Variant) -> None:
+          preset: Preset, variant: Variant, known: Known) -> None:
     params = entry.params / 1e6 if entry else next((p.params_m for p in rows + stand_in if p.params_m), None)
     if params is None:
         return
@@ -344,7 +368,7 @@ def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profil
     elif filed := next((p for p in rows if p.file_mb), None):
         figs["memory_mb"] = Figure(filed.file_mb, "measured", f"{variant.label} file")
     elif variant.precision == "int8" and entry and entry.int8_mib:
-        figs["memory_mb"] = Figure(entry.int8_mib, "computed", _catalog_int8_note(variant))
+        figs["memory_mb"] = Figure(entry.int8_mib, "computed", _catalog_int8_note(variant, known))
     elif variant.precision == "int8":
         per = INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN)
         figs["memory_mb"] = Figure(params * 1e6 * per / MIB, "estimated", f"{label} file, ~{per:g} bytes/param")
@@ -388,7 +412,7 @@ def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profi
 
 
 def _describe(model: str, v: Variant, figs: dict[str, Figure], rows: list[Profile], torch_fp32: list[Profile],
-              preset: Preset, evaluated: EvalResult | None = None) -> tuple[str, str]:
+              preset: Preset, evaluated: EvalResult | None, runtime: Deployable) -> tuple[str, str]:
     """A variant other than the preset's own: (its size, measured speed-up, agreement and top-1 drop on labelled
     images, the command to measure it)."""
     cost = _accuracy_cost(evaluated) if v.precision == "int8" else None
@@ -397,6 +421,8 @@ def _describe(model: str, v: Variant, figs: dict[str, Figure], rows: list[Profil
     if v.runtime == "torch":
         return f"{size_text}, {v.dtype} weights", ""
     measure = f"vischoose profile --target {preset.name} --runtime {v.runtime} --precision {v.precision} {model}"
+    if runtime.missing:  # the choice stands on stand-in figures; measuring it needs the runtime first
+        measure = f"{runtime.missing} here: pip install 'vischoose[{runtime.extra}]', then {measure}"
     if not rows:
         if v.precision == "int8":
             kind = size.source if size else "unknown"
