@@ -23,7 +23,7 @@ from vischoose.inference.calibration import spread
 from vischoose.inference.datasets import Sample
 from vischoose.runtimes import files
 from vischoose.runtimes.artifact import Artifact
-from vischoose.runtimes.base import Forward, Runtime
+from vischoose.runtimes.base import Forward, GraphRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -153,7 +153,7 @@ def revert_sizes(candidates: int, max_steps: int) -> list[int]:
     return (sizes + [candidates])[:max_steps] if candidates else []
 
 
-def revert_within(runtime: Runtime, loaded: "LoadedModel", fp32: Artifact, plain: Artifact, out: Path,
+def revert_within(runtime: GraphRuntime, loaded: "LoadedModel", fp32: Artifact, plain: Artifact, out: Path,
                   calibration: "np.ndarray | None", choice: Labelled, held_out: Labelled, max_drop_pts: float,
                   max_steps: int = MAX_STEPS) -> tuple[Artifact, AccuracyAware]:
     """The int8 artifact with the fewest float layers found within max_drop_pts on the choice images (else the one
@@ -183,7 +183,7 @@ def _candidate_path(out: Path, step: int) -> Path:
     return folder / out.name
 
 
-def _try(runtime: Runtime, loaded: "LoadedModel", fp32: Artifact, path: Path, calibration: "np.ndarray | None",
+def _try(runtime: GraphRuntime, loaded: "LoadedModel", fp32: Artifact, path: Path, calibration: "np.ndarray | None",
          layers: Sequence[Any], fp32_choice: float, choice: Labelled) -> _Candidate:
     """int8 with `layers` in float, and its top-1 drop on the choice images."""
     artifact = runtime.build_excluding(loaded, fp32, path, calibration, [layer.node for layer in layers])
@@ -198,7 +198,7 @@ def _better(best: _Candidate, found: _Candidate) -> _Candidate:
     return keep
 
 
-def _figures(runtime: Runtime, fp32_run: Forward, plain: Artifact, best: _Candidate, held_out: Labelled,
+def _figures(runtime: GraphRuntime, fp32_run: Forward, plain: Artifact, best: _Candidate, held_out: Labelled,
              max_drop_pts: float, choice_images: int, steps: tuple[Step, ...], candidates: int) -> AccuracyAware:
     """The chosen candidate measured on the held-out images, beside fp32 and plain int8."""
     fp32_top1 = top1(fp32_run, held_out)

@@ -16,7 +16,7 @@ from vischoose.deploy import graphcache, verdict
 from vischoose.errors import DeployError
 from vischoose.runtimes import agreement
 from vischoose.runtimes.artifact import Artifact
-from vischoose.runtimes.base import Runtime
+from vischoose.runtimes.base import GraphRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,7 +52,7 @@ def judged(artifact: Artifact, found: agreement.Agreement, reference: "np.ndarra
     return judged_
 
 
-def check(runtime: Runtime, artifact: Artifact, batch: "np.ndarray", reference: "np.ndarray", real_images: bool,
+def check(runtime: GraphRuntime, artifact: Artifact, batch: "np.ndarray", reference: "np.ndarray", real_images: bool,
           pretrained: bool, min_agreement: float, threads: int | None = None) -> Checked:
     """Run the file on `batch` on the thread count that is measured next (ExecuTorch's pool cannot change size
     afterwards) and judge it against eager fp32's logits."""
@@ -61,7 +61,7 @@ def check(runtime: Runtime, artifact: Artifact, batch: "np.ndarray", reference: 
                                            runtime.title))
 
 
-def build_checked(runtime: Runtime, loaded: "LoadedModel", precision: str, out: Path, size: int,
+def build_checked(runtime: GraphRuntime, loaded: "LoadedModel", precision: str, out: Path, size: int,
                   images: "np.ndarray | None", min_agreement: float, threads: int | None = None,
                   **build: object) -> Checked:
     """Build (graph cache) and check the model's file at a precision; `images` calibrate int8 and are the check

@@ -30,7 +30,7 @@ from vischoose.models.family import model_family
 from vischoose.requests.evaluate import EvaluateRequest
 from vischoose.runtimes import agreement, registry
 from vischoose.runtimes.artifact import Artifact
-from vischoose.runtimes.base import Forward, Runtime
+from vischoose.runtimes.base import Forward, GraphRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,7 +110,7 @@ def evaluate_graph(request: EvaluateRequest, progress: Progress | None = None,
     return Evaluation(result=result, failed=tuple(failed), workers=workers, deployed=found)
 
 
-def _built(chosen: Runtime, classifier: "Classifier", labelled: datasets.LabelledImages, precision: str,
+def _built(chosen: GraphRuntime, classifier: "Classifier", labelled: datasets.LabelledImages, precision: str,
            calibration: str | Path | None, tmp: Path, max_pixels: int) -> tuple[Artifact, Any, str, list[str]]:
     """The model built with the runtime's recipe into `tmp`, and how int8 was calibrated."""
     calib, source, notes = (None, "none", []) if precision == "fp32" else \
@@ -125,7 +125,7 @@ def _built(chosen: Runtime, classifier: "Classifier", labelled: datasets.Labelle
     return artifact, calib, source, notes
 
 
-def _as_written(chosen: Runtime, classifier: "Classifier", graph: str | Path,
+def _as_written(chosen: GraphRuntime, classifier: "Classifier", graph: str | Path,
                 precision: str | None) -> tuple[Artifact, None, str, list[str]]:
     """A file built elsewhere, checked to take the model's input (and to come from it, where the file says)."""
     artifact = chosen.open_file(graph, precision)

@@ -24,7 +24,7 @@ from vischoose.models.family import model_family
 from vischoose.requests.export import ExportRequest
 from vischoose.runtimes import agreement, files
 from vischoose.runtimes.artifact import Artifact
-from vischoose.runtimes.base import Runtime
+from vischoose.runtimes.base import GraphRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -166,7 +166,7 @@ def _choice_calibration(parts: tuple[accuracy.Labelled, accuracy.Labelled] | Non
     return Calibration(batch=np.ascontiguousarray(parts[0].batch[picked]), images=())
 
 
-def _reverted(runtime: Runtime, loaded: "LoadedModel", built: list[Artifact], calib: Calibration | None,
+def _reverted(runtime: GraphRuntime, loaded: "LoadedModel", built: list[Artifact], calib: Calibration | None,
               parts: tuple[accuracy.Labelled, accuracy.Labelled],
               request: ExportRequest) -> tuple[list[Artifact], accuracy.AccuracyAware]:
     """fp32, plain int8 and, when layers went back to float, that int8 file (beside the staged one)."""
@@ -191,7 +191,7 @@ def _within_drop(variants: list[BuiltVariant], aware: accuracy.AccuracyAware) ->
     return [fp32, plain, *reverted]
 
 
-def _build_all(runtime: Runtime, loaded: "LoadedModel", precision: str, staged: Path, size: int,
+def _build_all(runtime: GraphRuntime, loaded: "LoadedModel", precision: str, staged: Path, size: int,
                calib: Calibration | None, metadata: dict[str, str]) -> list[Artifact]:
     """The fp32 file (beside the staged one unless fp32 ships) and, for another precision, the one that ships; each
     from the graph cache when these pinned weights, images and versions built it before (its note says so)."""
@@ -212,7 +212,7 @@ def _noted(artifact: Artifact, reused: bool) -> Artifact:
     return replace(artifact, note="; ".join(n for n in (note, artifact.note) if n))
 
 
-def _judged(runtime: Runtime, loaded: "LoadedModel", artifact: Artifact, calib: Calibration | None,
+def _judged(runtime: GraphRuntime, loaded: "LoadedModel", artifact: Artifact, calib: Calibration | None,
             batch: "np.ndarray", reference: "np.ndarray", min_agreement: float,
             threads: int | None) -> BuiltVariant:
     """A built file checked against eager fp32 (deploy.check): fp32 must reproduce it, other precisions get the
@@ -226,7 +226,7 @@ def _judged(runtime: Runtime, loaded: "LoadedModel", artifact: Artifact, calib: 
                         checked.verdict.status, "; ".join(notes) or None)
 
 
-def _measured(runtime: Runtime, loaded: "LoadedModel", built: list[Artifact], variants: list[BuiltVariant],
+def _measured(runtime: GraphRuntime, loaded: "LoadedModel", built: list[Artifact], variants: list[BuiltVariant],
               size: int, request: ExportRequest, timer: Timer | None) -> tuple[list[BuiltVariant], float | None]:
     """Batch-1 throughput of each variant (on its runtime) and of eager fp32, when the request asks to measure."""
     if request.measure_s <= 0 or timer is None:
@@ -261,7 +261,7 @@ def _metadata(loaded: "LoadedModel", config: dict[str, Any]) -> dict[str, str]:
             "vischoose.versions": f"torch {torch.__version__}, timm {timm.__version__}"}
 
 
-def _versions(runtime: Runtime) -> dict[str, str]:
+def _versions(runtime: GraphRuntime) -> dict[str, str]:
     import torch
 
     return {"torch": torch.__version__, **runtime.versions()}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from vischoose.runtimes import files
 from vischoose.runtimes.artifact import Artifact
-from vischoose.runtimes.base import Runtime
+from vischoose.runtimes.base import GraphRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,7 +43,7 @@ def folder(home: str | Path | None = None) -> Path:
     return Path(home) / FOLDER
 
 
-def key(runtime: Runtime, precision: str, tag: str, weights: str, input_size: int,
+def key(runtime: GraphRuntime, precision: str, tag: str, weights: str, input_size: int,
         calibration: "np.ndarray | None", versions: dict[str, str], metadata: dict[str, str] | None = None,
         seeded: bool = False) -> str | None:
     """The cache key of a build, or None when its weights are not pinned (a local folder's, or unseeded random)."""
@@ -58,7 +58,7 @@ def key(runtime: Runtime, precision: str, tag: str, weights: str, input_size: in
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def versions(runtime: Runtime) -> dict[str, str]:
+def versions(runtime: GraphRuntime) -> dict[str, str]:
     """The versions a built file depends on: torch, timm and the runtime's own."""
     import timm
     import torch
@@ -66,7 +66,7 @@ def versions(runtime: Runtime) -> dict[str, str]:
     return {"torch": torch.__version__, "timm": timm.__version__, **runtime.versions()}
 
 
-def build(runtime: Runtime, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
+def build(runtime: GraphRuntime, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
           calibration: "np.ndarray | None" = None, metadata: dict[str, str] | None = None,
           source: Artifact | None = None, seeded: bool = False, home: str | Path | None = None,
           link: bool = False) -> tuple[Artifact, bool]:

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from vischoose import presets
 from vischoose.errors import UsageError, opt
 from vischoose.models import catalog
-from vischoose.recommendation.ranking import Deployable, Known, Recommendation, build_candidates, recommend
+from vischoose.recommendation.ranking import (
+    Deployable,
+    Known,
+    Recommendation,
+    build_candidates,
+    recommend,
+)
 from vischoose.records import EvalResult, Profile
 from vischoose.requests.profile import ProfileRequest
 from vischoose.requests.recommend import RecommendRequest

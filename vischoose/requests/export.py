@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vischoose.errors import UsageError, opt
 from vischoose.requests import fields as check
-from vischoose.runtimes.base import Runtime
+from vischoose.runtimes.base import GraphRuntime
 from vischoose.runtimes.registry import formats
 
 MAX_REVERT_STEPS = 8  # quantizations after the plain one: 1, 2, 4, ..., 64 layers, or all of them sooner
@@ -58,7 +58,7 @@ class ExportRequest:
             self._check_accuracy(chosen)
 
     @property
-    def runtime(self) -> Runtime:
+    def runtime(self) -> GraphRuntime:
         """The graph runtime whose file format this is."""
         found = formats()
         if self.format not in found:
@@ -71,7 +71,7 @@ class ExportRequest:
         """Seconds of batch-1 timing per variant (0: not measured)."""
         return EXPORT_MEASURE_S if self.measure else 0.0
 
-    def _check_accuracy(self, chosen: Runtime) -> None:
+    def _check_accuracy(self, chosen: GraphRuntime) -> None:
         if self.precision != "int8":
             raise UsageError(f"{opt('max_accuracy_drop')} applies to {opt('precision')} int8, not "
                              f"{opt('precision')} {self.precision}.", field="max_accuracy_drop")

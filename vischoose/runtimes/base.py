@@ -33,7 +33,8 @@ def installed(module: str) -> bool:
 
 
 class Runtime:
-    """A deployment runtime. Subclasses set the class attributes and implement build and session."""
+    """What runs a model: its facts (name, precisions, devices, the extra that installs it) and whether it can run
+    here. torch itself is one (runtimes.torch_eager); a runtime that runs an exported file is a GraphRuntime."""
 
     name: ClassVar[str]  # "onnxruntime": the only place this literal lives
     title: ClassVar[str]  # "ONNX Runtime", for sentences
@@ -42,13 +43,10 @@ class Runtime:
     runs_on: ClassVar[str] = "CPU"  # where it runs, for condition lines ("CPU execution provider")
     module: ClassVar[str]  # the Python module whose presence means the runtime is installed
     extra: ClassVar[str | None] = None  # the vischoose extra that installs it; None: a core dependency
-    suffix: ClassVar[str] = ""  # the file name ending of what build writes (".onnx")
-    format: ClassVar[str | None] = None  # `vischoose export --format` value for this runtime's files
-    build_revision: ClassVar[int] = 1  # raised when how vischoose builds this runtime's file changes: cached builds go
-    is_graph: ClassVar[bool] = True  # an exported file run outside torch (False: torch itself)
-    hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
-    reverts_layers: ClassVar[bool] = False  # int8 can keep chosen layers in float (--max-accuracy-drop)
-    builds_from_fp32: ClassVar[bool] = False  # int8 is built from the fp32 file (build's `source`), not the model
+    is_graph: ClassVar[bool] = False  # runs an exported file outside torch (GraphRuntime)
+    suffix: ClassVar[str] = ""  # GraphRuntime: the file name ending of what build writes (".onnx")
+    format: ClassVar[str | None] = None  # GraphRuntime: `vischoose export --format` value for its files
+    reverts_layers: ClassVar[bool] = False  # GraphRuntime: int8 can keep chosen layers in float (--max-accuracy-drop)
 
     def missing(self) -> str | None:
         """None when the runtime can run here, else why not (not installed, wrong CPU)."""
@@ -73,6 +71,18 @@ class Runtime:
         """None when this machine can run `precision` on this runtime, else why not (bf16 without AVX-512 bf16)."""
         return None if precision in self.precisions else (
             f"{self.name} runs {', '.join(self.precisions)}, not {precision}")
+
+
+
+class GraphRuntime(Runtime):
+    """A deployment runtime that runs an exported file: it builds the file from an eager timm model (export, lowering,
+    int8 quantization on the user's calibration images) and runs it in a process that imports only the runtime.
+    Subclasses set the class attributes and implement build and session."""
+
+    is_graph: ClassVar[bool] = True
+    build_revision: ClassVar[int] = 1  # raised when how vischoose builds this runtime's file changes: cached builds go
+    hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
+    builds_from_fp32: ClassVar[bool] = False  # int8 is built from the fp32 file (build's `source`), not the model
 
     def inspect(self, path: Path) -> "FileFacts":
         """What a file built elsewhere says about itself (evaluate --graph): nothing, unless the runtime reads it.

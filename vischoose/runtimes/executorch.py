@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 from vischoose.errors import DeployError
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Forward, Runtime
+from vischoose.runtimes.base import Forward, GraphRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,7 +39,7 @@ OPERATOR = r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"  # compiled on firs
 DELEGATE_CALL = "executorch_call_delegate"
 
 
-class ExecuTorch(Runtime):
+class ExecuTorch(GraphRuntime):
     """ExecuTorch programs (.pte) with every operator XNNPACK supports delegated to it."""
 
     name: ClassVar[str] = "executorch"

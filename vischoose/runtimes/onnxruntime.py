@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from vischoose.errors import DeployError
 from vischoose.runtimes import files
-from vischoose.runtimes.base import Forward, Runtime
+from vischoose.runtimes.base import Forward, GraphRuntime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,7 +22,7 @@ INT8_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger"
                       "QLinearMatMul"})  # any of these: an int8 graph
 
 
-class OnnxRuntime(Runtime):
+class OnnxRuntime(GraphRuntime):
     """ONNX Runtime on the CPU: fp32 graphs, and int8 with the recipe of the model's family."""
 
     name: ClassVar[str] = "onnxruntime"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 from vischoose import machine
 from vischoose.errors import DeployError, UsageError
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Forward, Runtime
+from vischoose.runtimes.base import Forward, GraphRuntime
 from vischoose.units import MIB
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave non
 OPERATOR = r"(?:aten|prim|torchvision)::[A-Za-z0-9_]+"  # compiled on first use (re caches it): start-up
 
 
-class OpenVino(Runtime):
+class OpenVino(GraphRuntime):
     """OpenVINO IR run by the CPU plugin at fp32, bf16 (on CPUs that have it) or int8 (NNCF)."""
 
     name: ClassVar[str] = "openvino"

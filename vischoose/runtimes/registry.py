@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vischoose.errors import UsageError
-from vischoose.runtimes.base import Runtime
+from vischoose.runtimes.base import GraphRuntime, Runtime
 from vischoose.runtimes.executorch import ExecuTorch
 from vischoose.runtimes.onnxruntime import OnnxRuntime
 from vischoose.runtimes.openvino import OpenVino
@@ -43,17 +43,17 @@ def is_graph(name: str) -> bool:
     return bool(runtime and runtime.is_graph)
 
 
-def graph_runtimes(installed_only: bool = False) -> list[Runtime]:
+def graph_runtimes(installed_only: bool = False) -> list[GraphRuntime]:
     """The runtimes that run exported files, in registry order (only those that can run here, if asked)."""
-    return [r for r in RUNTIMES.values() if r.is_graph and not (installed_only and r.missing())]
+    return [r for r in RUNTIMES.values() if isinstance(r, GraphRuntime) and not (installed_only and r.missing())]
 
 
-def formats() -> dict[str, Runtime]:
+def formats() -> dict[str, GraphRuntime]:
     """The `vischoose export --format` values: each graph runtime's file format, in registry order."""
     return {r.format: r for r in graph_runtimes() if r.format}
 
 
-def for_file(path: str | Path) -> Runtime:
+def for_file(path: str | Path) -> GraphRuntime:
     """The runtime that runs a file, by its name's ending (.onnx, .pte, .xml).
 
     Raises:

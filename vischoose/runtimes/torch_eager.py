@@ -4,21 +4,18 @@ the cloud and server targets run. torch is imported inside the functions."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vischoose.runtimes.base import Forward, Runtime
+from vischoose.runtimes.base import Runtime
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
-    from vischoose.models.loading import LoadedModel
-    from vischoose.runtimes.artifact import Artifact
 
 
 class TorchEager(Runtime):
-    """The eager PyTorch module: no file is built; measured by vischoose's torch children directly."""
+    """The eager PyTorch module: no file is built (it is not a GraphRuntime); vischoose's torch children measure the
+    module directly, and every graph is checked against it."""
 
     name: ClassVar[str] = "torch"
     title: ClassVar[str] = "PyTorch eager"
@@ -26,15 +23,6 @@ class TorchEager(Runtime):
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     module: ClassVar[str] = "torch"
     is_graph: ClassVar[bool] = False
-
-    def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
-              calibration: "np.ndarray | None") -> Artifact:
-        """torch runs the module itself: there is no file to build."""
-        raise NotImplementedError("torch runs the eager module; nothing is exported")
-
-    def session(self, artifact: Artifact, threads: int | None) -> Forward:
-        """torch runs the module itself: there is no file to load."""
-        raise NotImplementedError("torch runs the eager module; nothing is loaded")
 
 
 def count_flops(model: "torch.nn.Module", x: "torch.Tensor") -> int:
