@@ -103,13 +103,14 @@ def test_missing_preset_file():
 
 
 def test_overrides_replace_constraints_and_are_validated():
+    original = load_preset("mobile").constraints.max_latency_ms
     preset = load_preset("mobile").with_overrides(max_memory_mb=150, max_latency_ms=None, device="cuda")
     assert preset.constraints.max_memory_mb == 150
-    assert preset.constraints.max_latency_ms == load_preset("mobile").constraints.max_latency_ms
+    assert original is not None and preset.constraints.max_latency_ms == original  # None leaves the preset's limit
     assert preset.measure.device == "cuda"
-    with pytest.raises(PresetError, match="--budget-mb must be greater than 0 \\(got 0\\)."):
+    with pytest.raises(PresetError, match="max_memory_mb must be greater than 0 \\(got 0\\)."):
         load_preset("mobile").with_overrides(max_memory_mb=0)
-    with pytest.raises(PresetError, match="--memory-basis must be one of: weights, peak"):
+    with pytest.raises(PresetError, match="memory_basis must be one of: weights, peak"):
         load_preset("mobile").with_overrides(memory_basis="disk")
 
 

@@ -3,8 +3,9 @@
 Exit codes: 0 ok, 1 failed while running, 2 bad input, 3 weights or network,
 4 nothing fits, 130 interrupted.
 
-A message names the options it is about by their field (`opt("labels")`): a Python caller reads `labels`, the
-CLI shows `--labels` (cli.errors maps each field to its flag), so the library never speaks of flags.
+A message names the options it is about by their field (opt("labels") writes `labels`): an exception's str() reads
+labels, the CLI shows --labels (report.flags maps each field to its flag), so the library never speaks of flags.
+Texts kept in values (a candidate's reasons, notes) keep the backquoted field, readable as it is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ EXIT_NO_FIT = 4
 EXIT_INTERRUPTED = 130
 
 
-_FIELD = "\x1f"  # brackets a field name inside a message until it is rendered
+_FIELD = "`"  # brackets a field name inside a text until it is rendered: readable as it is (`labels`)
 _FIELD_RE = re.compile(_FIELD + r"(\w+)" + _FIELD)
 
 

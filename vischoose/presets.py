@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vischoose.errors import PresetError
+from vischoose.errors import PresetError, opt
 from vischoose.models import catalog
 from vischoose.models.catalog import FAMILIES
 from vischoose.runtimes import registry
@@ -253,15 +253,10 @@ def _parse_constraints(path: Path, table: dict[str, Any]) -> Constraints:
     return constraints
 
 
-# the flags that set each constraint on the command line, to name them in errors
-FLAGS = {"max_memory_mb": "--budget-mb", "max_latency_ms": "--max-latency-ms", "min_throughput": "--min-throughput",
-         "min_top1": "--min-top1", "max_params_m": "--max-params-m", "memory_basis": "--memory-basis"}
-
-
 def _check_constraints(c: Constraints, where: str) -> None:
-    """Raise PresetError on a bad value; `where` names the file and table, or "command line" (flags named)."""
+    """Raise PresetError on a bad value; `where` names the file and table, or "command line" (fields named)."""
     def name(key: str) -> str:
-        return FLAGS[key] if where == "command line" else f"{where}: '{key}'"
+        return opt(key) if where == "command line" else f"{where}: '{key}'"
 
     for key in ("max_memory_mb", "max_latency_ms", "min_throughput", "max_params_m"):
         value = getattr(c, key)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from vischoose.errors import DatasetError
+from vischoose.errors import DatasetError, opt
 from vischoose.inference import images as image_io
 from vischoose.inference.calibration import spread
 from vischoose.inference.datasets import Sample
@@ -107,7 +107,7 @@ def split_samples(samples: Sequence[Sample]) -> Split:
         for i, sample in enumerate(sorted(by_class[target], key=lambda s: s.path)):
             parts[(i + rank) % 2].append(sample)
     if not parts[0] or not parts[1]:
-        raise DatasetError(f"--max-accuracy-drop needs at least 2 labelled images (got {len(samples)}): half choose "
+        raise DatasetError(f"{opt('max_accuracy_drop')} needs at least 2 labelled images (got {len(samples)}): half choose "
                            "the float layers, half measure the drop.", hint="Give a few labelled images per class.")
     return Split(*(tuple(spread(part, MAX_PART_IMAGES)) for part in parts))
 

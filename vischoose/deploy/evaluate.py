@@ -153,7 +153,7 @@ def _unused(folder: str | Path | None, recipe: str | None) -> list[str]:
     """The note for a --calibration folder that the recipe did not need."""
     if folder is None:
         return []
-    return [f"--calibration was not used: the {recipe} recipe quantizes activations at run time"]
+    return [f"{opt('calibration')} was not used: the {recipe} recipe quantizes activations at run time"]
 
 
 def _calibration(classifier: "Classifier", labelled: datasets.LabelledImages, folder: str | Path | None,
@@ -172,9 +172,9 @@ def _calibration(classifier: "Classifier", labelled: datasets.LabelledImages, fo
     tensors = [x.numpy() for x, _, _, err in (picked[i] for i in range(len(picked))) if err is None]
     if not tensors:
         raise DatasetError(f"Data set '{labelled.source}': none of the {len(picked)} images sampled to calibrate "
-                           "int8 can be read.", hint="Check the images, or pass --calibration FOLDER.")
+                           "int8 can be read.", hint=f"Check the images, or pass {opt('calibration')} FOLDER.")
     note = (f"calibrated on {len(tensors)} of the evaluation images: the int8 accuracy may be slightly optimistic; "
-            "pass --calibration FOLDER to calibrate on other images")
+            f"pass {opt('calibration')} FOLDER to calibrate on other images")
     return np.stack(tensors).astype(np.float32), "evaluation images", [note]
 
 

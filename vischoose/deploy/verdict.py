@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vischoose.errors import opt
 from vischoose.runtimes.agreement import Agreement
 
 MIN_AGREEMENT = 0.99  # int8 top-1 agreement with eager fp32 on real images, below which it is rejected
@@ -26,7 +27,7 @@ def judge(found: Agreement, real_images: bool, pretrained: bool, min_agreement: 
     Below `min_agreement` top-1 agreement on them it is rejected, never recommended.
     """
     if not real_images:
-        return Verdict(UNVERIFIED, "checked on random inputs only: pass --calibration with your images")
+        return Verdict(UNVERIFIED, f"checked on random inputs only: pass {opt('calibration')} with your images")
     if not pretrained:
         return Verdict(UNVERIFIED, "random weights: agreement with them says nothing about accuracy")
     if found.top1_agreement >= min_agreement:

@@ -14,11 +14,11 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Protocol
 
-from vischoose.errors import DatasetError
+from vischoose.errors import DatasetError, opt
 from vischoose.inference.images import IMAGE_SUFFIXES, images_in_folder
 
 _HEADER_NAMES = ("path", "file", "filename", "image", "image_path")
-_LABELS_HINT = "Pass --labels FILE: one 'name,class' per line (class = index or class name), or a JSON object."
+_LABELS_HINT = f"Pass {opt('labels')} FILE: one 'name,class' per line (class = index or class name), or a JSON object."
 
 
 class Classes(Protocol):

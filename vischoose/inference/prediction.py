@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from vischoose.errors import ImageError, UsageError
+from vischoose.errors import ImageError, UsageError, opt
 from vischoose.inference import images as image_io
 
 if TYPE_CHECKING:
@@ -124,9 +124,9 @@ def resolve_device(text: str) -> "torch.device":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:
             raise UsageError(f"Device '{text}' is not available: torch {torch.__version__} sees {count} CUDA "
-                             "device(s).", hint="Use --device cpu.")
+                             "device(s).", hint=f"Use {opt('device')} cpu.")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"Device '{text}' is not available on this machine.", hint="Use --device cpu.")
+        raise UsageError(f"Device '{text}' is not available on this machine.", hint=f"Use {opt('device')} cpu.")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise UsageError(f"Unsupported device '{text}' (expected cpu, cuda, cuda:N or mps).")
     return device

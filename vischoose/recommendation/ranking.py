@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from vischoose.errors import NoModelFitsError
+from vischoose.errors import NoModelFitsError, opt
 from vischoose.models.catalog import CatalogEntry
 from vischoose.presets import Preset
 from vischoose.records import EvalResult, Profile
@@ -22,13 +22,13 @@ from vischoose.units import MIB
 if TYPE_CHECKING:  # estimates is imported only where this machine measured something to estimate from
     from vischoose.recommendation import estimates
 
-# constraint key -> (figure name, is an upper limit, CLI flag, unit)
+# constraint key (the request field that sets it) -> (figure name, is an upper limit, unit)
 CONSTRAINTS = {
-    "max_memory_mb": ("memory_mb", True, "--budget-mb", "MiB"),
-    "max_latency_ms": ("latency_ms", True, "--max-latency-ms", "ms"),
-    "min_throughput": ("throughput", False, "--min-throughput", "img/s"),
-    "min_top1": ("top1", False, "--min-top1", "%"),
-    "max_params_m": ("params_m", True, "--max-params-m", "M params"),
+    "max_memory_mb": ("memory_mb", True, "MiB"),
+    "max_latency_ms": ("latency_ms", True, "ms"),
+    "min_throughput": ("throughput", False, "img/s"),
+    "min_top1": ("top1", False, "%"),
+    "max_params_m": ("params_m", True, "M params"),
 }
 _LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_throughput": "throughput floor",
            "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
@@ -239,7 +239,7 @@ def _choose(options: list[Candidate], preset: Preset, base: Candidate, unusable:
 def _shortfall(cand: Candidate, preset: Preset) -> float:
     """How far a candidate is off all its broken limits together: the product of the ratios (1 = fits)."""
     total = 1.0
-    for key, (fig_name, is_max, _flag, _unit) in CONSTRAINTS.items():
+    for key, (fig_name, is_max, _unit) in CONSTRAINTS.items():
         limit, value = getattr(preset.constraints, key), cand.value(fig_name)
         if limit is not None and value is not None and (value > limit if is_max else value < limit):
             total *= value / limit if is_max else limit / max(value, 1e-9)
@@ -289,7 +289,7 @@ def float_layers(ev: EvalResult) -> str:
 def missed_limit(ev: EvalResult) -> str:
     """Why accuracy-aware int8 was rejected, with the best drop it reached: on the images that chose the float layers
     (where the search judged it) and on the held-out ones."""
-    limit = f"--max-accuracy-drop {ev.max_accuracy_drop:g}"
+    limit = f"{opt('max_accuracy_drop')} {ev.max_accuracy_drop:g}"
     if ev.float_only:
         return (f"int8 keeps {limit} on {ev.dataset} only with all {ev.quantizable_layers} quantizable layers in "
                 "float, which is the fp32 graph")
@@ -474,7 +474,7 @@ def _limits(figures: dict[str, Figure], preset: Preset, model: str,
             variant: Variant) -> tuple[tuple[str, ...], tuple[str, ...], float]:
     """(violated limits, limits without a figure to check, how far the worst violated limit is off)."""
     violations, missing, excess = [], [], 1.0
-    for key, (fig_name, is_max, _flag, unit) in CONSTRAINTS.items():
+    for key, (fig_name, is_max, unit) in CONSTRAINTS.items():
         limit = getattr(preset.constraints, key)
         if limit is None:
             continue
@@ -590,15 +590,15 @@ def _nothing_fits(rejected: list[Candidate], preset: Preset) -> NoModelFitsError
     parts = []
     for c in closest:
         needs = []
-        for key, (fig_name, is_max, flag, unit) in CONSTRAINTS.items():
+        for key, (fig_name, is_max, _unit) in CONSTRAINTS.items():
             limit, value = getattr(preset.constraints, key), c.value(fig_name)
             if limit is not None and value is not None and (value > limit if is_max else value < limit):
-                needs.append(f"{flag} {_round_to_admit(value, is_max)}")
+                needs.append(f"{opt(key)} {_round_to_admit(value, is_max)}")
         needs += c.unusable[:1]  # the smaller graph that was rejected: relaxing the budget is not the only way
         parts.append(f"{c.model} ({', '.join(needs)})" if needs else f"{c.model} ({(c.reasons or ('?',))[0]})")
     return NoModelFitsError(
         f"No model fits target '{preset.name}'; closest: {'; '.join(parts)}.",
-        hint="Relax a constraint as shown, or add candidates with --models.")
+        hint=f"Relax a constraint as shown, or add candidates with {opt('models')}.")
 
 
 def _round_to_admit(value: float, is_max: bool) -> str:

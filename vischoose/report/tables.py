@@ -7,6 +7,8 @@ from typing import Any, Iterable, Sequence
 
 import typer
 
+from vischoose.errors import named
+from vischoose.report.flags import flag_of
 from vischoose.runtimes import registry
 
 SCHEMA_VERSION = 1
@@ -116,9 +118,24 @@ def recommendation_dict(rec) -> dict[str, Any]:
             "notes": rec.notes, "measure_log": rec.measure_log}
 
 
+def flagged(rec):
+    """The recommendation with the request fields its words name written as this CLI's flags."""
+    def cand(c):
+        figures = {k: f._replace(note=named(f.note, flag_of)) for k, f in c.figures.items()}
+        return c._replace(figures=figures, violations=tuple(named(v, flag_of) for v in c.violations),
+                          missing=tuple(named(v, flag_of) for v in c.missing),
+                          unusable=tuple(named(v, flag_of) for v in c.unusable),
+                          variant_note=named(c.variant_note, flag_of))
+
+    return rec._replace(chosen=cand(rec.chosen), runners_up=[cand(c) for c in rec.runners_up],
+                        rejected=[cand(c) for c in rec.rejected], reason=named(rec.reason, flag_of),
+                        notes=tuple(named(n, flag_of) for n in rec.notes),
+                        measure_log=tuple(named(n, flag_of) for n in rec.measure_log))
+
+
 def show_recommendation(rec, top: int, as_json: bool) -> None:
     """The recommendation, the runners-up, every rejection with its reason, and the Pareto front."""
-    rec = rec._replace(runners_up=rec.runners_up[:top - 1])  # --top counts the chosen model
+    rec = flagged(rec._replace(runners_up=rec.runners_up[:top - 1]))  # --top counts the chosen model
     if as_json:
         emit_json("recommendation", recommendation_dict(rec))
         return

@@ -40,9 +40,7 @@ class ExportRequest:
 
     def __post_init__(self) -> None:
         chosen = self.runtime
-        if self.precision not in chosen.precisions:
-            raise UsageError(f"Unknown precision '{self.precision}' (expected one of: "
-                             f"{', '.join(chosen.precisions)}).", field="precision")
+        check.graph_precision(chosen, check.precision(self.precision), via="format")
         check.min_agreement(self.min_agreement)
         check.input_size(self.input_size)
         check.at_least(self.threads, 1, "threads")
@@ -51,7 +49,6 @@ class ExportRequest:
         if self.opset is not None and not hasattr(chosen, "opset"):
             raise UsageError(f"{opt('opset')} applies to ONNX files, not to {opt('format')} {self.format}.",
                              field="opset")
-        check.graph_precision(chosen, self.precision)
         check.folder(self.calibration, "calibration")
         check.labelled(self.data, self.labels, self.max_accuracy_drop, data_needs_drop=True)
         if self.max_accuracy_drop is not None:

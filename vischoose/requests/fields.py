@@ -26,24 +26,22 @@ def runtime(name: str) -> Runtime:
 
 
 def precision(value: str) -> str:
-    """A precision vischoose knows (fp32, bf16, fp16, int8)."""
-    if value not in precisions.PRECISIONS:
-        raise UsageError(f"Unknown precision '{value}' (expected one of: {', '.join(precisions.PRECISIONS)}).",
-                         field="precision")
+    """A precision vischoose knows (fp32, bf16, fp16, int8): runtimes.precision's table and message."""
+    precisions.dtype_of(value)
     return value
 
 
-def graph_precision(chosen: Runtime, value: str) -> str:
-    """A precision the graph runtime builds and this machine runs; the runtime installed (MissingExtraError)."""
+def graph_precision(chosen: Runtime, value: str, via: str = "runtime") -> str:
+    """A precision the graph runtime builds and this machine runs; the runtime installed (MissingExtraError). `via`:
+    the field that named the runtime (runtime, or export's format)."""
+    named = f"{opt(via)} {chosen.format if via == 'format' else chosen.name}"
     if value not in chosen.precisions:
-        raise UsageError(f"{opt('runtime')} {chosen.name} runs {' or '.join(chosen.precisions)} graphs, not "
-                         f"{value}.", hint=f"Use {opt('precision')} {' or '.join(chosen.precisions)}.",
-                         field="precision")
+        raise UsageError(f"{named} runs {' or '.join(chosen.precisions)} graphs, not {value}.",
+                         hint=f"Use {opt('precision')} {' or '.join(chosen.precisions)}.", field="precision")
     chosen.require()
     why = chosen.precision_supported(value)
     if why:
-        raise UsageError(f"{opt('runtime')} {chosen.name} {opt('precision')} {value} cannot run here: {why}.",
-                         field="precision")
+        raise UsageError(f"{named} {opt('precision')} {value} cannot run here: {why}.", field="precision")
     return value
 
 

@@ -102,7 +102,7 @@ class GraphRuntime(Runtime):
             UsageError: the file is missing, or `precision` contradicts what the file records.
             DeployError: the runtime cannot read the file.
         """
-        from vischoose.errors import UsageError
+        from vischoose.errors import UsageError, opt
         from vischoose.runtimes.artifact import Artifact
 
         path = Path(path).expanduser()
@@ -111,11 +111,13 @@ class GraphRuntime(Runtime):
         self.require()
         facts = self.inspect(path)
         if precision and facts.precision and precision != facts.precision and precision not in self.hints:
-            raise UsageError(f"{path.name} is an {facts.precision} {self.title} file, not --precision {precision}.",
-                             hint="Drop --precision: the file's own precision is used.")
+            raise UsageError(f"{path.name} is an {facts.precision} {self.title} file, not {opt('precision')} "
+                             f"{precision}.", hint=f"Drop {opt('precision')}: the file's own precision is used.",
+                             field="precision")
         chosen = precision or facts.precision or "fp32"
         if chosen not in self.precisions:
-            raise UsageError(f"{self.title} runs {', '.join(self.precisions)}, not --precision {chosen}.")
+            raise UsageError(f"{self.title} runs {', '.join(self.precisions)}, not {opt('precision')} {chosen}.",
+                             field="precision")
         return Artifact(path=str(path.resolve()), runtime=self.name, precision=chosen, file_mb=self.file_mb(path),
                         build_s=0.0, input_size=facts.input_size or 0, facts={**facts.extra, "as_written": True},
                         note=None if facts.precision or precision else

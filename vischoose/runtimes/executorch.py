@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
-from vischoose.errors import DeployError
+from vischoose.errors import DeployError, opt
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Forward, GraphRuntime
 
@@ -353,4 +353,4 @@ def _deploy_error(loaded: "LoadedModel", step: str, err: BaseException) -> Deplo
     found = re.search(OPERATOR, str(err))
     operator_part = f" at operator {found.group(0)}" if found else ""
     return DeployError(f"{step} of {loaded.tag} for ExecuTorch failed{operator_part}: {artifacts.first_line(err)}",
-                       hint="Ship another runtime (--runtime onnxruntime), or set VISCHOOSE_DEBUG=1 for the traceback.")
+                       hint=f"Ship another runtime ({opt('runtime')} onnxruntime), or set VISCHOOSE_DEBUG=1 for the traceback.")

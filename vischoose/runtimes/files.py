@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from vischoose.errors import UsageError
+from vischoose.errors import UsageError, opt
 from vischoose.units import MIB
 
 
@@ -28,7 +28,7 @@ def check_writable(path: Path) -> None:
                          hint=f"Give a file name, e.g. {path / 'model.onnx'}")
     if not parent.is_dir():
         why = "is a file, not a folder" if parent.exists() else "does not exist"
-        raise UsageError(f"Cannot write {path}: {parent} {why}.", hint="Create the folder first, or pick another --out.")
+        raise UsageError(f"Cannot write {path}: {parent} {why}.", hint=f"Create the folder first, or pick another {opt('out')}.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"Cannot write {path}: no permission to write in {parent}.")
 

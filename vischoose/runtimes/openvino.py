@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from vischoose import machine
-from vischoose.errors import DeployError, UsageError
+from vischoose.errors import DeployError, UsageError, opt
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Forward, GraphRuntime
 from vischoose.units import MIB
@@ -243,7 +243,7 @@ def _convert(loaded: "LoadedModel", input_size: int) -> Any:
         found = [op for op in re.findall(OPERATOR, str(err)) if op != "prim::Constant"]  # constants feed the failed op
         operators = f" at operator {', '.join(dict.fromkeys(found))}" if found else ""
         raise DeployError(f"Converting {loaded.tag} to OpenVINO failed{operators}: {artifacts.first_line(err)}",
-                          hint="Ship another runtime (--runtime onnxruntime), or set VISCHOOSE_DEBUG=1 for the "
+                          hint=f"Ship another runtime ({opt('runtime')} onnxruntime), or set VISCHOOSE_DEBUG=1 for the "
                                "converter's traceback.") from err
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from vischoose import machine
-from vischoose.errors import DeployError, UsageError
+from vischoose.errors import DeployError, UsageError, opt
 from vischoose.models.family import FAMILIES
 from vischoose.runtimes import files, onnx
 from vischoose.runtimes.agreement import (
@@ -130,7 +130,7 @@ def export_onnx(loaded: "LoadedModel", path: str | Path, input_size: int, opset:
             raise DeployError(f"The ONNX graph of {loaded.tag} disagrees with the eager model on {found.n_images} "
                               f"inputs (max |logit diff| {found.max_abs_diff:.3g}, cosine {found.cosine:.6f}, "
                               f"top-1 agreement {found.top1_agreement:.0%}); nothing was written.",
-                              hint="Try another --opset, or report the model to the torch.onnx exporter.")
+                              hint=f"Try another {opt('opset')}, or report the model to the torch.onnx exporter.")
         files.publish(staged, path)
     return ExportResult(path=path, opset=onnx.opset_of(program), input_size=input_size,
                         file_mb=files.file_mb(path), export_s=export_s, agreement=found)

@@ -23,7 +23,8 @@ def dtype_of(precision: str) -> str:
         UsageError: an unknown precision.
     """
     if precision not in DTYPE_OF:
-        raise UsageError(f"Unknown precision '{precision}' (expected one of: {', '.join(PRECISIONS)}).")
+        raise UsageError(f"Unknown precision '{precision}' (expected one of: {', '.join(PRECISIONS)}).",
+                         field="precision")
     return DTYPE_OF[precision]
 
 
