@@ -415,8 +415,7 @@ def test_recommend_ships_accuracy_aware_int8_within_the_limit_and_rejects_it_oth
     from tests import realweights
     from vischoose.results.store import open_store
 
-    fp32, own_labels = reverting_graphs[2], reverting_graphs[-1]
-    held_out = len(reverting_graphs[5])
+    own_labels, held_out = reverting_graphs[-1], len(reverting_graphs[5])
     preset = tmp_path / "aware.toml"
     preset.write_text(INT8_PRESET)  # ONNX Runtime int8 on the CPU, ranked on top-1 alone
     if outcome == "missed":
