@@ -21,7 +21,7 @@ EXIT_INTERRUPTED = 130
 
 
 _FIELD = "`"  # brackets a field name inside a text until it is rendered: readable as it is (`labels`)
-_FIELD_RE = re.compile(_FIELD + r"(\w+)" + _FIELD)
+_FIELD_PATTERN = _FIELD + r"(\w+)" + _FIELD  # compiled (and cached by re) on first use, not at every start-up
 
 
 def opt(name: str) -> str:
@@ -31,7 +31,7 @@ def opt(name: str) -> str:
 
 def named(text: str, name_of: Callable[[str], str] = str) -> str:
     """`text` with each opt() in it written by name_of (the field's own name by default)."""
-    return _FIELD_RE.sub(lambda m: name_of(m.group(1)), text)
+    return re.sub(_FIELD_PATTERN, lambda m: name_of(m.group(1)), text)
 
 
 class VischooseError(Exception):

@@ -17,7 +17,6 @@ from vischoose.recommendation.ranking import (
     recommend,
 )
 from vischoose.records import EvalResult, Profile
-from vischoose.requests.profile import ProfileRequest
 from vischoose.requests.recommend import RecommendRequest
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
@@ -196,6 +195,7 @@ class _Measurer:
 
     def __call__(self, todo: list[tuple[str, str]], variant: Variant) -> list[Profile]:
         from vischoose.measure.runner import profile_models
+        from vischoose.requests.profile import ProfileRequest
         from vischoose.results.store import keep_profiles
 
         spec = self.preset.measure

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Iterable
 
 from vischoose.errors import UsageError, opt
-from vischoose.inference.datasets import check_source
-from vischoose.models.loading import WEIGHT_MODES
 from vischoose.runtimes import precision as precisions
 from vischoose.runtimes import registry
 from vischoose.runtimes.base import Runtime
@@ -93,6 +91,8 @@ def device(value: str, allowed: tuple[str, ...] = ("auto", "cpu", "cuda")) -> st
 
 def weights(value: str) -> str:
     """auto, pretrained or random."""
+    from vischoose.models.loading import WEIGHT_MODES  # here: recommend's start-up never loads models.loading
+
     if value not in WEIGHT_MODES:
         raise UsageError(f"Unknown weights mode '{value}' (expected one of: {', '.join(WEIGHT_MODES)}).",
                          field="weights")
@@ -133,4 +133,6 @@ def labelled(data: str | Path | None, labels: str | Path | None, max_accuracy_dr
         raise UsageError(f"{opt('max_accuracy_drop')} is top-1 points int8 may lose, 0 or more (got "
                          f"{max_accuracy_drop:g}).", field="max_accuracy_drop")
     if data is not None:
+        from vischoose.inference.datasets import check_source
+
         check_source(data)
