@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from vischoose.inference.prediction import ImageInput, PredictResult
     from vischoose.models.loading import LoadedModel
     from vischoose.presets import Preset
-    from vischoose.recommendation.ranking import Recommendation
+    from vischoose.recommendation.choose import Recommendation
     from vischoose.records import Profile
     from vischoose.requests.evaluate import EvaluateRequest
     from vischoose.requests.export import ExportRequest

@@ -18,15 +18,14 @@ from typing import Callable
 from vischoose.errors import NoModelFitsError
 from vischoose.models.catalog import CatalogEntry
 from vischoose.presets import Preset
-from vischoose.recommendation.ranking import (
+from vischoose.recommendation.candidates import (
     Candidate,
-    Known,
     build_candidates,
-    matching_profiles,
     preference_order,
     rank_key,
-    recommend,
 )
+from vischoose.recommendation.choose import recommend
+from vischoose.recommendation.figures import Known, matching_profiles
 from vischoose.records import EvalResult, Profile
 from vischoose.runtimes.precision import Variant
 

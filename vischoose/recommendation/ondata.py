@@ -21,12 +21,9 @@ from typing import TYPE_CHECKING, Callable
 from vischoose import presets
 from vischoose.errors import NoModelFitsError
 from vischoose.inference import intervals
-from vischoose.recommendation.ranking import (
-    Candidate,
-    Recommendation,
-    float_layers,
-    missed_limit,
-)
+from vischoose.recommendation.candidates import Candidate
+from vischoose.recommendation.choose import Recommendation
+from vischoose.recommendation.wording import float_layers, missed_limit
 from vischoose.records import EvalResult
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant

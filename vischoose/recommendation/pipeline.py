@@ -9,13 +9,9 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from vischoose import presets
 from vischoose.errors import UsageError, opt
 from vischoose.models import catalog
-from vischoose.recommendation.ranking import (
-    Deployable,
-    Known,
-    Recommendation,
-    build_candidates,
-    recommend,
-)
+from vischoose.recommendation.candidates import build_candidates
+from vischoose.recommendation.choose import Recommendation, recommend
+from vischoose.recommendation.figures import Deployable, Known
 from vischoose.records import EvalResult, Profile
 from vischoose.requests.recommend import RecommendRequest
 from vischoose.runtimes import registry

@@ -91,7 +91,9 @@ def device(value: str, allowed: tuple[str, ...] = ("auto", "cpu", "cuda")) -> st
 
 def weights(value: str) -> str:
     """auto, pretrained or random."""
-    from vischoose.models.loading import WEIGHT_MODES  # here: recommend's start-up never loads models.loading
+    from vischoose.models.loading import (
+        WEIGHT_MODES,  # here: recommend's start-up never loads models.loading
+    )
 
     if value not in WEIGHT_MODES:
         raise UsageError(f"Unknown weights mode '{value}' (expected one of: {', '.join(WEIGHT_MODES)}).",

@@ -1,0 +1,100 @@
+"""The choice: the guide's preferred model if it fits, else the best fitting one by the preset's ranking; the
+runners-up, every rejection, the Pareto front, and the notes that qualify the answer (recommendation.wording)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from vischoose.errors import NoModelFitsError, opt
+from vischoose.presets import Preset
+from vischoose.recommendation import candidates, constraints, wording
+from vischoose.recommendation.candidates import Candidate
+from vischoose.recommendation.figures import Figure
+
+
+class Recommendation(NamedTuple):
+    """The chosen model, why, the runners-up, every rejection and the Pareto front (a NamedTuple, as Figure)."""
+
+    target: str
+    chosen: Candidate
+    reason: str
+    runners_up: list[Candidate]
+    rejected: list[Candidate]
+    pareto: frozenset[str]
+    preset: Preset
+    notes: tuple[str, ...] = ()
+    measure_log: tuple[str, ...] = ()  # recommend --measure: what was measured and skipped
+
+
+def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
+    """Choose: the guide's preferred model if it fits, else the best fitting one by the preset's ranking.
+
+    Raises:
+        NoModelFitsError: no candidate meets every constraint (message names the closest and the limits
+            that would admit them).
+    """
+    fitting = sorted((c for c in cands if c.fits), key=lambda c: candidates.rank_key(c, preset.sort))
+    rejected = sorted((c for c in cands if not c.fits), key=lambda c: (c.excess, c.model))
+    if not fitting:
+        raise nothing_fits(rejected, preset)
+    preferred = next((c for p in preset.prefer for c in fitting if c.model == p), None)
+    if preferred:
+        chosen, reason = preferred, wording.guide_reason(preset)
+    else:
+        chosen = fitting[0]
+        missed = next((c for p in preset.prefer for c in rejected if c.model == p), None)
+        reason = wording.ranked_reason(preset, len(fitting), missed)
+    notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
+    notes += wording.dominance_note(chosen, dominated_by(chosen, fitting), reason)
+    if any(f.source == "estimated" for c in cands for f in c.figures.values()):
+        notes.append(wording.estimates_note(preset))
+    if any(c.variant.precision == "int8" and c.figures.get("memory_mb", Figure(0, "")).source == "estimated"
+           for c in fitting):
+        notes.append(wording.int8_estimate_note(preset))
+    return Recommendation(target=preset.name, chosen=chosen, reason=reason,
+                          runners_up=[c for c in fitting if c is not chosen], rejected=rejected,
+                          pareto=pareto_front(cands), preset=preset, notes=tuple(notes))
+
+
+def pareto_front(cands: list[Candidate]) -> frozenset[str]:
+    """Models no other model beats on accuracy, latency and memory at once."""
+    pts = [(c.model, c.value("top1"), c.value("latency_ms"), c.value("memory_mb")) for c in cands]
+    pts = [p for p in pts if None not in p]
+    front = set()
+    for m, acc, lat, mem in pts:
+        dominated = any(a >= acc and l <= lat and s <= mem and (a, l, s) != (acc, lat, mem)
+                        for _, a, l, s in pts)
+        if not dominated:
+            front.add(m)
+    return frozenset(front)
+
+
+def dominated_by(cand: Candidate, others: list[Candidate]) -> list[Candidate]:
+    """Candidates at least as accurate, as fast and as small as `cand`, and better in one of the three."""
+    mine = (cand.value("top1"), cand.value("latency_ms"), cand.value("memory_mb"))
+    if None in mine:
+        return []
+    found = []
+    for other in others:
+        theirs = (other.value("top1"), other.value("latency_ms"), other.value("memory_mb"))
+        if other is cand or None in theirs:
+            continue
+        if theirs[0] >= mine[0] and theirs[1] <= mine[1] and theirs[2] <= mine[2] and theirs != mine:
+            found.append(other)
+    return found
+
+
+def nothing_fits(rejected: list[Candidate], preset: Preset) -> NoModelFitsError:
+    closest = [c for c in rejected if not c.missing][:3] or rejected[:3]
+    parts = []
+    for c in closest:
+        needs = []
+        for key, (fig_name, is_max, _unit) in constraints.CONSTRAINTS.items():
+            limit, value = getattr(preset.constraints, key), c.value(fig_name)
+            if limit is not None and value is not None and (value > limit if is_max else value < limit):
+                needs.append(f"{opt(key)} {constraints.round_to_admit(value, is_max)}")
+        needs += c.unusable[:1]  # the smaller graph that was rejected: relaxing the budget is not the only way
+        parts.append(f"{c.model} ({', '.join(needs)})" if needs else f"{c.model} ({(c.reasons or ('?',))[0]})")
+    return NoModelFitsError(
+        f"No model fits target '{preset.name}'; closest: {'; '.join(parts)}.",
+        hint=f"Relax a constraint as shown, or add candidates with {opt('models')}.")

@@ -1,0 +1,66 @@
+"""The preset's limits against a candidate's figures: which it breaks, by how much, and which it cannot be checked
+against (no figure)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from vischoose.presets import Preset
+from vischoose.runtimes.precision import Variant
+
+if TYPE_CHECKING:
+    from vischoose.recommendation.candidates import Candidate
+    from vischoose.recommendation.figures import Figure
+
+
+# constraint key (the request field that sets it) -> (figure name, is an upper limit, unit)
+CONSTRAINTS = {
+    "max_memory_mb": ("memory_mb", True, "MiB"),
+    "max_latency_ms": ("latency_ms", True, "ms"),
+    "min_throughput": ("throughput", False, "img/s"),
+    "min_top1": ("top1", False, "%"),
+    "max_params_m": ("params_m", True, "M params"),
+}
+
+
+LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_throughput": "throughput floor",
+           "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
+
+
+def limits(figures: dict[str, Figure], preset: Preset, model: str,
+            variant: Variant) -> tuple[tuple[str, ...], tuple[str, ...], float]:
+    """(violated limits, limits without a figure to check, how far the worst violated limit is off)."""
+    violations, missing, excess = [], [], 1.0
+    for key, (fig_name, is_max, unit) in CONSTRAINTS.items():
+        limit = getattr(preset.constraints, key)
+        if limit is None:
+            continue
+        fig = figures.get(fig_name)
+        if fig is None:
+            how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
+            missing.append(f"no {fig_name.replace('_', ' ')} figure to check the {LABELS[key]} "
+                           f"(measure it: vischoose profile --target {preset.name} {how}{model})")
+            continue
+        bad = fig.value > limit if is_max else fig.value < limit
+        if bad:
+            sign = ">" if is_max else "<"
+            violations.append(f"{fig.value:,.1f} {unit} {sign} {limit:,.6g} {unit} {LABELS[key]}"
+                              f" ({fig.source}{', ' + fig.note if fig.note else ''})")
+            excess = max(excess, fig.value / limit if is_max else limit / max(fig.value, 1e-9))
+    return tuple(violations), tuple(missing), excess
+
+
+def shortfall(cand: Candidate, preset: Preset) -> float:
+    """How far a candidate is off all its broken limits together: the product of the ratios (1 = fits)."""
+    total = 1.0
+    for key, (fig_name, is_max, _unit) in CONSTRAINTS.items():
+        limit, value = getattr(preset.constraints, key), cand.value(fig_name)
+        if limit is not None and value is not None and (value > limit if is_max else value < limit):
+            total *= value / limit if is_max else limit / max(value, 1e-9)
+    return total
+
+
+def round_to_admit(value: float, is_max: bool) -> str:
+
+    return f"{math.ceil(value * 10) / 10:g}" if is_max else f"{math.floor(value * 10) / 10:g}"
