@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_store import make_eval, make_profile
+from tests.unit.test_store import make_eval, make_profile
 from vischoose.cli import app
 from vischoose.results import store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_store import make_eval, make_profile
+from tests.unit.test_store import make_eval, make_profile
 from vischoose.results import published
 
 VIT_TAG = "vit_base_patch16_224.augreg2_in21k_ft_in1k"

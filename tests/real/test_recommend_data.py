@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_evaluation import make_images
+from tests.inference.test_evaluation import make_images
 from vischoose.cli import app
 from vischoose.inference import intervals
 from vischoose.runtimes.precision import Variant

@@ -137,7 +137,7 @@ def test_a_built_ir_opened_as_written_reads_its_precision_and_runs_the_same(buil
     """evaluate --graph on an IR: the precision comes from the file (FakeQuantize: int8), the logits are the file's."""
     import json
 
-    from tests.test_evaluation import synset_folder
+    from tests.inference.test_evaluation import synset_folder
     from vischoose.cli import app
 
     batch = agreement.random_batch(SIZE, 2)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_optimize import TINY, seed_peaks
+from tests.measure.test_optimize import TINY, seed_peaks
 from vischoose.cli import app
 
 
@@ -87,7 +87,7 @@ def test_presets_json_lists_every_preset_file(runner):
 def test_evaluate_workers_and_checkpoint_through_the_cli(runner, tmp_path):
     """Labels set to a checkpoint's own top-1: 100 % with that checkpoint (any --workers), less with another."""
     from tests import hubfixtures
-    from tests.test_evaluation import make_images
+    from tests.inference.test_evaluation import make_images
     from vischoose.inference.prediction import predict
 
     mine = hubfixtures.write_model_folder(tmp_path / "mine", TINY, seed=3) / "model.safetensors"

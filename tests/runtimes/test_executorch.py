@@ -143,7 +143,7 @@ def test_a_built_program_opened_as_written_reads_its_shape_and_runs_the_same(bui
     .pte does not record its precision, so --precision labels it."""
     import json
 
-    from tests.test_evaluation import synset_folder
+    from tests.inference.test_evaluation import synset_folder
     from vischoose.cli import app
 
     batch = agreement.random_batch(SIZE, 3)

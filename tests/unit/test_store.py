@@ -131,7 +131,7 @@ WRITER = textwrap.dedent("""
 
 def test_parallel_writers_lose_nothing(isolated_home):
     """8 processes x 50 results, starting on a database that does not exist yet."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(w), "50"], stderr=subprocess.PIPE, text=True,
                               cwd=root) for w in range(8)]
     for proc in procs:

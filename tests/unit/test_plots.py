@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.test_store import make_profile
+from tests.unit.test_store import make_profile
 from vischoose.errors import UsageError
 from vischoose.report import plots
 

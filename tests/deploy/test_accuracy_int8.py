@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_recommend_data import INT8_PRESET
+from tests.real.test_recommend_data import INT8_PRESET
 from vischoose.cli import app
 from vischoose.deploy import accuracy, export, graphcache
 from vischoose.inference.datasets import Sample

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests import realweights
-from tests.test_evaluation import MODEL, synset_folder
+from tests.inference.test_evaluation import MODEL, synset_folder
 from vischoose.cli import app
 from vischoose.inference import datasets, intervals
 from vischoose.inference.prediction import prepare

@@ -16,7 +16,7 @@ from vischoose.results.store import open_store
 # the built-in presets as a plain install (the README's first command) sees them: ONNX Runtime is the graph runtime
 # that always ships; test_presets_extras.py covers the presets with the runtime extras installed
 pytestmark = pytest.mark.usefixtures("plain_install")
-ORT_MOBILE = str(Path(__file__).parent / "data" / "presets" / "mobile-onnx.toml")  # mobile deploying ONNX Runtime only
+ORT_MOBILE = str(Path(__file__).parent.parent / "data" / "presets" / "mobile-onnx.toml")  # mobile deploying ONNX Runtime only
 
 
 def rec_json(runner, *args):
@@ -181,7 +181,7 @@ def test_non_numeric_budget_is_a_usage_error(runner):
 def test_own_preset_file(runner):
     from pathlib import Path
 
-    path = Path(__file__).parent / "data" / "presets" / "tiny.toml"
+    path = Path(__file__).parent.parent / "data" / "presets" / "tiny.toml"
     data = rec_json(runner, "--target", str(path))
     assert data["target"] == "tiny"
     assert data["chosen"]["model"] == "resnet18"  # resnet50 (97.5 MiB) breaks the 50 MiB budget

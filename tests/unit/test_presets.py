@@ -5,7 +5,7 @@ import pytest
 from vischoose.errors import PresetError
 from vischoose.presets import Variant, list_presets, load_preset
 
-DATA = Path(__file__).parent / "data" / "presets"
+DATA = Path(__file__).parent.parent / "data" / "presets"
 GUIDE = {"mobile": "resnet50", "cloud": "vit_l16", "experimental": "r50_vit_b16"}
 
 

@@ -21,7 +21,7 @@ from vischoose.report.flags import flag_of
 
 # the built-in presets as a plain install sees them (no runtime extra): the answers must not depend on it
 pytestmark = pytest.mark.usefixtures("plain_install")
-ORT_MOBILE = str(Path(__file__).parent / "data" / "presets" / "mobile-onnx.toml")  # mobile deploying ONNX Runtime only
+ORT_MOBILE = str(Path(__file__).parent.parent / "data" / "presets" / "mobile-onnx.toml")  # mobile deploying ONNX Runtime only
 
 
 def flagged(texts):
@@ -181,7 +181,7 @@ def ort(model, precision="int8", latency=None, file_mb=None, agreement=0.994, st
 
 def without_deploy(tmp_path, name="mobile"):
     """A shipped preset with its [deploy] table removed: torch at the [measure] dtype, as before [deploy]."""
-    text = (Path(__file__).parent.parent / "presets" / f"{name}.toml").read_text()
+    text = (Path(__file__).parents[2] / "presets" / f"{name}.toml").read_text()
     start = text.index("[deploy]")
     path = tmp_path / f"{name}.toml"
     path.write_text(text[:start] + text[text.index("[candidates]"):])

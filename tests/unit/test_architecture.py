@@ -9,7 +9,7 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "vischoose"
+PACKAGE = Path(__file__).resolve().parents[2] / "vischoose"
 ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
 RUNTIME_WORDS = {"onnxruntime", "executorch", "openvino", "tensorrt", "coreml", "tflite"}
 MAX_FUNCTION_LINES, MAX_COMMAND_LINES = 40, 20

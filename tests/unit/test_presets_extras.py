@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.test_recommendation import prof, run
+from tests.unit.test_recommendation import prof, run
 from vischoose.cli import app
 from vischoose.presets import Variant, load_preset
 from vischoose.recommendation.ranking import preference_order
