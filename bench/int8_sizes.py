@@ -4,7 +4,10 @@ The size depends on the architecture and the recipe only (not on the weight valu
 exported: `recommend` then knows an int8 variant's size without a profile. Prints a table and the
 `int8_mib = ...` lines for vischoose/data/catalog.toml.
 
-    python bench/int8_sizes.py [--models resnet18,vit_b16]
+    python bench/int8_sizes.py [--models resnet18,vit_b16] [--check]
+
+--check is the canary for the catalog's figures: it exits 1 when a size built today is more than 0.1 MiB off the
+catalog's int8_mib (a new exporter or quantizer changed the file; rebuild the catalog lines).
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vischoose.models import catalog
-from vischoose.models.catalog import MIB  # noqa: E402
 from vischoose.models.family import model_family
 from vischoose.report import tables as report  # noqa: E402
 from vischoose.runtimes import ortbuild as deploy
+from vischoose.units import MIB  # noqa: E402
 
 
 def int8_size(alias: str, folder: Path) -> tuple[str, str, float, float]:
@@ -40,6 +43,7 @@ def main() -> int:
     """Export every model asked for and print the sizes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(catalog.load()))
+    parser.add_argument("--check", action="store_true", help="exit 1 when a size is off the catalog's by > 0.1 MiB")
     args = parser.parse_args()
     import onnxruntime
     import torch
@@ -55,7 +59,12 @@ def main() -> int:
           "depend on the weight values); MiB = 2^20 bytes.\n")
     for alias, *_, mib, _ in rows:
         print(f"[models.{alias}] int8_mib = {mib}")
-    return 0
+    entries = catalog.load()
+    off = [f"{alias}: built {mib} MiB, catalog {entries[alias].int8_mib}" for alias, *_, mib, _ in rows
+           if entries[alias].int8_mib is not None and abs(float(mib) - entries[alias].int8_mib) > 0.1]
+    for line in off:
+        print(f"changed: {line}", file=sys.stderr)
+    return 1 if args.check and off else 0
 
 
 if __name__ == "__main__":

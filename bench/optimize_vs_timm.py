@@ -64,8 +64,8 @@ def main() -> None:
 
     from vischoose import machine
     from vischoose.measure import optimize
-    from vischoose.requests.profile import ProfileRequest
     from vischoose.models import catalog
+    from vischoose.requests.profile import ProfileRequest
 
     print(f"{machine.cpu_name()}, CPU, batch {BATCH}, random weights; timm loops: {WARMUP} warm-up + {TIMED} timed")
     for alias in args.models:

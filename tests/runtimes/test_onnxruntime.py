@@ -363,17 +363,12 @@ def test_unknown_precision_is_a_usage_error(tmp_path):
     assert str(info.value) == "format onnx runs fp32 or int8 graphs, not fp16."
 
 
-@pytest.mark.slow
-def test_the_catalogs_int8_size_is_what_the_recipe_builds_today(tmp_path):
-    """catalog.toml's int8_mib comes from bench/int8_sizes.py; a new exporter or quantizer would change it."""
+def test_the_catalogs_int8_sizes_are_int8_files():
+    """catalog.toml's int8_mib comes from bench/int8_sizes.py (its --check is the canary for a new exporter or
+    quantizer): between 1 and 2.5 bytes per parameter, as every weight int8 and some layers fp32 make."""
     from vischoose.models import catalog
 
-    entries = catalog.load()
-    assert all(1.0 <= e.int8_mib * 2**20 / e.params <= 2.5 for e in entries.values())  # int8, some layers fp32
-    loaded = load_model("resnet18", weights="random")
-    exported = deploy.export_onnx(loaded, tmp_path / "r18.onnx", 224)
-    quant = deploy.quantize_int8(exported.path, tmp_path / "r18.int8.onnx", model_family(loaded.model))
-    assert quant.file_mb == pytest.approx(entries["resnet18"].int8_mib, abs=0.1)
+    assert all(1.0 <= e.int8_mib * 2**20 / e.params <= 2.5 for e in catalog.load().values())
 
 
 # ==== test_ortprofile: vischoose profile --runtime onnxruntime: the exported graph measured as deployed, checked against eager fp32. ==========
