@@ -11,6 +11,7 @@ import pytest
 from vischoose import machine
 from vischoose.cli import app
 from vischoose.records import EvalResult, Profile
+from vischoose.measure.protocol import Job
 from vischoose.requests.profile import ProfileRequest
 from vischoose.results.store import default_path, open_store
 
@@ -135,18 +136,20 @@ def test_ctrl_c_during_profile_keeps_the_finished_models(isolated_home):
     """The second model is interrupted: the first model's rows are already in the store."""
     from tests.profhelpers import FAST, seed_peak
     from vischoose.measure import runner as profiling
+    from vischoose.results.store import keep_profiles
 
     seed_peak(isolated_home)
     second = "test_vit.r160_in1k"
 
     def runner(cmd, env, on_line):
-        job = __import__("json").loads(Path(cmd[-1]).read_text())
-        if job["model"] == second:
+        job = Job.from_json(Path(cmd[-1]).read_text())
+        if job.model == second:
             raise KeyboardInterrupt
         return profiling.run_child(cmd, env, on_line)
 
     with pytest.raises(KeyboardInterrupt):
-        profiling.profile_models(ProfileRequest.build(models=(MODEL, second), batch_sizes=[2], **FAST), runner=runner)
+        profiling.profile_models(ProfileRequest.build(models=(MODEL, second), batch_sizes=[2], **FAST), runner=runner,
+                                 keep=keep_profiles)
     with open_store() as db:
         assert [(p.model, p.batch_size, p.ok) for p in db.profiles()] == [(MODEL, 2, True)]
 

@@ -250,7 +250,7 @@ def show_export(rep: Any, as_json: bool) -> None:
                        f"{rep.eager_img_s_batch1:,.1f} img/s.")
         for v in rep.variants:
             if v.note:
-                typer.echo(f"{v.precision}: {v.note}.")
+                typer.echo(f"{v.precision}: {named(v.note, flag_of)}.")
         if rep.accuracy is not None:
             typer.echo(_accuracy_note(rep.accuracy))
     for path, reason in rep.skipped:

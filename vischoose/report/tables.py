@@ -40,8 +40,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def emit_json(kind: str, payload: Any) -> None:
-    """Print a JSON envelope with schema_version to stdout."""
-    typer.echo(json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, "data": payload}, indent=2, default=str))
+    """Print a JSON envelope with schema_version to stdout (request fields named in its texts written as flags)."""
+    text = json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, "data": payload}, indent=2, default=str)
+    typer.echo(named(text, flag_of))
 
 
 def show_models(rows: list[dict[str, Any]], as_json: bool) -> None:
