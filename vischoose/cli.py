@@ -12,8 +12,10 @@ import typer
 
 from vischoose import errors
 from vischoose.models import catalog
+from vischoose.recommendation import cost
 from vischoose.report import profile as report_profile
 from vischoose.report import results as report_results
+from vischoose.report import serving as report_serving
 from vischoose.report import tables as report
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import PRECISIONS
@@ -41,6 +43,13 @@ PrecisionOpt = Annotated[str | None, typer.Option(help=f"{', '.join(PRECISIONS)}
 CalibrationOpt = Annotated[Path | None, typer.Option(help="Deployment runtimes: a folder of your images (a few dozen) "
                                                      "that calibrate int8 and check agreement with eager fp32.")]
 ModelsArg = Annotated[list[str], typer.Argument(help="Catalog alias, timm name, hf-hub:org/name, or a model folder.")]
+SloOpt = Annotated[float | None, typer.Option("--slo-ms", help="Serving: the p99 latency bound, ms (MLPerf Server; "
+                                              "latency counted from each request's scheduled arrival).")]
+TargetQpsOpt = Annotated[float | None, typer.Option("--target-qps", help="Serving: the requests per second to sustain: "
+                                                    "machines needed and what they cost.")]
+PriceOpt = Annotated[float | None, typer.Option("--price-per-hour", help="USD per machine-hour: cost per million images "
+                                                "at the sustained (server) or best offline rate (default: the "
+                                                "target's [serve]).")]
 
 
 def debug_enabled() -> bool:
@@ -156,6 +165,12 @@ def recommend_cmd(
                                                             "int8 that loses at most this many top-1 points against "
                                                             "fp32 on your images (layers int8 hurts most kept in "
                                                             "float), measured on a held-out half; else rejected.")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Judge each model as a service at the target's [serve] p99 "
+                                        "bound (profile --scenario server rows; else estimated from offline img/s), "
+                                        "ranked by cost per million images. Implied by the three options below.")] = False,
+    slo_ms: SloOpt = None,
+    target_qps: TargetQpsOpt = None,
+    price_per_hour: PriceOpt = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
@@ -167,7 +182,8 @@ def recommend_cmd(
                              device=device, show_progress=True, time_budget_s=time_budget, fresh=fresh,
                              data=data, labels=labels, max_accuracy_drop=max_accuracy_drop,
                              max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
-                             min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
+                             min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m,
+                             serve=serve, slo_ms=slo_ms, target_qps=target_qps, price_per_hour=price_per_hour)
     report.show_recommendation(rec, top=top, as_json=as_json)
 
 
@@ -361,7 +377,7 @@ def results_clear(yes: YesOpt = False) -> None:
     typer.echo(f"Removed {removed} results.", err=True)
 
 
-PlotX = Annotated[Literal["throughput", "latency"], typer.Option("--x", help="x axis: throughput (img/s) or batch-1 latency (ms).")]
+PlotX = Annotated[Literal["throughput", "latency", "load"], typer.Option("--x", help="x axis: throughput (img/s) or batch-1 latency (ms) against top-1; load: server-scenario latency against offered load (QPS), SLO line, knee.")]
 
 
 @results_app.command("plot")
@@ -375,7 +391,8 @@ def results_plot(out: Annotated[Path, typer.Option("--out", help="Image file: .p
 
         found = _stored_results(model, device, machine)
         top1 = {r.record.model: r.record.top1 for r in found if r.kind == "eval"} if measured_top1 else None
-        plots.plot_pareto([r.record for r in found if r.kind == "profile"], out, x=x, top1=top1)
+        profiles = [r.record for r in found if r.kind == "profile"]
+        plots.plot_serving(profiles, out) if x == "load" else plots.plot_pareto(profiles, out, x=x, top1=top1)
     typer.echo(f"Wrote {out}.", err=True)
 
 
@@ -422,6 +439,16 @@ def profile_cmd(
     optimize: Annotated[bool, typer.Option("--optimize", help="Search dtype, channels_last, threads, batch size and "
                                            "torch.compile for the fastest setting that agrees with fp32; "
                                            "--time-budget is then the whole search's per model (default 300 s).")] = False,
+    scenario: Annotated[str | None, typer.Option(help="MLPerf LoadGen's scenario: single-stream (batch-1 latency) and "
+                                                 "offline (img/s) are profile's usual figures; server finds the highest "
+                                                 "Poisson rate whose LoadGen run is VALID under --slo-ms, searching "
+                                                 "instances and dynamic batching (--time-budget: the search's, default "
+                                                 "180 s per model; pip install 'vischoose[serve]').")] = None,
+    slo_ms: SloOpt = None,
+    official: Annotated[bool, typer.Option("--official", help="Server: MLPerf's minimum duration (600 s per LoadGen "
+                                           "run) instead of vischoose's (662 queries and 5 s).")] = False,
+    price_per_hour: PriceOpt = None,
+    target_qps: TargetQpsOpt = None,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
@@ -437,8 +464,10 @@ def profile_cmd(
         if optimize:
             _profile_optimized(models, options, time_budget, progress, not no_save, as_json)
             return
-        runs = runner.profile_models(models, options, progress=progress, save=not no_save, debug=debug_enabled())
-    report_profile.show_profiles(runs, output)
+        serve = _serve_spec(target, slo_ms, target_qps, price_per_hour, scenario, official)
+        runs = _profile_runs(models, options, serve, scenario, official, time_budget, progress, not no_save)
+    report_serving.show_runs(runs, output, cost.costs([r.profile for r in runs], serve.price_per_hour, serve.target_qps),
+                             serve.price_per_hour, serve.target_qps)
     with reported_errors():
         runner.failed(runs)
 
@@ -499,6 +528,34 @@ def _profile_optimized(models: list[str] | None, options, budget_s: float | None
     progress.close()
     report_profile.show_optimized(found, as_json)
     optimize.failed(found)
+
+
+def _serve_spec(target: str | None, slo_ms: float | None, target_qps: float | None, price_per_hour: float | None,
+                scenario: str | None, official: bool):
+    """The serving values: flags, else the --target preset's [serve] (the bound only for --scenario server)."""
+    from vischoose.measure.serving_runner import check_scenario
+    from vischoose.recommendation.cost import check_positive
+    from vischoose.recommendation.presets import SERVE_FLAGS, ServeSpec, load_preset
+
+    given = ServeSpec(slo_ms, target_qps, price_per_hour)
+    for key, value in given._asdict().items():
+        check_positive(value, SERVE_FLAGS[key])
+    spec = load_preset(target).with_overrides(**given._asdict()).serve if target else given
+    spec = spec if scenario == "server" else spec._replace(slo_ms=slo_ms)
+    check_scenario(scenario, spec.slo_ms, official)
+    return spec
+
+
+def _profile_runs(models: list[str] | None, options, serve, scenario: str | None, official: bool,
+                  time_budget: float | None, progress, save: bool) -> list:
+    """profile's rows: the server search (--scenario server) or the usual single-stream latency and offline img/s."""
+    from vischoose.measure import runner, serving_runner
+
+    if scenario != "server":
+        return runner.profile_models(models, options, progress=progress, save=save, debug=debug_enabled())
+    request = serving_runner.ServeRequest(serve.slo_ms, official, time_budget or serving_runner.DEFAULT_SEARCH_S)
+    return serving_runner.serve_models(models or runner.article_models(), options, request, progress=progress,
+                                       save=save, debug=debug_enabled())
 
 
 def main() -> None:

@@ -15,13 +15,15 @@ import sys
 import traceback
 from pathlib import Path
 
-from vischoose.measure import eager, graph
+from vischoose.measure import eager, graph, serving_child
 from vischoose.measure.protocol import Job, Mode, Result, new_result, write_result
 from vischoose.runtimes import registry
 
 
 def modes(job: Job) -> dict[str, Mode]:
-    """The modes of the job's runtime: torch eager, or an exported graph."""
+    """The modes of the job's runtime: torch eager, or an exported graph; the server scenario's for either."""
+    if job["mode"] in serving_child.MODES:
+        return serving_child.MODES
     return graph.MODES if registry.get(job["runtime"]).is_graph else eager.MODES
 
 

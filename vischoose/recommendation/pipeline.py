@@ -24,14 +24,17 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
            measure: bool | str = False, device: str | None = None, memory_basis: str | None = None,
            show_progress: bool = False, time_budget_s: float | None = None, fresh: bool = False,
            data: str | Path | None = None, labels: str | Path | None = None,
-           max_accuracy_drop: float | None = None, **constraints: float | None) -> Recommendation:
+           max_accuracy_drop: float | None = None, serve: bool = False,
+           **constraints: float | None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
 
     measure: False, True / "decision" (only what can change the answer) or "all" (every candidate and variant);
     fresh: measure (and evaluate) again what this machine already measured under the preset's protocol;
     data: a labelled folder or CSV: rank on the top-1 each fitting candidate's deployed file reaches on it
     (recommendation.ondata); labels: its label file, as for evaluate; max_accuracy_drop: with data, int8
-    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected).
+    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected);
+    serve (or any of slo_ms, target_qps, price_per_hour among the constraints): judge each model as a service at the
+    preset's [serve] bound (recommendation.serving), ranked by cost per million images.
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError (an unknown measure mode).
@@ -42,22 +45,21 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
     profiles, evals = _figures(results)
     evals = shippable(evals, dataset)
     lines = _unused_limit(preset, dataset)
-    if measure:
-        from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
-
-        mode = "decision" if measure is True else str(measure)
-        if mode not in measuring.MODES:
-            raise UsageError(f"Unknown --measure mode '{mode}' (expected one of: {', '.join(measuring.MODES)}).")
-        measurer = _Measurer(preset, show_progress, time_budget_s or MEASURE_BUDGET_S)
-        try:
-            measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, mode,
-                                                           fresh, on_plan=measurer.plan)
-        finally:
-            measurer.close()
-        profiles, lines = profiles + measured, lines + log.lines()
+    serve = serve or any(constraints.get(k) is not None for k in presets.ServeSpec._fields)
+    if serve and measure:
+        profiles, lines = _measure_services(preset, entries, extra, profiles, evals, lines, show_progress,
+                                            time_budget_s)
+    elif measure:
+        profiles, lines = _measure_profiles(preset, entries, extra, profiles, evals, lines, measure, fresh,
+                                            show_progress, time_budget_s)
 
     def rank(found: list[EvalResult]) -> Recommendation:
-        return recommend(build_candidates(entries, preset, profiles, found, extra), preset)
+        cands = build_candidates(entries, preset, profiles, found, extra)
+        if serve:
+            from vischoose.recommendation import serving
+
+            return recommend(serving.judge(cands, preset, profiles), serving.ranked(preset))
+        return recommend(cands, preset)
 
     if dataset is None:
         rec = rank(evals)
@@ -69,6 +71,44 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
     return rec._replace(measure_log=tuple(lines)) if lines else rec
+
+
+def _measure_profiles(preset: presets.Preset, entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]],
+                      profiles: list[Profile], evals: list[EvalResult], lines: list[str], measure: bool | str,
+                      fresh: bool, show_progress: bool, time_budget_s: float | None) -> tuple[list[Profile], list[str]]:
+    """recommend --measure: what can change the answer (mode "decision") or everything ("all")."""
+    from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
+
+    mode = "decision" if measure is True else str(measure)
+    if mode not in measuring.MODES:
+        raise UsageError(f"Unknown --measure mode '{mode}' (expected one of: {', '.join(measuring.MODES)}).")
+    measurer = _Measurer(preset, show_progress, time_budget_s or MEASURE_BUDGET_S)
+    try:
+        measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, mode,
+                                                       fresh, on_plan=measurer.plan)
+    finally:
+        measurer.close()
+    return profiles + measured, lines + log.lines()
+
+
+def _measure_services(preset: presets.Preset, entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]],
+                      profiles: list[Profile], evals: list[EvalResult], lines: list[str], show_progress: bool,
+                      time_budget_s: float | None) -> tuple[list[Profile], list[str]]:
+    """recommend --serve --measure: the server searches that can change the answer (recommendation.serving)."""
+    from vischoose.measure.serving_runner import DEFAULT_SEARCH_S
+    from vischoose.recommendation import serving
+
+    serving.check(preset)
+
+    def candidates(rows: list[Profile]) -> list:
+        return build_candidates(entries, preset, rows, evals, extra)
+
+    measurer = _ServerMeasurer(preset, show_progress, time_budget_s or DEFAULT_SEARCH_S)
+    try:
+        measured, found = serving.measure_for_decision(candidates, preset, profiles, measurer)
+    finally:
+        measurer.close()
+    return profiles + measured, lines + found
 
 
 def _preset(target: str, device: str | None, memory_basis: str | None,
@@ -222,6 +262,22 @@ class _Measurer:
         """Clear the progress line."""
         if self.progress:
             self.progress.close()
+
+
+class _ServerMeasurer(_Measurer):
+    """Runs one model's server search at a variant and bound (measure.serving_runner), with the same progress line;
+    time_budget_s is the whole search's."""
+
+    def __call__(self, model: str, variant: Variant, slo_ms: float) -> list[Profile]:  # type: ignore[override]
+        from vischoose.measure import options, serving_runner
+
+        spec = self.preset.measure
+        chosen = options.resolve_options(None, device="cpu", runtime=variant.runtime, dtype=variant.dtype,
+                                         threads=spec.threads, threads_from=self.preset.name, weights="auto")
+        request = serving_runner.ServeRequest(slo_ms, time_budget_s=self.time_budget_s)
+        runs = serving_runner.serve_models([model], chosen, request, progress=self._progress(variant))
+        self.runs += 1
+        return [r.profile for r in runs]
 
 
 def _duration(seconds: float) -> str:

@@ -166,5 +166,17 @@ def write_report(found: Sequence[Any], out: Path, plot: bool) -> str | None:
         plot_file = plots.plot_pareto(profiles, out.with_name(out.stem + "-pareto.png")).name
     text = results_report(found, machine.describe(), published.compare_all(profiles, evals),
                           published.ratio_comparisons(profiles), plot_file, now_iso())
+    text += serving_section(profiles, out, plot)
     exchange.write_text(out, text)
     return plot_file
+
+
+def serving_section(profiles: Sequence[Any], out: Path, plot: bool) -> str:
+    """The report's serving section (server-scenario rows), with OUT-serving.png beside it when asked."""
+    from vischoose.report import plots, serving
+
+    serving_plot = None
+    if plot and plots.serving_rows(profiles):
+        serving_plot = plots.plot_serving(profiles, out.with_name(out.stem + "-serving.png")).name
+    lines = serving.serving_markdown(profiles, serving_plot)
+    return "\n".join(lines) + "\n" if lines else ""
