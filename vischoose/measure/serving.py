@@ -187,6 +187,8 @@ def server_settings(qps: float, slo_ms: float, budget: Budget) -> Any:
     settings.min_query_count = budget.queries(qps) if not budget.official else budget.min_queries
     if not budget.official:
         settings.min_duration_ms = int(budget.min_duration_s * 1e3)
+    if budget.max_run_s:
+        settings.max_duration_ms = int(budget.max_run_s * 1e3)
     return settings
 
 

@@ -84,6 +84,7 @@ class Budget:
     min_queries: int
     min_duration_s: float
     official: bool = False
+    max_run_s: float | None = None  # LoadGen stops a run here (it is then INVALID: too few queries); None: never
 
     def queries(self, rate: float) -> int:
         """Queries a run at `rate` issues."""
