@@ -135,6 +135,14 @@ class ServerSearch:
         self.facts["notes"] = list(dict.fromkeys(self.facts.get("notes", []) + result.get("notes", [])))
         return result
 
+    def single_stream(self, seconds: float, min_queries: int) -> dict[str, Any]:
+        """vischoose's batch-1 timing and LoadGen's SingleStream on one session (one instance, every thread): the
+        "serve-single-stream" child's result, with the error when one failed."""
+        if self._build() is None:
+            self.verified = self._attempt("serve-single-stream", "single-stream", self.cores, {
+                "instances": 1, "threads": self.cores, "seconds": seconds, "min_queries": min_queries})
+        return {**self.facts, **self.verified, "error": self.error}
+
     def _build(self) -> str | None:
         """A graph runtime's file, built and checked as every profile builds it (torch: nothing to build)."""
         if not registry.get(self.options.runtime).is_graph:
@@ -252,3 +260,14 @@ def outcome_dict(outcome: Outcome | None) -> dict[str, Any] | None:
     return {"predictions": [p.to_dict() for p in outcome.predictions],
             "chosen": outcome.chosen.to_dict() if outcome.chosen else None,
             "runs": [{k: v for k, v in r.to_dict().items() if k != "summary"} for r in outcome.runs]}
+
+
+def compare_single_stream(model: str, options: ProfileOptions, seconds: float = 10.0, min_queries: int = 500,
+                          runner: Runner = run_child) -> dict[str, Any]:
+    """vischoose's batch-1 latency and LoadGen's SingleStream p90 on the same session, in one child (bench/serving.py):
+    result["vischoose"] (ms summary) and result["loadgen"] (p50/p90 ms, validity, summary)."""
+    serving.require_loadgen("single-stream")
+    with tempfile.TemporaryDirectory(prefix="vischoose-single-stream-") as tmp:
+        search = ServerSearch(catalog.parse_model_ref(model), options, ServeRequest(1000.0), Path(tmp), runner, None,
+                              False)
+        return search.single_stream(seconds, min_queries)
