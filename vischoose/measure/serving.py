@@ -30,6 +30,7 @@ LOADGEN_MODULE = "mlperf_loadgen"
 LOADGEN_PIP = "pip install 'vischoose[serve]'"
 MODEL_NAME = "vischoose"  # mlperf.conf has no such model: its "*" lines (seeds, percentiles, 600 s) apply
 SAMPLES = 64  # images the QSL holds, all in memory (LoadGen picks among them at random)
+BATCH1_CALLS = 30  # service times at batch 1 an instance gives at least (the tail the model draws from)
 _STOP = None
 Forward = Callable[["np.ndarray"], Any]
 
@@ -276,13 +277,16 @@ def service_times(forwards: Sequence[Forward], images: "np.ndarray", batch: int,
 def service_ladder(forwards: Sequence[Forward], images: "np.ndarray", slo_ms: float, max_batch: int, seconds: float,
                    thread_start: Callable[[], None] | None = None,
                    on_size: Callable[[int], None] | None = None) -> dict[int, list[float]]:
-    """Service times (s) of every instance at once at batch 1, 2, 4, ... (serving_search.next_batch decides how far)."""
+    """Service times (s) of every instance at once at batch 1, 2, 4, ... (serving_search.next_batch decides how far).
+    Batch 1 gets twice the time and at least BATCH1_CALLS calls an instance: its tail decides tight bounds."""
     found: dict[int, list[float]] = {}
     batch = serving_search.next_batch(found, len(forwards), slo_ms, max_batch)
     while batch is not None:
         if on_size:
             on_size(batch)
-        found[batch] = service_times(forwards, images, batch, seconds, thread_start=thread_start)
+        first = batch == 1
+        found[batch] = service_times(forwards, images, batch, 2 * seconds if first else seconds,
+                                     min_calls=BATCH1_CALLS if first else 3, thread_start=thread_start)
         batch = serving_search.next_batch(found, len(forwards), slo_ms, max_batch)
     return found
 
