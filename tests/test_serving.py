@@ -257,3 +257,14 @@ def test_costs_at_the_sustained_and_the_best_offline_rate():
         "m (onnxruntime int8): 90.0 QPS sustained at p99 <= 100 ms; USD 2.099 per million images at USD 0.68/h; 250 "
         "QPS at the bound needs 3 machines (USD 2.04/h)"]
     assert cost.costs(offline, None, None) == []
+
+
+def test_results_list_shows_the_sustained_rate_of_a_server_row(runner):
+    from vischoose.results.store import open_store
+
+    with open_store() as db:
+        db.add_profile(Profile(model="m", tag="m.t", device="cpu", dtype="float32", batch_size=8, input_size=224,
+                               scenario="server", slo_ms=100.0, serve_qps=123.4))
+    result = runner.invoke(app, ["results", "list"])
+    assert result.exit_code == 0
+    assert re.search(r"m \(server, p99 <= 100 ms\)\s.*\s123\.4\s", result.stdout)

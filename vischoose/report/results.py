@@ -25,6 +25,8 @@ def _stored_profile_row(r: Any) -> list[str]:
     row = [str(r.id), p.model, p.device, p.runtime, p.dtype, str(p.batch_size), str(p.input_size),
            fmt(p.latency_ms_p50, 2), fmt(p.latency_ms_p90, 2), fmt(p.throughput_img_s, 1), fmt(p.peak_memory_mb, 1),
            fmt(p.gflops, 2), fmt(p.top1, 2), p.machine, p.created_at[:16].replace("T", " "), r.imported_from or "here"]
+    if p.scenario == "server":  # the sustained rate under the bound in the img/s column (MLPerf LoadGen Server)
+        row[1], row[9] = f"{p.model} (server, p99 <= {p.slo_ms:g} ms)", fmt(p.serve_qps, 1)
     if p.error:
         row[7:10] = ["FAILED", "-", "-"]
     return row
