@@ -71,9 +71,11 @@ def profile(request: "ProfileRequest | Iterable[str] | str | None" = None, /, *,
             precision: str | None = None, save: bool = True,
             progress: Callable[[str, str, float], None] | None = None, **fields: Any) -> "list[Profile]":
     """Profile models on this machine: profile(ProfileRequest(...)) or profile(models, **fields) with
-    ProfileRequest's fields (target: a preset's [measure] protocol first); save: keep the rows in the store."""
+    ProfileRequest's fields (target: a preset's [measure] protocol first, and its [serve] values); save: keep the rows
+    in the store. scenario="server" with slo_ms searches the highest rate each model sustains under that p99 bound
+    (MLPerf LoadGen's Server scenario; the `serve` extra)."""
     from vischoose.measure.runner import profile_models
-    from vischoose.requests.profile import ProfileRequest
+    from vischoose.requests.profile import SERVER, ProfileRequest
 
     if not isinstance(request, ProfileRequest):
         models = (request,) if isinstance(request, str) else tuple(request or ())
@@ -81,7 +83,10 @@ def profile(request: "ProfileRequest | Iterable[str] | str | None" = None, /, *,
     keep = None
     if save:
         from vischoose.results.store import keep_profiles as keep
-    return [r.profile for r in profile_models(request, progress=progress, keep=keep)]
+    measure = profile_models
+    if request.scenario == SERVER:
+        from vischoose.measure.serving_runner import serve_models as measure
+    return [r.profile for r in measure(request, progress=progress, keep=keep)]
 
 
 def export(request: "ExportRequest | str", out: "str | Path | None" = None, /, **fields: Any) -> "ExportReport":

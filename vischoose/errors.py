@@ -91,12 +91,13 @@ class DatasetError(UsageError):
 
 
 class MissingExtraError(UsageError):
-    """A runtime that is not installed (or cannot run on this machine): the pip command that adds it."""
+    """A runtime (or another option's value, e.g. the server scenario's load generator) that is not installed or
+    cannot run on this machine: the pip command that adds it."""
 
-    def __init__(self, runtime: str, why: str, extra: str | None) -> None:
+    def __init__(self, runtime: str, why: str, extra: str | None, field: str = "runtime") -> None:
         self.runtime, self.why, self.extra = runtime, why, extra
         hint = f"pip install 'vischoose[{extra}]'" if extra else "Reinstall vischoose: pip install vischoose"
-        super().__init__(f"{opt('runtime')} {runtime} is not available here: {why}.", hint=hint, field="runtime")
+        super().__init__(f"{opt(field)} {runtime} is not available here: {why}.", hint=hint, field=field)
 
 
 class WeightsUnavailableError(VischooseError):

@@ -14,7 +14,7 @@ from vischoose.models.catalog import FAMILIES
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import PRECISIONS, TORCH_DTYPES, Variant, precision_of
 
-RANK_KEYS = ("top1", "latency_ms", "throughput", "memory_mb", "params_m", "gflops")
+RANK_KEYS = ("top1", "latency_ms", "throughput", "memory_mb", "params_m", "gflops", "serve_qps", "cost_per_million")
 MEMORY_BASES = ("weights", "peak")
 
 
@@ -44,6 +44,15 @@ class Constraints(NamedTuple):
     memory_basis: str = "weights"  # "weights" at the target dtype, or measured "peak"
 
 
+class ServeSpec(NamedTuple):
+    """[serve]: the target as a service (recommend --serve): the p99 bound, the rate to sustain, one machine's price
+    per hour in USD; None where not given."""
+
+    slo_ms: float | None = None
+    target_qps: float | None = None
+    price_per_hour: float | None = None
+
+
 class Preset(NamedTuple):
     """A deployment target: protocol, constraints, candidates and ranking (a NamedTuple: replaced, never mutated, and
     cheaper to create than a dataclass at every start-up)."""
@@ -58,6 +67,7 @@ class Preset(NamedTuple):
     prefer: tuple[str, ...] = ()
     sort: tuple[str, ...] = ("-top1",)
     deploy: tuple[Variant, ...] = ()  # [deploy]: what the target runs; () = torch at the [measure] dtype
+    serve: ServeSpec = ServeSpec()  # [serve]: the service recommend --serve judges each model as
 
     @property
     def plain(self) -> Variant:
@@ -73,11 +83,14 @@ class Preset(NamedTuple):
         """A copy with constraint or measure values replaced where the value is not None."""
         cons = {k: v for k, v in values.items() if v is not None and k in Constraints._fields}
         meas = {k: v for k, v in values.items() if v is not None and k in MeasureSpec._fields}
-        unknown = set(values) - set(cons) - set(meas) - {k for k, v in values.items() if v is None}
+        serve = {k: v for k, v in values.items() if v is not None and k in ServeSpec._fields}
+        unknown = set(values) - set(cons) - set(meas) - set(serve) - {k for k, v in values.items() if v is None}
         if unknown:
             raise PresetError(f"Unknown override(s): {', '.join(sorted(unknown))}.")
-        preset = self._replace(constraints=self.constraints._replace(**cons), measure=self.measure._replace(**meas))
+        preset = self._replace(constraints=self.constraints._replace(**cons), measure=self.measure._replace(**meas),
+                               serve=self.serve._replace(**serve))
         _check_constraints(preset.constraints, "command line")
+        _check_serve(serve, "command line")
         return preset
 
 
@@ -143,7 +156,7 @@ def _find(text: str) -> Path:
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
                dict: "a table"}
 _TABLES = {"name": str, "description": str, "measure": dict, "constraints": dict, "candidates": dict, "rank": dict,
-           "deploy": dict}
+           "deploy": dict, "serve": dict}
 
 
 def _parse(path: Path, data: dict[str, Any]) -> Preset:
@@ -172,7 +185,24 @@ def _parse(path: Path, data: dict[str, Any]) -> Preset:
     return Preset(name=data.get("name", path.stem), description=data.get("description", ""), path=path,
                   measure=measure, constraints=constraints, families=families,
                   models=models, prefer=prefer, sort=sort,
-                  deploy=_parse_deploy(path, data["deploy"]) if "deploy" in data else ())
+                  deploy=_parse_deploy(path, data["deploy"]) if "deploy" in data else (),
+                  serve=_parse_serve(path, data.get("serve", {})))
+
+
+def _parse_serve(path: Path, table: dict[str, Any]) -> ServeSpec:
+    """[serve]: slo_ms, target_qps, price_per_hour, each a positive number."""
+    _known_keys(path, "serve", table, {key: (int, float) for key in ServeSpec._fields})
+    _check_serve(table, f"{path} [serve]")
+    return ServeSpec(**{key: float(value) for key, value in table.items()})
+
+
+def _check_serve(values: dict[str, Any], where: str) -> None:
+    """Raise PresetError on a [serve] value that is not a positive number; `where` names the file and table, or
+    "command line" (fields named)."""
+    for key, value in values.items():
+        if not value > 0:  # nan too
+            name = opt(key) if where == "command line" else f"{where}: '{key}'"
+            raise PresetError(f"{name} must be greater than 0 (got {value:g}).")
 
 
 def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:

@@ -68,6 +68,30 @@ class Profile:
     agreement_images: int | None = None  # images in the check batch
     agreement_source: str | None = None  # "images" (real photos) or "random" (random inputs)
     variant_status: str | None = None  # "ok", "rejected" (below the agreement threshold) or "unverified"
+    # the server scenario (MLPerf LoadGen Server: Poisson arrivals, latency from each query's scheduled arrival);
+    # None: the row's figures are single-stream batch-1 latency and offline img/s, as above
+    scenario: str | None = None  # "server"
+    slo_ms: float | None = None  # the p99 latency bound
+    serve_qps: float | None = None  # highest rate whose LoadGen run was VALID (LoadGen's scheduled samples/s)
+    serve_target_qps: float | None = None  # the Poisson rate that run was asked for
+    serve_p50_ms: float | None = None  # LoadGen's latencies in that run
+    serve_p90_ms: float | None = None
+    serve_p99_ms: float | None = None
+    serve_valid: bool | None = None  # LoadGen's verdict on the reported run (never an INVALID one)
+    serve_early_stopping: str | None = None  # LoadGen's early-stopping verdict on it
+    serve_note: str | None = None  # why no rate was sustained (serve_qps None, serve_valid False)
+    serve_instances: int | None = None  # model instances sharing the cores
+    serve_threads: int | None = None  # intra-op threads per instance (instances x threads <= cores)
+    serve_max_batch: int | None = None  # dynamic batching: largest batch (1: none)
+    serve_max_wait_ms: float | None = None  # dynamic batching: longest wait after a batch's first request
+    serve_min_queries: int | None = None  # each LoadGen run: at least this many queries ...
+    serve_min_duration_s: float | None = None  # ... and this many seconds
+    serve_official: bool | None = None  # MLPerf's minimum duration and query count (--official)
+    serve_runs: int | None = None  # LoadGen runs the search made
+    serve_search_s: float | None = None  # wall time of the whole search
+    serve_curve: str | None = None  # JSON: every LoadGen run and the queueing model's curve (results plot)
+    loadgen_version: str | None = None
+    loadgen_summary: str | None = None  # mlperf_log_summary.txt of the reported run
     created_at: str = field(default_factory=now_iso)
 
     @property

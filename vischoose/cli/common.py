@@ -19,6 +19,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (with schema_v
 ModelsArg = Annotated[list[str], typer.Argument(help="Catalog alias, timm name, hf-hub:org/name, or a model folder.")]
 CalibrationOpt = Annotated[Path | None, typer.Option(help="Deployment runtimes: a folder of your images (a few dozen) "
                                                      "that calibrate int8 and check agreement with eager fp32.")]
+SloOpt = Annotated[float | None, typer.Option("--slo-ms", help="Serving: the p99 latency bound, ms (MLPerf Server; "
+                                              "latency counted from each request's scheduled arrival).")]
+TargetQpsOpt = Annotated[float | None, typer.Option("--target-qps", help="Serving: the requests per second to sustain: "
+                                                    "machines needed and what they cost.")]
+PriceOpt = Annotated[float | None, typer.Option("--price-per-hour", help="USD per machine-hour: cost per million images "
+                                                "at the sustained (server) or best offline rate (default: the "
+                                                "target's [serve]).")]
 
 
 def runtime_opt() -> Any:

@@ -8,6 +8,9 @@ from vischoose.cli.common import (
     CalibrationOpt,
     Commands,
     JsonOpt,
+    PriceOpt,
+    SloOpt,
+    TargetQpsOpt,
     debug_enabled,
     precision_opt,
     reported_errors,
@@ -51,6 +54,16 @@ def profile_cmd(
     optimize: Annotated[bool, typer.Option("--optimize", help="Search dtype, channels_last, threads, batch size and "
                                            "torch.compile for the fastest setting that agrees with fp32; "
                                            "--time-budget is then the whole search's per model (default 300 s).")] = False,
+    scenario: Annotated[str | None, typer.Option(help="MLPerf LoadGen's scenario: single-stream (batch-1 latency) and "
+                                                 "offline (img/s) are profile's usual figures; server finds the highest "
+                                                 "Poisson rate whose LoadGen run is VALID under --slo-ms, searching "
+                                                 "instances and dynamic batching (--time-budget: the search's, default "
+                                                 "180 s per model; pip install 'vischoose[serve]').")] = None,
+    slo_ms: SloOpt = None,
+    official: Annotated[bool, typer.Option("--official", help="Server: MLPerf's minimum duration (600 s per LoadGen "
+                                           "run) instead of vischoose's (662 queries and 5 s).")] = False,
+    price_per_hour: PriceOpt = None,
+    target_qps: TargetQpsOpt = None,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
@@ -63,15 +76,34 @@ def profile_cmd(
             target, precision=precision, models=tuple(models or ()), device=device, batch_sizes=batch_size,
             dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, input_size=input_size,
             weights=weights, time_budget_s=time_budget, runtime=runtime,
-            calibration=str(calibration) if calibration else None, min_agreement=min_agreement, optimize=optimize)
+            calibration=str(calibration) if calibration else None, min_agreement=min_agreement, optimize=optimize,
+            scenario=scenario, slo_ms=slo_ms, official=official, price_per_hour=price_per_hour, target_qps=target_qps)
         keep = None if no_save else keep_profiles
         if optimize:
             _profile_optimized(request, time_budget, progress, keep, as_json)
             return
-        runs = runner.profile_models(request, progress=progress, debug=debug_enabled(), keep=keep)
-    report_profile.show_profiles(runs, output)
+        runs = _measured(request, progress, keep)
+    _show(runs, request, output)
     with reported_errors():
         runner.failed(runs)
+
+
+def _measured(request, progress, keep) -> list:
+    """profile's rows: the server search (scenario server) or the usual single-stream latency and offline img/s."""
+    from vischoose.measure import runner, serving_runner
+    from vischoose.requests.profile import SERVER
+
+    measure = serving_runner.serve_models if request.scenario == SERVER else runner.profile_models
+    return measure(request, progress=progress, debug=debug_enabled(), keep=keep)
+
+
+def _show(runs: list, request, output: str) -> None:
+    """The rows (the server table for server rows), then what they cost at the price and target rate asked."""
+    from vischoose.recommendation import cost
+    from vischoose.report import serving as report_serving
+
+    price, target = request.price_per_hour, request.target_qps
+    report_serving.show_runs(runs, output, cost.costs([r.profile for r in runs], price, target), price, target)
 
 
 def _profile_optimized(request, budget_s: float | None, progress, keep, as_json: bool) -> None:

@@ -5,10 +5,9 @@ from typing import Annotated
 
 import typer
 
-from vischoose.cli.common import Commands, JsonOpt, reported_errors
+from vischoose.cli.common import Commands, JsonOpt, PriceOpt, SloOpt, TargetQpsOpt, reported_errors
 from vischoose.report import tables as report
 from vischoose.report.profile import ProfileProgress
-from vischoose.requests.recommend import MEASURE_BUDGET_S
 
 commands = Commands()
 
@@ -31,7 +30,9 @@ def recommend_cmd(
                                               "target deploys (exhaustive, slow).")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="With --measure: measure again what this machine already "
                                         "measured under the target's protocol.")] = False,
-    time_budget: Annotated[float | None, typer.Option(min=0.1, help="With --measure: seconds of timed runs per model (default 20).")] = None,
+    time_budget: Annotated[float | None, typer.Option(min=0.1, help="With --measure: seconds of timed runs per model "
+                                                      "(default 20); with --serve, a whole server search's (default "
+                                                      "180).")] = None,
     data: Annotated[Path | None, typer.Option(help="Your labelled images (class folders or a path,label CSV, as for "
                                               "evaluate): rank on the top-1 each fitting model's deployed file reaches "
                                               "on them, with 95 % intervals.")] = None,
@@ -41,6 +42,12 @@ def recommend_cmd(
                                                             "int8 that loses at most this many top-1 points against "
                                                             "fp32 on your images (layers int8 hurts most kept in "
                                                             "float), measured on a held-out half; else rejected.")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Judge each model as a service at the target's [serve] p99 "
+                                        "bound (profile --scenario server rows; else estimated from offline img/s), "
+                                        "ranked by cost per million images. Implied by the three options below.")] = False,
+    slo_ms: SloOpt = None,
+    target_qps: TargetQpsOpt = None,
+    price_per_hour: PriceOpt = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
@@ -52,9 +59,10 @@ def recommend_cmd(
         request = RecommendRequest(
             target=target, models=tuple(models or ()), results=tuple(str(r) for r in results or ()),
             measure="all" if measure_all else "decision" if measure else "", fresh=fresh,
-            time_budget_s=time_budget or MEASURE_BUDGET_S, device=device, memory_basis=memory_basis,
+            time_budget_s=time_budget, device=device, memory_basis=memory_basis,
             data=str(data) if data else None, labels=str(labels) if labels else None,
             max_accuracy_drop=max_accuracy_drop, max_memory_mb=budget_mb, max_latency_ms=max_latency_ms,
-            min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
+            min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m, serve=serve,
+            slo_ms=slo_ms, target_qps=target_qps, price_per_hour=price_per_hour)
         rec = advise(request, progress, report.ProgressBar)
     report.show_recommendation(rec, top=top, as_json=as_json)

@@ -121,7 +121,7 @@ def results_clear(yes: YesOpt = False) -> None:
     typer.echo(f"Removed {removed} results.", err=True)
 
 
-PlotX = Annotated[Literal["throughput", "latency"], typer.Option("--x", help="x axis: throughput (img/s) or batch-1 latency (ms).")]
+PlotX = Annotated[Literal["throughput", "latency", "load"], typer.Option("--x", help="x axis: throughput (img/s) or batch-1 latency (ms) against top-1; load: server-scenario latency against offered load (QPS), SLO line, knee.")]
 
 
 @results_app.command("plot")
@@ -129,13 +129,15 @@ def results_plot(out: Annotated[Path, typer.Option("--out", help="Image file: .p
                  x: PlotX = "throughput",
                  measured_top1: Annotated[bool, typer.Option("--measured-top1", help="Use top-1 from vischoose evaluate where stored (marked *).")] = False,
                  model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None) -> None:
-    """Plot top-1 against throughput or latency (log scale), marker area = memory, with the Pareto front."""
+    """Plot top-1 against throughput or latency (log scale), marker area = memory, with the Pareto front; or (--x
+    load) server-scenario latency against offered load."""
     with reported_errors():
         from vischoose.report import plots
 
         found = _stored_results(model, device, machine)
         top1 = {r.record.model: r.record.top1 for r in found if r.kind == "eval"} if measured_top1 else None
-        plots.plot_pareto([r.record for r in found if r.kind == "profile"], out, x=x, top1=top1)
+        profiles = [r.record for r in found if r.kind == "profile"]
+        plots.plot_serving(profiles, out) if x == "load" else plots.plot_pareto(profiles, out, x=x, top1=top1)
     typer.echo(f"Wrote {out}.", err=True)
 
 

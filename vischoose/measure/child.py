@@ -5,7 +5,8 @@ crash, kill or out-of-memory becomes that row's error.
 
 The job (measure.protocol.Job) holds the ProfileRequest, the model and the mode. The child writes its results (so far) to
 ``job.result_path`` after every phase, and progress lines prefixed with PROGRESS_PREFIX to stderr; the parent
-(measure.runner) reads both. torch eager modes live in measure.eager, exported-graph modes in measure.graph.
+(measure.runner) reads both. torch eager modes live in measure.eager, exported-graph modes in measure.graph, the
+server scenario's (either runtime) in measure.serving_child.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import sys
 import traceback
 from pathlib import Path
 
-from vischoose.measure import eager, graph
+from vischoose.measure import eager, graph, serving_child
 from vischoose.measure.protocol import Job, Mode, Result, new_result, write_result
 from vischoose.runtimes import registry
 
 
 def modes(job: Job) -> dict[str, Mode]:
-    """The modes of the job's runtime: torch eager, or an exported graph."""
+    """The modes of the job's runtime: torch eager, or an exported graph; the server scenario's for either."""
+    if job.mode in serving_child.MODES:
+        return serving_child.MODES
     return graph.MODES if registry.get(job.runtime).is_graph else eager.MODES
 
 

@@ -24,7 +24,7 @@ class Job:
 
     request: ProfileRequest
     model: str  # the reference the user gave
-    mode: str  # a mode of the runtime's child (measure.eager.MODES or measure.graph.MODES)
+    mode: str  # a mode of the runtime's child (measure.eager, measure.graph or measure.serving_child MODES)
     device: str  # resolved: "cpu" or "cuda:N"
     threads: int  # capped at the cores this process may use (measure.process)
     batch_sizes: tuple[int, ...]
@@ -35,6 +35,7 @@ class Job:
     artifact: dict[str, Any] | None = None  # graph runtimes, after the build: the file (Artifact.to_dict)
     batch: int | None = None  # an optimize trial: its batch size
     reference: str | None = None  # an optimize trial: the fp32 logits it is compared with (.npy)
+    serve: dict[str, Any] | None = None  # a server-scenario child (measure.serving_child): instances, threads, ...
 
     def __getattr__(self, name: str) -> Any:  # the protocol's own options: job.dtype is job.request.dtype
         if name.startswith("__"):

@@ -74,12 +74,12 @@ def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Pre
     """Successful profiles of this model under the preset's protocol, newest first.
 
     Without a variant: torch at the preset's [measure] dtype; onnxruntime rows match on precision only (the
-    graph's layout is its own).
+    graph's layout is its own). Server-scenario rows are not profiles of this protocol (recommendation.serving).
     """
     spec = preset.measure
     variant = variant or preset.plain
     rows = [p for p in profiles if p.ok and (p.model == model or p.tag == tag) and p.dtype == variant.dtype
-            and p.runtime == variant.runtime
+            and p.runtime == variant.runtime and p.scenario is None  # server rows: recommendation.serving reads them
             and (variant.runtime != "torch" or (p.layout == "channels_last") == spec.channels_last)]
     if spec.device == "auto":
         gpu = [p for p in rows if p.device.startswith("cuda")]

@@ -34,8 +34,9 @@ class Bar(Protocol):
 def advise(request: RecommendRequest, progress: Progress | None = None,
            bar: Callable[[str], Bar] | None = None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or request.results) has
-    them; measuring what can change the answer (request.measure) and evaluating on labelled images (request.data)
-    as asked. progress hears each measurement's phases; bar(label) makes a progress bar for each evaluation.
+    them; measuring what can change the answer (request.measure), evaluating on labelled images (request.data) and
+    judging each model as a service at the preset's [serve] bound (request.serving: recommendation.serving, ranked by
+    cost per million images) as asked. progress hears each measurement's phases; bar(label) makes a progress bar for each evaluation.
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError, DatasetError.
@@ -47,17 +48,16 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
     evals = shippable(evals, dataset)
     lines = _unused_limit(preset, dataset)
     if request.measure:
-        from vischoose.recommendation import (
-            measuring,  # only here: recommend on stored figures starts fast
-        )
-
-        measurer = _Measurer(preset, progress, request.time_budget_s)
-        measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, world,
-                                                       request.measure, request.fresh, on_plan=measurer.plan)
-        profiles, lines = profiles + measured, lines + log.lines()
+        profiles, lines = (_measure_services if request.serving else _measure_profiles)(
+            request, preset, entries, extra, profiles, evals, world, lines, progress)
 
     def rank(found: list[EvalResult]) -> Recommendation:
-        return recommend(build_candidates(entries, preset, profiles, found, world, extra), preset)
+        cands = build_candidates(entries, preset, profiles, found, world, extra)
+        if request.serving:
+            from vischoose.recommendation import serving
+
+            return recommend(serving.judge(cands, preset, profiles), serving.ranked(preset))
+        return recommend(cands, preset)
 
     if dataset is None:
         rec = rank(evals)
@@ -78,10 +78,38 @@ def known() -> Known:
     return Known(catalog.load(), facts, registry.CATALOG_INT8)
 
 
+def _measure_profiles(request: RecommendRequest, preset: presets.Preset, entries: list[catalog.CatalogEntry],
+                      extra: list[tuple[str, str]], profiles: list[Profile], evals: list[EvalResult], world: Known,
+                      lines: list[str], progress: Progress | None) -> tuple[list[Profile], list[str]]:
+    """recommend --measure: what can change the answer (mode "decision") or everything ("all")."""
+    from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
+
+    measurer = _Measurer(preset, progress, request.budget_s)
+    measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, world,
+                                                   request.measure, request.fresh, on_plan=measurer.plan)
+    return profiles + measured, lines + log.lines()
+
+
+def _measure_services(request: RecommendRequest, preset: presets.Preset, entries: list[catalog.CatalogEntry],
+                      extra: list[tuple[str, str]], profiles: list[Profile], evals: list[EvalResult], world: Known,
+                      lines: list[str], progress: Progress | None) -> tuple[list[Profile], list[str]]:
+    """recommend --serve --measure: the server searches that can change the answer (recommendation.serving)."""
+    from vischoose.recommendation import serving
+
+    serving.check(preset)
+
+    def candidates(rows: list[Profile]) -> list:
+        return build_candidates(entries, preset, rows, evals, world, extra)
+
+    measured, found = serving.measure_for_decision(candidates, preset, profiles,
+                                                   _ServerMeasurer(preset, progress, request.budget_s))
+    return profiles + measured, lines + found
+
+
 def _preset(request: RecommendRequest) -> presets.Preset:
     preset = presets.load_preset(request.target).with_overrides(device=request.device,
                                                                 memory_basis=request.memory_basis,
-                                                                **request.constraints)
+                                                                **request.overrides)
     if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
                                                          for v in preset.variants):
         runs = " and ".join(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
@@ -218,6 +246,23 @@ class _Measurer:
             eta = f", at most ~{_duration(eta_s)} left" if eta_s >= 1 else ""
             progress(f"{model} at {variant.label} (run {done + 1}{of}{eta})", what, elapsed)
         return show
+
+
+class _ServerMeasurer(_Measurer):
+    """Runs one model's server search at a variant and bound (measure.serving_runner), stored as it is measured, with
+    the same progress line; time_budget_s is the whole search's."""
+
+    def __call__(self, model: str, variant: Variant, slo_ms: float) -> list[Profile]:  # type: ignore[override]
+        from vischoose.measure.serving_runner import serve_models
+        from vischoose.requests.profile import SERVER, ProfileRequest
+        from vischoose.results.store import keep_profiles
+
+        request = ProfileRequest(models=(model,), device="cpu", runtime=variant.runtime, dtype=variant.dtype,
+                                 threads=self.preset.measure.threads, threads_from=self.preset.name, weights="auto",
+                                 time_budget_s=self.time_budget_s, scenario=SERVER, slo_ms=slo_ms)
+        runs = serve_models(request, progress=self._progress(variant), keep=keep_profiles)
+        self.runs += 1
+        return [r.profile for r in runs]
 
 
 def _duration(seconds: float) -> str:

@@ -236,3 +236,74 @@ def _box(centre: Any, offset: tuple[float, float], width: float, height: float,
 
 def _overlap_area(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+# ---- the server scenario: latency against offered load ------------------------------------------------------------
+
+def serving_rows(profiles: Sequence[Profile]) -> list[Profile]:
+    """Server-scenario rows that have LoadGen runs or a model curve to draw."""
+    return [p for p in profiles if p.scenario == "server" and p.ok and p.serve_curve]
+
+
+def plot_serving(profiles: Sequence[Profile], out: Path | str) -> Path:
+    """Latency (p50 and p99, ms, log scale) against offered Poisson load (QPS) per model and variant: each LoadGen run
+    (filled: VALID, hollow: INVALID), the queueing model's curve (dashed), the p99 bound and the knee (the highest
+    VALID rate).
+
+    Raises:
+        UsageError: no server rows, an unknown format, or the file cannot be written.
+    """
+    import json
+
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise UsageError(f"Cannot write a plot as '{out.suffix or out.name}': use a .png or .svg file name.")
+    rows = serving_rows(profiles)
+    if not rows:
+        raise UsageError("Nothing to plot: no server-scenario results.",
+                         hint="Measure some first, e.g. vischoose profile resnet50 --scenario server --slo-ms 100.")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 6))
+    ax = fig.add_subplot()
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"]
+    for i, p in enumerate(rows):
+        _draw_serving(ax, p, json.loads(p.serve_curve or "{}"), colours[i % len(colours)])
+    for slo in sorted({p.slo_ms for p in rows if p.slo_ms}):
+        ax.axhline(slo, color="black", lw=1.0, ls="-.", zorder=1)
+        ax.annotate(f"p99 bound {slo:g} ms", (0.01, slo), xycoords=("axes fraction", "data"), fontsize=8,
+                    va="bottom")
+    ax.set_yscale("log")
+    ax.set_xlabel("Offered load, queries/s (Poisson arrivals, LoadGen Server)")
+    ax.set_ylabel("Latency from scheduled arrival, ms (log scale)")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.suptitle("Latency against offered load", fontsize=13)
+    ax.set_title(_wrap("markers: LoadGen runs (filled VALID, hollow INVALID; circle p50, square p99); dashed: queueing "
+                       "model of the measured service times; dotted: the knee, highest VALID rate"), fontsize=8.5,
+                 color="dimgray")
+    try:
+        fig.savefig(out, dpi=150, bbox_inches="tight")
+    except OSError as err:
+        raise UsageError(f"Cannot write the plot {out}: {err.strerror or err}.") from err
+    return out
+
+
+def _draw_serving(ax: Any, p: Profile, curve: dict[str, Any], colour: str) -> None:
+    """One row's runs, model curve and knee."""
+    name = f"{p.model} {p.runtime} {'fp32' if p.dtype == 'float32' else p.dtype}"
+    model = curve.get("model") or []
+    if model:
+        ax.plot([m[0] for m in model], [m[1] for m in model], "--", color=colour, lw=0.9, alpha=0.7)
+        ax.plot([m[0] for m in model], [m[2] for m in model], "--", color=colour, lw=1.4, alpha=0.7,
+                label=f"{name}: model p50/p99")
+    for qps, p50, _p90, p99, valid in curve.get("runs") or []:
+        face = colour if valid else "none"
+        for value, marker in ((p50, "o"), (p99, "s")):
+            if value:
+                ax.scatter([qps], [value], marker=marker, facecolors=face, edgecolors=colour, s=36, zorder=3)
+    ax.scatter([], [], marker="s", color=colour, label=f"{name}: {curve.get('settings', '')}")
+    if p.serve_qps:
+        ax.axvline(p.serve_target_qps or p.serve_qps, color=colour, ls=":", lw=1.2)
+        ax.annotate(f"knee {p.serve_qps:,.1f} QPS", (p.serve_target_qps or p.serve_qps, 0.02),
+                    xycoords=("data", "axes fraction"), rotation=90, fontsize=8, color=colour, ha="right")

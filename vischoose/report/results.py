@@ -25,6 +25,8 @@ def _stored_profile_row(r: Any) -> list[str]:
     row = [str(r.id), p.model, p.device, p.runtime, p.dtype, str(p.batch_size), str(p.input_size),
            fmt(p.latency_ms_p50, 2), fmt(p.latency_ms_p90, 2), fmt(p.throughput_img_s, 1), fmt(p.peak_memory_mb, 1),
            fmt(p.gflops, 2), fmt(p.top1, 2), p.machine, p.created_at[:16].replace("T", " "), r.imported_from or "here"]
+    if p.scenario == "server":  # the sustained rate under the bound in the img/s column (MLPerf LoadGen Server)
+        row[1], row[9] = f"{p.model} (server, p99 <= {p.slo_ms:g} ms)", fmt(p.serve_qps, 1)
     if p.error:
         row[7:10] = ["FAILED", "-", "-"]
     return row
@@ -165,5 +167,17 @@ def write_report(found: Sequence[Any], out: Path, plot: bool) -> str | None:
         plot_file = plots.plot_pareto(profiles, out.with_name(out.stem + "-pareto.png")).name
     text = results_report(found, machine.describe(), published.compare_all(profiles, evals),
                           published.ratio_comparisons(profiles), plot_file, now_iso())
+    text += serving_section(profiles, out, plot)
     exchange.write_text(out, text)
     return plot_file
+
+
+def serving_section(profiles: Sequence[Any], out: Path, plot: bool) -> str:
+    """The report's serving section (server-scenario rows), with OUT-serving.png beside it when asked."""
+    from vischoose.report import plots, serving
+
+    serving_plot = None
+    if plot and plots.serving_rows(profiles):
+        serving_plot = plots.plot_serving(profiles, out.with_name(out.stem + "-serving.png")).name
+    lines = serving.serving_markdown(profiles, serving_plot)
+    return "\n".join(lines) + "\n" if lines else ""

@@ -75,6 +75,8 @@ def show_pulled(rows: list[dict[str, Any]], as_json: bool) -> None:
 _SOURCE_MARK = {"measured": "M", "published": "P", "computed": "C", "estimated": "E"}
 _CANDIDATE_COLUMNS = [("top1", "top-1 %", 2), ("memory_mb", "memory MiB", 1), ("latency_ms", "latency ms", 1),
                       ("throughput", "img/s", 1), ("params_m", "params M", 1)]
+# recommend --serve (recommendation.serving): sustained rate at the p99 bound, its cost, the machines a target needs
+_SERVE_COLUMNS = [("serve_qps", "QPS at SLO", 1), ("cost_per_million", "USD per 1M img", 3), ("machines", "machines", 0)]
 
 
 def _figure_cell(cand, name: str, digits: int) -> str:
@@ -85,8 +87,9 @@ def _figure_cell(cand, name: str, digits: int) -> str:
 def _columns(cands) -> list[tuple[str, str, int]]:
     """The candidate columns, with the published top-1 beside the measured one once a top-1 was measured on data."""
     published = any("published_top1" in c.figures for c in cands)
+    serving = [col for col in _SERVE_COLUMNS if any(col[0] in c.figures for c in cands)]
     return _CANDIDATE_COLUMNS[:1] + ([("published_top1", "published top-1 %", 2)] if published else []) + \
-        _CANDIDATE_COLUMNS[1:]
+        _CANDIDATE_COLUMNS[1:] + serving
 
 
 def _candidate_row(cand, pareto, deployed: bool = False, columns=_CANDIDATE_COLUMNS) -> list[str]:
@@ -116,6 +119,7 @@ def recommendation_dict(rec) -> dict[str, Any]:
             "conditions": {"device": spec.device, "dtype": spec.dtype, "batch_size": spec.batch_size,
                            "threads": spec.threads, "channels_last": spec.channels_last,
                            "deploy": [v.label for v in rec.preset.variants]},
+            "serve": {k: v for k, v in rec.preset.serve._asdict().items() if v is not None},
             "notes": rec.notes, "measure_log": rec.measure_log}
 
 
@@ -152,6 +156,8 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
             typer.echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{'; ' + fig.note if fig.note else ''})")
     typer.echo(f"  target runs: {spec.device}, {spec.dtype if c.plain else c.variant.label}, batch {spec.batch_size}"
                f"{', channels_last' if spec.channels_last else ''}")
+    if "serve_qps" in c.figures:
+        typer.echo(f"  target serves: {_serve_text(rec.preset.serve)}")
     shown = rec.runners_up
     deployed = not all(r.plain for r in [c, *shown])  # a "deployed as" column once a preset has [deploy]
     headers = ["model", *(["deployed as"] if deployed else []), *[h for _, h, _ in columns], "pareto"]
@@ -173,6 +179,14 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         typer.echo(f"Note: {note}")
     for line in rec.measure_log:
         typer.echo(f"Measured for this answer: {line}")
+
+
+def _serve_text(serve) -> str:
+    """'p99 <= 100 ms, 200 QPS, USD 0.68 per machine-hour'."""
+    parts = [f"p99 <= {serve.slo_ms:g} ms"]
+    parts += [f"{serve.target_qps:g} QPS"] if serve.target_qps else []
+    parts += [f"USD {serve.price_per_hour:g} per machine-hour"] if serve.price_per_hour else []
+    return ", ".join(parts)
 
 
 def show_presets(presets, as_json: bool) -> None:

@@ -69,6 +69,13 @@ def at_least(value: int | None, least: int, name: str, unit: str = "") -> int | 
     return value
 
 
+def positive(value: float | None, name: str) -> float | None:
+    """A number above 0 (a latency bound, a price, a rate), or None."""
+    if value is not None and not value > 0:  # nan too
+        raise UsageError(f"{opt(name)} must be greater than 0 (got {value:g}).", field=name)
+    return value
+
+
 def input_size(value: int | None) -> int | None:
     """A square input side in px, or None for the model's own."""
     return at_least(value, MIN_INPUT_SIZE, "input_size", " px")

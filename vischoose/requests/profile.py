@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from vischoose.errors import UsageError, opt
+from vischoose.errors import MissingExtraError, UsageError, opt
 from vischoose.presets import Preset, load_preset
 from vischoose.requests import fields as check
 from vischoose.runtimes import precision as precisions
@@ -18,6 +18,11 @@ from vischoose.runtimes import registry
 
 DEFAULT_BATCH_SIZES = {"cpu": (8,), "cuda": (64,)}  # 64: the article's batch; 8 keeps CPU runs short
 DEFAULT_TIME_BUDGET_S = 60.0
+SERVER = "server"  # MLPerf LoadGen's Server scenario: the highest Poisson rate sustained under a p99 bound
+SCENARIOS = ("single-stream", "offline", SERVER)  # LoadGen's names; the first two are profile's usual figures
+DEFAULT_SERVE_BUDGET_S = 180.0  # the server search's, per model: no LoadGen run starts after it (once one was VALID)
+LOADGEN_MODULE = "mlperf_loadgen"  # MLPerf's LoadGen (PyPI mlcommons-loadgen), the `serve` extra
+SERVE_EXTRA = "serve"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,14 @@ class ProfileRequest:
     min_agreement: float = 0.99  # graph runtimes, int8: top-1 agreement with eager fp32 below which it is rejected
     threads_from: str = "threads"  # who asked for the threads (the field, or a preset's name): the cap's note
     optimize: bool = False  # search settings for the fastest that agrees with fp32 (measure.optimize)
+    # the scenario (MLPerf LoadGen's names): None, single-stream or offline are the usual batch-1 latency and img/s;
+    # server searches the highest Poisson rate whose LoadGen run is VALID under slo_ms (measure.serving_runner;
+    # time_budget_s is then the whole search's per model: build() defaults it to DEFAULT_SERVE_BUDGET_S)
+    scenario: str | None = None
+    slo_ms: float | None = None  # server: the p99 latency bound, counted from each request's scheduled arrival
+    official: bool = False  # server: MLPerf's minimum duration and query count per LoadGen run
+    price_per_hour: float | None = None  # USD per machine-hour: cost per million images at the best rates
+    target_qps: float | None = None  # requests per second to serve: the machines needed
 
     def __post_init__(self) -> None:
         check.device(self.device)
@@ -60,11 +73,34 @@ class ProfileRequest:
             raise UsageError(f"{opt('calibration')} is for a deployment {opt('runtime')} "
                              f"({', '.join(r.name for r in registry.graph_runtimes())}) or {opt('optimize')} "
                              "(int8 calibration and its agreement check).", field="calibration")
+        self._check_scenario()
 
     @property
     def precision(self) -> str:
         """The dtype as a short name (float32 -> fp32)."""
         return precisions.precision_of(self.dtype)
+
+    def _check_scenario(self) -> None:
+        if self.scenario is not None and self.scenario not in SCENARIOS:
+            raise UsageError(f"Unknown scenario '{self.scenario}' (expected one of: {', '.join(SCENARIOS)}).",
+                             field="scenario")
+        for name in ("slo_ms", "price_per_hour", "target_qps"):
+            check.positive(getattr(self, name), name)
+        if self.scenario != SERVER and (self.slo_ms is not None or self.official):
+            name = "slo_ms" if self.slo_ms is not None else "official"
+            raise UsageError(f"{opt(name)} is for {opt('scenario')} {SERVER} (LoadGen's Server runs).",
+                             hint=f"Add {opt('scenario')} {SERVER}, or drop it: single-stream and offline are "
+                             "profile's own figures.", field=name)
+        if self.scenario != SERVER:
+            return
+        if self.slo_ms is None:
+            raise UsageError(f"{opt('scenario')} {SERVER} needs a p99 latency bound: {opt('slo_ms')} MS.",
+                             hint=f"e.g. {opt('slo_ms')} 100 (MLPerf's ResNet-50 bound is 15 ms).", field="slo_ms")
+        if self.optimize:
+            raise UsageError(f"{opt('optimize')} searches the single-stream and offline settings; {opt('scenario')} "
+                             f"{SERVER} searches its own (instances, dynamic batching).", hint="Give one of them.",
+                             field="optimize")
+        require_loadgen()
 
     def _not_torch(self) -> None:
         graphs = [r for r in registry.graph_runtimes() if self.precision in r.precisions]
@@ -114,13 +150,11 @@ class ProfileRequest:
                 raise UsageError(f"{opt('precision')} {precision} and {opt('dtype')} {given['dtype']} disagree.",
                                  hint="Give one of them.", field="precision")
             given["dtype"] = dtype
-        base: dict[str, Any] = {}
-        if target is not None:
-            preset = target if isinstance(target, Preset) else load_preset(target)
-            spec = preset.measure
-            base = {"device": spec.device, "threads": spec.threads, "batch_sizes": spec.batch_sizes,
-                    "dtype": spec.dtype, "channels_last": spec.channels_last, "threads_from": preset.name}
+        base = {} if target is None else _from_preset(target if isinstance(target, Preset) else load_preset(target),
+                                                      given.get("scenario"))
         explicit = {k: v for k, v in given.items() if v is not None}
+        if explicit.get("scenario") == SERVER:
+            explicit.setdefault("time_budget_s", DEFAULT_SERVE_BUDGET_S)
         if "threads" in explicit and "threads_from" not in explicit:
             explicit["threads_from"] = "threads"
         if isinstance(explicit.get("models"), str):
@@ -130,3 +164,26 @@ class ProfileRequest:
     def but(self, **changes: Any) -> "ProfileRequest":
         """A copy with these fields changed (checked again)."""
         return replace(self, **changes)
+
+
+def _from_preset(preset: Preset, scenario: str | None) -> dict[str, Any]:
+    """A preset's [measure] protocol, its [serve] price and target rate, and (the server scenario) its p99 bound."""
+    spec, serve = preset.measure, preset.serve
+    base = {"device": spec.device, "threads": spec.threads, "batch_sizes": spec.batch_sizes, "dtype": spec.dtype,
+            "channels_last": spec.channels_last, "threads_from": preset.name,
+            "price_per_hour": serve.price_per_hour, "target_qps": serve.target_qps}
+    return {**base, "slo_ms": serve.slo_ms} if scenario == SERVER else base
+
+
+def loadgen_missing() -> bool:
+    """Whether MLPerf's LoadGen cannot be imported here."""
+    import importlib.util
+
+    return importlib.util.find_spec(LOADGEN_MODULE) is None
+
+
+def require_loadgen(scenario: str = SERVER) -> None:
+    """Raise MissingExtraError (exit 2, with the pip command) when LoadGen is not installed."""
+    if loadgen_missing():
+        raise MissingExtraError(scenario, "it runs MLPerf's LoadGen (mlcommons-loadgen), which is not installed",
+                                SERVE_EXTRA, field="scenario")

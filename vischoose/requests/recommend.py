@@ -11,10 +11,12 @@ from typing import Any
 
 from vischoose.errors import UsageError, opt
 from vischoose.requests import fields as check
+from vischoose.requests.profile import DEFAULT_SERVE_BUDGET_S
 
 MEASURE_MODES = ("decision", "all")  # only what can change the answer, or every candidate at every variant
 MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
 CONSTRAINT_FIELDS = ("max_memory_mb", "max_latency_ms", "min_throughput", "min_top1", "max_params_m")
+SERVE_FIELDS = ("slo_ms", "target_qps", "price_per_hour")  # the preset's [serve], overridden
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class RecommendRequest:
     results: tuple[str, ...] = ()  # files from `vischoose results export` on the deployment machine
     measure: str = ""  # "", "decision" (what can change the answer) or "all"
     fresh: bool = False  # measure (and evaluate) again what this machine already measured
-    time_budget_s: float = MEASURE_BUDGET_S
+    time_budget_s: float | None = None  # None: MEASURE_BUDGET_S, or DEFAULT_SERVE_BUDGET_S per server search
     device: str | None = None
     memory_basis: str | None = None  # what max_memory_mb limits: "weights" or measured "peak"
     data: str | None = None  # labelled images: rank on the top-1 each fitting model's deployed file reaches
@@ -37,6 +39,12 @@ class RecommendRequest:
     min_throughput: float | None = None
     min_top1: float | None = None
     max_params_m: float | None = None
+    # judge each model as a service at the preset's [serve] p99 bound, ranked by cost per million images
+    # (recommendation.serving); implied by any of the three below, which override the preset's [serve]
+    serve: bool = False
+    slo_ms: float | None = None
+    target_qps: float | None = None
+    price_per_hour: float | None = None
 
     def __post_init__(self) -> None:
         mode = {True: "decision", False: ""}.get(self.measure, self.measure)  # type: ignore[call-overload]
@@ -47,10 +55,28 @@ class RecommendRequest:
         for name in ("models", "results"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value or ()))
-        check.seconds(self.time_budget_s)
+        if self.time_budget_s is not None:
+            check.seconds(self.time_budget_s)
         check.labelled(self.data, self.labels, self.max_accuracy_drop)
 
     @property
     def constraints(self) -> dict[str, Any]:
         """The limits given (None: the preset's), as preset overrides."""
         return {name: getattr(self, name) for name in CONSTRAINT_FIELDS}
+
+    @property
+    def serving(self) -> bool:
+        """Whether models are judged as services (serve, or any [serve] value given)."""
+        return self.serve or any(getattr(self, name) is not None for name in SERVE_FIELDS)
+
+    @property
+    def budget_s(self) -> float:
+        """Seconds per measurement with measure: timed runs per model, or a whole server search with serving."""
+        if self.time_budget_s is not None:
+            return self.time_budget_s
+        return DEFAULT_SERVE_BUDGET_S if self.serving else MEASURE_BUDGET_S
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The limits and [serve] values given (None: the preset's), as preset overrides."""
+        return {**self.constraints, **{name: getattr(self, name) for name in SERVE_FIELDS}}

@@ -1,0 +1,174 @@
+"""The server search on systems of known capacity, against queueing theory (tests/queueing.py derives it), with
+LoadGen's verdict rule standing in for LoadGen (tests/test_serving.py runs the real one): the rate found, the settings
+chosen, and that an INVALID run is never the answer. Pure Python, no LoadGen, no model."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from tests import queueing
+from vischoose.measure import serving_search as ss
+
+# long runs: a short run's count over the bound scatters widely (the bursts of one busy period), so 662-query runs
+# land anywhere near the knee; with 100000 the verdict follows the theory (tests/queueing.py, step 4)
+BUDGET = ss.Budget(100_000, 1.0)
+SLO_S = 0.020
+
+
+def test_early_stopping_needs_loadgens_query_counts():
+    # MLPerf's mlperf.conf sets MultiStream's min_query_count to 662: p99 at 99% confidence with one query over
+    assert ss.early_stopping_queries(0) == 459
+    assert ss.early_stopping_queries(1) == 662
+    for over in range(6):
+        n = ss.early_stopping_queries(over)
+        assert ss.binomial_cdf(n, over, 0.01) < 0.01 <= ss.binomial_cdf(n - 1, over, 0.01)
+    assert ss.allowed_overlatency(458) == -1 and ss.allowed_overlatency(662) == 1
+    for queries in (459, 661, 662, 1000, 5000, 20000):
+        allowed = ss.allowed_overlatency(queries)
+        assert ss.early_stopping_queries(allowed) <= queries < ss.early_stopping_queries(allowed + 1)
+    assert not ss.passes([0.001] * 10, 0.010, 458)  # too few queries: INVALID whatever the latencies
+
+
+def test_budget_gives_each_run_its_queries_and_seconds():
+    budget = ss.Budget(662, 5.0)
+    assert budget.queries(10.0) == 662 and budget.seconds(10.0) == pytest.approx(66.2)
+    assert budget.queries(400.0) == 2000  # the duration decides at high rates
+    assert "600 s" in ss.OFFICIAL_BUDGET.text() and ss.OFFICIAL_BUDGET.min_duration_s == 600.0
+
+
+@pytest.mark.parametrize("cores", range(1, 33))
+def test_instances_never_share_more_threads_than_the_cores(cores):
+    plans = ss.instance_plans(cores)
+    assert plans[0] == (1, cores)  # one instance gets every core
+    assert all(n * t <= cores for n, t in plans)
+    assert len({t for _, t in plans}) == len(plans)  # each split once
+    assert max(n for n, _ in plans) == min(cores, ss.MOST_INSTANCES)
+
+
+def test_the_theory_is_erlangs_md1_and_the_fifo_system_follows_it():
+    lam, service = 120.0, 0.005
+    p = queueing.number_in_system(lam, service, 1)
+    for x in (0.003, 0.0125, 0.02, 0.031):
+        assert queueing.wait_cdf(x, lam, service, 1, p) == pytest.approx(queueing.erlang_md1_wait_cdf(x, lam, service),
+                                                                         abs=1e-9)
+    lat = queueing.fifo_system(150.0, 2, 1, 0.0, lambda b: 0.010, 100_000, seed=3)  # M/D/2
+    simulated = sum(1 for x in lat if x > 0.025) / len(lat)
+    assert simulated == pytest.approx(queueing.over_share(150.0, 0.010, 2, 0.025), rel=0.05)
+
+
+def search(service, cores: int = 2, slo_s: float = SLO_S, max_batch: int = 16) -> ss.Outcome:
+    """The search as profile runs it, on a system whose forward at batch b with t threads takes service(b, t) s."""
+    def predict(instances: int, threads: int) -> ss.Prediction:
+        found: dict[int, list[float]] = {}
+        batch = ss.next_batch(found, instances, slo_s * 1e3, max_batch)
+        while batch is not None:
+            found[batch] = [service(batch, threads)] * 5
+            batch = ss.next_batch(found, instances, slo_s * 1e3, max_batch)
+        return ss.best_prediction(instances, threads, ss.Service(found), slo_s * 1e3, BUDGET)
+
+    def verify(chosen: ss.Prediction) -> list[ss.Run]:
+        s = chosen.settings
+        run = queueing.loadgen_like(s.instances, s, lambda b: service(b, s.threads), slo_s, BUDGET)
+        return ss.verify(run, chosen.qps, BUDGET, lambda: math.inf)
+
+    return search_with(predict, verify, cores)
+
+
+def search_with(predict, verify, cores: int) -> ss.Outcome:
+    return ss.search(ss.instance_plans(cores), predict, verify)
+
+
+@pytest.mark.slow
+def test_one_instance_when_threads_scale():
+    # a forward takes 8 ms on one thread and 4 ms on two: one instance with both threads is M/D/1 at 4 ms, the same
+    # capacity as two 8 ms instances (M/D/2) and shorter waits, so it sustains more under the bound
+    outcome = search(lambda b, t: 0.008 * b / t)
+    theory = queueing.md_c_rate(0.004, 1, SLO_S, BUDGET)
+    assert queueing.md_c_rate(0.008, 2, SLO_S, BUDGET) < theory
+    assert outcome.chosen.settings == ss.ServeSettings(1, 2, 1, 0.0)
+    assert outcome.best is not None and outcome.best.valid
+    assert outcome.best.target_qps == pytest.approx(theory, rel=0.10)
+
+
+@pytest.mark.slow
+def test_two_instances_when_threads_do_not_help():
+    # threads do not speed a forward up (8 ms either way): two instances are M/D/2, twice the capacity
+    outcome = search(lambda b, t: 0.008 * b)
+    theory = queueing.md_c_rate(0.008, 2, SLO_S, BUDGET)
+    assert theory > 1.5 * queueing.md_c_rate(0.008, 1, SLO_S, BUDGET)
+    assert (outcome.chosen.settings.instances, outcome.chosen.settings.threads) == (2, 1)
+    assert outcome.chosen.settings.max_batch == 1  # a batch of b takes b times as long: nothing to gain
+    assert outcome.best.target_qps == pytest.approx(theory, rel=0.10)
+
+
+@pytest.mark.slow
+def test_batching_when_a_batch_costs_little_more_than_one():
+    # a forward takes 6 ms + 0.5 ms per image on two threads: batches raise the capacity from ~154 to ~1000 img/s
+    def service(b: int, t: int) -> float:
+        return (0.006 + 0.0005 * b) * 2 / t
+
+    outcome = search(service, slo_s=0.040)
+    s = outcome.chosen.settings
+    assert s.max_batch > 1 and (s.instances, s.threads) == (1, 2)
+    unbatched = queueing.md_c_rate(service(1, 2), 1, 0.040, BUDGET)
+    theory = queueing.system_rate(1, s.max_batch, s.max_wait_ms / 1e3, lambda b: service(b, 2), 0.040, BUDGET)
+    best_greedy = max(queueing.system_rate(1, b, 0.0, lambda b: service(b, 2), 0.040, BUDGET) for b in (4, 8, 16))
+    assert outcome.best.target_qps > 2 * unbatched
+    assert theory >= 0.95 * best_greedy  # the setting chosen is (within 5%) the best one
+    assert outcome.best.target_qps == pytest.approx(theory, rel=0.10)
+
+
+def test_a_bound_below_one_forward_runs_nothing():
+    outcome = search(lambda b, t: 0.030 * b / t, slo_s=0.010)  # 15 ms a forward, 10 ms allowed
+    assert outcome.chosen.qps == 0.0 and outcome.runs == [] and outcome.best is None
+
+
+def run_at(valid_below: float, noise: float = 0.0):
+    """A LoadGen stand-in: VALID below a rate, INVALID above; with noise, a coin decides near it."""
+    coins = itertools.cycle([True, False, False, True, False])
+
+    def run(qps: float) -> ss.Run:
+        valid = qps <= valid_below * (1 - noise) or (qps <= valid_below * (1 + noise) and next(coins))
+        return ss.Run(target_qps=qps, valid=valid, queries=BUDGET.queries(qps))
+    return run
+
+
+@pytest.mark.parametrize("start", [5.0, 60.0, 95.0, 100.0, 130.0, 1000.0])
+def test_verification_brackets_the_boundary_from_any_start(start):
+    runs = ss.verify(run_at(100.0), start, BUDGET, lambda: math.inf, max_runs=20)
+    best = ss.sustained(runs)
+    assert best is not None and best.valid and 90.0 <= best.target_qps <= 100.0
+    above = [r.target_qps for r in runs if not r.valid]
+    assert above and min(above) <= best.target_qps * (1 + ss.PRECISION)
+
+
+@pytest.mark.parametrize("start", [50.0, 100.0, 150.0])
+def test_an_invalid_run_is_never_the_answer(start):
+    runs = ss.verify(run_at(100.0, noise=0.2), start, BUDGET, lambda: math.inf)
+    best = ss.sustained(runs)
+    assert best is not None and best.valid
+    assert all(r.target_qps <= best.target_qps or not r.valid for r in runs)
+    always_invalid = ss.verify(run_at(0.0), 50.0, BUDGET, lambda: math.inf)
+    assert ss.sustained(always_invalid) is None and len(always_invalid) == ss.MAX_RUNS
+
+
+def test_no_run_starts_past_the_time_left_once_one_was_valid():
+    runs = ss.verify(run_at(100.0), 50.0, BUDGET, lambda: 1.0)  # 662 queries at >= 50 QPS take > 1 s
+    assert len(runs) == 1 and runs[0].valid
+    runs = ss.verify(run_at(10.0), 50.0, BUDGET, lambda: 1.0)  # none VALID yet: it goes on down
+    assert ss.sustained(runs) is not None
+
+
+def test_service_interpolates_between_measured_batch_sizes():
+    service = ss.Service({1: [0.010, 0.012], 4: [0.016, 0.016]})
+    assert service.mean(1) == pytest.approx(0.011)
+    assert service.mean(2) == pytest.approx(0.011 + (0.016 - 0.011) / 3)
+    assert service.mean(8) == pytest.approx(0.016 + (0.016 - 0.011) / 3 * 4)  # the last slope, extrapolated
+    assert service.capacity(2, 4) == pytest.approx(2 * 4 / 0.016)
+    assert ss.next_batch({}, 1, 100.0, 16) == 1
+    assert ss.next_batch({1: [0.010], 2: [0.0198]}, 1, 100.0, 16) is None  # img/s grew < 5%
+    assert ss.next_batch({1: [0.010], 2: [0.012]}, 1, 100.0, 16) == 4
+    assert ss.next_batch({1: [0.010], 2: [0.012]}, 1, 11.0, 16) is None  # batch 2 already over the bound
