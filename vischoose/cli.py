@@ -138,7 +138,16 @@ def recommend_cmd(
     min_top1: Annotated[float | None, typer.Option(help="Smallest ImageNet top-1, %.")] = None,
     max_params_m: Annotated[float | None, typer.Option(help="Most parameters, millions.")] = None,
     device: Annotated[str | None, typer.Option(help="Device the figures must come from: cpu, cuda, cuda:N (default: the preset's).")] = None,
-    models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families (repeatable).")] = None,
+    models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families "
+                                                     "(repeatable): aliases, timm names, hf-hub ids, folders, or globs "
+                                                     "over timm's zoo ('resnet50*', 'vit_*_patch16_224.augreg*').")] = None,
+    zoo: Annotated[bool, typer.Option("--zoo", help="Every architecture of the preset's families in timm's zoo "
+                                      "(published results), not only the curated catalog.")] = False,
+    families: Annotated[list[str] | None, typer.Option("--families", help="The zoo's architectures of these families "
+                                                       "instead ('convnext,mobilenetv4', or 'all'); see vischoose "
+                                                       "models --zoo.")] = None,
+    all_tags: Annotated[bool, typer.Option("--all-tags", help="Every published tag of an architecture as its own "
+                                           "candidate (default: its best top-1 at its deployed size).")] = False,
     results: Annotated[list[Path] | None, typer.Option("--results", help="Results exported from another machine (vischoose results export); repeatable.")] = None,
     measure: Annotated[bool, typer.Option("--measure", help="First measure here what can change the answer: candidates "
                                           "that fit without timing, in ranking order, until none unmeasured can win.")] = False,
@@ -165,10 +174,15 @@ def recommend_cmd(
 
         rec = advisor.advise(target, models=models, results=results, measure="all" if measure_all else measure,
                              device=device, show_progress=True, time_budget_s=time_budget, fresh=fresh,
-                             data=data, labels=labels, max_accuracy_drop=max_accuracy_drop,
-                             max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
+                             data=data, labels=labels, max_accuracy_drop=max_accuracy_drop, zoo=zoo,
+                             families=_split(families), all_tags=all_tags, max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
                              min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
     report.show_recommendation(rec, top=top, as_json=as_json)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """Repeated and comma-separated option values as one list."""
+    return [v for value in values for v in value.split(",") if v.strip()] if values else None
 
 
 # ---- predict and evaluate ----------------------------------------------------------------------------

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from vischoose.errors import UsageError
-from vischoose.models import catalog
-from vischoose.recommendation import presets
+from vischoose.recommendation import presets, selection
 from vischoose.recommendation.ranking import Recommendation, build_candidates, recommend
 from vischoose.results.records import EvalResult, Profile
 from vischoose.runtimes import registry
@@ -24,20 +23,23 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
            measure: bool | str = False, device: str | None = None, memory_basis: str | None = None,
            show_progress: bool = False, time_budget_s: float | None = None, fresh: bool = False,
            data: str | Path | None = None, labels: str | Path | None = None,
-           max_accuracy_drop: float | None = None, **constraints: float | None) -> Recommendation:
+           max_accuracy_drop: float | None = None, zoo: bool = False, families: list[str] | None = None,
+           all_tags: bool = False, **constraints: float | None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
 
     measure: False, True / "decision" (only what can change the answer) or "all" (every candidate and variant);
     fresh: measure (and evaluate) again what this machine already measured under the preset's protocol;
     data: a labelled folder or CSV: rank on the top-1 each fitting candidate's deployed file reaches on it
     (recommendation.ondata); labels: its label file, as for evaluate; max_accuracy_drop: with data, int8
-    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected).
+    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected);
+    zoo, families, all_tags: candidates from timm's zoo (recommendation.selection).
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError (an unknown measure mode).
     """
     preset = _preset(target, device, memory_basis, constraints)
-    entries, extra = _candidates(preset, models)
+    chosen = selection.select(preset, models, zoo, families, all_tags)
+    entries, extra = chosen.entries, chosen.extra
     dataset = _dataset(data, labels, max_accuracy_drop)  # a bad data set fails here, before anything is measured
     profiles, evals = _figures(results)
     evals = shippable(evals, dataset)
@@ -68,6 +70,7 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
+    rec = rec._replace(notes=rec.notes + chosen.notes + tuple(selection.notes(rec, chosen)))
     return rec._replace(measure_log=tuple(lines)) if lines else rec
 
 
@@ -139,20 +142,6 @@ def _evaluator(show_progress: bool) -> "Callable[..., EvalResult]":
             if bar:
                 bar.close()
     return run
-
-
-def _candidates(preset: presets.Preset, models: list[str] | None) -> tuple[list[catalog.CatalogEntry], list[tuple[str, str]]]:
-    names = list(models or preset.models)
-    if not names:
-        return [e for e in catalog.load().values() if e.family in preset.families], []
-    entries, extra = [], []
-    for text in dict.fromkeys(names):
-        ref = catalog.parse_model_ref(text)
-        if ref.entry:
-            entries.append(ref.entry)
-        else:
-            extra.append((ref.text, ref.timm_name or ref.name))
-    return entries, extra
 
 
 def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult]]:

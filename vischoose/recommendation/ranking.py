@@ -290,17 +290,17 @@ def _top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalR
     ev = _latest_eval(evals, variant)
     if ev is not None:
         figs["top1"] = Figure(ev.top1, "measured", _measured_top1_note(ev, variant))
-        if entry:
-            figs["published_top1"] = Figure(entry.top1, "published", f"ImageNet-1k at {entry.top1_size} px (timm results)")
+        if entry and entry.top1 is not None:
+            figs["published_top1"] = Figure(entry.top1, "published", published_top1_note(entry))
         return
     torch_evals = [e for e in evals if e.runtime == "torch"] if variant.runtime != "torch" else []
     if torch_evals:
         ev = max(torch_evals, key=lambda e: e.created_at)
         fig = Figure(ev.top1, "measured", f"on {ev.images} images of {ev.dataset}, torch {ev.dtype}")
-    elif entry:
-        fig = Figure(entry.top1, "published", f"ImageNet-1k at {entry.top1_size} px (timm results)")
+    elif entry and entry.top1 is not None:
+        fig = Figure(entry.top1, "published", published_top1_note(entry))
     else:
-        return
+        return  # top-1 unknown: ranked after the models with one (rank_key puts missing figures last)
     if variant.precision == "int8":
         row = rows[0] if rows else None
         if row and row.agreement_top1 is not None and row.variant_status == "ok":
@@ -311,6 +311,12 @@ def _top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalR
             cost = "int8 accuracy cost not measured"
         fig = fig._replace(note=f"{fig.note}; the fp32 model's figure, {cost}")
     figs["top1"] = fig
+
+
+def published_top1_note(entry: CatalogEntry) -> str:
+    """'ImageNet-1k at 224 px (timm results)', saying so where the model is deployed at another size."""
+    note = f"ImageNet-1k at {entry.top1_size} px (timm results)"
+    return note if entry.top1_size == entry.input_size else f"{note}; deployed at {entry.input_size} px"
 
 
 def _measured_top1_note(ev: EvalResult, variant: Variant) -> str:
@@ -331,7 +337,8 @@ def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profil
     params = entry.params / 1e6 if entry else next((p.params_m for p in rows + stand_in if p.params_m), None)
     if params is None:
         return
-    figs["params_m"] = Figure(params, "published" if entry else "measured")
+    figs["params_m"] = (Figure(params, "computed", entry.counted) if entry and entry.counted
+                        else Figure(params, "published" if entry else "measured"))
     label = variant.dtype if variant.runtime == "torch" else variant.label
     if preset.constraints.memory_basis == "peak":
         peak = next((p for p in rows if p.peak_memory_mb is not None), None)
@@ -345,13 +352,15 @@ def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profil
     elif variant.precision == "int8" and entry and entry.int8_mib:
         figs["memory_mb"] = Figure(entry.int8_mib, "computed", _catalog_int8_note(variant))
     elif variant.precision == "int8":
-        per = INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN)
+        per = (entry.int8_bytes_per_param if entry and entry.int8_bytes_per_param
+               else INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN))
         figs["memory_mb"] = Figure(params * 1e6 * per / MIB, "estimated", f"{label} file, ~{per:g} bytes/param")
     else:
         figs["memory_mb"] = Figure(params * 1e6 * bytes_per_param(variant.dtype) / MIB, "computed",
                                    f"{variant.dtype} weights")
-    if entry:
-        figs["gflops"] = Figure(entry.gflops, "published", f"at {entry.input_size} px")
+    if entry and entry.gmacs:
+        figs["gflops"] = Figure(entry.gflops, "computed" if entry.gmacs_counted else "published",
+                                f"at {entry.input_size} px" + (f", {entry.gmacs_counted}" if entry.gmacs_counted else ""))
 
 
 def _local_estimate(entry: CatalogEntry, variant: Variant,
@@ -367,7 +376,7 @@ def _local_estimate(entry: CatalogEntry, variant: Variant,
 def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], preset: Preset,
            catalog: dict[str, CatalogEntry], variant: Variant, borrowed: bool,
            local: dict[estimates.Group, list[estimates.Point]]) -> None:
-    spec = preset.measure
+    spec, gpu = preset.measure, on_gpu_kind(preset, variant)
     runs = ("torch float32" if borrowed else variant.dtype if variant.runtime == "torch" else variant.label)
     instead = f", standing in for {variant.label}" if borrowed else ""
     lat = next((p for p in mine if p.latency_ms_p90 is not None), None)
@@ -376,14 +385,36 @@ def _speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profi
     elif entry and (here := _local_estimate(entry, variant, local)):
         figs["latency_ms"] = Figure(here.latency_ms, "estimated",
                                     here.note((variant.runtime, variant.dtype, entry.family)))
-    elif entry and (est := _estimate_latency(entry, catalog)):
-        figs["latency_ms"] = est
+    elif entry and not (gpu and spec.device.startswith("cuda")) and (est := _estimate_latency(entry, catalog)):
+        figs["latency_ms"] = est  # published on a CPU: not for a GPU target ('auto' runs on this CPU without one)
     thr = next((p for p in mine if p.throughput_img_s and p.batch_size == spec.batch_size), None)
     if thr:
         where = "" if variant.runtime == "torch" else f" {runs}{instead}"
         figs["throughput"] = Figure(thr.throughput_img_s, "measured", f"batch {thr.batch_size}, {thr.device}{where}")
-    elif "latency_ms" in figs:
+    elif gpu and entry and (published := _gpu_throughput(entry, spec.dtype)):
+        figs["throughput"] = published
+    elif "latency_ms" in figs and not gpu:  # a CPU's batch-1 latency says nothing of a GPU's throughput
         figs["throughput"] = Figure(1000.0 / figs["latency_ms"].value, "estimated", "1000 / batch-1 latency")
+
+
+def on_gpu_kind(preset: Preset, variant: Variant) -> bool:
+    """Whether the target runs this variant on a GPU ('cuda', or 'auto': cuda where there is one): torch only, the
+    deployment runtimes run their files on the CPU. Published GPU throughput is shown for such a variant, and a CPU
+    latency never turned into its throughput."""
+    return variant.runtime == registry.TORCH and not preset.measure.device.startswith("cpu")
+
+
+def _gpu_throughput(entry: CatalogEntry, dtype: str) -> Figure | None:
+    """The zoo's published throughput of a named GPU, at its own batch and precision, where it has one."""
+    if not entry.speeds:
+        return None
+    from vischoose.models.zoo import gpu_speed
+
+    s = gpu_speed(entry.speeds, dtype)
+    if s is None:
+        return None
+    differs = "" if s.matches(dtype) else f"; the target runs {dtype}"
+    return Figure(s.img_s, "published", s.describe(entry.input_size) + differs)
 
 
 def _describe(model: str, v: Variant, figs: dict[str, Figure], rows: list[Profile], torch_fp32: list[Profile],
@@ -437,7 +468,7 @@ def _estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> 
     if entry.ref_cpu_latency_ms:
         return Figure(entry.ref_cpu_latency_ms, "published", entry.ref_cpu or "")
     ref = catalog.get(_ESTIMATE_REF.get(entry.family, ""))
-    if not ref or not ref.ref_cpu_latency_ms:
+    if not ref or not ref.ref_cpu_latency_ms or not entry.gmacs:
         return None
     ms = ref.ref_cpu_latency_ms / ref.gmacs * entry.gmacs
     return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu})")
@@ -453,9 +484,7 @@ def _limits(figures: dict[str, Figure], preset: Preset, model: str,
             continue
         fig = figures.get(fig_name)
         if fig is None:
-            how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
-            missing.append(f"no {fig_name.replace('_', ' ')} figure to check the {_LABELS[key]} "
-                           f"(measure it: vischoose profile --target {preset.name} {how}{model})")
+            missing.append(_missing(fig_name, key, preset, model, variant))
             continue
         bad = fig.value > limit if is_max else fig.value < limit
         if bad:
@@ -464,6 +493,16 @@ def _limits(figures: dict[str, Figure], preset: Preset, model: str,
                               f" ({fig.source}{', ' + fig.note if fig.note else ''})")
             excess = max(excess, fig.value / limit if is_max else limit / max(fig.value, 1e-9))
     return tuple(violations), tuple(missing), excess
+
+
+def _missing(fig_name: str, key: str, preset: Preset, model: str, variant: Variant) -> str:
+    """Why a limit could not be checked, and the command that gets the figure."""
+    if fig_name == "top1":  # nobody published one: evaluate gives it, profile does not
+        return (f"top-1 unknown, so the {_LABELS[key]} cannot be checked (evaluate it: vischoose evaluate DATA "
+                f"--model {model})")
+    how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
+    return (f"no {fig_name.replace('_', ' ')} figure to check the {_LABELS[key]} "
+            f"(measure it: vischoose profile --target {preset.name} {how}{model})")
 
 
 def rank_key(cand: Candidate, sort: tuple[str, ...]) -> tuple:

@@ -1,0 +1,187 @@
+"""timm's zoo as data (data/zoo.json, built by models/zoobuild.py from timm's results CSVs): every pretrained
+ImageNet-1k tag with its published accuracy, and the published speed of its architecture on named machines.
+
+Read on first use (a zoo flag, a GPU target, or a model named outside the catalog), never at start-up. A tag is
+deployed at its smallest evaluated size: timm evaluates each tag at its pretrained `input_size` and, where it has a
+larger `test_input_size`, there too (true of every tag in timm 1.0.31; tests/test_zoo.py checks against timm).
+"""
+
+from __future__ import annotations
+
+import json
+from fnmatch import fnmatchcase
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+from vischoose.models import families
+from vischoose.models.catalog import CatalogEntry
+
+REFERENCE_CPU = "i9_10940x-fp32-compiled"  # the catalog's published CPU latency comes from this machine too
+TIMM_BENCHMARK = "timm benchmark"
+
+
+class Speed(NamedTuple):
+    """A published inference speed of one architecture at one input size, on a named machine."""
+
+    machine: str  # the zoo's key, e.g. "5090-amp"
+    kind: str  # "cpu" or "cuda"
+    device: str  # "NVIDIA GeForce RTX 5090"
+    precision: str  # "float16 (AMP)", "bfloat16", "float32"
+    software: str  # "torch 2.9.1, CUDA 13.0, torch.compile"
+    batch: int
+    img_s: float
+    step_ms: float  # one batch, ms
+
+    def describe(self, size: int) -> str:
+        """'NVIDIA GeForce RTX 5090, float16 (AMP), batch 1024, 224 px (timm benchmark, torch 2.9.1, CUDA 13.0)'."""
+        return f"{self.device}, {self.precision}, batch {self.batch}, {size} px ({TIMM_BENCHMARK}, {self.software})"
+
+    def matches(self, dtype: str) -> bool:
+        """Whether it ran at a torch dtype ('bfloat16', 'float16', 'float32')."""
+        return self.precision.split(" ")[0] == dtype
+
+
+class Evaluation(NamedTuple):
+    """One published ImageNet-1k evaluation of a tag at one input size."""
+
+    size: int
+    top1: float
+    top5: float
+    crop_pct: float
+    interpolation: str
+    real_top1: float | None  # ImageNet-ReaL labels
+    v2_top1: float | None  # ImageNetV2 matched-frequency
+
+
+class ZooTag(NamedTuple):
+    """A pretrained tag and its published evaluations, smallest size (the one it is deployed at) first."""
+
+    tag: str
+    params_m: float
+    evaluations: tuple[Evaluation, ...]
+
+    @property
+    def arch(self) -> str:
+        """The architecture: the name before the dot."""
+        return self.tag.partition(".")[0]
+
+    @property
+    def deployed(self) -> Evaluation:
+        """The evaluation at the size the tag is deployed at (timm's pretrained input_size)."""
+        return self.evaluations[0]
+
+    @property
+    def test(self) -> Evaluation | None:
+        """The evaluation at a larger test size, where timm publishes one."""
+        return self.evaluations[-1] if len(self.evaluations) > 1 else None
+
+
+class Zoo(NamedTuple):
+    """The whole zoo: tags, per-architecture benchmarks, the machines, and where it all comes from."""
+
+    tags: dict[str, ZooTag]
+    gmacs: dict[tuple[str, int], float]  # (arch, size) -> multiply-accumulates per image, G
+    speeds: dict[tuple[str, int], tuple[Speed, ...]]
+    pretrain: dict[str, str]  # arch -> pretraining data (timm's model_metadata-in1k.csv)
+    commit: str
+
+    def by_arch(self) -> dict[str, list[ZooTag]]:
+        """Tags grouped by architecture, best published top-1 at the deployed size first."""
+        found: dict[str, list[ZooTag]] = {}
+        for t in self.tags.values():
+            found.setdefault(t.arch, []).append(t)
+        return {a: sorted(ts, key=rank_tag) for a, ts in sorted(found.items())}
+
+    def matching(self, pattern: str) -> list[ZooTag]:
+        """Tags whose name matches an fnmatch pattern: on arch.tag where the pattern has a dot, else on the arch."""
+        if "." in pattern:
+            return [t for name, t in self.tags.items() if fnmatchcase(name, pattern)]
+        return [t for t in self.tags.values() if fnmatchcase(t.arch, pattern)]
+
+    @property
+    def source(self) -> str:
+        """Where the figures come from, for notes."""
+        return f"timm results @{self.commit[:7]}"
+
+
+def rank_tag(t: ZooTag) -> tuple[float, int, str]:
+    """Best first: highest top-1 at the deployed size, then the smaller size, then the name."""
+    return (-t.deployed.top1, t.deployed.size, t.tag)
+
+
+def zoo_path() -> Path:
+    """Where the zoo file lives (inside the package)."""
+    return Path(__file__).resolve().parent.parent / "data" / "zoo.json"
+
+
+@cache
+def load(path: Path | None = None) -> Zoo:
+    """Read the zoo file (about 4 ms: read only when a command needs it)."""
+    data = json.loads((path or zoo_path()).read_text(encoding="utf-8"))
+    evaluations: dict[str, list[Evaluation]] = {}
+    params: dict[str, float] = {}
+    for tag, size, top1, top5, crop, interp, params_m, real, v2 in data["tags"]:
+        evaluations.setdefault(tag, []).append(Evaluation(size, top1, top5, crop, interp, real, v2))
+        params[tag] = params_m
+    tags = {tag: ZooTag(tag, params[tag], tuple(sorted(evs))) for tag, evs in evaluations.items()}
+    return Zoo(tags, *_benchmarks(data), data.get("pretrain", {}), data["source"]["commit"])
+
+
+def _benchmarks(data: dict) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], tuple[Speed, ...]]]:
+    machines = data["machines"]
+    keys = list(dict.fromkeys(c.split(":")[0] for c in data["bench_columns"][3:]))
+    gmacs, speeds = {}, {}
+    for arch, size, macs, *cells in data["bench"]:
+        gmacs[(arch, size)] = macs
+        found = []
+        for i, key in enumerate(keys):
+            img_s, step_ms, batch = cells[3 * i:3 * i + 3]
+            if img_s is not None:
+                m = machines[key]
+                found.append(Speed(key, m["kind"], m["device"], m["precision"], m["software"], batch, img_s, step_ms))
+        speeds[(arch, size)] = tuple(found)
+    return gmacs, speeds
+
+
+def entry(t: ZooTag, zoo: Zoo, alias: str | None = None) -> CatalogEntry:
+    """A zoo tag as a catalog entry, deployed at its smallest evaluated size, with every published speed there."""
+    d, test, arch = t.deployed, t.test, t.arch
+    speeds = zoo.speeds.get((arch, d.size), ())
+    cpu = reference_cpu(speeds)
+    return CatalogEntry(
+        alias=alias or t.tag, tag=t.tag, hf_hub_id=f"timm/{t.tag}", family=families.family_of(arch), label=t.tag,
+        top1=d.top1, top5=d.top5, top1_size=d.size, params=round(t.params_m * 1e6),
+        gmacs=zoo.gmacs.get((arch, d.size)) or 0.0, input_size=d.size, license="see the model card",
+        source=f"{zoo.source} (results-imagenet.csv, benchmark GMACs)",
+        top1_test=test.top1 if test else None, top1_test_size=test.size if test else None,
+        ref_cpu_latency_ms=cpu.step_ms if cpu else None, ref_cpu=cpu_note(cpu, d.size) if cpu else None,
+        speeds=speeds, int8_bytes_per_param=families.int8_bytes_per_param(arch))
+
+
+def reference_cpu(speeds: tuple[Speed, ...]) -> Speed | None:
+    """The published batch-1 CPU run a latency is taken from: the catalog's machine where it ran, else the first."""
+    cpus = [s for s in speeds if s.kind == "cpu" and s.batch == 1]
+    return next((s for s in cpus if s.machine == REFERENCE_CPU), cpus[0] if cpus else None)
+
+
+def cpu_note(s: Speed, size: int) -> str:
+    """Where a published CPU latency comes from, in words."""
+    return f"{s.device}, batch 1, {s.precision}, {size} px ({TIMM_BENCHMARK}, {s.software})"
+
+
+def with_speeds(e: CatalogEntry, zoo: Zoo) -> CatalogEntry:
+    """A catalog entry with the zoo's published speeds of its architecture at its input size (and the zoo's CPU
+    latency where the catalog lists none)."""
+    speeds = zoo.speeds.get((e.tag.partition(".")[0], e.input_size), ())
+    cpu = reference_cpu(speeds) if e.ref_cpu_latency_ms is None else None
+    if cpu:
+        e = e._replace(ref_cpu_latency_ms=cpu.step_ms, ref_cpu=cpu_note(cpu, e.input_size))
+    return e._replace(speeds=speeds)
+
+
+def gpu_speed(speeds: tuple[Speed, ...], dtype: str) -> Speed | None:
+    """The published GPU throughput to show for a target running at `dtype`: one measured at that precision where
+    there is one, else the first GPU's (its label names its precision)."""
+    gpus = [s for s in speeds if s.kind == "cuda"]
+    return next((s for s in gpus if s.matches(dtype)), gpus[0] if gpus else None)
