@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from fnmatch import translate
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
@@ -55,6 +54,8 @@ def load(path: Path | None = None) -> Table:
     """Read the family table."""
     with open(path or table_path(), "rb") as fh:
         data = tomllib.load(fh)
+    from fnmatch import translate  # here: fnmatch costs every start-up ~1 ms, and only the zoo needs it
+
     rows = tuple(Row(r["family"], r["recipe"], tuple(r["archs"])) for r in data["row"])
     pattern = "|".join(f"(?P<r{i}>{'|'.join(translate(p) for p in row.archs)})" for i, row in enumerate(rows))
     return Table(rows, dict(data["int8_bytes_per_param"]), re.compile(pattern))

@@ -14,11 +14,13 @@ from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
+from vischoose.errors import UsageError
 from vischoose.models import families
 from vischoose.models.catalog import CatalogEntry
 
 REFERENCE_CPU = "i9_10940x-fp32-compiled"  # the catalog's published CPU latency comes from this machine too
 TIMM_BENCHMARK = "timm benchmark"
+GLOB = frozenset("*?[")
 
 
 class Speed(NamedTuple):
@@ -185,3 +187,21 @@ def gpu_speed(speeds: tuple[Speed, ...], dtype: str) -> Speed | None:
     there is one, else the first GPU's (its label names its precision)."""
     gpus = [s for s in speeds if s.kind == "cuda"]
     return next((s for s in gpus if s.matches(dtype)), gpus[0] if gpus else None)
+
+
+def is_glob(text: str) -> bool:
+    """Whether a model name is an fnmatch pattern."""
+    return not GLOB.isdisjoint(text)
+
+
+def no_match(pattern: str, zoo: Zoo) -> UsageError:
+    """The error for a glob that matches nothing: the closest names, with the same wildcard."""
+    from difflib import get_close_matches
+
+    stem = pattern.rstrip("*?")
+    pool = list(zoo.tags) if "." in pattern else sorted({t.arch for t in zoo.tags.values()})
+    close = [c + pattern[len(stem):] for c in get_close_matches(stem, pool, n=3, cutoff=0.6)] if not is_glob(stem) else []
+    did = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return UsageError(f"No model in timm's zoo matches '{pattern}' ({len(zoo.tags):,} tags).{did}",
+                      hint="A pattern matches architecture names ('resnet50*'), or arch.tag names when it has a dot "
+                           "('vit_*.augreg*'); vischoose models --zoo --filter PATTERN lists what it matches.")

@@ -495,6 +495,21 @@ def _limits(figures: dict[str, Figure], preset: Preset, model: str,
     return tuple(violations), tuple(missing), excess
 
 
+def broken(cand: Candidate, preset: Preset) -> tuple[str, ...]:
+    """What a candidate breaks, in words, one per limit in CONSTRAINTS order: 'over the 150 MiB budget', or 'no top1
+    figure for the top-1 floor'; () where it fits or was rejected for another reason (a rejected graph)."""
+    out = []
+    for key, (fig_name, is_max, _flag, unit) in CONSTRAINTS.items():
+        limit, value = getattr(preset.constraints, key), cand.value(fig_name)
+        if limit is None:
+            continue
+        if value is None:
+            out.append(f"no {fig_name.replace('_', ' ')} figure for the {_LABELS[key]}")
+        elif value > limit if is_max else value < limit:
+            out.append(f"{'over' if is_max else 'under'} the {limit:,.6g} {unit} {_LABELS[key]}")
+    return tuple(out)
+
+
 def _missing(fig_name: str, key: str, preset: Preset, model: str, variant: Variant) -> str:
     """Why a limit could not be checked, and the command that gets the figure."""
     if fig_name == "top1":  # nobody published one: evaluate gives it, profile does not

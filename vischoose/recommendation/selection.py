@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from vischoose.errors import UsageError
 from vischoose.models import catalog, families
 from vischoose.models.catalog import CatalogEntry
 from vischoose.recommendation.presets import Preset
@@ -26,7 +25,6 @@ from vischoose.recommendation.ranking import Recommendation, on_gpu_kind
 if TYPE_CHECKING:
     from vischoose.models.zoo import Zoo, ZooTag
 
-GLOB = frozenset("*?[")
 LISTED = 3  # other tags named per architecture in a note
 
 
@@ -37,11 +35,6 @@ class Selection(NamedTuple):
     extra: list[tuple[str, str]]
     notes: tuple[str, ...] = ()
     others: dict[str, tuple[str, ...]] = {}  # model -> the other published tags of its architecture, best first
-
-
-def is_glob(text: str) -> bool:
-    """Whether a model name is an fnmatch pattern."""
-    return not GLOB.isdisjoint(text)
 
 
 def select(preset: Preset, models: list[str] | None = None, zoo: bool = False, family_names: list[str] | None = None,
@@ -56,7 +49,7 @@ def select(preset: Preset, models: list[str] | None = None, zoo: bool = False, f
     fams = families.resolve(family_names) if family_names else None
     names = list(dict.fromkeys(models or preset.models))
     if fams is not None or zoo:
-        chosen.add_families(fams or preset.families)
+        chosen.add_families(fams or preset.families, "every family" if families.ALL in (family_names or ()) else None)
         if not names:
             names = list(preset.prefer)
     for text in names:
@@ -101,8 +94,8 @@ class _Chooser:
         if missing:
             self.add_families(tuple(missing))
 
-    def add_families(self, fams: tuple[str, ...]) -> None:
-        """Every zoo architecture of these families."""
+    def add_families(self, fams: tuple[str, ...], label: str | None = None) -> None:
+        """Every zoo architecture of these families (label: how to name them in the note)."""
         wanted = set(fams)
         tags = [t for t in self.zoo.tags.values() if families.family_of(t.arch) in wanted]
         archs = len({t.arch for t in tags})
@@ -110,7 +103,7 @@ class _Chooser:
         each = f"each of the {len(tags):,} tags" if self.all_tags else \
             "one per architecture, its best published top-1 at the size it is deployed at (--all-tags: each tag)"
         self.notes.append(f"candidates from timm's zoo ({self.zoo.source}): {archs:,} architectures of "
-                          f"{', '.join(fams)}; {each}")
+                          f"{label or ', '.join(fams)}; {each}")
 
     def add_tags(self, tags: list["ZooTag"]) -> None:
         """Zoo tags: each one with all_tags, else the best of each architecture, the others named."""
@@ -135,10 +128,12 @@ class _Chooser:
 
     def add_name(self, text: str) -> None:
         """A name or glob the user gave."""
-        if is_glob(text):
+        from vischoose.models import zoo as zoo_data
+
+        if zoo_data.is_glob(text):
             found = self.zoo.matching(text)
             if not found:
-                raise no_match(text, self.zoo)
+                raise zoo_data.no_match(text, self.zoo)
             self.add_tags(found)
             return
         ref = catalog.parse_model_ref(text)
@@ -150,6 +145,11 @@ class _Chooser:
             self.add(self.entry(self.zoo.tags[name], alias=ref.text))
         elif ref.kind == "timm" and "." not in name and (tags := self.zoo.matching(name)):
             self.add_tags(tags)  # a bare architecture: its best published tag
+            if not self.all_tags:
+                from vischoose.models.zoo import rank_tag
+
+                self.notes.append(f"{text} is judged as {min(tags, key=rank_tag).tag}, the best published top-1 of "
+                                  f"its {len(tags)} tag(s) at their deployed sizes (--all-tags ranks each)")
         else:
             self.add_unlisted(ref)
 
@@ -174,19 +174,6 @@ class _Chooser:
     def selection(self) -> Selection:
         """What was chosen."""
         return Selection(list(self.entries.values()), self.extra, tuple(self.notes), self.others)
-
-
-def no_match(pattern: str, zoo: "Zoo") -> UsageError:
-    """The error for a glob that matches nothing: the closest names, with the same wildcard."""
-    from difflib import get_close_matches
-
-    stem = pattern.rstrip("*?")
-    pool = list(zoo.tags) if "." in pattern else sorted({t.arch for t in zoo.tags.values()})
-    close = [c + pattern[len(stem):] for c in get_close_matches(stem, pool, n=3, cutoff=0.6)] if not is_glob(stem) else []
-    did = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return UsageError(f"No model in timm's zoo matches '{pattern}' ({len(zoo.tags):,} tags).{did}",
-                      hint="A pattern matches architecture names ('resnet50*'), or arch.tag names when it has a dot "
-                           "('vit_*.augreg*'); vischoose models --zoo --filter PATTERN lists what it matches.")
 
 
 def notes(rec: Recommendation, sel: Selection, shown: int = 5) -> list[str]:
