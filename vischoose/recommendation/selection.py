@@ -6,7 +6,8 @@
 - names (`models`): catalog aliases, timm names, hub ids, folders, and fnmatch globs over the zoo ('resnet50*' on
   architecture names, 'vit_*.augreg*' on arch.tag names);
 - an architecture is one candidate, its best published top-1 at the size it is deployed at (the others named in a
-  note), unless `all_tags`; a zoo tag the catalog curates keeps its alias; the preset's preferred models always stay.
+  note), unless `all_tags`; a zoo tag the catalog curates keeps its alias; the preset's preferred models stay
+  candidates where they belong to the families judged.
 
 A model outside the zoo gets counted figures (recommendation.unlisted) and no top-1. The zoo is read only when
 something needs it: a zoo flag, a glob, a name outside the catalog, or a target that runs torch on a GPU (the
@@ -50,8 +51,8 @@ def select(preset: Preset, models: list[str] | None = None, zoo: bool = False, f
     names = list(dict.fromkeys(models or preset.models))
     if fams is not None or zoo:
         chosen.add_families(fams or preset.families, "every family" if families.ALL in (family_names or ()) else None)
-        if not names:
-            names = list(preset.prefer)
+        if not names:  # the guide's choice stays a candidate where it belongs to the families judged
+            names = [p for p in preset.prefer if families.family_of(_timm_name(p)) in (fams or preset.families)]
     for text in names:
         chosen.add_name(text)
     if not names and fams is None and not zoo:
@@ -59,6 +60,12 @@ def select(preset: Preset, models: list[str] | None = None, zoo: bool = False, f
     if any(on_gpu_kind(preset, v) for v in preset.variants):
         chosen.add_speeds()
     return chosen.selection()
+
+
+def _timm_name(name: str) -> str:
+    """The timm name behind a catalog alias (the name itself otherwise)."""
+    entry = catalog.load().get(name)
+    return entry.tag if entry else name
 
 
 class _Chooser:
