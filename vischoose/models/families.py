@@ -4,17 +4,17 @@ building the model. Read on first use: `recommend` on the curated catalog never 
 
 from __future__ import annotations
 
-import re
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from vischoose.errors import UsageError
 
 OTHER = "other"  # an architecture no row matches
 TEST = "test"  # timm's tiny test models: in the zoo, never among "all"
 ALL = "all"
+_WILD = frozenset("*?[")
 
 
 class Row(NamedTuple):
@@ -26,22 +26,37 @@ class Row(NamedTuple):
 
 
 class Table(NamedTuple):
-    """The family table: rows in file order, int8 bytes per parameter per recipe, and every row's patterns as one
-    regular expression (one group per row; alternatives are tried in order, so the first matching row wins)."""
+    """The family table: rows in file order, int8 bytes per parameter per recipe, and the patterns indexed by their
+    first character ("": those starting with a wildcard, also in every letter's list) as (row number, matcher) in row
+    order: a name is tried against the few rows that can match it."""
 
     rows: tuple[Row, ...]
     int8_bytes_per_param: dict[str, float]
-    pattern: re.Pattern[str]
+    index: dict[str, list[tuple[int, Callable[[str], bool]]]]
 
     def row_of(self, arch: str) -> Row | None:
         """The first row whose patterns match the architecture name (the part before the dot)."""
-        found = self.pattern.match(arch.partition(".")[0])
-        return self.rows[int(found.lastgroup[1:])] if found and found.lastgroup else None
+        arch = arch.partition(".")[0]
+        candidates = self.index.get(arch[:1]) or self.index.get("", [])
+        return next((self.rows[i] for i, matches in candidates if matches(arch)), None)
 
     @property
     def names(self) -> tuple[str, ...]:
         """Every family name, in file order."""
         return tuple(dict.fromkeys(r.family for r in self.rows))
+
+
+def matcher(pattern: str) -> Callable[[str], bool]:
+    """An fnmatch pattern as a test: equality or a prefix where it is that simple (no regular expression to compile:
+    the table's ~370 patterns would cost each zoo command ~10 ms), fnmatch otherwise."""
+    if _WILD.isdisjoint(pattern):
+        return pattern.__eq__
+    head = pattern[:-1]
+    if pattern.endswith("*") and _WILD.isdisjoint(head):
+        return lambda name: name.startswith(head)
+    from fnmatch import fnmatchcase
+
+    return lambda name: fnmatchcase(name, pattern)
 
 
 def table_path() -> Path:
@@ -54,11 +69,14 @@ def load(path: Path | None = None) -> Table:
     """Read the family table."""
     with open(path or table_path(), "rb") as fh:
         data = tomllib.load(fh)
-    from fnmatch import translate  # here: fnmatch costs every start-up ~1 ms, and only the zoo needs it
-
     rows = tuple(Row(r["family"], r["recipe"], tuple(r["archs"])) for r in data["row"])
-    pattern = "|".join(f"(?P<r{i}>{'|'.join(translate(p) for p in row.archs)})" for i, row in enumerate(rows))
-    return Table(rows, dict(data["int8_bytes_per_param"]), re.compile(pattern))
+    index: dict[str, list[tuple[int, Callable[[str], bool]]]] = {}
+    for i, row in enumerate(rows):
+        for p in row.archs:
+            index.setdefault("" if p[0] in _WILD else p[0], []).append((i, matcher(p)))
+    anywhere = index.get("", [])  # patterns that start with a wildcard join every letter's list, in row order
+    index = {k: sorted(v + anywhere, key=lambda c: c[0]) if k else v for k, v in index.items()}
+    return Table(rows, dict(data["int8_bytes_per_param"]), index)
 
 
 @cache

@@ -79,12 +79,38 @@ class ZooTag(NamedTuple):
         return self.evaluations[-1] if len(self.evaluations) > 1 else None
 
 
+class Speeds:
+    """(arch, size) -> the published speeds there, built from the file's rows when first asked for (a command
+    needs a few of the ~1,200)."""
+
+    def __init__(self, rows: dict[tuple[str, int], list], machines: dict[str, dict], keys: list[str]) -> None:
+        self.rows, self.machines, self.keys = rows, machines, keys
+        self.built: dict[tuple[str, int], tuple[Speed, ...]] = {}
+
+    def get(self, where: tuple[str, int], default: tuple[Speed, ...] = ()) -> tuple[Speed, ...]:
+        """The speeds of an architecture at an input size (default where nothing was published)."""
+        if where not in self.built:
+            cells = self.rows.get(where)
+            if cells is None:
+                return default
+            self.built[where] = tuple(
+                Speed(key, m["kind"], m["device"], m["precision"], m["software"], cells[3 * i + 2], cells[3 * i],
+                      cells[3 * i + 1])
+                for i, key in enumerate(self.keys) if cells[3 * i] is not None for m in (self.machines[key],))
+        return self.built[where]
+
+    def __getitem__(self, where: tuple[str, int]) -> tuple[Speed, ...]:
+        if where not in self.rows:
+            raise KeyError(where)
+        return self.get(where)
+
+
 class Zoo(NamedTuple):
     """The whole zoo: tags, per-architecture benchmarks, the machines, and where it all comes from."""
 
     tags: dict[str, ZooTag]
     gmacs: dict[tuple[str, int], float]  # (arch, size) -> multiply-accumulates per image, G
-    speeds: dict[tuple[str, int], tuple[Speed, ...]]
+    speeds: Speeds
     pretrain: dict[str, str]  # arch -> pretraining data (timm's model_metadata-in1k.csv)
     commit: str
 
@@ -130,20 +156,10 @@ def load(path: Path | None = None) -> Zoo:
     return Zoo(tags, *_benchmarks(data), data.get("pretrain", {}), data["source"]["commit"])
 
 
-def _benchmarks(data: dict) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], tuple[Speed, ...]]]:
-    machines = data["machines"]
+def _benchmarks(data: dict) -> tuple[dict[tuple[str, int], float], Speeds]:
     keys = list(dict.fromkeys(c.split(":")[0] for c in data["bench_columns"][3:]))
-    gmacs, speeds = {}, {}
-    for arch, size, macs, *cells in data["bench"]:
-        gmacs[(arch, size)] = macs
-        found = []
-        for i, key in enumerate(keys):
-            img_s, step_ms, batch = cells[3 * i:3 * i + 3]
-            if img_s is not None:
-                m = machines[key]
-                found.append(Speed(key, m["kind"], m["device"], m["precision"], m["software"], batch, img_s, step_ms))
-        speeds[(arch, size)] = tuple(found)
-    return gmacs, speeds
+    rows = {(arch, size): cells for arch, size, _, *cells in data["bench"]}
+    return {(arch, size): macs for arch, size, macs, *_ in data["bench"]}, Speeds(rows, data["machines"], keys)
 
 
 def entry(t: ZooTag, zoo: Zoo, alias: str | None = None) -> CatalogEntry:

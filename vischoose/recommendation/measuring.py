@@ -133,6 +133,14 @@ def measure_for_decision(preset: Preset, entries: list[CatalogEntry], extra: lis
     return state.profiles[len(profiles):], log
 
 
+def prune(preset: Preset, entries: list[CatalogEntry], extra: list[tuple[str, str]], profiles: list[Profile],
+          evals: list[EvalResult]) -> tuple[dict[str, list[Variant]], MeasureLog]:
+    """The timing-free pruning alone: the candidates --measure would time, in order, each with its variants worth
+    timing, and the log of what was ruled out and why (nothing is measured)."""
+    log = MeasureLog()
+    return _prune(_State(preset, entries, extra, list(profiles), evals, False), log), log
+
+
 def _prune(state: _State, log: MeasureLog) -> dict[str, list[Variant]]:
     """Candidates that can still fit once timed, in the order that decides, each with its variants worth timing."""
     relaxed = timing_free(state.preset)

@@ -16,9 +16,9 @@ published GPU throughput).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from vischoose.models import catalog, families
+from vischoose.models import catalog
 from vischoose.models.catalog import CatalogEntry
 from vischoose.recommendation.presets import Preset
 from vischoose.recommendation.ranking import Recommendation, on_gpu_kind
@@ -29,13 +29,16 @@ if TYPE_CHECKING:
 LISTED = 3  # other tags named per architecture in a note
 
 
-class Selection(NamedTuple):
-    """The candidates: entries with figures, (model, tag) pairs known only from measurements, and what was done."""
+class Selection:
+    """The candidates: entries with figures, (model, tag) pairs known only from measurements, what was done, and the
+    other published tags of each architecture judged by its best (model -> tags, best first). A plain class: a
+    NamedTuple would cost every `recommend` start-up a few tenths of a millisecond to create."""
 
-    entries: list[CatalogEntry]
-    extra: list[tuple[str, str]]
-    notes: tuple[str, ...] = ()
-    others: dict[str, tuple[str, ...]] = {}  # model -> the other published tags of its architecture, best first
+    __slots__ = ("entries", "extra", "notes", "others")
+
+    def __init__(self, entries: list[CatalogEntry], extra: list[tuple[str, str]], notes: tuple[str, ...] = (),
+                 others: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.entries, self.extra, self.notes, self.others = entries, extra, notes, others or {}
 
 
 def select(preset: Preset, models: list[str] | None = None, zoo: bool = False, family_names: list[str] | None = None,
@@ -47,12 +50,16 @@ def select(preset: Preset, models: list[str] | None = None, zoo: bool = False, f
         UnknownModelError: a name that is no model.
     """
     chosen = _Chooser(all_tags)
-    fams = families.resolve(family_names) if family_names else None
+    fams = None
+    if family_names:
+        from vischoose.models import families  # the table is read only for the zoo
+
+        fams = families.resolve(family_names)
     names = list(dict.fromkeys(models or preset.models))
     if fams is not None or zoo:
-        chosen.add_families(fams or preset.families, "every family" if families.ALL in (family_names or ()) else None)
+        chosen.add_families(fams or preset.families, "every family" if "all" in (family_names or ()) else None)
         if not names:  # the guide's choice stays a candidate where it belongs to the families judged
-            names = [p for p in preset.prefer if families.family_of(_timm_name(p)) in (fams or preset.families)]
+            names = [p for p in preset.prefer if chosen.family_of(_timm_name(p)) in (fams or preset.families)]
     for text in names:
         chosen.add_name(text)
     if not names and fams is None and not zoo:
@@ -88,6 +95,13 @@ class _Chooser:
             self._zoo = zoo.load()
         return self._zoo
 
+    @staticmethod
+    def family_of(name: str) -> str:
+        """The family of a timm name, from the family table."""
+        from vischoose.models import families
+
+        return families.family_of(name)
+
     def add(self, e: CatalogEntry) -> None:
         """One candidate, unless its tag is one already."""
         self.entries.setdefault(e.tag, e)
@@ -104,7 +118,7 @@ class _Chooser:
     def add_families(self, fams: tuple[str, ...], label: str | None = None) -> None:
         """Every zoo architecture of these families (label: how to name them in the note)."""
         wanted = set(fams)
-        tags = [t for t in self.zoo.tags.values() if families.family_of(t.arch) in wanted]
+        tags = [t for t in self.zoo.tags.values() if self.family_of(t.arch) in wanted]
         archs = len({t.arch for t in tags})
         self.add_tags(tags)
         each = f"each of the {len(tags):,} tags" if self.all_tags else \
