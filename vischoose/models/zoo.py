@@ -174,7 +174,17 @@ def entry(t: ZooTag, zoo: Zoo, alias: str | None = None) -> CatalogEntry:
         source=f"{zoo.source} (results-imagenet.csv, benchmark GMACs)",
         top1_test=test.top1 if test else None, top1_test_size=test.size if test else None,
         ref_cpu_latency_ms=cpu.step_ms if cpu else None, ref_cpu=cpu_note(cpu, d.size) if cpu else None,
-        speeds=speeds, int8_bytes_per_param=families.int8_bytes_per_param(arch))
+        speeds=speeds, int8_bytes_per_param=families.int8_bytes_per_param(arch), caveat=larger_size_caveat(t))
+
+
+def larger_size_caveat(t: ZooTag) -> str | None:
+    """Where timm also publishes a top-1 at a larger test size, that it is not the one used (the model is deployed at
+    its input size)."""
+    d, test = t.deployed, t.test
+    if test is None:
+        return None
+    return (f"its top-1 here, {d.top1:.2f}%, is timm's at {d.size} px, the size it is deployed at; timm also "
+            f"publishes {test.top1:.2f}% at its {test.size} px test size")
 
 
 def reference_cpu(speeds: tuple[Speed, ...]) -> Speed | None:

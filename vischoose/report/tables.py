@@ -188,7 +188,8 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         emit_json("recommendation", recommendation_dict(rec))
         return
     c, spec = rec.chosen, rec.preset.measure
-    typer.echo(f"Recommended for '{rec.target}': {c.model} ({c.tag}){'' if c.plain else ' at ' + c.variant.label}")
+    tag = "" if c.tag == c.model else f" ({c.tag})"  # a zoo model is named by its tag already
+    typer.echo(f"Recommended for '{rec.target}': {c.model}{tag}{'' if c.plain else ' at ' + c.variant.label}")
     typer.echo(f"  why: {rec.reason}")
     if not c.plain:
         typer.echo(f"  deployed as: {_variant_text(c)}")
