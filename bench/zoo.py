@@ -121,7 +121,8 @@ def main() -> None:
     typer_s = times.pop("import typer")
     print(f"\nstart-up without measuring (median of {3 if args.smoke else args.runs}, alternated, fresh processes):")
     for name, wall in times.items():
-        print(f"  recommend {name:15}: {1e3 * wall:6.0f} ms = {wall / typer_s:.2f}x import typer ({1e3 * typer_s:.0f} ms)")
+        print(f"  recommend {name:15}: {1e3 * wall:6.0f} ms = {wall / typer_s:.2f}x import typer "
+              f"({1e3 * typer_s:.0f} ms)")
 
 
 if __name__ == "__main__":

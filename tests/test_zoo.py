@@ -61,7 +61,8 @@ def test_a_tag_joins_its_accuracy_its_sizes_and_its_architectures_benchmarks():
         float(at224["top1"]), 224, 224, float(at288["top1"]), 288)
     assert e.gmacs == float(bench["infer_gmacs"]) and e.params == round(float(at224["param_count"]) * 1e6)
     assert e.ref_cpu_latency_ms == float(bench["infer_step_time"])
-    assert e.ref_cpu.startswith("Intel Core i9-10940X (14 cores), batch 1, float32, 224 px (timm benchmark, torch 2.4.0")
+    assert e.ref_cpu.startswith("Intel Core i9-10940X (14 cores), batch 1, float32, 224 px (timm benchmark, "
+                                "torch 2.4.0")
     assert e.family == "resnet" and e.int8_bytes_per_param == 1.01
 
 

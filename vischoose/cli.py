@@ -187,7 +187,8 @@ def recommend_cmd(
         rec = advisor.advise(target, models=models, results=results, measure="all" if measure_all else measure,
                              device=device, show_progress=True, time_budget_s=time_budget, fresh=fresh,
                              data=data, labels=labels, max_accuracy_drop=max_accuracy_drop, zoo=zoo,
-                             families=_split(families), all_tags=all_tags, max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
+                             families=_split(families), all_tags=all_tags, max_memory_mb=budget_mb,
+                             memory_basis=memory_basis, max_latency_ms=max_latency_ms,
                              min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
     report.show_recommendation(rec, top=top, as_json=as_json)
 

@@ -128,4 +128,5 @@ def unknown_family(name: str, known: tuple[str, ...]) -> UsageError:
     close = get_close_matches(name, known, n=3, cutoff=0.6)
     did = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return UsageError(f"Unknown family '{name}' ({len(known)} families, or 'all').{did}",
-                      hint="vischoose models --zoo lists the families; vischoose/data/families.toml maps names to them.")
+                      hint="vischoose models --zoo lists the families; vischoose/data/families.toml maps names to "
+                           "them.")

@@ -226,7 +226,7 @@ def no_match(pattern: str, zoo: Zoo) -> UsageError:
 
     stem = pattern.rstrip("*?")
     pool = list(zoo.tags) if "." in pattern else sorted({t.arch for t in zoo.tags.values()})
-    close = [c + pattern[len(stem):] for c in get_close_matches(stem, pool, n=3, cutoff=0.6)] if not is_glob(stem) else []
+    close = [] if is_glob(stem) else [c + pattern[len(stem):] for c in get_close_matches(stem, pool, n=3, cutoff=0.6)]
     did = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return UsageError(f"No model in timm's zoo matches '{pattern}' ({len(zoo.tags):,} tags).{did}",
                       hint="A pattern matches architecture names ('resnet50*'), or arch.tag names when it has a dot "

@@ -34,8 +34,8 @@ TAG_COLUMNS = ["tag", "img_size", "top1", "top5", "crop_pct", "interpolation", "
 DEVICES = {"5090": "NVIDIA GeForce RTX 5090", "pro6000maxq": "NVIDIA RTX PRO 6000 Blackwell Max-Q",
            "i9_10940x": "Intel Core i9-10940X (14 cores)", "i7_12700h": "Intel Core i7-12700H (14 cores)"}
 PRECISIONS = {"amp": "float16 (AMP)", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-_BENCH_NAME = r"^benchmark-infer-(?P<precision>[a-z0-9]+)-(?P<layout>nchw|nhwc)-pt(?P<torch>\d+)-(?P<device>cu\d+|cpu)" \
-              r"-(?P<machine>.+?)(?P<compiled>-dynamo)?$"
+_BENCH_NAME = (r"^benchmark-infer-(?P<precision>[a-z0-9]+)-(?P<layout>nchw|nhwc)-pt(?P<torch>\d+)"
+               r"-(?P<device>cu\d+|cpu)-(?P<machine>.+?)(?P<compiled>-dynamo)?$")
 
 
 def number(text: str) -> float | None:

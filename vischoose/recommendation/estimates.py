@@ -75,7 +75,8 @@ class LocalEstimate:
         error = f"expected error +-{100 * self.loo_error:.0f}% (leave-one-out over them)" if self.loo_error \
             is not None else "error unknown (one model measured)"
         models = f"{family} model(s)" if self.scope is None else f"models of {self.scope} (too few {family} ones)"
-        return f"ms = {self.fit.describe()}, fitted to {self.models} {models} measured here at {runtime} {dtype}; {error}"
+        return (f"ms = {self.fit.describe()}, fitted to {self.models} {models} measured here at {runtime} {dtype}; "
+                f"{error}")
 
 
 def points(rows: Iterable[tuple[Group, CatalogEntry, Profile]]) -> dict[Group, list[Point]]:
