@@ -134,3 +134,23 @@ def test_a_model_outside_the_zoo_is_ranked_on_its_counted_size_with_top1_unknown
     text = runner.invoke(app, args).stdout
     assert "Note: top-1 unknown for hf-hub:someone/tiny-vit: nobody published one, so they rank after the models " \
            "with one (evaluate it: vischoose evaluate DATA --model hf-hub:someone/tiny-vit)" in text
+
+
+def test_counted_on_the_meta_device_a_timm_architecture_gives_timms_parameters_and_the_published_macs():
+    from vischoose.recommendation import unlisted
+
+    counted = unlisted.count_on_meta("vit_small_patch16_224")
+    published = zoo.load().tags["vit_small_patch16_224.augreg_in21k_ft_in1k"]
+    assert counted.input_size == published.deployed.size == 224
+    assert abs(counted.params - published.params_m * 1e6) < 0.005e6  # the CSV rounds to 0.01 M
+    assert counted.gmacs == pytest.approx(zoo.load().gmacs[("vit_small_patch16_224", 224)], abs=0.02)  # MACs, not FLOPs
+
+
+def test_a_timm_architecture_outside_the_zoo_is_counted_on_the_meta_device(runner):
+    result = runner.invoke(app, ["recommend", "--target", "cloud", "--models", "test_vit4", "--json"])
+    data = json.loads(result.stdout)["data"]
+    cand = data["chosen"]
+    assert cand["model"] == "test_vit4" and "top1" not in cand["figures"]
+    assert cand["figures"]["params_m"]["source"] == "computed"
+    assert cand["figures"]["params_m"]["note"] == "counted on timm's architecture (meta device, no weights)"
+    assert cand["figures"]["gflops"]["source"] == "computed" and cand["figures"]["gflops"]["value"] > 0

@@ -93,7 +93,7 @@ def zoo_row(t: "ZooTag", data: "Zoo", others: int = 0) -> dict[str, Any]:
         "real_top1": d.real_top1, "v2_top1": d.v2_top1, "crop_pct": d.crop_pct, "interpolation": d.interpolation,
         "params_m": t.params_m, "weights_mb_fp32": round(t.params_m * 1e6 * 4 / MIB, 1), "gmacs": gmacs,
         "gflops": round(macs_to_flops(gmacs), 2) if gmacs is not None else None,
-        "pretrain": data.pretrain.get(t.arch), "other_tags": others,
+        "arch_pretrain": data.pretrain.get(t.arch), "other_tags": others,  # per architecture (timm's metadata)
         "cpu_ms": cpu.step_ms if cpu else None, "cpu": cpu.describe(d.size) if cpu else None,
         "gpu_img_s": gpu.img_s if gpu else None, "gpu": gpu.describe(d.size) if gpu else None,
         "speeds": [s._asdict() for s in speeds], "source": data.source,

@@ -77,7 +77,7 @@ def show_zoo(rows: list[dict[str, Any]], as_json: bool, all_tags: bool, family: 
                "float32, Intel Core i9-10940X with torch.compile (the i7-12700H where the i9 has no figure); GPU img/s: "
                "float16 AMP at the benchmark's batch, NVIDIA GeForce RTX 5090 (another GPU where it has none); --json "
                "names each figure's machine, batch and precision, and adds ReaL and ImageNetV2 top-1 and the "
-               "pretraining data.")
+               "pretraining data timm lists per architecture (a tag's own name says more: _in21k_ft_in1k ...).")
     if family is None and not all_tags:
         counts: dict[str, int] = {}
         for r in rows:
