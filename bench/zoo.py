@@ -79,8 +79,11 @@ def measured(args: list[str], budget: float) -> None:
     for line in log:
         if not line.startswith("measured: "):
             print(f"    {line[:300]}")
-    print(f"  chosen: {data['chosen']['model']} at {data['chosen']['variant']['runtime']} "
-          f"{data['chosen']['variant']['precision']}; runner-up: {runner_up}")
+    chosen = data["chosen"]
+    latency = chosen["figures"].get("latency_ms") or {"value": float("nan"), "source": "-", "note": ""}
+    print(f"  chosen: {chosen['model']} at {chosen['variant']['runtime']} {chosen['variant']['precision']} "
+          f"(batch-1 p90 {latency['value']:.1f} ms {latency['source']}: {latency['note']}; "
+          f"{chosen['variant']['note']}); runner-up: {runner_up}")
 
 
 def startup(runs: int) -> dict[str, float]:
