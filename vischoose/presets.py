@@ -167,9 +167,10 @@ def _parse(path: Path, data: dict[str, Any]) -> Preset:
     _known_keys(path, "candidates", cands, {"families": list, "prefer": list, "models": list})
     families = tuple(_strings(path, "candidates", "families", cands.get("families", list(FAMILIES))))
     for fam in families:
-        if fam not in FAMILIES:
+        if fam not in FAMILIES and not _zoo_family(fam):
             raise PresetError(f"{path} [candidates]: unknown family '{fam}' in 'families' "
-                              f"(expected: {', '.join(FAMILIES)}).{_did_you_mean(fam, FAMILIES)}")
+                              f"(expected: {', '.join(FAMILIES)}, or a family of timm's zoo: vischoose models --zoo)."
+                              f"{_did_you_mean(fam, _all_families())}")
     models = tuple(_strings(path, "candidates", "models", cands.get("models", [])))
     prefer = tuple(_strings(path, "candidates", "prefer", cands.get("prefer", [])))
     for key, names in (("models", models), ("prefer", prefer)):
@@ -203,6 +204,19 @@ def _check_serve(values: dict[str, Any], where: str) -> None:
         if not value > 0:  # nan too
             name = opt(key) if where == "command line" else f"{where}: '{key}'"
             raise PresetError(f"{name} must be greater than 0 (got {value:g}).")
+
+
+def _zoo_family(name: str) -> bool:
+    """Whether the family table knows the name (read only for a family beyond the catalog's three)."""
+    from vischoose.models import families
+
+    return families.is_family(name)
+
+
+def _all_families() -> tuple[str, ...]:
+    from vischoose.models import families
+
+    return FAMILIES + families.load().names
 
 
 def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:

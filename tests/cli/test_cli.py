@@ -76,7 +76,25 @@ def test_models_json_and_family_filter(runner):
 def test_models_bad_family(runner):
     result = runner.invoke(app, ["models", "--family", "cnn"])
     assert result.exit_code == 2
-    assert result.stderr == "Error: Unknown family 'cnn' (expected one of: resnet, vit, hybrid).\n"
+    # a family beyond the catalog's three is looked up in timm's zoo, which has none of that name either
+    assert result.stderr == ("Error: Unknown family 'cnn' in --family (92 families, or 'all').\n"
+                             "Hint: vischoose models --zoo lists the families; vischoose/data/families.toml maps names "
+                             "to them.\n")
+
+
+def test_models_zoo_filters_and_sorts_the_zoo_apart_from_the_catalog(runner):
+    result = runner.invoke(app, ["models", "--family", "mobilenetv4", "--max-params-m", "12", "--sort", "params",
+                                 "--json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    rows = payload["data"]
+    assert payload["kind"] == "zoo" and rows
+    assert all(r["family"] == "mobilenetv4" and r["params_m"] <= 12 for r in rows)
+    assert [r["params_m"] for r in rows] == sorted(r["params_m"] for r in rows)
+    assert len({r["arch"] for r in rows}) == len(rows)  # one row per architecture
+    text = runner.invoke(app, ["models", "--zoo", "--min-top1", "88"]).stdout
+    assert "timm's zoo (timm results @aa4b585, Apache-2.0), not the curated catalog (vischoose models)" in text
+    assert runner.invoke(app, ["models"]).stdout.startswith("alias ")  # the default view stays the catalog
 
 
 def test_models_shows_cached_size(runner, cached_model):

@@ -87,3 +87,16 @@ def test_without_rows_of_its_family_the_published_scaling_stays():
     entries = [catalog.load()[m] for m in ("resnet50", "vit_s16")]
     cands = {c.model: c for c in build_candidates(entries, preset, [row("resnet50", 200.0)], [], known())}
     assert "measured here" not in cands["vit_s16"].figures["latency_ms"].note
+
+
+def test_a_family_with_too_few_models_measured_takes_the_fit_over_every_family_and_its_error():
+    preset = load_preset("server")
+    measured = [row(m, ms=law(m)) for m in ("resnet18", "resnet34", "resnet101", "vit_b16")]
+    entries = [catalog.load()[m] for m in ("resnet18", "resnet34", "resnet101", "vit_b16", "vit_s16")]
+    cands = {c.model: c for c in build_candidates(entries, preset, measured, [], known())}
+    latency = cands["vit_s16"].figures["latency_ms"]  # one vit measured: the curve of all four
+    assert latency.source == "estimated" and "fitted to 4 models of every family (too few vit ones)" in latency.note
+    assert latency.value == pytest.approx(law("vit_s16"))  # every model here follows one law
+    pooled = [estimates.Point(m, catalog.load()[m].gflops, law(m))
+              for m in ("resnet18", "resnet34", "resnet101", "vit_b16")]
+    assert "leave-one-out" in latency.note and estimates.leave_one_out(pooled) == pytest.approx(0.0, abs=1e-9)

@@ -173,3 +173,45 @@ def test_a_runtime_not_installed_here_is_never_measured_and_the_log_says_how_to_
     # the choice is the one an install with ExecuTorch makes on the same figures: its fp32 still comes first
     rec = recommend(build_candidates(entries, preset, found, [], world), preset)
     assert rec.chosen.variant == recommend(build_candidates(entries, preset, found, [], known()), preset).chosen.variant
+
+
+class ZooFake:
+    """Profiles for any entry (zoo tags included): its fp32 or int8 size, one latency for every model."""
+
+    def __init__(self, entries, ms=40.0):
+        self.entries, self.ms, self.calls = {e.alias: e for e in entries}, ms, []
+
+    def __call__(self, todo, variant):
+        self.calls += [(m, variant.label) for m, _ in todo]
+        graph = variant.runtime != "torch"
+        rows = []
+        for model, tag in todo:
+            e = self.entries[model]
+            size = e.weights_mb(1.1 if variant.precision == "int8" else 4.0)
+            rows.append(Profile(model=model, tag=tag, device="cpu", dtype=variant.dtype, batch_size=1,
+                                input_size=e.input_size, runtime=variant.runtime, latency_ms_p50=self.ms,
+                                latency_ms_p90=self.ms, throughput_img_s=1000 / self.ms,
+                                file_mb=size if graph else None, weights_mb=size,
+                                variant_status="unverified" if graph else None))
+        return rows
+
+
+def test_over_the_zoo_only_the_guides_model_is_timed_and_the_rest_is_counted_by_the_limit_it_breaks(preset):
+    from vischoose.recommendation import selection
+    from vischoose.requests.recommend import RecommendRequest
+
+    chosen = selection.select(RecommendRequest(zoo=True), preset, known())
+    fake = ZooFake(chosen.entries)
+    found, log = measuring.measure_for_decision(preset, chosen.entries, [], [], [], fake, known())
+    assert fake.calls == [("resnet50", "torch fp32"), ("resnet50", "onnxruntime fp32")]
+    relaxed = measuring.timing_free(preset)
+    too_big = {c.model for c in build_candidates(chosen.entries, relaxed, [], [], known()) if not c.fits}
+    assert log.candidates == len(chosen.entries) > 100
+    assert log.pruned == {"over the 150 MiB budget at every variant the target deploys": sorted(
+        too_big, key=[e.alias for e in chosen.entries].index)}
+    lines = log.lines()
+    assert lines[1] == (f"ruled out without timing: {len(too_big)} of {len(chosen.entries)} candidates: "
+                        f"{len(too_big)} over the 150 MiB budget at every variant the target deploys ("
+                        + ", ".join(log.pruned[next(iter(log.pruned))][:4]) + f" and {len(too_big) - 4} more)")
+    assert len(lines) == 3 and lines[2].startswith(f"not measured: {len(chosen.entries) - len(too_big) - 1} models (")
+    assert lines[2].endswith("resnet50, the selection guide's choice, was measured and meets every constraint")

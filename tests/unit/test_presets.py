@@ -52,11 +52,13 @@ def write(tmp_path, text: str) -> Path:
     ("[measure]\ndevice = 'tpu'\n", "[measure]: unknown device 'tpu' (expected auto, cpu, cuda or cuda:N)."),
     ("[measure]\nthreads = true\n", "[measure]: 'threads' must not be a boolean."),
     ("[candidates]\nfamilies = ['mlp']\n",
-     "[candidates]: unknown family 'mlp' in 'families' (expected: resnet, vit, hybrid)."),
+     "[candidates]: unknown family 'mlp' in 'families' (expected: resnet, vit, hybrid, or a family of timm's "
+     "zoo: vischoose models --zoo)."),
     ("[candidates]\nmodels = ['resnet50.a1_in1k', 'hf-hub:timm/x.y', 'my_net']\nprefer = ['my_net']\n",
      "unknown model 'my_net' in 'models'"),
     ("[candidates]\nfamilies = ['resnets']\n",
-     "[candidates]: unknown family 'resnets' in 'families' (expected: resnet, vit, hybrid). Did you mean 'resnet'?"),
+     "[candidates]: unknown family 'resnets' in 'families' (expected: resnet, vit, hybrid, or a family of "
+     "timm's zoo: vischoose models --zoo). Did you mean 'resnet'?"),
     ("[candidates]\nprefer = ['resnet5O']\n",
      "[candidates]: unknown model 'resnet5O' in 'prefer' (expected a catalog alias, timm arch.tag, hf-hub:ID or "
      "local-dir:PATH). Did you mean 'resnet50'?"),

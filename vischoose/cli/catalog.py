@@ -13,14 +13,26 @@ commands = Commands()
 
 @commands.command("models")
 def models_cmd(
-    family: Annotated[str | None, typer.Option(help="Only this family: resnet, vit or hybrid.")] = None,
+    family: Annotated[str | None, typer.Option(help="Only this family: resnet, vit or hybrid in the catalog; any "
+                                               "family of the zoo (convnext, efficientnet, ...) shows the zoo.")] = None,
     filter_: Annotated[str | None, typer.Option("--filter", help="fnmatch pattern on alias or tag, e.g. 'vit_*'.")] = None,
+    zoo: Annotated[bool, typer.Option("--zoo", help="Browse timm's zoo (every pretrained ImageNet-1k tag with "
+                                      "published figures) instead of the curated catalog.")] = False,
+    max_params_m: Annotated[float | None, typer.Option(help="Zoo: at most this many parameters, millions.")] = None,
+    min_top1: Annotated[float | None, typer.Option(help="Zoo: at least this published top-1, %.")] = None,
+    sort: Annotated[str | None, typer.Option(help="Zoo: top1 (default), params, gflops, cpu_ms, gpu_img_s or "
+                                             "name, best first.")] = None,
+    all_tags: Annotated[bool, typer.Option("--all-tags", help="Zoo: every tag, not only each architecture's best.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the model catalog with published figures and what is cached."""
+    """List the model catalog with published figures and what is cached, or browse timm's zoo (--zoo)."""
     with reported_errors():
         from vischoose.models import inventory
 
+        if inventory.wants_zoo(zoo, family, max_params_m, min_top1, sort, all_tags):
+            rows = inventory.zoo_rows(family, filter_, max_params_m, min_top1, sort or "top1", all_tags)
+            report.show_zoo(rows, as_json, all_tags, family)
+            return
         rows = inventory.catalog_rows(catalog.list_entries(family, filter_))
     report.show_models(rows, as_json)
 

@@ -22,7 +22,16 @@ def recommend_cmd(
     min_top1: Annotated[float | None, typer.Option(help="Smallest ImageNet top-1, %.")] = None,
     max_params_m: Annotated[float | None, typer.Option(help="Most parameters, millions.")] = None,
     device: Annotated[str | None, typer.Option(help="Device the figures must come from: cpu, cuda, cuda:N (default: the preset's).")] = None,
-    models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families (repeatable).")] = None,
+    models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families "
+                                                     "(repeatable): aliases, timm names, hf-hub ids, folders, or globs "
+                                                     "over timm's zoo ('resnet50*', 'vit_*_patch16_224.augreg*').")] = None,
+    zoo: Annotated[bool, typer.Option("--zoo", help="Every architecture of the preset's families in timm's zoo "
+                                      "(published results), not only the curated catalog.")] = False,
+    families: Annotated[list[str] | None, typer.Option("--families", help="The zoo's architectures of these families "
+                                                       "instead ('convnext,mobilenetv4', or 'all'); see vischoose "
+                                                       "models --zoo.")] = None,
+    all_tags: Annotated[bool, typer.Option("--all-tags", help="Every published tag of an architecture as its own "
+                                           "candidate (default: its best top-1 at its deployed size).")] = False,
     results: Annotated[list[Path] | None, typer.Option("--results", help="Results exported from another machine (vischoose results export); repeatable.")] = None,
     measure: Annotated[bool, typer.Option("--measure", help="First measure here what can change the answer: candidates "
                                           "that fit without timing, in ranking order, until none unmeasured can win.")] = False,
@@ -57,7 +66,8 @@ def recommend_cmd(
         from vischoose.requests.recommend import RecommendRequest
 
         request = RecommendRequest(
-            target=target, models=tuple(models or ()), results=tuple(str(r) for r in results or ()),
+            target=target, models=tuple(models or ()), zoo=zoo, families=tuple(families or ()), all_tags=all_tags,
+            results=tuple(str(r) for r in results or ()),
             measure="all" if measure_all else "decision" if measure else "", fresh=fresh,
             time_budget_s=time_budget, device=device, memory_basis=memory_basis,
             data=str(data) if data else None, labels=str(labels) if labels else None,

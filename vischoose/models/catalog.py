@@ -12,10 +12,13 @@ import re
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from vischoose.errors import UnknownModelError, UsageError
 from vischoose.units import MIB, macs_to_flops
+
+if TYPE_CHECKING:
+    from vischoose.models.zoo import Speed
 
 FAMILIES = ("resnet", "vit", "hybrid")
 # patterns, compiled (and cached by re) on first use: compiling them at import cost every start-up
@@ -32,8 +35,8 @@ class CatalogEntry(NamedTuple):
     hf_hub_id: str
     family: str
     label: str
-    top1: float
-    top5: float
+    top1: float | None  # None: no published top-1 (a model outside timm's results)
+    top5: float | None
     top1_size: int
     params: int
     gmacs: float
@@ -51,6 +54,11 @@ class CatalogEntry(NamedTuple):
     article_input_size: int | None = None
     caveat: str | None = None  # where the source article's figure cannot be reproduced with timm
     int8_mib: float | None = None  # the int8 ONNX file of this architecture with its family's recipe, MiB
+    # from the zoo (models/zoo.py) and for models outside it (recommendation/unlisted.py):
+    speeds: tuple[Speed, ...] = ()  # published speeds of the architecture at input_size, on named machines
+    int8_bytes_per_param: float | None = None  # int8 file size per parameter of its recipe (data/families.toml)
+    counted: str | None = None  # how the parameters were counted here, where nobody published them
+    gmacs_counted: str | None = None  # how the GMACs were counted here, where nobody published them
 
     @property
     def params_m(self) -> float:

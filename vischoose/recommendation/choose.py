@@ -59,13 +59,15 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
 def pareto_front(cands: list[Candidate]) -> frozenset[str]:
     """Models no other model beats on accuracy, latency and memory at once."""
     pts = [(c.model, c.value("top1"), c.value("latency_ms"), c.value("memory_mb")) for c in cands]
-    pts = [p for p in pts if None not in p]
-    front = set()
+    # most accurate first (then fastest, smallest): whatever dominates a point comes before it, and a point dominated
+    # at all is dominated by a point of the front, so each is checked against the front found so far (zoo-sized
+    # candidate lists: hundreds, not all pairs)
+    pts = sorted((p for p in pts if None not in p), key=lambda p: (-p[1], p[2], p[3]))
+    front, kept = set(), []
     for m, acc, lat, mem in pts:
-        dominated = any(a >= acc and l <= lat and s <= mem and (a, l, s) != (acc, lat, mem)
-                        for _, a, l, s in pts)
-        if not dominated:
+        if not any(a >= acc and l <= lat and s <= mem and (a, l, s) != (acc, lat, mem) for a, l, s in kept):
             front.add(m)
+            kept.append((acc, lat, mem))
     return frozenset(front)
 
 

@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from vischoose.presets import Preset
+from vischoose.recommendation import wording
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
@@ -38,9 +39,7 @@ def limits(figures: dict[str, Figure], preset: Preset, model: str,
             continue
         fig = figures.get(fig_name)
         if fig is None:
-            how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
-            missing.append(f"no {fig_name.replace('_', ' ')} figure to check the {LABELS[key]} "
-                           f"(measure it: vischoose profile --target {preset.name} {how}{model})")
+            missing.append(wording.missing_figure(fig_name, LABELS[key], preset, model, variant))
             continue
         bad = fig.value > limit if is_max else fig.value < limit
         if bad:
@@ -49,6 +48,21 @@ def limits(figures: dict[str, Figure], preset: Preset, model: str,
                               f" ({fig.source}{', ' + fig.note if fig.note else ''})")
             excess = max(excess, fig.value / limit if is_max else limit / max(fig.value, 1e-9))
     return tuple(violations), tuple(missing), excess
+
+
+def broken(cand: Candidate, preset: Preset) -> tuple[str, ...]:
+    """What a candidate breaks, in words, one per limit in CONSTRAINTS order: 'over the 150 MiB budget', or 'no top1
+    figure for the top-1 floor'; () where it fits or was rejected for another reason (a rejected graph)."""
+    out = []
+    for key, (fig_name, is_max, unit) in CONSTRAINTS.items():
+        limit, value = getattr(preset.constraints, key), cand.value(fig_name)
+        if limit is None:
+            continue
+        if value is None:
+            out.append(f"no {fig_name.replace('_', ' ')} figure for the {LABELS[key]}")
+        elif value > limit if is_max else value < limit:
+            out.append(f"{'over' if is_max else 'under'} the {limit:,.6g} {unit} {LABELS[key]}")
+    return tuple(out)
 
 
 def shortfall(cand: Candidate, preset: Preset) -> float:

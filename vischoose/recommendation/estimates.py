@@ -11,6 +11,9 @@ from its smallest model to its largest, which one effective GFLOP/s per group mi
 hybrids); the power law by 11%. A ms = a GFLOPs + b weight MiB fit (weight traffic) did worse (20%). p is held in
 [0.6, 1]: a larger model is never slower per FLOP in these families, and three points do not justify a steeper
 curve. With fewer than three models measured in the group, one rate is used (p = 1, k = the median ms per GFLOP).
+Where a family has fewer than three models measured here but the runtime and precision have three or more over all
+families, the curve is fitted to all of them instead (a model of a family nobody measured gets an estimate from this
+machine rather than from another machine's publication), with the larger error that mixing families brings.
 The expected error is a leave-one-out check: each measured model predicted from the others by the same rule. Pure:
 rows in, figures out (bench/recommend_measure.py checks the rule against measured rows).
 """
@@ -64,14 +67,16 @@ class LocalEstimate:
     models: int  # measured models it is based on
     fit: Fit
     loo_error: float | None  # median |estimate - measured| / measured over the group (None: one model measured)
+    scope: str | None = None  # "every family" when fitted across families, else the group's own family
 
     def note(self, group: Group) -> str:
         """Where the estimate comes from, in words."""
         runtime, dtype, family = group
         error = f"expected error +-{100 * self.loo_error:.0f}% (leave-one-out over them)" if self.loo_error \
             is not None else "error unknown (one model measured)"
-        return (f"ms = {self.fit.describe()}, fitted to {self.models} {family} model(s) measured here at {runtime} "
-                f"{dtype}; {error}")
+        models = f"{family} model(s)" if self.scope is None else f"models of {self.scope} (too few {family} ones)"
+        return (f"ms = {self.fit.describe()}, fitted to {self.models} {models} measured here at {runtime} {dtype}; "
+                f"{error}")
 
 
 def points(rows: Iterable[tuple[Group, CatalogEntry, Profile]]) -> dict[Group, list[Point]]:
@@ -117,8 +122,17 @@ def leave_one_out(group: list[Point]) -> float | None:
 
 
 def estimate(entry: CatalogEntry, group: Group, found: dict[Group, list[Point]]) -> LocalEstimate | None:
-    """The entry's batch-1 p90 from the other models measured in its group, or None without any."""
+    """The entry's batch-1 p90 from the other models measured in its group (its family's curve from three on), else
+    from every family measured at the group's runtime and precision (three or more), else from its family's one or
+    two; None without any, or without the entry's FLOPs."""
+    if not entry.gflops:
+        return None
     others = [p for p in found.get(group, []) if p.model != entry.alias]
+    pooled = [p for g, points in found.items() if g[:2] == group[:2] for p in points]
+    pooled_others = [p for p in pooled if p.model != entry.alias]
+    if len(others) < MIN_FOR_CURVE <= len(pooled_others):
+        f = fit(pooled_others)
+        return LocalEstimate(f.latency_ms(entry.gflops), len(pooled_others), f, leave_one_out(pooled), "every family")
     if not others:
         return None
     f = fit(others)

@@ -5,7 +5,7 @@ Known, built by the caller (recommendation.pipeline.known): no registry, catalog
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from vischoose.models.catalog import CatalogEntry
 from vischoose.presets import Preset
@@ -15,6 +15,7 @@ from vischoose.runtimes.precision import Variant, bytes_per_param
 from vischoose.units import MIB
 
 if TYPE_CHECKING:  # estimates is imported only where this machine measured something to estimate from
+    from vischoose.models.zoo import Zoo
     from vischoose.recommendation import estimates
 
 
@@ -50,11 +51,14 @@ class Deployable(NamedTuple):
 
 
 class Known(NamedTuple):
-    """The catalog and the runtimes, passed in by the caller (recommendation.pipeline.known)."""
+    """The catalog, the runtimes and timm's zoo, passed in by the caller (recommendation.pipeline.known). The ranking
+    reads only the catalog and the runtimes; the zoo is what recommendation.selection picks candidates from, read when
+    first called (a zoo flag, a glob, a name outside the catalog, a GPU target), never at start-up."""
 
     catalog: dict[str, CatalogEntry]
     runtimes: dict[str, Deployable]
     catalog_int8: str  # the runtime whose int8 file sizes the catalog lists
+    zoo: Callable[[], Zoo] | None = None  # reads timm's zoo (models.zoo.load); None: no zoo to choose from
 
     def runtime(self, name: str) -> Deployable:
         """The facts of a runtime (an unknown name: a CPU-only graph runtime named as it is)."""
@@ -111,17 +115,17 @@ def top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalRe
     ev = latest_eval(evals, variant)
     if ev is not None:
         figs["top1"] = Figure(ev.top1, "measured", wording.measured_top1_note(ev, variant))
-        if entry:
-            figs["published_top1"] = Figure(entry.top1, "published", f"ImageNet-1k at {entry.top1_size} px (timm results)")
+        if entry and entry.top1 is not None:
+            figs["published_top1"] = Figure(entry.top1, "published", wording.published_top1_note(entry))
         return
     torch_evals = [e for e in evals if e.runtime == "torch"] if variant.runtime != "torch" else []
     if torch_evals:
         ev = max(torch_evals, key=lambda e: e.created_at)
         fig = Figure(ev.top1, "measured", f"on {ev.images} images of {ev.dataset}, torch {ev.dtype}")
-    elif entry:
-        fig = Figure(entry.top1, "published", f"ImageNet-1k at {entry.top1_size} px (timm results)")
+    elif entry and entry.top1 is not None:
+        fig = Figure(entry.top1, "published", wording.published_top1_note(entry))
     else:
-        return
+        return  # top-1 unknown: ranked after the models with one (rank_key puts missing figures last)
     if variant.precision == "int8":
         row = rows[0] if rows else None
         if row and row.agreement_top1 is not None and row.variant_status == "ok":
@@ -147,7 +151,8 @@ def size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile
     params = entry.params / 1e6 if entry else next((p.params_m for p in rows + stand_in if p.params_m), None)
     if params is None:
         return
-    figs["params_m"] = Figure(params, "published" if entry else "measured")
+    figs["params_m"] = (Figure(params, "computed", entry.counted) if entry and entry.counted
+                        else Figure(params, "published" if entry else "measured"))
     label = variant.dtype if variant.runtime == "torch" else variant.label
     if preset.constraints.memory_basis == "peak":
         peak = next((p for p in rows if p.peak_memory_mb is not None), None)
@@ -161,13 +166,16 @@ def size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile
     elif variant.precision == "int8" and entry and entry.int8_mib:
         figs["memory_mb"] = Figure(entry.int8_mib, "computed", wording.catalog_int8_note(variant, known))
     elif variant.precision == "int8":
-        per = INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN)
+        per = (entry.int8_bytes_per_param if entry and entry.int8_bytes_per_param
+               else INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN))
         figs["memory_mb"] = Figure(params * 1e6 * per / MIB, "estimated", f"{label} file, ~{per:g} bytes/param")
     else:
         figs["memory_mb"] = Figure(params * 1e6 * bytes_per_param(variant.dtype) / MIB, "computed",
                                    f"{variant.dtype} weights")
-    if entry:
-        figs["gflops"] = Figure(entry.gflops, "published", f"at {entry.input_size} px")
+    if entry and entry.gmacs:
+        how = f", {entry.gmacs_counted}" if entry.gmacs_counted else ""
+        figs["gflops"] = Figure(entry.gflops, "computed" if entry.gmacs_counted else "published",
+                                f"at {entry.input_size} px{how}")
 
 
 def local_estimate(entry: CatalogEntry, variant: Variant,
@@ -183,7 +191,7 @@ def local_estimate(entry: CatalogEntry, variant: Variant,
 def speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], preset: Preset,
            catalog: dict[str, CatalogEntry], variant: Variant, borrowed: bool,
            local: dict[estimates.Group, list[estimates.Point]]) -> None:
-    spec = preset.measure
+    spec, gpu = preset.measure, on_gpu_kind(preset, variant)
     runs = ("torch float32" if borrowed else variant.dtype if variant.runtime == "torch" else variant.label)
     instead = f", standing in for {variant.label}" if borrowed else ""
     lat = next((p for p in mine if p.latency_ms_p90 is not None), None)
@@ -192,21 +200,43 @@ def speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profil
     elif entry and (here := local_estimate(entry, variant, local)):
         figs["latency_ms"] = Figure(here.latency_ms, "estimated",
                                     here.note((variant.runtime, variant.dtype, entry.family)))
-    elif entry and (est := estimate_latency(entry, catalog)):
-        figs["latency_ms"] = est
+    elif entry and not (gpu and spec.device.startswith("cuda")) and (est := estimate_latency(entry, catalog)):
+        figs["latency_ms"] = est  # published on a CPU: not for a GPU target ('auto' runs on this CPU without one)
     thr = next((p for p in mine if p.throughput_img_s and p.batch_size == spec.batch_size), None)
     if thr:
         where = "" if variant.runtime == "torch" else f" {runs}{instead}"
         figs["throughput"] = Figure(thr.throughput_img_s, "measured", f"batch {thr.batch_size}, {thr.device}{where}")
-    elif "latency_ms" in figs:
+    elif gpu and entry and (published := gpu_throughput(entry, spec.dtype)):
+        figs["throughput"] = published
+    elif "latency_ms" in figs and not gpu:  # a CPU's batch-1 latency says nothing of a GPU's throughput
         figs["throughput"] = Figure(1000.0 / figs["latency_ms"].value, "estimated", "1000 / batch-1 latency")
+
+
+def on_gpu_kind(preset: Preset, variant: Variant) -> bool:
+    """Whether the target runs this variant on a GPU ('cuda', or 'auto': cuda where there is one): torch only, the
+    deployment runtimes run their files on the CPU. Published GPU throughput is shown for such a variant, and a CPU
+    latency never turned into its throughput."""
+    return variant.runtime == TORCH and not preset.measure.device.startswith("cpu")
+
+
+def gpu_throughput(entry: CatalogEntry, dtype: str) -> Figure | None:
+    """The zoo's published throughput of a named GPU, at its own batch and precision, where the entry carries one
+    (recommendation.selection gives a GPU target's candidates their published speeds)."""
+    if not entry.speeds:
+        return None
+    from vischoose.models.zoo import (
+        gpu_speed,  # a choice among the entry's speeds: nothing is read
+    )
+
+    s = gpu_speed(entry.speeds, dtype)
+    return None if s is None else Figure(s.img_s, "published", wording.gpu_speed_note(s, entry, dtype))
 
 
 def estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> Figure | None:
     if entry.ref_cpu_latency_ms:
         return Figure(entry.ref_cpu_latency_ms, "published", entry.ref_cpu or "")
     ref = catalog.get(ESTIMATE_REF.get(entry.family, ""))
-    if not ref or not ref.ref_cpu_latency_ms:
+    if not ref or not ref.ref_cpu_latency_ms or not entry.gmacs:
         return None
     ms = ref.ref_cpu_latency_ms / ref.gmacs * entry.gmacs
     return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu})")

@@ -25,11 +25,13 @@ from vischoose.recommendation.candidates import (
     rank_key,
 )
 from vischoose.recommendation.choose import recommend
+from vischoose.recommendation.constraints import broken
 from vischoose.recommendation.figures import Known, matching_profiles
 from vischoose.records import EvalResult, Profile
 from vischoose.runtimes.precision import Variant
 
 MODES = ("decision", "all")
+EXAMPLES = 4  # models named per group in the log
 TIMING_FREE_KEYS = ("top1", "params_m", "gflops")  # rank keys that no measurement on this machine changes
 Measure = Callable[[list[tuple[str, str]], Variant], list[Profile]]  # profile these (model, tag) at a variant
 Plan = Callable[[int], None]  # told, before each measurement, the most runs (model at a variant) still to come
@@ -43,15 +45,35 @@ class MeasureLog:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
     reused: list[str] = field(default_factory=list)  # measured before, under this protocol, on this machine
     not_here: dict[str, str] = field(default_factory=dict)  # variant -> why its runtime cannot run here
+    pruned: dict[str, list[str]] = field(default_factory=dict)  # the limit timing cannot change -> models it rules out
+    candidates: int = 0
 
     def lines(self) -> list[str]:
-        """Sentences for the report."""
+        """Sentences for the report: what was measured, and what was not and why, grouped (hundreds of candidates
+        give a few lines)."""
         out = [f"measured: {', '.join(self.measured) or 'nothing'}"]
         if self.reused:
             out.append(f"already measured here (reused; --fresh measures again): {', '.join(self.reused)}")
-        out += [f"not measured: {model}: {why}" for model, why in self.skipped]
+        if self.pruned:
+            total = sum(len(models) for models in self.pruned.values())
+            parts = [f"{len(models)} {label} ({_examples(models)})" for label, models in self.pruned.items()]
+            out.append(f"ruled out without timing: {total} of {self.candidates} candidates: {'; '.join(parts)}")
+        pruned = {m for models in self.pruned.values() for m in models}
+        rest: dict[str, list[str]] = {}
+        for model, why in self.skipped:
+            if model not in pruned:
+                rest.setdefault(why, []).append(model)
+        for why, models in rest.items():
+            who = models[0] if len(models) == 1 else f"{len(models)} models ({_examples(models)})"
+            out.append(f"not measured: {who}: {why}")
         out += [f"not measured at {label}, on any model: {why}" for label, why in self.not_here.items()]
         return out
+
+
+def _examples(models: list[str]) -> str:
+    """'a, b, c, d and 5 more'."""
+    more = f" and {len(models) - EXAMPLES} more" if len(models) > EXAMPLES else ""
+    return ", ".join(models[:EXAMPLES]) + more
 
 
 @dataclass
@@ -115,17 +137,28 @@ def measure_for_decision(preset: Preset, entries: list[CatalogEntry], extra: lis
     return state.profiles[len(profiles):], log
 
 
+def prune(preset: Preset, entries: list[CatalogEntry], extra: list[tuple[str, str]], profiles: list[Profile],
+          evals: list[EvalResult], known: Known) -> tuple[dict[str, list[Variant]], MeasureLog]:
+    """The timing-free pruning alone: the candidates --measure would time, in order, each with its variants worth
+    timing, and the log of what was ruled out and why (nothing is measured)."""
+    log = MeasureLog()
+    return _prune(_State(preset, entries, extra, list(profiles), evals, False, known), log), log
+
+
 def _prune(state: _State, log: MeasureLog) -> dict[str, list[Variant]]:
     """Candidates that can still fit once timed, in the order that decides, each with its variants worth timing."""
     relaxed = timing_free(state.preset)
+    order = _measurable(state, log, preference_order(state.preset))
+    per_variant = {v: state.candidates(relaxed._replace(deploy=(v,))) for v in order}  # once, not once per model
     feasible: dict[str, list[Variant]] = {}
-    for model, cand in state.candidates(relaxed).items():
+    judged = state.candidates(relaxed)
+    log.candidates = len(judged)
+    for model, cand in judged.items():
         if not cand.fits:
             log.skipped.append((model, f"ruled out without timing: {'; '.join(cand.reasons[:1])}"))
+            log.pruned.setdefault(_broken(cand, relaxed), []).append(model)
             continue
-        variants = [v for v in _measurable(state, log, preference_order(state.preset))
-                    if state.candidates(relaxed._replace(deploy=(v,)))[model].fits]
-        feasible[model] = variants
+        feasible[model] = [v for v in order if per_variant[v][model].fits]
     ranked = state.candidates()
     prefer = [m for m in state.preset.prefer if m in feasible]
     rest = sorted((m for m in feasible if m not in prefer), key=lambda m: rank_key(ranked[m], state.preset.sort))
@@ -143,6 +176,14 @@ def _measurable(state: _State, log: MeasureLog, variants: list[Variant]) -> list
         else:
             log.not_here.setdefault(v.label, f"{runtime.missing}: pip install 'vischoose[{runtime.extra}]'")
     return runnable
+
+
+def _broken(cand: Candidate, preset: Preset) -> str:
+    """The first limit a candidate breaks without timing, as a group label for the log."""
+    found = broken(cand, preset)
+    if not found:
+        return "; ".join(cand.reasons[:1]) or "not deployable"
+    return found[0] + (" at every variant the target deploys" if found[0].endswith("budget") else "")
 
 
 def _reference(state: _State, variants: list[Variant]) -> list[Variant]:
@@ -206,7 +247,7 @@ def _settled(state: _State, unmeasured: list[str]) -> str | None:
     higher = first.startswith("-")
     for model in unmeasured:
         value = ranked[model].value(key)
-        if value is None or (value >= best if higher else value <= best):
-            return None
+        if value is not None and (value >= best if higher else value <= best):
+            return None  # an unknown value ranks after every known one (rank_key): it cannot win
     return (f"ranked below {chosen.model} on {key} ({best:g}), which no timing changes; {chosen.model} was "
             "measured and meets every constraint")

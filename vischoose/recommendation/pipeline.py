@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from vischoose import presets
 from vischoose.errors import UsageError, opt
 from vischoose.models import catalog
+from vischoose.recommendation import selection, wording
 from vischoose.recommendation.candidates import build_candidates
 from vischoose.recommendation.choose import Recommendation, recommend
 from vischoose.recommendation.figures import Deployable, Known
@@ -18,6 +19,7 @@ from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
+    from vischoose.models.zoo import Zoo
     from vischoose.recommendation import ondata
 
 Progress = Callable[[str, str, float], None]  # (what is measured, its phase, seconds since it started)
@@ -42,7 +44,8 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError, DatasetError.
     """
     preset, world = _preset(request), known()
-    entries, extra = _candidates(preset, request.models)
+    chosen = selection.select(request, preset, world)
+    entries, extra = chosen.entries, chosen.extra
     dataset = _dataset(request)  # a bad data set fails here, before anything is measured
     profiles, evals = _figures(request.results)
     evals = shippable(evals, dataset)
@@ -68,14 +71,25 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
         lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
+    rec = rec._replace(notes=rec.notes + chosen.notes + tuple(wording.selection_notes(rec, chosen.others)))
     return rec._replace(measure_log=tuple(lines)) if lines else rec
 
 
 def known() -> Known:
-    """The catalog and every runtime's facts, for the pure ranking (what is installed only words how to measure)."""
+    """The catalog, every runtime's facts and timm's zoo (read when first asked for), for the candidates' selection
+    and the pure ranking (what is installed only words how to measure)."""
     facts = {r.name: Deployable(r.name, r.title, r.devices, r.is_graph, r.extra, r.missing())
              for r in registry.RUNTIMES.values()}
-    return Known(catalog.load(), facts, registry.CATALOG_INT8)
+    return Known(catalog.load(), facts, registry.CATALOG_INT8, _zoo)
+
+
+def _zoo() -> "Zoo":
+    """timm's zoo, read on first use (models.zoo.load caches it)."""
+    from vischoose.models import (
+        zoo,  # only for a zoo flag, a glob, a name outside the catalog or a GPU target
+    )
+
+    return zoo.load()
 
 
 def _measure_profiles(request: RecommendRequest, preset: presets.Preset, entries: list[catalog.CatalogEntry],
@@ -166,21 +180,6 @@ def _evaluator(bar: Callable[[str], Bar] | None) -> "Callable[..., EvalResult]":
             if shown:
                 shown.close()
     return run
-
-
-def _candidates(preset: presets.Preset,
-                models: tuple[str, ...]) -> tuple[list[catalog.CatalogEntry], list[tuple[str, str]]]:
-    names = list(models or preset.models)
-    if not names:
-        return [e for e in catalog.load().values() if e.family in preset.families], []
-    entries, extra = [], []
-    for text in dict.fromkeys(names):
-        ref = catalog.parse_model_ref(text)
-        if ref.entry:
-            entries.append(ref.entry)
-        else:
-            extra.append((ref.text, ref.timm_name or ref.name))
-    return entries, extra
 
 
 def _figures(results: tuple[str, ...]) -> tuple[list[Profile], list[EvalResult]]:

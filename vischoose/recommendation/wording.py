@@ -11,8 +11,14 @@ from vischoose.records import EvalResult, Profile
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
+    from vischoose.models.catalog import CatalogEntry
+    from vischoose.models.zoo import Speed
     from vischoose.recommendation.candidates import Candidate
+    from vischoose.recommendation.choose import Recommendation
     from vischoose.recommendation.figures import Deployable, Figure, Known
+
+OTHER_TAGS = 3  # other tags of the chosen architecture named in a note
+UNKNOWN_SHOWN = 5  # the chosen model and runners-up checked for an unknown top-1
 
 
 def catalog_int8_note(variant: Variant, known: Known) -> str:
@@ -154,3 +160,41 @@ def int8_estimate_note(preset: Preset) -> str:
     return ("int8 sizes marked E are estimated from the parameter count (bytes per parameter of the family's "
             "measured int8 exports) and their accuracy cost is unknown: measure one with vischoose profile --target "
             f"{preset.name} --runtime onnxruntime --precision int8 MODEL")
+
+
+def published_top1_note(entry: CatalogEntry) -> str:
+    """'ImageNet-1k at 224 px (timm results)', saying so where the model is deployed at another size."""
+    note = f"ImageNet-1k at {entry.top1_size} px (timm results)"
+    return note if entry.top1_size == entry.input_size else f"{note}; deployed at {entry.input_size} px"
+
+
+def gpu_speed_note(s: Speed, entry: CatalogEntry, dtype: str) -> str:
+    """Where a published GPU throughput comes from, and the target's precision where it ran at another."""
+    differs = "" if s.matches(dtype) else f"; the target runs {dtype}"
+    return s.describe(entry.input_size) + differs
+
+
+def missing_figure(fig_name: str, label: str, preset: Preset, model: str, variant: Variant) -> str:
+    """Why a limit could not be checked, and the command that gets the figure."""
+    if fig_name == "top1":  # nobody published one: evaluate gives it, profile does not
+        return f"top-1 unknown, so the {label} cannot be checked (evaluate it: vischoose evaluate DATA --model {model})"
+    how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
+    return (f"no {fig_name.replace('_', ' ')} figure to check the {label} "
+            f"(measure it: vischoose profile --target {preset.name} {how}{model})")
+
+
+def selection_notes(rec: Recommendation, others: dict[str, tuple[str, ...]]) -> list[str]:
+    """The other tags of the chosen model's architecture (recommendation.selection judges each architecture by its
+    best), and the models shown without a published top-1 (how to get one)."""
+    out = []
+    mine = others.get(rec.chosen.model)
+    if mine:
+        more = f" and {len(mine) - OTHER_TAGS} more" if len(mine) > OTHER_TAGS else ""
+        out.append(f"{rec.chosen.model} is the best published top-1 of {len(mine) + 1} tags of its architecture at "
+                   f"their deployed sizes; the others: {', '.join(mine[:OTHER_TAGS])}{more} "
+                   f"({opt('all_tags')} ranks each)")
+    unknown = [c.model for c in [rec.chosen, *rec.runners_up[:UNKNOWN_SHOWN - 1]] if c.value("top1") is None]
+    if unknown:
+        out.append(f"top-1 unknown for {', '.join(unknown)}: nobody published one, so they rank after the models "
+                   f"with one (evaluate it: vischoose evaluate DATA --model {unknown[0]})")
+    return out

@@ -60,6 +60,36 @@ def show_models(rows: list[dict[str, Any]], as_json: bool) -> None:
                "GFLOPs = 2 x GMACs; MiB = 2^20 bytes.")
 
 
+def show_zoo(rows: list[dict[str, Any]], as_json: bool, all_tags: bool, family: str | None) -> None:
+    """timm's zoo (vischoose models --zoo), clearly apart from the curated catalog."""
+    if as_json:
+        emit_json("zoo", rows)
+        return
+    headers = ["timm tag", "alias", "family", "top-1 %", "@px", "test-size top-1", "params M", "GFLOPs", "fp32 MiB",
+               "CPU ms", "GPU img/s"]
+    body = [[r["tag"], r["alias"] or "", r["family"], fmt(r["top1"], 2), r["top1_size"],
+             f"{r['top1_test']:.2f} @{r['top1_test_size']}" if r["top1_test"] is not None else "-",
+             fmt(r["params_m"], 2), fmt(r["gflops"], 2), fmt(r["weights_mb_fp32"], 1), fmt(r["cpu_ms"], 1),
+             fmt(r["gpu_img_s"], 0)] for r in rows]
+    typer.echo(table(headers, body))
+    source = rows[0]["source"] if rows else "timm results"
+    which = ("every tag" if all_tags
+             else "one row per architecture: its best top-1 at its deployed size (--all-tags: every tag)")
+    typer.echo(f"\ntimm's zoo ({source}, Apache-2.0), not the curated catalog (vischoose models): {len(rows)} rows, "
+               f"{which}.\ntop-1: ImageNet-1k at @px, the size the tag is deployed at (timm's input_size); test-size "
+               "top-1 at timm's larger test size, not deployed. GFLOPs = 2 x GMACs (timm benchmark). CPU ms: batch 1, "
+               "float32, Intel Core i9-10940X with torch.compile (the i7-12700H where the i9 has no figure); GPU img/s: "
+               "float16 AMP at the benchmark's batch, NVIDIA GeForce RTX 5090 (another GPU where it has none); --json "
+               "names each figure's machine, batch and precision, and adds ReaL and ImageNetV2 top-1 and the "
+               "pretraining data timm lists per architecture (a tag's own name says more: _in21k_ft_in1k ...).")
+    if family is None and not all_tags:
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["family"]] = counts.get(r["family"], 0) + 1
+        typer.echo("families (architectures): " + ", ".join(f"{f} {n}" for f, n in
+                                                            sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
+
+
 def show_pulled(rows: list[dict[str, Any]], as_json: bool) -> None:
     """What vischoose pull fetched."""
     if as_json:
@@ -138,6 +168,43 @@ def flagged(rec):
                         measure_log=tuple(named(n, flag_of) for n in rec.measure_log))
 
 
+REJECTED_SHOWN = 15  # rejections listed one per line; the rest are counted by the limit they break
+PARETO_SHOWN = 20
+
+
+def _why_kind(reason: str) -> str:
+    """A rejection reason without its figures, to count alike ones: '295.8 MiB > 150 MiB budget (computed, ...)' ->
+    'over the 150 MiB budget'."""
+    head = reason.split(" (")[0]
+    for sign, word in ((" > ", "over the "), (" < ", "under the ")):
+        if sign in head:
+            return word + head.split(sign, 1)[1]
+    return head
+
+
+def _show_rejected(rec) -> None:
+    """The rejected models one per line; beyond REJECTED_SHOWN, those that break a limit first (then those missing a
+    figure) and the rest counted by the limit they break. Then the Pareto front."""
+    more = len(rec.rejected) > REJECTED_SHOWN
+    ordered = sorted(rec.rejected, key=lambda r: not r.violations) if more else rec.rejected
+    if ordered:
+        typer.echo(f"\nRejected ({len(ordered)}; the first {REJECTED_SHOWN}, --json lists each):" if more
+                   else "\nRejected:")
+        typer.echo(table(["model", "why"], [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
+                                             + "; ".join(r.reasons)] for r in ordered[:REJECTED_SHOWN]]))
+        if more:
+            counts: dict[str, int] = {}
+            for r in ordered[REJECTED_SHOWN:]:
+                kind = _why_kind((r.reasons or ("not deployable",))[0])
+                counts[kind] = counts.get(kind, 0) + 1
+            typer.echo(f"  ... and {len(ordered) - REJECTED_SHOWN} more: " + ", ".join(
+                f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+    front = sorted(rec.pareto)
+    more_front = f" and {len(front) - PARETO_SHOWN} more (--json lists each)" if len(front) > PARETO_SHOWN else ""
+    typer.echo(f"\nPareto front (top-1 vs latency vs memory, over every candidate, rejected ones included): "
+               f"{', '.join(front[:PARETO_SHOWN]) or '-'}{more_front}")
+
+
 def show_recommendation(rec, top: int, as_json: bool) -> None:
     """The recommendation, the runners-up, every rejection with its reason, and the Pareto front."""
     rec = flagged(rec._replace(runners_up=rec.runners_up[:top - 1]))  # --top counts the chosen model
@@ -145,7 +212,8 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         emit_json("recommendation", recommendation_dict(rec))
         return
     c, spec = rec.chosen, rec.preset.measure
-    typer.echo(f"Recommended for '{rec.target}': {c.model} ({c.tag}){'' if c.plain else ' at ' + c.variant.label}")
+    tag = "" if c.tag == c.model else f" ({c.tag})"  # a zoo model is named by its tag already
+    typer.echo(f"Recommended for '{rec.target}': {c.model}{tag}{'' if c.plain else ' at ' + c.variant.label}")
     typer.echo(f"  why: {rec.reason}")
     if not c.plain:
         typer.echo(f"  deployed as: {_variant_text(c)}")
@@ -167,12 +235,7 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         for r in shown:
             if not r.plain and r.variant != c.variant:
                 typer.echo(f"  {r.model} fits at {_variant_text(r, todo=False)}")
-    if rec.rejected:
-        typer.echo("\nRejected:")
-        typer.echo(table(["model", "why"], [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
-                                             + "; ".join(r.reasons)] for r in rec.rejected]))
-    typer.echo(f"\nPareto front (top-1 vs latency vs memory, over every candidate, rejected ones included): "
-               f"{', '.join(sorted(rec.pareto)) or '-'}")
+    _show_rejected(rec)
     typer.echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
                "Memory in MiB (2^20 bytes); latency is batch-1 p90.")
     for note in rec.notes:

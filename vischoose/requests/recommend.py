@@ -24,7 +24,10 @@ class RecommendRequest:
     """What `vischoose recommend` decides; see `vischoose recommend --help` for each option."""
 
     target: str = "cloud"  # a preset name or a .toml file
-    models: tuple[str, ...] = ()  # candidates instead of the preset's families
+    models: tuple[str, ...] = ()  # candidates instead of the preset's families; fnmatch globs pick from timm's zoo
+    zoo: bool = False  # every architecture of the preset's families in timm's zoo, not only the curated catalog
+    families: tuple[str, ...] = ()  # the zoo's architectures of these families instead ("convnext", or "all")
+    all_tags: bool = False  # each published tag of an architecture a candidate (default: its best at its size)
     results: tuple[str, ...] = ()  # files from `vischoose results export` on the deployment machine
     measure: str = ""  # "", "decision" (what can change the answer) or "all"
     fresh: bool = False  # measure (and evaluate) again what this machine already measured
@@ -52,9 +55,11 @@ class RecommendRequest:
             raise UsageError(f"Unknown {opt('measure')} mode '{mode}' (expected one of: "
                              f"{', '.join(MEASURE_MODES)}).", field="measure")
         object.__setattr__(self, "measure", mode)
-        for name in ("models", "results"):
+        for name in ("models", "results", "families"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value or ()))
+        if self.families:
+            object.__setattr__(self, "families", _families(self.families))
         if self.time_budget_s is not None:
             check.seconds(self.time_budget_s)
         check.labelled(self.data, self.labels, self.max_accuracy_drop)
@@ -80,3 +85,20 @@ class RecommendRequest:
     def overrides(self) -> dict[str, Any]:
         """The limits and [serve] values given (None: the preset's), as preset overrides."""
         return {**self.constraints, **{name: getattr(self, name) for name in SERVE_FIELDS}}
+
+
+def _families(given: tuple[str, ...]) -> tuple[str, ...]:
+    """Family names, repeated or comma-separated ('convnext,mobilenetv4'), checked against the family table (read
+    only when some are given).
+
+    Raises:
+        UsageError: a name that is no family (the closest ones named), or none given.
+    """
+    names = tuple(dict.fromkeys(n.strip() for value in given for n in value.split(",") if n.strip()))
+    if not names:
+        raise UsageError(f"{opt('families')} names no family.", field="families",
+                         hint="Give family names ('convnext,mobilenetv4') or 'all'; vischoose models --zoo lists them.")
+    from vischoose.models import families
+
+    families.resolve(names, field="families")
+    return names
