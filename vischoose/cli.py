@@ -12,6 +12,7 @@ import typer
 
 from vischoose import errors
 from vischoose.models import catalog
+from vischoose.report import fleet as report_fleet
 from vischoose.report import profile as report_profile
 from vischoose.report import results as report_results
 from vischoose.report import tables as report
@@ -41,6 +42,11 @@ PrecisionOpt = Annotated[str | None, typer.Option(help=f"{', '.join(PRECISIONS)}
 CalibrationOpt = Annotated[Path | None, typer.Option(help="Deployment runtimes: a folder of your images (a few dozen) "
                                                      "that calibrate int8 and check agreement with eager fp32.")]
 ModelsArg = Annotated[list[str], typer.Argument(help="Catalog alias, timm name, hf-hub:org/name, or a model folder.")]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Run on a Ray cluster: HOST:PORT (its head, from a "
+                                                "node of it), ray://HOST:10001 (Ray Client) or auto; needs "
+                                                "vischoose[fleet].")]
+OnOpt = Annotated[list[str] | None, typer.Option("--on", help="With --cluster: only the nodes with this Ray label, "
+                                                 "LABEL=VALUE (repeatable).")]
 
 
 def debug_enabled() -> bool:
@@ -157,18 +163,63 @@ def recommend_cmd(
                                                             "fp32 on your images (layers int8 hurts most kept in "
                                                             "float), measured on a held-out half; else rejected.")] = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
+    machine: Annotated[str | None, typer.Option("--machine", help="Answer for this kind of machine from the rows "
+                                                "measured on it: a kind id (or its first digits), words of its CPU's "
+                                                "name, or all (one section per kind).")] = None,
+    cluster: ClusterOpt = None,
+    on: OnOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend a model for a deployment target, with a reason for every rejection."""
     with reported_errors():
         from vischoose.recommendation import pipeline as advisor
 
-        rec = advisor.advise(target, models=models, results=results, measure="all" if measure_all else measure,
-                             device=device, show_progress=True, time_budget_s=time_budget, fresh=fresh,
-                             data=data, labels=labels, max_accuracy_drop=max_accuracy_drop,
-                             max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
-                             min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
+        options = dict(models=models, results=results, measure="all" if measure_all else measure, device=device,
+                       time_budget_s=time_budget, fresh=fresh, data=data, labels=labels,
+                       max_accuracy_drop=max_accuracy_drop, max_memory_mb=budget_mb, memory_basis=memory_basis,
+                       max_latency_ms=max_latency_ms, min_throughput=min_throughput, min_top1=min_top1,
+                       max_params_m=max_params_m)
+        if cluster or machine or on:
+            return _recommend_kinds(target, machine, cluster, on, top, as_json, options)
+        rec = advisor.advise(target, show_progress=True, **options)
     report.show_recommendation(rec, top=top, as_json=as_json)
+
+
+def _recommend_kinds(target: str, machine: str | None, cluster: str | None, on: list[str] | None, top: int,
+                     as_json: bool, options: dict) -> None:
+    """recommend --machine / --cluster: a section per kind of machine; exit 4 when nothing fits on one of them."""
+    from vischoose.fleet import advising, kinds
+
+    wanted, measure = kinds.parse_on(on), options.pop("measure")
+    _needs_cluster(cluster, on=bool(on), measure=bool(measure and machine))
+    if options["results"]:
+        raise errors.UsageError("--results and --machine/--cluster both say where the figures come from.",
+                                hint="Give one: --results FILE, or --machine KIND (rows stored here) / --cluster.")
+    if cluster:
+        with _connected(cluster) as session:
+            found = advising.advise_cluster(session, target, machine, wanted, measure, **options)
+    else:
+        found = advising.advise_stored(target, machine or advising.ALL, **options)
+    report_fleet.show_kind_advice(found, top, as_json)
+    unfit = [a.title for a in found if a.error]
+    if unfit:
+        raise errors.NoModelFitsError(f"No model fits on {len(unfit)} of {len(found)} kinds of machine: "
+                                      f"{'; '.join(unfit)}.")
+
+
+def _needs_cluster(cluster: str | None, **given: bool) -> None:
+    """Raise UsageError for options that only a cluster run takes, given without --cluster."""
+    flags = [f"--{name.replace('_', '-')}" for name, on in given.items() if on]
+    if flags and not cluster:
+        raise errors.UsageError(f"{' and '.join(flags)} {'need' if len(flags) > 1 else 'needs'} --cluster: "
+                                "that is where the nodes are.", hint="Add --cluster HOST:PORT (or auto).")
+
+
+def _connected(address: str):
+    """A session on the Ray cluster at `address` (vischoose.fleet.cluster.connect)."""
+    from vischoose.fleet import cluster
+
+    return cluster.connect(address)
 
 
 # ---- predict and evaluate ----------------------------------------------------------------------------
@@ -224,20 +275,20 @@ def evaluate_cmd(
                                                "written, with --model's preprocessing; its runtime from the name's "
                                                "ending, its precision from the file.")] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Shard the images over a Ray cluster's nodes "
+                                                "(the same images at the same path on each): HOST:PORT, "
+                                                "ray://HOST:10001 or auto; needs vischoose[fleet].")] = None,
+    on: OnOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure top-1 / top-5 accuracy on labelled images; under torchrun, shards them over processes."""
+    """Measure top-1 / top-5 accuracy on labelled images; under torchrun or on a Ray cluster, shards them."""
     with reported_errors():
         from vischoose.inference import evaluation
 
-        bar = report.ProgressBar("evaluating")
-        try:
-            outcome = evaluation.evaluate(data, model, labels=labels, limit=limit, batch_size=batch_size,
-                                          workers=workers, device=device, dtype=dtype, checkpoint=checkpoint,
-                                          progress=bar, runtime=runtime, precision=precision,
-                                          calibration=calibration, graph=graph)
-        finally:
-            bar.close()
+        options = dict(labels=labels, limit=limit, batch_size=batch_size, workers=workers, device=device,
+                       dtype=dtype, checkpoint=checkpoint, runtime=runtime, precision=precision,
+                       calibration=calibration, graph=graph)
+        outcome = _evaluate(data, model, cluster, on, options)
         if not outcome.is_main:
             return
         report.show_evaluation(outcome, as_json)
@@ -245,6 +296,24 @@ def evaluate_cmd(
             report.show_saved(evaluation.save(outcome.result))
     if outcome.failed:
         raise typer.Exit(errors.EXIT_USAGE)
+
+
+def _evaluate(data: str, model: str, cluster: str | None, on: list[str] | None, options: dict):
+    """evaluate here (with a progress bar; sharded under torchrun) or, with --cluster, sharded over the nodes."""
+    from vischoose.inference import evaluation
+
+    _needs_cluster(cluster, on=bool(on))
+    if cluster:
+        from vischoose.fleet import evaluating, kinds
+
+        wanted = kinds.parse_on(on)
+        with _connected(cluster) as session:
+            return evaluating.evaluate_fleet(session, data, model, wanted, **options)
+    bar = report.ProgressBar("evaluating")
+    try:
+        return evaluation.evaluate(data, model, progress=bar, **options)
+    finally:
+        bar.close()
 
 
 # ---- saved results ------------------------------------------------------------------------------------
@@ -422,6 +491,13 @@ def profile_cmd(
     optimize: Annotated[bool, typer.Option("--optimize", help="Search dtype, channels_last, threads, batch size and "
                                            "torch.compile for the fastest setting that agrees with fp32; "
                                            "--time-budget is then the whole search's per model (default 300 s).")] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Measure on every kind of machine of a Ray cluster "
+                                                "(one node of each, the whole node): HOST:PORT, ray://HOST:10001 or "
+                                                "auto; rows stored here by machine. Needs vischoose[fleet].")] = None,
+    on: OnOpt = None,
+    every_node: Annotated[bool, typer.Option("--every-node", help="With --cluster: every node, not one per kind.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="With --cluster: measure again what the store has for a kind "
+                                        "of machine under the same protocol.")] = False,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
@@ -434,6 +510,9 @@ def profile_cmd(
             compile=compile_, threads=threads, input_size=input_size, weights=weights, time_budget_s=time_budget,
             runtime=runtime, precision=precision, calibration=str(calibration) if calibration else None,
             min_agreement=min_agreement, optimize=optimize)
+        if cluster or on or every_node or fresh:
+            return _profile_cluster(cluster, models, options, dict(on=on, every_node=every_node, fresh=fresh,
+                                                                   optimize=optimize), progress, output, not no_save)
         if optimize:
             _profile_optimized(models, options, time_budget, progress, not no_save, as_json)
             return
@@ -486,6 +565,42 @@ def export_cmd(
     report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)
+
+
+def _profile_cluster(address: str | None, models: list[str] | None, options, flags: dict, progress, output: str,
+                     save: bool) -> None:
+    """profile --cluster: each kind's rows, then exit 1 with a summary when a row failed or a node was left out."""
+    from vischoose.fleet import kinds, profiling
+
+    _needs_cluster(address, on=bool(flags["on"]), every_node=flags["every_node"], fresh=flags["fresh"])
+    assert address is not None  # _needs_cluster raised otherwise
+    if flags["optimize"]:
+        raise errors.UsageError("--optimize searches on this machine; it does not run with --cluster.",
+                                hint="Drop --optimize, or --cluster.")
+    wanted = kinds.parse_on(flags["on"])
+    with _connected(address) as session:
+        result = profiling.profile_fleet(session, models, options, wanted, flags["every_node"], flags["fresh"],
+                                         progress, save)
+    progress.close()
+    report_fleet.show_fleet_profile(result, output)
+    profiling.failed(result)
+
+
+@app.command("fleet")
+def fleet_cmd(
+    cluster: Annotated[str, typer.Option("--cluster", help="HOST:PORT (the head, from a node of the cluster), "
+                                         "ray://HOST:10001 (Ray Client) or auto.")] = "auto",
+    on: OnOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What a Ray cluster offers: its kinds of machine, how many nodes of each, and whether vischoose runs there."""
+    with reported_errors():
+        from vischoose.fleet import kinds, overview
+
+        wanted = kinds.parse_on(on)
+        with _connected(cluster) as session:
+            found = overview.overview(session, wanted)
+    report_fleet.show_overview(found, as_json)
 
 
 def _profile_optimized(models: list[str] | None, options, budget_s: float | None, progress,

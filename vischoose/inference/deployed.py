@@ -22,6 +22,7 @@ from vischoose.inference.loop import (
     Evaluation,
     ImageSet,
     Progress,
+    Tally,
     build_result,
     run_batches,
 )
@@ -57,6 +58,7 @@ class Deployed:
     runtime_version: str
     notes: tuple[str, ...] = ()
     graph: str | None = None  # evaluate --graph: the file evaluated, as written
+    sha256: str | None = None  # of the file and its companions: shards of one evaluation must run the same bytes
 
     @property
     def agreeing(self) -> int:
@@ -134,12 +136,14 @@ def evaluate_graph(data: str | Path, model: "str | LoadedModel", runtime: str, p
                    calibration: str | Path | None = None, labels: str | Path | None = None, limit: int | None = None,
                    batch_size: int = 32, workers: int = 0, checkpoint: str | None = None,
                    progress: Progress | None = None, max_pixels: int = image_io.MAX_PIXELS,
-                   graph: str | Path | None = None) -> Evaluation:
+                   graph: str | Path | None = None, shard: tuple[int, int] | None = None) -> Evaluation:
     """Top-1 / top-5 accuracy (%) of the model's deployed file (fp32, or int8 with the runtime's recipe), or of
     `graph`, a file built elsewhere, run as written with the model's preprocessing.
 
     int8 calibrates on `calibration` (a folder of images) or else on up to 64 of the evaluation images, spread over
-    the set; the result's notes say which. Options are checked by check_options.
+    the set; the result's notes say which. Options are checked by check_options. shard (index, count): only every
+    count-th image from index is counted (calibration still spreads over the whole set, so every shard builds the
+    same file); see evaluation.evaluate.
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
@@ -160,22 +164,25 @@ def evaluate_graph(data: str | Path, model: "str | LoadedModel", runtime: str, p
             artifact, calib, source, notes = _as_written(chosen, classifier, graph, precision)
         # no spinning: the runtime's idle threads would compete with each batch's eager forward (~10% img/s)
         forward = GraphForward(classifier, chosen.session(artifact, None, interleaved=True))
-        counts, failed, seconds = run_batches(classifier, labelled.samples, batch_size, workers, max_pixels,
+        samples = labelled.samples if shard is None else labelled.samples[shard[0]::shard[1]]
+        counts, failed, seconds = run_batches(classifier, samples, batch_size, workers, max_pixels,
                                               progress, forward=forward)
-    result = build_result(classifier, labelled, counts, 0.0, batch_size, 1)
-    agreed = forward.agreement()
+        digest = _sha256(artifact.path) if shard else None
+    result = build_result(classifier, labelled, counts, 0.0, batch_size, 1, empty_ok=shard is not None)
+    agreed, hits = forward.agreement(), forward.reference_hits(_read_targets(samples, failed))
     result = replace(result, runtime=runtime, dtype="float32" if artifact.precision == "fp32" else artifact.precision,
                      recipe=artifact.recipe, images_per_s=_rate(counts[0], seconds - forward.eager_s),
                      agreement_top1=agreed.top1_agreement, agreement_images=agreed.n_images,
-                     fp32_top1=forward.reference_top1(_read_targets(labelled, failed)), graph=artifact.path if graph is not None else None,
-                     file_mb=artifact.file_mb)
+                     fp32_top1=None if hits is None else 100.0 * hits / counts[0],
+                     graph=artifact.path if graph is not None else None, file_mb=artifact.file_mb)
     found = Deployed(precision=artifact.precision, family=model_family(classifier.loaded.model),
                      recipe=artifact.recipe, file_mb=artifact.file_mb, export_s=artifact.build_s,
                      quantize_s=artifact.quantize_s, calibration=source,
                      calibration_images=0 if calib is None else len(calib), agreement=agreed,
                      eager_images_per_s=_rate(counts[0], forward.eager_s), runtime=runtime,
-                     runtime_version=chosen.version(), notes=tuple(notes), graph=result.graph)
-    return Evaluation(result=result, failed=tuple(failed), workers=workers, deployed=found)
+                     runtime_version=chosen.version(), notes=tuple(notes), graph=result.graph, sha256=digest)
+    tally = Tally(*counts, seconds=seconds - forward.eager_s, reference_hits=hits, eager_s=forward.eager_s)
+    return Evaluation(result=result, failed=tuple(failed), workers=workers, deployed=found, tally=tally)
 
 
 def _built(chosen: Runtime, classifier: "Classifier", labelled: datasets.LabelledImages, precision: str,
@@ -209,10 +216,22 @@ def _as_written(chosen: Runtime, classifier: "Classifier", graph: str | Path,
     return artifact, None, "as written", [artifact.note] if artifact.note else []
 
 
-def _read_targets(labelled: datasets.LabelledImages, failed: list[tuple[str, str]]) -> list[int]:
+def _read_targets(samples: tuple[datasets.Sample, ...], failed: list[tuple[str, str]]) -> list[int]:
     """The classes of the images that could be read, in evaluation order (the loop does not shuffle)."""
     unread = {path for path, _ in failed}
-    return [s.target for s in labelled.samples if s.path not in unread]
+    return [s.target for s in samples if s.path not in unread]
+
+
+def _sha256(path: str | Path) -> str:
+    """sha256 of a file and its companions (external data, an IR's weights), by name."""
+    import hashlib
+
+    from vischoose.runtimes.files import companions
+
+    digest = hashlib.sha256()
+    for each in companions(path):
+        digest.update(each.name.encode() + b"\0" + each.read_bytes())
+    return digest.hexdigest()
 
 
 def _unused(folder: str | Path | None, recipe: str | None) -> list[str]:
@@ -276,11 +295,11 @@ class GraphForward:
         self.cosine = min(self.cosine, found.cosine)
         return torch.from_numpy(graph)
 
-    def reference_top1(self, targets: list[int]) -> float | None:
-        """Eager fp32's top-1 (%) on the images so far, given their classes in order."""
+    def reference_hits(self, targets: list[int]) -> int | None:
+        """How many of the images so far eager fp32 classifies right, given their classes in order."""
         if not self.eager_top1 or len(targets) != len(self.eager_top1):
             return None
-        return 100.0 * sum(p == t for p, t in zip(self.eager_top1, targets)) / len(targets)
+        return sum(p == t for p, t in zip(self.eager_top1, targets))
 
     def agreement(self) -> verdict.Agreement:
         """Agreement with eager fp32 over every batch so far."""

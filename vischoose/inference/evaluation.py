@@ -9,14 +9,14 @@ equals the single-process one exactly, and only rank 0 reports and saves it. tor
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vischoose.errors import UsageError
-from vischoose.inference import datasets, deployed
+from vischoose.errors import DatasetError, UsageError
+from vischoose.inference import datasets, deployed, intervals
 from vischoose.inference import images as image_io
-from vischoose.inference.loop import Evaluation, Progress, build_result, run_batches
+from vischoose.inference.loop import Evaluation, Progress, Tally, build_result, run_batches
 from vischoose.results.records import EvalResult
 from vischoose.runtimes import registry
 
@@ -46,11 +46,14 @@ def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | 
              limit: int | None = None, batch_size: int = 32, workers: int = 0, device: str = "cpu",
              dtype: str = "float32", checkpoint: str | None = None, progress: Progress | None = None,
              max_pixels: int = image_io.MAX_PIXELS, runtime: str | None = None, precision: str | None = None,
-             calibration: str | Path | None = None, graph: str | Path | None = None) -> Evaluation:
+             calibration: str | Path | None = None, graph: str | Path | None = None,
+             shard: tuple[int, int] | None = None) -> Evaluation:
     """Top-1 / top-5 accuracy (%) of a model's pretrained weights on a folder of class sub-folders or a CSV.
 
     A graph runtime (onnxruntime, ...) evaluates the deployed file at `precision` (fp32 or int8) instead, and
     `graph` a file built elsewhere, as written (its runtime from its name's ending): see deployed.evaluate_graph.
+    shard (index, count): only every count-th image from index, counted alone, not under torchrun (a fleet node's
+    share; inference.loop.merge sums the shards into the result one process gets).
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
@@ -64,29 +67,30 @@ def evaluate(data: str | Path, model: "str | LoadedModel", labels: str | Path | 
         raise UsageError(f"limit and batch_size must be at least 1 and workers at least 0 "
                          f"(got {limit}, {batch_size}, {workers}).")
     datasets.check_source(data)
-    world = world_from_env()
+    world = _World(0, 1, 0) if shard else world_from_env()
     if graph is not None:
         runtime = deployed.check_graph(graph, runtime, calibration)
     runtime = runtime or registry.TORCH
     checked = deployed.check_options(runtime, precision, device, dtype, calibration, world.size)
     if registry.get(runtime).is_graph:
         return deployed.evaluate_graph(data, model, runtime, precision if graph else checked, calibration, labels,
-                                       limit, batch_size, workers, checkpoint, progress, max_pixels, graph)
+                                       limit, batch_size, workers, checkpoint, progress, max_pixels, graph, shard)
     device = _rank_device(device, world)
     classifier = prepare(model, device, dtype, checkpoint)
     labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
     if world.size > 1:
         _init_process_group(classifier.device)
+    index, count = shard or (world.rank, world.size)
     try:
-        shard = labelled.samples[world.rank::world.size]
-        counts, failed, seconds = run_batches(classifier, shard, batch_size, workers, max_pixels,
-                                              _scaled(progress, world, len(labelled.samples)))
+        counts, failed, seconds = run_batches(classifier, labelled.samples[index::count], batch_size, workers,
+                                              max_pixels, _scaled(progress, world, len(labelled.samples)))
         counts, failed, seconds = _reduce(counts, failed, seconds, world, classifier.device)
     finally:
         if world.size > 1:
             _destroy_process_group()
-    result = build_result(classifier, labelled, counts, seconds, batch_size, world.size)
-    return Evaluation(result=result, failed=tuple(failed), rank=world.rank, workers=workers)
+    result = build_result(classifier, labelled, counts, seconds, batch_size, world.size, empty_ok=bool(shard))
+    return Evaluation(result=result, failed=tuple(failed), rank=world.rank, workers=workers,
+                      tally=Tally(*counts, seconds=seconds))
 
 
 def _rank_device(device: str, world: _World) -> str:
@@ -144,3 +148,48 @@ def save(result: EvalResult) -> int:
 
     with open_store() as store:
         return store.add_eval(result)
+
+
+def merge(parts: list[Evaluation]) -> Evaluation:
+    """Shards' evaluations (evaluate(shard=...)) as one: their counts summed, so top-1 / top-5 and the interval are
+    what one process counting every image gets; images/s over the slowest shard; a graph's agreement with eager
+    fp32 over every image.
+
+    Raises:
+        DatasetError: no shard could read an image.
+    """
+    tallies = [p.tally for p in parts if p.tally is not None]
+    images, top1, top5 = (sum(t.images for t in tallies), sum(t.top1_hits for t in tallies),
+                          sum(t.top5_hits for t in tallies))
+    if images == 0:
+        raise DatasetError(f"Data set '{parts[0].result.dataset}': no image could be read, so there is nothing to "
+                           "measure.")
+    seconds = max(t.seconds for t in tallies)
+    interval = intervals.wilson(top1, images)
+    result = replace(next(p.result for p in parts if p.result.images), images=images, top1=100.0 * top1 / images,
+                     top5=100.0 * top5 / images, top1_low=interval.low, top1_high=interval.high,
+                     images_per_s=images / seconds if seconds > 0 else None, world_size=len(parts))
+    refs = [t.reference_hits for t in tallies]
+    tally = Tally(images, top1, top5, seconds, None if None in refs else sum(r or 0 for r in refs),
+                  max(t.eager_s for t in tallies))
+    found = _merged_deployed([p.deployed for p in parts if p.deployed is not None], tally)
+    if found is not None:
+        result = replace(result, agreement_top1=found.agreement.top1_agreement,
+                         agreement_images=found.agreement.n_images,
+                         fp32_top1=None if tally.reference_hits is None else 100.0 * tally.reference_hits / images)
+    return Evaluation(result=result, failed=tuple(f for p in parts for f in p.failed), workers=parts[0].workers,
+                      deployed=found, tally=tally)
+
+
+def _merged_deployed(parts: list[deployed.Deployed], tally: Tally) -> deployed.Deployed | None:
+    """One graph's agreement with eager over every shard's images (the shards ran the same file)."""
+    if not parts:
+        return None
+    from vischoose.runtimes.verdict import Agreement
+
+    n = sum(d.agreement.n_images for d in parts)
+    agreement = Agreement(n_images=n, top1_agreement=sum(d.agreeing for d in parts) / n if n else 0.0,
+                          max_abs_diff=max(d.agreement.max_abs_diff for d in parts),
+                          cosine=min(d.agreement.cosine for d in parts))
+    eager = tally.images / tally.eager_s if tally.eager_s > 0 else None
+    return replace(parts[0], agreement=agreement, eager_images_per_s=eager)

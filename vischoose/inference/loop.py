@@ -23,6 +23,18 @@ Progress = Callable[[int, int], None]  # (images done, images in all)
 
 
 @dataclass(frozen=True)
+class Tally:
+    """What one process counted, for summing shards into one result (merge)."""
+
+    images: int  # images read and classified
+    top1_hits: int
+    top5_hits: int
+    seconds: float  # the forward passes the images/s figure is over (a graph's own, eager's left out)
+    reference_hits: int | None = None  # graph runtimes: eager fp32's top-1 hits on the same images
+    eager_s: float = 0.0  # graph runtimes: eager fp32's forward passes (the agreement check)
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """An EvalResult, the images that could not be read, and whether this process is the one to report."""
 
@@ -31,6 +43,7 @@ class Evaluation:
     rank: int = 0
     workers: int = 0
     deployed: "Deployed | None" = None  # --runtime onnxruntime: the graph evaluated and its agreement with eager
+    tally: Tally | None = None  # the counts behind the result (a shard's, for merge)
 
     @property
     def is_main(self) -> bool:
@@ -99,22 +112,28 @@ def run_batches(classifier: "Classifier", shard: tuple[datasets.Sample, ...], ba
 
 
 def build_result(classifier: "Classifier", labelled: datasets.LabelledImages, counts: list[int], seconds: float,
-                 batch_size: int, world_size: int) -> EvalResult:
+                 batch_size: int, world_size: int, empty_ok: bool = False) -> EvalResult:
+    """The result of counts [images, top-1 hits, top-5 hits]; with empty_ok (a shard), no image read gives zeros.
+
+    Raises:
+        DatasetError: no image could be read (and not empty_ok).
+    """
     import timm
     import torch
 
     from vischoose.inference.prediction import dtype_name
 
     images, top1_hits, top5_hits = counts
-    if images == 0:
+    if images == 0 and not empty_ok:
         raise DatasetError(f"Data set '{labelled.source}': no image could be read, so there is nothing to measure.")
     loaded = classifier.loaded
-    interval = intervals.wilson(top1_hits, images)
+    interval = intervals.wilson(top1_hits, images) if images else None
     return EvalResult(
         model=loaded.ref.display, tag=loaded.tag, dataset=labelled.source, images=images,
-        top1_low=interval.low, top1_high=interval.high, dataset_id=labelled.fingerprint(),
-        top1=100.0 * top1_hits / images, top5=100.0 * top5_hits / images, weights=loaded.weights_label,
+        top1_low=interval.low if interval else None, top1_high=interval.high if interval else None,
+        dataset_id=labelled.fingerprint(), top1=100.0 * top1_hits / max(images, 1),
+        top5=100.0 * top5_hits / max(images, 1), weights=loaded.weights_label,
         device=str(classifier.device), dtype=dtype_name(classifier.dtype), batch_size=batch_size,
         input_size=int(classifier.data_config["input_size"][-1]),
         images_per_s=images / seconds if seconds > 0 else None, world_size=world_size,
-        machine=machine.fingerprint(), torch_version=torch.__version__, timm_version=timm.__version__)
+        machine=machine.fingerprint(), machine_kind=machine.kind(), torch_version=torch.__version__, timm_version=timm.__version__)

@@ -45,7 +45,7 @@ def profile_row(ref: ModelRef, job: dict[str, Any], options: ProfileOptions, res
         device=job["device"], dtype=options.dtype, batch_size=batch,
         input_size=model.get("input_size") or options.input_size or (known.input_size if known else 0),
         family=known.family if known else None, weights=model.get("weights", options.weights),
-        device_name=cond.get("device_name", ""), machine=job["machine"],
+        device_name=cond.get("device_name", ""), machine=job["machine"], machine_kind=job.get("machine_kind", ""),
         threads=cond.get("threads", job["threads"]), threads_requested=job.get("threads_requested"),
         layout="channels_last" if options.channels_last else "contiguous", compiled=options.compile,
         torch_version=cond.get("torch_version", ""), timm_version=cond.get("timm_version", ""),

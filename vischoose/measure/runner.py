@@ -124,7 +124,8 @@ def child_job(options: ProfileOptions, device: str) -> dict[str, Any]:
             "threads": process.capped_threads(options.threads), "threads_requested": options.threads,
             "threads_from": options.threads_from, "input_size": options.input_size, "weights": options.weights,
             "time_budget_s": options.time_budget_s, "calibration": options.calibration,
-            "min_agreement": options.min_agreement, "machine": machine.fingerprint(), "home": str(home()),
+            "min_agreement": options.min_agreement, "machine": machine.fingerprint(), "machine_kind": machine.kind(),
+            "home": str(home()),
             "peak_cache": str(home() / PEAK_CACHE_FILE)}
 
 

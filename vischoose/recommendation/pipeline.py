@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from vischoose.errors import UsageError
 from vischoose.models import catalog
@@ -15,7 +15,7 @@ from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
-    from vischoose.recommendation import ondata
+    from vischoose.recommendation import measuring, ondata
 
 MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
 
@@ -24,14 +24,19 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
            measure: bool | str = False, device: str | None = None, memory_basis: str | None = None,
            show_progress: bool = False, time_budget_s: float | None = None, fresh: bool = False,
            data: str | Path | None = None, labels: str | Path | None = None,
-           max_accuracy_drop: float | None = None, **constraints: float | None) -> Recommendation:
+           max_accuracy_drop: float | None = None, figures: tuple[list[Profile], list[EvalResult]] | None = None,
+           measure_with: "Callable[[presets.Preset], measuring.Measure] | None" = None,
+           **constraints: float | None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
 
     measure: False, True / "decision" (only what can change the answer) or "all" (every candidate and variant);
     fresh: measure (and evaluate) again what this machine already measured under the preset's protocol;
     data: a labelled folder or CSV: rank on the top-1 each fitting candidate's deployed file reaches on it
     (recommendation.ondata); labels: its label file, as for evaluate; max_accuracy_drop: with data, int8
-    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected).
+    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected);
+    figures: the (profiles, evaluations) to judge by instead of this machine's (fleet: one kind of machine's);
+    measure_with: given the target's preset, what measures for --measure instead of this machine (fleet: that
+    kind's node).
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError (an unknown measure mode).
@@ -39,7 +44,7 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
     preset = _preset(target, device, memory_basis, constraints)
     entries, extra = _candidates(preset, models)
     dataset = _dataset(data, labels, max_accuracy_drop)  # a bad data set fails here, before anything is measured
-    profiles, evals = _figures(results)
+    profiles, evals = figures if figures is not None else _figures(results)
     evals = shippable(evals, dataset)
     lines = _unused_limit(preset, dataset)
     if measure:
@@ -50,7 +55,8 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
             raise UsageError(f"Unknown --measure mode '{mode}' (expected one of: {', '.join(measuring.MODES)}).")
         measurer = _Measurer(preset, show_progress, time_budget_s or MEASURE_BUDGET_S)
         try:
-            measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, mode,
+            measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals,
+                                                           measure_with(preset) if measure_with else measurer, mode,
                                                            fresh, on_plan=measurer.plan)
         finally:
             measurer.close()
@@ -193,16 +199,8 @@ class _Measurer:
     def __call__(self, todo: list[tuple[str, str]], variant: Variant) -> list[Profile]:
         from vischoose.measure.runner import profile
 
-        spec = self.preset.measure
-        protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
-                    "time_budget_s": self.time_budget_s, "progress": self._progress(variant),
-                    "threads_from": self.preset.name}
-        if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
-            found = profile([m for m, _ in todo], device="cpu", runtime=variant.runtime, dtype=variant.dtype,
-                            **protocol)
-        else:
-            found = profile([m for m, _ in todo], device=spec.device, dtype=spec.dtype,
-                            channels_last=spec.channels_last, **protocol)
+        protocol = measure_protocol(self.preset, variant, self.time_budget_s)
+        found = profile([m for m, _ in todo], progress=self._progress(variant), **protocol)
         self.runs += len(todo)
         return found
 
@@ -222,6 +220,17 @@ class _Measurer:
         """Clear the progress line."""
         if self.progress:
             self.progress.close()
+
+
+def measure_protocol(preset: presets.Preset, variant: Variant, time_budget_s: float) -> dict[str, Any]:
+    """The profile options recommend --measure measures a variant with (measure.options.resolve_options's keywords):
+    the preset's [measure] protocol at batch 1 and its batch sizes; an exported file on its runtime, on the CPU."""
+    spec = preset.measure
+    protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
+                "time_budget_s": time_budget_s, "threads_from": preset.name}
+    if registry.is_graph(variant.runtime):
+        return {**protocol, "device": "cpu", "runtime": variant.runtime, "dtype": variant.dtype}
+    return {**protocol, "device": spec.device, "dtype": spec.dtype, "channels_last": spec.channels_last}
 
 
 def _duration(seconds: float) -> str:
