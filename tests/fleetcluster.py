@@ -43,6 +43,7 @@ def start(base: Path, kinds: tuple[str, ...] = ("a", "b"), pools: dict[str, str]
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     for kind in kinds:
         cluster.add_node(**kind_env(kind, base, (pools or {}).get(kind)))
+    cluster.vischoose_base = base  # where the nodes' homes and hub caches are
     return cluster
 
 

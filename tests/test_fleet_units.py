@@ -266,3 +266,29 @@ def test_merged_shards_count_as_one_process():
     assert (merged.result.images, merged.result.top1, merged.result.top5) == (667, 100 * 501 / 667, 100 * 610 / 667)
     assert (merged.result.top1_low, merged.result.top1_high) == (wilson.low, wilson.high)
     assert merged.result.images_per_s == 667 / 4.0 and merged.result.world_size == 3
+
+
+def test_shards_that_counted_different_things_are_not_merged():
+    from vischoose.fleet import evaluating
+    from vischoose.inference.deployed import Deployed
+    from vischoose.inference.loop import Evaluation, Tally
+    from vischoose.results.records import EvalResult
+    from vischoose.runtimes.verdict import Agreement
+
+    def part(dataset_id: str, sha256: str | None = None) -> Evaluation:
+        result = EvalResult(model="m", tag="m", dataset="d", images=4, top1=50.0, top5=100.0, dataset_id=dataset_id)
+        found = None if sha256 is None else Deployed(
+            precision="int8", family="convolutional", recipe="r", file_mb=1.0, export_s=1.0, quantize_s=1.0,
+            calibration="none", calibration_images=0, agreement=Agreement(4, 1.0, 0.0, 1.0), eager_images_per_s=None,
+            runtime="rt", runtime_version="1", sha256=sha256)
+        return Evaluation(result=result, deployed=found, tally=Tally(4, 2, 4, 1.0, 2, 0.5))
+
+    with pytest.raises(UsageError) as err:
+        evaluating._merged([part("x"), part("y")], "/data/val", None)
+    assert str(err.value) == "The nodes see different data sets at /data/val (2 different image lists or labels)."
+    with pytest.raises(UsageError) as err:
+        evaluating._merged([part("x", "aa"), part("x", "bb")], "/data/val", None)
+    assert str(err.value).startswith("The nodes built different files from the same model and images")
+    merged = evaluating._merged([part("x", "aa"), part("x", "aa")], "/data/val", None)
+    assert (merged.result.images, merged.result.top1, merged.result.fp32_top1) == (8, 50.0, 50.0)
+    assert merged.deployed.agreement.n_images == 8 and merged.result.agreement_top1 == 1.0
