@@ -20,29 +20,30 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": 
 SEEDED_PEAK_GFLOPS_S = 10_000.0  # above what this CPU reaches (see tests/profhelpers.py)
 
 
-def kind_env(kind: str, base: Path, pool: str | None = None) -> dict[str, Any]:
-    """add_node's arguments for a node of simulated kind `kind` ('a', 'b', ...), its files under base/kind."""
+def kind_env(kind: str, base: Path, pool: str | None = None, cpus: int = 1) -> dict[str, Any]:
+    """add_node's arguments for a node of simulated kind `kind` ('a', 'b', ...) with `cpus` CPUs (its peak cached
+    at that many threads), its files under base/kind."""
     facts = {"host": f"node-{kind}", "cpu": f"Sim CPU {kind.upper()}"}
     home = base / kind
     found = machine.facts(json.dumps(facts))
-    key = peak_key(found.fingerprint, "cpu", found.cpu, "float32", 1)
+    key = peak_key(found.fingerprint, "cpu", found.cpu, "float32", cpus)
     home.mkdir(parents=True, exist_ok=True)
     entry = {"gflops_s": SEEDED_PEAK_GFLOPS_S, "kernel": "seeded by the test", "reps": 0}
     (home / PEAK_CACHE_FILE).write_text(json.dumps({key: entry}))
     env = {"VISCHOOSE_MACHINE": json.dumps(facts), "VISCHOOSE_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(cpus)}
     labels = {"sim/kind": kind, **({"sim/pool": pool} if pool else {})}
-    return {"num_cpus": 1, "resources": {f"kind_{kind}": 1}, "labels": labels, "env_vars": env}
+    return {"num_cpus": cpus, "resources": {f"kind_{kind}": 1}, "labels": labels, "env_vars": env}
 
 
-def start(base: Path, kinds: tuple[str, ...] = ("a", "b"), pools: dict[str, str] | None = None) -> Any:
-    """A ray.cluster_utils.Cluster: a head without CPUs, and one node per kind."""
+def start(base: Path, kinds: tuple[str, ...] = ("a", "b"), pools: dict[str, str] | None = None, cpus: int = 1) -> Any:
+    """A ray.cluster_utils.Cluster: a head without CPUs, and one node of `cpus` CPUs per kind."""
     os.environ.update(RAY_ENV)
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     for kind in kinds:
-        cluster.add_node(**kind_env(kind, base, (pools or {}).get(kind)))
+        cluster.add_node(**kind_env(kind, base, (pools or {}).get(kind), cpus))
     cluster.vischoose_base = base  # where the nodes' homes and hub caches are
     return cluster
 
