@@ -292,3 +292,32 @@ def test_shards_that_counted_different_things_are_not_merged():
     merged = evaluating._merged([part("x", "aa"), part("x", "aa")], "/data/val", None)
     assert (merged.result.images, merged.result.top1, merged.result.fp32_top1) == (8, 50.0, 50.0)
     assert merged.deployed.agreement.n_images == 8 and merged.result.agreement_top1 == 1.0
+
+
+def test_a_lost_shard_runs_again_on_another_node(monkeypatch):
+    from vischoose.errors import ProfilingError
+    from vischoose.fleet import evaluating, jobs
+
+    a, b = report("n1", "a", "Sim A"), report("n2", "b", "Sim B")
+    shards = [jobs.EvalShard(i, 2, "/data", "m") for i in range(2)]
+    calls: list[list[tuple[str, int]]] = []
+
+    def dispatch(session, placed, on_result):
+        calls.append([(node.host, job.index) for node, job in placed])
+        for node, job in placed:
+            lost = node.host == "b" and len(calls) == 1
+            on_result(node, job, None if lost else f"shard {job.index} on {node.host}", "node b was lost" if lost
+                      else None)
+
+    class Session:
+        def nodes(self):
+            return [a.node]  # b is gone
+
+    monkeypatch.setattr(jobs, "dispatch", dispatch)
+    found = evaluating._run(Session(), [(a, shards[0]), (b, shards[1])], [a, b])
+    assert calls == [[("a", 0), ("b", 1)], [("a", 1)]]
+    assert found == {0: "shard 0 on a", 1: "shard 1 on a"}
+    calls.clear()
+    with pytest.raises(ProfilingError) as err:
+        evaluating._run(Session(), [(b, shards[1])], [b])
+    assert str(err.value) == "evaluate --cluster failed: shard 2 of 2: node b was lost (no other node could take it)."

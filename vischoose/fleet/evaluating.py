@@ -41,7 +41,7 @@ def evaluate_fleet(session: "Session", data: str | Path, model: str, on: dict[st
     shipped = weights.ship([model], nodes).get(model)
     packed = weights.pack(graph) if graph else None
     shards = [jobs.EvalShard(i, len(nodes), str(data), model, options, shipped, packed) for i in range(len(nodes))]
-    found = _run(session, list(zip(nodes, shards)), nodes)
+    found = _run(session, list(zip(nodes, shards, strict=True)), nodes)
     return _merged([found[i] for i in range(len(shards))], data, graph)
 
 
@@ -60,28 +60,40 @@ def _able(reports: list[NodeReport], runtime: str) -> list[NodeReport]:
 
 def _run(session: "Session", placed: list[tuple[NodeReport, jobs.Job]],
          nodes: list[NodeReport]) -> dict[int, "Evaluation"]:
-    """Each shard's evaluation by index; a shard that failed runs again once, on a node that did not fail it."""
-    found: dict[int, "Evaluation"] = {}
-    for attempt in range(2):
-        failures: list[tuple[NodeReport, jobs.EvalShard, str]] = []
+    """Each shard's evaluation by index; a shard that failed runs again once, on a node that did not fail it.
 
-        def arrived(node: NodeReport, job: jobs.EvalShard, value: Any, why: str | None) -> None:
-            if why:
-                failures.append((node, job, why))
-            else:
-                found[job.index] = value
-
-        jobs.dispatch(session, placed, arrived)
-        failed_on = {node.node.node_id for node, _, _ in failures}
-        alive = {n.node_id for n in session.nodes()}
-        spare = [n for n in nodes if n.node.node_id in alive and n.node.node_id not in failed_on]
-        if not failures:
-            return found
-        if attempt or not spare:
-            raise ProfilingError(f"evaluate --cluster failed: {'; '.join(f'{j.what}: {why}' for _, j, why in failures)}"
-                                 f"{'' if spare else ' (no other node could take it)'}.")
-        placed = [(spare[i % len(spare)], job) for i, (_, job, _) in enumerate(failures)]
+    Raises:
+        ProfilingError: a shard failed twice, or once with no other node to take it.
+    """
+    found, failures = _attempt(session, placed)
+    if not failures:
+        return found
+    failed_on = {node.node.node_id for node, _, _ in failures}
+    alive = {n.node_id for n in session.nodes()}
+    spare = [n for n in nodes if n.node.node_id in alive and n.node.node_id not in failed_on]
+    if spare:
+        again, failures = _attempt(session, [(spare[i % len(spare)], job) for i, (_, job, _) in enumerate(failures)])
+        found.update(again)
+    if failures:
+        raise ProfilingError(f"evaluate --cluster failed: {'; '.join(f'{j.what}: {why}' for _, j, why in failures)}"
+                             f"{'' if spare else ' (no other node could take it)'}.")
     return found
+
+
+def _attempt(session: "Session", placed: list[tuple[NodeReport, jobs.Job]]
+             ) -> tuple[dict[int, "Evaluation"], list[tuple[NodeReport, jobs.EvalShard, str]]]:
+    """The shards' evaluations by index, and those that failed (node, shard, why)."""
+    found: dict[int, "Evaluation"] = {}
+    failures: list[tuple[NodeReport, jobs.EvalShard, str]] = []
+
+    def arrived(node: NodeReport, job: jobs.EvalShard, value: Any, why: str | None) -> None:
+        if why:
+            failures.append((node, job, why))
+        else:
+            found[job.index] = value
+
+    jobs.dispatch(session, placed, arrived)
+    return found, failures
 
 
 def _merged(parts: list["Evaluation"], data: str | Path, graph: str | Path | None) -> "Evaluation":
