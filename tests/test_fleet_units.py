@@ -321,3 +321,23 @@ def test_a_lost_shard_runs_again_on_another_node(monkeypatch):
     with pytest.raises(ProfilingError) as err:
         evaluating._run(Session(), [(b, shards[1])], [b])
     assert str(err.value) == "evaluate --cluster failed: shard 2 of 2: node b was lost (no other node could take it)."
+
+
+def test_stored_rows_are_reused_per_kind_and_protocol():
+    from dataclasses import replace
+
+    from vischoose.fleet import profiling
+    from vischoose.measure.options import resolve_options
+    from vischoose.models import catalog
+
+    one, other = report("n1", "a", "Graviton3"), report("n2", "b", "Graviton3")  # two hosts, one kind
+    options = resolve_options(None, device="cpu", threads=2, batch_sizes=["1,8"], weights="random")
+    ref = catalog.parse_model_ref("resnet18")
+    rows = [replace(row("resnet18", one.kind, 5.0, "Graviton3"), machine=one.fingerprint, batch_size=size,
+                    threads_requested=2, weights="random") for size in (1, 8)]
+    assert profiling.reusable(rows, ref, options, other) == rows  # the kind's rows, measured on another host
+    assert profiling.reusable(rows, ref, options, other, own=True) is None  # --every-node: each node its own
+    assert profiling.reusable(rows[:1], ref, options, other) is None  # batch 8 missing
+    for changed in (dict(dtype="bfloat16"), dict(threads_requested=4), dict(layout="channels_last"),
+                    dict(weights="pretrained@abc"), dict(machine_kind="another kind")):
+        assert profiling.reusable([replace(r, **changed) for r in rows], ref, options, other) is None, changed

@@ -68,7 +68,7 @@ def profile_fleet(session: "Session", models: list[str] | None, options: Profile
     targets = [(kind, node) for kind in kinds.group(usable) for node in (kind.nodes if every_node else kind.nodes[:1])]
     stored = [] if fresh else _stored()
     result.parts = [KindProfile(kind, node) for kind, node in targets]
-    todo = [(part.node, name) for part in result.parts for name in _plan(part, names, options, stored)]
+    todo = [(part.node, name) for part in result.parts for name in _plan(part, names, options, stored, every_node)]
     nodes = [node for node, _ in todo]
     shipped = {} if options.weights == "random" else weights.ship(list(dict.fromkeys(n for _, n in todo)), nodes)
     placed: list[tuple[NodeReport, jobs.Job]] = [
@@ -78,15 +78,16 @@ def profile_fleet(session: "Session", models: list[str] | None, options: Profile
     return result
 
 
-def _plan(part: KindProfile, names: list[str], options: ProfileOptions, stored: list[Profile]) -> list[str]:
-    """The models the part's node must measure; the others' stored rows go into the part, or, where the node cannot
-    run the runtime, failed rows saying why."""
+def _plan(part: KindProfile, names: list[str], options: ProfileOptions, stored: list[Profile],
+          own: bool) -> list[str]:
+    """The models the part's node must measure; the others' stored rows (its kind's; its own, with `own`) go into
+    the part, or, where the node cannot run the runtime, failed rows saying why."""
     from vischoose.measure.runner import ProfileRun
 
     why = part.node.missing(options.runtime)
     todo = []
     for name in names:
-        found = None if why else reusable(stored, catalog.parse_model_ref(name), options, part.node)
+        found = None if why else reusable(stored, catalog.parse_model_ref(name), options, part.node, own)
         if why:
             part.runs += jobs.ProfileJob(name, options).lost(part.node, f"cannot run on node {part.node.node.name}: "
                                                              f"{why}")
@@ -128,19 +129,22 @@ def store_rows(runs: list["ProfileRun"], source: str) -> None:
 
 
 def _stored() -> list[Profile]:
+    """The store's measured rows that name their kind."""
     from vischoose.results.store import open_store
 
     with open_store() as store:
         return [p for p in store.profiles() if p.ok and p.machine_kind]
 
 
-def reusable(stored: list[Profile], ref: ModelRef, options: ProfileOptions, node: NodeReport) -> list[Profile] | None:
-    """The stored rows of this model measured on the node's kind under the same protocol, one per batch size the
-    run would measure (the latest of each); None unless every batch size has one."""
+def reusable(stored: list[Profile], ref: ModelRef, options: ProfileOptions, node: NodeReport,
+             own: bool = False) -> list[Profile] | None:
+    """The stored rows of this model measured on the node's kind (with `own`, on the node itself) under the same
+    protocol, one per batch size the run would measure (the latest of each); None unless every batch size has one."""
     sizes = jobs.batch_sizes(options, node)
     latest: dict[int, Profile] = {}
     for p in stored:
-        if p.machine_kind == node.kind and p.batch_size in sizes and same_protocol(p, ref, options, node):
+        mine = p.machine == node.fingerprint if own else p.machine_kind == node.kind
+        if mine and p.batch_size in sizes and same_protocol(p, ref, options, node):
             latest[p.batch_size] = p
     return [latest[s] for s in sizes] if len(latest) == len(sizes) else None
 
