@@ -341,3 +341,14 @@ def test_stored_rows_are_reused_per_kind_and_protocol():
     for changed in (dict(dtype="bfloat16"), dict(threads_requested=4), dict(layout="channels_last"),
                     dict(weights="pretrained@abc"), dict(machine_kind="another kind")):
         assert profiling.reusable([replace(r, **changed) for r in rows], ref, options, other) is None, changed
+
+
+def test_recommend_per_kind_refuses_other_sources_of_figures(runner, tmp_path):
+    result = runner.invoke(app, ["recommend", "--machine", "all", "--data", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == ("Error: --data evaluates the candidates on this machine; per kind of "
+                                             "machine it does not run.")
+    result = runner.invoke(app, ["recommend", "--machine", "all", "--results", str(tmp_path / "x.json")])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "Error: --results and --machine/--cluster both say where the figures " \
+                                            "come from."

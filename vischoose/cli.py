@@ -195,6 +195,9 @@ def _recommend_kinds(target: str, machine: str | None, cluster: str | None, on: 
     if options["results"]:
         raise errors.UsageError("--results and --machine/--cluster both say where the figures come from.",
                                 hint="Give one: --results FILE, or --machine KIND (rows stored here) / --cluster.")
+    if options["data"] is not None:
+        raise errors.UsageError("--data evaluates the candidates on this machine; per kind of machine it does not run.",
+                                hint="Drop --data, or recommend for this machine without --machine/--cluster.")
     if cluster:
         with _connected(cluster) as session:
             found = advising.advise_cluster(session, target, machine, wanted, measure, **options)
