@@ -19,6 +19,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (with schema_v
 ModelsArg = Annotated[list[str], typer.Argument(help="Catalog alias, timm name, hf-hub:org/name, or a model folder.")]
 CalibrationOpt = Annotated[Path | None, typer.Option(help="Deployment runtimes: a folder of your images (a few dozen) "
                                                      "that calibrate int8 and check agreement with eager fp32.")]
+OnOpt = Annotated[list[str] | None, typer.Option("--on", help="With --cluster: only the nodes with this Ray label, "
+                                                 "LABEL=VALUE (repeatable).")]
 
 
 def runtime_opt() -> Any:

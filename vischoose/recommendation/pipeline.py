@@ -18,7 +18,8 @@ from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
-    from vischoose.recommendation import ondata
+    from vischoose.recommendation import measuring, ondata
+    from vischoose.requests.profile import ProfileRequest
 
 Progress = Callable[[str, str, float], None]  # (what is measured, its phase, seconds since it started)
 
@@ -31,11 +32,15 @@ class Bar(Protocol):
     def close(self) -> None: ...
 
 
-def advise(request: RecommendRequest, progress: Progress | None = None,
-           bar: Callable[[str], Bar] | None = None) -> Recommendation:
+def advise(request: RecommendRequest, progress: Progress | None = None, bar: Callable[[str], Bar] | None = None,
+           figures: tuple[list[Profile], list[EvalResult]] | None = None,
+           measure_with: "Callable[[presets.Preset], measuring.Measure] | None" = None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or request.results) has
     them; measuring what can change the answer (request.measure) and evaluating on labelled images (request.data)
     as asked. progress hears each measurement's phases; bar(label) makes a progress bar for each evaluation.
+    figures: the (profiles, evaluations) to judge by instead of this machine's (the fleet: one kind of machine's);
+    measure_with: given the target's preset, what measures for request.measure instead of this machine (the fleet:
+    that kind's node).
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError, DatasetError.
@@ -43,7 +48,7 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
     preset, world = _preset(request), known()
     entries, extra = _candidates(preset, request.models)
     dataset = _dataset(request)  # a bad data set fails here, before anything is measured
-    profiles, evals = _figures(request.results)
+    profiles, evals = figures if figures is not None else _figures(request.results)
     evals = shippable(evals, dataset)
     lines = _unused_limit(preset, dataset)
     if request.measure:
@@ -52,7 +57,8 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
         )
 
         measurer = _Measurer(preset, progress, request.time_budget_s)
-        measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, world,
+        measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals,
+                                                       measure_with(preset) if measure_with else measurer, world,
                                                        request.measure, request.fresh, on_plan=measurer.plan)
         profiles, lines = profiles + measured, lines + log.lines()
 
@@ -191,18 +197,9 @@ class _Measurer:
 
     def __call__(self, todo: list[tuple[str, str]], variant: Variant) -> list[Profile]:
         from vischoose.measure.runner import profile_models
-        from vischoose.requests.profile import ProfileRequest
         from vischoose.results.store import keep_profiles
 
-        spec = self.preset.measure
-        protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
-                    "time_budget_s": self.time_budget_s, "threads_from": self.preset.name,
-                    "models": tuple(m for m, _ in todo)}
-        if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
-            request = ProfileRequest(device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
-        else:
-            request = ProfileRequest(device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last,
-                                     **protocol)
+        request = measure_request(self.preset, variant, self.time_budget_s, tuple(m for m, _ in todo))
         runs = profile_models(request, progress=self._progress(variant), keep=keep_profiles)
         self.runs += len(todo)
         return [r.profile for r in runs]
@@ -218,6 +215,20 @@ class _Measurer:
             eta = f", at most ~{_duration(eta_s)} left" if eta_s >= 1 else ""
             progress(f"{model} at {variant.label} (run {done + 1}{of}{eta})", what, elapsed)
         return show
+
+
+def measure_request(preset: presets.Preset, variant: Variant, time_budget_s: float,
+                    models: tuple[str, ...]) -> "ProfileRequest":
+    """What recommend --measure measures a variant with (here, or on a fleet's node): the preset's [measure]
+    protocol at batch 1 and its batch sizes; an exported file on its runtime, on the CPU."""
+    from vischoose.requests.profile import ProfileRequest
+
+    spec = preset.measure
+    protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
+                "time_budget_s": time_budget_s, "threads_from": preset.name, "models": models}
+    if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
+        return ProfileRequest(device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
+    return ProfileRequest(device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last, **protocol)
 
 
 def _duration(seconds: float) -> str:

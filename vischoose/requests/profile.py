@@ -40,8 +40,13 @@ class ProfileRequest:
     min_agreement: float = 0.99  # graph runtimes, int8: top-1 agreement with eager fp32 below which it is rejected
     threads_from: str = "threads"  # who asked for the threads (the field, or a preset's name): the cap's note
     optimize: bool = False  # search settings for the fastest that agrees with fp32 (measure.optimize)
+    cluster: str | None = None  # a Ray cluster's address (fleet): measure on each kind of machine it has
+    on: tuple[str, ...] = ()  # with cluster: only the nodes with these Ray labels (LABEL=VALUE)
+    every_node: bool = False  # with cluster: every node, not one per kind
+    fresh: bool = False  # with cluster: measure again what the store has for a kind under the same protocol
 
     def __post_init__(self) -> None:
+        self._check_fleet()
         check.device(self.device)
         chosen = check.runtime(self.runtime)
         if chosen.is_graph:
@@ -62,9 +67,22 @@ class ProfileRequest:
                              "(int8 calibration and its agreement check).", field="calibration")
 
     @property
+    def local(self) -> "ProfileRequest":
+        """The request a fleet's node runs: this one without the cluster options."""
+        return self.but(cluster=None, on=(), every_node=False, fresh=False)
+
+    @property
     def precision(self) -> str:
         """The dtype as a short name (float32 -> fp32)."""
         return precisions.precision_of(self.dtype)
+
+    def _check_fleet(self) -> None:
+        address, on = check.fleet(self.cluster, self.on, every_node=self.every_node, fresh=self.fresh)
+        object.__setattr__(self, "cluster", address)
+        object.__setattr__(self, "on", on)
+        if address is not None and self.optimize:
+            raise UsageError(f"{opt('optimize')} searches on this machine; it does not run with {opt('cluster')}.",
+                             hint=f"Drop {opt('optimize')}, or {opt('cluster')}.", field="optimize")
 
     def _not_torch(self) -> None:
         graphs = [r for r in registry.graph_runtimes() if self.precision in r.precisions]
