@@ -53,13 +53,20 @@ def predict(images: "ImageInput | Iterable[ImageInput]", model: "str | LoadedMod
 def evaluate(request: "EvaluateRequest | str | Path", model: str | None = None, /, *, save: bool = False,
              progress: Callable[[int, int], None] | None = None, **fields: Any) -> "Evaluation":
     """Top-1 / top-5 accuracy on labelled images: evaluate(EvaluateRequest(...)) or evaluate(data, model, **fields)
-    with EvaluateRequest's fields (runtime, precision, graph, limit, ...); save: add the result to the store."""
+    with EvaluateRequest's fields (runtime, precision, graph, limit, cluster, ...); save: add the result to the
+    store."""
     from vischoose.deploy.evaluate import evaluate as _evaluate
     from vischoose.requests.evaluate import EvaluateRequest
 
     if not isinstance(request, EvaluateRequest):
         request = EvaluateRequest(data=str(request), model=str(model), **fields)
-    outcome = _evaluate(request, progress)
+    if request.cluster:
+        from vischoose.fleet import cluster, evaluating
+
+        with cluster.connect(request.cluster) as session:
+            outcome = evaluating.evaluate_fleet(session, request)
+    else:
+        outcome = _evaluate(request, progress)
     if save and outcome.is_main:
         from vischoose.results.store import keep_eval
 
@@ -70,16 +77,22 @@ def evaluate(request: "EvaluateRequest | str | Path", model: str | None = None, 
 def profile(request: "ProfileRequest | Iterable[str] | str | None" = None, /, *, target: str | None = None,
             precision: str | None = None, save: bool = True,
             progress: Callable[[str, str, float], None] | None = None, **fields: Any) -> "list[Profile]":
-    """Profile models on this machine: profile(ProfileRequest(...)) or profile(models, **fields) with
-    ProfileRequest's fields (target: a preset's [measure] protocol first, and its [serve] values); save: keep the rows
-    in the store. scenario="server" with slo_ms searches the highest rate each model sustains under that p99 bound
-    (MLPerf LoadGen's Server scenario; the `serve` extra)."""
+    """Profile models on this machine (or, with cluster, on each kind of machine of a Ray cluster):
+    profile(ProfileRequest(...)) or profile(models, **fields) with ProfileRequest's fields (target: a preset's
+    [measure] protocol first, and its [serve] values); save: keep the rows in the store. scenario="server" with slo_ms
+    searches the highest rate each model sustains under that p99 bound (MLPerf LoadGen's Server scenario; the
+    `serve` extra)."""
     from vischoose.measure.runner import profile_models
     from vischoose.requests.profile import SERVER, ProfileRequest
 
     if not isinstance(request, ProfileRequest):
         models = (request,) if isinstance(request, str) else tuple(request or ())
         request = ProfileRequest.build(target, precision=precision, models=models, **fields)
+    if request.cluster:  # each kind of machine of a Ray cluster: its rows, stored here by machine
+        from vischoose.fleet import cluster, profiling
+
+        with cluster.connect(request.cluster) as session:
+            return [r.profile for r in profiling.profile_fleet(session, request, progress, keep=save).runs]
     keep = None
     if save:
         from vischoose.results.store import keep_profiles as keep
@@ -111,6 +124,12 @@ def recommend(request: "RecommendRequest | str" = "cloud", /, **fields: Any) -> 
 
     if not isinstance(request, RecommendRequest):
         request = RecommendRequest(target=request, **fields)
+    if request.per_kind:
+        from vischoose.errors import UsageError, opt
+
+        raise UsageError(f"vischoose.recommend answers for one machine; {opt('machine')} and {opt('cluster')} give "
+                         "one answer per kind of machine.", hint="Call vischoose.fleet.advising.advise_stored(request) "
+                         "or advise_cluster(session, request).", field="machine" if request.machine else "cluster")
     return advise(request)
 
 

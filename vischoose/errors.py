@@ -1,6 +1,6 @@
 """Errors explained to the user without a traceback, each with its exit code.
 
-Exit codes: 0 ok, 1 failed while running, 2 bad input, 3 weights or network,
+Exit codes: 0 ok, 1 failed while running, 2 bad input, 3 weights or network (a cluster included),
 4 nothing fits, 130 interrupted.
 
 A message names the options it is about by their field (opt("labels") writes `labels`): an exception's str() reads
@@ -108,6 +108,12 @@ class WeightsUnavailableError(VischooseError):
 
 class CorruptWeightsError(WeightsUnavailableError):
     """A cached or local weights file that is truncated, corrupt or unsafe to load."""
+
+
+class ClusterError(VischooseError):
+    """A Ray cluster that cannot be reached, or that answered something other than Ray (network: exit 3)."""
+
+    exit_code = EXIT_WEIGHTS
 
 
 class ProfilingError(VischooseError):

@@ -1,14 +1,64 @@
-"""This machine: a stable fingerprint and a description, without importing torch."""
+"""This machine: a stable fingerprint, its kind (the hardware without the host name: identical nodes of a fleet share
+it) and a description, without importing torch.
+
+VISCHOOSE_MACHINE (a JSON object) names the machine instead of what the OS reports: {"host", "cpu", "cores",
+"memory_gib", "arch", "flags", "gpus"}, any of them. It changes what rows say the machine is (fingerprint, kind,
+CPU name), never what the code does on it: kernels and recipes still follow the CPU's own flags (cpu_flags). It is
+for a container that hides the host's CPU model, and for simulating several kinds of machine on one host.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
+
+from vischoose.errors import UsageError
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot products that accumulate without saturating
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 bf16 arithmetic with fast kernels
 X86 = ("x86_64", "amd64", "i686", "i386")
+MACHINE_ENV = "VISCHOOSE_MACHINE"
+# the instruction sets that decide which kernels run (so two CPUs that differ in them are two kinds of machine);
+# the full flags line also lists features that kernel versions report differently on the same hardware
+ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
+             "amx_int8", "amx_bf16", "asimd", "asimddp", "asimdhp", "sve", "sve2", "bf16", "i8mm")
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+@dataclass(frozen=True)
+class MachineFacts:
+    """What identifies a machine: its host, CPU model and instruction sets, cores, memory and GPUs."""
+
+    host: str
+    cpu: str
+    cores: int
+    memory_gib: int
+    arch: str
+    flags: tuple[str, ...] = ()  # the ISA_FLAGS it has
+    gpus: tuple[str, ...] = ()  # one model name per GPU
+
+    @property
+    def fingerprint(self) -> str:
+        """12 hex digits of host, CPU, cores, memory and architecture: this one machine."""
+        key = "|".join([self.host, self.cpu, str(self.cores), str(self.memory_gib), self.arch])
+        return _sha256(key.encode()).hexdigest()[:12]
+
+    @property
+    def kind(self) -> str:
+        """12 hex digits of the hardware without the host: every machine of the same kind shares it."""
+        key = "|".join([self.cpu, str(self.cores), str(self.memory_gib), self.arch, ",".join(self.flags),
+                        ",".join(self.gpus)])
+        return _sha256(b"kind|" + key.encode()).hexdigest()[:12]
+
+    @property
+    def title(self) -> str:
+        """'Intel Xeon 8488C, 16 cores, 64 GiB, 1x NVIDIA H100' (no host name)."""
+        gpus = [f"{self.gpus.count(g)}x {g}" for g in dict.fromkeys(self.gpus)]
+        return ", ".join([self.cpu, f"{self.cores} cores", f"{self.memory_gib} GiB", *gpus])
 
 
 def _uname() -> tuple[str, str]:
@@ -52,9 +102,13 @@ def int8_saturates() -> bool:
     return arch().lower() in X86 and bool(flags) and not flags.intersection(VNNI_FLAGS)
 
 
-@cache
 def cpu_name() -> str:
-    """The CPU model as the OS reports it."""
+    """The CPU model: VISCHOOSE_MACHINE's "cpu", else as the OS reports it."""
+    return str(overrides().get("cpu") or _reported_cpu())
+
+
+@cache
+def _reported_cpu() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -77,13 +131,65 @@ def memory_bytes() -> int:
         return psutil.virtual_memory().total
 
 
+def gpu_names(root: Path = NVIDIA_GPUS) -> tuple[str, ...]:
+    """The NVIDIA GPUs' model names as the driver lists them (no torch, no CUDA initialised); () without any."""
+    names = []
+    try:
+        boards = sorted(root.iterdir())
+    except OSError:
+        return ()
+    for board in boards:
+        try:
+            text = (board / "information").read_text()
+        except OSError:
+            continue
+        names += [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model:")]
+    return tuple(names)
+
+
+def overrides(text: str | None = None) -> dict[str, Any]:
+    """VISCHOOSE_MACHINE's facts (or `text`'s), checked: {} when it is not set.
+
+    Raises:
+        UsageError: not a JSON object of known facts with values of the right type.
+    """
+    text = os.environ.get(MACHINE_ENV, "") if text is None else text
+    if not text.strip():
+        return {}
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{MACHINE_ENV} is not JSON ({err.msg} at column {err.colno}).",
+                         hint='Give an object such as {"cpu": "Graviton3", "cores": 16}.') from None
+    types = {"host": str, "cpu": str, "cores": int, "memory_gib": int, "arch": str, "flags": list, "gpus": list}
+    if not isinstance(found, dict) or any(k not in types or not isinstance(v, types[k]) for k, v in found.items()):
+        raise UsageError(f"{MACHINE_ENV} must be a JSON object of facts: "
+                         + ", ".join(f"{k} ({t.__name__})" for k, t in types.items()) + f"; got {text.strip()}.")
+    return found
+
+
+def facts(text: str | None = None) -> MachineFacts:
+    """This machine as the OS reports it, with VISCHOOSE_MACHINE's (or `text`'s) facts in place of the reported."""
+    given = overrides(text)
+    host, architecture = _uname()
+    flags = [f for f in ISA_FLAGS if f in cpu_flags()]
+    reported = MachineFacts(host=host, cpu=cpu_name(),
+                            cores=os.cpu_count() or 0, memory_gib=round(memory_bytes() / 2**30), arch=architecture,
+                            flags=tuple(flags), gpus=gpu_names())
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    return MachineFacts(**{**reported.__dict__, **values})
+
+
 @cache
 def fingerprint() -> str:
     """12 hex digits identifying this machine's hardware (host, CPU, cores, memory)."""
-    mem_gib = round(memory_bytes() / 2**30)
-    host, architecture = _uname()
-    key = "|".join([host, cpu_name(), str(os.cpu_count()), str(mem_gib), architecture])
-    return _sha256(key.encode()).hexdigest()[:12]
+    return facts().fingerprint
+
+
+@cache
+def kind() -> str:
+    """12 hex digits identifying this kind of machine (CPU, instruction sets, cores, memory, GPUs; not the host)."""
+    return facts().kind
 
 
 def _sha256(data: bytes) -> Any:
@@ -103,12 +209,14 @@ def describe() -> dict[str, str | int]:
     """Host, CPU, cores, memory and OS, for reports."""
     import platform
 
+    found = facts()
     return {
         "machine": fingerprint(),
-        "host": platform.node(),
-        "cpu": cpu_name(),
-        "cores": os.cpu_count() or 0,
-        "memory_gib": round(memory_bytes() / 2**30, 1),
+        "kind": kind(),
+        "host": found.host,
+        "cpu": found.cpu,
+        "cores": found.cores,
+        "memory_gib": round(memory_bytes() / 2**30, 1) if "memory_gib" not in overrides() else found.memory_gib,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }

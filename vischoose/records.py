@@ -30,6 +30,7 @@ class Profile:
     weights: str = "random"  # "pretrained@<sha12>", "pretrained (local)" or "random"
     device_name: str = ""  # CPU model or GPU name
     machine: str = ""  # machine fingerprint
+    machine_kind: str = ""  # the hardware without the host (machine.kind): every node of a kind shares it
     threads: int | None = None  # what the run used: at most the cores this process may use
     threads_requested: int | None = None  # what the preset or --threads asked for, when it was more than that
     layout: str = "contiguous"  # or "channels_last"
@@ -148,6 +149,7 @@ class EvalResult:
     choice_drop_pts: float | None = None  # accuracy-aware int8: the drop on the images that chose the float layers
     file_mb: float | None = None  # graph runtimes: the evaluated file's size, MiB
     machine: str = ""
+    machine_kind: str = ""  # the hardware without the host (machine.kind)
     torch_version: str = ""
     timm_version: str = ""
     created_at: str = field(default_factory=now_iso)

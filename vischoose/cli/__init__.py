@@ -1,6 +1,6 @@
 """The vischoose command line: parse, build a request, call the library, render. Nothing else.
 
-One module per command group (catalog, recommend, measure, deploy, inference, results); `vischoose recommend ...`
+One module per command group (catalog, recommend, measure, deploy, inference, results, fleet); `vischoose recommend ...`
 imports and registers only the module of the command it names, so start-up pays for one command, not all of them.
 `vischoose.cli.app` is the whole app (every command), as `vischoose --help` shows it.
 """
@@ -14,7 +14,7 @@ import typer
 # command or group name -> the module that defines it (help lists them in this order)
 COMMANDS = {"models": "catalog", "pull": "catalog", "presets": "catalog", "recommend": "recommend",
             "predict": "inference", "evaluate": "inference", "results": "results", "profile": "measure",
-            "export": "deploy"}
+            "export": "deploy", "fleet": "fleet"}
 HELP = "Choose a pretrained vision backbone from figures measured on your own machine."
 
 

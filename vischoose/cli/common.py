@@ -26,6 +26,8 @@ TargetQpsOpt = Annotated[float | None, typer.Option("--target-qps", help="Servin
 PriceOpt = Annotated[float | None, typer.Option("--price-per-hour", help="USD per machine-hour: cost per million images "
                                                 "at the sustained (server) or best offline rate (default: the "
                                                 "target's [serve]).")]
+OnOpt = Annotated[list[str] | None, typer.Option("--on", help="With --cluster: only the nodes with this Ray label, "
+                                                 "LABEL=VALUE (repeatable).")]
 
 
 def runtime_opt() -> Any:

@@ -8,6 +8,7 @@ import typer
 from vischoose.cli.common import (
     Commands,
     JsonOpt,
+    OnOpt,
     precision_opt,
     reported_errors,
     runtime_opt,
@@ -68,22 +69,40 @@ def evaluate_cmd(
                                                "written, with --model's preprocessing; its runtime from the name's "
                                                "ending, its precision from the file.")] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Shard the images over a Ray cluster's nodes "
+                                                "(the same images at the same path on each): HOST:PORT, "
+                                                "ray://HOST:10001 or auto; needs vischoose[fleet].")] = None,
+    on: OnOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure top-1 / top-5 accuracy on labelled images; under torchrun, shards them over processes."""
+    """Measure top-1 / top-5 accuracy on labelled images; under torchrun or on a Ray cluster, shards them."""
     with reported_errors():
-        from vischoose.deploy.evaluate import evaluate
         from vischoose.requests.evaluate import EvaluateRequest
 
         request = EvaluateRequest(data=data, model=model, labels=labels, limit=limit, batch_size=batch_size,
                                   workers=workers, device=device, dtype=dtype, checkpoint=checkpoint,
                                   runtime=runtime or "torch", precision=precision,
                                   calibration=str(calibration) if calibration else None,
-                                  graph=str(graph) if graph else None)
-        with report.progress_bar("evaluating") as bar:
-            outcome = evaluate(request, progress=bar)
+                                  graph=str(graph) if graph else None, cluster=cluster, on=tuple(on or ()))
+        outcome = _evaluate_cluster(request) if request.cluster else _evaluate_here(request)
         if outcome.is_main:
             _report(outcome, as_json, no_save)
+
+
+def _evaluate_here(request):
+    """evaluate in this process (sharded under torchrun), with a progress bar."""
+    from vischoose.deploy.evaluate import evaluate
+
+    with report.progress_bar("evaluating") as bar:
+        return evaluate(request, progress=bar)
+
+
+def _evaluate_cluster(request):
+    """evaluate --cluster: the images sharded over the cluster's nodes, merged into one result."""
+    from vischoose.fleet import cluster, evaluating
+
+    with cluster.connect(request.cluster) as session:
+        return evaluating.evaluate_fleet(session, request)
 
 
 def _report(outcome, as_json: bool, no_save: bool) -> None:

@@ -1,4 +1,5 @@
-"""vischoose profile: measure models on this machine (and --optimize: the fastest setting that agrees with fp32)."""
+"""vischoose profile: measure models on this machine (--optimize: the fastest setting that agrees with fp32;
+--cluster: on every kind of machine of a Ray cluster)."""
 
 from typing import Annotated
 
@@ -8,6 +9,7 @@ from vischoose.cli.common import (
     CalibrationOpt,
     Commands,
     JsonOpt,
+    OnOpt,
     PriceOpt,
     SloOpt,
     TargetQpsOpt,
@@ -64,12 +66,18 @@ def profile_cmd(
                                            "run) instead of vischoose's (662 queries and 5 s).")] = False,
     price_per_hour: PriceOpt = None,
     target_qps: TargetQpsOpt = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Measure on every kind of machine of a Ray cluster "
+                                                "(one node of each, the whole node): HOST:PORT, ray://HOST:10001 or "
+                                                "auto; rows stored here by machine. Needs vischoose[fleet].")] = None,
+    on: OnOpt = None,
+    every_node: Annotated[bool, typer.Option("--every-node", help="With --cluster: every node, not one per kind.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="With --cluster: measure again what the store has for a kind "
+                                        "of machine under the same protocol.")] = False,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
         from vischoose.measure import runner
         from vischoose.requests.profile import ProfileRequest
-        from vischoose.results.store import keep_profiles
 
         output = report_profile.output_format(as_json, as_csv, as_markdown)
         request = ProfileRequest.build(
@@ -77,12 +85,13 @@ def profile_cmd(
             dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, input_size=input_size,
             weights=weights, time_budget_s=time_budget, runtime=runtime,
             calibration=str(calibration) if calibration else None, min_agreement=min_agreement, optimize=optimize,
-            scenario=scenario, slo_ms=slo_ms, official=official, price_per_hour=price_per_hour, target_qps=target_qps)
-        keep = None if no_save else keep_profiles
+            scenario=scenario, slo_ms=slo_ms, official=official, price_per_hour=price_per_hour, target_qps=target_qps,
+            cluster=cluster, on=tuple(on or ()), every_node=every_node, fresh=fresh)
+        if request.cluster:
+            return _profile_cluster(request, progress, not no_save, output)
         if optimize:
-            _profile_optimized(request, time_budget, progress, keep, as_json)
-            return
-        runs = _measured(request, progress, keep)
+            return _profile_optimized(request, time_budget, progress, _keeper(no_save), as_json)
+        runs = _measured(request, progress, _keeper(no_save))
     _show(runs, request, output)
     with reported_errors():
         runner.failed(runs)
@@ -106,6 +115,15 @@ def _show(runs: list, request, output: str) -> None:
     report_serving.show_runs(runs, output, cost.costs([r.profile for r in runs], price, target), price, target)
 
 
+def _keeper(no_save: bool):
+    """What stores each model's rows as they are measured (results.store.keep_profiles), or None with --no-save."""
+    if no_save:
+        return None
+    from vischoose.results.store import keep_profiles
+
+    return keep_profiles
+
+
 def _profile_optimized(request, budget_s: float | None, progress, keep, as_json: bool) -> None:
     """vischoose profile --optimize: search, show, fail (exit 1) where no setting could be measured."""
     from vischoose.measure import optimize
@@ -114,3 +132,15 @@ def _profile_optimized(request, budget_s: float | None, progress, keep, as_json:
     progress.close()
     report_profile.show_optimized(found, as_json)
     optimize.failed(found)
+
+
+def _profile_cluster(request, progress, keep: bool, output: str) -> None:
+    """profile --cluster: each kind's rows, then exit 1 with a summary when a row failed or a node was left out."""
+    from vischoose.fleet import cluster, profiling
+    from vischoose.report import fleet as report_fleet
+
+    with cluster.connect(request.cluster) as session:
+        result = profiling.profile_fleet(session, request, progress, keep)
+    progress.close()
+    report_fleet.show_fleet_profile(result, output)
+    profiling.failed(result)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from vischoose.cli.common import Commands, JsonOpt, PriceOpt, SloOpt, TargetQpsOpt, reported_errors
+from vischoose.cli.common import Commands, JsonOpt, OnOpt, PriceOpt, SloOpt, TargetQpsOpt, reported_errors
 from vischoose.report import tables as report
 from vischoose.report.profile import ProfileProgress
 
@@ -58,6 +58,13 @@ def recommend_cmd(
     target_qps: TargetQpsOpt = None,
     price_per_hour: PriceOpt = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
+    machine: Annotated[str | None, typer.Option("--machine", help="Answer for this kind of machine from the rows "
+                                                "measured on it: a kind id (or its first digits), words of its CPU's "
+                                                "name, or all (one section per kind).")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="One answer per kind of machine of a Ray cluster "
+                                                "(HOST:PORT, ray://HOST:10001 or auto); with --measure, measured on "
+                                                "each kind's node. Needs vischoose[fleet].")] = None,
+    on: OnOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend a model for a deployment target, with a reason for every rejection."""
@@ -73,6 +80,23 @@ def recommend_cmd(
             data=str(data) if data else None, labels=str(labels) if labels else None,
             max_accuracy_drop=max_accuracy_drop, max_memory_mb=budget_mb, max_latency_ms=max_latency_ms,
             min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m, serve=serve,
-            slo_ms=slo_ms, target_qps=target_qps, price_per_hour=price_per_hour)
+            slo_ms=slo_ms, target_qps=target_qps, price_per_hour=price_per_hour, machine=machine,
+            cluster=cluster, on=tuple(on or ()))
+        if request.per_kind:
+            return _recommend_kinds(request, top, as_json)
         rec = advise(request, progress, report.ProgressBar)
     report.show_recommendation(rec, top=top, as_json=as_json)
+
+
+def _recommend_kinds(request, top: int, as_json: bool) -> None:
+    """recommend --machine / --cluster: a section per kind of machine; exit 4 when nothing fits on one of them."""
+    from vischoose.fleet import advising, cluster
+    from vischoose.report import fleet as report_fleet
+
+    if request.cluster:
+        with cluster.connect(request.cluster) as session:
+            found = advising.advise_cluster(session, request)
+    else:
+        found = advising.advise_stored(request)
+    report_fleet.show_kind_advice(found, top, as_json)
+    advising.unfit(found)

@@ -23,10 +23,12 @@ from vischoose.inference.loop import (
     Evaluation,
     ImageSet,
     Progress,
+    Tally,
     build_result,
     run_batches,
 )
 from vischoose.models.family import model_family
+from vischoose.records import EvalResult
 from vischoose.requests.evaluate import EvaluateRequest
 from vischoose.runtimes import agreement, registry
 from vischoose.runtimes.artifact import Artifact
@@ -44,7 +46,9 @@ def evaluate(request: EvaluateRequest, progress: Progress | None = None,
     """Top-1 / top-5 accuracy (%) of a model as the request says: torch eager (sharded under torchrun:
     inference.evaluation), the file a graph runtime would deploy, or a file built elsewhere as written.
 
-    labelled: the images already read (recommend --data passes the held-out half of its one split).
+    labelled: the images already read (recommend --data passes the held-out half of its one split). With
+    request.shard (index, count) only every count-th image from index is counted, alone, not under torchrun (a fleet
+    node's share: inference.loop.merge sums the shards into what one process counting every image gets).
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
@@ -54,11 +58,11 @@ def evaluate(request: EvaluateRequest, progress: Progress | None = None,
     """
     from vischoose.inference import evaluation
 
-    world = evaluation.world_from_env()
+    world = evaluation.World(0, 1, 0) if request.shard else evaluation.world_from_env()
     if not registry.get(request.runtime).is_graph:
         return evaluation.evaluate_eager(request.data, request.model, request.labels, request.limit,
                                          request.batch_size, request.workers, request.device, request.dtype,
-                                         request.checkpoint, progress, request.max_pixels, world)
+                                         request.checkpoint, progress, request.max_pixels, world, request.shard)
     if world.size > 1:
         raise UsageError(f"{opt('runtime')} {request.runtime} evaluates in one process, but WORLD_SIZE is "
                          f"{world.size} (torchrun).", hint=f"Run vischoose evaluate without torchrun: "
@@ -72,42 +76,52 @@ def evaluate_graph(request: EvaluateRequest, progress: Progress | None = None,
     request.graph, a file built elsewhere, run as written with the model's preprocessing.
 
     int8 calibrates on request.calibration (a folder of images) or else on up to 64 of the evaluation images, spread
-    over the set; the result's notes say which.
+    over the set; the result's notes say which. A shard (request.shard) counts only its images, but calibrates on the
+    whole set, so every shard builds the same file (its sha256 says so, for the merge).
     """
     from vischoose.inference.prediction import prepare
 
-    runtime, precision, calibration, graph = request.runtime, request.precision, request.calibration, request.graph
-    batch_size, workers, max_pixels = request.batch_size, request.workers, request.max_pixels
+    precision, graph, shard = request.precision, request.graph, request.shard
     if graph is None:
         precision = request.evaluated_precision
-    chosen = registry.get(runtime)
+    chosen = registry.get(request.runtime)
     classifier = prepare(request.model, "cpu", "float32", request.checkpoint)
     labelled = (labelled or datasets.read_dataset(request.data, classifier.classes, classifier.num_classes,
                                                   request.labels)).limited(request.limit)
+    samples = labelled.samples if shard is None else labelled.samples[shard[0]::shard[1]]
     with tempfile.TemporaryDirectory(prefix="vischoose-eval-") as tmp:
         if graph is None:
-            artifact, calib, source, notes = _built(chosen, classifier, labelled, precision, calibration,
-                                                    Path(tmp), max_pixels)
+            artifact, calib, source, notes = _built(chosen, classifier, labelled, precision, request.calibration,
+                                                    Path(tmp), request.max_pixels)
         else:
             artifact, calib, source, notes = _as_written(chosen, classifier, graph, precision)
         # no spinning: the runtime's idle threads would compete with each batch's eager forward (~10% img/s)
         forward = GraphForward(classifier, chosen.session(artifact, None, interleaved=True))
-        counts, failed, seconds = run_batches(classifier, labelled.samples, batch_size, workers, max_pixels,
-                                              progress, forward=forward)
-    result = build_result(classifier, labelled, counts, 0.0, batch_size, 1)
-    agreed = forward.agreement()
-    result = replace(result, runtime=runtime, dtype="float32" if artifact.precision == "fp32" else artifact.precision,
-                     recipe=artifact.recipe, images_per_s=_rate(counts[0], seconds - forward.eager_s),
-                     agreement_top1=agreed.top1_agreement, agreement_images=agreed.n_images,
-                     fp32_top1=forward.reference_top1(_read_targets(labelled, failed)), graph=artifact.path if graph is not None else None,
-                     file_mb=artifact.file_mb)
+        counts, failed, seconds = run_batches(classifier, samples, request.batch_size, request.workers,
+                                              request.max_pixels, progress, forward=forward)
+        digest = _sha256(artifact.path) if shard else None
     found = Deployed(precision=artifact.precision, family=model_family(classifier.loaded.model),
                      recipe=artifact.recipe, file_mb=artifact.file_mb, export_s=artifact.build_s,
                      quantize_s=artifact.quantize_s, calibration=source,
-                     calibration_images=0 if calib is None else len(calib), agreement=agreed,
-                     eager_images_per_s=_rate(counts[0], forward.eager_s), runtime=runtime,
-                     runtime_version=chosen.version(), notes=tuple(notes), graph=result.graph)
-    return Evaluation(result=result, failed=tuple(failed), workers=workers, deployed=found)
+                     calibration_images=0 if calib is None else len(calib), agreement=forward.agreement(),
+                     eager_images_per_s=_rate(counts[0], forward.eager_s), runtime=chosen.name,
+                     runtime_version=chosen.version(), notes=tuple(notes),
+                     graph=artifact.path if graph is not None else None, sha256=digest)
+    hits = forward.reference_hits(_read_targets(samples, failed))
+    tally = Tally(*counts, seconds=seconds - forward.eager_s, reference_hits=hits, eager_s=forward.eager_s)
+    result = _graph_result(build_result(classifier, labelled, counts, 0.0, request.batch_size, 1,
+                                        empty_ok=shard is not None), artifact, found, tally)
+    return Evaluation(result=result, failed=tuple(failed), workers=request.workers, deployed=found, tally=tally)
+
+
+def _graph_result(result: EvalResult, artifact: Artifact, found: Deployed, tally: Tally) -> EvalResult:
+    """The loop's result with what the graph adds: its runtime, precision and recipe, its own images/s (eager's
+    forward passes left out), its agreement with eager fp32 and eager's own top-1 on the same images."""
+    return replace(result, runtime=found.runtime, recipe=artifact.recipe, file_mb=artifact.file_mb, graph=found.graph,
+                   dtype="float32" if artifact.precision == "fp32" else artifact.precision,
+                   images_per_s=_rate(tally.images, tally.seconds), agreement_top1=found.agreement.top1_agreement,
+                   agreement_images=found.agreement.n_images,
+                   fp32_top1=None if tally.reference_hits is None else 100.0 * tally.reference_hits / tally.images)
 
 
 def _built(chosen: GraphRuntime, classifier: "Classifier", labelled: datasets.LabelledImages, precision: str,
@@ -143,10 +157,22 @@ def _as_written(chosen: GraphRuntime, classifier: "Classifier", graph: str | Pat
     return artifact, None, "as written", [artifact.note] if artifact.note else []
 
 
-def _read_targets(labelled: datasets.LabelledImages, failed: list[tuple[str, str]]) -> list[int]:
+def _read_targets(samples: tuple[datasets.Sample, ...], failed: list[tuple[str, str]]) -> list[int]:
     """The classes of the images that could be read, in evaluation order (the loop does not shuffle)."""
     unread = {path for path, _ in failed}
-    return [s.target for s in labelled.samples if s.path not in unread]
+    return [s.target for s in samples if s.path not in unread]
+
+
+def _sha256(path: str | Path) -> str:
+    """sha256 of a file and its companions (external data, an IR's weights), by name."""
+    import hashlib
+
+    from vischoose.runtimes.files import companions
+
+    digest = hashlib.sha256()
+    for each in companions(path):
+        digest.update(each.name.encode() + b"\0" + each.read_bytes())
+    return digest.hexdigest()
 
 
 def _unused(folder: str | Path | None, recipe: str | None) -> list[str]:
@@ -210,11 +236,11 @@ class GraphForward:
         self.cosine = min(self.cosine, found.cosine)
         return torch.from_numpy(graph)
 
-    def reference_top1(self, targets: list[int]) -> float | None:
-        """Eager fp32's top-1 (%) on the images so far, given their classes in order."""
+    def reference_hits(self, targets: list[int]) -> int | None:
+        """How many of the images so far eager fp32 classifies right, given their classes in order."""
         if not self.eager_top1 or len(targets) != len(self.eager_top1):
             return None
-        return 100.0 * sum(p == t for p, t in zip(self.eager_top1, targets)) / len(targets)
+        return sum(p == t for p, t in zip(self.eager_top1, targets))
 
     def agreement(self) -> agreement.Agreement:
         """Agreement with eager fp32 over every batch so far."""

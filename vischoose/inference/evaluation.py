@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from vischoose.errors import UsageError
 from vischoose.inference import datasets
 from vischoose.inference import images as image_io
-from vischoose.inference.loop import Evaluation, Progress, build_result, run_batches
+from vischoose.inference.loop import Evaluation, Progress, Tally, build_result, run_batches
 
 if TYPE_CHECKING:
     import torch
@@ -43,10 +43,12 @@ def world_from_env() -> World:
 def evaluate_eager(data: str | Path, model: "str | LoadedModel", labels: str | Path | None = None,
                    limit: int | None = None, batch_size: int = 32, workers: int = 0, device: str = "cpu",
                    dtype: str = "float32", checkpoint: str | None = None, progress: Progress | None = None,
-                   max_pixels: int = image_io.MAX_PIXELS, world: World | None = None) -> Evaluation:
+                   max_pixels: int = image_io.MAX_PIXELS, world: World | None = None,
+                   shard: tuple[int, int] | None = None) -> Evaluation:
     """Top-1 / top-5 accuracy (%) of a model in torch eager on a folder of class sub-folders or a CSV; under
     torchrun each process takes every world-size-th image and the counts are summed (deploy.evaluate is the entry
-    that checks the options and picks eager or a graph).
+    that checks the options and picks eager or a graph). shard (index, count): only every count-th image from
+    index, counted alone (a fleet node's share; inference.loop.merge sums the shards).
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
@@ -54,22 +56,23 @@ def evaluate_eager(data: str | Path, model: "str | LoadedModel", labels: str | P
     """
     from vischoose.inference.prediction import prepare
 
-    world = world or world_from_env()
+    world = World(0, 1, 0) if shard else world or world_from_env()
     device = _rank_device(device, world)
     classifier = prepare(model, device, dtype, checkpoint)
     labelled = datasets.read_dataset(data, classifier.classes, classifier.num_classes, labels).limited(limit)
     if world.size > 1:
         _init_process_group(classifier.device)
+    index, count = shard or (world.rank, world.size)
     try:
-        shard = labelled.samples[world.rank::world.size]
-        counts, failed, seconds = run_batches(classifier, shard, batch_size, workers, max_pixels,
-                                              _scaled(progress, world, len(labelled.samples)))
+        counts, failed, seconds = run_batches(classifier, labelled.samples[index::count], batch_size, workers,
+                                              max_pixels, _scaled(progress, world, len(labelled.samples)))
         counts, failed, seconds = _reduce(counts, failed, seconds, world, classifier.device)
     finally:
         if world.size > 1:
             _destroy_process_group()
-    result = build_result(classifier, labelled, counts, seconds, batch_size, world.size)
-    return Evaluation(result=result, failed=tuple(failed), rank=world.rank, workers=workers)
+    result = build_result(classifier, labelled, counts, seconds, batch_size, world.size, empty_ok=bool(shard))
+    return Evaluation(result=result, failed=tuple(failed), rank=world.rank, workers=workers,
+                      tally=Tally(*counts, seconds=seconds))
 
 
 def _rank_device(device: str, world: World) -> str:

@@ -4,7 +4,7 @@ the model was evaluated, a forward pass per batch (eager, or a deployed file's r
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from vischoose import machine
@@ -40,6 +40,7 @@ class Deployed:
     runtime_version: str
     notes: tuple[str, ...] = ()
     graph: str | None = None  # evaluate --graph: the file evaluated, as written
+    sha256: str | None = None  # a shard's file and its companions: shards of one evaluation must run the same bytes
 
     @property
     def agreeing(self) -> int:
@@ -55,6 +56,18 @@ class Deployed:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """What one process counted, for summing shards into one result (merge)."""
+
+    images: int  # images read and classified
+    top1_hits: int
+    top5_hits: int
+    seconds: float  # the forward passes the images/s figure is over (a graph's own, eager's left out)
+    reference_hits: int | None = None  # graph runtimes: eager fp32's top-1 hits on the same images
+    eager_s: float = 0.0  # graph runtimes: eager fp32's forward passes (the agreement check)
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """An EvalResult, the images that could not be read, and whether this process is the one to report."""
 
@@ -63,6 +76,7 @@ class Evaluation:
     rank: int = 0
     workers: int = 0
     deployed: "Deployed | None" = None  # --runtime onnxruntime: the graph evaluated and its agreement with eager
+    tally: Tally | None = None  # the counts behind the result (a shard's, for merge)
 
     @property
     def is_main(self) -> bool:
@@ -131,22 +145,74 @@ def run_batches(classifier: "Classifier", shard: tuple[datasets.Sample, ...], ba
 
 
 def build_result(classifier: "Classifier", labelled: datasets.LabelledImages, counts: list[int], seconds: float,
-                 batch_size: int, world_size: int) -> EvalResult:
+                 batch_size: int, world_size: int, empty_ok: bool = False) -> EvalResult:
+    """The result of counts [images, top-1 hits, top-5 hits]; with empty_ok (a shard), no image read gives zeros.
+
+    Raises:
+        DatasetError: no image could be read (and not empty_ok).
+    """
     import timm
     import torch
 
     from vischoose.inference.prediction import dtype_name
 
     images, top1_hits, top5_hits = counts
-    if images == 0:
+    if images == 0 and not empty_ok:
         raise DatasetError(f"Data set '{labelled.source}': no image could be read, so there is nothing to measure.")
     loaded = classifier.loaded
-    interval = intervals.wilson(top1_hits, images)
+    interval = intervals.wilson(top1_hits, images) if images else None
     return EvalResult(
         model=loaded.ref.display, tag=loaded.tag, dataset=labelled.source, images=images,
-        top1_low=interval.low, top1_high=interval.high, dataset_id=labelled.fingerprint(),
-        top1=100.0 * top1_hits / images, top5=100.0 * top5_hits / images, weights=loaded.weights_label,
+        top1_low=interval.low if interval else None, top1_high=interval.high if interval else None,
+        dataset_id=labelled.fingerprint(), top1=100.0 * top1_hits / max(images, 1),
+        top5=100.0 * top5_hits / max(images, 1), weights=loaded.weights_label,
         device=str(classifier.device), dtype=dtype_name(classifier.dtype), batch_size=batch_size,
         input_size=int(classifier.data_config["input_size"][-1]),
         images_per_s=images / seconds if seconds > 0 else None, world_size=world_size,
-        machine=machine.fingerprint(), torch_version=torch.__version__, timm_version=timm.__version__)
+        machine=machine.fingerprint(), machine_kind=machine.kind(), torch_version=torch.__version__,
+        timm_version=timm.__version__)
+
+
+def merge(parts: list[Evaluation]) -> Evaluation:
+    """Shards' evaluations (EvaluateRequest.shard) as one: their counts summed, so top-1 / top-5 and the interval are
+    what one process counting every image gets; images/s over the slowest shard; a graph's agreement with eager
+    fp32 over every image.
+
+    Raises:
+        DatasetError: no shard could read an image.
+    """
+    tallies = [p.tally for p in parts if p.tally is not None]
+    images, top1, top5 = (sum(t.images for t in tallies), sum(t.top1_hits for t in tallies),
+                          sum(t.top5_hits for t in tallies))
+    if images == 0:
+        raise DatasetError(f"Data set '{parts[0].result.dataset}': no image could be read, so there is nothing to "
+                           "measure.")
+    seconds = max(t.seconds for t in tallies)
+    interval = intervals.wilson(top1, images)
+    result = replace(next(p.result for p in parts if p.result.images), images=images, top1=100.0 * top1 / images,
+                     top5=100.0 * top5 / images, top1_low=interval.low, top1_high=interval.high,
+                     images_per_s=images / seconds if seconds > 0 else None, world_size=len(parts))
+    refs = [t.reference_hits for t in tallies]
+    tally = Tally(images, top1, top5, seconds, None if None in refs else sum(r or 0 for r in refs),
+                  max(t.eager_s for t in tallies))
+    found = _merged_deployed([p.deployed for p in parts if p.deployed is not None], tally)
+    if found is not None:
+        result = replace(result, agreement_top1=found.agreement.top1_agreement,
+                         agreement_images=found.agreement.n_images,
+                         fp32_top1=None if tally.reference_hits is None else 100.0 * tally.reference_hits / images)
+    return Evaluation(result=result, failed=tuple(f for p in parts for f in p.failed), workers=parts[0].workers,
+                      deployed=found, tally=tally)
+
+
+def _merged_deployed(parts: list[Deployed], tally: Tally) -> Deployed | None:
+    """One graph's agreement with eager over every shard's images (the shards ran the same file)."""
+    if not parts:
+        return None
+    from vischoose.runtimes.agreement import Agreement
+
+    n = sum(d.agreement.n_images for d in parts)
+    agreement = Agreement(n_images=n, top1_agreement=sum(d.agreeing for d in parts) / n if n else 0.0,
+                          max_abs_diff=max(d.agreement.max_abs_diff for d in parts),
+                          cosine=min(d.agreement.cosine for d in parts))
+    eager = tally.images / tally.eager_s if tally.eager_s > 0 else None
+    return replace(parts[0], agreement=agreement, eager_images_per_s=eager)

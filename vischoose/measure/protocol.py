@@ -30,6 +30,7 @@ class Job:
     batch_sizes: tuple[int, ...]
     machine: str  # this machine's fingerprint
     home: str  # the vischoose home: graph cache and machine peak
+    machine_kind: str = ""  # this kind of machine (machine.kind): the hardware without the host
     result_path: str = ""
     graph_dir: str | None = None  # graph runtimes: where the build goes
     artifact: dict[str, Any] | None = None  # graph runtimes, after the build: the file (Artifact.to_dict)

@@ -116,7 +116,7 @@ def new_job(request: ProfileRequest, model: str, device: str, batch_sizes: tuple
     from vischoose.paths import home
 
     return Job(request=request, model=model, mode="", device=device, threads=process.capped_threads(request.threads),
-               batch_sizes=batch_sizes, machine=machine.fingerprint(), home=str(home()))
+               batch_sizes=batch_sizes, machine=machine.fingerprint(), home=str(home()), machine_kind=machine.kind())
 
 
 def failed(runs: list[ProfileRun]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,3 +313,51 @@ def read_config(weights: Weights) -> dict:
     except (ValueError, UnicodeDecodeError) as err:
         raise CorruptWeightsError(f"{path}: not a timm config.json ({err}).") from err
     return config
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A cached hub model's config and weights as bytes: what another machine's hub cache needs to load it offline
+    (a fleet node that cannot reach the hub gets them through Ray's object store)."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    files: dict[str, bytes]
+
+
+def read_snapshot(ref: ModelRef) -> Snapshot | None:
+    """The cached snapshot of a hub model as bytes; None when this cache does not hold it (or it is a folder)."""
+    if ref.kind == "local-dir":
+        return None
+    try:
+        repo_id, revision = hub_location(ref)
+    except UnknownModelError:
+        return None
+    found = _cached(repo_id, revision)
+    if found is None or found.commit is None:
+        return None
+    files = {path.name: path.read_bytes() for path in (found.folder / CONFIG_FILE, found.weights_file)}
+    return Snapshot(repo_id=repo_id, revision=revision, commit=found.commit, files=files)
+
+
+def write_snapshot(snapshot: Snapshot) -> Weights:
+    """Put a snapshot into this machine's hub cache as huggingface_hub lays it out: each file written whole before
+    it is renamed into place, the revision's ref last, so a reader never sees half of it."""
+    repo_dir = cache_dir() / ("models--" + snapshot.repo_id.replace("/", "--"))
+    folder = repo_dir / "snapshots" / snapshot.commit
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in snapshot.files.items():
+        _write_whole(folder / name, data)
+    if snapshot.revision != snapshot.commit:
+        (repo_dir / "refs").mkdir(exist_ok=True)
+        _write_whole(repo_dir / "refs" / snapshot.revision, snapshot.commit.encode())
+    found = _cached(snapshot.repo_id, snapshot.revision)
+    assert found is not None  # just written
+    return found
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -20,7 +20,8 @@ from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
     from vischoose.models.zoo import Zoo
-    from vischoose.recommendation import ondata
+    from vischoose.recommendation import measuring, ondata
+    from vischoose.requests.profile import ProfileRequest
 
 Progress = Callable[[str, str, float], None]  # (what is measured, its phase, seconds since it started)
 
@@ -33,12 +34,16 @@ class Bar(Protocol):
     def close(self) -> None: ...
 
 
-def advise(request: RecommendRequest, progress: Progress | None = None,
-           bar: Callable[[str], Bar] | None = None) -> Recommendation:
+def advise(request: RecommendRequest, progress: Progress | None = None, bar: Callable[[str], Bar] | None = None,
+           figures: tuple[list[Profile], list[EvalResult]] | None = None,
+           measure_with: "Callable[[presets.Preset], measuring.Measure] | None" = None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or request.results) has
     them; measuring what can change the answer (request.measure), evaluating on labelled images (request.data) and
     judging each model as a service at the preset's [serve] bound (request.serving: recommendation.serving, ranked by
-    cost per million images) as asked. progress hears each measurement's phases; bar(label) makes a progress bar for each evaluation.
+    cost per million images) as asked. progress hears each measurement's phases; bar(label) makes a progress bar for
+    each evaluation. figures: the (profiles, evaluations) to judge by instead of this machine's (the fleet: one kind
+    of machine's); measure_with: given the target's preset, what measures for request.measure instead of this machine
+    (the fleet: that kind's node).
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError, DatasetError.
@@ -47,12 +52,16 @@ def advise(request: RecommendRequest, progress: Progress | None = None,
     chosen = selection.select(request, preset, world)
     entries, extra = chosen.entries, chosen.extra
     dataset = _dataset(request)  # a bad data set fails here, before anything is measured
-    profiles, evals = _figures(request.results)
+    profiles, evals = figures if figures is not None else _figures(request.results)
     evals = shippable(evals, dataset)
     lines = _unused_limit(preset, dataset)
     if request.measure:
-        profiles, lines = (_measure_services if request.serving else _measure_profiles)(
-            request, preset, entries, extra, profiles, evals, world, lines, progress)
+        if request.serving:
+            profiles, lines = _measure_services(request, preset, entries, extra, profiles, evals, world, lines,
+                                                progress)
+        else:
+            profiles, lines = _measure_profiles(request, preset, entries, extra, profiles, evals, world, lines,
+                                                progress, measure_with)
 
     def rank(found: list[EvalResult]) -> Recommendation:
         cands = build_candidates(entries, preset, profiles, found, world, extra)
@@ -94,12 +103,16 @@ def _zoo() -> "Zoo":
 
 def _measure_profiles(request: RecommendRequest, preset: presets.Preset, entries: list[catalog.CatalogEntry],
                       extra: list[tuple[str, str]], profiles: list[Profile], evals: list[EvalResult], world: Known,
-                      lines: list[str], progress: Progress | None) -> tuple[list[Profile], list[str]]:
-    """recommend --measure: what can change the answer (mode "decision") or everything ("all")."""
+                      lines: list[str], progress: Progress | None,
+                      measure_with: "Callable[[presets.Preset], measuring.Measure] | None" = None
+                      ) -> tuple[list[Profile], list[str]]:
+    """recommend --measure: what can change the answer (mode "decision") or everything ("all"), here or with
+    measure_with (a fleet's node)."""
     from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
 
     measurer = _Measurer(preset, progress, request.budget_s)
-    measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, world,
+    measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals,
+                                                   measure_with(preset) if measure_with else measurer, world,
                                                    request.measure, request.fresh, on_plan=measurer.plan)
     return profiles + measured, lines + log.lines()
 
@@ -218,18 +231,9 @@ class _Measurer:
 
     def __call__(self, todo: list[tuple[str, str]], variant: Variant) -> list[Profile]:
         from vischoose.measure.runner import profile_models
-        from vischoose.requests.profile import ProfileRequest
         from vischoose.results.store import keep_profiles
 
-        spec = self.preset.measure
-        protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
-                    "time_budget_s": self.time_budget_s, "threads_from": self.preset.name,
-                    "models": tuple(m for m, _ in todo)}
-        if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
-            request = ProfileRequest(device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
-        else:
-            request = ProfileRequest(device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last,
-                                     **protocol)
+        request = measure_request(self.preset, variant, self.time_budget_s, tuple(m for m, _ in todo))
         runs = profile_models(request, progress=self._progress(variant), keep=keep_profiles)
         self.runs += len(todo)
         return [r.profile for r in runs]
@@ -262,6 +266,20 @@ class _ServerMeasurer(_Measurer):
         runs = serve_models(request, progress=self._progress(variant), keep=keep_profiles)
         self.runs += 1
         return [r.profile for r in runs]
+
+
+def measure_request(preset: presets.Preset, variant: Variant, time_budget_s: float,
+                    models: tuple[str, ...]) -> "ProfileRequest":
+    """What recommend --measure measures a variant with (here, or on a fleet's node): the preset's [measure]
+    protocol at batch 1 and its batch sizes; an exported file on its runtime, on the CPU."""
+    from vischoose.requests.profile import ProfileRequest
+
+    spec = preset.measure
+    protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
+                "time_budget_s": time_budget_s, "threads_from": preset.name, "models": models}
+    if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
+        return ProfileRequest(device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
+    return ProfileRequest(device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last, **protocol)
 
 
 def _duration(seconds: float) -> str:

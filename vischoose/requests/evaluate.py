@@ -7,7 +7,8 @@ checked when it runs (deploy.evaluate), where the world size is known.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 from pathlib import Path
 
 from vischoose.errors import UsageError, opt
@@ -34,8 +35,16 @@ class EvaluateRequest:
     calibration: str | None = None
     graph: str | None = None  # a file built elsewhere, evaluated as written (its runtime from its ending)
     max_pixels: int = MAX_PIXELS
+    cluster: str | None = None  # a Ray cluster's address (fleet): the images sharded over its nodes
+    on: tuple[str, ...] = ()  # with cluster: only the nodes with these Ray labels (LABEL=VALUE)
+    shard: tuple[int, int] | None = None  # (index, count): only every count-th image from index (a node's share)
 
     def __post_init__(self) -> None:
+        address, on = check.fleet(self.cluster, self.on)
+        object.__setattr__(self, "cluster", address)
+        object.__setattr__(self, "on", on)
+        if self.shard is not None:
+            self._check_shard()
         check.at_least(self.limit, 1, "limit")
         check.at_least(self.batch_size, 1, "batch_size")
         check.at_least(self.workers, 0, "workers")
@@ -49,13 +58,25 @@ class EvaluateRequest:
             self._check_graph(chosen)
         else:
             self._check_torch()
-        check.folder(self.calibration, "calibration")
-        check.labelled(self.data, self.labels, None)
+        if self.cluster is None:  # on a cluster, the nodes read the images (at the same path on each)
+            check.folder(self.calibration, "calibration")
+            check.labelled(self.data, self.labels, None)
+
+    def but(self, **changes: Any) -> "EvaluateRequest":
+        """A copy with these fields changed (checked again)."""
+        return replace(self, **changes)
 
     @property
     def evaluated_precision(self) -> str:
         """The precision a built graph is evaluated at (fp32 unless asked)."""
         return self.precision or "fp32"
+
+    def _check_shard(self) -> None:
+        index, count = self.shard
+        if not 0 <= index < count:
+            raise UsageError(f"{opt('shard')} ({index}, {count}) is not (index, count) with 0 <= index < count.",
+                             field="shard")
+        object.__setattr__(self, "shard", (int(index), int(count)))
 
     def _check_file(self) -> None:
         chosen = registry.for_file(self.graph)

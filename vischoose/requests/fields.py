@@ -6,6 +6,7 @@ function returns the checked value (normalised where that helps) or raises Usage
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 from typing import Iterable
@@ -16,6 +17,12 @@ from vischoose.runtimes import registry
 from vischoose.runtimes.base import Runtime
 
 MIN_INPUT_SIZE = 16  # px: below this timm's stems leave nothing to classify
+RAY_MODULE = "ray"  # the module whose presence means the fleet extra is installed
+FLEET_HINT = "pip install 'vischoose[fleet]'"
+AUTO_CLUSTER = "auto"  # Ray's own address resolution: RAY_ADDRESS, else the cluster this machine runs
+CLIENT_SCHEME = "ray://"
+ADDRESS_HINT = ("Give the head node's address: HOST:PORT on a node of the cluster (ray start --head prints it), "
+                "ray://HOST:10001 from elsewhere (Ray Client), or auto.")
 
 
 def runtime(name: str) -> Runtime:
@@ -145,3 +152,53 @@ def labelled(data: str | Path | None, labels: str | Path | None, max_accuracy_dr
         from vischoose.inference.datasets import check_source
 
         check_source(data)
+
+
+def cluster(text: str | None) -> str | None:
+    """A Ray cluster's address (HOST:PORT, ray://HOST:PORT or auto), with Ray installed here (the fleet extra)."""
+    if text is None:
+        return None
+    if importlib.util.find_spec(RAY_MODULE) is None:
+        raise UsageError(f"{opt('cluster')} needs Ray, which is not installed here.", hint=FLEET_HINT, field="cluster")
+    text = text.strip()
+    if text != AUTO_CLUSTER:
+        address(text)
+    return text
+
+
+def address(text: str) -> tuple[str, int, bool]:
+    """(host, port, whether it is Ray Client's) of HOST:PORT or ray://HOST:PORT."""
+    client = text.startswith(CLIENT_SCHEME)
+    host, _, port = text[len(CLIENT_SCHEME) if client else 0:].rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{opt('cluster')} '{text}' is not an address.", hint=ADDRESS_HINT, field="cluster")
+    return host.strip("[]"), int(port), client
+
+
+def node_labels(values: Iterable[str]) -> tuple[str, ...]:
+    """LABEL=VALUE texts: the Ray labels a fleet job's nodes must carry (on), each stripped."""
+    found = []
+    for text in values:
+        label, sep, value = text.partition("=")
+        if not sep or not label.strip():
+            raise UsageError(f"{opt('on')} '{text}' is not LABEL=VALUE.",
+                             hint=f"Name a Ray node label and its value, e.g. {opt('on')} instance-type=c7g.4xlarge "
+                                  "(vischoose fleet lists the labels).", field="on")
+        found.append(f"{label.strip()}={value.strip()}")
+    return tuple(found)
+
+
+def needs_cluster(address: str | None, **given: bool) -> None:
+    """Options that only a cluster run takes (given: field -> whether it was given) need a cluster address."""
+    names = [name for name, on in given.items() if on]
+    if names and not address:
+        raise UsageError(f"{' and '.join(opt(n) for n in names)} {'need' if len(names) > 1 else 'needs'} "
+                         f"{opt('cluster')}: that is where the nodes are.",
+                         hint=f"Add {opt('cluster')} HOST:PORT (or auto).", field=names[0])
+
+
+def fleet(address: str | None, on: Iterable[str], **given: bool) -> tuple[str | None, tuple[str, ...]]:
+    """A request's cluster and on, checked (and the options that need a cluster with them): (address, labels)."""
+    labels = node_labels(on)
+    needs_cluster(address, on=bool(labels), **given)
+    return cluster(address), labels

@@ -53,8 +53,13 @@ class ProfileRequest:
     official: bool = False  # server: MLPerf's minimum duration and query count per LoadGen run
     price_per_hour: float | None = None  # USD per machine-hour: cost per million images at the best rates
     target_qps: float | None = None  # requests per second to serve: the machines needed
+    cluster: str | None = None  # a Ray cluster's address (fleet): measure on each kind of machine it has
+    on: tuple[str, ...] = ()  # with cluster: only the nodes with these Ray labels (LABEL=VALUE)
+    every_node: bool = False  # with cluster: every node, not one per kind
+    fresh: bool = False  # with cluster: measure again what the store has for a kind under the same protocol
 
     def __post_init__(self) -> None:
+        self._check_fleet()
         check.device(self.device)
         chosen = check.runtime(self.runtime)
         if chosen.is_graph:
@@ -74,6 +79,11 @@ class ProfileRequest:
                              f"({', '.join(r.name for r in registry.graph_runtimes())}) or {opt('optimize')} "
                              "(int8 calibration and its agreement check).", field="calibration")
         self._check_scenario()
+
+    @property
+    def local(self) -> "ProfileRequest":
+        """The request a fleet's node runs: this one without the cluster options."""
+        return self.but(cluster=None, on=(), every_node=False, fresh=False)
 
     @property
     def precision(self) -> str:
@@ -101,6 +111,18 @@ class ProfileRequest:
                              f"{SERVER} searches its own (instances, dynamic batching).", hint="Give one of them.",
                              field="optimize")
         require_loadgen()
+
+    def _check_fleet(self) -> None:
+        address, on = check.fleet(self.cluster, self.on, every_node=self.every_node, fresh=self.fresh)
+        object.__setattr__(self, "cluster", address)
+        object.__setattr__(self, "on", on)
+        if address is not None and self.optimize:
+            raise UsageError(f"{opt('optimize')} searches on this machine; it does not run with {opt('cluster')}.",
+                             hint=f"Drop {opt('optimize')}, or {opt('cluster')}.", field="optimize")
+        if address is not None and self.scenario == SERVER:  # the nodes run the usual profile, not the search
+            raise UsageError(f"{opt('scenario')} {SERVER} searches on this machine; it does not run with "
+                             f"{opt('cluster')} yet.", hint="Run it on each serving machine and import the rows "
+                             "(vischoose results export / import).", field="scenario")
 
     def _not_torch(self) -> None:
         graphs = [r for r in registry.graph_runtimes() if self.precision in r.precisions]

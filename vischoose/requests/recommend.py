@@ -6,7 +6,7 @@ recommendation.pipeline, which owns the files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vischoose.errors import UsageError, opt
@@ -48,6 +48,9 @@ class RecommendRequest:
     slo_ms: float | None = None
     target_qps: float | None = None
     price_per_hour: float | None = None
+    machine: str | None = None  # answer for this kind of machine from its rows: a kind id, CPU words, or "all"
+    cluster: str | None = None  # a Ray cluster's address (fleet): a section per kind of machine it has
+    on: tuple[str, ...] = ()  # with cluster: only the nodes with these Ray labels (LABEL=VALUE)
 
     def __post_init__(self) -> None:
         mode = {True: "decision", False: ""}.get(self.measure, self.measure)  # type: ignore[call-overload]
@@ -62,7 +65,36 @@ class RecommendRequest:
             object.__setattr__(self, "families", _families(self.families))
         if self.time_budget_s is not None:
             check.seconds(self.time_budget_s)
+        self._check_kinds()
         check.labelled(self.data, self.labels, self.max_accuracy_drop)
+
+    @property
+    def per_kind(self) -> bool:
+        """Whether the answer is one section per kind of machine (machine or cluster)."""
+        return bool(self.machine or self.cluster)
+
+    def but(self, **changes: Any) -> "RecommendRequest":
+        """A copy with these fields changed (checked again)."""
+        return replace(self, **changes)
+
+    def _check_kinds(self) -> None:
+        address, on = check.fleet(self.cluster, self.on, measure=bool(self.measure and self.machine))
+        object.__setattr__(self, "cluster", address)
+        object.__setattr__(self, "on", on)
+        if not self.per_kind:
+            return
+        if self.results:
+            raise UsageError(f"{opt('results')} and {opt('machine')}/{opt('cluster')} both say where the figures "
+                             "come from.", hint=f"Give one: {opt('results')} FILE, or {opt('machine')} KIND (rows "
+                             f"stored here) / {opt('cluster')}.", field="results")
+        if self.data is not None:
+            raise UsageError(f"{opt('data')} evaluates the candidates on this machine; per kind of machine it does "
+                             "not run.", hint=f"Drop {opt('data')}, or recommend for this machine without "
+                             f"{opt('machine')}/{opt('cluster')}.", field="data")
+        if self.serving:  # a server search measures on this machine, not on each kind's node
+            raise UsageError(f"{opt('serve')} judges services on this machine's server rows; per kind of machine it "
+                             "does not run yet.", hint=f"Measure profile {opt('scenario')} server on each kind and "
+                             "import the rows, then recommend without the kind options.", field="serve")
 
     @property
     def constraints(self) -> dict[str, Any]:
