@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import typer
-
+from vischoose.report.flags import echo
 from vischoose.report.profile import show_profiles
-from vischoose.report.tables import emit_json, recommendation_dict, show_recommendation, table
+from vischoose.report.tables import (
+    emit_json,
+    recommendation_dict,
+    show_recommendation,
+    table,
+)
 
 
 def _amount(value: float) -> str:
@@ -43,16 +47,16 @@ def show_overview(overview: Any, as_json: bool) -> None:
         return
     usable = [k for k in overview.kinds if k.facts is not None]
     with_cpus = sum(len(k.nodes) for k in overview.kinds)
-    typer.echo(f"Ray cluster at {overview.address}: {overview.nodes} live nodes, {with_cpus} with CPUs, in "
+    echo(f"Ray cluster at {overview.address}: {overview.nodes} live nodes, {with_cpus} with CPUs, in "
                f"{len(usable)} kind{'s' if len(usable) != 1 else ''} of machine.\n")
-    typer.echo(table(["kind", "nodes", "machine", "instruction sets", "Ray (first node)", "vischoose"],
+    echo(table(["kind", "nodes", "machine", "instruction sets", "Ray (first node)", "vischoose"],
                      [[k.id, len(k.nodes), k.title, " ".join(k.facts.flags) if k.facts else "-",
                        _ray_cell(k.nodes[0].node), _software_cell(overview, k)] for k in overview.kinds]))
-    typer.echo("")
-    typer.echo(table(["kind", "host", "node", "usable cores", "runtimes", "hub"],
+    echo("")
+    echo(table(["kind", "host", "node", "usable cores", "runtimes", "hub"],
                      [[k.id, n.host, n.node.name, n.usable_cores or "-", _runtimes_cell(n) if n.facts else "-",
                        "offline" if n.offline else "online"] for k in overview.kinds for n in k.nodes]))
-    typer.echo("\nA kind is the hardware (CPU model and instruction sets, cores, memory, GPUs), whatever the host: "
+    echo("\nA kind is the hardware (CPU model and instruction sets, cores, memory, GPUs), whatever the host: "
                "profile --cluster measures one node of each; recommend --cluster answers for each.")
 
 
@@ -81,12 +85,12 @@ def show_fleet_profile(result: Any, output: str) -> None:
         show_profiles(result.runs, output)  # rows carry machine and machine_kind
         return
     for i, part in enumerate(result.parts):
-        typer.echo(f"{'' if i == 0 else chr(10)}On {part.kind.title} (kind {part.kind.id}, {len(part.kind.nodes)} "
+        echo(f"{'' if i == 0 else chr(10)}On {part.kind.title} (kind {part.kind.id}, {len(part.kind.nodes)} "
                    f"node{'s' if len(part.kind.nodes) != 1 else ''}; measured on {part.node.host}, "
                    f"{part.node.node.name}):")
         show_profiles(part.runs, output)
     for line in result.left_out:
-        typer.echo(f"Not measured: {line}", err=True)
+        echo(f"Not measured: {line}", err=True)
 
 
 def show_kind_advice(advice: Sequence[Any], top: int, as_json: bool) -> None:
@@ -99,10 +103,10 @@ def show_kind_advice(advice: Sequence[Any], top: int, as_json: bool) -> None:
         return
     for i, a in enumerate(advice):
         nodes = f", {a.nodes} node{'s' if a.nodes != 1 else ''}" if a.nodes else ""
-        typer.echo(f"{'' if i == 0 else chr(10)}=== On {a.title} (kind {a.kind}{nodes}) ===")
+        echo(f"{'' if i == 0 else chr(10)}=== On {a.title} (kind {a.kind}{nodes}) ===")
         if a.recommendation is not None:
             show_recommendation(a.recommendation, top, False)
         else:
-            typer.echo(f"Nothing fits here: {a.error}")
+            echo(f"Nothing fits here: {a.error}")
             if a.error.hint:
-                typer.echo(f"Hint: {a.error.hint}")
+                echo(f"Hint: {a.error.hint}")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import typer
-
 from vischoose.errors import UsageError, named
-from vischoose.report.flags import flag_of
+from vischoose.report.flags import echo, flag_of
 from vischoose.report.tables import emit_json, fmt, preprocessing_note, table
 from vischoose.runtimes import registry
 
@@ -114,9 +112,9 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], output: 
     if output == "markdown":
         from tabulate import tabulate
 
-        typer.echo(tabulate(rows, headers=list(headers), tablefmt="github", disable_numparse=True))
+        echo(tabulate(rows, headers=list(headers), tablefmt="github", disable_numparse=True))
     else:
-        typer.echo(table(headers, rows))
+        echo(table(headers, rows))
 
 
 def _print_csv(profiles: Sequence[Any]) -> None:
@@ -148,13 +146,13 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
     one = used[0] if len(used) == 1 and len(graphs) == len(profiles) else None
     footers = [graph_profile_footer(one.title, one.module) if one else PROFILE_FOOTER]
     if graphs:
-        typer.echo("")
+        echo("")
         _print_table(GRAPH_HEADERS, [_graph_row(p) for p in graphs], output)
         footers.append(graph_footer(" or ".join(r.title for r in used), ", ".join(r.module for r in used)))
-    typer.echo("")
+    echo("")
     bullet = "- " if output == "markdown" else ""
     for line in _profile_conditions(profiles) + footers + _profile_notes(runs):
-        typer.echo(bullet + line)
+        echo(bullet + line)
 
 
 class ProfileProgress:
@@ -235,33 +233,33 @@ def show_export(rep: Any, as_json: bool) -> None:
         emit_json("export", rep.to_dict())
     else:
         measured = rep.eager_img_s_batch1 is not None
-        typer.echo(table(EXPORT_HEADERS + (["img/s b1"] if measured else []),
+        echo(table(EXPORT_HEADERS + (["img/s b1"] if measured else []),
                          [_export_row(v, rep.runtime, measured) for v in rep.variants]))
         checked = (f"{rep.check_images} of your images" if rep.check_source == "images"
                    else f"{rep.check_images} random inputs (not images: agreement is unverified)")
-        typer.echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family, opset {rep.opset}; input 'input' "
+        echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family, opset {rep.opset}; input 'input' "
                    f"float32 [batch, 3, {rep.input_size}, {rep.input_size}], batch dynamic.\n"
                    f"preprocessing: {preprocessing_note(rep.preprocessing)}.\n"
                    f"agreement: with eager fp32 on {checked}; build s = export or quantization time; "
                    f"MiB = 2^20 bytes.")
         if measured:
             threads = f"{rep.threads} threads" if rep.threads else "default threads (one per core)"
-            typer.echo(f"img/s b1: ONNX Runtime CPU, batch 1, median, {threads}; eager fp32: "
+            echo(f"img/s b1: ONNX Runtime CPU, batch 1, median, {threads}; eager fp32: "
                        f"{rep.eager_img_s_batch1:,.1f} img/s.")
         for v in rep.variants:
             if v.note:
-                typer.echo(f"{v.precision}: {named(v.note, flag_of)}.")
+                echo(f"{v.precision}: {named(v.note, flag_of)}.")
         if rep.accuracy is not None:
-            typer.echo(_accuracy_note(rep.accuracy))
+            echo(_accuracy_note(rep.accuracy))
     for path, reason in rep.skipped:
-        typer.echo(f"Warning: {path}: {reason} (skipped).", err=True)
+        echo(f"Warning: {path}: {reason} (skipped).", err=True)
     if rep.out is not None:
         shipped = rep.shipped
         if shipped.status == "unverified":
             why = ("it was checked against random weights (pass --weights pretrained)" if rep.check_source == "images"
                    else "no real images checked it (pass --calibration DIR)")
-            typer.echo(f"Warning: the {shipped.precision} graph is unverified: {why}.", err=True)
-        typer.echo(f"Wrote {rep.out} ({shipped.precision}, {shipped.file_mb:,.2f} MiB).", err=True)
+            echo(f"Warning: the {shipped.precision} graph is unverified: {why}.", err=True)
+        echo(f"Wrote {rep.out} ({shipped.precision}, {shipped.file_mb:,.2f} MiB).", err=True)
 
 
 # ---- vischoose profile --optimize ---------------------------------------------------------------------
@@ -304,13 +302,13 @@ def show_optimized(found: Sequence[Any], as_json: bool) -> None:
         emit_json("profile-optimize", {"models": [_optimized_dict(o) for o in found]})
         return
     for o in found:
-        typer.echo(f"{o.model}")
-        typer.echo(table(OPTIMIZE_HEADERS, [_trial_row(t) for t in o.trials]))
-        typer.echo(_optimized_summary(o) + "\n")
+        echo(f"{o.model}")
+        echo(table(OPTIMIZE_HEADERS, [_trial_row(t) for t in o.trials]))
+        echo(_optimized_summary(o) + "\n")
     rows = [r.profile for o in found for r in (o.plain_run, o.best_run) if r]
     for line in _profile_conditions(rows):
-        typer.echo(line)
-    typer.echo("Each setting runs in a fresh process: img/s first (median at its batch size), then peak memory, "
+        echo(line)
+    echo("Each setting runs in a fresh process: img/s first (median at its batch size), then peak memory, "
                "agreement with fp32 on a fixed batch of 8 (top-1 class; max |logit diff|, also as % of fp32's logit "
                "range; a setting is rejected below 75% top-1 agreement, a switch between classes within 1% of the "
                "range counted as agreeing, or above 5% of the range), batch-1 latency (eager settings). "

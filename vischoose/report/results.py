@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import typer
-
+from vischoose.report.flags import echo
 from vischoose.report.tables import emit_json, fmt, interval_text, table
 
 _STORED_PROFILE_HEADERS = ["id", "model", "device", "runtime", "dtype", "batch", "px", "latency p50 ms", "p90 ms",
@@ -53,18 +52,18 @@ def show_results_list(results: Sequence[Any], as_json: bool) -> None:
     profiles = [r for r in results if r.kind == "profile"]
     evals = [r for r in results if r.kind == "eval"]
     if not results:
-        typer.echo("No stored results match.", err=True)
+        echo("No stored results match.", err=True)
     if profiles:
-        typer.echo(table(_STORED_PROFILE_HEADERS, [_stored_profile_row(r) for r in profiles]))
+        echo(table(_STORED_PROFILE_HEADERS, [_stored_profile_row(r) for r in profiles]))
         failed = [r for r in profiles if r.record.error]
         for r in failed:
-            typer.echo(f"  result {r.id} FAILED: {r.record.error}")
-        typer.echo("\nlatency: batch 1; img/s: at the batch shown; MiB = 2^20 bytes; GFLOPs = 2 x GMACs per image; "
+            echo(f"  result {r.id} FAILED: {r.record.error}")
+        echo("\nlatency: batch 1; img/s: at the batch shown; MiB = 2^20 bytes; GFLOPs = 2 x GMACs per image; "
                    "top-1: published. Details: vischoose results show ID")
     if evals:
         body = [_stored_eval_row(r) for r in evals]
-        typer.echo(("\n" if profiles else "") + table(_STORED_EVAL_HEADERS, body))
-        typer.echo("\n" + EVAL_LEGEND)
+        echo(("\n" if profiles else "") + table(_STORED_EVAL_HEADERS, body))
+        echo("\n" + EVAL_LEGEND)
 
 
 def show_stored_result(r: Any, as_json: bool) -> None:
@@ -74,7 +73,7 @@ def show_stored_result(r: Any, as_json: bool) -> None:
         return
     rows = [["id", r.id], ["kind", r.kind], ["stored", r.stored_at], ["from", r.imported_from or "measured here"]]
     rows += [[k, fmt(v, 4) if isinstance(v, float) else fmt(v)] for k, v in r.record.to_dict().items()]
-    typer.echo(table(["field", "value"], rows))
+    echo(table(["field", "value"], rows))
 
 
 def show_imported(path: str, added: int, skipped: int, as_json: bool) -> None:
@@ -82,7 +81,7 @@ def show_imported(path: str, added: int, skipped: int, as_json: bool) -> None:
     if as_json:
         emit_json("import", {"file": path, "added": added, "already_stored": skipped})
         return
-    typer.echo(f"Imported {added} results from {path}; {skipped} were already stored.")
+    echo(f"Imported {added} results from {path}; {skipped} were already stored.")
 
 
 def results_markdown(results: Sequence[Any]) -> str:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import typer
-
+from vischoose.report.flags import echo
 from vischoose.report.tables import fmt, table
 
 SERVER_HEADERS = ["model", "variant", "SLO p99 ms", "QPS", "instances x threads", "max batch", "wait ms", "p50 ms",
@@ -41,9 +40,9 @@ def _print(headers: Sequence[str], rows: Sequence[Sequence[str]], output: str) -
     if output == "markdown":
         from tabulate import tabulate
 
-        typer.echo(tabulate(rows, headers=list(headers), tablefmt="github", disable_numparse=True))
+        echo(tabulate(rows, headers=list(headers), tablefmt="github", disable_numparse=True))
     else:
-        typer.echo(table(headers, rows))
+        echo(table(headers, rows))
 
 
 def show_runs(runs: Sequence[Any], output: str, costs: Sequence[Any] = (), price_per_hour: float | None = None,
@@ -57,14 +56,14 @@ def show_runs(runs: Sequence[Any], output: str, costs: Sequence[Any] = (), price
     else:
         _print(SERVER_HEADERS, [server_row(r.profile) for r in runs], output)
         bullet = "- " if output == "markdown" else ""
-        typer.echo("")
+        echo("")
         for line in [SERVER_FOOTER, *dict.fromkeys(n for r in runs for n in r.notes), *verdict_lines(runs)]:
-            typer.echo(bullet + line)
+            echo(bullet + line)
     lines = cost_lines(costs, price_per_hour, target_qps)
     if lines and output not in ("json", "csv"):
-        typer.echo("")
+        echo("")
         for line in lines:
-            typer.echo(("- " if output == "markdown" else "") + line)
+            echo(("- " if output == "markdown" else "") + line)
 
 
 def verdict_lines(runs: Sequence[Any]) -> list[str]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Sequence
 
-import typer
-
 from vischoose.errors import named
-from vischoose.report.flags import flag_of
+from vischoose.report.flags import echo, flag_of
 from vischoose.runtimes import registry
 
 SCHEMA_VERSION = 1
@@ -42,7 +40,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def emit_json(kind: str, payload: Any) -> None:
     """Print a JSON envelope with schema_version to stdout (request fields named in its texts written as flags)."""
     text = json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, "data": payload}, indent=2, default=str)
-    typer.echo(named(text, flag_of))
+    echo(named(text, flag_of))
 
 
 def show_models(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -55,8 +53,8 @@ def show_models(rows: list[dict[str, Any]], as_json: bool) -> None:
     body = [[r["alias"], r["family"], r["tag"], fmt(r["top1"], 2), r["top1_size"], fmt(r["params_m"], 2),
              fmt(r["gmacs"], 2), fmt(r["gflops"], 2), r["input_size"], fmt(r["weights_mb_fp32"], 1),
              fmt(r["cached"]), fmt(r["cached_mb"], 1)] for r in rows]
-    typer.echo(table(headers, body))
-    typer.echo("\ntop-1: timm results-imagenet.csv at @px; GMACs = multiply-accumulates per image, "
+    echo(table(headers, body))
+    echo("\ntop-1: timm results-imagenet.csv at @px; GMACs = multiply-accumulates per image, "
                "GFLOPs = 2 x GMACs; MiB = 2^20 bytes.")
 
 
@@ -71,11 +69,11 @@ def show_zoo(rows: list[dict[str, Any]], as_json: bool, all_tags: bool, family: 
              f"{r['top1_test']:.2f} @{r['top1_test_size']}" if r["top1_test"] is not None else "-",
              fmt(r["params_m"], 2), fmt(r["gflops"], 2), fmt(r["weights_mb_fp32"], 1), fmt(r["cpu_ms"], 1),
              fmt(r["gpu_img_s"], 0)] for r in rows]
-    typer.echo(table(headers, body))
+    echo(table(headers, body))
     source = rows[0]["source"] if rows else "timm results"
     which = ("every tag" if all_tags
              else "one row per architecture: its best top-1 at its deployed size (--all-tags: every tag)")
-    typer.echo(f"\ntimm's zoo ({source}, Apache-2.0), not the curated catalog (vischoose models): {len(rows)} rows, "
+    echo(f"\ntimm's zoo ({source}, Apache-2.0), not the curated catalog (vischoose models): {len(rows)} rows, "
                f"{which}.\ntop-1: ImageNet-1k at @px, the size the tag is deployed at (timm's input_size); test-size "
                "top-1 at timm's larger test size, not deployed. GFLOPs = 2 x GMACs (timm benchmark). CPU ms: batch 1, "
                "float32, Intel Core i9-10940X with torch.compile (the i7-12700H where the i9 has no figure); GPU img/s: "
@@ -86,7 +84,7 @@ def show_zoo(rows: list[dict[str, Any]], as_json: bool, all_tags: bool, family: 
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["family"]] = counts.get(r["family"], 0) + 1
-        typer.echo("families (architectures): " + ", ".join(f"{f} {n}" for f, n in
+        echo("families (architectures): " + ", ".join(f"{f} {n}" for f, n in
                                                             sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
 
 
@@ -95,7 +93,7 @@ def show_pulled(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json("pull", rows)
         return
-    typer.echo(table(["model", "repo", "commit", "file", "MiB", "folder"],
+    echo(table(["model", "repo", "commit", "file", "MiB", "folder"],
                      [[r["model"], r["repo_id"], r["commit"], r["file"], fmt(r["size_mb"], 1), r["folder"]]
                       for r in rows]))
 
@@ -188,20 +186,20 @@ def _show_rejected(rec) -> None:
     more = len(rec.rejected) > REJECTED_SHOWN
     ordered = sorted(rec.rejected, key=lambda r: not r.violations) if more else rec.rejected
     if ordered:
-        typer.echo(f"\nRejected ({len(ordered)}; the first {REJECTED_SHOWN}, --json lists each):" if more
+        echo(f"\nRejected ({len(ordered)}; the first {REJECTED_SHOWN}, --json lists each):" if more
                    else "\nRejected:")
-        typer.echo(table(["model", "why"], [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
+        echo(table(["model", "why"], [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
                                              + "; ".join(r.reasons)] for r in ordered[:REJECTED_SHOWN]]))
         if more:
             counts: dict[str, int] = {}
             for r in ordered[REJECTED_SHOWN:]:
                 kind = _why_kind((r.reasons or ("not deployable",))[0])
                 counts[kind] = counts.get(kind, 0) + 1
-            typer.echo(f"  ... and {len(ordered) - REJECTED_SHOWN} more: " + ", ".join(
+            echo(f"  ... and {len(ordered) - REJECTED_SHOWN} more: " + ", ".join(
                 f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1])))
     front = sorted(rec.pareto)
     more_front = f" and {len(front) - PARETO_SHOWN} more (--json lists each)" if len(front) > PARETO_SHOWN else ""
-    typer.echo(f"\nPareto front (top-1 vs latency vs memory, over every candidate, rejected ones included): "
+    echo(f"\nPareto front (top-1 vs latency vs memory, over every candidate, rejected ones included): "
                f"{', '.join(front[:PARETO_SHOWN]) or '-'}{more_front}")
 
 
@@ -213,35 +211,35 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         return
     c, spec = rec.chosen, rec.preset.measure
     tag = "" if c.tag == c.model else f" ({c.tag})"  # a zoo model is named by its tag already
-    typer.echo(f"Recommended for '{rec.target}': {c.model}{tag}{'' if c.plain else ' at ' + c.variant.label}")
-    typer.echo(f"  why: {rec.reason}")
+    echo(f"Recommended for '{rec.target}': {c.model}{tag}{'' if c.plain else ' at ' + c.variant.label}")
+    echo(f"  why: {rec.reason}")
     if not c.plain:
-        typer.echo(f"  deployed as: {_variant_text(c)}")
+        echo(f"  deployed as: {_variant_text(c)}")
     columns = _columns([c, *rec.runners_up])
     for name, label, digits in columns:
         fig = c.figures.get(name)
         if fig:
-            typer.echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{'; ' + fig.note if fig.note else ''})")
-    typer.echo(f"  target runs: {spec.device}, {spec.dtype if c.plain else c.variant.label}, batch {spec.batch_size}"
+            echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{'; ' + fig.note if fig.note else ''})")
+    echo(f"  target runs: {spec.device}, {spec.dtype if c.plain else c.variant.label}, batch {spec.batch_size}"
                f"{', channels_last' if spec.channels_last else ''}")
     if "serve_qps" in c.figures:
-        typer.echo(f"  target serves: {_serve_text(rec.preset.serve)}")
+        echo(f"  target serves: {_serve_text(rec.preset.serve)}")
     shown = rec.runners_up
     deployed = not all(r.plain for r in [c, *shown])  # a "deployed as" column once a preset has [deploy]
     headers = ["model", *(["deployed as"] if deployed else []), *[h for _, h, _ in columns], "pareto"]
     if rec.runners_up:
-        typer.echo("\nRunners-up (meet every constraint), best first:")
-        typer.echo(table(headers, [_candidate_row(r, rec.pareto, deployed, columns) for r in shown]))
+        echo("\nRunners-up (meet every constraint), best first:")
+        echo(table(headers, [_candidate_row(r, rec.pareto, deployed, columns) for r in shown]))
         for r in shown:
             if not r.plain and r.variant != c.variant:
-                typer.echo(f"  {r.model} fits at {_variant_text(r, todo=False)}")
+                echo(f"  {r.model} fits at {_variant_text(r, todo=False)}")
     _show_rejected(rec)
-    typer.echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
+    echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
                "Memory in MiB (2^20 bytes); latency is batch-1 p90.")
     for note in rec.notes:
-        typer.echo(f"Note: {note}")
+        echo(f"Note: {note}")
     for line in rec.measure_log:
-        typer.echo(f"Measured for this answer: {line}")
+        echo(f"Measured for this answer: {line}")
 
 
 def _serve_text(serve) -> str:
@@ -259,7 +257,7 @@ def show_presets(presets, as_json: bool) -> None:
                                "deploys": [{"runtime": v.runtime, "precision": v.precision} for v in p.variants]}
                               for p in presets])
         return
-    typer.echo(table(["name", "prefers", "device", "dtype", "batch", "deploys", "description"],
+    echo(table(["name", "prefers", "device", "dtype", "batch", "deploys", "description"],
                      [[p.name, ", ".join(p.prefer) or "-", p.measure.device, p.measure.dtype,
                        ",".join(map(str, p.measure.batch_sizes)), ", ".join(v.label for v in p.variants),
                        p.description] for p in presets]))
@@ -277,9 +275,9 @@ def preprocessing_note(config: dict[str, Any]) -> str:
 def show_image_errors(failed: Sequence[tuple[str, str]], total: int, what: str) -> None:
     """One 'Error: PATH: reason' line per unreadable image on stderr, then a count."""
     for path, reason in failed:
-        typer.echo(f"Error: {path}: {reason}", err=True)
+        echo(f"Error: {path}: {reason}", err=True)
     if failed:
-        typer.echo(f"Error: {len(failed)} of {total} images {what}.", err=True)
+        echo(f"Error: {len(failed)} of {total} images {what}.", err=True)
 
 
 def show_predictions(result, as_json: bool) -> None:
@@ -295,8 +293,8 @@ def show_predictions(result, as_json: bool) -> None:
                 rows.append([item.path if rank == 1 else "", rank, p.label, p.class_id or p.index,
                              fmt(100.0 * p.probability, 2)])
         if rows:
-            typer.echo(table(["image", "#", "class", "id", "prob %"], rows))
-            typer.echo(f"\n{result.tag} ({result.weights}) on {result.device}, {result.dtype}; "
+            echo(table(["image", "#", "class", "id", "prob %"], rows))
+            echo(f"\n{result.tag} ({result.weights}) on {result.device}, {result.dtype}; "
                        f"preprocessing: {preprocessing_note(result.preprocessing)}.")
     show_image_errors([(i.path, i.error) for i in result.failed], len(result.images), "could not be classified")
 
@@ -309,14 +307,14 @@ def show_evaluation(outcome, as_json: bool) -> None:
                                  "failed": [{"path": p, "error": e} for p, e in outcome.failed],
                                  **({"deployed": deployed.to_dict()} if deployed else {})})
     else:
-        typer.echo(table(["model", "weights", "images", "top-1 %", "95 % CI", "top-5 %", "img/s", "device", "dtype",
+        echo(table(["model", "weights", "images", "top-1 %", "95 % CI", "top-5 %", "img/s", "device", "dtype",
                           "batch", "px", "processes"],
                          [[r.model, r.weights, r.images, fmt(r.top1, 2), interval_text(r), fmt(r.top5, 2),
                            fmt(r.images_per_s, 1), r.device, r.dtype, r.batch_size, r.input_size, r.world_size]]))
         if deployed:
-            typer.echo(f"\ndata: {r.dataset}\n" + _deployed_text(r, deployed))
+            echo(f"\ndata: {r.dataset}\n" + _deployed_text(r, deployed))
         else:
-            typer.echo(f"\ndata: {r.dataset}\nmodel: {r.tag}; img/s is end to end (decode, preprocess, forward) "
+            echo(f"\ndata: {r.dataset}\nmodel: {r.tag}; img/s is end to end (decode, preprocess, forward) "
                        f"over {r.world_size} process(es), {outcome.workers} loader worker(s) each.")
     show_image_errors(list(outcome.failed), r.images + len(outcome.failed),
                       f"could not be read; the accuracy covers the other {r.images}")
@@ -347,7 +345,7 @@ def _deployed_text(r, d) -> str:
 
 def show_saved(result_id: int) -> None:
     """Where a result was saved (stderr)."""
-    typer.echo(f"Saved to the results store as #{result_id}.", err=True)
+    echo(f"Saved to the results store as #{result_id}.", err=True)
 
 
 class ProgressBar:
