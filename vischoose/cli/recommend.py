@@ -5,7 +5,15 @@ from typing import Annotated
 
 import typer
 
-from vischoose.cli.common import Commands, JsonOpt, OnOpt, PriceOpt, SloOpt, TargetQpsOpt, reported_errors
+from vischoose.cli.common import (
+    Commands,
+    JsonOpt,
+    OnOpt,
+    PriceOpt,
+    SloOpt,
+    TargetQpsOpt,
+    reported_errors,
+)
 from vischoose.report import tables as report
 from vischoose.report.profile import ProfileProgress
 

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 from vischoose.errors import UsageError
 from vischoose.inference import datasets
 from vischoose.inference import images as image_io
-from vischoose.inference.loop import Evaluation, Progress, Tally, build_result, run_batches
+from vischoose.inference.loop import (
+    Evaluation,
+    Progress,
+    Tally,
+    build_result,
+    run_batches,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -18,7 +18,14 @@ from typing import Any, Callable
 
 from vischoose.errors import VischooseError
 from vischoose.measure import serving, serving_search, timing
-from vischoose.measure.protocol import Job, Result, phase_reporter, progress, setup_failed, write_result
+from vischoose.measure.protocol import (
+    Job,
+    Result,
+    phase_reporter,
+    progress,
+    setup_failed,
+    write_result,
+)
 from vischoose.runtimes import registry
 
 Forwards = tuple[list[serving.Forward], Callable[[], None] | None, int]  # forwards, per-thread start, input side

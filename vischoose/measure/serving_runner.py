@@ -32,7 +32,14 @@ from vischoose.measure.runner import (
     run_child,
     stopped,
 )
-from vischoose.measure.serving_search import Budget, Outcome, Prediction, Run, ServeSettings, Service
+from vischoose.measure.serving_search import (
+    Budget,
+    Outcome,
+    Prediction,
+    Run,
+    ServeSettings,
+    Service,
+)
 from vischoose.models import catalog
 from vischoose.models.catalog import ModelRef
 from vischoose.requests.profile import SERVER, ProfileRequest, require_loadgen

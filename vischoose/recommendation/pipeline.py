@@ -108,7 +108,9 @@ def _measure_profiles(request: RecommendRequest, preset: presets.Preset, entries
                       ) -> tuple[list[Profile], list[str]]:
     """recommend --measure: what can change the answer (mode "decision") or everything ("all"), here or with
     measure_with (a fleet's node)."""
-    from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
+    from vischoose.recommendation import (
+        measuring,  # only here: recommend on stored figures starts fast
+    )
 
     measurer = _Measurer(preset, progress, request.budget_s)
     measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals,

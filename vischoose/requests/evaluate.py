@@ -8,8 +8,8 @@ checked when it runs (deploy.evaluate), where the world size is known.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from vischoose.errors import UsageError, opt
 from vischoose.inference.images import MAX_PIXELS

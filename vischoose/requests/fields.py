@@ -17,6 +17,7 @@ from vischoose.runtimes import registry
 from vischoose.runtimes.base import Runtime
 
 MIN_INPUT_SIZE = 16  # px: below this timm's stems leave nothing to classify
+DEFAULT_SERVE_BUDGET_S = 180.0  # the server search's, per model: no LoadGen run starts after it (once one was VALID)
 RAY_MODULE = "ray"  # the module whose presence means the fleet extra is installed
 FLEET_HINT = "pip install 'vischoose[fleet]'"
 AUTO_CLUSTER = "auto"  # Ray's own address resolution: RAY_ADDRESS, else the cluster this machine runs

@@ -13,6 +13,7 @@ from typing import Any
 from vischoose.errors import MissingExtraError, UsageError, opt
 from vischoose.presets import Preset, load_preset
 from vischoose.requests import fields as check
+from vischoose.requests.fields import DEFAULT_SERVE_BUDGET_S
 from vischoose.runtimes import precision as precisions
 from vischoose.runtimes import registry
 
@@ -20,7 +21,6 @@ DEFAULT_BATCH_SIZES = {"cpu": (8,), "cuda": (64,)}  # 64: the article's batch; 8
 DEFAULT_TIME_BUDGET_S = 60.0
 SERVER = "server"  # MLPerf LoadGen's Server scenario: the highest Poisson rate sustained under a p99 bound
 SCENARIOS = ("single-stream", "offline", SERVER)  # LoadGen's names; the first two are profile's usual figures
-DEFAULT_SERVE_BUDGET_S = 180.0  # the server search's, per model: no LoadGen run starts after it (once one was VALID)
 LOADGEN_MODULE = "mlperf_loadgen"  # MLPerf's LoadGen (PyPI mlcommons-loadgen), the `serve` extra
 SERVE_EXTRA = "serve"
 

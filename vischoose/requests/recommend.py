@@ -11,7 +11,7 @@ from typing import Any
 
 from vischoose.errors import UsageError, opt
 from vischoose.requests import fields as check
-from vischoose.requests.profile import DEFAULT_SERVE_BUDGET_S
+from vischoose.requests.fields import DEFAULT_SERVE_BUDGET_S
 
 MEASURE_MODES = ("decision", "all")  # only what can change the answer, or every candidate at every variant
 MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
