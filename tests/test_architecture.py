@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vischoose"
-RUNTIME_WORDS = {"onnxruntime", "executorch", "openvino", "tensorrt", "coreml", "tflite"}
+RUNTIME_WORDS = {"onnxruntime", "executorch", "openvino", "litert", "tensorrt", "coreml", "tflite"}
 MAX_FUNCTION_LINES, MAX_COMMAND_LINES = 40, 20
 
 

@@ -220,7 +220,7 @@ def evaluate_cmd(
     precision: PrecisionOpt = None,
     calibration: Annotated[Path | None, typer.Option(help="Folder of images calibrating int8 (default: up to 64 of "
                                                      "the evaluation images, noted in the result).")] = None,
-    graph: Annotated[Path | None, typer.Option(help="An exported file (.onnx, .pte, .xml) to evaluate exactly as "
+    graph: Annotated[Path | None, typer.Option(help="An exported file (.onnx, .pte, .tflite, .xml) to evaluate exactly as "
                                                "written, with --model's preprocessing; its runtime from the name's "
                                                "ending, its precision from the file.")] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
@@ -474,8 +474,8 @@ def export_cmd(
                                                 "classes, as for evaluate.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a model for deployment (ONNX, ExecuTorch or OpenVINO; fp32 or int8), checked against the eager model
-    before writing."""
+    """Export a model for deployment (ONNX, ExecuTorch, LiteRT or OpenVINO; fp32 or int8), checked against the eager
+    model before writing."""
     with reported_errors():
         from vischoose.runtimes import export as exporting
 

@@ -280,6 +280,9 @@ def _check_int8(loaded: "LoadedModel", facts: dict[str, Any]) -> None:
 def _note(facts: dict[str, Any]) -> str | None:
     """The batch-1 file, what stayed float in int8, what XNNPACK left out and layers the converter removed."""
     notes = ["a batch-1 file: a batch of N runs as N batch-1 inferences"]
+    if facts["io_dtype"] in INT_TYPES:
+        notes.append(f"{facts['io_dtype']} input and output: quantize the normalised image and dequantize the logits "
+                     "with the scale and zero point the file gives them")
     if facts["int8_compute_ops"] and facts["float_compute_ops"]:
         ops = ", ".join(f"{name} x{count}" for name, count in facts["float_compute_ops"].items())
         notes.append(f"partly int8: {facts['int8_compute_ops']} of {facts['compute_ops']} conv/fully-connected/matmul "
@@ -353,6 +356,7 @@ def _quantized_module(loaded: "LoadedModel", example: tuple[Any], calibration: "
     for image in images:
         prepared(torch.from_numpy(image[None].astype("float32", copy=False)))
     module = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
+    module.training = False  # exported from the model in eval mode; the flag alone stays set (litert-torch warns)
     return module, QuantConfig(pt2e_quantizer=quantizer), {
         "quantize_s": time.perf_counter() - start, "calibration": source,
         "calibration_images": len(images) if source == "images" else 0}
