@@ -76,7 +76,8 @@ def _preset(target: str, device: str | None, memory_basis: str | None,
     preset = presets.load_preset(target).with_overrides(device=device, memory_basis=memory_basis, **constraints)
     if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
                                                          for v in preset.variants):
-        runs = " and ".join(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
+        titles = list(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
+        runs = " and ".join([", ".join(titles[:-1]), titles[-1]] if len(titles) > 1 else titles)
         raise UsageError(f"Target '{preset.name}' deploys only {runs} graphs, which vischoose measures on the "
                          f"CPU: --device {preset.measure.device} admits none of them.",
                          hint="Drop --device, or pick a target that deploys torch on a GPU (cloud, edge).")
