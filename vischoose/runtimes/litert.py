@@ -103,7 +103,7 @@ class LiteRT(Runtime):
         with artifacts.staging(out) as staged:
             with contextlib.redirect_stdout(sys.stderr):  # its progress lines: stdout is the report's
                 converted.export(str(staged))
-            facts = {"batch": 1, **self.inspect(staged).extra, **_layers(loaded, staged), **delegation(staged)}
+            facts = {**self.inspect(staged).extra, **_layers(loaded, staged), **delegation(staged)}
             if precision == "int8":
                 _check_int8(loaded, facts)
             artifacts.publish(staged, out)
@@ -149,7 +149,7 @@ class LiteRT(Runtime):
     def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """Run the file with `threads` XNNPACK threads (None: one per usable core; the interpreter's own default is
         1), its batch at a time (a batch-1 file image by image); int8 input and output are quantized and dequantized
-        with their scales.
+        with their scales. `interleaved` changes nothing: the interpreter's Python API has no spin-wait setting.
 
         Raises:
             DeployError: the interpreter cannot load or run the file.
