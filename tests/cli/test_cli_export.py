@@ -145,7 +145,7 @@ def test_calibration_folder_of_unreadable_images(runner, tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [(["--precision", "fp16"], "'fp16' is not one of 'fp32', 'int8'"),
-                                            (["--format", "tflite"], "'tflite' is not one of 'onnx'"),
+                                            (["--format", "coreml"], "'coreml' is not one of 'onnx'"),
                                             (["--min-agreement", "1.5"], "'--min-agreement'")])
 def test_bad_option_values(runner, tmp_path, args, fragment):
     result = runner.invoke(app, ["export", RESNET, "--out", str(tmp_path / "m.onnx"), *args])

@@ -70,8 +70,8 @@ def test_json_labels_every_figure(runner):
         "standing in for executorch int8 until measured)"]
     assert data["constraints"]["max_memory_mb"] == 150
     # what the preset deploys, whether or not this machine can run it
-    assert data["conditions"]["deploy"] == ["executorch fp32", "executorch int8", "onnxruntime fp32",
-                                            "onnxruntime int8"]
+    assert data["conditions"]["deploy"] == ["executorch fp32", "executorch int8", "litert fp32", "litert int8",
+                                            "onnxruntime fp32", "onnxruntime int8"]
 
 
 def test_nothing_fits_exits_4_with_the_closest(runner):
@@ -279,5 +279,5 @@ def test_stored_rejected_int8_graph_is_not_recommended(runner):
 def test_a_gpu_device_for_a_target_that_deploys_only_cpu_graphs_is_a_usage_error(runner):
     result = runner.invoke(app, ["recommend", "--target", "mobile", "--device", "cuda"])
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: Target 'mobile' deploys only ExecuTorch (XNNPACK) and ONNX Runtime "
-                                    "graphs, which vischoose measures on the CPU: --device cuda admits none of them.\nHint: ")
+    assert result.stderr.startswith("Error: Target 'mobile' deploys only ExecuTorch (XNNPACK), LiteRT (XNNPACK) and "
+                                    "ONNX Runtime graphs, which vischoose measures on the CPU: --device cuda admits none of them.\nHint: ")

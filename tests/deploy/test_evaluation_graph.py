@@ -118,8 +118,9 @@ def test_the_fingerprint_follows_the_file_list_and_labels_not_the_folder(tmp_pat
      "vischoose builds; --graph evaluates a file as written.", "Drop --calibration."),
     (lambda p: p / "absent.onnx", [], "Graph file '{tmp}/absent.onnx' does not exist.",
      "Give the file vischoose export wrote."),
-    (lambda p: p / "model.tflite", [], "No runtime runs 'model.tflite': vischoose knows .onnx (ONNX Runtime), "
-     ".pte (ExecuTorch (XNNPACK)), .xml (OpenVINO).", "Give a file vischoose export wrote, keeping its name's ending."),
+    (lambda p: p / "model.mlmodel", [], "No runtime runs 'model.mlmodel': vischoose knows .onnx (ONNX Runtime), "
+     ".pte (ExecuTorch (XNNPACK)), .tflite (LiteRT (XNNPACK)), .xml (OpenVINO).",
+     "Give a file vischoose export wrote, keeping its name's ending."),
 ])
 def test_a_graph_that_does_not_fit_is_one_line(model, runner, folder, tmp_path, make, options, error, hint):
     graph = make(tmp_path)

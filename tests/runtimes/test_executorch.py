@@ -208,7 +208,7 @@ def _std_stem():
 def test_standardized_convs_compute_the_same_and_are_put_back():
     import torch
 
-    from vischoose.runtimes.executorch import standardized_convs
+    from vischoose.runtimes.torchexport import standardized_convs
 
     stem, x = _std_stem(), torch.randn(1, 3, 33, 33)  # odd side: 'SAME' pads unevenly
     originals = [stem[0], stem[2]]
@@ -227,7 +227,8 @@ def test_a_weight_standardised_stem_is_delegated_whole():
     # take: the stem then ran on portable kernels, 36-130x slower than in torch
     import torch
 
-    from vischoose.runtimes.executorch import _lower, delegation, standardized_convs
+    from vischoose.runtimes.executorch import _lower, delegation
+    from vischoose.runtimes.torchexport import standardized_convs
 
     stem, example = _std_stem(), (torch.zeros(1, 3, 32, 32),)
     with torch.no_grad():

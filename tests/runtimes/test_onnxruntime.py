@@ -498,7 +498,8 @@ def test_a_killed_timing_child_is_that_models_error(isolated_home):
     (["--runtime", "onnxruntime", "--calibration", "/no/such/folder"], "Error: --calibration /no/such/folder "
                                                                        "does not exist."),
     (["--runtime", "onnxruntime", "--min-agreement", "1.5"], "Error: --min-agreement must be between 0 and 1"),
-    (["--runtime", "tensorrt"], "Error: Unknown runtime 'tensorrt' (expected one of: torch, onnxruntime, executorch, openvino)."),
+    (["--runtime", "tensorrt"], "Error: Unknown runtime 'tensorrt' (expected one of: torch, onnxruntime, executorch, "
+                                "litert, openvino)."),
     (["--precision", "fp8"], "Error: Unknown precision 'fp8' (expected one of: fp32, bf16, fp16, int8)."),
     (["--precision", "fp32", "--dtype", "bfloat16"], "Error: --precision fp32 and --dtype bfloat16 disagree."),
     (["--calibration", "."], "Error: --calibration is for a deployment --runtime (onnxruntime, "),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "vischoose"
 ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
-RUNTIME_WORDS = {"onnxruntime", "executorch", "openvino", "tensorrt", "coreml", "tflite"}
+RUNTIME_WORDS = {"onnxruntime", "executorch", "openvino", "litert", "tensorrt", "coreml", "tflite"}
 MAX_FUNCTION_LINES, MAX_COMMAND_LINES = 40, 20
 
 

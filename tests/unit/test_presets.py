@@ -66,7 +66,7 @@ def write(tmp_path, text: str) -> Path:
      "catalog alias, timm arch.tag, hf-hub:ID or local-dir:PATH). Did you mean 'vit_b16'?"),
     ("[constraints]\nmax_latency = 3\n", "Did you mean 'max_latency_ms'?"),
     ("[deploy]\nonnxrutime = ['fp32']\n", "[deploy]: unknown runtime 'onnxrutime' (expected one of: torch, "
-     "onnxruntime, executorch, openvino). Did you mean 'onnxruntime'?"),
+     "onnxruntime, executorch, litert, openvino). Did you mean 'onnxruntime'?"),
     ("[deploy]\nonnxruntime = ['int9']\n", "[deploy]: unknown precision 'int9' in 'onnxruntime' (expected one of: "
      "fp32, bf16, fp16, int8). Did you mean 'int8'?"),
     ("[rank]\nsort = ['-speed']\n", "[rank]: unknown sort key '-speed'"),
@@ -74,7 +74,7 @@ def write(tmp_path, text: str) -> Path:
     ("constraints = 3\n", ": 'constraints' must be a table (got an integer)."),
     ("[constraints\n", ": not valid TOML"),
     ("[deploy]\ntensorrt = ['fp16']\n", "[deploy]: unknown runtime 'tensorrt' (expected one of: torch, onnxruntime, "
-     "executorch, openvino)."),
+     "executorch, litert, openvino)."),
     ("[deploy]\nonnxruntime = ['int4']\n",
      "[deploy]: unknown precision 'int4' in 'onnxruntime' (expected one of: fp32, bf16, fp16, int8)."),
     ("[deploy]\ntorch = ['int8']\n", "[deploy]: torch cannot run int8 (it runs: fp32, bf16, fp16)."),
@@ -150,8 +150,9 @@ def test_without_deploy_the_target_runs_torch_at_its_measure_dtype():
 
 def test_shipped_deploy_tables():
     labels = {p.name: [v.label for v in p.variants] for p in list_presets()}
-    # phones run ExecuTorch programs (or ONNX Runtime); Intel CPU edge boxes and servers OpenVINO IR
-    assert labels["mobile"] == ["executorch fp32", "executorch int8", "onnxruntime fp32", "onnxruntime int8"]
+    # phones run ExecuTorch programs (or LiteRT files, or ONNX Runtime); Intel CPU edge boxes and servers OpenVINO IR
+    assert labels["mobile"] == ["executorch fp32", "executorch int8", "litert fp32", "litert int8", "onnxruntime fp32",
+                                "onnxruntime int8"]
     assert labels["edge"] == ["torch fp16", "onnxruntime fp32", "onnxruntime int8", "openvino fp32", "openvino int8"]
     assert labels["server"] == ["torch fp32", "onnxruntime fp32", "onnxruntime int8", "openvino fp32",
                                 "openvino int8"]

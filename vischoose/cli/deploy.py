@@ -45,8 +45,8 @@ def export_cmd(
                                                 "classes, as for evaluate.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a model for deployment (ONNX, ExecuTorch or OpenVINO; fp32 or int8), checked against the eager model
-    before writing."""
+    """Export a model for deployment (ONNX, ExecuTorch, LiteRT or OpenVINO; fp32 or int8), checked against the eager
+    model before writing."""
     with reported_errors():
         from vischoose.deploy import export as exporting
         from vischoose.requests.export import ExportRequest

@@ -65,9 +65,9 @@ def evaluate_cmd(
     precision: Annotated[str | None, precision_opt()] = None,
     calibration: Annotated[Path | None, typer.Option(help="Folder of images calibrating int8 (default: up to 64 of "
                                                      "the evaluation images, noted in the result).")] = None,
-    graph: Annotated[Path | None, typer.Option(help="An exported file (.onnx, .pte, .xml) to evaluate exactly as "
-                                               "written, with --model's preprocessing; its runtime from the name's "
-                                               "ending, its precision from the file.")] = None,
+    graph: Annotated[Path | None, typer.Option(help="An exported file (.onnx, .pte, .tflite, .xml) to evaluate "
+                                               "exactly as written, with --model's preprocessing; its runtime from "
+                                               "the name's ending, its precision from the file.")] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not add the result to the results store.")] = False,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Shard the images over a Ray cluster's nodes "
                                                 "(the same images at the same path on each): HOST:PORT, "

@@ -70,6 +70,8 @@ class ExportReport:
     runtime: str = ""
     format: str = ""
     accuracy: accuracy.AccuracyAware | None = None  # --max-accuracy-drop: the float layers and the held-out drop
+    batch: int | str = "dynamic"  # the shipped file's batch: "dynamic", or the one it was built for (1)
+    input_dtype: str = "float32"  # the shipped file's input tensor type (a LiteRT int8 file takes int8)
 
     @property
     def shipped(self) -> "BuiltVariant":
@@ -133,7 +135,8 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
                         precision=request.precision, out=str(out) if written else None,
                         skipped=calib.skipped if calib else (), eager_img_s_batch1=eager_img_s,
                         threads=request.threads, runtime_versions=_versions(runtime), runtime=runtime.name,
-                        format=request.format, accuracy=aware)
+                        format=request.format, accuracy=aware, batch=built[-1].facts.get("batch", "dynamic"),
+                        input_dtype=built[-1].facts.get("io_dtype", "float32"))
 
 
 def _labelled_parts(loaded: "LoadedModel", config: dict[str, Any], request: ExportRequest,

@@ -141,7 +141,8 @@ def _preset(request: RecommendRequest) -> presets.Preset:
                                                                 **request.overrides)
     if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
                                                          for v in preset.variants):
-        runs = " and ".join(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
+        titles = list(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
+        runs = " and ".join([", ".join(titles[:-1]), titles[-1]] if len(titles) > 1 else titles)
         raise UsageError(f"Target '{preset.name}' deploys only {runs} graphs, which vischoose measures on the "
                          f"CPU: {opt('device')} {preset.measure.device} admits none of them.",
                          hint=f"Drop {opt('device')}, or pick a target that deploys torch on a GPU (cloud, edge).",

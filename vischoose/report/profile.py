@@ -237,14 +237,16 @@ def show_export(rep: Any, as_json: bool) -> None:
                          [_export_row(v, rep.runtime, measured) for v in rep.variants]))
         checked = (f"{rep.check_images} of your images" if rep.check_source == "images"
                    else f"{rep.check_images} random inputs (not images: agreement is unverified)")
-        echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family, opset {rep.opset}; input 'input' "
-                   f"float32 [batch, 3, {rep.input_size}, {rep.input_size}], batch dynamic.\n"
+        onnx = f", opset {rep.opset}; input 'input'" if rep.opset is not None else "; input"
+        batch = "batch dynamic" if rep.batch == "dynamic" else f"batch {rep.batch} (a batch of N runs it N times)"
+        echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family{onnx} "
+                   f"{rep.input_dtype} [batch, 3, {rep.input_size}, {rep.input_size}], {batch}.\n"
                    f"preprocessing: {preprocessing_note(rep.preprocessing)}.\n"
                    f"agreement: with eager fp32 on {checked}; build s = export or quantization time; "
                    f"MiB = 2^20 bytes.")
         if measured:
             threads = f"{rep.threads} threads" if rep.threads else "default threads (one per core)"
-            echo(f"img/s b1: ONNX Runtime CPU, batch 1, median, {threads}; eager fp32: "
+            echo(f"img/s b1: {registry.title(rep.runtime)} CPU, batch 1, median, {threads}; eager fp32: "
                        f"{rep.eager_img_s_batch1:,.1f} img/s.")
         for v in rep.variants:
             if v.note:

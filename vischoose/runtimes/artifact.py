@@ -12,7 +12,7 @@ from typing import Any
 class Artifact:
     """A built, deployable file for one runtime at one precision (JSON-able: child processes receive it)."""
 
-    path: str  # the file a user ships (.onnx, .pte, .xml with its .bin beside it)
+    path: str  # the file a user ships (.onnx, .pte, .tflite, .xml with its .bin beside it)
     runtime: str
     precision: str  # fp32 | bf16 | fp16 | int8
     file_mb: float  # MiB on disk, every file the runtime reads included

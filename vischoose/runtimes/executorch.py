@@ -15,16 +15,16 @@ XNNPACK's thread count is ExecuTorch's process-wide threadpool, set before the p
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from vischoose.errors import DeployError, opt
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Forward, GraphRuntime
+from vischoose.runtimes.torchexport import exportable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -196,71 +196,6 @@ def _set_threadpool(portable_lib: Any, threads: int | None) -> None:
         raise DeployError(f"ExecuTorch's thread pool size is fixed at {current} in this process once a program "
                           f"has loaded (XNNPACK holds it); measure {threads} threads in a new process.")
     portable_lib._unsafe_reset_threadpool(threads)  # exactly `threads` workers (the default is one per core)
-
-
-@contextlib.contextmanager
-def exportable(model: "torch.nn.Module") -> Iterator[tuple[int, int]]:
-    """The model as ExecuTorch builds it: attention unfused and weight standardisation done (yields how many of
-    each); every export of this runtime goes through here, so ranking and building see the same graph."""
-    with unfused_attention(model) as unfused, standardized_convs(model) as std:
-        yield unfused, std
-
-
-@contextlib.contextmanager
-def unfused_attention(model: "torch.nn.Module") -> Iterator[int]:
-    """Switch timm's attention blocks to the explicit q @ k^T, softmax, @ v while exporting (yields how many).
-
-    Fused attention (F.scaled_dot_product_attention) decomposes into masking operators that XNNPACK does not take
-    (any, eq, where, logical_not of the NaN-safe softmax), which split a ViT into dozens of delegated pieces with
-    portable kernels between them; the explicit form is the same arithmetic and is delegated whole.
-    """
-    blocks = [m for m in model.modules() if getattr(m, "fused_attn", None) is True]
-    for block in blocks:
-        block.fused_attn = False
-    try:
-        yield len(blocks)
-    finally:
-        for block in blocks:
-            block.fused_attn = True
-
-
-@contextlib.contextmanager
-def standardized_convs(model: "torch.nn.Module") -> Iterator[int]:
-    """Swap timm's weight-standardised convolutions (StdConv2d, StdConv2dSame: the ResNet stems of the hybrids) for
-    plain ones holding the standardised weight while exporting (yields how many).
-
-    A StdConv2d standardises its weight on every call. Exported as it is, that is a batch norm over the weight and a
-    convolution whose weight is computed rather than constant, which XNNPACK does not take: the whole ResNet stem ran
-    on portable kernels, 36-130x slower than in torch (bench/results/estimates-intel-xeon-2threads.txt). The weight
-    is fixed at inference, so it is standardised once here, as a deployed model would be; the arithmetic is the same.
-    """
-    import torch
-    from timm.layers import Conv2dSame
-    from timm.layers.std_conv import StdConv2d, StdConv2dSame
-
-    swapped = []
-    for parent in list(model.modules()):
-        for name, conv in list(parent.named_children()):
-            if type(conv) not in (StdConv2d, StdConv2dSame):
-                continue
-            plain = (Conv2dSame if getattr(conv, "same_pad", False) else torch.nn.Conv2d)(
-                conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
-                device=conv.weight.device, dtype=conv.weight.dtype)
-            with torch.no_grad():
-                flat = conv.weight.reshape(1, conv.out_channels, -1)
-                plain.weight.copy_(torch.nn.functional.batch_norm(flat, None, None, training=True, momentum=0.0,
-                                                                  eps=conv.eps).reshape_as(conv.weight))
-                if conv.bias is not None:
-                    plain.bias.copy_(conv.bias)
-            plain.train(conv.training)
-            setattr(parent, name, plain)
-            swapped.append((parent, name, conv))
-    try:
-        yield len(swapped)
-    finally:
-        for parent, name, conv in swapped:
-            setattr(parent, name, conv)
 
 
 def delegation(graph_module: "torch.fx.GraphModule") -> dict[str, Any]:

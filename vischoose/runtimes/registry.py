@@ -11,11 +11,12 @@ from pathlib import Path
 from vischoose.errors import UsageError
 from vischoose.runtimes.base import GraphRuntime, Runtime
 from vischoose.runtimes.executorch import ExecuTorch
+from vischoose.runtimes.litert import LiteRT
 from vischoose.runtimes.onnxruntime import OnnxRuntime
 from vischoose.runtimes.openvino import OpenVino
 from vischoose.runtimes.torch_eager import TorchEager
 
-RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchEager(), OnnxRuntime(), ExecuTorch(), OpenVino())}
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchEager(), OnnxRuntime(), ExecuTorch(), LiteRT(), OpenVino())}
 TORCH = TorchEager.name  # the eager reference every graph is checked against
 CATALOG_INT8 = OnnxRuntime.name  # the runtime whose int8 file sizes the catalog lists (int8_mib)
 
@@ -54,7 +55,7 @@ def formats() -> dict[str, GraphRuntime]:
 
 
 def for_file(path: str | Path) -> GraphRuntime:
-    """The runtime that runs a file, by its name's ending (.onnx, .pte, .xml).
+    """The runtime that runs a file, by its name's ending (.onnx, .pte, .tflite, .xml).
 
     Raises:
         UsageError: an ending no runtime writes.
