@@ -41,6 +41,9 @@ PrecisionOpt = Annotated[str | None, typer.Option(help=f"{', '.join(PRECISIONS)}
 CalibrationOpt = Annotated[Path | None, typer.Option(help="Deployment runtimes: a folder of your images (a few dozen) "
                                                      "that calibrate int8 and check agreement with eager fp32.")]
 ModelsArg = Annotated[list[str], typer.Argument(help="Catalog alias, timm name, hf-hub:org/name, or a model folder.")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="When another vischoose is timing on this machine, exit "
+                                         f"with code {errors.EXIT_BUSY} instead of waiting for it (one timed "
+                                         "measurement at a time per machine).")]
 
 
 def debug_enabled() -> bool:
@@ -157,6 +160,7 @@ def recommend_cmd(
                                                             "fp32 on your images (layers int8 hurts most kept in "
                                                             "float), measured on a held-out half; else rejected.")] = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend a model for a deployment target, with a reason for every rejection."""
@@ -165,7 +169,7 @@ def recommend_cmd(
 
         rec = advisor.advise(target, models=models, results=results, measure="all" if measure_all else measure,
                              device=device, show_progress=True, time_budget_s=time_budget, fresh=fresh,
-                             data=data, labels=labels, max_accuracy_drop=max_accuracy_drop,
+                             data=data, labels=labels, max_accuracy_drop=max_accuracy_drop, wait=not no_wait,
                              max_memory_mb=budget_mb, memory_basis=memory_basis, max_latency_ms=max_latency_ms,
                              min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m)
     report.show_recommendation(rec, top=top, as_json=as_json)
@@ -422,6 +426,7 @@ def profile_cmd(
     optimize: Annotated[bool, typer.Option("--optimize", help="Search dtype, channels_last, threads, batch size and "
                                            "torch.compile for the fastest setting that agrees with fp32; "
                                            "--time-budget is then the whole search's per model (default 300 s).")] = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
@@ -433,7 +438,7 @@ def profile_cmd(
             target, device=device, batch_sizes=batch_size, dtype=dtype, channels_last=channels_last,
             compile=compile_, threads=threads, input_size=input_size, weights=weights, time_budget_s=time_budget,
             runtime=runtime, precision=precision, calibration=str(calibration) if calibration else None,
-            min_agreement=min_agreement, optimize=optimize)
+            min_agreement=min_agreement, optimize=optimize, wait=not no_wait)
         if optimize:
             _profile_optimized(models, options, time_budget, progress, not no_save, as_json)
             return
@@ -472,6 +477,7 @@ def export_cmd(
                                                             "until it holds, else nothing is written.")] = None,
     labels: Annotated[Path | None, typer.Option(help="With --data: a file mapping folder names or CSV labels to "
                                                 "classes, as for evaluate.")] = None,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a model for deployment (ONNX, ExecuTorch or OpenVINO; fp32 or int8), checked against the eager model
@@ -482,7 +488,8 @@ def export_cmd(
         result = exporting.export_model(model, out, precision=precision.value, calibration=calibration, weights=weights,
                                         input_size=input_size, opset=opset, min_agreement=min_agreement,
                                         measure_s=5.0 if measure else 0.0, threads=threads, format=format_.value,
-                                        data=data, max_accuracy_drop=max_accuracy_drop, labels=labels)
+                                        data=data, max_accuracy_drop=max_accuracy_drop, labels=labels,
+                                        wait=not no_wait, on_wait=report_profile.show_waiting)
     report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)

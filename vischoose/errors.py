@@ -1,7 +1,7 @@
 """Errors explained to the user without a traceback, each with its exit code.
 
 Exit codes: 0 ok, 1 failed while running, 2 bad input, 3 weights or network,
-4 nothing fits, 130 interrupted.
+4 nothing fits, 75 another measurement holds the machine (--no-wait), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_WEIGHTS = 3
 EXIT_NO_FIT = 4
+EXIT_BUSY = 75  # sysexits' EX_TEMPFAIL: a temporary failure, try again later
 EXIT_INTERRUPTED = 130
 
 
@@ -106,6 +107,18 @@ class NoModelFitsError(VischooseError):
     """The constraints rule out every candidate."""
 
     exit_code = EXIT_NO_FIT
+
+
+class MeasurementBusyError(VischooseError):
+    """--no-wait, and another vischoose process is timing on this machine (measure.lock holds it)."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, holder: str | None, path: str) -> None:
+        self.holder, self.path = holder, path
+        who = f" ({holder})" if holder else ""
+        super().__init__(f"Another vischoose measurement is running on this machine{who}; --no-wait was given, so "
+                         "nothing was timed.", hint=f"Run again without --no-wait to wait for it (the lock is {path}).")
 
 
 class Interrupted(VischooseError):

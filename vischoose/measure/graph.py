@@ -16,6 +16,7 @@ from vischoose.measure.protocol import (
     phase_reporter,
     progress,
     setup_failed,
+    timed,
 )
 from vischoose.runtimes import graphcache, registry, verdict
 from vischoose.runtimes.artifact import Artifact
@@ -148,8 +149,9 @@ def timings(job: Job, result: Result) -> None:
         x = verdict.random_batch(artifact.input_size, n=batch)
         return lambda: forward(x)
 
-    timing.timing_sweep(result, call_for, timing.cpu_timer, sorted(job["batch_sizes"]), job["time_budget_s"],
-                        phase_reporter(job, result), progress)
+    with timed(job) as meter:  # one timed measurement at a time on this machine, and what others take meanwhile
+        timing.timing_sweep(result, call_for, timing.cpu_timer, sorted(job["batch_sizes"]), job["time_budget_s"],
+                            phase_reporter(job, result), progress, meter=meter)
     result.update(status="done", phase="done", batch_size=None)
 
 

@@ -35,6 +35,7 @@ class ProfileOptions:
     calibration: str | None = None  # graph runtimes: a folder of images to calibrate int8 and check agreement on
     min_agreement: float = 0.99  # graph runtimes, int8: top-1 agreement with eager fp32 below which it is rejected
     threads_from: str = "--threads"  # who asked for the threads, for the note when they are capped
+    wait: bool = True  # False (--no-wait): stop with MeasurementBusyError when another measurement holds the machine
 
     @property
     def precision(self) -> str:

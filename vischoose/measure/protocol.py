@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from vischoose.measure import contention, lock
 
 PROGRESS_PREFIX = "VISCHOOSE-PROGRESS "
 Job = dict[str, Any]
@@ -54,3 +57,20 @@ def new_result() -> Result:
     """An empty result, as the parent expects it."""
     return {"status": "running", "phase": "starting", "batch_size": None, "notes": [], "memory": {},
             "throughput": {}}
+
+
+@contextmanager
+def timed(job: Job) -> Iterator[contention.Meter]:
+    """A block that times something: it holds the machine's measurement lock (measure.lock; the parent hears who it
+    waits for, every POLL_S) and gets the meter of what others take (measure.contention) for its phases.
+
+    Raises:
+        MeasurementBusyError: the job says not to wait (--no-wait) and another process holds the lock.
+    """
+    what = f"{job.get('model')} at {job.get('runtime')} {job.get('precision')}, for: {job.get('command') or 'vischoose'}"
+
+    def waiting(holder: lock.Holder | None, waited_s: float) -> None:
+        emit("waiting", holder=holder.describe() if holder else None, waited_s=round(waited_s, 1))
+
+    with lock.exclusive(what, wait=job.get("wait", True), on_wait=waiting):
+        yield contention.Meter(job["threads"])

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 from vischoose.errors import (
     EXIT_USAGE,
     EXIT_WEIGHTS,
+    MeasurementBusyError,
     ProfilingError,
     UsageError,
     WeightsUnavailableError,
@@ -45,6 +46,8 @@ CHILD_MODULE = "vischoose.measure.child"  # run as python -m CHILD_MODULE JOB.js
 LineSink = Callable[[str], None]
 Runner = Callable[[list[str], dict[str, str], LineSink], int]
 Progress = Callable[[str, str, float], None]  # (model, what it is doing, seconds since the model started)
+TIMING_KEYS = ("latency", "remeasured", "inconsistent")  # what a timing child adds beside its throughput
+MEMORY_KEYS = ("baseline_rss_mb",)  # what a graph's memory child adds beside its peaks
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class ProfileRun:
     notes: tuple[str, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
     saveable: bool = True  # False for setup failures (weights unavailable): no fact about the model here
+
+
+def waiting_text(holder: str | None) -> str:
+    """The progress line while another vischoose times: 'waiting for another vischoose measurement: pid 4121, ...'."""
+    return "waiting for another vischoose measurement" + (f": {holder}" if holder else "")
 
 
 def article_models() -> list[str]:
@@ -125,7 +133,14 @@ def child_job(options: ProfileOptions, device: str) -> dict[str, Any]:
             "threads_from": options.threads_from, "input_size": options.input_size, "weights": options.weights,
             "time_budget_s": options.time_budget_s, "calibration": options.calibration,
             "min_agreement": options.min_agreement, "machine": machine.fingerprint(), "home": str(home()),
-            "peak_cache": str(home() / PEAK_CACHE_FILE)}
+            "peak_cache": str(home() / PEAK_CACHE_FILE), **lock_job(options)}
+
+
+def lock_job(options: ProfileOptions) -> dict[str, Any]:
+    """What a child's timed phases need for the machine's measurement lock: wait or not, and who is asking."""
+    from vischoose.measure.lock import command_line
+
+    return {"wait": options.wait, "command": command_line()}
 
 
 def save_runs(runs: list[ProfileRun]) -> None:
@@ -215,7 +230,7 @@ class ChildJob:
         if not (fitting and result.get("status") == "done"):
             return result, errors, result.get("error")
         timing, status, tail = self.attempt("timing", fitting, runner, progress, debug)
-        for key in ("conditions", "latency", "peak_gflops_s", "peak_kernel"):
+        for key in ("conditions", "peak_gflops_s", "peak_kernel", *TIMING_KEYS):
             if key in timing:
                 result[key] = timing[key]
         result["throughput"] = timing.get("throughput", {})
@@ -252,7 +267,7 @@ class ChildJob:
                 found, status, tail = self.attempt(mode, batches, runner, progress, debug)
                 for key in ("memory", "throughput"):
                     result[key].update(found.get(key, {}))
-                for key in ("latency", "baseline_rss_mb", "runtime_version"):
+                for key in ("runtime_version", *TIMING_KEYS, *MEMORY_KEYS):
                     if key in found:
                         result[key] = found[key]
                 error = stopped(found, status, tail)
@@ -272,7 +287,10 @@ class ChildJob:
         status = runner([sys.executable, "-m", CHILD_MODULE, str(job_path)], process.thread_env(self.job["threads"]),
                         self._line_sink(tail, progress, debug))
         if result_path.is_file():
-            return json.loads(result_path.read_text()), status, tail
+            found = json.loads(result_path.read_text())
+            if found.get("error_kind") == "busy":  # --no-wait and another measurement holds the machine
+                raise MeasurementBusyError(found.get("holder"), found.get("lock", ""))
+            return found, status, tail
         return {"phase": "starting", "batch_size": None, "memory": {}, "throughput": {}, "notes": []}, status, tail
 
     def _line_sink(self, tail: deque[str], progress: Progress | None, debug: bool) -> LineSink:
@@ -286,7 +304,9 @@ class ChildJob:
                     sys.stderr.write(line + "\n")
                 return
             event = json.loads(line[len(PROGRESS_PREFIX):])
-            if event["event"] == "phase":
+            if event["event"] == "waiting":
+                what = waiting_text(event.get("holder"))
+            elif event["event"] == "phase":
                 doing[0] = event["phase"] + (f" batch {event['batch_size']}" if event.get("batch_size") else "")
                 what = doing[0]
             else:

@@ -24,14 +24,15 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
            measure: bool | str = False, device: str | None = None, memory_basis: str | None = None,
            show_progress: bool = False, time_budget_s: float | None = None, fresh: bool = False,
            data: str | Path | None = None, labels: str | Path | None = None,
-           max_accuracy_drop: float | None = None, **constraints: float | None) -> Recommendation:
+           max_accuracy_drop: float | None = None, wait: bool = True, **constraints: float | None) -> Recommendation:
     """Recommend a model for a target preset, using measured figures where this machine (or --results) has them.
 
     measure: False, True / "decision" (only what can change the answer) or "all" (every candidate and variant);
     fresh: measure (and evaluate) again what this machine already measured under the preset's protocol;
     data: a labelled folder or CSV: rank on the top-1 each fitting candidate's deployed file reaches on it
     (recommendation.ondata); labels: its label file, as for evaluate; max_accuracy_drop: with data, int8
-    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected).
+    candidates are the accuracy-aware int8 file that loses at most that many top-1 points on it (else rejected);
+    wait: False (--no-wait) stops with MeasurementBusyError rather than wait for another measurement on this machine.
 
     Raises:
         PresetError, UnknownModelError, StoreError, NoModelFitsError, UsageError (an unknown measure mode).
@@ -48,13 +49,14 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         mode = "decision" if measure is True else str(measure)
         if mode not in measuring.MODES:
             raise UsageError(f"Unknown --measure mode '{mode}' (expected one of: {', '.join(measuring.MODES)}).")
-        measurer = _Measurer(preset, show_progress, time_budget_s or MEASURE_BUDGET_S)
+        measurer = _Measurer(preset, show_progress, time_budget_s or MEASURE_BUDGET_S, wait)
         try:
             measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals, measurer, mode,
                                                            fresh, on_plan=measurer.plan)
         finally:
             measurer.close()
         profiles, lines = profiles + measured, lines + log.lines()
+    flagged = _flagged(entries, extra, preset, profiles)
 
     def rank(found: list[EvalResult]) -> Recommendation:
         return recommend(build_candidates(entries, preset, profiles, found, extra), preset)
@@ -68,7 +70,18 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
+    rec = rec._replace(notes=rec.notes + tuple(flagged)) if flagged else rec
     return rec._replace(measure_log=tuple(lines)) if lines else rec
+
+
+def _flagged(entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]], preset: presets.Preset,
+             profiles: list[Profile]) -> list[str]:
+    """Lines for the candidates whose timings here are flagged and not reused (recommendation.reuse)."""
+    if not any(p.flagged for p in profiles):
+        return []
+    from vischoose.recommendation import reuse
+
+    return reuse.flagged_lines(entries, extra, preset, profiles)
 
 
 def _preset(target: str, device: str | None, memory_basis: str | None,
@@ -179,10 +192,10 @@ def _figures(results: list[Path] | None) -> tuple[list[Profile], list[EvalResult
 class _Measurer:
     """Profiles (model, tag) pairs at one variant under the preset's protocol, with progress and an ETA."""
 
-    def __init__(self, preset: presets.Preset, show_progress: bool, time_budget_s: float) -> None:
+    def __init__(self, preset: presets.Preset, show_progress: bool, time_budget_s: float, wait: bool = True) -> None:
         from vischoose.report.profile import ProfileProgress
 
-        self.preset, self.time_budget_s = preset, time_budget_s
+        self.preset, self.time_budget_s, self.wait = preset, time_budget_s, wait
         self.progress = ProfileProgress() if show_progress else None
         self.runs, self.started, self.left = 0, time.monotonic(), 0
 
@@ -196,7 +209,7 @@ class _Measurer:
         spec = self.preset.measure
         protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
                     "time_budget_s": self.time_budget_s, "progress": self._progress(variant),
-                    "threads_from": self.preset.name}
+                    "threads_from": self.preset.name, "wait": self.wait}
         if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
             found = profile([m for m, _ in todo], device="cpu", runtime=variant.runtime, dtype=variant.dtype,
                             **protocol)

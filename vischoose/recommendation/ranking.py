@@ -227,15 +227,17 @@ def _rejected_graph(variant: Variant, row: Profile) -> str:
 
 
 def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Preset,
-                      variant: Variant | None = None) -> list[Profile]:
-    """Successful profiles of this model under the preset's protocol, newest first.
+                      variant: Variant | None = None, flagged: bool = False) -> list[Profile]:
+    """Successful profiles of this model under the preset's protocol, newest first; never a flagged one (contended,
+    or batch-1 figures that contradict each other: Profile.flagged) unless `flagged` asks for those too.
 
     Without a variant: torch at the preset's [measure] dtype; onnxruntime rows match on precision only (the
     graph's layout is its own).
     """
     spec = preset.measure
     variant = variant or preset.plain
-    rows = [p for p in profiles if p.ok and (p.model == model or p.tag == tag) and p.dtype == variant.dtype
+    rows = [p for p in profiles if p.ok and (flagged or not p.flagged) and (p.model == model or p.tag == tag)
+            and p.dtype == variant.dtype
             and p.runtime == variant.runtime
             and (variant.runtime != "torch" or (p.layout == "channels_last") == spec.channels_last)]
     if spec.device == "auto":

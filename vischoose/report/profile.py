@@ -12,15 +12,24 @@ from vischoose.runtimes import registry
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
 
+OTHERS_LEGEND = ("others: cores of CPU time the rest of the machine took while the row's phases were timed (the most "
+                 "of one phase; 1.0 = one core busy throughout), ! where a phase was contended or batch-1 img/s and "
+                 "latency contradicted each other: such a row is kept but never reused by recommend as measured.")
 PROFILE_HEADERS = ["model", "weights", "px", "batch", "params M", "MiB", "MiB fp32", "GFLOPs", "GMACs",
                    "p50 ms", "p90 ms", "p99 ms", "IQR ms", "img/s", "IQR img/s", "peak MiB", "eff %",
-                   "top-1 %", "@px", "error"]
+                   "top-1 %", "@px", "others", "error"]
 PROFILE_FOOTER = ("latency: batch 1, median (p50)/p90/p99 and IQR of timed runs after warm-up, device synchronised, "
                   "no preprocessing; img/s: median at the batch size, measured first in a fresh process (as a "
                   "user's new serving process; peak memory and FLOPs are measured in a separate one); MiB = 2^20 bytes, weights at the run's dtype "
                   "and fp32; GFLOPs per image = 2 x GMACs (torch.utils.flop_counter, attention included); "
                   "peak MiB: CPU peak RSS over the idle process after importing torch, GPU max allocated; "
-                  "eff: achieved FLOP/s over this machine's measured peak (best of matmul and conv); top-1: published, at @px.")
+                  "eff: achieved FLOP/s over this machine's measured peak (best of matmul and conv); top-1: published, at @px; "
+                  + OTHERS_LEGEND)
+
+
+def others_cell(p: Any) -> str:
+    """'0.02', '0.85!' (flagged: contended or inconsistent) or '-' (not metered)."""
+    return fmt(p.others_cpu_cores, 2) + ("!" if p.flagged else "")
 
 
 def _profile_row(p: Any) -> list[str]:
@@ -30,7 +39,7 @@ def _profile_row(p: Any) -> list[str]:
            fmt(p.latency_ms_p90, 2), fmt(p.latency_ms_p99, 2), fmt(p.latency_ms_iqr, 2), fmt(p.throughput_img_s, 2),
            fmt(p.throughput_iqr, 2), fmt(p.peak_memory_mb, 1),
            fmt(None if p.efficiency is None else 100 * p.efficiency, 1), fmt(p.top1, 2), fmt(p.top1_size),
-           p.error or ""]
+           others_cell(p), p.error or ""]
     if p.peak_reserved_mb is not None:
         row.insert(16, fmt(p.peak_reserved_mb, 1))
     return row
@@ -54,7 +63,7 @@ def graph_profile_footer(title: str, module: str) -> str:
             f"{module} but not torch (the graph was built and checked in another one); MiB = 2^20 bytes: "
             "the graph's file, and the model's fp32 weights; GFLOPs per image = 2 x GMACs of the eager model "
             "(torch.utils.flop_counter, attention included); eff: fp32 graphs only, achieved FLOP/s over "
-            "this machine's measured fp32 peak; top-1: published, at @px.")
+            "this machine's measured fp32 peak; top-1: published, at @px; " + OTHERS_LEGEND)
 
 
 GRAPH_HEADERS = ["model", "batch", "graph", "recipe", "file MiB", "export s", "quant s", "checked on", "top-1 agree %",
@@ -92,7 +101,30 @@ def _profile_quality(runs: Sequence[Any]) -> list[str]:
         if p.noisy:
             lines.append(f"{p.model} batch {p.batch_size}: NOISY, {p.noisy} after measuring twice (another process "
                          "busy on these cores?): measure again on a quiet machine before trusting it.")
+        lines += flag_lines(p)
     return list(dict.fromkeys(lines))
+
+
+def flag_lines(p: Any) -> list[str]:
+    """The CONTENDED and INCONSISTENT lines of a row."""
+    lines = []
+    if p.contended:
+        lines.append(f"{p.model} batch {p.batch_size}: CONTENDED, {p.contended}, after a pause and a second "
+                     "measurement: the figures are slower than this machine runs the model; kept, never reused by "
+                     "recommend as measured.")
+    if p.inconsistent:
+        lines.append(f"{p.model} batch {p.batch_size}: INCONSISTENT, {p.inconsistent}: kept, never reused by "
+                     "recommend as measured.")
+    return lines
+
+
+def show_waiting(holder: Any, waited_s: float) -> None:
+    """The line export --measure prints while another vischoose is timing on this machine (about every 10 s)."""
+    import sys
+
+    if waited_s < 0.5 or waited_s % 10 < 0.5:
+        who = f": {holder.describe()}" if holder else ""
+        sys.stderr.write(f"waiting for another vischoose measurement{who} (waited {waited_s:.0f} s)\n")
 
 
 def _profile_notes(runs: Sequence[Any]) -> list[str]:
@@ -245,8 +277,10 @@ def show_export(rep: Any, as_json: bool) -> None:
                    f"MiB = 2^20 bytes.")
         if measured:
             threads = f"{rep.threads} threads" if rep.threads else "default threads (one per core)"
+            busy = f"; CONTENDED: {rep.contended}, after a pause and a second measurement" if rep.contended else ""
             typer.echo(f"img/s b1: ONNX Runtime CPU, batch 1, median, {threads}; eager fp32: "
-                       f"{rep.eager_img_s_batch1:,.1f} img/s.")
+                       f"{rep.eager_img_s_batch1:,.1f} img/s; others took {fmt(rep.others_cpu_cores, 2)} cores "
+                       f"meanwhile{busy}.")
         for v in rep.variants:
             if v.note:
                 typer.echo(f"{v.precision}: {v.note}.")

@@ -62,6 +62,8 @@ class ExportReport:
     runtime: str = ""
     format: str = ""
     accuracy: accuracy.AccuracyAware | None = None  # --max-accuracy-drop: the float layers and the held-out drop
+    others_cpu_cores: float | None = None  # --measure: what the rest of the machine took meanwhile, cores
+    contended: str | None = None  # --measure: others took too much, still after a pause and a second measurement
 
     @property
     def shipped(self) -> "BuiltVariant":
@@ -83,7 +85,7 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
                  min_agreement: float = verdict.MIN_AGREEMENT, measure_s: float = 0.0,
                  threads: int | None = None, format: str = "onnx", data: str | Path | None = None,
                  max_accuracy_drop: float | None = None, max_revert_steps: int = accuracy.MAX_STEPS,
-                 labels: str | Path | None = None) -> ExportReport:
+                 labels: str | Path | None = None, wait: bool = True, on_wait: Any = None) -> ExportReport:
     """Export a model in a runtime's format at a precision, checked against eager fp32; write `out` only if it passes.
 
     Args:
@@ -93,6 +95,8 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
             layers go back to float until it holds (runtimes.accuracy); without --calibration, the half of the
             images that chooses the layers calibrates. max_revert_steps: at most that many re-quantizations.
         labels: with data, a file mapping its folder names or CSV labels to classes, as for evaluate.
+        wait, on_wait: with measure_s, wait for another vischoose timing on this machine (on_wait(holder, seconds)
+            hears whom it waits for), or raise MeasurementBusyError (wait False: --no-wait).
 
     Raises:
         UsageError: bad options, an unwritable `out`, a calibration folder without readable images, a runtime
@@ -126,7 +130,8 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
         judged_at = min_agreement if aware is None else 0.0
         variants = [_judged(runtime, loaded, a, calib, batch, reference, judged_at, threads) for a in built]
         variants = variants if aware is None else _within_drop(variants, aware)
-        variants, eager_img_s = _measured(runtime, loaded, built, variants, size, measure_s, threads)
+        variants, eager_img_s, others = _measured(runtime, loaded, built, variants, size, measure_s, threads,
+                                                  (wait, on_wait))
         written = variants[-1].status != verdict.REJECTED
         if written:
             files.publish(Path(built[-1].path), out)
@@ -137,7 +142,7 @@ def export_model(model: str, out: str | Path, precision: str = "fp32", calibrati
                         precision=precision, out=str(out) if written else None,
                         skipped=calib.skipped if calib else (), eager_img_s_batch1=eager_img_s,
                         threads=threads, runtime_versions=_versions(runtime), runtime=runtime.name, format=format,
-                        accuracy=aware)
+                        accuracy=aware, **(others or {}))
 
 
 def _check_options(format: str, precision: str, min_agreement: float, input_size: int | None) -> Runtime:
@@ -280,10 +285,31 @@ def _judged(runtime: Runtime, loaded: "LoadedModel", artifact: Artifact, calib: 
 
 
 def _measured(runtime: Runtime, loaded: "LoadedModel", built: list[Artifact], variants: list[BuiltVariant],
-              size: int, measure_s: float, threads: int | None) -> tuple[list[BuiltVariant], float | None]:
-    """Batch-1 throughput of each variant (on its runtime) and of eager fp32, when measure_s > 0."""
+              size: int, measure_s: float, threads: int | None,
+              waiting: tuple[bool, Any]) -> tuple[list[BuiltVariant], float | None, dict[str, Any] | None]:
+    """Batch-1 throughput of each variant (on its runtime) and of eager fp32, when measure_s > 0, holding the
+    machine's measurement lock; measured again once after a pause when others took too much of the machine
+    (measure.contention). Returns the variants, eager's img/s and what others took ({others_cpu_cores, contended})."""
     if measure_s <= 0:
-        return variants, None
+        return variants, None, None
+    from vischoose.measure import contention, lock, process
+
+    with lock.exclusive(f"{loaded.tag} at {runtime.name}, for: {lock.command_line()}", *waiting):
+        meter = contention.Meter(process.capped_threads(threads))
+        mark = meter.start()
+        timed, eager_img_s = _timed(runtime, loaded, built, variants, size, measure_s, threads)
+        reading = meter.read(mark)
+        if reading.contended:
+            meter.wait_quiet()
+            mark = meter.start()
+            timed, eager_img_s = _timed(runtime, loaded, built, variants, size, measure_s, threads)
+            reading = meter.read(mark)
+    return timed, eager_img_s, {"others_cpu_cores": round(reading.others_cores, 3),
+                                "contended": reading.why() if reading.contended else None}
+
+
+def _timed(runtime: Runtime, loaded: "LoadedModel", built: list[Artifact], variants: list[BuiltVariant],
+           size: int, measure_s: float, threads: int | None) -> tuple[list[BuiltVariant], float]:
     from vischoose.measure.timing import time_call
     from vischoose.runtimes.torch_eager import time_eager
 
