@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from vischoose.errors import VischooseError
 from vischoose.measure import peak, process, timing
+from vischoose.runtimes import registry
 from vischoose.measure.protocol import (
     Job,
     Result,
@@ -102,6 +103,7 @@ def memory_pass(net: Any, make_input: Callable[[int], Any], batch: int, device: 
             torch.cuda.synchronize(device)
             return {"peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
                     "reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20}
+        process.trim_heap()  # what loading the weights freed is not the model's
         was_reset = process.reset_peak_rss()
         net(make_input(batch))
         return {"peak_mb": process.peak_rss_mb() - baseline_mb, "reset": was_reset}
@@ -143,8 +145,11 @@ def memory(job: Job, result: Result) -> None:
 
     start(job, result)
     phase = phase_reporter(job, result)
+    # torch, timm (and inductor, to compile): what a process running the model loads first, not charged to it
+    result["baseline_includes"] = registry.get(registry.TORCH).prepare_host(compiled=job["compile"])
     gc.collect()
-    baseline_mb = process.rss_mb()  # the idle child after importing torch: not charged to the model
+    process.trim_heap()  # as before each peak: the baseline and the peaks count the heap alike
+    baseline_mb = process.rss_mb()
     result["baseline_rss_mb"] = baseline_mb
     loaded = _loaded(job, result, phase)
     if loaded is None:
@@ -236,6 +241,7 @@ def trial(job: Job, result: Result) -> None:
 
     device_name, phase = start(job, result), phase_reporter(job, result)
     device, batch = torch.device(job["device"]), job["batch"]
+    result["baseline_includes"] = registry.get(registry.TORCH).prepare_host(compiled=job["compile"])
     gc.collect()
     baseline_mb, _ = process.rss_mb(), process.reset_peak_rss()
     torch.manual_seed(0)  # random init: the same weights in every trial

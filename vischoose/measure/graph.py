@@ -123,21 +123,28 @@ def _forward(job: Job, result: Result) -> tuple[timing.Call, Any]:
 
 
 def memory(job: Job, result: Result) -> None:
-    """Peak RSS over the idle process (the runtime imported) of one run at each batch size, smallest first."""
-    import importlib
+    """Peak RSS of one run at each batch size, smallest first, over a baseline taken once the runtime's host binding
+    is loaded (Runtime.prepare_host: what a deployed process has before any model), then the runtime's own account."""
+    import gc
 
     import numpy  # noqa: F401  (imported before the baseline: a deployed process has it too)
 
-    importlib.import_module(registry.get(job["runtime"]).module)
+    runtime = registry.get(job["runtime"])
+    includes = runtime.prepare_host()
+    gc.collect()
+    process.trim_heap()  # as before each peak: the baseline and the peaks count the heap alike
     baseline = process.rss_mb()
-    result["baseline_rss_mb"] = baseline
+    result.update(baseline_rss_mb=baseline, baseline_includes=includes)
     forward, artifact = _forward(job, result)
     phase = phase_reporter(job, result)
     for batch in sorted(job["batch_sizes"]):
         phase("memory", batch)
+        process.trim_heap()  # what loading freed is not the model's
         process.reset_peak_rss()
         forward(verdict.random_batch(artifact.input_size, n=batch))
         result["memory"][str(batch)] = {"peak_mb": process.peak_rss_mb() - baseline}
+    phase("memory plan")  # after the peaks: what reading the plan imports is not the model's
+    result["runtime_memory"] = runtime.memory_plan(artifact)
     result.update(status="done", phase="done", batch_size=None)
 
 

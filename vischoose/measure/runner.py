@@ -47,7 +47,7 @@ LineSink = Callable[[str], None]
 Runner = Callable[[list[str], dict[str, str], LineSink], int]
 Progress = Callable[[str, str, float], None]  # (model, what it is doing, seconds since the model started)
 TIMING_KEYS = ("latency", "remeasured", "inconsistent")  # what a timing child adds beside its throughput
-MEMORY_KEYS = ("baseline_rss_mb",)  # what a graph's memory child adds beside its peaks
+MEMORY_KEYS = ("baseline_rss_mb", "baseline_includes", "runtime_memory")  # a graph's memory child's, beside peaks
 
 
 @dataclass(frozen=True)

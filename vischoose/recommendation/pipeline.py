@@ -42,7 +42,7 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
     dataset = _dataset(data, labels, max_accuracy_drop)  # a bad data set fails here, before anything is measured
     profiles, evals = _figures(results)
     evals = shippable(evals, dataset)
-    lines = _unused_limit(preset, dataset)
+    lines, skipped = _unused_limit(preset, dataset), []
     if measure:
         from vischoose.recommendation import measuring  # only here: recommend on stored figures starts fast
 
@@ -55,7 +55,7 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
                                                            fresh, on_plan=measurer.plan)
         finally:
             measurer.close()
-        profiles, lines = profiles + measured, lines + log.lines()
+        profiles, lines, skipped = profiles + measured, lines + log.lines(), log.skipped
     flagged = _flagged(entries, extra, preset, profiles)
 
     def rank(found: list[EvalResult]) -> Recommendation:
@@ -70,7 +70,7 @@ def advise(target: str = "cloud", models: list[str] | None = None, results: list
         lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
-    rec = rec._replace(notes=rec.notes + tuple(flagged)) if flagged else rec
+    rec = rec._replace(notes=rec.notes + tuple(flagged), unmeasured_why=tuple(skipped))
     return rec._replace(measure_log=tuple(lines)) if lines else rec
 
 

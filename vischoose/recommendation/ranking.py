@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from vischoose.errors import NoModelFitsError
 from vischoose.models.catalog import MIB, CatalogEntry
 from vischoose.models.catalog import load as load_catalog
+from vischoose.recommendation import memory
 from vischoose.recommendation.presets import Preset
 from vischoose.results.records import EvalResult, Profile
 from vischoose.runtimes import registry
@@ -29,6 +30,8 @@ CONSTRAINTS = {
     "min_top1": ("top1", False, "--min-top1", "%"),
     "max_params_m": ("params_m", True, "--max-params-m", "M params"),
 }
+_FIGURE_WORDS = {"memory_mb": "memory", "latency_ms": "latency", "throughput": "throughput", "top1": "top-1",
+                 "params_m": "parameter count"}
 _LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_throughput": "throughput floor",
            "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
 # timm's published CPU latency (i9-10940X, batch 1, fp32) used to estimate unmeasured models of a family
@@ -95,6 +98,8 @@ class Recommendation(NamedTuple):
     preset: Preset
     notes: tuple[str, ...] = ()
     measure_log: tuple[str, ...] = ()  # recommend --measure: what was measured and skipped
+    unmeasured: list[Candidate] = []  # no figure for a limit only measuring checks: not measured, not rejected
+    unmeasured_why: tuple[tuple[str, str], ...] = ()  # (model, why it was not measured), from recommend --measure
 
 
 def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list[Profile],
@@ -102,9 +107,10 @@ def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list
     """Figures for each catalog entry (and extra (model, tag) pairs known only from profiles)."""
     catalog = {**load_catalog(), **{e.alias: e for e in entries}}  # latency estimates need the family references
     order = preference_order(preset)
-    local = local_points(catalog, preset, profiles, order)
-    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, catalog, local) for e in entries]
-    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, catalog, local) for m, t in extra]
+    local, peaks = local_points(catalog, preset, profiles, order), peak_peers(catalog, preset, profiles, order)
+    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, catalog, local, peaks)
+             for e in entries]
+    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, catalog, local, peaks) for m, t in extra]
     return cands
 
 
@@ -122,7 +128,8 @@ def local_points(catalog: dict[str, CatalogEntry], preset: Preset, profiles: lis
 
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
                order: list[Variant], profiles: list[Profile], evals: list[EvalResult],
-               catalog: dict[str, CatalogEntry], local: dict[estimates.Group, list[estimates.Point]]) -> Candidate:
+               catalog: dict[str, CatalogEntry], local: dict[estimates.Group, list[estimates.Point]],
+               peaks: dict[memory.Group, list[memory.Peer]] | None = None) -> Candidate:
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
     mine = [e for e in evals if e.model == model or e.tag == tag]
     torch_fp32 = matching_profiles(profiles, model, tag, preset, TORCH_FP32)
@@ -144,7 +151,7 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
         stand_in = torch_fp32 if variant.runtime != "torch" and not rows else []
         figs: dict[str, Figure] = {}
         _top1(figs, entry, mine, variant, rows)
-        _size(figs, entry, rows, stand_in, preset, variant)
+        _size(figs, entry, rows, stand_in, preset, variant, peaks)
         _aware_size(figs, evaluated, preset)
         _speed(figs, entry, rows or stand_in, preset, catalog, variant, bool(stand_in), local)
         violations, missing, excess = _limits(figs, preset, model, variant)
@@ -328,20 +335,44 @@ def _measured_top1_note(ev: EvalResult, variant: Variant) -> str:
     return f"on {ev.images} images of {ev.dataset}{where}{ci}{drop}"
 
 
+def _peak(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile], stand_in: list[Profile],
+          variant: Variant, label: str, params: float, peaks: dict[memory.Group, list[memory.Peer]]) -> None:
+    """--memory-basis peak: the measured peak (recommendation.memory: the on-device one), torch fp32's standing in
+    for an unmeasured fp32 graph, or an estimate from the models of the family measured here; else none (the model
+    is then listed as not measured, not rejected)."""
+    found = memory.peak_figure(rows, variant, label)
+    borrowed = next((p for p in stand_in if memory.usable(p)), None) if variant.precision == "fp32" else None
+    if found is None and borrowed is not None:
+        found = (borrowed.peak_memory_mb, "measured", f"peak inference memory, torch float32, standing in for "
+                                                      f"{variant.label}")
+    if found is None and entry is not None:
+        per = INT8_BYTES_PER_PARAM.get(entry.family, INT8_BYTES_UNKNOWN) if variant.precision == "int8" else \
+            bytes_per_param(variant.dtype)
+        found = memory.estimate(entry.alias, params * 1e6 * per / MIB, (variant.runtime, variant.dtype, entry.family),
+                                peaks)
+    if found is not None:
+        figs["memory_mb"] = Figure(*found)
+
+
+def peak_peers(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list[Profile],
+               order: list[Variant]) -> dict[memory.Group, list[memory.Peer]]:
+    """The catalog models measured here with a usable peak, per runtime, dtype and family (--memory-basis peak)."""
+    if preset.constraints.memory_basis != "peak":
+        return {}
+    return memory.group_peers([((v.runtime, v.dtype, e.family), p) for e in catalog.values()
+                               for v in {*order, TORCH_FP32} for p in matching_profiles(profiles, e.alias, e.tag,
+                                                                                         preset, v)])
+
+
 def _size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile], stand_in: list[Profile],
-          preset: Preset, variant: Variant) -> None:
+          preset: Preset, variant: Variant, peaks: dict[memory.Group, list[memory.Peer]] | None = None) -> None:
     params = entry.params / 1e6 if entry else next((p.params_m for p in rows + stand_in if p.params_m), None)
     if params is None:
         return
     figs["params_m"] = Figure(params, "published" if entry else "measured")
     label = variant.dtype if variant.runtime == "torch" else variant.label
     if preset.constraints.memory_basis == "peak":
-        peak = next((p for p in rows if p.peak_memory_mb is not None), None)
-        if peak is not None:
-            figs["memory_mb"] = Figure(peak.peak_memory_mb, "measured", f"peak inference memory, {label}")
-        elif variant.precision == "fp32" and (borrowed := next((p for p in stand_in if p.peak_memory_mb), None)):
-            figs["memory_mb"] = Figure(borrowed.peak_memory_mb, "measured",
-                                       f"peak inference memory, torch float32, standing in for {variant.label}")
+        _peak(figs, entry, rows, stand_in, variant, label, params, peaks or {})
     elif filed := next((p for p in rows if p.file_mb), None):
         figs["memory_mb"] = Figure(filed.file_mb, "measured", f"{variant.label} file")
     elif variant.precision == "int8" and entry and entry.int8_mib:
@@ -456,7 +487,9 @@ def _limits(figures: dict[str, Figure], preset: Preset, model: str,
         fig = figures.get(fig_name)
         if fig is None:
             how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
-            missing.append(f"no {fig_name.replace('_', ' ')} figure to check the {_LABELS[key]} "
+            what = "peak memory" if key == "max_memory_mb" and preset.constraints.memory_basis == "peak" else \
+                _FIGURE_WORDS[fig_name]
+            missing.append(f"not measured: no {what} figure to check the {_LABELS[key]} against "
                            f"(measure it: vischoose profile --target {preset.name} {how}{model})")
             continue
         bad = fig.value > limit if is_max else fig.value < limit
@@ -505,6 +538,7 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
     rejected = sorted((c for c in cands if not c.fits), key=lambda c: (c.excess, c.model))
     if not fitting:
         raise _nothing_fits(rejected, preset)
+    rejected, unmeasured = [c for c in rejected if not unmeasured_only(c)], [c for c in rejected if unmeasured_only(c)]
     preferred = next((c for p in preset.prefer for c in fitting if c.model == p), None)
     if preferred:
         chosen = preferred
@@ -512,10 +546,11 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
     else:
         chosen = fitting[0]
         reason = f"best by {', '.join(preset.sort)} among the {len(fitting)} models that meet every constraint"
-        misses = [c for p in preset.prefer for c in rejected if c.model == p]
+        misses = [c for p in preset.prefer for c in rejected + unmeasured if c.model == p]
         if misses:
             why = misses[0].reasons[0]
-            reason += f"; the guide's choice {misses[0].model} was rejected: {why}"
+            verb = "was not measured" if unmeasured_only(misses[0]) else "was rejected"
+            reason += f"; the guide's choice {misses[0].model} {verb}: {why}"
     notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
     notes += dominance_note(chosen, fitting, reason)
     if any(f.source == "estimated" for c in cands for f in c.figures.values()):
@@ -529,7 +564,12 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
                      f"vischoose profile --target {preset.name} --runtime onnxruntime --precision int8 MODEL")
     return Recommendation(target=preset.name, chosen=chosen, reason=reason,
                           runners_up=[c for c in fitting if c is not chosen], rejected=rejected,
-                          pareto=pareto_front(cands), preset=preset, notes=tuple(notes))
+                          pareto=pareto_front(cands), preset=preset, notes=tuple(notes), unmeasured=unmeasured)
+
+
+def unmeasured_only(cand: Candidate) -> bool:
+    """A candidate that breaks no limit but lacks a figure only measuring gives: not measured, never rejected."""
+    return bool(cand.missing) and not cand.violations
 
 
 def dominated_by(cand: Candidate, others: list[Candidate]) -> list[Candidate]:
@@ -571,6 +611,11 @@ def _nothing_fits(rejected: list[Candidate], preset: Preset) -> NoModelFitsError
                 needs.append(f"{flag} {_round_to_admit(value, is_max)}")
         needs += c.unusable[:1]  # the smaller graph that was rejected: relaxing the budget is not the only way
         parts.append(f"{c.model} ({', '.join(needs)})" if needs else f"{c.model} ({(c.reasons or ('?',))[0]})")
+    unmeasured = [c.model for c in rejected if unmeasured_only(c)]
+    if len(unmeasured) == len(rejected):  # nothing breaks a limit: nothing was measured that could
+        return NoModelFitsError(f"No model is known to fit target '{preset.name}': {len(unmeasured)} candidate(s) "
+                                f"not measured ({'; '.join(parts)}).",
+                                hint="Measure them: vischoose recommend --measure (or --measure-all), or profile.")
     return NoModelFitsError(
         f"No model fits target '{preset.name}'; closest: {'; '.join(parts)}.",
         hint="Relax a constraint as shown, or add candidates with --models.")

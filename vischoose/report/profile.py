@@ -22,7 +22,8 @@ PROFILE_FOOTER = ("latency: batch 1, median (p50)/p90/p99 and IQR of timed runs 
                   "no preprocessing; img/s: median at the batch size, measured first in a fresh process (as a "
                   "user's new serving process; peak memory and FLOPs are measured in a separate one); MiB = 2^20 bytes, weights at the run's dtype "
                   "and fp32; GFLOPs per image = 2 x GMACs (torch.utils.flop_counter, attention included); "
-                  "peak MiB: CPU peak RSS over the idle process after importing torch, GPU max allocated; "
+                  "peak MiB: CPU peak RSS of one forward over the process before loading the model (the baseline "
+                  "line says what it held; freed heap given back first), GPU max allocated; "
                   "eff: achieved FLOP/s over this machine's measured peak (best of matmul and conv); top-1: published, at @px; "
                   + OTHERS_LEGEND)
 
@@ -66,12 +67,13 @@ def graph_profile_footer(title: str, module: str) -> str:
             "this machine's measured fp32 peak; top-1: published, at @px; " + OTHERS_LEGEND)
 
 
-GRAPH_HEADERS = ["model", "batch", "graph", "recipe", "file MiB", "export s", "quant s", "checked on", "top-1 agree %",
-                 "max |diff|", "cosine", "status"]
+GRAPH_HEADERS = ["model", "batch", "graph", "recipe", "file MiB", "plan MiB", "export s", "quant s", "checked on",
+                 "top-1 agree %", "max |diff|", "cosine", "status"]
 def graph_footer(titles: str, modules: str) -> str:
     """The footer under the graph table."""
-    return (f"graph: the exported file {titles} ran (MiB above = its file size; peak MiB = peak RSS over the "
-            f"idle process after importing {modules}, no torch); agreement with the eager fp32 model on one "
+    return (f"graph: the exported file {titles} ran (MiB above = its file size; peak MiB = peak RSS of one run over "
+            f"a process with {modules}'s host binding loaded, as the baseline line says; plan MiB = the runtime's own "
+            "accounting of the file, where it keeps one); agreement with the eager fp32 model on one "
             "fixed batch: share of images with the same top-1 class, largest |logit difference|, smallest "
             "per-image cosine of the logits. status: ok; rejected (below --min-agreement on your images: never "
             "recommended); unverified (random inputs or random weights: pass pretrained weights and "
@@ -81,7 +83,7 @@ def graph_footer(titles: str, modules: str) -> str:
 def _graph_row(p: Any) -> list[str]:
     checked = f"{fmt(p.agreement_images)} {'images' if p.agreement_source == 'images' else 'random inputs'}"
     return [p.model, str(p.batch_size), {"float32": "fp32", "int8": "int8"}.get(p.dtype, p.dtype), p.recipe or "-",
-            fmt(p.file_mb, 1), fmt(p.export_s, 1), fmt(p.quantize_s, 1), checked if p.agreement_images else "",
+            fmt(p.file_mb, 1), fmt(p.runtime_memory_mb, 1), fmt(p.export_s, 1), fmt(p.quantize_s, 1), checked if p.agreement_images else "",
             fmt(None if p.agreement_top1 is None else 100 * p.agreement_top1, 1),
             fmt(p.agreement_max_abs_diff, 3), fmt(p.agreement_cosine, 4), p.variant_status or ""]
 
@@ -133,6 +135,10 @@ def _profile_notes(runs: Sequence[Any]) -> list[str]:
                           for r in runs if r.detail.get("machine_peak_gflops_s"))
     notes = [f"Machine peak, best of dense kernels (cached under VISCHOOSE_HOME): {'; '.join(peaks)}."] if peaks else []
     notes += list(dict.fromkeys(n for r in runs for n in r.notes))
+    notes += list(dict.fromkeys(f"peak MiB baseline ({r.profile.runtime}): {r.profile.baseline_includes}."
+                                for r in runs if r.profile.baseline_includes))
+    notes += list(dict.fromkeys(f"{r.profile.model}: {r.profile.runtime_memory_note}." for r in runs
+                                if r.profile.runtime_memory_note))
     if any(r.profile.compiled for r in runs):
         notes.append("compile: peak MiB includes what torch.compile keeps resident (compiled code, compiler state).")
     if any(r.profile.top1_size and r.profile.input_size != r.profile.top1_size for r in runs):

@@ -109,6 +109,7 @@ def recommendation_dict(rec) -> dict[str, Any]:
     return {"target": rec.target, "description": rec.preset.description, "chosen": cand(rec.chosen),
             "reason": rec.reason, "runners_up": [cand(c) for c in rec.runners_up],
             "rejected": [cand(c) for c in rec.rejected], "pareto": sorted(rec.pareto),
+            "not_measured": [{**cand(c), "why_not_measured": _not_measured_why(rec, c)} for c in rec.unmeasured],
             "constraints": {k: v for k, v in rec.preset.constraints._asdict().items() if v is not None},
             "conditions": {"device": spec.device, "dtype": spec.dtype, "batch_size": spec.batch_size,
                            "threads": spec.threads, "channels_last": spec.channels_last,
@@ -147,6 +148,7 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         typer.echo("\nRejected:")
         typer.echo(table(["model", "why"], [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
                                              + "; ".join(r.reasons)] for r in rec.rejected]))
+    _show_unmeasured(rec)
     typer.echo(f"\nPareto front (top-1 vs latency vs memory, over every candidate, rejected ones included): "
                f"{', '.join(sorted(rec.pareto)) or '-'}")
     typer.echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
@@ -155,6 +157,22 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         typer.echo(f"Note: {note}")
     for line in rec.measure_log:
         typer.echo(f"Measured for this answer: {line}")
+
+
+def _show_unmeasured(rec) -> None:
+    """The candidates that lack a figure only measuring gives: listed apart from the rejected, with why."""
+    if rec.unmeasured:
+        typer.echo("\nNot measured (no figure yet for a limit only measuring checks; not rejected):")
+        typer.echo(table(["model", "missing", "why not measured"],
+                         [[r.model, ("" if r.plain else f"as {r.variant.label}: ") + "; ".join(r.reasons),
+                           _not_measured_why(rec, r)] for r in rec.unmeasured]))
+
+
+def _not_measured_why(rec, cand) -> str:
+    """Why a candidate has no figure: what recommend --measure said when it stopped, else how to measure it."""
+    said = dict(rec.unmeasured_why).get(cand.model)
+    return said or ("not measured here yet: recommend --measure measures what can change the answer, --measure-all "
+                    "every candidate")
 
 
 def show_presets(presets, as_json: bool) -> None:

@@ -49,6 +49,9 @@ class Profile:
     throughput_img_s: float | None = None  # at batch_size
     throughput_iqr: float | None = None
     peak_memory_mb: float | None = None  # over the idle process baseline (CPU) or max allocated (GPU)
+    baseline_includes: str | None = None  # CPU: what the baseline process had loaded (None: stored before it was said)
+    runtime_memory_mb: float | None = None  # the runtime's own accounting of its file (ExecuTorch's memory plan, ...)
+    runtime_memory_note: str | None = None  # what that accounting covers and what it leaves out
     peak_reserved_mb: float | None = None  # GPU only
     efficiency: float | None = None  # achieved FLOP/s over this machine's measured matmul peak
     noisy: str | None = None  # a timing phase still too spread after measuring it twice (why), else None

@@ -34,6 +34,25 @@ class OnnxRuntime(Runtime):
     format: ClassVar[str] = "onnx"
     reverts_layers: ClassVar[bool] = True
     builds_from_fp32: ClassVar[bool] = True
+    host_modules: ClassVar[tuple[str, ...]] = ("numpy",)  # its Python binding exchanges numpy arrays
+
+    def prepare_host(self, compiled: bool = False) -> str:
+        """onnxruntime and numpy, and the providers listed (the CPU execution provider is in the core library, loaded
+        with it; the ORT environment is made with the first session, as in any process that runs a model)."""
+        import onnxruntime
+
+        text = super().prepare_host()
+        return f"{text} (providers: {', '.join(onnxruntime.get_available_providers())})"
+
+    def memory_plan(self, artifact: Artifact) -> dict[str, Any] | None:
+        """The initializers' bytes as the file holds them (the weights ONNX Runtime loads; its CPU kernels may keep
+        prepacked copies beside them). Its arena, which holds the activations, is not exposed by its Python API."""
+        from vischoose.runtimes.ortbuild import initializer_bytes
+
+        weights = initializer_bytes(artifact.path) / files.MIB
+        return {"constant_mb": weights, "total_mb": weights,
+                "note": f"ONNX Runtime: initializers {weights:,.1f} MiB; its arena (activations) is not exposed by its "
+                        "Python API"}
 
     def __init__(self, opset: int | None = None) -> None:
         self.opset = opset  # None: the exporter's default
