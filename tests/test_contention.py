@@ -238,3 +238,23 @@ def test_recommend_never_reuses_a_flagged_row_as_measured(tmp_path):
     rec = recommend(build_candidates(entries, preset, [flagged, *new], []), preset)
     assert rec.chosen.figures["latency_ms"].source == "measured" and rec.chosen.figures["latency_ms"].value == 42.0
     assert reuse.flagged_lines(entries, [], preset, [flagged, *new]) == []  # a clean row is used: nothing to say
+
+
+def test_what_others_took_is_on_every_stored_row_and_in_the_report(runner, tmp_path):
+    from vischoose.cli import app
+    from vischoose.results.store import open_store
+
+    busy = Profile(model="resnet50", tag="resnet50.a1_in1k", device="cpu", dtype="float32", batch_size=1,
+                   input_size=224, latency_ms_p50=40.0, throughput_img_s=25.0, others_cpu_cores=0.9,
+                   contended="img/s: others took 0.90 cores (limit 0.10)")
+    quiet = replace(busy, model="resnet18", tag="resnet18.a1_in1k", others_cpu_cores=0.02, contended=None)
+    with open_store() as store:
+        store.add_profiles([busy, quiet])
+    listed = runner.invoke(app, ["results", "list"])
+    assert listed.exit_code == 0, listed.stderr
+    assert " 0.90! " in listed.stdout and " 0.02 " in listed.stdout
+    report = tmp_path / "report.md"
+    assert runner.invoke(app, ["results", "report", "--out", str(report), "--no-plot"]).exit_code == 0
+    text = report.read_text()
+    assert ("- result 1 (resnet50, batch 1): measured while the machine was not free or self-contradicting: contended "
+            "(img/s: others took 0.90 cores (limit 0.10))") in text
