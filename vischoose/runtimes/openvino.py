@@ -65,8 +65,9 @@ class OpenVino(Runtime):
         xml = Path(artifact.path)
         weights = xml.with_suffix(".bin").stat().st_size / MIB if xml.with_suffix(".bin").is_file() else 0.0
         return {"constant_mb": weights, "total_mb": weights,
-                "note": f"OpenVINO: constants {weights:,.1f} MiB (the IR's .bin); the compiled model's memory is not "
-                        "exposed by its API; the CPU plugin (loaded with the first model) is counted in the peak"}
+                "note": f"OpenVINO: constants {weights:,.1f} MiB (the IR's .bin, which stays memory-mapped beside the "
+                        "CPU plugin's repacked copy of the weights: both are resident); the compiled model's memory is "
+                        "not exposed by its API; the CPU plugin (loaded with the first model) is counted in the peak"}
 
     def missing(self) -> str | None:
         """Not installed, or not an x86-64 CPU (vischoose measures OpenVINO's x86 CPU plugin only)."""
