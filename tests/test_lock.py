@@ -140,6 +140,8 @@ def test_profile_waits_for_another_measurement_then_measures(tmp_path):
                                          "profile resnet50, running ")
     assert runs[0].profile.ok and runs[0].profile.latency_ms_p50 > 0
     assert seen.index(waits[-1]) < max(i for i, w in enumerate(seen) if w.startswith("latency"))
+    # the memory child times nothing: it ran while the other held the machine, before the timing child waited
+    assert max(i for i, w in enumerate(seen) if w.startswith("memory")) < seen.index(waits[0])
 
 
 @pytest.mark.slow
