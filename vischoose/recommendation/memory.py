@@ -48,7 +48,7 @@ def peak_figure(rows: list[Profile], variant: Variant, label: str) -> tuple[floa
     if runtime and runtime.host_only:
         note += f", the on-device figure: over a process with the host binding loaded ({runtime.host_only})"
     if row.runtime_memory_mb is not None:
-        note += f"; {row.runtime_memory_note or 'the runtime accounts for'} ({row.runtime_memory_mb:,.1f} MiB)"
+        note += f"; the runtime's own accounting {row.runtime_memory_mb:,.1f} MiB ({row.runtime_memory_note or '-'})"
     return row.peak_memory_mb, "measured", note
 
 

@@ -164,7 +164,8 @@ def _show_unmeasured(rec) -> None:
     if rec.unmeasured:
         typer.echo("\nNot measured (no figure yet for a limit only measuring checks; not rejected):")
         typer.echo(table(["model", "missing", "why not measured"],
-                         [[r.model, ("" if r.plain else f"as {r.variant.label}: ") + "; ".join(r.reasons),
+                         [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
+                           + "; ".join(why.removeprefix("not measured: ") for why in r.reasons),
                            _not_measured_why(rec, r)] for r in rec.unmeasured]))
 
 
