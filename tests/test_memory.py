@@ -152,3 +152,15 @@ def test_recommend_peak_lists_the_unmeasured_as_not_measured_and_keeps_a_fitting
     assert "\nNot measured (no figure yet for a limit only measuring checks; not rejected):\n" in out
     rejected_part = out.split("\nRejected:\n")[1].split("\nNot measured")[0] if "\nRejected:\n" in out else ""
     assert "vit_b16 " not in rejected_part
+
+
+def test_not_measured_says_why_recommend_measure_stopped():
+    from tests.test_recommendation import prof, run
+    from vischoose.report.tables import recommendation_dict
+
+    rec = run("mobile", profiles=[prof("resnet18", latency=10.0, peak=80.0)], max_memory_mb=300, memory_basis="peak",
+              models=["resnet18", "vit_s16"])
+    why = "resnet50, the selection guide's choice, was measured and meets every constraint"
+    data = recommendation_dict(rec._replace(unmeasured_why=(("vit_s16", why),)))
+    assert [(c["model"], c["why_not_measured"]) for c in data["not_measured"]] == [("vit_s16", why)]
+    assert data["rejected"] == []
