@@ -131,7 +131,7 @@ def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
 
     seed_peak(isolated_home)
     seen = []
-    rows = profiling.profile([TINY], batch_sizes=[1, 2], progress=lambda m, w, t: seen.append(w), **FAST)
+    rows = vischoose.profile([TINY], batch_sizes=[1, 2], progress=lambda m, w, t: seen.append(w), **FAST)
     assert [p.batch_size for p in rows] == [1, 2]
     p = rows[1]
     assert p.error is None and p.ok

@@ -26,6 +26,9 @@ TargetQpsOpt = Annotated[float | None, typer.Option("--target-qps", help="Servin
 PriceOpt = Annotated[float | None, typer.Option("--price-per-hour", help="USD per machine-hour: cost per million images "
                                                 "at the sustained (server) or best offline rate (default: the "
                                                 "target's [serve]).")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="When another vischoose is timing on this machine, exit "
+                                         f"with code {errors.EXIT_BUSY} instead of waiting for it (one timed "
+                                         "measurement at a time per machine).")]
 
 
 def runtime_opt() -> Any:

@@ -8,6 +8,7 @@ from vischoose.cli.common import (
     CalibrationOpt,
     Commands,
     JsonOpt,
+    NoWaitOpt,
     PriceOpt,
     SloOpt,
     TargetQpsOpt,
@@ -64,6 +65,7 @@ def profile_cmd(
                                            "run) instead of vischoose's (662 queries and 5 s).")] = False,
     price_per_hour: PriceOpt = None,
     target_qps: TargetQpsOpt = None,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
@@ -75,7 +77,7 @@ def profile_cmd(
         request = ProfileRequest.build(
             target, precision=precision, models=tuple(models or ()), device=device, batch_sizes=batch_size,
             dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, input_size=input_size,
-            weights=weights, time_budget_s=time_budget, runtime=runtime,
+            weights=weights, time_budget_s=time_budget, runtime=runtime, wait=not no_wait,
             calibration=str(calibration) if calibration else None, min_agreement=min_agreement, optimize=optimize,
             scenario=scenario, slo_ms=slo_ms, official=official, price_per_hour=price_per_hour, target_qps=target_qps)
         keep = None if no_save else keep_profiles

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from vischoose.cli.common import Commands, JsonOpt, PriceOpt, SloOpt, TargetQpsOpt, reported_errors
+from vischoose.cli.common import Commands, JsonOpt, NoWaitOpt, PriceOpt, SloOpt, TargetQpsOpt, reported_errors
 from vischoose.report import tables as report
 from vischoose.report.profile import ProfileProgress
 
@@ -49,6 +49,7 @@ def recommend_cmd(
     target_qps: TargetQpsOpt = None,
     price_per_hour: PriceOpt = None,
     top: Annotated[int, typer.Option(min=1, help="How many models to show before the rejections.")] = 5,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend a model for a deployment target, with a reason for every rejection."""
@@ -63,6 +64,6 @@ def recommend_cmd(
             data=str(data) if data else None, labels=str(labels) if labels else None,
             max_accuracy_drop=max_accuracy_drop, max_memory_mb=budget_mb, max_latency_ms=max_latency_ms,
             min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m, serve=serve,
-            slo_ms=slo_ms, target_qps=target_qps, price_per_hour=price_per_hour)
+            slo_ms=slo_ms, target_qps=target_qps, price_per_hour=price_per_hour, wait=not no_wait)
         rec = advise(request, progress, report.ProgressBar)
     report.show_recommendation(rec, top=top, as_json=as_json)

@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from vischoose.presets import Preset
+from vischoose.recommendation import wording
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
@@ -24,6 +25,10 @@ CONSTRAINTS = {
 }
 
 
+FIGURE_WORDS = {"memory_mb": "memory", "latency_ms": "latency", "throughput": "throughput", "top1": "top-1",
+                "params_m": "parameter count"}
+
+
 LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_throughput": "throughput floor",
            "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
 
@@ -38,9 +43,7 @@ def limits(figures: dict[str, Figure], preset: Preset, model: str,
             continue
         fig = figures.get(fig_name)
         if fig is None:
-            how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
-            missing.append(f"no {fig_name.replace('_', ' ')} figure to check the {LABELS[key]} "
-                           f"(measure it: vischoose profile --target {preset.name} {how}{model})")
+            missing.append(wording.not_measured(FIGURE_WORDS[fig_name], LABELS[key], preset, model, variant))
             continue
         bad = fig.value > limit if is_max else fig.value < limit
         if bad:

@@ -129,16 +129,28 @@ def dominance_note(chosen: "Candidate", better: "list[Candidate]", reason: str) 
             f"it is still chosen because it is {reason}"]
 
 
+def not_measured(what: str, limit: str, preset: Preset, model: str, variant: Variant) -> str:
+    """A limit with no figure to check it against: not measured (the candidate is listed apart, never rejected for
+    it), and the command that measures it. With --memory-basis peak the memory figure is the peak's."""
+    if what == "memory" and preset.constraints.memory_basis == "peak":
+        what = "peak memory"
+    how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
+    return (f"not measured: no {what} figure to check the {limit} against (measure it: vischoose profile --target "
+            f"{preset.name} {how}{model})")
+
+
 def guide_reason(preset: Preset) -> str:
     """Why the selection guide's model was chosen."""
     return f"the selection guide's choice for '{preset.name}' and it meets every constraint"
 
 
-def ranked_reason(preset: Preset, fitting: int, missed: "Candidate | None") -> str:
-    """Why the best-ranked model was chosen (and why the guide's model was not, when it was a candidate)."""
+def ranked_reason(preset: Preset, fitting: int, missed: "Candidate | None", unmeasured: bool = False) -> str:
+    """Why the best-ranked model was chosen (and why the guide's model was not, when it was a candidate: rejected, or
+    not measured)."""
     reason = f"best by {', '.join(preset.sort)} among the {fitting} models that meet every constraint"
     if missed is not None:
-        reason += f"; the guide's choice {missed.model} was rejected: {missed.reasons[0]}"
+        verb = "was not measured" if unmeasured else "was rejected"
+        reason += f"; the guide's choice {missed.model} {verb}: {missed.reasons[0]}"
     return reason
 
 

@@ -115,6 +115,7 @@ def recommendation_dict(rec) -> dict[str, Any]:
     return {"target": rec.target, "description": rec.preset.description, "chosen": cand(rec.chosen),
             "reason": rec.reason, "runners_up": [cand(c) for c in rec.runners_up],
             "rejected": [cand(c) for c in rec.rejected], "pareto": sorted(rec.pareto),
+            "not_measured": [{**cand(c), "why_not_measured": _not_measured_why(rec, c)} for c in rec.unmeasured],
             "constraints": {k: v for k, v in rec.preset.constraints._asdict().items() if v is not None},
             "conditions": {"device": spec.device, "dtype": spec.dtype, "batch_size": spec.batch_size,
                            "threads": spec.threads, "channels_last": spec.channels_last,
@@ -135,7 +136,9 @@ def flagged(rec):
     return rec._replace(chosen=cand(rec.chosen), runners_up=[cand(c) for c in rec.runners_up],
                         rejected=[cand(c) for c in rec.rejected], reason=named(rec.reason, flag_of),
                         notes=tuple(named(n, flag_of) for n in rec.notes),
-                        measure_log=tuple(named(n, flag_of) for n in rec.measure_log))
+                        measure_log=tuple(named(n, flag_of) for n in rec.measure_log),
+                        unmeasured=tuple(cand(c) for c in rec.unmeasured),
+                        unmeasured_why=tuple((m, named(w, flag_of)) for m, w in rec.unmeasured_why))
 
 
 def show_recommendation(rec, top: int, as_json: bool) -> None:
@@ -171,6 +174,7 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         typer.echo("\nRejected:")
         typer.echo(table(["model", "why"], [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
                                              + "; ".join(r.reasons)] for r in rec.rejected]))
+    _show_unmeasured(rec)
     typer.echo(f"\nPareto front (top-1 vs latency vs memory, over every candidate, rejected ones included): "
                f"{', '.join(sorted(rec.pareto)) or '-'}")
     typer.echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
@@ -187,6 +191,23 @@ def _serve_text(serve) -> str:
     parts += [f"{serve.target_qps:g} QPS"] if serve.target_qps else []
     parts += [f"USD {serve.price_per_hour:g} per machine-hour"] if serve.price_per_hour else []
     return ", ".join(parts)
+
+
+def _show_unmeasured(rec) -> None:
+    """The candidates that lack a figure only measuring gives: listed apart from the rejected, with why."""
+    if rec.unmeasured:
+        typer.echo("\nNot measured (no figure yet for a limit only measuring checks; not rejected):")
+        typer.echo(table(["model", "missing", "why not measured"],
+                         [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
+                           + "; ".join(why.removeprefix("not measured: ") for why in r.reasons),
+                           _not_measured_why(rec, r)] for r in rec.unmeasured]))
+
+
+def _not_measured_why(rec, cand) -> str:
+    """Why a candidate has no figure: what recommend --measure said when it stopped, else how to measure it."""
+    said = dict(rec.unmeasured_why).get(cand.model)
+    return said or ("not measured here yet: recommend --measure measures what can change the answer, --measure-all "
+                    "every candidate")
 
 
 def show_presets(presets, as_json: bool) -> None:

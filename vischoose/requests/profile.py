@@ -53,6 +53,8 @@ class ProfileRequest:
     official: bool = False  # server: MLPerf's minimum duration and query count per LoadGen run
     price_per_hour: float | None = None  # USD per machine-hour: cost per million images at the best rates
     target_qps: float | None = None  # requests per second to serve: the machines needed
+    # another vischoose timing on this machine (measure.lock): wait for it, or (False) stop with MeasurementBusyError
+    wait: bool = True
 
     def __post_init__(self) -> None:
         check.device(self.device)

@@ -45,6 +45,8 @@ class RecommendRequest:
     slo_ms: float | None = None
     target_qps: float | None = None
     price_per_hour: float | None = None
+    # measure: wait for another vischoose timing on this machine, or (False) stop with MeasurementBusyError
+    wait: bool = True
 
     def __post_init__(self) -> None:
         mode = {True: "decision", False: ""}.get(self.measure, self.measure)  # type: ignore[call-overload]
