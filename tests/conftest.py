@@ -57,6 +57,11 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "hf-cache"
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    # the machine's measurement lock and contention limit: a lock of the test's own, so parallel test workers do not
+    # queue on each other, and no limit, since other workers and programs load the machine
+    # (tests/measure/test_contention.py and tests/measure/test_lock.py set their own)
+    monkeypatch.setenv("VISCHOOSE_MEASURE_LOCK", str(tmp_path / "measure.lock"))
+    monkeypatch.setenv("VISCHOOSE_CONTENDED_CORES", "inf")
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))

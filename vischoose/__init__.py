@@ -112,7 +112,9 @@ def export(request: "ExportRequest | str", out: "str | Path | None" = None, /, *
         request = ExportRequest(model=request, out=str(out), **fields)
     timer = None
     if request.measure:
-        from vischoose.measure.timing import median_s as timer
+        from vischoose.measure.timing import MachineTimer
+
+        timer = MachineTimer()
     return export_model(request, timer)
 
 

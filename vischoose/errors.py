@@ -1,7 +1,7 @@
 """Errors explained to the user without a traceback, each with its exit code.
 
 Exit codes: 0 ok, 1 failed while running, 2 bad input, 3 weights or network (a cluster included),
-4 nothing fits, 130 interrupted.
+4 nothing fits, 75 another measurement holds the machine (wait False: --no-wait), 130 interrupted.
 
 A message names the options it is about by their field (opt("labels") writes `labels`): an exception's str() reads
 labels, the CLI shows --labels (report.flags maps each field to its flag), so the library never speaks of flags.
@@ -17,6 +17,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_WEIGHTS = 3
 EXIT_NO_FIT = 4
+EXIT_BUSY = 75  # sysexits' EX_TEMPFAIL: a temporary failure, try again later
 EXIT_INTERRUPTED = 130
 
 
@@ -138,3 +139,17 @@ class NoModelFitsError(VischooseError):
     """The constraints rule out every candidate."""
 
     exit_code = EXIT_NO_FIT
+
+
+class MeasurementBusyError(VischooseError):
+    """wait is False (--no-wait), and another vischoose process is timing on this machine (measure.lock holds it)."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, holder: str | None, path: str) -> None:
+        self.holder, self.path = holder, path
+        who = f" ({holder})" if holder else ""
+        super().__init__(f"Another vischoose measurement is running on this machine{who}, and {opt('wait')} said not "
+                         "to wait for it: nothing was timed.",
+                         hint=f"Wait for it (leave {opt('wait')} at its default), or run again later (the lock is "
+                         f"{path}).", field="wait")

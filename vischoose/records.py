@@ -50,9 +50,18 @@ class Profile:
     throughput_img_s: float | None = None  # at batch_size
     throughput_iqr: float | None = None
     peak_memory_mb: float | None = None  # over the idle process baseline (CPU) or max allocated (GPU)
+    baseline_includes: str | None = None  # CPU: what the baseline process had loaded (None: stored before it was said)
+    runtime_memory_mb: float | None = None  # the runtime's own accounting of its file (ExecuTorch's memory plan, ...)
+    runtime_memory_note: str | None = None  # what that accounting covers and what it leaves out
     peak_reserved_mb: float | None = None  # GPU only
     efficiency: float | None = None  # achieved FLOP/s over this machine's measured matmul peak
     noisy: str | None = None  # a timing phase still too spread after measuring it twice (why), else None
+    # what the rest of the machine took while this row's phases (its throughput, batch-1 latency) were timed: the most
+    # of one phase, in cores (mean CPU-seconds per second on the cores the measurement could use; 1.0 = one core
+    # kept busy by others throughout), steal time included; None: not metered (measured before vischoose metered it)
+    others_cpu_cores: float | None = None
+    contended: str | None = None  # a phase others took too much of, still after a pause and a second measurement
+    inconsistent: str | None = None  # batch-1 img/s and 1000 / p50 disagreed, still after measuring both again
     top1: float | None = None  # published top-1 %
     top1_size: int | None = None  # the size the published top-1 was measured at
     error: str | None = None  # why this row failed (OOM, crash), else None
@@ -104,6 +113,14 @@ class Profile:
     def ok(self) -> bool:
         """Whether the measurement succeeded."""
         return self.error is None
+
+    @property
+    def flagged(self) -> str | None:
+        """Why this row's timings are not to be reused as measured figures (contended or self-contradicting), or
+        None. A flag on any phase applies to the whole row: its batch-1 latency is on every row of the model."""
+        parts = [f"contended ({self.contended})" if self.contended else "",
+                 f"inconsistent ({self.inconsistent})" if self.inconsistent else ""]
+        return "; ".join(p for p in parts if p) or None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field."""

@@ -98,6 +98,7 @@ def test_export_measures_speed_on_request(runner, tmp_path):
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)["data"]
     assert data["variants"][0]["img_s_batch1"] > 0 and data["eager_img_s_batch1"] > 0 and data["threads"] == 1
+    assert data["others_cpu_cores"] >= 0 and data["contended"] is None  # metered (conftest: no contention limit)
 
 
 # ---- errors ---------------------------------------------------------------------------------------------

@@ -281,3 +281,36 @@ def test_a_gpu_device_for_a_target_that_deploys_only_cpu_graphs_is_a_usage_error
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: Target 'mobile' deploys only ExecuTorch (XNNPACK), LiteRT (XNNPACK) and "
                                     "ONNX Runtime graphs, which vischoose measures on the CPU: --device cuda admits none of them.\nHint: ")
+
+
+# --- --memory-basis peak: the unmeasured are listed as not measured, never rejected (issue 33) ------------------------
+
+def store_rows(rows) -> None:
+    with open_store() as store:
+        store.add_profiles(rows)
+
+
+def test_recommend_peak_lists_the_unmeasured_as_not_measured_and_keeps_a_fitting_executorch_variant(runner):
+    pytest.importorskip("executorch")
+    from tests.unit.test_recommendation import prof
+
+    et = prof("resnet50", latency=21.2, peak=96.0, runtime="executorch", file_mb=97.5, weights_mb=97.5,
+              machine=machine.fingerprint(), variant_status="ok", agreement_top1=1.0,
+              baseline_includes="a process with executorch imported", runtime_memory_mb=98.1)
+    store_rows([et])
+    result = runner.invoke(app, ["recommend", "--target", "mobile", "--budget-mb", "300", "--memory-basis", "peak",
+                                 "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)["data"]
+    assert data["chosen"]["model"] == "resnet50" and data["chosen"]["variant"]["runtime"] == "executorch"
+    assert data["chosen"]["figures"]["memory_mb"]["source"] == "measured"
+    rejected = {c["model"] for c in data["rejected"]}
+    unmeasured = {c["model"]: c for c in data["not_measured"]}
+    assert "vit_b16" in unmeasured and "vit_b16" not in rejected
+    assert unmeasured["vit_b16"]["why_not_measured"].startswith("not measured here yet: recommend --measure")
+    assert not any("no memory mb figure" in why for c in data["rejected"] for why in c["rejected_because"])
+    text = runner.invoke(app, ["recommend", "--target", "mobile", "--budget-mb", "300", "--memory-basis", "peak"])
+    out = text.stdout
+    assert "\nNot measured (no figure yet for a limit only measuring checks; not rejected):\n" in out
+    rejected_part = out.split("\nRejected:\n")[1].split("\nNot measured")[0] if "\nRejected:\n" in out else ""
+    assert "vit_b16 " not in rejected_part

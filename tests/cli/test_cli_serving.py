@@ -55,6 +55,7 @@ def test_profile_server_on_a_real_model_stores_plots_and_costs(runner, tmp_path,
     assert row.scenario == "server" and row.serve_valid and row.serve_qps > 0 and row.runtime == "onnxruntime"
     assert row.serve_instances * row.serve_threads <= process.usable_cores()
     assert "Result is : VALID" in row.loadgen_summary and row.serve_p99_ms <= 200.0
+    assert row.others_cpu_cores >= 0 and row.contended is None  # metered while timed (conftest: no limit)
     per_million = 0.68 / (row.serve_qps * 3600) * 1e6
     assert f"USD {per_million:,.3f} per million images at USD 0.68/h" in result.stdout
     machines = math.ceil(1000 / row.serve_qps)

@@ -373,3 +373,26 @@ def test_help_imports_neither_matplotlib_nor_torch():
             "print(sorted(m for m in ('torch', 'timm', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- what the rest of the machine took while a row was timed (issue 32) ---------------------------------------------
+
+def test_what_others_took_is_on_every_stored_row_and_in_the_report(runner, tmp_path):
+    from dataclasses import replace
+
+    from vischoose.records import Profile
+
+    busy = Profile(model="resnet50", tag="resnet50.a1_in1k", device="cpu", dtype="float32", batch_size=1,
+                   input_size=224, latency_ms_p50=40.0, throughput_img_s=25.0, others_cpu_cores=0.9,
+                   contended="img/s: others took 0.90 cores (limit 0.10)")
+    quiet = replace(busy, model="resnet18", tag="resnet18.a1_in1k", others_cpu_cores=0.02, contended=None)
+    with store.open_store() as db:
+        db.add_profiles([busy, quiet])
+    listed = runner.invoke(app, ["results", "list"])
+    assert listed.exit_code == 0, listed.stderr
+    assert " 0.90! " in listed.stdout and " 0.02 " in listed.stdout
+    report = tmp_path / "report.md"
+    assert runner.invoke(app, ["results", "report", "--out", str(report), "--no-plot"]).exit_code == 0
+    text = report.read_text()
+    assert ("- result 1 (resnet50, batch 1): measured while the machine was not free or self-contradicting: contended "
+            "(img/s: others took 0.90 cores (limit 0.10))") in text

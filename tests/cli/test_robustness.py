@@ -10,8 +10,8 @@ import pytest
 
 from vischoose import machine
 from vischoose.cli import app
-from vischoose.records import EvalResult, Profile
 from vischoose.measure.protocol import Job
+from vischoose.records import EvalResult, Profile
 from vischoose.requests.profile import ProfileRequest
 from vischoose.results.store import default_path, open_store
 

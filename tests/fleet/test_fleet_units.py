@@ -11,12 +11,12 @@ import time
 
 import pytest
 
+from vischoose import machine
 from vischoose.cli import app
 from vischoose.errors import UsageError
 from vischoose.fleet import advising, cluster, kinds
 from vischoose.fleet.cluster import Node
 from vischoose.fleet.kinds import NodeReport
-from vischoose import machine
 from vischoose.records import Profile
 from vischoose.report.flags import flag_of
 

@@ -72,14 +72,14 @@ def fake_timer(values):
 
 def test_a_steady_phase_is_measured_once():
     steady = [0.010] * 400
-    seconds, _, noisy = timing.settled_phase(lambda: None, fake_timer(steady), 0.0, lambda n, w: None)
-    assert noisy is None and len(seconds) == timing.MIN_TIMED
+    phase = timing.settled_phase(lambda: None, fake_timer(steady), 0.0, lambda n, w: None)
+    assert phase.noisy is None and len(phase.seconds) == timing.MIN_TIMED
 
 
 def test_a_noisy_phase_is_measured_again_and_kept_when_it_settles():
     disturbed = [0.010, 0.010, 0.010, 0.040] + [0.010] * 400  # a warm-up run, then a spike among the timed
-    seconds, warm, noisy = timing.settled_phase(lambda: None, fake_timer(disturbed), 0.0, lambda n, w: None)
-    assert noisy is None and max(seconds) == 0.010 and warm >= 2  # the second measurement replaced the first
+    phase = timing.settled_phase(lambda: None, fake_timer(disturbed), 0.0, lambda n, w: None)
+    assert phase.noisy is None and max(phase.seconds) == 0.010 and phase.warmup >= 2  # the second replaced the first
 
 
 def test_a_phase_that_stays_noisy_is_marked():
@@ -87,8 +87,8 @@ def test_a_phase_that_stays_noisy_is_marked():
         while True:
             yield from (0.010, 0.040)
     gen = alternating()
-    seconds, _, noisy = timing.settled_phase(lambda: None, lambda fn: next(gen), 0.0, lambda n, w: None)
-    assert noisy is not None and ("median" in noisy)
+    phase = timing.settled_phase(lambda: None, lambda fn: next(gen), 0.0, lambda n, w: None)
+    assert phase.noisy is not None and ("median" in phase.noisy)
 
 
 def test_the_noise_rule():

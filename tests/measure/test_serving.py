@@ -111,6 +111,39 @@ def test_a_search_without_a_valid_run_says_why_and_reports_no_rate():
     assert p.serve_note == "no LoadGen run was VALID (the lowest, 50 QPS: Reduce target QPS to improve latency.)"
 
 
+def test_what_others_took_during_the_timed_children_is_on_the_server_row():
+    class Busy(RecordingRunner):  # the verify child's LoadGen runs were contended, the service times were not
+        def __call__(self, cmd, env, on_line) -> int:
+            status = super().__call__(cmd, env, on_line)
+            job = json.loads(Path(cmd[-1]).read_text())
+            result = json.loads(Path(job["result_path"]).read_text())
+            busy = job["mode"] == "serve-verify"
+            result["others"] = {"others_cores": 0.9 if busy else 0.02,
+                                "contended": "others took 0.90 cores (limit 0.10)" if busy else None}
+            Path(job["result_path"]).write_text(json.dumps(result))
+            return status
+
+    (run,) = serving_runner.serve_models(server_request(1), runner=Busy(0.010, [ss.Run(50.0, True, 662, 3.0, 5.0,
+                                                                                       8.0)]))
+    p = run.profile
+    assert p.others_cpu_cores == 0.9 and p.contended == "verify: others took 0.90 cores (limit 0.10)"
+    assert p.flagged  # never reused as measured (recommendation.serving.server_rows)
+
+
+def test_a_serving_child_holds_the_machine_while_it_times(tmp_path):
+    from vischoose.measure import lock, serving_child
+
+    job = Job(request=server_request(2), model="resnet18", mode="serve-profile", device="cpu", threads=1,
+              batch_sizes=(1,), machine="m", home=str(tmp_path), serve={"instances": 2, "threads": 1},
+              command="vischoose profile resnet18 --scenario server")
+    result: dict = {}
+    with serving_child.machine_held(job, result) as meter:
+        holder = lock.read_holder()
+    assert holder.what == "resnet18 at torch fp32, for: vischoose profile resnet18 --scenario server"
+    assert lock.read_holder() is None and meter.limit >= 0  # given back once the block ends
+    assert set(result["others"]) == {"others_cores", "contended"} and result["others"]["contended"] is None
+
+
 def test_the_server_search_needs_the_server_scenario():
     from vischoose.errors import UsageError
 

@@ -147,8 +147,45 @@ def test_peak_memory_basis_needs_measurements():
               memory_basis="peak")
     assert rec.chosen.model == "resnet18"
     assert rec.chosen.figures["memory_mb"].source == "measured"
-    missing = {c.model: c for c in rec.rejected}["resnet50"].missing
-    assert missing and missing[0].startswith("no memory mb figure to check the budget")
+    # resnet50 was never measured on the runtimes mobile deploys: not measured, never rejected
+    unmeasured = {c.model: c for c in rec.unmeasured}
+    assert "resnet50" in unmeasured and "resnet50" not in {c.model for c in rec.rejected}
+    assert unmeasured["resnet50"].missing[0].startswith("not measured: no peak memory figure to check the budget "
+                                                        "against (measure it: vischoose profile --target mobile ")
+
+
+def graph_row(model, peak, runtime="executorch", **kw):
+    """A graph runtime's fp32 row as measured now: its peak over a baseline that held the host binding."""
+    entry = catalog.load()[model]
+    return prof(model, latency=20.0, peak=peak, runtime=runtime, file_mb=entry.weights_mb(),
+                **{"baseline_includes": f"a process with {runtime} imported", **kw})
+
+
+def test_an_unmeasured_peak_is_estimated_from_the_family_measured_here_with_its_error():
+    rows = [graph_row("resnet18", 60.0, "onnxruntime"), graph_row("resnet34", 100.0, "onnxruntime")]
+    rec = run("mobile", profiles=rows, max_memory_mb=300, memory_basis="peak",
+              models=["resnet18", "resnet34", "resnet50"])
+    fits = {c.model: c for c in [rec.chosen, *rec.runners_up]}
+    fig = fits["resnet50"].figures["memory_mb"]
+    ratios = sorted(r.peak_memory_mb / r.file_mb for r in rows)
+    assert fig.source == "estimated" and fig.value == pytest.approx(sum(ratios) / 2 * 97.49, rel=0.01)
+    loo = max(abs(ratios[0] / ratios[1] - 1), abs(ratios[1] / ratios[0] - 1))  # each predicted from the other
+    assert f"(onnxruntime float32; leave-one-out median error {100 * (abs(ratios[0] / ratios[1] - 1) + loo) / 2:.0f}%)" \
+        in fig.note
+
+
+def test_an_executorch_peak_stored_before_the_host_binding_left_the_baseline_is_not_used():
+    old = graph_row("resnet18", 787.0, baseline_includes=None)  # torch's 700 MiB counted as the model's
+    with pytest.raises(NoModelFitsError) as caught:  # its only figure is not the model's: nothing is known to fit
+        run("mobile", profiles=[old], max_memory_mb=300, memory_basis="peak", models=["resnet18"])
+    assert str(caught.value).startswith("No model is known to fit target 'mobile': 1 candidate(s) not measured "
+                                        "(resnet18 (not measured: no peak memory figure to check the budget against")
+    assert named(caught.value.hint, flag_of) == "Measure them first (--measure), or profile them (vischoose profile)."
+    fixed = run("mobile", profiles=[old, graph_row("resnet18", 60.0)], max_memory_mb=300, memory_basis="peak",
+                models=["resnet18"])
+    assert fixed.chosen.model == "resnet18" and fixed.chosen.variant.label == "executorch fp32"
+    peak = fixed.chosen.figures["memory_mb"]
+    assert peak.value == 60.0 and "the on-device figure: over a process with the host binding loaded" in peak.note
 
 
 def test_ties_are_broken_by_name():
@@ -382,3 +419,14 @@ def test_accuracy_aware_int8_with_every_layer_in_float_is_not_int8():
     vit = {c.model: c for c in run(ORT_MOBILE, evals=[everything], max_memory_mb=100).rejected}["vit_b16"]
     assert ("onnxruntime int8 not used: int8 keeps `max_accuracy_drop` 1 on /data/val only with all 7 quantizable "
             "layers in float, which is the fp32 graph") in vit.reasons
+
+
+def test_not_measured_says_why_recommend_measure_stopped():
+    from vischoose.report.tables import recommendation_dict
+
+    rec = run("mobile", profiles=[prof("resnet18", latency=10.0, peak=80.0)], max_memory_mb=300, memory_basis="peak",
+              models=["resnet18", "vit_s16"])
+    why = "resnet50, the selection guide's choice, was measured and meets every constraint"
+    data = recommendation_dict(rec._replace(unmeasured_why=(("vit_s16", why),)))
+    assert [(c["model"], c["why_not_measured"]) for c in data["not_measured"]] == [("vit_s16", why)]
+    assert data["rejected"] == []

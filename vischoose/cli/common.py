@@ -28,6 +28,9 @@ PriceOpt = Annotated[float | None, typer.Option("--price-per-hour", help="USD pe
                                                 "target's [serve]).")]
 OnOpt = Annotated[list[str] | None, typer.Option("--on", help="With --cluster: only the nodes with this Ray label, "
                                                  "LABEL=VALUE (repeatable).")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="When another vischoose is timing on this machine, exit "
+                                         f"with code {errors.EXIT_BUSY} instead of waiting for it (one timed "
+                                         "measurement at a time per machine).")]
 
 
 def runtime_opt() -> Any:

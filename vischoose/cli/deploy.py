@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from vischoose.cli.common import Commands, JsonOpt, reported_errors
+from vischoose.cli.common import Commands, JsonOpt, NoWaitOpt, reported_errors
 from vischoose.report import profile as report_profile
 from vischoose.runtimes import registry
 
@@ -43,6 +43,7 @@ def export_cmd(
                                                             "until it holds, else nothing is written.")] = None,
     labels: Annotated[Path | None, typer.Option(help="With --data: a file mapping folder names or CSV labels to "
                                                 "classes, as for evaluate.")] = None,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a model for deployment (ONNX, ExecuTorch, LiteRT or OpenVINO; fp32 or int8), checked against the eager
@@ -55,7 +56,8 @@ def export_cmd(
                                 calibration=str(calibration) if calibration else None, weights=weights,
                                 input_size=input_size, opset=opset, min_agreement=min_agreement, measure=measure,
                                 threads=threads, data=str(data) if data else None,
-                                labels=str(labels) if labels else None, max_accuracy_drop=max_accuracy_drop)
+                                labels=str(labels) if labels else None, max_accuracy_drop=max_accuracy_drop,
+                                wait=not no_wait)
         result = exporting.export_model(request, _timer(measure))
     report_profile.show_export(result, as_json)
     with reported_errors():
@@ -63,9 +65,9 @@ def export_cmd(
 
 
 def _timer(measure: bool):
-    """measure.timing's median seconds per call, for export --measure."""
+    """measure.timing's timer for export --measure: it holds the machine while timing, and says whom it waits for."""
     if not measure:
         return None
-    from vischoose.measure.timing import median_s
+    from vischoose.measure.timing import MachineTimer
 
-    return median_s
+    return MachineTimer(on_wait=report_profile.show_waiting)

@@ -9,6 +9,7 @@ from vischoose.cli.common import (
     CalibrationOpt,
     Commands,
     JsonOpt,
+    NoWaitOpt,
     OnOpt,
     PriceOpt,
     SloOpt,
@@ -73,6 +74,7 @@ def profile_cmd(
     every_node: Annotated[bool, typer.Option("--every-node", help="With --cluster: every node, not one per kind.")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="With --cluster: measure again what the store has for a kind "
                                         "of machine under the same protocol.")] = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
@@ -83,7 +85,7 @@ def profile_cmd(
         request = ProfileRequest.build(
             target, precision=precision, models=tuple(models or ()), device=device, batch_sizes=batch_size,
             dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, input_size=input_size,
-            weights=weights, time_budget_s=time_budget, runtime=runtime,
+            weights=weights, time_budget_s=time_budget, runtime=runtime, wait=not no_wait,
             calibration=str(calibration) if calibration else None, min_agreement=min_agreement, optimize=optimize,
             scenario=scenario, slo_ms=slo_ms, official=official, price_per_hour=price_per_hour, target_qps=target_qps,
             cluster=cluster, on=tuple(on or ()), every_node=every_node, fresh=fresh)

@@ -8,6 +8,7 @@ import typer
 from vischoose.cli.common import (
     Commands,
     JsonOpt,
+    NoWaitOpt,
     OnOpt,
     PriceOpt,
     SloOpt,
@@ -73,6 +74,7 @@ def recommend_cmd(
                                                 "(HOST:PORT, ray://HOST:10001 or auto); with --measure, measured on "
                                                 "each kind's node. Needs vischoose[fleet].")] = None,
     on: OnOpt = None,
+    no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend a model for a deployment target, with a reason for every rejection."""
@@ -89,7 +91,7 @@ def recommend_cmd(
             max_accuracy_drop=max_accuracy_drop, max_memory_mb=budget_mb, max_latency_ms=max_latency_ms,
             min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m, serve=serve,
             slo_ms=slo_ms, target_qps=target_qps, price_per_hour=price_per_hour, machine=machine,
-            cluster=cluster, on=tuple(on or ()))
+            cluster=cluster, on=tuple(on or ()), wait=not no_wait)
         if request.per_kind:
             return _recommend_kinds(request, top, as_json)
         rec = advise(request, progress, report.ProgressBar)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 from vischoose.deploy import accuracy, check, graphcache, verdict
 from vischoose.errors import DeployError, opt
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from vischoose.models.loading import LoadedModel
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class ExportReport:
     accuracy: accuracy.AccuracyAware | None = None  # --max-accuracy-drop: the float layers and the held-out drop
     batch: int | str = "dynamic"  # the shipped file's batch: "dynamic", or the one it was built for (1)
     input_dtype: str = "float32"  # the shipped file's input tensor type (a LiteRT int8 file takes int8)
+    others_cpu_cores: float | None = None  # --measure: what the rest of the machine took meanwhile, cores
+    contended: str | None = None  # --measure: others took too much, still after a pause and a second measurement
 
     @property
     def shipped(self) -> "BuiltVariant":
@@ -83,7 +87,18 @@ class ExportReport:
         return asdict(self)
 
 
-Timer = Callable[[Callable[[], Any], float], float]  # (call, seconds) -> its median seconds per call
+class Timer(Protocol):
+    """How export --measure times: measure.timing.MachineTimer, passed in by the caller (deploy does not import
+    measure)."""
+
+    def __call__(self, call: Callable[[], Any], seconds: float) -> float:
+        """The median seconds per call of `call`, timed for about `seconds`."""
+
+    def exclusive(self, what: str, timings: Callable[[], T], wait: bool,
+                  threads: int | None) -> tuple[T, dict[str, Any]]:
+        """timings() run holding the machine's measurement lock (MeasurementBusyError when wait is False and another
+        holds it), measured again once after a pause when others took too much of the machine; with what they took:
+        {"others_cpu_cores": cores, "contended": why or None}."""
 
 
 def export_model(request: ExportRequest, timer: Timer | None = None,
@@ -93,9 +108,10 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
 
     With request.data and max_accuracy_drop, layers go back to float until the top-1 drop holds (deploy.accuracy);
     without a calibration folder, the half of the images that chooses the layers calibrates. `split`: those images
-    already split (recommend --data splits once and evaluates the held-out half itself). `timer` (measure.timing's,
-    passed in by the caller that holds the machine for it) times each variant and eager fp32 at batch 1 when the
-    request asks to measure.
+    already split (recommend --data splits once and evaluates the held-out half itself). `timer` (measure.timing's
+    MachineTimer, passed in by the caller) times each variant and eager fp32 at batch 1 when the request asks to
+    measure, holding the machine's measurement lock (waiting for another vischoose unless request.wait is False) and
+    reading what the rest of the machine took meanwhile.
 
     Raises:
         UsageError: an unwritable out, a calibration folder without readable images.
@@ -124,7 +140,7 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
         judged_at = request.min_agreement if aware is None else 0.0
         variants = [_judged(runtime, loaded, a, calib, batch, reference, judged_at, request.threads) for a in built]
         variants = variants if aware is None else _within_drop(variants, aware)
-        variants, eager_img_s = _measured(runtime, loaded, built, variants, size, request, timer)
+        variants, eager_img_s, others = _measured(runtime, loaded, built, variants, size, request, timer)
         written = variants[-1].status != verdict.REJECTED
         if written:
             files.publish(Path(built[-1].path), out)
@@ -136,7 +152,7 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
                         skipped=calib.skipped if calib else (), eager_img_s_batch1=eager_img_s,
                         threads=request.threads, runtime_versions=_versions(runtime), runtime=runtime.name,
                         format=request.format, accuracy=aware, batch=built[-1].facts.get("batch", "dynamic"),
-                        input_dtype=built[-1].facts.get("io_dtype", "float32"))
+                        input_dtype=built[-1].facts.get("io_dtype", "float32"), **(others or {}))
 
 
 def _labelled_parts(loaded: "LoadedModel", config: dict[str, Any], request: ExportRequest,
@@ -230,10 +246,21 @@ def _judged(runtime: GraphRuntime, loaded: "LoadedModel", artifact: Artifact, ca
 
 
 def _measured(runtime: GraphRuntime, loaded: "LoadedModel", built: list[Artifact], variants: list[BuiltVariant],
-              size: int, request: ExportRequest, timer: Timer | None) -> tuple[list[BuiltVariant], float | None]:
-    """Batch-1 throughput of each variant (on its runtime) and of eager fp32, when the request asks to measure."""
+              size: int, request: ExportRequest,
+              timer: Timer | None) -> tuple[list[BuiltVariant], float | None, dict[str, Any] | None]:
+    """Batch-1 throughput of each variant (on its runtime) and of eager fp32, when the request asks to measure, with
+    the machine held (timer.exclusive: measured again once after a pause when others took too much of it). Returns
+    the variants, eager's img/s and what others took ({others_cpu_cores, contended})."""
     if request.measure_s <= 0 or timer is None:
-        return variants, None
+        return variants, None, None
+    (timed, eager_img_s), others = timer.exclusive(
+        f"{loaded.tag} at {runtime.name}", lambda: _timed(runtime, loaded, built, variants, size, request, timer),
+        request.wait, request.threads)
+    return timed, eager_img_s, others
+
+
+def _timed(runtime: GraphRuntime, loaded: "LoadedModel", built: list[Artifact], variants: list[BuiltVariant],
+           size: int, request: ExportRequest, timer: Timer) -> tuple[list[BuiltVariant], float]:
     import torch
 
     one = agreement.random_batch(size, n=1)

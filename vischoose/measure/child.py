@@ -15,6 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from vischoose.errors import MeasurementBusyError
 from vischoose.measure import eager, graph, serving_child
 from vischoose.measure.protocol import Job, Mode, Result, new_result, write_result
 from vischoose.runtimes import registry
@@ -45,6 +46,8 @@ def main(argv: list[str]) -> int:
     result = new_result()
     try:
         run(job, result)
+    except MeasurementBusyError as err:  # --no-wait: the parent stops with the busy exit code, storing nothing
+        result.update(status="failed", error=str(err), error_kind="busy", holder=err.holder, lock=err.path)
     except Exception as err:  # a model, an exporter or a runtime can raise anything: it is this row's error
         traceback.print_exc()
         where = result["phase"] + (f" at batch {result['batch_size']}" if result["batch_size"] else "")

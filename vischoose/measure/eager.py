@@ -18,8 +18,10 @@ from vischoose.measure.protocol import (
     phase_reporter,
     progress,
     setup_failed,
+    timed,
     write_result,
 )
+from vischoose.runtimes import registry
 
 if TYPE_CHECKING:
     import torch
@@ -101,6 +103,7 @@ def memory_pass(net: Any, make_input: Callable[[int], Any], batch: int, device: 
             torch.cuda.synchronize(device)
             return {"peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
                     "reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20}
+        process.trim_heap()  # what loading the weights freed is not the model's
         was_reset = process.reset_peak_rss()
         net(make_input(batch))
         return {"peak_mb": process.peak_rss_mb() - baseline_mb, "reset": was_reset}
@@ -142,8 +145,11 @@ def memory(job: Job, result: Result) -> None:
 
     start(job, result)
     phase = phase_reporter(job, result)
+    # torch, timm (and inductor, to compile): what a process running the model loads first, not charged to it
+    result["baseline_includes"] = registry.get(registry.TORCH).prepare_host(compiled=job.compile)
     gc.collect()
-    baseline_mb = process.rss_mb()  # the idle child after importing torch: not charged to the model
+    process.trim_heap()  # as before each peak: the baseline and the peaks count the heap alike
+    baseline_mb = process.rss_mb()
     result["baseline_rss_mb"] = baseline_mb
     loaded = _loaded(job, result, phase)
     if loaded is None:
@@ -177,14 +183,15 @@ def timings(job: Job, result: Result) -> None:
         x = make_input(batch)  # random input created once, on the device
         return lambda: net(x)
 
-    with torch.inference_mode():
-        timing.timing_sweep(result, call_for, timing.make_timer(device), job.batch_sizes, job.time_budget_s,
-                            phase, progress, (torch.OutOfMemoryError,))
-    net = None
-    # last: the peak's big tensors would otherwise sit in the allocator while the model is timed
-    result.update(status="measured", phase="machine peak", batch_size=None)  # rows are complete from here
-    write_result(job.result_path, result)
-    machine_peak(job, result, device, device_name)
+    with timed(job) as meter:  # one timed measurement at a time on this machine, and what others take meanwhile
+        with torch.inference_mode():
+            timing.timing_sweep(result, call_for, timing.make_timer(device), job.batch_sizes, job.time_budget_s,
+                                phase, progress, (torch.OutOfMemoryError,), meter)
+        net = call_for = None
+        # last: the peak's big tensors would otherwise sit in the allocator while the model is timed
+        result.update(status="measured", phase="machine peak", batch_size=None)  # rows are complete from here
+        write_result(job.result_path, result)
+        machine_peak(job, result, device, device_name)
     result.update(status="done", phase="done", batch_size=None)
 
 
@@ -193,7 +200,8 @@ def machine_peak(job: Job, result: Result, device: "torch.device", device_name: 
     import torch
 
     key = peak.peak_key(job.machine, job.device, device_name, job.dtype, torch.get_num_threads())
-    found = peak.cached_peak(job, device, getattr(torch, job.dtype), key, phase_reporter(job, result))
+    found = peak.cached_peak(job, device, getattr(torch, job.dtype), key, phase_reporter(job, result),
+                             lambda: timed(job))
     result.update(peak_gflops_s=found["gflops_s"], peak_kernel=found.get("kernel"))
 
 
@@ -234,6 +242,7 @@ def trial(job: Job, result: Result) -> None:
 
     device_name, phase = start(job, result), phase_reporter(job, result)
     device, batch = torch.device(job.device), job.batch
+    result["baseline_includes"] = registry.get(registry.TORCH).prepare_host(compiled=job.compile)
     gc.collect()
     baseline_mb, _ = process.rss_mb(), process.reset_peak_rss()
     torch.manual_seed(0)  # random init: the same weights in every trial
@@ -242,13 +251,14 @@ def trial(job: Job, result: Result) -> None:
     result["is_conv"] = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) > 1  # a ViT has one: its stem
     x, timer = make_input(batch), timing.make_timer(device)
     with torch.inference_mode():
-        if job.compile:
+        if job.compile:  # compiling times nothing: outside the machine's measurement lock
             begin, net = time.perf_counter(), compile_for_inference(net)
             net(x)  # compiles for this shape
             result["compile_s"] = time.perf_counter() - begin
-        phase("throughput", batch)
-        seconds, warm, noisy = timing.settled_phase(lambda: net(x), timer, job.time_budget_s, progress)
-    result["throughput"][str(batch)] = timing.phase_summary(seconds, warm, noisy, batch)
+        with timed(job) as meter:
+            phase("throughput", batch)
+            measured = timing.settled_phase(lambda: net(x), timer, job.time_budget_s, progress, meter)
+    result["throughput"][str(batch)] = timing.phase_summary(measured, batch)
     result["img_s"] = result["throughput"][str(batch)]["median"]
     used = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else \
         process.peak_rss_mb() - baseline_mb
@@ -258,9 +268,9 @@ def trial(job: Job, result: Result) -> None:
     if not job.compile:
         phase("latency", 1)
         one = make_input(1)
-        with torch.inference_mode():
-            seconds, warm, noisy = timing.settled_phase(lambda: net(one), timer, job.time_budget_s / 3, progress)
-        result["latency"] = timing.phase_summary(seconds, warm, noisy)
+        with torch.inference_mode(), timed(job) as meter:
+            measured = timing.settled_phase(lambda: net(one), timer, job.time_budget_s / 3, progress, meter)
+        result["latency"] = timing.phase_summary(measured)
     result["flops_per_image"] = count_flops(eager, make_input(1))
     net = eager = x = None  # freed before the peak's big tensors
     machine_peak(job, result, device, device_name)

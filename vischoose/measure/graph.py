@@ -17,6 +17,7 @@ from vischoose.measure.protocol import (
     phase_reporter,
     progress,
     setup_failed,
+    timed,
 )
 from vischoose.runtimes import agreement, registry
 from vischoose.runtimes.artifact import Artifact
@@ -106,21 +107,28 @@ def _forward(job: Job, result: Result) -> tuple[timing.Call, Any]:
 
 
 def memory(job: Job, result: Result) -> None:
-    """Peak RSS over the idle process (the runtime imported) of one run at each batch size, smallest first."""
-    import importlib
+    """Peak RSS of one run at each batch size, smallest first, over a baseline taken once the runtime's host binding
+    is loaded (Runtime.prepare_host: what a deployed process has before any model), then the runtime's own account."""
+    import gc
 
     import numpy  # noqa: F401  (imported before the baseline: a deployed process has it too)
 
-    importlib.import_module(registry.get(job.runtime).module)
+    runtime = registry.get(job.runtime)
+    includes = runtime.prepare_host()
+    gc.collect()
+    process.trim_heap()  # as before each peak: the baseline and the peaks count the heap alike
     baseline = process.rss_mb()
-    result["baseline_rss_mb"] = baseline
+    result.update(baseline_rss_mb=baseline, baseline_includes=includes)
     forward, artifact = _forward(job, result)
     phase = phase_reporter(job, result)
     for batch in sorted(job.batch_sizes):
         phase("memory", batch)
+        process.trim_heap()  # what loading freed is not the model's
         process.reset_peak_rss()
         forward(agreement.random_batch(artifact.input_size, n=batch))
         result["memory"][str(batch)] = {"peak_mb": process.peak_rss_mb() - baseline}
+    phase("memory plan")  # after the peaks: what reading the plan imports is not the model's
+    result["runtime_memory"] = runtime.memory_plan(artifact)
     result.update(status="done", phase="done", batch_size=None)
 
 
@@ -132,8 +140,9 @@ def timings(job: Job, result: Result) -> None:
         x = agreement.random_batch(artifact.input_size, n=batch)
         return lambda: forward(x)
 
-    timing.timing_sweep(result, call_for, timing.cpu_timer, sorted(job.batch_sizes), job.time_budget_s,
-                        phase_reporter(job, result), progress)
+    with timed(job) as meter:  # one timed measurement at a time on this machine, and what others take meanwhile
+        timing.timing_sweep(result, call_for, timing.cpu_timer, sorted(job.batch_sizes), job.time_budget_s,
+                            phase_reporter(job, result), progress, meter=meter)
     result.update(status="done", phase="done", batch_size=None)
 
 

@@ -3,9 +3,10 @@ convolution), measured once and cached as JSON under VISCHOOSE_HOME: the denomin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 from vischoose.measure.timing import make_timer
 
@@ -62,16 +63,19 @@ def machine_peak_gflops(device: "torch.device", dtype: "torch.dtype", sizes: tup
 
 
 def cached_peak(job: Job, device: "torch.device", dtype: "torch.dtype", key: str,
-                report: Callable[[str], None] = lambda phase: None) -> dict[str, Any]:
-    """The machine's peak for this key ({gflops_s, kernel, ...}), measured once, cached as JSON under VISCHOOSE_HOME."""
+                report: Callable[[str], None] = lambda phase: None,
+                hold: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> dict[str, Any]:
+    """The machine's peak for this key ({gflops_s, kernel, ...}), measured once, cached as JSON under VISCHOOSE_HOME;
+    hold() holds the machine while the kernels are timed (protocol.timed, passed in by the timing child)."""
     import torch
 
     path = job.peak_cache
     cache = json.loads(path.read_text()) if path.is_file() else {}
     if key not in cache:
         report("machine peak (once)")
-        cache = json.loads(path.read_text()) if path.is_file() else {}  # another process may have written it
-        entry = machine_peak_gflops(device, dtype)
+        with hold():  # timed kernels: one measurement at a time on this machine (re-entrant in a timing child)
+            cache = json.loads(path.read_text()) if path.is_file() else {}  # another process may have written it
+            entry = cache.get(key) or machine_peak_gflops(device, dtype)
         entry.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), torch_version=torch.__version__)
         cache[key] = entry
         path.parent.mkdir(parents=True, exist_ok=True)

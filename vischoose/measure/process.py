@@ -87,6 +87,20 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def trim_heap() -> bool:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim), so that a peak measured next counts what
+    the model holds, not what loading it freed and the allocator kept: ONNX Runtime's session creation leaves about
+    75 MiB of it for resnet18 fp32 (its 44.6 MiB of weights). False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        return bool(name) and bool(ctypes.CDLL(name).malloc_trim(0) >= 0)
+    except (OSError, AttributeError):
+        return False
+
+
 def reset_peak_rss() -> bool:
     """Lower the kernel's peak-RSS mark to the current RSS (Linux >= 4.0); False where that is impossible."""
     try:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from vischoose.measure import contention, lock
 from vischoose.measure.peak import PEAK_CACHE_FILE
 from vischoose.requests.profile import ProfileRequest
 
@@ -37,6 +39,7 @@ class Job:
     batch: int | None = None  # an optimize trial: its batch size
     reference: str | None = None  # an optimize trial: the fp32 logits it is compared with (.npy)
     serve: dict[str, Any] | None = None  # a server-scenario child (measure.serving_child): instances, threads, ...
+    command: str = ""  # the command line that asked (measure.lock.command_line): whom a waiting vischoose waits for
 
     def __getattr__(self, name: str) -> Any:  # the protocol's own options: job.dtype is job.request.dtype
         if name.startswith("__"):
@@ -113,3 +116,21 @@ def new_result() -> Result:
     """An empty result, as the parent expects it."""
     return {"status": "running", "phase": "starting", "batch_size": None, "notes": [], "memory": {},
             "throughput": {}}
+
+
+@contextmanager
+def timed(job: Job, threads: int | None = None) -> Iterator[contention.Meter]:
+    """A block that times something: it holds the machine's measurement lock (measure.lock; the parent hears who it
+    waits for, every POLL_S) and gets the meter of what others take (measure.contention) for its phases; threads:
+    every thread the block runs (default the job's: several server instances run more).
+
+    Raises:
+        MeasurementBusyError: the job says not to wait (--no-wait) and another process holds the lock.
+    """
+    what = f"{job.model} at {job.runtime} {job.precision}, for: {job.command or 'vischoose'}"
+
+    def waiting(holder: lock.Holder | None, waited_s: float) -> None:
+        emit("waiting", holder=holder.describe() if holder else None, waited_s=round(waited_s, 1))
+
+    with lock.exclusive(what, wait=job.wait, on_wait=waiting):
+        yield contention.Meter(threads or job.threads)

@@ -59,8 +59,8 @@ def profile_row(ref: ModelRef, job: Job, result: dict[str, Any], batch: int,
         gflops=gflops, gmacs=flops_to_macs(gflops) if gflops else None,
         latency_ms_p50=lat.get("median"), latency_ms_p90=lat.get("p90"), latency_ms_p99=lat.get("p99"),
         latency_ms_iqr=lat.get("iqr"), throughput_img_s=tput, throughput_iqr=thr.get("iqr"),
-        peak_memory_mb=mem.get("peak_mb"), peak_reserved_mb=mem.get("reserved_mb"),
-        efficiency=efficiency(gflops, tput, peak), noisy=noise_text(lat, thr),
+        peak_memory_mb=mem.get("peak_mb"), peak_reserved_mb=mem.get("reserved_mb"), **memory_basis(result, mem),
+        efficiency=efficiency(gflops, tput, peak), noisy=noise_text(lat, thr), **machine_load(result, lat, thr),
         top1=known.top1 if known else None, top1_size=known.top1_size if known else None, error=error)
     return graph_fields(row, options, result) if registry.get(options.runtime).is_graph else row
 
@@ -70,6 +70,24 @@ def noise_text(latency: dict[str, Any], throughput: dict[str, Any]) -> str | Non
     parts = [f"{what}: {summary['noisy']}" for what, summary in (("latency", latency), ("img/s", throughput))
              if summary.get("noisy")]
     return "; ".join(parts) or None
+
+
+def memory_basis(result: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
+    """What the peak's baseline included (CPU peaks), and the runtime's own accounting of its file where it has one."""
+    plan = result.get("runtime_memory") or {}
+    cpu = "peak_mb" in memory and "reserved_mb" not in memory
+    return {"baseline_includes": result.get("baseline_includes") if cpu else None,
+            "runtime_memory_mb": plan.get("total_mb"), "runtime_memory_note": plan.get("note")}
+
+
+def machine_load(result: dict[str, Any], latency: dict[str, Any], throughput: dict[str, Any]) -> dict[str, Any]:
+    """What others took during the row's phases (the most of its batch-1 latency and its throughput, in cores), the
+    phases still contended after a second measurement, and the batch-1 contradiction (measure.timing)."""
+    phases = (("latency", latency), ("img/s", throughput))
+    taken = [s["others_cores"] for _, s in phases if s.get("others_cores") is not None]
+    contended = "; ".join(f"{what}: {s['contended']}" for what, s in phases if s.get("contended"))
+    return {"others_cpu_cores": max(taken) if taken else None, "contended": contended or None,
+            "inconsistent": result.get("inconsistent")}
 
 
 def graph_fields(row: Profile, options: ProfileRequest, result: dict[str, Any]) -> Profile:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from vischoose.errors import (
     EXIT_USAGE,
     EXIT_WEIGHTS,
+    MeasurementBusyError,
     ProfilingError,
     UsageError,
     WeightsUnavailableError,
@@ -39,6 +40,8 @@ CHILD_MODULE = "vischoose.measure.child"  # run as python -m CHILD_MODULE JOB.js
 LineSink = Callable[[str], None]
 Runner = Callable[[list[str], dict[str, str], LineSink], int]
 Progress = Callable[[str, str, float], None]  # (model, what it is doing, seconds since the model started)
+TIMING_KEYS = ("latency", "remeasured", "inconsistent")  # what a timing child adds beside its throughput
+MEMORY_KEYS = ("baseline_rss_mb", "baseline_includes", "runtime_memory")  # a graph's memory child's, beside peaks
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class ProfileRun:
     notes: tuple[str, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
     saveable: bool = True  # False for setup failures (weights unavailable): no fact about the model here
+
+
+def waiting_text(holder: str | None) -> str:
+    """The progress line while another vischoose times: 'waiting for another vischoose measurement: pid 4121, ...'."""
+    return "waiting for another vischoose measurement" + (f": {holder}" if holder else "")
 
 
 def article_models() -> list[str]:
@@ -113,10 +121,14 @@ def profile_models(request: ProfileRequest, progress: Progress | None = None, ru
 def new_job(request: ProfileRequest, model: str, device: str, batch_sizes: tuple[int, ...]) -> Job:
     """A child's job for one model (the mode and result file are set per child); threads capped at the cores."""
     from vischoose import machine
+    from vischoose.measure.lock import (
+        command_line,  # whom another vischoose waiting for the machine waits for
+    )
     from vischoose.paths import home
 
     return Job(request=request, model=model, mode="", device=device, threads=process.capped_threads(request.threads),
-               batch_sizes=batch_sizes, machine=machine.fingerprint(), home=str(home()), machine_kind=machine.kind())
+               batch_sizes=batch_sizes, machine=machine.fingerprint(), home=str(home()), machine_kind=machine.kind(),
+               command=command_line())
 
 
 def failed(runs: list[ProfileRun]) -> None:
@@ -189,7 +201,7 @@ class ChildJob:
         if not (fitting and result.get("status") == "done"):
             return result, errors, result.get("error")
         timing, status, tail = self.attempt("timing", fitting, runner, progress, debug)
-        for key in ("conditions", "latency", "peak_gflops_s", "peak_kernel"):
+        for key in ("conditions", "peak_gflops_s", "peak_kernel", *TIMING_KEYS):
             if key in timing:
                 result[key] = timing[key]
         result["throughput"] = timing.get("throughput", {})
@@ -226,7 +238,7 @@ class ChildJob:
                 found, status, tail = self.attempt(mode, batches, runner, progress, debug)
                 for key in ("memory", "throughput"):
                     result[key].update(found.get(key, {}))
-                for key in ("latency", "baseline_rss_mb", "runtime_version"):
+                for key in ("runtime_version", *TIMING_KEYS, *MEMORY_KEYS):
                     if key in found:
                         result[key] = found[key]
                 error = stopped(found, status, tail)
@@ -245,7 +257,10 @@ class ChildJob:
         status = runner([sys.executable, "-m", CHILD_MODULE, str(job_path)], process.thread_env(self.job.threads),
                         self._line_sink(tail, progress, debug))
         if result_path.is_file():
-            return json.loads(result_path.read_text()), status, tail
+            found = json.loads(result_path.read_text())
+            if found.get("error_kind") == "busy":  # --no-wait and another measurement holds the machine
+                raise MeasurementBusyError(found.get("holder"), found.get("lock", ""))
+            return found, status, tail
         return {"phase": "starting", "batch_size": None, "memory": {}, "throughput": {}, "notes": []}, status, tail
 
     def _line_sink(self, tail: deque[str], progress: Progress | None, debug: bool) -> LineSink:
@@ -259,7 +274,9 @@ class ChildJob:
                     sys.stderr.write(line + "\n")
                 return
             event = json.loads(line[len(PROGRESS_PREFIX):])
-            if event["event"] == "phase":
+            if event["event"] == "waiting":
+                what = waiting_text(event.get("holder"))
+            elif event["event"] == "phase":
                 doing[0] = event["phase"] + (f" batch {event['batch_size']}" if event.get("batch_size") else "")
                 what = doing[0]
             else:

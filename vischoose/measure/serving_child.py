@@ -13,8 +13,9 @@ runs); torch runs the eager module from one thread per instance, each with its o
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from vischoose.errors import VischooseError
 from vischoose.measure import serving, serving_search, timing
@@ -24,9 +25,13 @@ from vischoose.measure.protocol import (
     phase_reporter,
     progress,
     setup_failed,
+    timed,
     write_result,
 )
 from vischoose.runtimes import registry
+
+if TYPE_CHECKING:
+    from vischoose.measure import contention
 
 Forwards = tuple[list[serving.Forward], Callable[[], None] | None, int]  # forwards, per-thread start, input side
 
@@ -74,6 +79,19 @@ def forwards(job: Job, result: Result) -> Forwards | None:
         return None
 
 
+@contextmanager
+def machine_held(job: Job, result: Result) -> Iterator["contention.Meter"]:
+    """The block is timed: it holds the machine's measurement lock (protocol.timed, every instance's threads counted)
+    and the result keeps what the rest of the machine took over it, {"others_cores", "contended"}, for the row."""
+    spec = job.serve or {}
+    with timed(job, spec.get("instances", 1) * spec.get("threads", job.threads)) as meter:
+        mark = meter.start()
+        yield meter
+        reading = meter.read(mark)
+    result["others"] = {"others_cores": round(reading.others_cores, 3),
+                        "contended": reading.why() if reading.contended else None}
+
+
 def images(size: int) -> Any:
     """The QSL's images: fixed random float32 NCHW inputs, all in memory."""
     from vischoose.runtimes.agreement import random_batch
@@ -88,8 +106,10 @@ def serve_profile(job: Job, result: Result) -> None:
         return
     calls, thread_start, size = found
     spec, phase = job.serve or {}, phase_reporter(job, result)
-    ladder = serving.service_ladder(calls, images(size), spec["slo_ms"], spec["max_batch"], spec["seconds_per_size"],
-                                    thread_start, lambda batch: phase("service times", batch))
+    pixels = images(size)
+    with machine_held(job, result):
+        ladder = serving.service_ladder(calls, pixels, spec["slo_ms"], spec["max_batch"], spec["seconds_per_size"],
+                                        thread_start, lambda batch: phase("service times", batch))
     result["service"] = {str(b): v for b, v in ladder.items()}
     result.update(status="done", phase="done", batch_size=None)
 
@@ -112,9 +132,11 @@ def serve_verify(job: Job, result: Result) -> None:
         result["loadgen_version"] = version
         write_result(job.result_path, result)
 
-    serving.verify_with_loadgen(calls, images(size), serving_search.ServeSettings.from_dict(spec["settings"]),
-                                spec["start_qps"], spec["slo_ms"], budget, spec["seconds_left"],
-                                Path(job.result_path).parent / "loadgen", thread_start, starting, ended)
+    pixels = images(size)
+    with machine_held(job, result):
+        serving.verify_with_loadgen(calls, pixels, serving_search.ServeSettings.from_dict(spec["settings"]),
+                                    spec["start_qps"], spec["slo_ms"], budget, spec["seconds_left"],
+                                    Path(job.result_path).parent / "loadgen", thread_start, starting, ended)
     result.update(status="done", phase="done", batch_size=None)
 
 
@@ -127,11 +149,19 @@ def serve_single_stream(job: Job, result: Result) -> None:
     if thread_start:
         thread_start()
     spec, phase, pixels = job.serve or {}, phase_reporter(job, result), images(size)
-    phase("latency", 1)
     one = pixels[:1]
-    seconds, _, noisy = timing.settled_phase(lambda: forward(one), timing.cpu_timer, spec["seconds"], progress)
-    result["vischoose"] = timing.phase_summary(seconds, 0, noisy)
-    phase("LoadGen single-stream")
+    with machine_held(job, result) as meter:
+        phase("latency", 1)
+        measured = timing.settled_phase(lambda: forward(one), timing.cpu_timer, spec["seconds"], progress, meter)
+        result["vischoose"] = timing.phase_summary(measured)
+        phase("LoadGen single-stream")
+        _loadgen_single_stream(job, result, forward, pixels, thread_start)
+    result.update(status="done", phase="done", batch_size=None)
+
+
+def _loadgen_single_stream(job: Job, result: Result, forward: serving.Forward, pixels: Any,
+                           thread_start: Callable[[], None] | None) -> None:
+    spec = job.serve or {}
     settings = serving_search.ServeSettings(1, spec["threads"])
     sut = serving.SystemUnderTest([forward], pixels, settings, thread_start, inline=True)
     harness = serving.LoadGen(sut, serving.SAMPLES)
@@ -142,7 +172,6 @@ def serve_single_stream(job: Job, result: Result) -> None:
     finally:
         harness.close()
         sut.close()
-    result.update(status="done", phase="done", batch_size=None)
 
 
 MODES: dict[str, Callable[[Job, Result], None]] = {"serve-profile": serve_profile, "serve-verify": serve_verify,

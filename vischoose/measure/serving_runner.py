@@ -97,6 +97,7 @@ class ServerSearch:
         self.facts: dict[str, Any] = {}  # what the children said about the model (and the graph's build)
         self.services: dict[tuple[int, int], Service] = {}
         self.verified: dict[str, Any] = {}
+        self.others: dict[str, dict[str, Any]] = {}  # per timed child: what the rest of the machine took meanwhile
 
     def run(self) -> ProfileRun:
         """The search's row (its error, when a child failed)."""
@@ -115,6 +116,8 @@ class ServerSearch:
             if key in result:
                 self.facts[key] = result[key]
         self.facts["notes"] = list(dict.fromkeys(self.facts.get("notes", []) + result.get("notes", [])))
+        if result.get("others"):
+            self.others[name] = result["others"]
         return result
 
     def single_stream(self, seconds: float, min_queries: int) -> dict[str, Any]:
@@ -165,7 +168,7 @@ class ServerSearch:
         chosen = outcome.chosen.settings if outcome and outcome.chosen else ServeSettings(1, self.cores)
         row = rows.profile_row(self.ref, self.job.but(threads=chosen.threads), result, chosen.max_batch, self.error)
         fields = server_fields(self.request, outcome, self.services, self.verified, time.monotonic() - self.start)
-        row = replace(row, threads=chosen.threads, **fields)
+        row = replace(row, threads=chosen.threads, **fields, **machine_load(self.others))
         notes = tuple(self.facts.get("notes", [])) + serve_notes(self.request, outcome, row)
         capped = process.cap_note(self.job.threads_requested, self.cores, self.job.threads_from)
         detail = {"setup_exit_code": self.facts.get("exit_code"), "serve": outcome_dict(outcome)}
@@ -190,6 +193,14 @@ def server_fields(request: ProfileRequest, outcome: Outcome | None, services: di
     return {**fields, "serve_qps": best.scheduled_qps or best.target_qps, "serve_target_qps": best.target_qps,
             "serve_p50_ms": best.p50_ms, "serve_p90_ms": best.p90_ms, "serve_p99_ms": best.p99_ms,
             "serve_valid": True, "serve_early_stopping": best.early_stopping, "loadgen_summary": best.summary}
+
+
+def machine_load(others: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The row's others_cpu_cores (the most the rest of the machine took during one of the search's timed children,
+    cores) and contended (the children others took too much of: the row is then never reused as measured)."""
+    taken = [o["others_cores"] for o in others.values() if o.get("others_cores") is not None]
+    contended = "; ".join(f"{name}: {o['contended']}" for name, o in others.items() if o.get("contended"))
+    return {"others_cpu_cores": max(taken) if taken else None, "contended": contended or None}
 
 
 def no_rate(request: ProfileRequest, outcome: Outcome | None, services: dict[tuple[int, int], Service]) -> str | None:

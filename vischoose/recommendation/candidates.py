@@ -15,7 +15,10 @@ from vischoose.records import EvalResult, Profile
 from vischoose.runtimes.precision import FIDELITY, Variant
 
 if TYPE_CHECKING:
-    from vischoose.recommendation import estimates
+    from vischoose.recommendation import estimates, memory
+
+    # what this machine's measured models fit for the others: latency points, and peaks per weight (--memory-basis peak)
+    Fitted = tuple[dict[estimates.Group, list[estimates.Point]], dict[memory.Group, list[memory.Peer]]]
 
 
 class Candidate(NamedTuple):
@@ -58,14 +61,17 @@ def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list
     known = known._replace(catalog={**known.catalog, **{e.alias: e for e in entries}})  # estimates need references
     order = preference_order(preset)
     local = figures.local_points(known.catalog, preset, profiles, order)
-    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, known, local) for e in entries]
-    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, known, local) for m, t in extra]
+    peaks = figures.peak_peers(known.catalog, preset, profiles, order, known)
+    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, known, (local, peaks))
+             for e in entries]
+    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, known, (local, peaks)) for m, t in extra]
     return cands
 
 
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
                order: list[Variant], profiles: list[Profile], evals: list[EvalResult],
-               known: Known, local: dict[estimates.Group, list[estimates.Point]]) -> Candidate:
+               known: Known, fitted: Fitted) -> Candidate:
+    local, peaks = fitted
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
     mine = [e for e in evals if e.model == model or e.tag == tag]
     torch_fp32 = figures.matching_profiles(profiles, model, tag, preset, figures.TORCH_FP32)
@@ -85,7 +91,7 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
         stand_in = torch_fp32 if variant.runtime != "torch" and not rows else []
         figs: dict[str, Figure] = {}
         figures.top1(figs, entry, mine, variant, rows)
-        figures.size(figs, entry, rows, stand_in, preset, variant, known)
+        figures.size(figs, entry, rows, stand_in, preset, variant, known, peaks)
         figures.aware_size(figs, evaluated, preset)
         figures.speed(figs, entry, rows or stand_in, preset, known.catalog, variant, bool(stand_in), local)
         violations, missing, excess = constraints.limits(figs, preset, model, variant)

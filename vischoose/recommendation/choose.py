@@ -24,6 +24,8 @@ class Recommendation(NamedTuple):
     preset: Preset
     notes: tuple[str, ...] = ()
     measure_log: tuple[str, ...] = ()  # recommend --measure: what was measured and skipped
+    unmeasured: tuple[Candidate, ...] = ()  # no figure for a limit only measuring checks: not measured, not rejected
+    unmeasured_why: tuple[tuple[str, str], ...] = ()  # (model, why it was not measured), from recommend --measure
 
 
 def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
@@ -37,13 +39,15 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
     rejected = sorted((c for c in cands if not c.fits), key=lambda c: (c.excess, c.model))
     if not fitting:
         raise nothing_fits(rejected, preset)
+    unmeasured = tuple(c for c in rejected if unmeasured_only(c))
+    rejected = [c for c in rejected if not unmeasured_only(c)]
     preferred = next((c for p in preset.prefer for c in fitting if c.model == p), None)
     if preferred:
         chosen, reason = preferred, wording.guide_reason(preset)
     else:
         chosen = fitting[0]
-        missed = next((c for p in preset.prefer for c in rejected if c.model == p), None)
-        reason = wording.ranked_reason(preset, len(fitting), missed)
+        missed = next((c for p in preset.prefer for c in (*rejected, *unmeasured) if c.model == p), None)
+        reason = wording.ranked_reason(preset, len(fitting), missed, missed is not None and unmeasured_only(missed))
     notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
     notes += wording.dominance_note(chosen, dominated_by(chosen, fitting), reason)
     if any(f.source == "estimated" for c in cands for f in c.figures.values()):
@@ -53,7 +57,12 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
         notes.append(wording.int8_estimate_note(preset))
     return Recommendation(target=preset.name, chosen=chosen, reason=reason,
                           runners_up=[c for c in fitting if c is not chosen], rejected=rejected,
-                          pareto=pareto_front(cands), preset=preset, notes=tuple(notes))
+                          pareto=pareto_front(cands), preset=preset, notes=tuple(notes), unmeasured=unmeasured)
+
+
+def unmeasured_only(cand: Candidate) -> bool:
+    """A candidate that breaks no limit but lacks a figure only measuring gives: not measured, never rejected."""
+    return bool(cand.missing) and not cand.violations
 
 
 def pareto_front(cands: list[Candidate]) -> frozenset[str]:
@@ -97,6 +106,11 @@ def nothing_fits(rejected: list[Candidate], preset: Preset) -> NoModelFitsError:
                 needs.append(f"{opt(key)} {constraints.round_to_admit(value, is_max)}")
         needs += c.unusable[:1]  # the smaller graph that was rejected: relaxing the budget is not the only way
         parts.append(f"{c.model} ({', '.join(needs)})" if needs else f"{c.model} ({(c.reasons or ('?',))[0]})")
+    unmeasured = [c for c in rejected if unmeasured_only(c)]
+    if unmeasured and len(unmeasured) == len(rejected):  # nothing breaks a limit: nothing measured could
+        return NoModelFitsError(f"No model is known to fit target '{preset.name}': {len(unmeasured)} candidate(s) "
+                                f"not measured ({'; '.join(parts)}).",
+                                hint=f"Measure them first ({opt('measure')}), or profile them (vischoose profile).")
     return NoModelFitsError(
         f"No model fits target '{preset.name}'; closest: {'; '.join(parts)}.",
         hint=f"Relax a constraint as shown, or add candidates with {opt('models')}.")

@@ -25,6 +25,10 @@ CONSTRAINTS = {
 }
 
 
+FIGURE_WORDS = {"memory_mb": "memory", "latency_ms": "latency", "throughput": "throughput", "top1": "top-1",
+                "params_m": "parameter count"}
+
+
 LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_throughput": "throughput floor",
            "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
 
@@ -39,7 +43,8 @@ def limits(figures: dict[str, Figure], preset: Preset, model: str,
             continue
         fig = figures.get(fig_name)
         if fig is None:
-            missing.append(wording.missing_figure(fig_name, LABELS[key], preset, model, variant))
+            missing.append(wording.not_measured(fig_name, FIGURE_WORDS[fig_name], LABELS[key], preset, model,
+                                                variant))
             continue
         bad = fig.value > limit if is_max else fig.value < limit
         if bad:

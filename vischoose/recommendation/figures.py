@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from vischoose.models.catalog import CatalogEntry
 from vischoose.presets import Preset
-from vischoose.recommendation import wording
+from vischoose.recommendation import memory, wording
 from vischoose.records import EvalResult, Profile
 from vischoose.runtimes.precision import Variant, bytes_per_param
 from vischoose.units import MIB
@@ -48,6 +48,7 @@ class Deployable(NamedTuple):
     is_graph: bool
     extra: str | None = None  # the pip extra that installs it
     missing: str | None = None  # why it cannot run here (words only: it never changes the choice)
+    host_only: str | None = None  # what its host binding loads that a deployed device would not have (Runtime)
 
 
 class Known(NamedTuple):
@@ -74,15 +75,17 @@ class Figure(NamedTuple):
 
 
 def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Preset,
-                      variant: Variant | None = None) -> list[Profile]:
-    """Successful profiles of this model under the preset's protocol, newest first.
+                      variant: Variant | None = None, flagged: bool = False) -> list[Profile]:
+    """Successful profiles of this model under the preset's protocol, newest first; never a flagged one (contended,
+    or batch-1 figures that contradict each other: Profile.flagged) unless `flagged` asks for those too.
 
     Without a variant: torch at the preset's [measure] dtype; onnxruntime rows match on precision only (the
     graph's layout is its own). Server-scenario rows are not profiles of this protocol (recommendation.serving).
     """
     spec = preset.measure
     variant = variant or preset.plain
-    rows = [p for p in profiles if p.ok and (p.model == model or p.tag == tag) and p.dtype == variant.dtype
+    rows = [p for p in profiles if p.ok and (flagged or not p.flagged) and (p.model == model or p.tag == tag)
+            and p.dtype == variant.dtype
             and p.runtime == variant.runtime and p.scenario is None  # server rows: recommendation.serving reads them
             and (variant.runtime != "torch" or (p.layout == "channels_last") == spec.channels_last)]
     if spec.device == "auto":
@@ -146,8 +149,39 @@ def aware_size(figs: dict[str, Figure], ev: EvalResult | None, preset: Preset) -
                                f"{wording.float_layers(ev)} in float")
 
 
+def peak_peers(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list[Profile], order: list[Variant],
+               known: Known) -> dict[memory.Group, list[memory.Peer]]:
+    """The catalog models measured here with a usable peak, per runtime, dtype and family (--memory-basis peak)."""
+    if preset.constraints.memory_basis != "peak":
+        return {}
+    return memory.group_peers([((v.runtime, v.dtype, e.family), p) for e in catalog.values()
+                               for v in {*order, TORCH_FP32}
+                               for p in matching_profiles(profiles, e.alias, e.tag, preset, v)], known)
+
+
+def peak(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile], stand_in: list[Profile],
+         variant: Variant, params: float, known: Known, peaks: dict[memory.Group, list[memory.Peer]]) -> None:
+    """--memory-basis peak: the measured peak (recommendation.memory: the on-device one), torch fp32's standing in
+    for an unmeasured fp32 graph, or an estimate from the models of the family measured here; else none (the model
+    is then listed as not measured, not rejected)."""
+    label = variant.dtype if variant.runtime == "torch" else variant.label
+    found = memory.peak_figure(rows, variant, label, known)
+    borrowed = next((p for p in stand_in if memory.usable(p, known)), None) if variant.precision == "fp32" else None
+    if found is None and borrowed is not None:
+        found = (borrowed.peak_memory_mb, "measured", f"peak inference memory, torch float32, standing in for "
+                                                      f"{variant.label}")
+    if found is None and entry is not None:
+        per = INT8_BYTES_PER_PARAM.get(entry.family, INT8_BYTES_UNKNOWN) if variant.precision == "int8" else \
+            bytes_per_param(variant.dtype)
+        found = memory.estimate(entry.alias, params * 1e6 * per / MIB, (variant.runtime, variant.dtype, entry.family),
+                                peaks)
+    if found is not None:
+        figs["memory_mb"] = Figure(*found)
+
+
 def size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile], stand_in: list[Profile],
-          preset: Preset, variant: Variant, known: Known) -> None:
+         preset: Preset, variant: Variant, known: Known,
+         peaks: dict[memory.Group, list[memory.Peer]] | None = None) -> None:
     params = entry.params / 1e6 if entry else next((p.params_m for p in rows + stand_in if p.params_m), None)
     if params is None:
         return
@@ -155,12 +189,7 @@ def size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile
                         else Figure(params, "published" if entry else "measured"))
     label = variant.dtype if variant.runtime == "torch" else variant.label
     if preset.constraints.memory_basis == "peak":
-        peak = next((p for p in rows if p.peak_memory_mb is not None), None)
-        if peak is not None:
-            figs["memory_mb"] = Figure(peak.peak_memory_mb, "measured", f"peak inference memory, {label}")
-        elif variant.precision == "fp32" and (borrowed := next((p for p in stand_in if p.peak_memory_mb), None)):
-            figs["memory_mb"] = Figure(borrowed.peak_memory_mb, "measured",
-                                       f"peak inference memory, torch float32, standing in for {variant.label}")
+        peak(figs, entry, rows, stand_in, variant, params, known, peaks or {})
     elif filed := next((p for p in rows if p.file_mb), None):
         figs["memory_mb"] = Figure(filed.file_mb, "measured", f"{variant.label} file")
     elif variant.precision == "int8" and entry and entry.int8_mib:

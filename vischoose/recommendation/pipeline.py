@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from vischoose.requests.profile import ProfileRequest
 
 Progress = Callable[[str, str, float], None]  # (what is measured, its phase, seconds since it started)
+Measured = tuple[list[Profile], list[str], list[tuple[str, str]]]  # (profiles, log lines, (model, why not measured))
 
 
 class Bar(Protocol):
@@ -54,14 +55,14 @@ def advise(request: RecommendRequest, progress: Progress | None = None, bar: Cal
     dataset = _dataset(request)  # a bad data set fails here, before anything is measured
     profiles, evals = figures if figures is not None else _figures(request.results)
     evals = shippable(evals, dataset)
-    lines = _unused_limit(preset, dataset)
+    lines, skipped = _unused_limit(preset, dataset), []
     if request.measure:
         if request.serving:
-            profiles, lines = _measure_services(request, preset, entries, extra, profiles, evals, world, lines,
-                                                progress)
+            profiles, lines, skipped = _measure_services(request, preset, entries, extra, profiles, evals, world,
+                                                         lines, progress)
         else:
-            profiles, lines = _measure_profiles(request, preset, entries, extra, profiles, evals, world, lines,
-                                                progress, measure_with)
+            profiles, lines, skipped = _measure_profiles(request, preset, entries, extra, profiles, evals, world,
+                                                         lines, progress, measure_with)
 
     def rank(found: list[EvalResult]) -> Recommendation:
         cands = build_candidates(entries, preset, profiles, found, world, extra)
@@ -80,14 +81,25 @@ def advise(request: RecommendRequest, progress: Progress | None = None, bar: Cal
         lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
-    rec = rec._replace(notes=rec.notes + chosen.notes + tuple(wording.selection_notes(rec, chosen.others)))
+    rec = rec._replace(notes=rec.notes + chosen.notes + tuple(wording.selection_notes(rec, chosen.others))
+                       + tuple(_flagged(entries, extra, preset, profiles)), unmeasured_why=tuple(skipped))
     return rec._replace(measure_log=tuple(lines)) if lines else rec
+
+
+def _flagged(entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]], preset: presets.Preset,
+             profiles: list[Profile]) -> list[str]:
+    """Lines for the candidates whose timings here are flagged and not reused (recommendation.reuse)."""
+    if not any(p.flagged for p in profiles):
+        return []
+    from vischoose.recommendation import reuse
+
+    return reuse.flagged_lines(entries, extra, preset, profiles)
 
 
 def known() -> Known:
     """The catalog, every runtime's facts and timm's zoo (read when first asked for), for the candidates' selection
     and the pure ranking (what is installed only words how to measure)."""
-    facts = {r.name: Deployable(r.name, r.title, r.devices, r.is_graph, r.extra, r.missing())
+    facts = {r.name: Deployable(r.name, r.title, r.devices, r.is_graph, r.extra, r.missing(), r.host_only)
              for r in registry.RUNTIMES.values()}
     return Known(catalog.load(), facts, registry.CATALOG_INT8, _zoo)
 
@@ -104,24 +116,23 @@ def _zoo() -> "Zoo":
 def _measure_profiles(request: RecommendRequest, preset: presets.Preset, entries: list[catalog.CatalogEntry],
                       extra: list[tuple[str, str]], profiles: list[Profile], evals: list[EvalResult], world: Known,
                       lines: list[str], progress: Progress | None,
-                      measure_with: "Callable[[presets.Preset], measuring.Measure] | None" = None
-                      ) -> tuple[list[Profile], list[str]]:
+                      measure_with: "Callable[[presets.Preset], measuring.Measure] | None" = None) -> Measured:
     """recommend --measure: what can change the answer (mode "decision") or everything ("all"), here or with
     measure_with (a fleet's node)."""
     from vischoose.recommendation import (
         measuring,  # only here: recommend on stored figures starts fast
     )
 
-    measurer = _Measurer(preset, progress, request.budget_s)
+    measurer = _Measurer(preset, progress, request.budget_s, request.wait)
     measured, log = measuring.measure_for_decision(preset, entries, extra, profiles, evals,
                                                    measure_with(preset) if measure_with else measurer, world,
                                                    request.measure, request.fresh, on_plan=measurer.plan)
-    return profiles + measured, lines + log.lines()
+    return profiles + measured, lines + log.lines(), log.skipped
 
 
 def _measure_services(request: RecommendRequest, preset: presets.Preset, entries: list[catalog.CatalogEntry],
                       extra: list[tuple[str, str]], profiles: list[Profile], evals: list[EvalResult], world: Known,
-                      lines: list[str], progress: Progress | None) -> tuple[list[Profile], list[str]]:
+                      lines: list[str], progress: Progress | None) -> Measured:
     """recommend --serve --measure: the server searches that can change the answer (recommendation.serving)."""
     from vischoose.recommendation import serving
 
@@ -131,8 +142,8 @@ def _measure_services(request: RecommendRequest, preset: presets.Preset, entries
         return build_candidates(entries, preset, rows, evals, world, extra)
 
     measured, found = serving.measure_for_decision(candidates, preset, profiles,
-                                                   _ServerMeasurer(preset, progress, request.budget_s))
-    return profiles + measured, lines + found
+                                                   _ServerMeasurer(preset, progress, request.budget_s, request.wait))
+    return profiles + measured, lines + found, []
 
 
 def _preset(request: RecommendRequest) -> presets.Preset:
@@ -224,8 +235,9 @@ class _Measurer:
     """Profiles (model, tag) pairs at one variant under the preset's protocol (stored as they are measured), with
     progress and an ETA."""
 
-    def __init__(self, preset: presets.Preset, progress: Progress | None, time_budget_s: float) -> None:
-        self.preset, self.time_budget_s, self.progress = preset, time_budget_s, progress
+    def __init__(self, preset: presets.Preset, progress: Progress | None, time_budget_s: float,
+                 wait: bool = True) -> None:
+        self.preset, self.time_budget_s, self.progress, self.wait = preset, time_budget_s, progress, wait
         self.runs, self.started, self.left = 0, time.monotonic(), 0
 
     def plan(self, runs_left: int) -> None:
@@ -236,7 +248,7 @@ class _Measurer:
         from vischoose.measure.runner import profile_models
         from vischoose.results.store import keep_profiles
 
-        request = measure_request(self.preset, variant, self.time_budget_s, tuple(m for m, _ in todo))
+        request = measure_request(self.preset, variant, self.time_budget_s, tuple(m for m, _ in todo), self.wait)
         runs = profile_models(request, progress=self._progress(variant), keep=keep_profiles)
         self.runs += len(todo)
         return [r.profile for r in runs]
@@ -265,21 +277,21 @@ class _ServerMeasurer(_Measurer):
 
         request = ProfileRequest(models=(model,), device="cpu", runtime=variant.runtime, dtype=variant.dtype,
                                  threads=self.preset.measure.threads, threads_from=self.preset.name, weights="auto",
-                                 time_budget_s=self.time_budget_s, scenario=SERVER, slo_ms=slo_ms)
+                                 time_budget_s=self.time_budget_s, scenario=SERVER, slo_ms=slo_ms, wait=self.wait)
         runs = serve_models(request, progress=self._progress(variant), keep=keep_profiles)
         self.runs += 1
         return [r.profile for r in runs]
 
 
 def measure_request(preset: presets.Preset, variant: Variant, time_budget_s: float,
-                    models: tuple[str, ...]) -> "ProfileRequest":
+                    models: tuple[str, ...], wait: bool = True) -> "ProfileRequest":
     """What recommend --measure measures a variant with (here, or on a fleet's node): the preset's [measure]
     protocol at batch 1 and its batch sizes; an exported file on its runtime, on the CPU."""
     from vischoose.requests.profile import ProfileRequest
 
     spec = preset.measure
     protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
-                "time_budget_s": time_budget_s, "threads_from": preset.name, "models": models}
+                "time_budget_s": time_budget_s, "threads_from": preset.name, "models": models, "wait": wait}
     if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
         return ProfileRequest(device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
     return ProfileRequest(device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last, **protocol)

@@ -43,8 +43,10 @@ def check(preset: Preset) -> None:
 
 
 def server_rows(profiles: list[Profile], model: str, tag: str, variant: Variant, slo_ms: float) -> list[Profile]:
-    """This model's server-scenario rows at the variant and bound, newest first."""
-    rows = [p for p in profiles if p.scenario == SERVER and p.ok and (p.model == model or p.tag == tag)
+    """This model's server-scenario rows at the variant and bound, newest first; never a flagged one (contended:
+    Profile.flagged)."""
+    rows = [p for p in profiles if p.scenario == SERVER and p.ok and not p.flagged
+            and (p.model == model or p.tag == tag)
             and p.runtime == variant.runtime and p.dtype == variant.dtype and p.slo_ms is not None
             and abs(p.slo_ms - slo_ms) <= 1e-6 * slo_ms]
     return sorted(rows, key=lambda p: p.created_at, reverse=True)
@@ -59,9 +61,10 @@ def best_offline(profiles: list[Profile], model: str, tag: str, preset: Preset, 
 def offline_ratio(profiles: list[Profile], preset: Preset) -> Ratio | None:
     """Sustained QPS over best offline img/s, the median over the models with both at this bound (None: none)."""
     slo, pairs = preset.serve.slo_ms or 0.0, []
-    for row in (p for p in profiles if p.scenario == SERVER and p.serve_qps and p.slo_ms is not None
-                and abs(p.slo_ms - slo) <= 1e-6 * slo):
-        offline = [p.throughput_img_s for p in profiles if p.scenario is None and p.ok and p.throughput_img_s
+    for row in (p for p in profiles if p.scenario == SERVER and p.serve_qps and not p.flagged
+                and p.slo_ms is not None and abs(p.slo_ms - slo) <= 1e-6 * slo):
+        offline = [p.throughput_img_s for p in profiles if p.scenario is None and p.ok and not p.flagged
+                   and p.throughput_img_s
                    and p.model == row.model and p.runtime == row.runtime and p.dtype == row.dtype
                    and p.machine == row.machine]
         if offline:

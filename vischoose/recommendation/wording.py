@@ -135,16 +135,32 @@ def dominance_note(chosen: "Candidate", better: "list[Candidate]", reason: str) 
             f"it is still chosen because it is {reason}"]
 
 
+def not_measured(fig_name: str, what: str, limit: str, preset: Preset, model: str, variant: Variant) -> str:
+    """A limit with no figure to check it against: not measured (the candidate is listed apart, never rejected for
+    it), and the command that gets the figure: evaluate for a top-1 nobody published, else profile. With
+    --memory-basis peak the memory figure is the peak's."""
+    if fig_name == "top1":  # nobody published one: evaluate gives it, profile does not
+        return (f"not measured: top-1 unknown, so the {limit} cannot be checked (evaluate it: vischoose evaluate DATA "
+                f"--model {model})")
+    if what == "memory" and preset.constraints.memory_basis == "peak":
+        what = "peak memory"
+    how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
+    return (f"not measured: no {what} figure to check the {limit} against (measure it: vischoose profile --target "
+            f"{preset.name} {how}{model})")
+
+
 def guide_reason(preset: Preset) -> str:
     """Why the selection guide's model was chosen."""
     return f"the selection guide's choice for '{preset.name}' and it meets every constraint"
 
 
-def ranked_reason(preset: Preset, fitting: int, missed: "Candidate | None") -> str:
-    """Why the best-ranked model was chosen (and why the guide's model was not, when it was a candidate)."""
+def ranked_reason(preset: Preset, fitting: int, missed: "Candidate | None", unmeasured: bool = False) -> str:
+    """Why the best-ranked model was chosen (and why the guide's model was not, when it was a candidate: rejected, or
+    not measured)."""
     reason = f"best by {', '.join(preset.sort)} among the {fitting} models that meet every constraint"
     if missed is not None:
-        reason += f"; the guide's choice {missed.model} was rejected: {missed.reasons[0]}"
+        verb = "was not measured" if unmeasured else "was rejected"
+        reason += f"; the guide's choice {missed.model} {verb}: {missed.reasons[0]}"
     return reason
 
 
@@ -172,15 +188,6 @@ def gpu_speed_note(s: Speed, entry: CatalogEntry, dtype: str) -> str:
     """Where a published GPU throughput comes from, and the target's precision where it ran at another."""
     differs = "" if s.matches(dtype) else f"; the target runs {dtype}"
     return s.describe(entry.input_size) + differs
-
-
-def missing_figure(fig_name: str, label: str, preset: Preset, model: str, variant: Variant) -> str:
-    """Why a limit could not be checked, and the command that gets the figure."""
-    if fig_name == "top1":  # nobody published one: evaluate gives it, profile does not
-        return f"top-1 unknown, so the {label} cannot be checked (evaluate it: vischoose evaluate DATA --model {model})"
-    how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
-    return (f"no {fig_name.replace('_', ' ')} figure to check the {label} "
-            f"(measure it: vischoose profile --target {preset.name} {how}{model})")
 
 
 def selection_notes(rec: Recommendation, others: dict[str, tuple[str, ...]]) -> list[str]:

@@ -7,7 +7,7 @@ from vischoose.errors import named
 
 # fields whose flag is not the field name with dashes
 _FLAGS = {"batch_sizes": "--batch-size", "time_budget_s": "--time-budget", "max_memory_mb": "--budget-mb",
-          "threads_from": "--threads", "autocast": "autocast"}
+          "threads_from": "--threads", "autocast": "autocast", "wait": "--no-wait"}
 
 
 def flag_of(name: str) -> str:

@@ -11,15 +11,25 @@ from vischoose.runtimes import registry
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
 
+OTHERS_LEGEND = ("others: cores of CPU time the rest of the machine took while the row's phases were timed (the most "
+                 "of one phase; 1.0 = one core busy throughout), ! where a phase was contended or batch-1 img/s and "
+                 "latency contradicted each other: such a row is kept but never reused by recommend as measured.")
 PROFILE_HEADERS = ["model", "weights", "px", "batch", "params M", "MiB", "MiB fp32", "GFLOPs", "GMACs",
                    "p50 ms", "p90 ms", "p99 ms", "IQR ms", "img/s", "IQR img/s", "peak MiB", "eff %",
-                   "top-1 %", "@px", "error"]
+                   "top-1 %", "@px", "others", "error"]
 PROFILE_FOOTER = ("latency: batch 1, median (p50)/p90/p99 and IQR of timed runs after warm-up, device synchronised, "
                   "no preprocessing; img/s: median at the batch size, measured first in a fresh process (as a "
                   "user's new serving process; peak memory and FLOPs are measured in a separate one); MiB = 2^20 bytes, weights at the run's dtype "
                   "and fp32; GFLOPs per image = 2 x GMACs (torch.utils.flop_counter, attention included); "
-                  "peak MiB: CPU peak RSS over the idle process after importing torch, GPU max allocated; "
-                  "eff: achieved FLOP/s over this machine's measured peak (best of matmul and conv); top-1: published, at @px.")
+                  "peak MiB: CPU peak RSS of one forward over the process before loading the model (the baseline "
+                  "line says what it held; freed heap given back first), GPU max allocated; "
+                  "eff: achieved FLOP/s over this machine's measured peak (best of matmul and conv); top-1: published, at @px; "
+                  + OTHERS_LEGEND)
+
+
+def others_cell(p: Any) -> str:
+    """'0.02', '0.85!' (flagged: contended or inconsistent) or '-' (not metered)."""
+    return fmt(p.others_cpu_cores, 2) + ("!" if p.flagged else "")
 
 
 def _profile_row(p: Any) -> list[str]:
@@ -29,7 +39,7 @@ def _profile_row(p: Any) -> list[str]:
            fmt(p.latency_ms_p90, 2), fmt(p.latency_ms_p99, 2), fmt(p.latency_ms_iqr, 2), fmt(p.throughput_img_s, 2),
            fmt(p.throughput_iqr, 2), fmt(p.peak_memory_mb, 1),
            fmt(None if p.efficiency is None else 100 * p.efficiency, 1), fmt(p.top1, 2), fmt(p.top1_size),
-           p.error or ""]
+           others_cell(p), p.error or ""]
     if p.peak_reserved_mb is not None:
         row.insert(16, fmt(p.peak_reserved_mb, 1))
     return row
@@ -53,15 +63,16 @@ def graph_profile_footer(title: str, module: str) -> str:
             f"{module} but not torch (the graph was built and checked in another one); MiB = 2^20 bytes: "
             "the graph's file, and the model's fp32 weights; GFLOPs per image = 2 x GMACs of the eager model "
             "(torch.utils.flop_counter, attention included); eff: fp32 graphs only, achieved FLOP/s over "
-            "this machine's measured fp32 peak; top-1: published, at @px.")
+            "this machine's measured fp32 peak; top-1: published, at @px; " + OTHERS_LEGEND)
 
 
-GRAPH_HEADERS = ["model", "batch", "graph", "recipe", "file MiB", "export s", "quant s", "checked on", "top-1 agree %",
-                 "max |diff|", "cosine", "status"]
+GRAPH_HEADERS = ["model", "batch", "graph", "recipe", "file MiB", "plan MiB", "export s", "quant s", "checked on",
+                 "top-1 agree %", "max |diff|", "cosine", "status"]
 def graph_footer(titles: str, modules: str) -> str:
     """The footer under the graph table."""
-    return (f"graph: the exported file {titles} ran (MiB above = its file size; peak MiB = peak RSS over the "
-            f"idle process after importing {modules}, no torch); agreement with the eager fp32 model on one "
+    return (f"graph: the exported file {titles} ran (MiB above = its file size; peak MiB = peak RSS of one run over "
+            f"a process with {modules}'s host binding loaded, as the baseline line says; plan MiB = the runtime's own "
+            "accounting of the file, where it keeps one); agreement with the eager fp32 model on one "
             "fixed batch: share of images with the same top-1 class, largest |logit difference|, smallest "
             "per-image cosine of the logits. status: ok; rejected (below --min-agreement on your images: never "
             "recommended); unverified (random inputs or random weights: pass pretrained weights and "
@@ -71,7 +82,8 @@ def graph_footer(titles: str, modules: str) -> str:
 def _graph_row(p: Any) -> list[str]:
     checked = f"{fmt(p.agreement_images)} {'images' if p.agreement_source == 'images' else 'random inputs'}"
     return [p.model, str(p.batch_size), {"float32": "fp32", "int8": "int8"}.get(p.dtype, p.dtype), p.recipe or "-",
-            fmt(p.file_mb, 1), fmt(p.export_s, 1), fmt(p.quantize_s, 1), checked if p.agreement_images else "",
+            fmt(p.file_mb, 1), fmt(p.runtime_memory_mb, 1), fmt(p.export_s, 1), fmt(p.quantize_s, 1),
+            checked if p.agreement_images else "",
             fmt(None if p.agreement_top1 is None else 100 * p.agreement_top1, 1),
             fmt(p.agreement_max_abs_diff, 3), fmt(p.agreement_cosine, 4), p.variant_status or ""]
 
@@ -91,7 +103,30 @@ def _profile_quality(runs: Sequence[Any]) -> list[str]:
         if p.noisy:
             lines.append(f"{p.model} batch {p.batch_size}: NOISY, {p.noisy} after measuring twice (another process "
                          "busy on these cores?): measure again on a quiet machine before trusting it.")
+        lines += flag_lines(p)
     return list(dict.fromkeys(lines))
+
+
+def flag_lines(p: Any) -> list[str]:
+    """The CONTENDED and INCONSISTENT lines of a row."""
+    lines = []
+    if p.contended:
+        lines.append(f"{p.model} batch {p.batch_size}: CONTENDED, {p.contended}, after a pause and a second "
+                     "measurement: the figures are slower than this machine runs the model; kept, never reused by "
+                     "recommend as measured.")
+    if p.inconsistent:
+        lines.append(f"{p.model} batch {p.batch_size}: INCONSISTENT, {p.inconsistent}: kept, never reused by "
+                     "recommend as measured.")
+    return lines
+
+
+def show_waiting(holder: Any, waited_s: float) -> None:
+    """The line export --measure prints while another vischoose is timing on this machine (about every 10 s)."""
+    import sys
+
+    if waited_s < 0.5 or waited_s % 10 < 0.5:
+        who = f": {holder.describe()}" if holder else ""
+        sys.stderr.write(f"waiting for another vischoose measurement{who} (waited {waited_s:.0f} s)\n")
 
 
 def _profile_notes(runs: Sequence[Any]) -> list[str]:
@@ -100,6 +135,10 @@ def _profile_notes(runs: Sequence[Any]) -> list[str]:
                           for r in runs if r.detail.get("machine_peak_gflops_s"))
     notes = [f"Machine peak, best of dense kernels (cached under VISCHOOSE_HOME): {'; '.join(peaks)}."] if peaks else []
     notes += list(dict.fromkeys(named(n, flag_of) for r in runs for n in r.notes))
+    notes += list(dict.fromkeys(f"peak MiB baseline ({r.profile.runtime}): {r.profile.baseline_includes}."
+                                for r in runs if r.profile.baseline_includes))
+    notes += list(dict.fromkeys(f"{r.profile.model}: {r.profile.runtime_memory_note}." for r in runs
+                                if r.profile.runtime_memory_note))
     if any(r.profile.compiled for r in runs):
         notes.append("compile: peak MiB includes what torch.compile keeps resident (compiled code, compiler state).")
     if any(r.profile.top1_size and r.profile.input_size != r.profile.top1_size for r in runs):
@@ -246,8 +285,10 @@ def show_export(rep: Any, as_json: bool) -> None:
                    f"MiB = 2^20 bytes.")
         if measured:
             threads = f"{rep.threads} threads" if rep.threads else "default threads (one per core)"
+            busy = f"; CONTENDED: {rep.contended}, after a pause and a second measurement" if rep.contended else ""
             echo(f"img/s b1: {registry.title(rep.runtime)} CPU, batch 1, median, {threads}; eager fp32: "
-                       f"{rep.eager_img_s_batch1:,.1f} img/s.")
+                       f"{rep.eager_img_s_batch1:,.1f} img/s; others took {fmt(rep.others_cpu_cores, 2)} cores "
+                       f"meanwhile{busy}.")
         for v in rep.variants:
             if v.note:
                 echo(f"{v.precision}: {named(v.note, flag_of)}.")

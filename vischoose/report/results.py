@@ -9,7 +9,10 @@ from vischoose.report.flags import echo
 from vischoose.report.tables import emit_json, fmt, interval_text, table
 
 _STORED_PROFILE_HEADERS = ["id", "model", "device", "runtime", "dtype", "batch", "px", "latency p50 ms", "p90 ms",
-                           "img/s", "peak MiB", "GFLOPs", "top-1 %", "machine", "measured", "from"]
+                           "img/s", "peak MiB", "others", "GFLOPs", "top-1 %", "machine", "measured", "from"]
+OTHERS_NOTE = ("others: cores of CPU time the rest of the machine took while the row was timed (the most of one "
+               "phase; '-' where it was not metered), ! on a row flagged contended or inconsistent: recommend never "
+               "uses it as a measured figure.")
 _STORED_EVAL_HEADERS = ["id", "model", "dataset", "data id", "images", "top-1 %", "95 % CI", "drop", "top-5 %",
                         "device", "runtime", "dtype", "batch", "px", "img/s", "machine", "measured", "from"]
 
@@ -23,7 +26,8 @@ def _stored_profile_row(r: Any) -> list[str]:
     p = r.record
     row = [str(r.id), p.model, p.device, p.runtime, p.dtype, str(p.batch_size), str(p.input_size),
            fmt(p.latency_ms_p50, 2), fmt(p.latency_ms_p90, 2), fmt(p.throughput_img_s, 1), fmt(p.peak_memory_mb, 1),
-           fmt(p.gflops, 2), fmt(p.top1, 2), p.machine, p.created_at[:16].replace("T", " "), r.imported_from or "here"]
+           fmt(p.others_cpu_cores, 2) + ("!" if p.flagged else ""), fmt(p.gflops, 2), fmt(p.top1, 2), p.machine,
+           p.created_at[:16].replace("T", " "), r.imported_from or "here"]
     if p.scenario == "server":  # the sustained rate under the bound in the img/s column (MLPerf LoadGen Server)
         row[1], row[9] = f"{p.model} (server, p99 <= {p.slo_ms:g} ms)", fmt(p.serve_qps, 1)
     if p.error:
@@ -59,7 +63,7 @@ def show_results_list(results: Sequence[Any], as_json: bool) -> None:
         for r in failed:
             echo(f"  result {r.id} FAILED: {r.record.error}")
         echo("\nlatency: batch 1; img/s: at the batch shown; MiB = 2^20 bytes; GFLOPs = 2 x GMACs per image; "
-                   "top-1: published. Details: vischoose results show ID")
+                   "top-1: published. " + OTHERS_NOTE + " Details: vischoose results show ID")
     if evals:
         body = [_stored_eval_row(r) for r in evals]
         echo(("\n" if profiles else "") + table(_STORED_EVAL_HEADERS, body))
@@ -145,6 +149,10 @@ def results_report(results: Sequence[Any], machine_info: dict[str, Any], compari
               "top-1: published (timm results-imagenet.csv)."]
     failed = [r for r in results if r.kind == "profile" and r.record.error]
     lines += [f"- result {r.id} ({r.record.model}) FAILED: {r.record.error}" for r in failed]
+    flagged = [r for r in results if r.kind == "profile" and r.record.flagged]
+    lines += ["", OTHERS_NOTE] if profiles else []
+    lines += [f"- result {r.id} ({r.record.model}, batch {r.record.batch_size}): measured while the machine was not "
+              f"free or self-contradicting: {r.record.flagged}" for r in flagged]
     if plot_file:
         lines += ["", "## Accuracy against speed", "", f"![top-1 against throughput, Pareto front]({plot_file})"]
     lines += ["", "## Against published figures", "", *_comparisons_md(comparisons, ratios)]

@@ -143,6 +143,7 @@ def recommendation_dict(rec) -> dict[str, Any]:
     return {"target": rec.target, "description": rec.preset.description, "chosen": cand(rec.chosen),
             "reason": rec.reason, "runners_up": [cand(c) for c in rec.runners_up],
             "rejected": [cand(c) for c in rec.rejected], "pareto": sorted(rec.pareto),
+            "not_measured": [{**cand(c), "why_not_measured": _not_measured_why(rec, c)} for c in rec.unmeasured],
             "constraints": {k: v for k, v in rec.preset.constraints._asdict().items() if v is not None},
             "conditions": {"device": spec.device, "dtype": spec.dtype, "batch_size": spec.batch_size,
                            "threads": spec.threads, "channels_last": spec.channels_last,
@@ -163,7 +164,9 @@ def flagged(rec):
     return rec._replace(chosen=cand(rec.chosen), runners_up=[cand(c) for c in rec.runners_up],
                         rejected=[cand(c) for c in rec.rejected], reason=named(rec.reason, flag_of),
                         notes=tuple(named(n, flag_of) for n in rec.notes),
-                        measure_log=tuple(named(n, flag_of) for n in rec.measure_log))
+                        measure_log=tuple(named(n, flag_of) for n in rec.measure_log),
+                        unmeasured=tuple(cand(c) for c in rec.unmeasured),
+                        unmeasured_why=tuple((m, named(w, flag_of)) for m, w in rec.unmeasured_why))
 
 
 REJECTED_SHOWN = 15  # rejections listed one per line; the rest are counted by the limit they break
@@ -182,7 +185,7 @@ def _why_kind(reason: str) -> str:
 
 def _show_rejected(rec) -> None:
     """The rejected models one per line; beyond REJECTED_SHOWN, those that break a limit first (then those missing a
-    figure) and the rest counted by the limit they break. Then the Pareto front."""
+    figure) and the rest counted by the limit they break."""
     more = len(rec.rejected) > REJECTED_SHOWN
     ordered = sorted(rec.rejected, key=lambda r: not r.violations) if more else rec.rejected
     if ordered:
@@ -197,6 +200,10 @@ def _show_rejected(rec) -> None:
                 counts[kind] = counts.get(kind, 0) + 1
             echo(f"  ... and {len(ordered) - REJECTED_SHOWN} more: " + ", ".join(
                 f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+
+
+def _show_pareto(rec) -> None:
+    """The Pareto front, its first PARETO_SHOWN names."""
     front = sorted(rec.pareto)
     more_front = f" and {len(front) - PARETO_SHOWN} more (--json lists each)" if len(front) > PARETO_SHOWN else ""
     echo(f"\nPareto front (top-1 vs latency vs memory, over every candidate, rejected ones included): "
@@ -234,6 +241,8 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
             if not r.plain and r.variant != c.variant:
                 echo(f"  {r.model} fits at {_variant_text(r, todo=False)}")
     _show_rejected(rec)
+    _show_unmeasured(rec)
+    _show_pareto(rec)
     echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
                "Memory in MiB (2^20 bytes); latency is batch-1 p90.")
     for note in rec.notes:
@@ -248,6 +257,23 @@ def _serve_text(serve) -> str:
     parts += [f"{serve.target_qps:g} QPS"] if serve.target_qps else []
     parts += [f"USD {serve.price_per_hour:g} per machine-hour"] if serve.price_per_hour else []
     return ", ".join(parts)
+
+
+def _show_unmeasured(rec) -> None:
+    """The candidates that lack a figure only measuring gives: listed apart from the rejected, with why."""
+    if rec.unmeasured:
+        echo("\nNot measured (no figure yet for a limit only measuring checks; not rejected):")
+        echo(table(["model", "missing", "why not measured"],
+                         [[r.model, ("" if r.plain else f"as {r.variant.label}: ")
+                           + "; ".join(why.removeprefix("not measured: ") for why in r.reasons),
+                           _not_measured_why(rec, r)] for r in rec.unmeasured]))
+
+
+def _not_measured_why(rec, cand) -> str:
+    """Why a candidate has no figure: what recommend --measure said when it stopped, else how to measure it."""
+    said = dict(rec.unmeasured_why).get(cand.model)
+    return said or ("not measured here yet: recommend --measure measures what can change the answer, --measure-all "
+                    "every candidate")
 
 
 def show_presets(presets, as_json: bool) -> None:

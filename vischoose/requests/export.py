@@ -37,6 +37,7 @@ class ExportRequest:
     labels: str | None = None
     max_accuracy_drop: float | None = None
     max_revert_steps: int = MAX_REVERT_STEPS
+    wait: bool = True  # measure: wait for another vischoose timing on this machine, or (False) MeasurementBusyError
 
     def __post_init__(self) -> None:
         chosen = self.runtime

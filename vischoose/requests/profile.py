@@ -57,6 +57,8 @@ class ProfileRequest:
     on: tuple[str, ...] = ()  # with cluster: only the nodes with these Ray labels (LABEL=VALUE)
     every_node: bool = False  # with cluster: every node, not one per kind
     fresh: bool = False  # with cluster: measure again what the store has for a kind under the same protocol
+    # another vischoose timing on this machine (measure.lock): wait for it, or (False) stop with MeasurementBusyError
+    wait: bool = True
 
     def __post_init__(self) -> None:
         self._check_fleet()

@@ -51,6 +51,8 @@ class RecommendRequest:
     machine: str | None = None  # answer for this kind of machine from its rows: a kind id, CPU words, or "all"
     cluster: str | None = None  # a Ray cluster's address (fleet): a section per kind of machine it has
     on: tuple[str, ...] = ()  # with cluster: only the nodes with these Ray labels (LABEL=VALUE)
+    # measure: wait for another vischoose timing on this machine, or (False) stop with MeasurementBusyError
+    wait: bool = True
 
     def __post_init__(self) -> None:
         mode = {True: "decision", False: ""}.get(self.measure, self.measure)  # type: ignore[call-overload]

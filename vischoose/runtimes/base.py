@@ -47,6 +47,23 @@ class Runtime:
     suffix: ClassVar[str] = ""  # GraphRuntime: the file name ending of what build writes (".onnx")
     format: ClassVar[str | None] = None  # GraphRuntime: `vischoose export --format` value for its files
     reverts_layers: ClassVar[bool] = False  # GraphRuntime: int8 can keep chosen layers in float (--max-accuracy-drop)
+    host_modules: ClassVar[tuple[str, ...]] = ()  # what the host binding imports beside `module`, before any model
+    host_only: ClassVar[str | None] = None  # what the host binding loads that a deployed device would not have
+
+    def prepare_host(self, compiled: bool = False) -> str:
+        """Import and initialise what a process running this runtime loads before any model: its host binding and
+        what that pulls in. A memory baseline taken afterwards charges the model only with what the model adds (its
+        file or weights as the runtime holds them, packed copies, activations, the runtime's arenas). Returns what the
+        baseline includes, for the row. compiled: torch.compile's compiler too (torch eager only)."""
+        for name in (self.module, *self.host_modules):
+            importlib.import_module(name)
+        return self.baseline_text()
+
+    def baseline_text(self) -> str:
+        """'a process with onnxruntime imported' (and what the host binding adds that a device would not have)."""
+        loaded = ", ".join(dict.fromkeys((self.module, *self.host_modules)))
+        extra = f"; {self.host_only}, in the baseline" if self.host_only else ""
+        return f"a process with {loaded} imported{extra}"
 
     def missing(self) -> str | None:
         """None when the runtime can run here, else why not (not installed, wrong CPU)."""
@@ -83,6 +100,11 @@ class GraphRuntime(Runtime):
     build_revision: ClassVar[int] = 1  # raised when how vischoose builds this runtime's file changes: cached builds go
     hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
     builds_from_fp32: ClassVar[bool] = False  # int8 is built from the fp32 file (build's `source`), not the model
+
+    def memory_plan(self, artifact: "Artifact") -> dict[str, Any] | None:
+        """The runtime's own accounting of the file's memory, where it keeps one: {"total_mb", "note", ...}; None
+        where it keeps none. May import heavy modules: call it after the memory has been measured."""
+        return None
 
     def inspect(self, path: Path) -> "FileFacts":
         """What a file built elsewhere says about itself (evaluate --graph): nothing, unless the runtime reads it.

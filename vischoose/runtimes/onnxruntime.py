@@ -34,6 +34,23 @@ class OnnxRuntime(GraphRuntime):
     format: ClassVar[str] = "onnx"
     reverts_layers: ClassVar[bool] = True
     builds_from_fp32: ClassVar[bool] = True
+    host_modules: ClassVar[tuple[str, ...]] = ("numpy",)  # its Python binding exchanges numpy arrays
+
+    def prepare_host(self, compiled: bool = False) -> str:
+        """onnxruntime and numpy, and the providers listed (the CPU execution provider is in the core library, loaded
+        with it; the ORT environment is made with the first session, as in any process that runs a model)."""
+        import onnxruntime
+
+        text = super().prepare_host()
+        return f"{text} (providers: {', '.join(onnxruntime.get_available_providers())})"
+
+    def memory_plan(self, artifact: Artifact) -> dict[str, Any] | None:
+        """The initializers' bytes as the file holds them (the weights ONNX Runtime loads; its CPU kernels may keep
+        prepacked copies beside them). Its arena, which holds the activations, is not exposed by its Python API."""
+        weights = artifact.facts.get("initializer_mb") or _initializer_mb(artifact.path)  # built before: read it
+        return {"constant_mb": weights, "total_mb": weights,
+                "note": f"ONNX Runtime: initializers {weights:,.1f} MiB; its arena (activations) is not exposed by its "
+                        "Python API"}
 
     def __init__(self, opset: int | None = None) -> None:
         self.opset = opset  # None: the exporter's default
@@ -58,7 +75,7 @@ class OnnxRuntime(GraphRuntime):
         fp32_path = out if precision == "fp32" else out.with_name(out.stem + "-fp32" + out.suffix)
         exported = export_onnx(loaded, fp32_path, input_size, self.opset, metadata=metadata)
         fp32 = Artifact(str(fp32_path), self.name, "fp32", exported.file_mb, exported.export_s, input_size,
-                        facts={"opset": exported.opset})
+                        facts={"opset": exported.opset, "initializer_mb": _initializer_mb(fp32_path)})
         if precision == "fp32":
             return fp32
         try:
@@ -89,7 +106,7 @@ class OnnxRuntime(GraphRuntime):
         return Artifact(str(out), self.name, "int8", quant.file_mb, fp32.build_s, fp32.input_size,
                         quantize_s=quant.quantize_s, recipe=quant.recipe.name, calibration=quant.calibration,
                         calibration_images=quant.calibration_images, note=quant.recipe.note,
-                        facts={**fp32.facts, "family": family})
+                        facts={**fp32.facts, "family": family, "initializer_mb": _initializer_mb(out)})
 
     def inspect(self, path: Path) -> FileFacts:
         """int8 when the graph holds quantized operators (QDQ or integer MatMul/Conv); the input side and, for
@@ -115,3 +132,10 @@ class OnnxRuntime(GraphRuntime):
 
         session = ort_session(artifact.path, threads, spinning=not interleaved)
         return lambda batch: run_session(session, batch)
+
+
+def _initializer_mb(path: str | Path) -> float:
+    """The file's initializers, MiB (read when it is built, where the whole file is loaded anyway)."""
+    from vischoose.runtimes.ortbuild import initializer_bytes
+
+    return initializer_bytes(path) / files.MIB

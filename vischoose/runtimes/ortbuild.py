@@ -265,3 +265,18 @@ def run_session(session: "onnxruntime.InferenceSession", batch: "np.ndarray") ->
     except files.onnx_errors() as err:
         raise DeployError(f"ONNX Runtime failed running the graph on a batch of {len(batch)}: "
                           f"{files.first_line(err)}") from err
+
+
+def initializer_bytes(path: str | Path) -> int:
+    """Bytes of the graph's initializers (its weights) as the file stores them, external data included: each
+    tensor's element count times its element size, read without loading the data."""
+    import math
+
+    import onnx as onnx_lib
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    proto = onnx_lib.load(str(path), load_external_data=False)
+    total = 0
+    for tensor in proto.graph.initializer:
+        total += math.prod(tensor.dims) * tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return total
