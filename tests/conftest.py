@@ -62,6 +62,7 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     # (tests/measure/test_contention.py and tests/measure/test_lock.py set their own)
     monkeypatch.setenv("VISCHOOSE_MEASURE_LOCK", str(tmp_path / "measure.lock"))
     monkeypatch.setenv("VISCHOOSE_CONTENDED_CORES", "inf")
+    monkeypatch.setenv("VISCHOOSE_CONSISTENT_FACTOR", "inf")  # tiny models timed for 0.5 s on a loaded machine
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
