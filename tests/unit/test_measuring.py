@@ -213,5 +213,7 @@ def test_over_the_zoo_only_the_guides_model_is_timed_and_the_rest_is_counted_by_
     assert lines[1] == (f"ruled out without timing: {len(too_big)} of {len(chosen.entries)} candidates: "
                         f"{len(too_big)} over the 150 MiB budget at every variant the target deploys ("
                         + ", ".join(log.pruned[next(iter(log.pruned))][:4]) + f" and {len(too_big) - 4} more)")
-    assert len(lines) == 3 and lines[2].startswith(f"not measured: {len(chosen.entries) - len(too_big) - 1} models (")
-    assert lines[2].endswith("resnet50, the selection guide's choice, was measured and meets every constraint")
+    # the preset ranks on latency too: once fp32 fits, the other fp32 graph is timed and int8 says what verifies it
+    assert lines[2].startswith("not measured: resnet50 at onnxruntime int8: an int8 graph ranks only once verified")
+    assert len(lines) == 4 and lines[3].startswith(f"not measured: {len(chosen.entries) - len(too_big) - 1} models (")
+    assert lines[3].endswith("resnet50, the selection guide's choice, was measured and meets every constraint")

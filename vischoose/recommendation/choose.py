@@ -26,6 +26,30 @@ class Recommendation(NamedTuple):
     measure_log: tuple[str, ...] = ()  # recommend --measure: what was measured and skipped
     unmeasured: tuple[Candidate, ...] = ()  # no figure for a limit only measuring checks: not measured, not rejected
     unmeasured_why: tuple[tuple[str, str], ...] = ()  # (model, why it was not measured), from recommend --measure
+    runs_here: str = ""  # where the target's device resolves on this machine ("cpu: no CUDA device here"), if it differs
+
+
+SHOWN = 5  # the candidates a note about estimates looks at: the chosen one and the runners-up a default answer shows
+TIMING = ("latency_ms", "throughput")  # figures only a measurement here gives
+
+
+def separated(fitting: list[Candidate], sort: tuple[str, ...]) -> list[Candidate]:
+    """The ranked candidates, the first two swapped when their first key is a measured timing that their runs' own
+    spread cannot separate and the next keys rank the second first: an order is never decided inside the noise."""
+    if len(fitting) < 2 or not sort or sort[0].lstrip("-") not in TIMING:
+        return fitting
+    a, b = fitting[:2]
+    if within_spread(a, b, sort[0].lstrip("-")) and candidates.rank_key(b, sort[1:]) < candidates.rank_key(a, sort[1:]):
+        return [b, a, *fitting[2:]]
+    return fitting
+
+
+def within_spread(a: Candidate, b: Candidate, key: str) -> bool:
+    """Whether two measured figures differ by less than their runs' relative spread (IQR / median) together."""
+    fa, fb = a.figures.get(key), b.figures.get(key)
+    if fa is None or fb is None or fa.spread is None or fb.spread is None or not fa.value or not fb.value:
+        return False
+    return abs(fa.value - fb.value) / max(fa.value, fb.value) < fa.spread + fb.spread
 
 
 def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
@@ -35,7 +59,8 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
         NoModelFitsError: no candidate meets every constraint (message names the closest and the limits
             that would admit them).
     """
-    fitting = sorted((c for c in cands if c.fits), key=lambda c: candidates.rank_key(c, preset.sort))
+    fitting = separated(sorted((c for c in cands if c.fits), key=lambda c: candidates.rank_key(c, preset.sort)),
+                        preset.sort)
     rejected = sorted((c for c in cands if not c.fits), key=lambda c: (c.excess, c.model))
     if not fitting:
         raise nothing_fits(rejected, preset)
@@ -50,7 +75,10 @@ def recommend(cands: list[Candidate], preset: Preset) -> Recommendation:
         reason = wording.ranked_reason(preset, len(fitting), missed, missed is not None and unmeasured_only(missed))
     notes = [f"{chosen.model}: {chosen.caveat}"] if chosen.caveat else []
     notes += wording.dominance_note(chosen, dominated_by(chosen, fitting), reason)
-    if any(f.source == "estimated" for c in cands for f in c.figures.values()):
+    nearest = next((c for c in fitting if c is not chosen), None)
+    if nearest is not None and preset.sort and within_spread(chosen, nearest, preset.sort[0].lstrip("-")):
+        notes.append(wording.spread_note(chosen, nearest, preset.sort))
+    if any(f.source == "estimated" for c in fitting[:SHOWN] for k, f in c.figures.items() if k in TIMING):
         notes.append(wording.estimates_note(preset))
     if any(c.variant.precision == "int8" and c.figures.get("memory_mb", Figure(0, "")).source == "estimated"
            for c in fitting):

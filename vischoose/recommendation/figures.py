@@ -72,6 +72,9 @@ class Figure(NamedTuple):
     value: float
     source: str
     note: str = ""
+    stands_in: str = ""  # what the figure is of when it is not of this variant ("torch float32", "fp32", "batch 1")
+    error: float | None = None  # estimates: the expected relative error measured here (None: unknown)
+    spread: float | None = None  # measured timings: the relative spread (IQR / median) of the runs
 
 
 def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Preset,
@@ -137,7 +140,7 @@ def top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalRe
             cost = "int8 accuracy cost unverified (agreement checked on random inputs or weights only)"
         else:
             cost = "int8 accuracy cost not measured"
-        fig = fig._replace(note=f"{fig.note}; the fp32 model's figure, {cost}")
+        fig = fig._replace(note=f"{fig.note}; the fp32 model's figure, {cost}", stands_in="fp32")
     figs["top1"] = fig
 
 
@@ -169,7 +172,7 @@ def peak(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile
     borrowed = next((p for p in stand_in if memory.usable(p, known)), None) if variant.precision == "fp32" else None
     if found is None and borrowed is not None:
         found = (borrowed.peak_memory_mb, "measured", f"peak inference memory, torch float32, standing in for "
-                                                      f"{variant.label}")
+                                                      f"{variant.label}", "torch float32")
     if found is None and entry is not None:
         per = INT8_BYTES_PER_PARAM.get(entry.family, INT8_BYTES_UNKNOWN) if variant.precision == "int8" else \
             bytes_per_param(variant.dtype)
@@ -193,7 +196,8 @@ def size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile
     elif filed := next((p for p in rows if p.file_mb), None):
         figs["memory_mb"] = Figure(filed.file_mb, "measured", f"{variant.label} file")
     elif variant.precision == "int8" and entry and entry.int8_mib:
-        figs["memory_mb"] = Figure(entry.int8_mib, "computed", wording.catalog_int8_note(variant, known))
+        other = "" if variant.runtime == known.catalog_int8 else f"{known.runtime(known.catalog_int8).title} int8"
+        figs["memory_mb"] = Figure(entry.int8_mib, "computed", wording.catalog_int8_note(variant, known), other)
     elif variant.precision == "int8":
         per = (entry.int8_bytes_per_param if entry and entry.int8_bytes_per_param
                else INT8_BYTES_PER_PARAM.get(entry.family if entry else "", INT8_BYTES_UNKNOWN))
@@ -224,21 +228,34 @@ def speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profil
     runs = ("torch float32" if borrowed else variant.dtype if variant.runtime == "torch" else variant.label)
     instead = f", standing in for {variant.label}" if borrowed else ""
     lat = next((p for p in mine if p.latency_ms_p90 is not None), None)
+    stand = "torch float32" if borrowed else ""
     if lat:
-        figs["latency_ms"] = Figure(lat.latency_ms_p90, "measured", f"batch-1 p90, {lat.device} {runs}{instead}")
+        figs["latency_ms"] = Figure(lat.latency_ms_p90, "measured", f"batch-1 p90, {lat.device} {runs}{instead}",
+                                    stand, spread=_spread(lat.latency_ms_iqr, lat.latency_ms_p50))
     elif entry and (here := local_estimate(entry, variant, local)):
         figs["latency_ms"] = Figure(here.latency_ms, "estimated",
-                                    here.note((variant.runtime, variant.dtype, entry.family)))
+                                    here.note((variant.runtime, variant.dtype, entry.family)), error=here.loo_error)
     elif entry and not (gpu and spec.device.startswith("cuda")) and (est := estimate_latency(entry, catalog)):
-        figs["latency_ms"] = est  # published on a CPU: not for a GPU target ('auto' runs on this CPU without one)
+        # published on a CPU (not for a GPU target; 'auto' runs on this CPU without one), in fp32 on torch
+        figs["latency_ms"] = est._replace(stands_in="" if variant == TORCH_FP32 else "torch fp32")
     thr = next((p for p in mine if p.throughput_img_s and p.batch_size == spec.batch_size), None)
     if thr:
         where = "" if variant.runtime == "torch" else f" {runs}{instead}"
-        figs["throughput"] = Figure(thr.throughput_img_s, "measured", f"batch {thr.batch_size}, {thr.device}{where}")
-    elif gpu and entry and (published := gpu_throughput(entry, spec.dtype)):
+        figs["throughput"] = Figure(thr.throughput_img_s, "measured", f"batch {thr.batch_size}, {thr.device}{where}",
+                                    stand, spread=_spread(thr.throughput_iqr, thr.throughput_img_s))
+    elif gpu and entry and (published := gpu_throughput(entry, spec.dtype, spec.batch_size)):
         figs["throughput"] = published
     elif "latency_ms" in figs and not gpu:  # a CPU's batch-1 latency says nothing of a GPU's throughput
-        figs["throughput"] = Figure(1000.0 / figs["latency_ms"].value, "estimated", "1000 / batch-1 latency")
+        fig = figs["latency_ms"]
+        batch = f"batch 1, not {spec.batch_size}" if spec.batch_size != 1 else ""
+        figs["throughput"] = Figure(1000.0 / fig.value, "estimated", "1000 / batch-1 latency"
+                                    + (f" (a batch-1 rate standing in for batch {spec.batch_size})" if batch else ""),
+                                    ", ".join(s for s in (fig.stands_in, batch) if s), fig.error)
+
+
+def _spread(iqr: float | None, median: float | None) -> float | None:
+    """A measured figure's relative spread: its runs' interquartile range over their median."""
+    return iqr / median if iqr is not None and median else None
 
 
 def on_gpu_kind(preset: Preset, variant: Variant) -> bool:
@@ -248,7 +265,7 @@ def on_gpu_kind(preset: Preset, variant: Variant) -> bool:
     return variant.runtime == TORCH and not preset.measure.device.startswith("cpu")
 
 
-def gpu_throughput(entry: CatalogEntry, dtype: str) -> Figure | None:
+def gpu_throughput(entry: CatalogEntry, dtype: str, batch: int) -> Figure | None:
     """The zoo's published throughput of a named GPU, at its own batch and precision, where the entry carries one
     (recommendation.selection gives a GPU target's candidates their published speeds)."""
     if not entry.speeds:
@@ -258,7 +275,10 @@ def gpu_throughput(entry: CatalogEntry, dtype: str) -> Figure | None:
     )
 
     s = gpu_speed(entry.speeds, dtype)
-    return None if s is None else Figure(s.img_s, "published", wording.gpu_speed_note(s, entry, dtype))
+    if s is None:
+        return None
+    other = f"{s.device} at batch {s.batch}" if s.batch != batch else s.device  # another GPU, often another batch
+    return Figure(s.img_s, "published", wording.gpu_speed_note(s, entry, dtype), other)
 
 
 def estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> Figure | None:
@@ -268,4 +288,5 @@ def estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> F
     if not ref or not ref.ref_cpu_latency_ms or not entry.gmacs:
         return None
     ms = ref.ref_cpu_latency_ms / ref.gmacs * entry.gmacs
-    return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu})")
+    return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu}); error "
+                                   "unknown (nothing of its family timed on this machine yet)")

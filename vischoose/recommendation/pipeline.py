@@ -81,9 +81,27 @@ def advise(request: RecommendRequest, progress: Progress | None = None, bar: Cal
         lines += [f"evaluated on {dataset.path} ({dataset.images} images): {line}" for line in evaluated]
         rec = rank(evals)
         rec = rec._replace(notes=rec.notes + tuple(ondata.separation_notes(rec, evals)))
+    here, gpu_note = _runs_here(preset, request.results)
     rec = rec._replace(notes=rec.notes + chosen.notes + tuple(wording.selection_notes(rec, chosen.others))
-                       + tuple(_flagged(entries, extra, preset, profiles)), unmeasured_why=tuple(skipped))
+                       + tuple(_flagged(entries, extra, preset, profiles)) + gpu_note, unmeasured_why=tuple(skipped),
+                       runs_here=here)
     return rec._replace(measure_log=tuple(lines)) if lines else rec
+
+
+def _runs_here(preset: presets.Preset, results: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """Where the target's device resolves on this machine ('auto': a GPU if there is one), and, for a GPU target on a
+    machine without one, the note that its figures are published GPU figures and measuring needs a GPU (with --results
+    the figures come from the deployment machine: nothing to say)."""
+    device = preset.measure.device
+    if device == "cpu" or results:
+        return "", ()
+    from vischoose import machine
+
+    gpus = machine.gpu_names()
+    if gpus:
+        return ("cuda here: " + ", ".join(gpus)) if device == "auto" else "", ()
+    where = "cpu here: no CUDA device" if device == "auto" else "no CUDA device here"
+    return where, (wording.no_gpu_note(preset),)
 
 
 def _flagged(entries: list[catalog.CatalogEntry], extra: list[tuple[str, str]], preset: presets.Preset,

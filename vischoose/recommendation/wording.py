@@ -128,7 +128,7 @@ def dominance_note(chosen: "Candidate", better: "list[Candidate]", reason: str) 
     if not better:
         return []
     b = better[0]
-    shaky = any(f.source == "estimated" for c in (b, chosen) for f in c.figures.values())
+    shaky = any(c.figures[k].source == "estimated" for c in (b, chosen) for k in ("top1", "latency_ms", "memory_mb"))
     return [("on estimated figures, " if shaky else "") + f"{chosen.model} is dominated by {b.model} (top-1 {b.value('top1'):.2f}% vs {chosen.value('top1'):.2f}%, "
             f"latency {b.value('latency_ms'):,.1f} vs {chosen.value('latency_ms'):,.1f} ms, memory "
             f"{b.value('memory_mb'):,.1f} vs {chosen.value('memory_mb'):,.1f} MiB), which also meets every constraint; "
@@ -162,6 +162,23 @@ def ranked_reason(preset: Preset, fitting: int, missed: "Candidate | None", unme
         verb = "was not measured" if unmeasured else "was rejected"
         reason += f"; the guide's choice {missed.model} {verb}: {missed.reasons[0]}"
     return reason
+
+
+def spread_note(chosen: "Candidate", other: "Candidate", sort: tuple[str, ...]) -> str:
+    """The chosen model and the next one are within their measured runs' spread on the first rank key, so their order
+    was decided by the next keys (choose.separated): say so, and how to separate them."""
+    key = sort[0].lstrip("-")
+    a, b = chosen.figures[key], other.figures[key]
+    return (f"{chosen.model} and {other.model} are within their runs' spread on {key} ({a.value:,.1f} +-"
+            f"{100 * a.spread:.0f}% vs {b.value:,.1f} +-{100 * b.spread:.0f}%, IQR over median): their order is decided "
+            f"by {', '.join(sort[1:]) or 'name'}; measure longer (--time-budget) to separate them")
+
+
+def no_gpu_note(preset: Preset) -> str:
+    """A GPU target judged on a machine without one."""
+    return (f"this machine has no CUDA device: '{preset.name}' runs on a GPU ({preset.measure.device}), so its speeds "
+            "are published figures of a named GPU (or, for 'auto', this CPU's); measure them on the GPU machine "
+            f"(vischoose profile --target {preset.name}, then vischoose results export / import)")
 
 
 def estimates_note(preset: Preset) -> str:

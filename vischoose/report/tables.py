@@ -108,8 +108,15 @@ _SERVE_COLUMNS = [("serve_qps", "QPS at SLO", 1), ("cost_per_million", "USD per 
 
 
 def _figure_cell(cand, name: str, digits: int) -> str:
+    """'30.9 P~' (a figure standing in for another precision, runtime or batch), '8.1 E+-31%' (an estimate and its
+    expected error), '8.1 E?' (an estimate whose error nobody measured)."""
     fig = cand.figures.get(name)
-    return "-" if fig is None else f"{fig.value:,.{digits}f} {_SOURCE_MARK.get(fig.source, '?')}"
+    if fig is None:
+        return "-"
+    mark = _SOURCE_MARK.get(fig.source, "?")
+    if fig.source == "estimated":
+        mark += "?" if fig.error is None else f"+-{100 * fig.error:.0f}%"
+    return f"{fig.value:,.{digits}f} {mark}{'~' if fig.stands_in else ''}"
 
 
 def _columns(cands) -> list[tuple[str, str, int]]:
@@ -130,11 +137,20 @@ def _variant_text(cand, todo: bool = True) -> str:
     return f"{cand.variant.label} ({cand.variant_note}{': ' + cand.variant_todo if todo and cand.variant_todo else ''})"
 
 
+def _figure_dict(f) -> dict[str, Any]:
+    """A figure for --json: value, source and note, and what stands in, its error and spread where known."""
+    out = {"value": f.value, "source": f.source, "note": f.note}
+    for key in ("stands_in", "error", "spread"):
+        if getattr(f, key):
+            out[key] = getattr(f, key)
+    return out
+
+
 def recommendation_dict(rec) -> dict[str, Any]:
     """The recommendation as plain data for --json."""
     def cand(c) -> dict[str, Any]:
         return {"model": c.model, "tag": c.tag, "family": c.family, "fits": c.fits, "pareto": c.model in rec.pareto,
-                "figures": {k: {"value": f.value, "source": f.source, "note": f.note} for k, f in c.figures.items()},
+                "figures": {k: _figure_dict(f) for k, f in c.figures.items()},
                 "variant": {"runtime": c.variant.runtime, "precision": c.variant.precision, "plain": c.plain,
                             "verified": c.verified, "note": c.variant_note, "measure_with": c.variant_todo or None},
                 "rejected_because": list(c.reasons)}
@@ -210,27 +226,37 @@ def _show_pareto(rec) -> None:
                f"{', '.join(front[:PARETO_SHOWN]) or '-'}{more_front}")
 
 
-def show_recommendation(rec, top: int, as_json: bool) -> None:
-    """The recommendation, the runners-up, every rejection with its reason, and the Pareto front."""
-    rec = flagged(rec._replace(runners_up=rec.runners_up[:top - 1]))  # --top counts the chosen model
-    if as_json:
-        emit_json("recommendation", recommendation_dict(rec))
-        return
+def _show_chosen(rec, columns) -> None:
+    """The chosen model: why, how it is deployed, each figure with where it comes from, what the target runs."""
     c, spec = rec.chosen, rec.preset.measure
     tag = "" if c.tag == c.model else f" ({c.tag})"  # a zoo model is named by its tag already
     echo(f"Recommended for '{rec.target}': {c.model}{tag}{'' if c.plain else ' at ' + c.variant.label}")
     echo(f"  why: {rec.reason}")
     if not c.plain:
         echo(f"  deployed as: {_variant_text(c)}")
-    columns = _columns([c, *rec.runners_up])
     for name, label, digits in columns:
         fig = c.figures.get(name)
         if fig:
-            echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{'; ' + fig.note if fig.note else ''})")
-    echo(f"  target runs: {spec.device}, {spec.dtype if c.plain else c.variant.label}, batch {spec.batch_size}"
-               f"{', channels_last' if spec.channels_last else ''}")
+            said = fig.stands_in and "standing in" not in fig.note and fig.stands_in not in fig.note
+            extra = "".join(f"; {w}" for w in (fig.note, f"standing in: {fig.stands_in}" if said else "") if w)
+            echo(f"  {label}: {fig.value:,.{digits}f} ({fig.source}{extra})")
+    runs = c.variant.label if not c.plain or c.variant.runtime != "torch" else f"torch {spec.dtype}"
+    here = f" ({rec.runs_here})" if rec.runs_here else ""
+    echo(f"  target runs: {spec.device}{here}, {runs}, batch {spec.batch_size}"
+         f"{', channels_last' if spec.channels_last else ''}")
     if "serve_qps" in c.figures:
         echo(f"  target serves: {_serve_text(rec.preset.serve)}")
+
+
+def show_recommendation(rec, top: int, as_json: bool) -> None:
+    """The recommendation, the runners-up, every rejection with its reason, and the Pareto front."""
+    more = [r.model for r in rec.runners_up[top - 1:]]  # they fit too: named, never dropped silently
+    rec = flagged(rec._replace(runners_up=rec.runners_up[:top - 1]))  # --top counts the chosen model
+    if as_json:
+        emit_json("recommendation", {**recommendation_dict(rec), "more_fitting": more})
+        return
+    c, columns = rec.chosen, _columns([rec.chosen, *rec.runners_up])
+    _show_chosen(rec, columns)
     shown = rec.runners_up
     deployed = not all(r.plain for r in [c, *shown])  # a "deployed as" column once a preset has [deploy]
     headers = ["model", *(["deployed as"] if deployed else []), *[h for _, h, _ in columns], "pareto"]
@@ -240,10 +266,14 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
         for r in shown:
             if not r.plain and r.variant != c.variant:
                 echo(f"  {r.model} fits at {_variant_text(r, todo=False)}")
+    if more:
+        echo(f"  {len(more)} more meet every constraint: {', '.join(more[:10])}{' ...' if len(more) > 10 else ''} "
+             f"(--top {top + len(more)} shows them)")
     _show_rejected(rec)
     _show_unmeasured(rec)
     _show_pareto(rec)
-    echo("Sources: M measured here, P published, C computed from parameters, E estimated. "
+    echo("Sources: M measured here, P published, C computed from parameters, E estimated (+-N%: its expected error "
+         "measured here; ?: error unknown); ~ another precision, runtime or batch standing in (the note says which). "
                "Memory in MiB (2^20 bytes); latency is batch-1 p90.")
     for note in rec.notes:
         echo(f"Note: {note}")
