@@ -9,12 +9,10 @@ for a container that hides the host's CPU model, and for simulating several kind
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vischoose.errors import UsageError
 
@@ -29,8 +27,7 @@ ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx
 NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
-@dataclass(frozen=True)
-class MachineFacts:
+class MachineFacts(NamedTuple):
     """What identifies a machine: its host, CPU model and instruction sets, cores, memory and GPUs."""
 
     host: str
@@ -156,6 +153,8 @@ def overrides(text: str | None = None) -> dict[str, Any]:
     text = os.environ.get(MACHINE_ENV, "") if text is None else text
     if not text.strip():
         return {}
+    import json  # here: without an override (every recommend) json stays unimported
+
     try:
         found = json.loads(text)
     except json.JSONDecodeError as err:
@@ -177,7 +176,7 @@ def facts(text: str | None = None) -> MachineFacts:
                             cores=os.cpu_count() or 0, memory_gib=round(memory_bytes() / 2**30), arch=architecture,
                             flags=tuple(flags), gpus=gpu_names())
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-    return MachineFacts(**{**reported.__dict__, **values})
+    return MachineFacts(**{**reported._asdict(), **values})
 
 
 @cache

@@ -36,7 +36,7 @@ def node_report(models: list[str]) -> dict[str, Any]:
         return report
     runtimes = [r for r in registry.RUNTIMES.values() if r.is_graph]
     source = {"vischoose source": source_digest(Path(machine.__file__).parent)}
-    report.update(facts={**found.__dict__}, fingerprint=found.fingerprint, kind=found.kind,
+    report.update(facts=found._asdict(), fingerprint=found.fingerprint, kind=found.kind,
                   usable_cores=process.usable_cores(),
                   versions={**versions(["vischoose"]), **source,
                             **versions([*PACKAGES, *(r.module for r in runtimes)])},

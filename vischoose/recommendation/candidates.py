@@ -11,11 +11,11 @@ from vischoose.models.catalog import CatalogEntry
 from vischoose.presets import Preset
 from vischoose.recommendation import constraints, figures, wording
 from vischoose.recommendation.figures import Figure, Known
-from vischoose.records import EvalResult, Profile
 from vischoose.runtimes.precision import FIDELITY, Variant
 
 if TYPE_CHECKING:
     from vischoose.recommendation import estimates, memory
+    from vischoose.records import EvalResult, Profile
 
     # what this machine's measured models fit for the others: latency points, and peaks per weight (--memory-basis peak)
     Fitted = tuple[dict[estimates.Group, list[estimates.Point]], dict[memory.Group, list[memory.Peer]]]

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 from vischoose.models.catalog import CatalogEntry
 from vischoose.presets import Preset
 from vischoose.recommendation import memory, wording
-from vischoose.records import EvalResult, Profile
 from vischoose.runtimes.precision import Variant, bytes_per_param
 from vischoose.units import MIB
+
+if TYPE_CHECKING:
+    from vischoose.records import EvalResult, Profile
 
 if TYPE_CHECKING:  # estimates is imported only where this machine measured something to estimate from
     from vischoose.models.zoo import Zoo

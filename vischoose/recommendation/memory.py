@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from vischoose.records import Profile
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
     from vischoose.recommendation.figures import Known
+    from vischoose.records import Profile
 
 Group = tuple[str, str, str | None]  # (runtime, dtype, family)
 

@@ -13,7 +13,6 @@ from vischoose.recommendation import selection, wording
 from vischoose.recommendation.candidates import build_candidates
 from vischoose.recommendation.choose import Recommendation, recommend
 from vischoose.recommendation.figures import Deployable, Known
-from vischoose.records import EvalResult, Profile
 from vischoose.requests.recommend import RecommendRequest
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
@@ -21,10 +20,11 @@ from vischoose.runtimes.precision import Variant
 if TYPE_CHECKING:
     from vischoose.models.zoo import Zoo
     from vischoose.recommendation import measuring, ondata
+    from vischoose.records import EvalResult, Profile
     from vischoose.requests.profile import ProfileRequest
 
 Progress = Callable[[str, str, float], None]  # (what is measured, its phase, seconds since it started)
-Measured = tuple[list[Profile], list[str], list[tuple[str, str]]]  # (profiles, log lines, (model, why not measured))
+Measured = "tuple[list[Profile], list[str], list[tuple[str, str]]]"  # (profiles, log lines, (model, why not measured))
 
 
 class Bar(Protocol):
@@ -241,7 +241,7 @@ def _figures(results: tuple[str, ...]) -> tuple[list[Profile], list[EvalResult]]
                                  hint="Make one on the deployment machine with: vischoose results export --format "
                                       "json --out FILE")
             for record in exchange.read_results_file(Path(path)):
-                (profiles if isinstance(record, Profile) else evals).append(record)
+                (profiles if exchange.kind_of(record) == "profile" else evals).append(record)
         return profiles, evals
     from vischoose.machine import fingerprint
 

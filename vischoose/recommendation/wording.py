@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from vischoose.errors import opt
 from vischoose.presets import Preset
-from vischoose.records import EvalResult, Profile
 from vischoose.runtimes.precision import Variant
 
 if TYPE_CHECKING:
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
     from vischoose.recommendation.candidates import Candidate
     from vischoose.recommendation.choose import Recommendation
     from vischoose.recommendation.figures import Deployable, Figure, Known
+    from vischoose.records import EvalResult, Profile
 
 OTHER_TAGS = 3  # other tags of the chosen architecture named in a note
 UNKNOWN_SHOWN = 5  # the chosen model and runners-up checked for an unknown top-1

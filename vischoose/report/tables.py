@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable, Sequence
 
 from vischoose.errors import named
@@ -39,6 +38,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def emit_json(kind: str, payload: Any) -> None:
     """Print a JSON envelope with schema_version to stdout (request fields named in its texts written as flags)."""
+    import json  # here: a table needs no json, and recommend's start-up counts every module
+
     text = json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, "data": payload}, indent=2, default=str)
     echo(named(text, flag_of))
 

@@ -6,8 +6,7 @@ recommendation.pipeline, which owns the files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from vischoose.errors import UsageError, opt
 from vischoose.requests import fields as check
@@ -19,9 +18,9 @@ CONSTRAINT_FIELDS = ("max_memory_mb", "max_latency_ms", "min_throughput", "min_t
 SERVE_FIELDS = ("slo_ms", "target_qps", "price_per_hour")  # the preset's [serve], overridden
 
 
-@dataclass(frozen=True)
-class RecommendRequest:
-    """What `vischoose recommend` decides; see `vischoose recommend --help` for each option."""
+class _Fields(NamedTuple):
+    """RecommendRequest's fields and defaults (a NamedTuple: it is built at every `recommend` start-up, and a
+    dataclass of this many fields costs more to create than the rest of the request's module)."""
 
     target: str = "cloud"  # a preset name or a .toml file
     models: tuple[str, ...] = ()  # candidates instead of the preset's families; fnmatch globs pick from timm's zoo
@@ -54,21 +53,35 @@ class RecommendRequest:
     # measure: wait for another vischoose timing on this machine, or (False) stop with MeasurementBusyError
     wait: bool = True
 
-    def __post_init__(self) -> None:
+
+
+class RecommendRequest(_Fields):
+    """What `vischoose recommend` decides; see `vischoose recommend --help` for each option. Checked when built,
+    like every request (requests/)."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "RecommendRequest":
+        self = super().__new__(cls, *args, **kwargs)
+        return self._checked()
+
+    def _checked(self) -> "RecommendRequest":
+        """The request with its values normalised, or UsageError."""
         mode = {True: "decision", False: ""}.get(self.measure, self.measure)  # type: ignore[call-overload]
         if mode not in ("", *MEASURE_MODES):
             raise UsageError(f"Unknown {opt('measure')} mode '{mode}' (expected one of: "
                              f"{', '.join(MEASURE_MODES)}).", field="measure")
-        object.__setattr__(self, "measure", mode)
-        for name in ("models", "results", "families"):
-            value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value or ()))
-        if self.families:
-            object.__setattr__(self, "families", _families(self.families))
+        given = {name: (v,) if isinstance(v, str) else tuple(v or ())
+                 for name in ("models", "results", "families") for v in [getattr(self, name)]}
+        if given["families"]:
+            given["families"] = _families(given["families"])
         if self.time_budget_s is not None:
             check.seconds(self.time_budget_s)
-        self._check_kinds()
-        check.labelled(self.data, self.labels, self.max_accuracy_drop)
+        address, on = check.fleet(self.cluster, self.on, measure=bool(mode and self.machine))
+        found = self._replace(measure=mode, cluster=address, on=on, **given)  # _replace checks nothing again
+        found._check_kinds()
+        check.labelled(found.data, found.labels, found.max_accuracy_drop)
+        return found
 
     @property
     def per_kind(self) -> bool:
@@ -77,12 +90,9 @@ class RecommendRequest:
 
     def but(self, **changes: Any) -> "RecommendRequest":
         """A copy with these fields changed (checked again)."""
-        return replace(self, **changes)
+        return type(self)(**{**self._asdict(), **changes})
 
     def _check_kinds(self) -> None:
-        address, on = check.fleet(self.cluster, self.on, measure=bool(self.measure and self.machine))
-        object.__setattr__(self, "cluster", address)
-        object.__setattr__(self, "on", on)
         if not self.per_kind:
             return
         if self.results:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import MISSING, fields
 from functools import cache
 from pathlib import Path
@@ -11,13 +10,21 @@ from types import UnionType
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from vischoose.errors import UsageError
-from vischoose.records import EvalResult, Profile
 
 if TYPE_CHECKING:
+    from vischoose.records import EvalResult, Profile
     from vischoose.results.store import StoredResult
 
-KINDS: dict[str, type] = {"profile": Profile, "eval": EvalResult}
-Record = Profile | EvalResult
+    Record = Profile | EvalResult
+
+KINDS = ("profile", "eval")  # the kinds of record, as stored and exported (records imported only to build one)
+
+
+def kind_class(kind: str) -> type:
+    """The record class of a kind."""
+    from vischoose.records import EvalResult, Profile
+
+    return {"profile": Profile, "eval": EvalResult}[kind]
 
 EXPORT_SCHEMA_VERSION = 1
 META_COLUMNS = ["id", "kind", "imported_from", "stored_at"]
@@ -37,6 +44,7 @@ def _hints(cls: type) -> dict[str, tuple[type, bool]]:
 
 def _coerce(base: type, optional: bool, value: Any) -> Any:
     """One field's value as its declared type (from SQLite ints or CSV text)."""
+    import json
     if value is None or (value == "" and optional):
         return None
     if base is bool:
@@ -61,7 +69,7 @@ def record_from_dict(kind: str, data: dict[str, Any]) -> Record:
     Raises:
         ValueError: a value that does not convert, or a required field missing.
     """
-    cls = KINDS[kind]
+    cls = kind_class(kind)
     hints = _hints(cls)
     values = {k: _coerce(*hints[k], v) for k, v in data.items() if k in hints}
     try:
@@ -72,12 +80,15 @@ def record_from_dict(kind: str, data: dict[str, Any]) -> Record:
 
 def kind_of(record: Record) -> str:
     """'profile' or 'eval'."""
+    from vischoose.records import Profile
+
     return "profile" if isinstance(record, Profile) else "eval"
 
 
 def record_uid(record: Record) -> str:
     """A content hash of every field not at its default: the same result gives the same uid on every machine, and
     fields added in later versions (at their default in older results) leave an older result's uid unchanged."""
+    import json
     normal = record_from_dict(kind_of(record), record.to_dict())
     defaults = {f.name: f.default for f in fields(normal) if f.default is not MISSING}
     data = {k: v for k, v in normal.to_dict().items() if k not in defaults or v != defaults[k]}
@@ -89,6 +100,8 @@ def record_uid(record: Record) -> str:
 
 def csv_columns() -> list[str]:
     """CSV header: id, kind, source, then every Profile field and the EvalResult fields Profile lacks."""
+    from vischoose.records import EvalResult, Profile
+
     names = [f.name for f in fields(Profile)]
     names += [f.name for f in fields(EvalResult) if f.name not in names]
     return META_COLUMNS + names
@@ -96,6 +109,7 @@ def csv_columns() -> list[str]:
 
 def to_json(results: list[StoredResult]) -> str:
     """A JSON export: an envelope with schema_version, one item per result with every field."""
+    import json
     items = [{"id": r.id, "kind": r.kind, "imported_from": r.imported_from, "stored_at": r.stored_at,
               "record": r.record.to_dict()} for r in results]
     return json.dumps({"schema_version": EXPORT_SCHEMA_VERSION, "kind": "results", "data": items}, indent=2) + "\n"
@@ -118,6 +132,7 @@ def to_csv(results: list[StoredResult]) -> str:
 
 def _cell(value: Any) -> Any:
     """A field as a CSV cell: missing values empty, lists as JSON (which _coerce reads back)."""
+    import json
     if value is None:
         return ""
     return json.dumps(value) if isinstance(value, list) else value
@@ -157,6 +172,7 @@ def _record(path: Path, where: str, kind: Any, data: Any) -> Record:
 
 
 def _from_json(path: Path, text: str) -> list[Record]:
+    import json
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:

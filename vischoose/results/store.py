@@ -6,23 +6,24 @@ A file that is not ours (corrupt, another program's, from a newer vischoose) is 
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple, TypeVar
 
 from vischoose.errors import StoreError, UsageError
 from vischoose.paths import home
-from vischoose.records import EvalResult, Profile, now_iso
 from vischoose.results.exchange import (
     KINDS,
-    Record,
     kind_of,
     record_from_dict,
     record_uid,
 )
+
+if TYPE_CHECKING:
+    from vischoose.records import EvalResult, Profile
+    from vischoose.results.exchange import Record
 
 APPLICATION_ID = 0x56495343  # "VISC": marks the file as a vischoose results database
 DB_NAME = "results.db"
@@ -211,6 +212,10 @@ class Store:
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Apply the migrations this file lacks (re-read inside the lock: another process may have)."""
+        from vischoose.records import (
+            now_iso,  # records is imported only where a record or a time is written
+        )
+
         version = self._check_identity()
         for fn in MIGRATIONS[version:]:
             fn(db)
@@ -250,6 +255,10 @@ class Store:
     # -- writing --------------------------------------------------------------------------------------
     def _insert(self, db: sqlite3.Connection, record: Record, source: str | None) -> tuple[int, bool]:
         """Insert one record (inside a transaction); (id, True) or (existing id, False) if already stored."""
+        import json
+
+        from vischoose.records import now_iso
+
         kind = kind_of(record)
         uid = record_uid(record)
         found = db.execute("SELECT id FROM results WHERE uid = ?", (uid,)).fetchone()
@@ -324,6 +333,7 @@ class Store:
 
     def _query(self, kind: str, model: str | None, device: str | None, machine: str | None,
                ids: Iterable[int] | None) -> list[StoredResult]:
+        import json
         where, args = ["1"], []
         if model:
             where.append("(t.model = ? OR t.tag = ?)")
