@@ -74,6 +74,16 @@ class Runtime:
 
 
 
+def _unread_note(title: str, precision: str | None) -> str:
+    """What open_file says of a file whose operators do not show its precision."""
+    from vischoose.errors import opt
+
+    if precision:
+        return f"the {title} file does not show its precision: labelled {precision} as {opt('precision')} says"
+    return (f"the {title} file does not show its precision: labelled unknown (pass {opt('precision')} if you "
+            "know it)")
+
+
 class GraphRuntime(Runtime):
     """A deployment runtime that runs an exported file: it builds the file from an eager timm model (export, lowering,
     int8 quantization on the user's calibration images) and runs it in a process that imports only the runtime.
@@ -83,6 +93,8 @@ class GraphRuntime(Runtime):
     build_revision: ClassVar[int] = 1  # raised when how vischoose builds this runtime's file changes: cached builds go
     hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
     builds_from_fp32: ClassVar[bool] = False  # int8 is built from the fp32 file (build's `source`), not the model
+    stores_metadata: ClassVar[bool] = False  # build writes its `metadata` into the file (else the file is the same
+    # whatever metadata was passed, and the graph cache keys it without)
 
     def inspect(self, path: Path) -> "FileFacts":
         """What a file built elsewhere says about itself (evaluate --graph): nothing, unless the runtime reads it.
@@ -95,33 +107,38 @@ class GraphRuntime(Runtime):
         return FileFacts()
 
     def open_file(self, path: str | Path, precision: str | None = None) -> Artifact:
-        """The artifact for a file as written (evaluate --graph): its precision as the file records it, else
-        `precision`, else fp32.
+        """The artifact for a file as written (evaluate --graph): its precision as the file's operators show it, else
+        `precision` as the user gives it, else "unknown" (never a guess).
 
         Raises:
-            UsageError: the file is missing, or `precision` contradicts what the file records.
+            UsageError: the file is missing, or `precision` contradicts what the file shows.
             DeployError: the runtime cannot read the file.
         """
         from vischoose.errors import UsageError, opt
         from vischoose.runtimes.artifact import Artifact
+        from vischoose.runtimes.precision import UNKNOWN, is_known
 
         path = Path(path).expanduser()
         if not path.is_file():
             raise UsageError(f"Graph file '{path}' does not exist.", hint="Give the file vischoose export wrote.")
         self.require()
         facts = self.inspect(path)
-        if precision and facts.precision and precision != facts.precision and precision not in self.hints:
-            raise UsageError(f"{path.name} is an {facts.precision} {self.title} file, not {opt('precision')} "
+        found = facts.precision if is_known(facts.precision) else None
+        if precision and found and precision != found and precision not in self.hints:
+            raise UsageError(f"{path.name} is an {found} {self.title} file, not {opt('precision')} "
                              f"{precision}.", hint=f"Drop {opt('precision')}: the file's own precision is used.",
                              field="precision")
-        chosen = precision or facts.precision or "fp32"
-        if chosen not in self.precisions:
+        chosen = precision or found or UNKNOWN
+        if chosen != UNKNOWN and chosen not in self.precisions:
             raise UsageError(f"{self.title} runs {', '.join(self.precisions)}, not {opt('precision')} {chosen}.",
                              field="precision")
         return Artifact(path=str(path.resolve()), runtime=self.name, precision=chosen, file_mb=self.file_mb(path),
                         build_s=0.0, input_size=facts.input_size or 0, facts={**facts.extra, "as_written": True},
-                        note=None if facts.precision or precision else
-                        f"{self.title} files do not record their precision: labelled fp32 (pass --precision if not)")
+                        note=None if found else _unread_note(self.title, precision))
+
+    def max_call_batch(self, facts: dict[str, Any]) -> int | None:
+        """The most images one call of a built file takes (its Artifact's facts); None: any batch in one call."""
+        return None
 
     def file_mb(self, path: Path) -> float:
         """MiB on disk of a file this runtime reads, every file it needs included."""

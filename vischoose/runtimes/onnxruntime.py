@@ -34,6 +34,7 @@ class OnnxRuntime(GraphRuntime):
     format: ClassVar[str] = "onnx"
     reverts_layers: ClassVar[bool] = True
     builds_from_fp32: ClassVar[bool] = True
+    stores_metadata: ClassVar[bool] = True  # vischoose.* metadata_props
 
     def __init__(self, opset: int | None = None) -> None:
         self.opset = opset  # None: the exporter's default
@@ -89,11 +90,13 @@ class OnnxRuntime(GraphRuntime):
         return Artifact(str(out), self.name, "int8", quant.file_mb, fp32.build_s, fp32.input_size,
                         quantize_s=quant.quantize_s, recipe=quant.recipe.name, calibration=quant.calibration,
                         calibration_images=quant.calibration_images, note=quant.recipe.note,
-                        facts={**fp32.facts, "family": family})
+                        facts={**fp32.facts, "family": family,
+                               "speed_caveat": quant.recipe.note if quant.recipe.speed_caveat else None})
 
     def inspect(self, path: Path) -> FileFacts:
-        """int8 when the graph holds quantized operators (QDQ or integer MatMul/Conv); the input side and, for
-        vischoose's own files, the model from the metadata."""
+        """int8 when the graph holds quantized operators (QDQ or integer MatMul/Conv), fp32 when its float inputs and
+        weights are all float32, else unknown; the input side and batches and, for vischoose's own files, the model
+        from the metadata."""
         import onnx as onnx_lib
 
         from vischoose.runtimes.artifact import FileFacts
@@ -103,10 +106,10 @@ class OnnxRuntime(GraphRuntime):
         except Exception as err:  # onnx raises DecodeError, ValueError, ...: any means "not an ONNX file"
             raise DeployError(f"{path} is not an ONNX file onnx {onnx_lib.__version__} can read: "
                               f"{files.first_line(err)}") from err
-        quantized = any(n.op_type in INT8_OPS for n in proto.graph.node)
-        side = proto.graph.input[0].type.tensor_type.shape.dim[-1].dim_value if proto.graph.input else 0
+        dims = list(proto.graph.input[0].type.tensor_type.shape.dim) if proto.graph.input else []
+        side = dims[-1].dim_value if dims else 0
         meta = {p.key: p.value for p in proto.metadata_props}
-        return FileFacts(precision="int8" if quantized else "fp32", input_size=int(side) or None,
+        return FileFacts(precision=_precision(proto), input_size=int(side) or None, batch=_batch(dims),
                          model=meta.get("vischoose.tag"))
 
     def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
@@ -115,3 +118,26 @@ class OnnxRuntime(GraphRuntime):
 
         session = ort_session(artifact.path, threads, spinning=not interleaved)
         return lambda batch: run_session(session, batch)
+
+
+FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}  # onnx.TensorProto's float element types
+
+
+def _precision(proto: Any) -> str:
+    """int8 (quantized operators), fp32 (every float input and initializer float32) or unknown (fp16 weights, ...)."""
+    from vischoose.runtimes.precision import UNKNOWN
+
+    if any(n.op_type in INT8_OPS for n in proto.graph.node):
+        return "int8"
+    floats = {FLOAT_TYPES[t.data_type] for t in proto.graph.initializer if t.data_type in FLOAT_TYPES}
+    floats |= {FLOAT_TYPES[i.type.tensor_type.elem_type] for i in proto.graph.input
+               if i.type.tensor_type.elem_type in FLOAT_TYPES}
+    return "fp32" if floats == {"float32"} else UNKNOWN
+
+
+def _batch(dims: list[Any]) -> tuple[int, int | None] | None:
+    """(smallest, largest) batch of the first input: a named or missing size is dynamic, a number is fixed."""
+    if not dims:
+        return None
+    first = dims[0]
+    return (int(first.dim_value), int(first.dim_value)) if first.dim_value > 0 else (1, None)
