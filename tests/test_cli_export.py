@@ -46,7 +46,7 @@ def test_export_fp32_of_cached_pretrained_weights(runner, cached_model, tmp_path
     row = result.stdout.splitlines()[2].split()
     assert row[:3] == ["fp32", "onnxruntime", "fp32"] and row[5] == "100.0" and row[-1] == "ok"
     assert "agreement: with eager fp32 on 8 random inputs (not images: agreement is unverified)" in result.stdout
-    assert "float32 [batch, 3, 160, 160], batch dynamic" in result.stdout
+    assert "input float32 [N, 3, 160, 160], N from 1 up, dynamic" in result.stdout
     assert result.stderr.startswith(f"Wrote {out} (fp32, ") and result.stderr.endswith(" MiB).\n")
     meta = _metadata(out)
     assert meta["vischoose.weights"].startswith("pretrained@")

@@ -195,7 +195,7 @@ def test_measure_profiles_missing_candidates_and_uses_them(runner, isolated_home
     preset = tmp_path / "probe.toml"
     preset.write_text('name = "probe"\n[measure]\ndevice = "cpu"\nthreads = 1\nbatch_size = 2\n'
                       '[constraints]\nmax_latency_ms = 10000\n[rank]\nsort = ["latency_ms"]\n')
-    seed_peak(isolated_home, threads=1)
+    seed_peak(threads=1)
     args = ["recommend", "--target", str(preset), "--models", "test_resnet.r160_in1k", "--models", "test_vit.r160_in1k"]
     unmeasured = runner.invoke(app, [*args, "--json"])
     assert unmeasured.exit_code == 4  # nobody published latencies for timm's test models
@@ -219,7 +219,7 @@ def test_measure_also_profiles_the_graphs_a_preset_deploys(runner, isolated_home
     preset.write_text('name = "phone"\n[measure]\ndevice = "cpu"\nthreads = 1\nbatch_size = 1\n'
                       '[constraints]\nmax_latency_ms = 10000\n[deploy]\nonnxruntime = ["int8"]\n'
                       '[rank]\nsort = ["latency_ms"]\n')
-    seed_peak(isolated_home, threads=1)
+    seed_peak(threads=1)
     args = ["recommend", "--target", str(preset), "--models", "test_resnet.r160_in1k", "--json"]
     result = runner.invoke(app, [*args, "--measure", "--time-budget", "0.5"])
     assert result.exit_code == 0, result.stderr

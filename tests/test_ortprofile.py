@@ -56,7 +56,7 @@ def test_int8_rows_carry_the_graph_its_size_and_its_agreement(runner, isolated_h
 
 @pytest.mark.slow
 def test_the_table_shows_the_graph_and_its_conditions(runner, isolated_home):
-    seed_peak(isolated_home)
+    seed_peak()
     result = runner.invoke(app, ["profile", TINY, "--runtime", "onnxruntime", "--no-save", *FAST])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()

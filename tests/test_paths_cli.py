@@ -127,7 +127,7 @@ def test_profile_bf16_channels_last_at_a_smaller_input_through_the_cli(runner, i
 
     if not optimize.bf16_supported("cpu"):
         pytest.skip("this CPU has no bf16 support")
-    seed_peak(isolated_home, dtype="float32")
+    seed_peak(dtype="float32")
     seed_peaks(isolated_home)
     plain = profile_row(runner)
     row = profile_row(runner, "--dtype", "bfloat16", "--channels-last", "--input-size", "80")

@@ -56,7 +56,8 @@ def export_cmd(
                                 input_size=input_size, opset=opset, min_agreement=min_agreement, measure=measure,
                                 threads=threads, data=str(data) if data else None,
                                 labels=str(labels) if labels else None, max_accuracy_drop=max_accuracy_drop)
-        result = exporting.export_model(request, _timer(measure))
+        with report_profile.phases(model) as phase:
+            result = exporting.export_model(request, _timer(measure), phase=phase)
     report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)

@@ -70,6 +70,8 @@ class ExportReport:
     runtime: str = ""
     format: str = ""
     accuracy: accuracy.AccuracyAware | None = None  # --max-accuracy-drop: the float layers and the held-out drop
+    input_batch: tuple[int, int | None] | None = None  # the batches one call of the shipped file takes, as the file
+    # itself declares them (smallest, largest; largest None: no bound); None: the file does not say
 
     @property
     def shipped(self) -> "BuiltVariant":
@@ -85,7 +87,7 @@ Timer = Callable[[Callable[[], Any], float], float]  # (call, seconds) -> its me
 
 
 def export_model(request: ExportRequest, timer: Timer | None = None,
-                 split: "accuracy.Split | None" = None) -> ExportReport:
+                 split: "accuracy.Split | None" = None, phase: Callable[[str], None] | None = None) -> ExportReport:
     """Export a model in a runtime's format at a precision, checked against eager fp32 (deploy.check); write the file
     only if it passes.
 
@@ -93,19 +95,18 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
     without a calibration folder, the half of the images that chooses the layers calibrates. `split`: those images
     already split (recommend --data splits once and evaluates the held-out half itself). `timer` (measure.timing's,
     passed in by the caller that holds the machine for it) times each variant and eager fp32 at batch 1 when the
-    request asks to measure.
+    request asks to measure. `phase` hears each step (loading, building, checking, timing) as it starts.
 
     Raises:
         UsageError: an unwritable out, a calibration folder without readable images.
         DeployError: export or quantization failed, or the fp32 file disagrees with the model.
         model errors as in models.load_model.
     """
-    from vischoose.models.loading import load_model
-
     runtime = request.runtime if request.opset is None else type(request.runtime)(opset=request.opset)  # type: ignore[call-arg]
-    out = request.out_path
+    out, tell = request.out_path, phase or (lambda what: None)
     files.check_writable(out)
-    loaded = load_model(request.model, weights=request.weights)
+    tell("loading")
+    loaded = _seeded_load(request)
     size = request.input_size or loaded.input_size
     config = preprocessing(loaded, size)
     parts = None if request.max_accuracy_drop is None else _labelled_parts(loaded, config, request, split)
@@ -114,15 +115,20 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
     batch = calib.batch if calib else agreement.random_batch(size)
     reference = agreement.eager_logits(loaded.model, batch)
     with files.staging(out) as staged:
+        tell(f"building the {runtime.title} file" + (f" (fp32, then {request.precision})"
+                                                    if request.precision != "fp32" else ""))
         built = _build_all(runtime, loaded, request.precision, staged, size, calib, _metadata(loaded, config))
         aware = None
         if parts is not None:
+            tell(f"keeping the layers int8 hurts most in float, within {request.max_accuracy_drop:g} points")
             built, aware = _reverted(runtime, loaded, built, calib, parts, request)
+        tell("checking against eager fp32" + (" and timing" if timer and request.measure_s > 0 else ""))
         # with max_accuracy_drop the accuracy limit, not top-1 agreement, decides whether int8 ships
         judged_at = request.min_agreement if aware is None else 0.0
         variants = [_judged(runtime, loaded, a, calib, batch, reference, judged_at, request.threads) for a in built]
         variants = variants if aware is None else _within_drop(variants, aware)
         variants, eager_img_s = _measured(runtime, loaded, built, variants, size, request, timer)
+        declared = runtime.inspect(Path(built[-1].path)).batch  # what the file says it takes, not what was asked
         written = variants[-1].status != verdict.REJECTED
         if written:
             files.publish(Path(built[-1].path), out)
@@ -133,7 +139,18 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
                         precision=request.precision, out=str(out) if written else None,
                         skipped=calib.skipped if calib else (), eager_img_s_batch1=eager_img_s,
                         threads=request.threads, runtime_versions=_versions(runtime), runtime=runtime.name,
-                        format=request.format, accuracy=aware)
+                        format=request.format, accuracy=aware, input_batch=declared)
+
+
+def _seeded_load(request: ExportRequest) -> "LoadedModel":
+    """The model; random weights from graphcache.RANDOM_SEED, as profile builds them, so that a random-weights file is
+    the same file every time and the graph cache can hold it."""
+    import torch
+
+    from vischoose.models.loading import load_model
+
+    torch.manual_seed(graphcache.RANDOM_SEED)
+    return load_model(request.model, weights=request.weights)
 
 
 def _labelled_parts(loaded: "LoadedModel", config: dict[str, Any], request: ExportRequest,
@@ -196,12 +213,14 @@ def _build_all(runtime: GraphRuntime, loaded: "LoadedModel", precision: str, sta
     """The fp32 file (beside the staged one unless fp32 ships) and, for another precision, the one that ships; each
     from the graph cache when these pinned weights, images and versions built it before (its note says so)."""
     fp32_path = staged if precision == "fp32" else staged.with_name("fp32-" + staged.name)
+    seeded = loaded.weights == "random"  # _seeded_load
     fp32 = _noted(*graphcache.build(runtime, loaded, "fp32", fp32_path, size, metadata=metadata,
-                                    link=precision != "fp32"))
+                                    link=precision != "fp32", seeded=seeded))
     if precision == "fp32":
         return [fp32]
     other = _noted(*graphcache.build(runtime, loaded, precision, staged, size,
-                                     None if calib is None else calib.batch, metadata=metadata, source=fp32))
+                                     None if calib is None else calib.batch, metadata=metadata, source=fp32,
+                                     seeded=seeded))
     return [fp32, other]
 
 
@@ -234,10 +253,12 @@ def _measured(runtime: GraphRuntime, loaded: "LoadedModel", built: list[Artifact
     import torch
 
     one = agreement.random_batch(size, n=1)
-    timed = []
+    timed: list[BuiltVariant] = []
     for artifact, v in zip(built, variants):
         forward = runtime.session(artifact, request.threads)
-        timed.append(replace(v, img_s_batch1=1.0 / timer(lambda: forward(one), request.measure_s)))
+        img_s = 1.0 / timer(lambda: forward(one), request.measure_s)
+        note = artifact.note_given_speed(v.note, img_s, timed[0].img_s_batch1 if timed else None)
+        timed.append(replace(v, img_s_batch1=img_s, note=note))
     if request.threads:
         torch.set_num_threads(request.threads)
     x = torch.from_numpy(one)

@@ -54,7 +54,7 @@ def key(runtime: GraphRuntime, precision: str, tag: str, weights: str, input_siz
     config = {k: v for k, v in sorted(vars(runtime).items()) if isinstance(v, (str, int, float, bool, type(None)))}
     text = json.dumps({"runtime": runtime.name, "build": runtime.build_revision, "config": config, "precision": precision, "tag": tag,
                        "weights": weights, "input_size": input_size, "calibration": images, "versions": versions,
-                       "metadata": metadata or {}}, sort_keys=True)
+                       "metadata": (metadata or {}) if runtime.stores_metadata else {}}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from vischoose.measure.peak import PEAK_CACHE_FILE
+from vischoose import paths
 from vischoose.requests.profile import ProfileRequest
 
 PROGRESS_PREFIX = "VISCHOOSE-PROGRESS "
@@ -48,8 +48,8 @@ class Job:
 
     @property
     def peak_cache(self) -> Path:
-        """This machine's matmul peak cache."""
-        return Path(self.home) / PEAK_CACHE_FILE
+        """This machine's dense-compute peak cache, one for every home on the machine (paths.peak_cache)."""
+        return paths.peak_cache()
 
     def but(self, **changes: Any) -> "Job":
         """A copy with these fields changed."""

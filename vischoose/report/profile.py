@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import typer
 
+from vischoose import paths
 from vischoose.errors import UsageError, named
 from vischoose.report.flags import flag_of
-from vischoose.report.tables import emit_json, fmt, preprocessing_note, table
+from vischoose.report.tables import batch_text, emit_json, fmt, preprocessing_note, table
 from vischoose.runtimes import registry
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
@@ -26,7 +28,7 @@ PROFILE_FOOTER = ("latency: batch 1, median (p50)/p90/p99 and IQR of timed runs 
 
 def _profile_row(p: Any) -> list[str]:
     size = f"{p.input_size}*" if p.top1_size and p.input_size != p.top1_size else str(p.input_size or "-")
-    row = [p.model, p.weights, size, str(p.batch_size), fmt(p.params_m, 2), fmt(p.weights_mb, 1),
+    row = [p.model, p.weights, size, batch_text(p), fmt(p.params_m, 2), fmt(p.weights_mb, 1),
            fmt(p.weights_mb_fp32, 1), fmt(p.gflops, 2), fmt(p.gmacs, 2), fmt(p.latency_ms_p50, 2),
            fmt(p.latency_ms_p90, 2), fmt(p.latency_ms_p99, 2), fmt(p.latency_ms_iqr, 2), fmt(p.throughput_img_s, 2),
            fmt(p.throughput_iqr, 2), fmt(p.peak_memory_mb, 1),
@@ -72,7 +74,7 @@ def graph_footer(titles: str, modules: str) -> str:
 
 def _graph_row(p: Any) -> list[str]:
     checked = f"{fmt(p.agreement_images)} {'images' if p.agreement_source == 'images' else 'random inputs'}"
-    return [p.model, str(p.batch_size), {"float32": "fp32", "int8": "int8"}.get(p.dtype, p.dtype), p.recipe or "-",
+    return [p.model, batch_text(p), {"float32": "fp32", "int8": "int8"}.get(p.dtype, p.dtype), p.recipe or "-",
             fmt(p.file_mb, 1), fmt(p.export_s, 1), fmt(p.quantize_s, 1), checked if p.agreement_images else "",
             fmt(None if p.agreement_top1 is None else 100 * p.agreement_top1, 1),
             fmt(p.agreement_max_abs_diff, 3), fmt(p.agreement_cosine, 4), p.variant_status or ""]
@@ -100,13 +102,25 @@ def _profile_notes(runs: Sequence[Any]) -> list[str]:
     peaks = dict.fromkeys(f"{r.profile.device} {r.profile.dtype} threads {fmt(r.profile.threads)}: "
                           f"{r.detail['machine_peak_gflops_s']:,.1f} GFLOP/s ({r.detail.get('machine_peak_kernel')})"
                           for r in runs if r.detail.get("machine_peak_gflops_s"))
-    notes = [f"Machine peak, best of dense kernels (cached under VISCHOOSE_HOME): {'; '.join(peaks)}."] if peaks else []
+    notes = [f"Machine peak, best of dense kernels (cached for every home on this machine in {paths.peak_cache()}): "
+             f"{'; '.join(peaks)}."] if peaks else []
     notes += list(dict.fromkeys(named(n, flag_of) for r in runs for n in r.notes))
+    notes += _efficiency_notes([r.profile for r in runs])
+    if any(r.profile.call_batch and r.profile.call_batch < r.profile.batch_size for r in runs):
+        notes.append("N x batch 1: the file takes one image per call, so a batch of N ran as N calls; its img/s is "
+                     "not a batch-N figure.")
     if any(r.profile.compiled for r in runs):
         notes.append("compile: peak MiB includes what torch.compile keeps resident (compiled code, compiler state).")
     if any(r.profile.top1_size and r.profile.input_size != r.profile.top1_size for r in runs):
         notes.append("px*: measured at another size than its published top-1 (@px).")
     return notes + _profile_quality(runs)
+
+
+def _efficiency_notes(profiles: Sequence[Any]) -> list[str]:
+    """Why eff % is blank, for each row where it is (one line per model, runtime, dtype and reason)."""
+    return list(dict.fromkeys(
+        f"{p.model} ({p.runtime} {p.dtype}): eff not shown: {p.efficiency_note}." for p in profiles
+        if p.ok and p.efficiency is None and getattr(p, "efficiency_note", None)))
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], output: str) -> None:
@@ -191,6 +205,22 @@ class ProfileProgress:
         self.close()
 
 
+@contextlib.contextmanager
+def phases(model: str) -> Iterator[Callable[[str], None]]:
+    """A `phase(what)` callable showing 'model: what (N s)' on one updating stderr line (export, evaluate --graph),
+    cleared afterwards; silent when stderr is not a terminal, as the evaluation's progress bar is (a script's stderr
+    keeps only errors and warnings)."""
+    import sys
+    import time
+
+    start = time.monotonic()
+    if not sys.stderr.isatty():
+        yield lambda what: None
+        return
+    with ProfileProgress() as shown:
+        yield lambda what: shown(model, what, time.monotonic() - start)
+
+
 def output_format(as_json: bool, as_csv: bool, as_markdown: bool) -> str:
     """'json', 'csv', 'markdown' or 'table' from the profile flags.
 
@@ -229,6 +259,19 @@ def _accuracy_note(aware: Any) -> str:
             f"{aware.max_drop_pts:g}); {layers}.")
 
 
+def input_text(rep: Any) -> str:
+    """The shipped file's input as the file declares it: 'input float32 [N, 3, 224, 224], N from 1 to 64'."""
+    side = f"3, {rep.input_size}, {rep.input_size}"
+    batch = rep.input_batch
+    if batch is None:
+        return f"input float32 [N, {side}] (the file does not declare its batch)"
+    low, high = batch
+    if high is not None and low == high:
+        return f"input float32 [{low}, {side}], batch {low} only"
+    span = f"N from {low} to {high} in one call" if high is not None else f"N from {low} up, dynamic"
+    return f"input float32 [N, {side}], {span}"
+
+
 def show_export(rep: Any, as_json: bool) -> None:
     """What vischoose export built: one row per variant, the check set, preprocessing; warnings on stderr."""
     if as_json:
@@ -239,14 +282,14 @@ def show_export(rep: Any, as_json: bool) -> None:
                          [_export_row(v, rep.runtime, measured) for v in rep.variants]))
         checked = (f"{rep.check_images} of your images" if rep.check_source == "images"
                    else f"{rep.check_images} random inputs (not images: agreement is unverified)")
-        typer.echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family, opset {rep.opset}; input 'input' "
-                   f"float32 [batch, 3, {rep.input_size}, {rep.input_size}], batch dynamic.\n"
+        opset = f", opset {rep.opset}" if rep.opset is not None else ""
+        typer.echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family{opset}; {input_text(rep)}.\n"
                    f"preprocessing: {preprocessing_note(rep.preprocessing)}.\n"
                    f"agreement: with eager fp32 on {checked}; build s = export or quantization time; "
                    f"MiB = 2^20 bytes.")
         if measured:
             threads = f"{rep.threads} threads" if rep.threads else "default threads (one per core)"
-            typer.echo(f"img/s b1: ONNX Runtime CPU, batch 1, median, {threads}; eager fp32: "
+            typer.echo(f"img/s b1: {registry.title(rep.runtime)} CPU, batch 1, median, {threads}; eager fp32: "
                        f"{rep.eager_img_s_batch1:,.1f} img/s.")
         for v in rep.variants:
             if v.note:
@@ -295,7 +338,8 @@ def _optimized_dict(o: Any) -> dict[str, Any]:
                 "top1_agreement_near_ties_aside": t.decisive_agreement, "rel_diff": t.rel_diff,
                 "trial_s": t.wall_s, "profile": t.run.profile.to_dict() if t.run else None}
     return {"model": o.model, "budget_s": o.budget_s, "elapsed_s": o.elapsed_s, "speedup": o.speedup,
-            "best": trial(o.best) if o.best else None, "trials": [trial(t) for t in o.trials]}
+            "best": trial(o.best) if o.best else None, "trials": [trial(t) for t in o.trials],
+            "batch_notes": list(o.batch_notes)}
 
 
 def show_optimized(found: Sequence[Any], as_json: bool) -> None:
@@ -306,6 +350,8 @@ def show_optimized(found: Sequence[Any], as_json: bool) -> None:
     for o in found:
         typer.echo(f"{o.model}")
         typer.echo(table(OPTIMIZE_HEADERS, [_trial_row(t) for t in o.trials]))
+        for note in o.batch_notes:
+            typer.echo(f"batch: {note}.")
         typer.echo(_optimized_summary(o) + "\n")
     rows = [r.profile for o in found for r in (o.plain_run, o.best_run) if r]
     for line in _profile_conditions(rows):
