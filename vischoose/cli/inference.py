@@ -13,6 +13,7 @@ from vischoose.cli.common import (
     runtime_opt,
 )
 from vischoose.errors import EXIT_USAGE
+from vischoose.report import profile as report_profile
 from vischoose.report import tables as report
 
 commands = Commands()
@@ -80,8 +81,8 @@ def evaluate_cmd(
                                   runtime=runtime or "torch", precision=precision,
                                   calibration=str(calibration) if calibration else None,
                                   graph=str(graph) if graph else None)
-        with report.progress_bar("evaluating") as bar:
-            outcome = evaluate(request, progress=bar)
+        with report_profile.phases(model) as phase, report.progress_bar("evaluating") as bar:
+            outcome = evaluate(request, progress=bar, phase=phase)
         if outcome.is_main:
             _report(outcome, as_json, no_save)
 

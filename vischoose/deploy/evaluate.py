@@ -12,12 +12,12 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from vischoose.deploy import graphcache
+from vischoose.deploy import check, graphcache
 from vischoose.errors import DatasetError, UsageError, opt
 from vischoose.inference import calibration as calibrating
-from vischoose.inference import datasets
+from vischoose.inference import datasets, intervals
 from vischoose.inference.loop import (
     Deployed,
     Evaluation,
@@ -32,6 +32,8 @@ from vischoose.runtimes import agreement, registry
 from vischoose.runtimes.artifact import Artifact
 from vischoose.runtimes.base import Forward, GraphRuntime
 
+Phase = Callable[[str], None]  # "building its int8 ExecuTorch (XNNPACK) file": what the evaluation does now
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -40,11 +42,12 @@ if TYPE_CHECKING:
 
 
 def evaluate(request: EvaluateRequest, progress: Progress | None = None,
-             labelled: datasets.LabelledImages | None = None) -> Evaluation:
+             labelled: datasets.LabelledImages | None = None, phase: Phase | None = None) -> Evaluation:
     """Top-1 / top-5 accuracy (%) of a model as the request says: torch eager (sharded under torchrun:
     inference.evaluation), the file a graph runtime would deploy, or a file built elsewhere as written.
 
-    labelled: the images already read (recommend --data passes the held-out half of its one split).
+    labelled: the images already read (recommend --data passes the held-out half of its one split); phase: hears
+    each step of a graph's evaluation before its images are counted (loading, building or opening the file).
 
     Raises:
         DatasetError: a missing or unusable data set, or one where no image could be read.
@@ -63,51 +66,79 @@ def evaluate(request: EvaluateRequest, progress: Progress | None = None,
         raise UsageError(f"{opt('runtime')} {request.runtime} evaluates in one process, but WORLD_SIZE is "
                          f"{world.size} (torchrun).", hint=f"Run vischoose evaluate without torchrun: "
                          f"{registry.title(request.runtime)} uses every core by itself.", field="runtime")
-    return evaluate_graph(request, progress, labelled)
+    return evaluate_graph(request, progress, labelled, phase)
 
 
 def evaluate_graph(request: EvaluateRequest, progress: Progress | None = None,
-                   labelled: datasets.LabelledImages | None = None) -> Evaluation:
+                   labelled: datasets.LabelledImages | None = None, phase: Phase | None = None) -> Evaluation:
     """Top-1 / top-5 accuracy (%) of the model's deployed file (fp32, or int8 with the runtime's recipe), or of
     request.graph, a file built elsewhere, run as written with the model's preprocessing.
 
     int8 calibrates on request.calibration (a folder of images) or else on up to 64 of the evaluation images, spread
-    over the set; the result's notes say which.
+    over the set; the result's notes say which. `phase` hears each step before the images are counted.
     """
     from vischoose.inference.prediction import prepare
 
-    runtime, precision, calibration, graph = request.runtime, request.precision, request.calibration, request.graph
-    batch_size, workers, max_pixels = request.batch_size, request.workers, request.max_pixels
-    if graph is None:
-        precision = request.evaluated_precision
+    tell = phase or (lambda what: None)
+    runtime, graph = request.runtime, request.graph
     chosen = registry.get(runtime)
+    tell(f"loading {request.model}")
     classifier = prepare(request.model, "cpu", "float32", request.checkpoint)
     labelled = (labelled or datasets.read_dataset(request.data, classifier.classes, classifier.num_classes,
                                                   request.labels)).limited(request.limit)
     with tempfile.TemporaryDirectory(prefix="vischoose-eval-") as tmp:
         if graph is None:
-            artifact, calib, source, notes = _built(chosen, classifier, labelled, precision, calibration,
-                                                    Path(tmp), max_pixels)
+            tell(f"building its {request.evaluated_precision} {chosen.title} file")
+            artifact, calib, source, notes = _built(chosen, classifier, labelled, request.evaluated_precision,
+                                                    request.calibration, Path(tmp), request.max_pixels)
         else:
-            artifact, calib, source, notes = _as_written(chosen, classifier, graph, precision)
+            tell(f"opening {Path(graph).name}")
+            artifact, calib, source, notes = _as_written(chosen, classifier, graph, request.precision)
+        tell(f"evaluating {len(labelled.samples)} images on {chosen.title} and eager fp32")
         # no spinning: the runtime's idle threads would compete with each batch's eager forward (~10% img/s)
         forward = GraphForward(classifier, chosen.session(artifact, None, interleaved=True))
-        counts, failed, seconds = run_batches(classifier, labelled.samples, batch_size, workers, max_pixels,
-                                              progress, forward=forward)
-    result = build_result(classifier, labelled, counts, 0.0, batch_size, 1)
+        counts, failed, seconds = run_batches(classifier, labelled.samples, request.batch_size, request.workers,
+                                              request.max_pixels, progress, forward=forward)
+    result = build_result(classifier, labelled, counts, 0.0, request.batch_size, 1)
     agreed = forward.agreement()
     result = replace(result, runtime=runtime, dtype="float32" if artifact.precision == "fp32" else artifact.precision,
                      recipe=artifact.recipe, images_per_s=_rate(counts[0], seconds - forward.eager_s),
                      agreement_top1=agreed.top1_agreement, agreement_images=agreed.n_images,
-                     fp32_top1=forward.reference_top1(_read_targets(labelled, failed)), graph=artifact.path if graph is not None else None,
-                     file_mb=artifact.file_mb)
-    found = Deployed(precision=artifact.precision, family=model_family(classifier.loaded.model),
-                     recipe=artifact.recipe, file_mb=artifact.file_mb, export_s=artifact.build_s,
-                     quantize_s=artifact.quantize_s, calibration=source,
-                     calibration_images=0 if calib is None else len(calib), agreement=agreed,
-                     eager_images_per_s=_rate(counts[0], forward.eager_s), runtime=runtime,
-                     runtime_version=chosen.version(), notes=tuple(notes), graph=result.graph)
-    return Evaluation(result=result, failed=tuple(failed), workers=workers, deployed=found)
+                     graph=artifact.path if graph is not None else None, file_mb=artifact.file_mb,
+                     **_against_fp32(forward, artifact, agreed, _read_targets(labelled, failed),
+                                     classifier.loaded.weights != "random"))
+    deployed = _deployed(chosen, classifier, artifact, agreed, calib, source, notes, forward, counts[0], result.graph)
+    return Evaluation(result=result, failed=tuple(failed), workers=request.workers, deployed=deployed)
+
+
+def _deployed(chosen: GraphRuntime, classifier: "Classifier", artifact: Artifact, agreed: agreement.Agreement,
+              calib: Any, source: str, notes: list[str], forward: "GraphForward", images: int,
+              graph: str | None) -> Deployed:
+    """How the evaluated file was built and ran; a doubt about int8's speed is dropped where the file ran faster
+    than eager fp32 on the same batches."""
+    notes = [kept for n in notes if (kept := artifact.note_given_speed(n, _rate(images, forward.graph_s),
+                                                                        _rate(images, forward.eager_s)))]
+    return Deployed(precision=artifact.precision, family=model_family(classifier.loaded.model),
+                    recipe=artifact.recipe, file_mb=artifact.file_mb, export_s=artifact.build_s,
+                    quantize_s=artifact.quantize_s, calibration=source,
+                    calibration_images=0 if calib is None else len(calib), agreement=agreed,
+                    eager_images_per_s=_rate(images, forward.eager_s), runtime=chosen.name,
+                    runtime_version=chosen.version(), notes=tuple(notes), graph=graph,
+                    graph_images_per_s=_rate(images, forward.graph_s))
+
+
+def _against_fp32(forward: "GraphForward", artifact: Artifact, agreed: agreement.Agreement, targets: list[int],
+                  pretrained: bool) -> dict[str, Any]:
+    """The file against eager fp32 on the same images: eager's top-1, the drop's paired 95 % interval, and the
+    verdict on the agreement over every evaluated image (deploy.check, the one wording)."""
+    judged = check.judged_evaluated(artifact, agreed, forward.largest_logit, pretrained)
+    found: dict[str, Any] = {"variant_status": judged.status, "verdict_note": judged.note,
+                             "fp32_top1": forward.reference_top1(targets)}
+    if found["fp32_top1"] is not None:
+        diff = intervals.paired_difference([e == t for e, t in zip(forward.eager_top1, targets)],
+                                           [g == t for g, t in zip(forward.graph_top1, targets)])
+        found.update(drop_low=diff.low, drop_high=diff.high)
+    return found
 
 
 def _built(chosen: GraphRuntime, classifier: "Classifier", labelled: datasets.LabelledImages, precision: str,
@@ -191,6 +222,8 @@ class GraphForward:
         self.images = self.agreeing = 0
         self.max_abs_diff, self.cosine = 0.0, 1.0
         self.eager_top1: list[int] = []  # eager fp32's top-1 class per image, in order
+        self.graph_top1: list[int] = []  # the file's top-1 class per image, in order
+        self.largest_logit = 0.0  # eager fp32's largest |logit| so far (the fp32 tolerance scales with it)
 
     def __call__(self, batch: "torch.Tensor") -> "torch.Tensor":
         import numpy as np
@@ -201,6 +234,8 @@ class GraphForward:
         middle = time.perf_counter()
         eager = self.classifier.logits(batch).numpy()
         self.eager_top1.extend(int(i) for i in eager.argmax(axis=-1))
+        self.graph_top1.extend(int(i) for i in graph.argmax(axis=-1))
+        self.largest_logit = max(self.largest_logit, float(np.abs(eager).max()))
         self.graph_s += middle - start
         self.eager_s += time.perf_counter() - middle
         found = agreement.compare(eager, graph)

@@ -40,6 +40,7 @@ class Deployed:
     runtime_version: str
     notes: tuple[str, ...] = ()
     graph: str | None = None  # evaluate --graph: the file evaluated, as written
+    graph_images_per_s: float | None = None  # the file's forward passes alone, on the same batches as eager's
 
     @property
     def agreeing(self) -> int:
