@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 MACHINE_ENV = "VISCHOOSE_MACHINE_DIR"
@@ -33,7 +32,11 @@ def machine_dir() -> Path:
     env = os.environ.get(MACHINE_ENV)
     if env:
         return Path(env).expanduser()
-    return Path("/tmp" if sys.platform != "win32" else tempfile.gettempdir()) / "vischoose-machine"
+    if sys.platform == "win32":  # no /tmp: the system's temporary folder
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "vischoose-machine"
+    return Path("/tmp/vischoose-machine")
 
 
 def peak_cache() -> Path:

@@ -171,14 +171,19 @@ def _figure(points: list[Point], x: str, skipped: int, unknown: int = 0) -> Any:
     ax.set_ylabel(f"ImageNet-1k top-1, % ({kind})")
     ax.grid(True, which="both", alpha=0.25)
     fig.suptitle("Accuracy against " + ("throughput" if x == "throughput" else "latency"), fontsize=13)
+    ax.set_title(_wrap(shared + _left_out(points, skipped, unknown)), fontsize=8.5, color="dimgray")
+    return fig
+
+
+def _left_out(points: list[Point], skipped: int, unknown: int) -> str:
+    """The subtitle's account of rows not shown, and of where random-weight rows are placed."""
     note = f"; {skipped} failed or incomplete run{'s' if skipped > 1 else ''} not shown" if skipped else ""
     if unknown:
         note += (f"; {unknown} int8 row{'s' if unknown > 1 else ''} not shown: accuracy not verified (no measured "
                  "top-1; the published figure is fp32's)")
     if any(p.profile.weights == "random" and not p.measured_top1 for p in points):
         note += "; rows measured with random weights are placed at the pretrained model's published top-1"
-    ax.set_title(_wrap(shared + note), fontsize=8.5, color="dimgray")
-    return fig
+    return note
 
 
 def _memory_title(points: list[Point]) -> str:

@@ -6,11 +6,8 @@ registers its enums. VISCHOOSE_DEBUG=1 lets everything through."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
-import tempfile
-import warnings
 from typing import Iterator
 
 DEBUG_ENV = "VISCHOOSE_DEBUG"
@@ -30,6 +27,10 @@ def quiet() -> Iterator[None]:
     Only what runs in the block is dropped: call the runtime's own loading and start-up in it, never vischoose's
     progress. Python's sys.stderr is flushed on both sides, so nothing of ours written before is lost.
     """
+    import logging
+    import tempfile
+    import warnings
+
     if debugging():
         yield
         return
