@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vischoose import machine
+from vischoose.deploy import verdict
 from vischoose.deploy.verdict import REJECTED, UNVERIFIED
 from vischoose.errors import ProfilingError
 from vischoose.measure import rows
@@ -38,6 +39,7 @@ from vischoose.measure.runner import (
 from vischoose.models import catalog
 from vischoose.requests.profile import ProfileRequest
 from vischoose.runtimes import registry
+from vischoose.runtimes.agreement import Agreement
 from vischoose.runtimes.precision import dtype_of, precision_of
 
 DEFAULT_BUDGET_S = 300.0  # per model, the whole search
@@ -242,11 +244,11 @@ def graph_status(setting: Setting, p: Any, min_agreement: float) -> str:
     if p.call_batch and p.call_batch < setting.batch_size:
         return (f"not compared: measured as {-(-setting.batch_size // p.call_batch)} x batch {p.call_batch} (the file "
                 f"takes at most {p.call_batch} images per call), not at batch {setting.batch_size}")
-    if p.variant_status == REJECTED:
-        return (f"rejected: top-1 agrees with eager fp32 on {100 * (p.agreement_top1 or 0):.0f}% of "
-                f"{p.agreement_images} images (< {100 * min_agreement:.0f}%)")
-    if p.variant_status == UNVERIFIED:
-        return "unverified: checked on random inputs or weights only (pass --calibration DIR with pretrained)"
+    if p.variant_status in (REJECTED, UNVERIFIED):  # the verdict the row got, in deploy.verdict's one wording
+        found = Agreement(p.agreement_images or 0, p.agreement_top1 or 0.0, p.agreement_max_abs_diff or 0.0,
+                          p.agreement_cosine or 0.0)
+        return verdict.describe(verdict.judge(found, p.agreement_source == "images", p.weights != "random",
+                                              min_agreement))
     return "ok"
 
 

@@ -293,7 +293,7 @@ def show_export(rep: Any, as_json: bool) -> None:
                        f"{rep.eager_img_s_batch1:,.1f} img/s.")
         for v in rep.variants:
             if v.note:
-                typer.echo(f"{v.precision}: {v.note}.")
+                typer.echo(f"{v.precision}: {named(v.note, flag_of)}.")
         if rep.accuracy is not None:
             typer.echo(_accuracy_note(rep.accuracy))
     for path, reason in rep.skipped:
@@ -318,7 +318,7 @@ def _trial_row(t: Any) -> list[str]:
     return [t.variant.label, fmt(t.img_s, 2), fmt(None if eff is None else 100 * eff, 1), fmt(t.compile_s, 1),
             fmt(None if t.top1_agreement is None else 100 * t.top1_agreement, 0),
             "" if t.max_abs_diff is None else f"{t.max_abs_diff:.3g}",
-            fmt(None if t.rel_diff is None else 100 * t.rel_diff, 2), fmt(t.wall_s, 1), t.status]
+            fmt(None if t.rel_diff is None else 100 * t.rel_diff, 2), fmt(t.wall_s, 1), named(t.status, flag_of)]
 
 
 def _optimized_summary(o: Any) -> str:

@@ -272,12 +272,13 @@ def _deployed_text(r, d) -> str:
                  f"({100 * a.top1_agreement:.1f} %); max |logit diff| {a.max_abs_diff:.3g}, min cosine {a.cosine:.4f}.")
     lines = [graph, agreement]
     if r.variant_status:
-        lines.append(f"verdict: {verdict_text(r)} (on the agreement over all {a.n_images} evaluated images).")
+        lines.append(f"verdict: {named(verdict_text(r), flag_of)} (on the agreement over all {a.n_images} evaluated "
+                     "images).")
     if r.fp32_top1 is not None:
         interval = "" if r.drop_low is None else f", 95 % CI {r.drop_low:.2f} to {r.drop_high:.2f} (paired, Newcombe)"
         lines.append(f"top-1 drop from eager fp32 on the same images: {r.fp32_top1 - r.top1:.2f} points{interval} "
                      f"(eager fp32 {r.fp32_top1:.2f} %, this file {r.top1:.2f} %).")
-    return "\n".join(lines + [f"note: {n}" for n in d.notes])
+    return "\n".join(lines + [f"note: {named(n, flag_of)}" for n in d.notes])
 
 
 def verdict_text(r: Any) -> str:

@@ -9,8 +9,9 @@ the Artifact's facts say how much was delegated and which operators were left ou
 the worst modules left unannotated (a .pte cannot be quantized again, so each step is a whole build).
 
 Keeping the batch dynamic through XNNPACK takes two things (executorch 1.5.1, torch 2.14): lowering under torch's
-`backed_size_oblivious`, because re-tracing a convolution asks which conv backend a batch of 16 or more would use
-and that guard narrowed the batch to 2..15 in the planned program; and reshapes written with -1 for the batch
+`backed_size_oblivious`, with the export's upper bound given back before memory planning (`_planned_for`), because
+re-tracing a convolution asks which conv backend a batch of 16 or more would use and that guard narrowed the batch to
+2..15 in the planned program; and reshapes written with -1 for the batch
 (`_batch_inferred`), since XNNPACK takes no reshape with a symbolic size but takes one inferred size. What XNNPACK
 still leaves out with a dynamic batch (a ViT's q/k/v slices: XNNPACK slices no dynamic tensor) runs on the portable
 kernels and the facts list it. The program's own input metadata says what it takes (`inspect`: MAX_BATCH, or 1 for
