@@ -173,7 +173,11 @@ def test_the_batch_doubles_while_img_s_grows_by_5_percent_and_says_why_it_stoppe
     s.run(Variant(batch_size=8), None)
     note = optimize.sweep_batch(s, tmp_path, optimize.Room(s, 10.0), "torch")
     assert [t.variant.batch_size for t in s.trials] == [8, 16, 32]
-    assert note == "fp32, batch 16: doubling stopped at batch 32: 122.0 img/s, +1.7% (it goes on at +5%)"
+    assert note == "fp32, batch 16: doubling stopped at batch 32: 122.0 img/s, +1.67% (it goes on at +5% or more)"
+    close = FakeSearch({8: 100.0, 16: 104.97})  # shown as +4.97%, never as a +5.0% that the rule refused
+    close.run(Variant(batch_size=8), None)
+    assert optimize.sweep_batch(close, tmp_path, optimize.Room(close, 10.0), "torch").endswith(
+        "batch 16: 105.0 img/s, +4.97% (it goes on at +5% or more)")
     growing = FakeSearch({8: 100.0, 16: 200.0, 32: 400.0, 64: 800.0})
     growing.run(Variant(batch_size=8), None)
     note = optimize.sweep_batch(growing, tmp_path, optimize.Room(growing, 10.0), "torch")

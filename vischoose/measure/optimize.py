@@ -337,7 +337,7 @@ def sweep_batch(s: Search, reference: Path, room: Room, runtime: str) -> str:
             return f"{name}: doubling stopped: batch {bigger.variant.batch_size} {bigger.status[:160]}"
         if bigger.img_s < MIN_GAIN * best.img_s:
             return (f"{name}: doubling stopped at batch {bigger.variant.batch_size}: {bigger.img_s:,.1f} img/s, "
-                    f"{100 * (bigger.img_s / best.img_s - 1):+.1f}% (it goes on at +{100 * (MIN_GAIN - 1):.0f}%)")
+                    f"{100 * (bigger.img_s / best.img_s - 1):+.2f}% (it goes on at +{100 * (MIN_GAIN - 1):.0f}% or more)")
     best = s.best(runtime)
     return f"{best.variant.label}: doubling stopped after {MAX_BATCH_STEPS} doublings (the most the search plans)"
 
