@@ -1,9 +1,10 @@
 """A Ray cluster of simulated kinds of machine on this host, on loopback only, for the fleet tests and bench/fleet.py.
 
 Each worker node is one CPU; its kind is what it reports about itself (VISCHOOSE_MACHINE: host and CPU name, so its
-fingerprint and kind differ from the others'), with its own VISCHOOSE_HOME and machine folder (a machine peak already cached there, so no
-test waits on big matmuls) and its own empty, offline hub cache (weights are shipped from the driver's). A custom
-resource and a label name the kind too. The head runs no job. Nothing binds beyond 127.0.0.1; Ray reports nothing.
+fingerprint and kind differ from the others'), with its own VISCHOOSE_HOME and machine folder (a machine peak
+already cached there, so no test waits on big matmuls) and its own empty, offline hub cache (weights are shipped
+from the driver's). A custom resource and a label name the kind too. The head runs no job. Nothing binds beyond
+127.0.0.1; Ray reports nothing.
 """
 
 from __future__ import annotations
