@@ -50,9 +50,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own VISCHOOSE_HOME and an empty hub cache."""
+    """Every test gets its own VISCHOOSE_HOME, machine folder (the machine peak) and an empty hub cache."""
     home = tmp_path / "vischoose-home"
     monkeypatch.setenv("VISCHOOSE_HOME", str(home))
+    monkeypatch.setenv("VISCHOOSE_MACHINE_DIR", str(tmp_path / "vischoose-machine"))
     monkeypatch.delenv("VISCHOOSE_GRAPH_CACHE", raising=False)  # built graphs under this home, unless shared_graphs
     cache = tmp_path / "hf-cache"
     cache.mkdir()

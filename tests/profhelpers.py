@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vischoose import machine
-from vischoose.measure.peak import PEAK_CACHE_FILE, peak_key
+from vischoose import machine, paths
+from vischoose.measure.peak import peak_key
 
 SEEDED_PEAK_GFLOPS_S = 10_000.0  # above what this CPU reaches: a peak the model beats is dropped as stale
 FAST = {"device": "cpu", "threads": 1, "weights": "random", "time_budget_s": 0.5}  # protocol of the child tests
 
 
-def seed_peak(home: Path, threads: int = 1, dtype: str = "float32") -> None:
-    """Write the machine-peak cache as a previous run would have, for CPU at `threads`."""
+def seed_peak(threads: int = 1, dtype: str = "float32") -> Path:
+    """Write the machine-peak cache (the test's own machine folder: conftest) as a previous run would have, for CPU
+    at `threads`, beside the entries already there; returns the cache file."""
     key = peak_key(machine.fingerprint(), "cpu", machine.cpu_name(), dtype, threads)
-    home.mkdir(parents=True, exist_ok=True)
+    cache = paths.peak_cache()
+    cache.parent.mkdir(parents=True, exist_ok=True)
     entry = {"gflops_s": SEEDED_PEAK_GFLOPS_S, "kernel": "seeded by the test", "reps": 0}
-    (home / PEAK_CACHE_FILE).write_text(json.dumps({key: entry}))
+    found = json.loads(cache.read_text()) if cache.is_file() else {}
+    cache.write_text(json.dumps({**found, key: entry}))
+    return cache
 
 
 def known(missing: dict[str, str] | None = None):

@@ -26,6 +26,8 @@ class Profile:
     dtype: str  # "float32", "bfloat16", "float16"
     batch_size: int
     input_size: int  # pixels, square side actually used
+    call_batch: int | None = None  # images per call of the model or file: batch_size, or fewer where the file takes
+    # no larger batch (a batch-1 program run N times: "N x batch 1"); None: stored before this was recorded
     family: str | None = None
     weights: str = "random"  # "pretrained@<sha12>", "pretrained (local)" or "random"
     device_name: str = ""  # CPU model or GPU name
@@ -54,7 +56,8 @@ class Profile:
     runtime_memory_mb: float | None = None  # the runtime's own accounting of its file (ExecuTorch's memory plan, ...)
     runtime_memory_note: str | None = None  # what that accounting covers and what it leaves out
     peak_reserved_mb: float | None = None  # GPU only
-    efficiency: float | None = None  # achieved FLOP/s over this machine's measured matmul peak
+    efficiency: float | None = None  # 0-1: achieved FLOP/s over this machine's measured dense peak (never above 1)
+    efficiency_note: str | None = None  # why efficiency is blank, or not comparable with the peak, when it is
     noisy: str | None = None  # a timing phase still too spread after measuring it twice (why), else None
     # what the rest of the machine took while this row's phases (its throughput, batch-1 latency) were timed: the most
     # of one phase, in cores (mean CPU-seconds per second on the cores the measurement could use; 1.0 = one core
@@ -103,6 +106,15 @@ class Profile:
     loadgen_version: str | None = None
     loadgen_summary: str | None = None  # mlperf_log_summary.txt of the reported run
     created_at: str = field(default_factory=now_iso)
+
+    @property
+    def published_top1_applies(self) -> bool:
+        """Whether the published (pretrained, fp32) top-1 stands for this row's accuracy: the model in a float dtype,
+        or a file checked to agree with it on real images (verdict ok). An int8 file unverified or rejected has no
+        known accuracy, and fp32's published figure is not it."""
+        if self.dtype == "int8" or self.variant_status not in (None, "ok"):
+            return self.variant_status == "ok"
+        return True
 
     @property
     def deployable(self) -> bool:
@@ -158,6 +170,10 @@ class EvalResult:
     top1_high: float | None = None  # %
     dataset_id: str | None = None  # the image list and labels hashed: the same data set wherever it lives
     fp32_top1: float | None = None  # graph runtimes: eager fp32's top-1 on the same images (drop = fp32_top1 - top1)
+    drop_low: float | None = None  # points: the 95 % interval of that drop, paired on the same images (Newcombe)
+    drop_high: float | None = None  # points
+    variant_status: str | None = None  # graph runtimes: the verdict on its agreement over every evaluated image
+    verdict_note: str | None = None  # why, when it is not ok (deploy.verdict's one wording)
     graph: str | None = None  # evaluate --graph: the file evaluated, as written
     max_accuracy_drop: float | None = None  # accuracy-aware int8: the top-1 points it was asked to stay within
     reverted_layers: list[str] | None = None  # accuracy-aware int8: the layers kept in float (the model's names)
@@ -192,3 +208,26 @@ class EvalResult:
         """Build from a dict, ignoring keys this version does not know."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# The unit each stored number is kept in (records, JSON, CSV): one scale per kind is shown (report.results).
+FIELD_UNITS: dict[str, str] = {
+    "batch_size": "images", "call_batch": "images per call", "input_size": "px", "top1_size": "px",
+    "threads": "threads",
+    "threads_requested": "threads", "params_m": "millions of parameters", "weights_mb": "MiB", "weights_mb_fp32": "MiB",
+    "file_mb": "MiB", "peak_memory_mb": "MiB", "peak_reserved_mb": "MiB", "gflops": "GFLOP per image (2 per MAC)",
+    "gmacs": "GMAC per image", "latency_ms_p50": "ms (batch 1)", "latency_ms_p90": "ms (batch 1)",
+    "latency_ms_p99": "ms (batch 1)", "latency_ms_iqr": "ms (batch 1)", "throughput_img_s": "img/s",
+    "throughput_iqr": "img/s", "images_per_s": "img/s", "efficiency": "fraction 0-1", "top1": "%", "top5": "%",
+    "top1_low": "%", "top1_high": "%", "fp32_top1": "%", "agreement_top1": "fraction 0-1", "agreement_images": "images",
+    "agreement_max_abs_diff": "logit units", "agreement_cosine": "cosine", "export_s": "s", "quantize_s": "s",
+    "drop_low": "points of top-1", "drop_high": "points of top-1", "max_accuracy_drop": "points of top-1",
+    "choice_drop_pts": "points of top-1", "images": "images", "world_size": "processes",
+    "quantizable_layers": "layers", "runtime_memory_mb": "MiB",
+    "others_cpu_cores": "cores (CPU time of other processes)",
+    "slo_ms": "ms (p99 bound)", "serve_qps": "queries/s", "serve_target_qps": "queries/s", "serve_p50_ms": "ms",
+    "serve_p90_ms": "ms", "serve_p99_ms": "ms", "serve_instances": "instances", "serve_threads": "threads per instance",
+    "serve_max_batch": "images", "serve_max_wait_ms": "ms", "serve_min_queries": "queries",
+    "serve_min_duration_s": "s", "serve_runs": "LoadGen runs", "serve_search_s": "s",
+}
+FRACTIONS = frozenset(k for k, unit in FIELD_UNITS.items() if unit == "fraction 0-1")  # shown as percent beside top-1

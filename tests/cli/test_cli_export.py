@@ -46,7 +46,7 @@ def test_export_fp32_of_cached_pretrained_weights(runner, cached_model, tmp_path
     row = result.stdout.splitlines()[2].split()
     assert row[:3] == ["fp32", "onnxruntime", "fp32"] and row[5] == "100.0" and row[-1] == "ok"
     assert "agreement: with eager fp32 on 8 random inputs (not images: agreement is unverified)" in result.stdout
-    assert "float32 [batch, 3, 160, 160], batch dynamic" in result.stdout
+    assert "input 'input' float32 [N, 3, 160, 160], N from 1 up in one call (a dynamic batch)" in result.stdout
     assert result.stderr.startswith(f"Wrote {out} (fp32, ") and result.stderr.endswith(" MiB).\n")
     meta = _metadata(out)
     assert meta["vischoose.weights"].startswith("pretrained@")
@@ -143,6 +143,42 @@ def test_calibration_folder_of_unreadable_images(runner, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {folder}: none of its 2 images can be read (first: "
                                     f"{folder / 'broken0.jpg'}: not an image Pillow can read")
+
+
+@pytest.mark.parametrize("fmt, bound, message", [
+    ("onnx", "4", "ONNX Runtime files take any batch in one call (a dynamic batch): --max-batch sets the largest "
+                  "batch where the runtime plans memory for it (--format pte (ExecuTorch (XNNPACK))).\n"
+                  "Hint: Drop --max-batch.\n"),
+    ("tflite", "2", "LiteRT (XNNPACK) files take batch 1 only: --max-batch sets the largest batch where the runtime "
+                    "plans memory for it (--format pte (ExecuTorch (XNNPACK))).\nHint: Drop --max-batch.\n"),
+    ("pte", "65", "ExecuTorch (XNNPACK) files take at most 64 images per call, not --max-batch 65.\n")])
+def test_max_batch_only_where_it_changes_the_file(runner, tmp_path, fmt, bound, message):
+    """--max-batch is refused where the file would take any batch or batch 1 whatever it says, and above what a
+    program takes; before anything is loaded or written."""
+    from vischoose.runtimes import registry
+
+    runtime = registry.formats()[fmt]
+    if runtime.missing() is not None:
+        pytest.skip(f"{runtime.title} is not installed here")
+    out = tmp_path / f"m{runtime.suffix}"
+    result = runner.invoke(app, ["export", RESNET, "--weights", "random", "--format", fmt, "--max-batch", bound,
+                                 "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: " + message
+    assert not out.exists()
+
+
+def test_the_default_bound_is_one_image_a_call_where_the_runtime_plans_for_it():
+    """What a phone app deploys: a bound-planning runtime builds for batch 1 unless --max-batch says otherwise."""
+    from vischoose.requests.export import ExportRequest
+    from vischoose.runtimes import registry
+
+    planned = [(f, r) for f, r in registry.formats().items() if r.batch_bound == "planned" and r.missing() is None]
+    if not planned:
+        pytest.skip("no installed runtime plans memory for its largest batch")
+    for fmt, runtime in planned:
+        assert ExportRequest(model=RESNET, out=f"m{runtime.suffix}", format=fmt).call_bound == 1
+        assert ExportRequest(model=RESNET, out=f"m{runtime.suffix}", format=fmt, max_batch=8).call_bound == 8
 
 
 @pytest.mark.parametrize("args, fragment", [(["--precision", "fp16"], "'fp16' is not one of 'fp32', 'int8'"),

@@ -19,7 +19,7 @@ FAST = ["--device", "cpu", "--threads", "1", "--time-budget", "0.5", "--no-save"
 
 @pytest.mark.slow
 def test_profile_prints_every_column_and_the_conditions(runner, isolated_home, cached_model):
-    seed_peak(isolated_home)
+    seed_peak()
     repo = cached_model(TINY)
     result = runner.invoke(app, ["profile", TINY, "-b", "1,2", "--weights", "auto", *FAST])
     assert result.exit_code == 0, result.output
@@ -35,7 +35,7 @@ def test_profile_prints_every_column_and_the_conditions(runner, isolated_home, c
 
 @pytest.mark.slow
 def test_profile_json_carries_the_figures_and_conditions(runner, isolated_home):
-    seed_peak(isolated_home)
+    seed_peak()
     result = runner.invoke(app, ["profile", TINY, "--json", "--weights", "auto", *FAST])  # nothing cached
     assert result.exit_code == 0, result.output
     envelope = json.loads(result.stdout)
@@ -55,7 +55,7 @@ def test_profile_json_carries_the_figures_and_conditions(runner, isolated_home):
 
 @pytest.mark.slow
 def test_a_row_failing_on_its_model_is_shown_and_exits_like_that_error(runner, tmp_path, isolated_home):
-    seed_peak(isolated_home)
+    seed_peak()
     folder = write_model_folder(tmp_path / "odd", TINY)
     config = json.loads((folder / "config.json").read_text())
     config["architecture"] = "no_such_arch"
@@ -69,7 +69,7 @@ def test_a_row_failing_on_its_model_is_shown_and_exits_like_that_error(runner, t
 
 @pytest.mark.slow
 def test_weights_that_are_not_cached_exit_3_and_the_row_says_why(runner, isolated_home):
-    seed_peak(isolated_home)
+    seed_peak()
     result = runner.invoke(app, ["profile", TINY, "--weights", "pretrained", *FAST])
     assert result.exit_code == 3, result.output
     row = next(line for line in result.stdout.splitlines() if line.startswith(TINY))

@@ -39,8 +39,11 @@ def test_optimize_json_reaches_compile_onnxruntime_and_the_batch_sweep(runner, i
     plain = trials["fp32, batch 8"]
     assert plain["status"] == "ok" and plain["top1_agreement"] == 1.0 and plain["profile"]["input_size"] == 64
     ort = [t for t in model["trials"] if t["runtime"] == "onnxruntime"]
-    assert [t["setting"] for t in ort if t["batch_size"] == 8] == ["onnxruntime fp32, batch 8",
-                                                                     "onnxruntime int8, batch 8"]
+    # the graphs are compared at the batch torch did best at, once torch's own doubling has run (#34 item 7)
+    before = model["trials"][:model["trials"].index(ort[0])]
+    at = max((t for t in before if t["runtime"] == "torch" and t["status"] == "ok"), key=lambda t: t["img_s"])
+    assert [t["setting"] for t in ort[:2]] == [f"onnxruntime fp32, batch {at['batch_size']}",
+                                               f"onnxruntime int8, batch {at['batch_size']}"]
     assert ort[0]["status"] == "ok" and ort[0]["img_s"] > 0
     # random weights: the int8 graph can only be checked on random inputs, and says so
     assert ort[1]["status"].startswith("unverified: ") and ort[1]["img_s"] > 0
@@ -127,7 +130,7 @@ def test_profile_bf16_channels_last_at_a_smaller_input_through_the_cli(runner, i
 
     if not optimize.bf16_supported("cpu"):
         pytest.skip("this CPU has no bf16 support")
-    seed_peak(isolated_home, dtype="float32")
+    seed_peak(dtype="float32")
     seed_peaks(isolated_home)
     plain = profile_row(runner)
     row = profile_row(runner, "--dtype", "bfloat16", "--channels-last", "--input-size", "80")

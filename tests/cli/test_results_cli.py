@@ -316,7 +316,7 @@ def point_labels(texts: list[str]) -> list[str]:
 
 def test_plot_command_draws_what_the_options_ask(runner, filled, tmp_path):
     plain = svg_texts(runner, tmp_path / "plain.svg")
-    assert "Throughput, img/s (log scale)" in plain and "ImageNet-1k top-1, % (published)" in plain
+    assert "Throughput, img/s (log scale)" in plain and "ImageNet-1k top-1, % (published, pretrained fp32)" in plain
     assert point_labels(plain) == ["resnet50 (@aaaaaaaaaaaa, cpu, b8)", "resnet50 (@bbbbbbbbbbbb, cpu, b64)",
                                    "vit_b16 (@aaaaaaaaaaaa, cuda:0, b8)"]
     # --machine keeps one machine's two profiles, so its name moves from the labels into the conditions
@@ -327,7 +327,7 @@ def test_plot_command_draws_what_the_options_ask(runner, filled, tmp_path):
     assert "Latency p50, ms per image at batch 1 (log scale)" in latency and "Throughput, img/s (log scale)" not in latency
     assert "(better: up, left)" in latency and "(better: up, right)" in plain
     measured = svg_texts(runner, tmp_path / "measured.svg", "--measured-top1")
-    assert "ImageNet-1k top-1, % (measured* or published)" in measured
+    assert "ImageNet-1k top-1, % (measured*, or published for pretrained fp32)" in measured
     assert point_labels(measured) == ["resnet50* (@aaaaaaaaaaaa, cpu, b8)", "resnet50* (@bbbbbbbbbbbb, cpu, b64)",
                                       "vit_b16 (@aaaaaaaaaaaa, cuda:0, b8)"]
     png = tmp_path / "pareto.png"

@@ -138,7 +138,7 @@ def test_ctrl_c_during_profile_keeps_the_finished_models(isolated_home):
     from vischoose.measure import runner as profiling
     from vischoose.results.store import keep_profiles
 
-    seed_peak(isolated_home)
+    seed_peak()
     second = "test_vit.r160_in1k"
 
     def runner(cmd, env, on_line):

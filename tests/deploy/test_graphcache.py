@@ -81,3 +81,19 @@ def test_an_onnx_file_with_external_data_keeps_its_name(tmp_path):
     (ir / "model.bin").write_bytes(b"w")
     moved = graphcache.place(Artifact(str(ir / "model.xml"), "openvino", "fp32", 1.0, 1.0, SIZE), tmp_path / "x.xml")
     assert moved is not None and (tmp_path / "x.bin").read_bytes() == b"w"  # an IR's .bin follows its .xml's name
+
+
+def test_the_key_holds_the_batch_bound_where_the_runtime_plans_memory_for_it():
+    """Another max_batch is another file for a runtime that plans its buffers for it, and the same file for one whose
+    files take any batch (or batch 1): the bound is in the key only where it changes the file."""
+    def key(name: str, max_batch: int) -> str | None:
+        return graphcache.key(registry.get(name), "fp32", "test_resnet.r160_in1k", "pretrained@abc", SIZE, None,
+                              {"torch": "2"}, max_batch=max_batch)
+
+    planned = [r.name for r in registry.graph_runtimes() if r.batch_bound == "planned"]
+    others = [r.name for r in registry.graph_runtimes() if r.batch_bound != "planned"]
+    assert planned and others
+    for name in planned:
+        assert key(name, 1) != key(name, 8) and key(name, 8) == key(name, 8)
+    for name in others:
+        assert key(name, 1) == key(name, 8)

@@ -1,9 +1,10 @@
 """A Ray cluster of simulated kinds of machine on this host, on loopback only, for the fleet tests and bench/fleet.py.
 
 Each worker node is one CPU; its kind is what it reports about itself (VISCHOOSE_MACHINE: host and CPU name, so its
-fingerprint and kind differ from the others'), with its own VISCHOOSE_HOME (a machine peak already cached, so no
-test waits on big matmuls) and its own empty, offline hub cache (weights are shipped from the driver's). A custom
-resource and a label name the kind too. The head runs no job. Nothing binds beyond 127.0.0.1; Ray reports nothing.
+fingerprint and kind differ from the others'), with its own VISCHOOSE_HOME and machine folder (a machine peak
+already cached there, so no test waits on big matmuls) and its own empty, offline hub cache (weights are shipped
+from the driver's). A custom resource and a label name the kind too. The head runs no job. Nothing binds beyond
+127.0.0.1; Ray reports nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ def kind_env(kind: str, base: Path, pool: str | None = None, cpus: int = 1) -> d
     home = base / kind
     found = machine.facts(json.dumps(facts))
     key = peak_key(found.fingerprint, "cpu", found.cpu, "float32", cpus)
-    home.mkdir(parents=True, exist_ok=True)
+    shared = home / "machine"  # the node's machine-wide folder (paths.machine_dir): its peak and measurement lock
+    shared.mkdir(parents=True, exist_ok=True)
     entry = {"gflops_s": SEEDED_PEAK_GFLOPS_S, "kernel": "seeded by the test", "reps": 0}
-    (home / PEAK_CACHE_FILE).write_text(json.dumps({key: entry}))
+    (shared / PEAK_CACHE_FILE).write_text(json.dumps({key: entry}))
     env = {"VISCHOOSE_MACHINE": json.dumps(facts), "VISCHOOSE_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
+           "VISCHOOSE_MACHINE_DIR": str(shared), "VISCHOOSE_MEASURE_LOCK": str(shared / "measure.lock"),
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(cpus)}
     labels = {"sim/kind": kind, **({"sim/pool": pool} if pool else {})}
     return {"num_cpus": cpus, "resources": {f"kind_{kind}": 1}, "labels": labels, "env_vars": env}

@@ -272,6 +272,34 @@ def test_merged_shards_count_as_one_process():
     assert merged.result.images_per_s == 667 / 4.0 and merged.result.world_size == 3
 
 
+def test_merged_shards_are_judged_once_over_every_image_with_the_paired_interval_of_the_whole():
+    """A deployed file's shards: their paired tables (right with eager and the file, only eager, only the file,
+    neither) summed, so the drop's interval and the verdict are those of one process counting every image."""
+    from vischoose.deploy.evaluate import judged
+    from vischoose.inference import intervals
+    from vischoose.inference.loop import Deployed, Evaluation, Tally, merge
+    from vischoose.records import EvalResult
+    from vischoose.runtimes.agreement import Agreement
+
+    def part(images: int, agreeing: int, paired: tuple[int, int, int, int]) -> Evaluation:
+        result = EvalResult(model="m", tag="m", dataset="d", images=images, top1=0.0, top5=0.0, dataset_id="x",
+                            weights="pretrained@abc")
+        found = Deployed(precision="int8", family="convolutional", recipe="r", file_mb=1.0, export_s=1.0,
+                         quantize_s=1.0, calibration="none", calibration_images=0,
+                         agreement=Agreement(images, agreeing / images, 0.5, 0.99), eager_images_per_s=None,
+                         runtime="rt", runtime_version="1")
+        hits = paired[0] + paired[2]
+        return Evaluation(result=result, deployed=found, tally=Tally(images, hits, images, 1.0, paired[0] + paired[1],
+                                                                     0.5, paired, 9.0))
+
+    merged = judged(merge([part(100, 90, (70, 6, 2, 22)), part(100, 95, (72, 3, 1, 24))]))
+    whole = intervals.paired_counts(142, 9, 3, 46)
+    assert (merged.result.drop_low, merged.result.drop_high) == (whole.low, whole.high)
+    assert merged.result.fp32_top1 - merged.result.top1 == pytest.approx(whole.value)
+    assert merged.result.variant_status == "rejected"  # 92.5% of 200 images agree: below 99%
+    assert merged.result.verdict_note.startswith("top-1 agreement 92.5% < 99.0% on 200 images")
+
+
 def test_shards_that_counted_different_things_are_not_merged():
     from vischoose.fleet import evaluating
     from vischoose.inference.loop import Deployed, Evaluation, Tally

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
@@ -24,7 +23,7 @@ MODEL = "test_resnet.r160_in1k"
 
 
 def write_job(tmp_path, name, weights="random", runtime="torch", mode="timing"):
-    seed_peak(Path(os.environ["VISCHOOSE_HOME"]), threads=1)  # the timing child reads the machine peak, not measures it
+    seed_peak(threads=1)  # the timing child reads the machine peak, not measures it
     request = ProfileRequest.build(**{**FAST, "weights": weights, "runtime": runtime, "device": "cpu"})
     job = new_job(request, MODEL, "cpu", (1,)).but(mode=mode, result_path=str(tmp_path / f"{name}-result.json"))
     path = tmp_path / f"{name}-job.json"
@@ -61,7 +60,7 @@ def test_a_forked_child_has_the_resident_memory_of_a_fresh_one(isolated_home, mo
     child touches them, so the idle baseline every peak is measured over is a fresh process's."""
     from vischoose.measure.runner import profile_models
 
-    seed_peak(isolated_home, threads=1)
+    seed_peak(threads=1)
     options = ProfileRequest.build(models=(MODEL,), batch_sizes=[1], **FAST)
     baselines = {}
     for fork in (False, True):

@@ -110,11 +110,23 @@ def test_the_lock_is_reentrant_within_a_process():
     assert lock.read_holder() is None
 
 
-def test_the_default_lock_is_one_file_for_every_home_and_user(monkeypatch):
+def test_the_default_lock_is_one_file_for_every_home_and_user(monkeypatch, tmp_path):
+    from vischoose import paths
+
     monkeypatch.delenv(lock.LOCK_ENV)
+    monkeypatch.delenv(paths.MACHINE_ENV)
     monkeypatch.setenv("VISCHOOSE_HOME", "/somewhere/else")
     monkeypatch.setenv("TMPDIR", "/per/user/tmp")
-    assert lock.lock_path() == lock.DEFAULT_PATH == lock.Path("/tmp/vischoose-measure.lock")
+    assert lock.lock_path() == lock.Path("/tmp/vischoose-machine/measure.lock")
+    assert lock.lock_path().parent == paths.peak_cache().parent  # one machine-wide folder: the lock beside the peak
+    shared = tmp_path / "machine"  # VISCHOOSE_MACHINE_DIR moves both; the folder is made as /tmp is, when missing
+    monkeypatch.setenv(paths.MACHINE_ENV, str(shared))
+    assert lock.lock_path() == shared / "measure.lock" and lock.lock_path().parent == paths.peak_cache().parent
+    with lock.exclusive("timing"):
+        assert lock.read_holder().what == "timing"
+    assert shared.stat().st_mode & 0o1777 == 0o1777
+    monkeypatch.setenv(lock.LOCK_ENV, str(tmp_path / "elsewhere.lock"))  # the variable still names another file
+    assert lock.lock_path() == tmp_path / "elsewhere.lock"
 
 
 # --- the real paths: profile's timing child, --no-wait on the CLI, untimed work -------------------------------------

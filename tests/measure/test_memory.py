@@ -117,3 +117,16 @@ def test_executorch_peak_stays_within_its_memory_plan_and_file():
     planned_and_constant = row.runtime_memory_mb
     bound = row.file_mb + planned_and_constant + activations_mb(model, row.input_size)
     assert 0 < row.peak_memory_mb < bound  # counting torch's import (~700 MiB), as before, broke it many times over
+
+
+def test_a_built_file_takes_the_largest_batch_the_job_measures_and_no_more():
+    """The bound a bound-planning runtime (ExecuTorch) builds for follows what is asked: a batch-1 profile builds a
+    batch-1 program, -b 1,8 one for 1 to 8, the server search one for its largest dynamic batch."""
+    from vischoose.measure.serving_runner import MAX_BATCH
+
+    job = Job(request=ProfileRequest(runtime="executorch", device="cpu"), model="m", mode="build", device="cpu",
+              threads=1, batch_sizes=(1,), machine="m", home="h")
+    assert job.call_bound == 1
+    assert job.but(batch_sizes=(8, 1)).call_bound == 8
+    assert job.but(max_batch=MAX_BATCH).call_bound == MAX_BATCH
+    assert Job.from_json(job.but(max_batch=4).to_json()).call_bound == 4  # it reaches the child

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from dataclasses import replace
+
 import pytest
 
 from tests.profhelpers import seed_peak
 from vischoose.cli import app
-from vischoose.measure import optimize, peak
+from vischoose.measure import optimize
 from vischoose.measure import runner as profiling
 from vischoose.measure.optimize import Setting as Variant
 from vischoose.measure.optimize import Trial
@@ -24,11 +26,8 @@ OPTS = {"device": "cpu", "threads": 1, "weights": "random", "time_budget_s": 0.5
 
 
 def seed_peaks(home):
-    seed_peak(home, dtype="float32")
-    cache = home / peak.PEAK_CACHE_FILE
-    both = json.loads(cache.read_text())
-    seed_peak(home, dtype="bfloat16")
-    cache.write_text(json.dumps({**both, **json.loads(cache.read_text())}))
+    seed_peak(dtype="float32")
+    seed_peak(dtype="bfloat16")
 
 
 def test_variants_follow_the_model_and_the_machine(monkeypatch):
@@ -80,7 +79,9 @@ def test_the_search_rejects_a_disagreeing_variant_and_never_picks_it(isolated_ho
     # compile is planned at COMPILE_ESTIMATE_S, above the whole budget: skipped whatever the machine's speed
     assert optimize.COMPILE_ESTIMATE_S > 25
     (compiled,) = [t for t in o.trials if t.variant.compile]
-    assert compiled.status.startswith(f"skipped: compiling takes about {optimize.COMPILE_ESTIMATE_S:.0f} s, ")
+    assert compiled.status.startswith(f"skipped: compiling takes about {optimize.COMPILE_ESTIMATE_S:.0f} s on top of "
+                                      "a trial's ")
+    assert o.batch_notes and o.batch_notes[0].startswith("fp32, batch 8: ")  # why the batch stopped, said
 
     from vischoose.results.store import open_store
 
@@ -146,3 +147,64 @@ def test_onnxruntime_settings_are_tried_and_an_unverified_int8_is_never_the_best
     assert int8.img_s > 0 and int8.run.profile.recipe == STATIC
     assert int8.status.startswith("unverified: ") and not int8.ok  # random weights, random inputs
     assert s.best() is fp32 and s.best(runtime="torch") is None
+
+
+class FakeSearch:
+    """A search whose trials are figures given in advance (img/s per batch size): no child process."""
+
+    def __init__(self, rates: dict[int, float], left_s: float = 100.0) -> None:
+        self.rates, self.left, self.trials = rates, left_s, []
+
+    def left_s(self) -> float:
+        return self.left
+
+    def best(self, runtime=None):
+        good = [t for t in self.trials if t.ok and runtime in (None, t.variant.runtime)]
+        return max(good, key=lambda t: t.img_s) if good else None
+
+    def run(self, setting, reference):
+        trial = Trial(setting, img_s=self.rates[setting.batch_size], wall_s=10.0)
+        self.trials.append(trial)
+        return trial
+
+
+def test_the_batch_doubles_while_img_s_grows_by_5_percent_and_says_why_it_stopped(tmp_path):
+    s = FakeSearch({8: 100.0, 16: 120.0, 32: 122.0})
+    s.run(Variant(batch_size=8), None)
+    note = optimize.sweep_batch(s, tmp_path, optimize.Room(s, 10.0), "torch")
+    assert [t.variant.batch_size for t in s.trials] == [8, 16, 32]
+    assert note == "fp32, batch 16: doubling stopped at batch 32: 122.0 img/s, +1.67% (it goes on at +5% or more)"
+    close = FakeSearch({8: 100.0, 16: 104.97})  # shown as +4.97%, never as a +5.0% that the rule refused
+    close.run(Variant(batch_size=8), None)
+    assert optimize.sweep_batch(close, tmp_path, optimize.Room(close, 10.0), "torch").endswith(
+        "batch 16: 105.0 img/s, +4.97% (it goes on at +5% or more)")
+    growing = FakeSearch({8: 100.0, 16: 200.0, 32: 400.0, 64: 800.0})
+    growing.run(Variant(batch_size=8), None)
+    note = optimize.sweep_batch(growing, tmp_path, optimize.Room(growing, 10.0), "torch")
+    assert note == f"fp32, batch 64: doubling stopped after {optimize.MAX_BATCH_STEPS} doublings (the most the search plans)"
+
+
+def test_a_skip_says_numbers_that_justify_it():
+    """The budget rule and its words agree: a skip names the step's cost and the trial's, which together exceed what
+    is left (a skip once said 'exporting takes about 30 s, 35 s of the search budget left')."""
+    s = FakeSearch({8: 100.0}, left_s=35.0)
+    room = optimize.Room(s, 12.0)
+    assert not room(optimize.EXPORT_ESTIMATE_S) and room()
+    assert room.why_not("exporting", optimize.EXPORT_ESTIMATE_S) == (
+        f"skipped: exporting takes about {optimize.EXPORT_ESTIMATE_S:.0f} s on top of a trial's 12 s; 35 s of the "
+        "search budget left")
+    assert 12 + optimize.EXPORT_ESTIMATE_S > 35
+    s.run(Variant(batch_size=8), None)
+    s.left = 3.0
+    assert optimize.sweep_batch(s, None, room, "torch") == (
+        "fp32, batch 8: the batch was not doubled: a trial takes about 12 s; 3 s of the search budget left")
+
+
+def test_a_graph_that_ran_as_calls_of_fewer_images_is_not_compared_at_its_batch():
+    from vischoose.records import Profile
+
+    row = Profile(model=TINY, tag=TINY, device="cpu", dtype="float32", batch_size=8, input_size=160, call_batch=1,
+                  runtime="executorch", throughput_img_s=50.0, variant_status="ok")
+    found = optimize.graph_status(Variant(batch_size=8, runtime="executorch"), row, 0.99)
+    assert found == "not compared: measured as 8 x batch 1 (the file takes at most 1 images per call), not at batch 8"
+    assert optimize.graph_status(Variant(batch_size=8, runtime="executorch"), replace(row, call_batch=8), 0.99) == "ok"

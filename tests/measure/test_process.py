@@ -50,7 +50,7 @@ def test_a_child_job_never_asks_for_more_threads_than_cores(monkeypatch):
 
 def test_a_capped_profile_records_both_counts_and_the_note(monkeypatch, isolated_home):
     monkeypatch.setattr(process, "usable_cores", lambda *a, **k: 1)
-    seed_peak(isolated_home, threads=1)
+    seed_peak(threads=1)
     seen = []
 
     def runner(cmd, env, on_line):
@@ -140,7 +140,7 @@ def test_the_graph_cache_folder_follows_the_environment(isolated_home, monkeypat
 def test_a_graph_built_once_is_reused_and_a_changed_calibration_builds_again(isolated_home, tmp_path):
     from PIL import Image
 
-    seed_peak(isolated_home, threads=1)
+    seed_peak(threads=1)
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(3):

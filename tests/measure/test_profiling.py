@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 import vischoose
+from vischoose import paths
 from tests.hubfixtures import write_model_folder
 from tests.profhelpers import FAST, SEEDED_PEAK_GFLOPS_S, seed_peak
 from vischoose.errors import ProfilingError, UsageError
@@ -110,8 +111,8 @@ def kill_when(model_text, phase, batch=None):
 
 @pytest.mark.slow
 def test_a_cached_peak_the_model_beats_is_dropped_not_reported_as_over_100_percent(isolated_home):
-    seed_peak(isolated_home)
-    cache = isolated_home / peak_cache.PEAK_CACHE_FILE
+    seed_peak()
+    cache = paths.peak_cache()
     key = next(iter(json.loads(cache.read_text())))
     cache.write_text(json.dumps({key: {"gflops_s": 1e-6, "kernel": "measured on a busy machine", "reps": 0}}))
     runs = profiling.profile_models(ProfileRequest.build(models=(TINY,), batch_sizes=[2], **FAST))
@@ -119,8 +120,9 @@ def test_a_cached_peak_the_model_beats_is_dropped_not_reported_as_over_100_perce
     assert runs[0].profile.efficiency is None
     assert any("above the cached machine peak" in n and "measured again next run" in n for n in runs[0].notes)
     assert key not in json.loads(cache.read_text())
-    assert rows.efficiency(10.0, 5.0, 100.0) == pytest.approx(0.5)
-    assert rows.efficiency(10.0, 50.0, 100.0) is None
+    assert runs[0].profile.efficiency_note.startswith("not comparable: ")
+    assert rows.efficiency(10.0, 5.0, 100.0) == (pytest.approx(0.5), None)
+    assert rows.efficiency(10.0, 50.0, 100.0)[0] is None
 
 
 @pytest.mark.slow
@@ -129,7 +131,7 @@ def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
 
     from vischoose.results.store import open_store
 
-    seed_peak(isolated_home)
+    seed_peak()
     seen = []
     rows = vischoose.profile([TINY], batch_sizes=[1, 2], progress=lambda m, w, t: seen.append(w), **FAST)
     assert [p.batch_size for p in rows] == [1, 2]
@@ -152,7 +154,7 @@ def test_profile_measures_a_model_in_a_child_and_saves_it(isolated_home):
 
 @pytest.mark.slow
 def test_a_killed_child_is_reported_in_its_rows_and_the_others_go_on(isolated_home):
-    seed_peak(isolated_home)
+    seed_peak()
     runs = profiling.profile_models(ProfileRequest.build(models=("test_vit.r160_in1k", TINY), **FAST),
                                     runner=kill_when("test_vit.r160_in1k", "latency"))
     vit, resnet = [r.profile for r in runs]
@@ -165,7 +167,7 @@ def test_a_killed_child_is_reported_in_its_rows_and_the_others_go_on(isolated_ho
 
 @pytest.mark.slow
 def test_a_child_killed_in_the_memory_pass_is_rerun_with_the_smaller_batches(isolated_home):
-    seed_peak(isolated_home)
+    seed_peak()
     runs = profiling.profile_models(ProfileRequest.build(models=(TINY,), batch_sizes=[1, 4], **FAST),
                                     runner=kill_when(TINY, "memory", 4))
     small, big = [r.profile for r in runs]
@@ -180,12 +182,12 @@ def test_the_machine_peak_is_measured_last_and_a_crash_there_spares_the_rows(iso
     (row,) = [r.profile for r in runs]
     assert row.ok and row.throughput_img_s > 0 and row.peak_memory_mb > 0
     assert row.efficiency is None  # no peak to divide by
-    assert not (isolated_home / peak_cache.PEAK_CACHE_FILE).exists()
+    assert not paths.peak_cache().exists()
 
 
 @pytest.mark.slow
 def test_a_model_whose_forward_fails_gets_an_error_row(tmp_path, isolated_home):
-    seed_peak(isolated_home)
+    seed_peak()
     folder = write_model_folder(tmp_path / "gray", TINY)
     config = json.loads((folder / "config.json").read_text())
     config["model_args"] = {"in_chans": 1}  # a one-channel model: the RGB input cannot go through it

@@ -10,15 +10,16 @@ import pytest
 
 from tests import realweights
 from vischoose.deploy import verdict
-from vischoose.errors import DeployError, MissingExtraError
+from vischoose.errors import DeployError, MissingExtraError, UsageError
 from vischoose.models.loading import load_model
 from vischoose.report.flags import flag_of
 from vischoose.runtimes import agreement
-from vischoose.runtimes.executorch import ExecuTorch
+from vischoose.runtimes.executorch import MAX_BATCH, ExecuTorch
 
 pytest.importorskip("executorch")
 SIZE = 160  # test_resnet's native input side
 THREADS = 2  # every session in this process: the XNNPACK threadpool is process-wide
+BOUND = 8  # the fp32 program's largest batch (max_batch); int8 is built at the default, batch 1
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,12 @@ def resnet():
 
 @pytest.fixture(scope="module")
 def built(resnet, tmp_path_factory):
-    """test_resnet at fp32 and int8 (random calibration), built once for the module."""
+    """test_resnet at fp32 for 1 to BOUND images a call, and at int8 (random calibration) and fp32 for batch 1 (the
+    default), built once for the module."""
     out = tmp_path_factory.mktemp("et")
-    return {p: ExecuTorch().build(resnet, p, out / f"test_resnet-{p}.pte", SIZE, None) for p in ("fp32", "int8")}
+    return {"fp32": ExecuTorch().build(resnet, "fp32", out / "test_resnet-fp32.pte", SIZE, None, max_batch=BOUND),
+            "fp32-1": ExecuTorch().build(resnet, "fp32", out / "test_resnet-fp32-1.pte", SIZE, None),
+            "int8": ExecuTorch().build(resnet, "int8", out / "test_resnet-int8.pte", SIZE, None)}
 
 
 @pytest.mark.slow
@@ -40,16 +44,53 @@ def test_fp32_program_matches_eager_and_says_what_xnnpack_took(resnet, built):
         "executorch", "fp32", None, "none", SIZE)
     assert art.path.endswith(".pte") and 0.5 < art.file_mb < 5  # 0.47 M fp32 parameters
     facts = art.facts
-    assert facts["batch"] == 1 and 0 < facts["delegated_nodes"] < facts["operator_nodes"]
+    assert (facts["batch"], facts["max_batch"]) == ("dynamic", BOUND)
+    assert 0 < facts["delegated_nodes"] < facts["operator_nodes"]
     # XNNPACK does not take test_resnet's avg_pool2d (ceil_mode downsampling): it stays on the portable kernels
     assert facts["portable_ops"] == {"aten.avg_pool2d.default": 3}
     assert art.note.startswith(f"partly delegated: XNNPACK runs {facts['delegated_nodes']} of "
                                f"{facts['operator_nodes']} operator nodes; aten.avg_pool2d.default x3 run on")
-    batch = agreement.random_batch(SIZE, 3)  # a batch of 3 through the batch-1 program
+    batch = agreement.random_batch(SIZE, 3)
     reference = agreement.eager_logits(resnet.model, batch)
     logits = ExecuTorch().session(art, THREADS)(batch)
     assert logits.shape == (3, 1000)
     assert agreement.fp32_matches(agreement.compare(reference, logits), reference)
+
+
+@pytest.mark.slow
+def test_the_program_takes_a_real_batch_in_one_call(resnet, built):
+    """The file itself, at batch 1, 2 and BOUND in one call each (ExecuTorch's own Method, no chunking), gives eager's
+    logits; the planned bound is the file's, and a batch above it is refused by the program, not by vischoose."""
+    import torch
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(built["fp32"].path)
+    method = program.load_method("forward")
+    for n in (1, 2, BOUND):
+        batch = agreement.random_batch(SIZE, n)
+        (out,) = method.execute([torch.from_numpy(batch)])
+        reference = agreement.eager_logits(resnet.model, batch)
+        assert out.shape == (n, 1000)
+        assert agreement.fp32_matches(agreement.compare(reference, out.numpy()), reference)
+    with pytest.raises(RuntimeError):
+        method.execute([torch.from_numpy(agreement.random_batch(SIZE, BOUND + 1))])
+    assert ExecuTorch().inspect(built["fp32"].path).batch == (1, BOUND)
+    larger = agreement.random_batch(SIZE, BOUND + 1)  # a session splits what one call cannot take
+    assert ExecuTorch().session(built["fp32"], THREADS)(larger).shape == (BOUND + 1, 1000)
+
+
+@pytest.mark.slow
+def test_the_bound_is_what_was_asked_and_costs_planned_memory(built):
+    """A batch-1 build (the default: what a phone app deploys) is a static batch-1 program, and the larger bound plans
+    more buffer memory for the same model; a bound outside 1..MAX_BATCH is refused before anything is built."""
+    one, bounded = built["fp32-1"], built["fp32"]
+    assert ExecuTorch().inspect(one.path).batch == (1, 1) and (one.facts["batch"], one.facts["max_batch"]) == (1, 1)
+    assert ExecuTorch().max_call_batch(one.facts) == 1 and ExecuTorch().max_call_batch(bounded.facts) == BOUND
+    assert one.facts["memory_plan"]["planned_mb"] < bounded.facts["memory_plan"]["planned_mb"]
+    assert one.facts["portable_ops"] == bounded.facts["portable_ops"]  # the same delegation either way
+    with pytest.raises(DeployError) as caught:
+        ExecuTorch().build(None, "fp32", one.path, SIZE, None, max_batch=MAX_BATCH + 1)
+    assert str(caught.value) == f"ExecuTorch (XNNPACK) programs take 1 to {MAX_BATCH} images per call, not {MAX_BATCH + 1}."
 
 
 @pytest.mark.slow
@@ -139,8 +180,8 @@ def test_unsupported_operator_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_a_built_program_opened_as_written_reads_its_shape_and_runs_the_same(built, cached_model, runner, tmp_path):
-    """evaluate --graph on a .pte: batch and input side from the program's method, the logits are the file's; a
-    .pte does not record its precision, so --precision labels it."""
+    """evaluate --graph on a .pte: batches and input side from the program's input, precision from what XNNPACK
+    runs (int8 values in its payloads), the logits are the file's."""
     import json
 
     from tests.inference.test_evaluation import synset_folder
@@ -152,7 +193,11 @@ def test_a_built_program_opened_as_written_reads_its_shape_and_runs_the_same(bui
     assert (opened.precision, opened.input_size, opened.facts["batch"]) == ("int8", SIZE, 1)
     assert (ExecuTorch().session(opened, THREADS)(batch) == ExecuTorch().session(art, THREADS)(batch)).all()
     unlabelled = ExecuTorch().open_file(art.path)
-    assert unlabelled.precision == "fp32" and "do not record their precision" in unlabelled.note
+    assert (unlabelled.precision, unlabelled.note) == ("int8", None)  # read from the program, not a guess
+    assert ExecuTorch().open_file(built["fp32"].path).precision == "fp32"
+    with pytest.raises(UsageError) as caught:
+        ExecuTorch().open_file(art.path, "fp32")
+    assert str(caught.value).startswith("test_resnet-int8.pte is an int8 ExecuTorch (XNNPACK) file, not ")
     cached_model("test_resnet.r160_in1k")
     result = runner.invoke(app, ["evaluate", str(synset_folder(tmp_path / "data")), "-m", "test_resnet.r160_in1k",
                                  "--graph", art.path, "--precision", "int8", "--json", "--no-save"])
@@ -227,13 +272,54 @@ def test_a_weight_standardised_stem_is_delegated_whole():
     # take: the stem then ran on portable kernels, 36-130x slower than in torch
     import torch
 
-    from vischoose.runtimes.executorch import _lower, delegation
+    from vischoose.runtimes.executorch import _lowered
     from vischoose.runtimes.torchexport import standardized_convs
 
     stem, example = _std_stem(), (torch.zeros(1, 3, 32, 32),)
     with torch.no_grad():
-        as_is = delegation(_lower(None, torch.export.export(stem, example)).exported_program().graph_module)
+        _, as_is = _lowered(None, torch.export.export(stem, example), 1)  # (the program's bytes, its delegation)
         with standardized_convs(stem):
-            folded = delegation(_lower(None, torch.export.export(stem, example)).exported_program().graph_module)
+            _, folded = _lowered(None, torch.export.export(stem, example), 1)
     assert "aten.convolution.default" in as_is["portable_ops"]
     assert folded["portable_ops"] == {} and folded["delegated_subgraphs"] == 1
+
+
+def _static_program(path, delegate: bool) -> None:
+    """A program built elsewhere: a tiny conv net exported at a static batch of 1, on XNNPACK or on the portable
+    kernels alone (no delegate payload says what precision it runs)."""
+    import torch
+    from executorch.exir import to_edge, to_edge_transform_and_lower
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10)).eval()
+    program = torch.export.export(net, (torch.zeros(1, 3, 16, 16),))
+    if delegate:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    else:
+        edge = to_edge(program)
+    path.write_bytes(edge.to_executorch().buffer)
+
+
+@pytest.mark.slow
+def test_a_static_batch_1_program_built_elsewhere_runs_image_by_image_and_says_so(tmp_path):
+    path = tmp_path / "static.pte"
+    _static_program(path, delegate=True)
+    facts = ExecuTorch().inspect(path)
+    assert (facts.batch, facts.input_size, facts.precision) == ((1, 1), 16, "fp32")
+    opened = ExecuTorch().open_file(path)
+    assert ExecuTorch().max_call_batch(opened.facts) == 1
+    assert ExecuTorch().session(opened, THREADS)(agreement.random_batch(16, 3)).shape == (3, 10)
+
+
+@pytest.mark.slow
+def test_a_program_whose_operators_do_not_show_its_precision_is_unknown_never_fp32(tmp_path):
+    path = tmp_path / "portable.pte"
+    _static_program(path, delegate=False)
+    assert ExecuTorch().inspect(path).precision == "unknown"
+    opened = ExecuTorch().open_file(path)
+    assert opened.precision == "unknown"
+    assert opened.note == ("the ExecuTorch (XNNPACK) file does not show its precision: labelled unknown (pass "
+                           "`precision` if you know it)")
+    assert ExecuTorch().open_file(path, "int8").precision == "int8"

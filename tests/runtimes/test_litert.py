@@ -65,7 +65,9 @@ def test_int8_file_runs_int8_kernels_and_random_calibration_stays_unverified(mod
     facts = art.facts
     # every conv and the head run int8 (the model's 16 conv/linear layers all kept, none folded away)
     assert facts["int8_compute_ops"] == facts["compute_ops"] == facts["file_layers"] == facts["model_layers"]
-    assert facts["io_dtype"] == "int8" and LiteRT().inspect(art.path).precision == "int8"
+    declared = LiteRT().inspect(art.path)  # what export prints: the file's own input type and batch
+    assert facts["io_dtype"] == declared.input_dtype == "int8" and declared.precision == "int8"
+    assert declared.batch == (1, 1) and LiteRT().max_call_batch(facts) == 1
     batch = agreement.random_batch(SIZE, 4)
     found = agreement.compare(agreement.eager_logits(models["test_resnet"].model, batch),
                               LiteRT().session(art, THREADS)(batch))
@@ -189,7 +191,7 @@ def test_export_writes_a_file_the_interpreter_loads_and_evaluate_reads_it_as_wri
     assert result.exit_code == 0, result.stderr
     row = result.stdout.splitlines()[2].split()
     assert row[:3] == ["fp32", "litert", "fp32"] and row[-1] == "ok"
-    assert "; input float32 [batch, 3, 160, 160], batch 1 (a batch of N runs it N times)." in result.stdout
+    assert "; input float32 [1, 3, 160, 160]: batch 1 only (a batch of N runs as N calls)." in result.stdout
     interpreter = Interpreter(model_path=str(out))
     interpreter.allocate_tensors()
     declared = interpreter.get_input_details()[0]

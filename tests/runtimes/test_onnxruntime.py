@@ -412,7 +412,7 @@ def test_int8_rows_carry_the_graph_its_size_and_its_agreement(runner, isolated_h
 
 @pytest.mark.slow
 def test_the_table_shows_the_graph_and_its_conditions(runner, isolated_home):
-    seed_peak(isolated_home)
+    seed_peak()
     result = runner.invoke(app, ["profile", TINY, "--runtime", "onnxruntime", "--no-save", *FAST])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -566,8 +566,11 @@ def test_int8_graph_calibrated_on_the_evaluation_images(lite0, shared_graphs, ru
     agreeing = int(lines[6].split(" on ")[1].split(" of ")[0])
     assert lines[6].startswith(f"agreement with eager fp32: same top-1 class on {agreeing} of {IMAGES} images")
     assert IMAGES // 2 <= agreeing <= IMAGES  # a floor on int8 quality, not today's count
-    assert lines[7].startswith("top-1 drop from eager fp32 on the same images: ")
-    assert lines[8] == (f"note: calibrated on {IMAGES} of the evaluation images: the int8 accuracy may be slightly "
+    # the one verdict, on the agreement over every evaluated image (pretrained weights, real photos)
+    assert lines[7].startswith("verdict: ok (on the agreement" if agreeing == IMAGES else
+                               f"verdict: rejected: top-1 agreement {agreeing / IMAGES:.1%} < 99.0% on {IMAGES} images")
+    assert lines[8].startswith("top-1 drop from eager fp32 on the same images: ")
+    assert lines[9] == (f"note: calibrated on {IMAGES} of the evaluation images: the int8 accuracy may be slightly "
                         "optimistic; pass --calibration FOLDER to calibrate on other images")
     saved = stored_eval()
     assert (saved.runtime, saved.dtype, saved.recipe, saved.images) == ("onnxruntime", "int8", STATIC,
@@ -575,8 +578,11 @@ def test_int8_graph_calibrated_on_the_evaluation_images(lite0, shared_graphs, ru
     assert row[3] == f"{saved.top1:,.2f}" and saved.images_per_s > 0
     assert row[4] == f"{saved.top1_low:.1f}-{saved.top1_high:.1f}" and saved.top1_low <= saved.top1 <= saved.top1_high
     assert saved.fp32_top1 == eager.top1  # the reference: eager fp32 on the very same images
-    assert lines[7].endswith(f"{eager.top1 - saved.top1:.2f} points (eager fp32 {eager.top1:.2f} %, this file "
+    assert lines[8].endswith(f"{eager.top1 - saved.top1:.2f} points, 95 % CI {saved.drop_low:.2f} to "
+                             f"{saved.drop_high:.2f} (paired, Newcombe) (eager fp32 {eager.top1:.2f} %, this file "
                              f"{saved.top1:.2f} %).")
+    assert saved.drop_low <= eager.top1 - saved.top1 <= saved.drop_high
+    assert saved.variant_status == ("ok" if agreeing == IMAGES else "rejected")
     assert (saved.agreement_top1, saved.agreement_images) == (pytest.approx(agreeing / IMAGES), IMAGES)
     # an image whose top-1 is the same as eager's is right or wrong for both: accuracy moves only by the others
     assert abs(saved.top1 - eager.top1) <= 100.0 * (IMAGES - agreeing) / IMAGES + 1e-9

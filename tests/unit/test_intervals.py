@@ -44,3 +44,37 @@ def test_bad_counts_are_refused():
         with pytest.raises(ValueError):
             intervals.wilson(hits, n)
     assert math.isclose(intervals.from_percent(100 / 3, 9).value, 100 / 3)
+
+
+def _pairs(both: int, only_ref: int, only_other: int, neither: int) -> tuple[list[bool], list[bool]]:
+    """Outcomes per image of the reference and the other (right/wrong), from the paired table's four counts."""
+    reference = [True] * (both + only_ref) + [False] * (only_other + neither)
+    other = [True] * both + [False] * only_ref + [True] * only_other + [False] * neither
+    return reference, other
+
+
+def test_paired_difference_matches_the_published_worked_example():
+    # Bentur et al. (2009) as worked in Fagerland, Lydersen & Laake's contingencytables: -0.507 to -0.026
+    found = intervals.paired_difference(*_pairs(1, 1, 7, 12))
+    assert found.value == pytest.approx(100 * (1 - 7) / 21)
+    assert (round(found.low / 100, 3), round(found.high / 100, 3)) == (-0.507, -0.026)
+    assert (found.only_reference, found.only_other, found.n) == (1, 7, 21)
+
+
+def test_paired_difference_holds_the_difference_and_is_narrower_than_unpaired():
+    # 200 images, 180 right in both, 8 only in fp32, 2 only in the int8 file: a 3-point drop
+    found = intervals.paired_difference(*_pairs(180, 8, 2, 10))
+    assert found.value == pytest.approx(3.0) and found.low < found.value < found.high
+    first, second = intervals.wilson(188, 200), intervals.wilson(182, 200)
+    unpaired_width = ((first.high - first.low) ** 2 + (second.high - second.low) ** 2) ** 0.5  # Newcombe, unpaired
+    assert found.high - found.low < unpaired_width  # the pairs carry the information
+    same = intervals.paired_difference(*_pairs(150, 0, 0, 50))  # no image disagrees: not a zero-width interval
+    assert same.value == 0.0 and same.low < 0 < same.high
+    assert -100.0 <= intervals.paired_difference(*_pairs(0, 5, 0, 0)).low
+
+
+def test_paired_difference_needs_equal_non_empty_lists():
+    with pytest.raises(ValueError):
+        intervals.paired_difference([True], [True, False])
+    with pytest.raises(ValueError):
+        intervals.paired_difference([], [])

@@ -31,7 +31,7 @@ def test_pareto_front_both_directions():
 def test_plot_points_skip_failed_and_incomplete_and_prefer_measured_top1():
     profiles = [*three_models(), make_profile("vit_l16", error="OutOfMemoryError"),
                 make_profile("x", top1=None), make_profile("y", throughput_img_s=None)]
-    points = plots.plot_points(profiles, "throughput", top1={"resnet50": 78.5})
+    points = plots.plot_points(profiles, "throughput", top1={("resnet50", "torch", "float32"): 78.5})
     assert [(p.profile.model, p.y, p.measured_top1) for p in points] == [
         ("resnet50", 78.5, True), ("vit_b16", 85.11, False), ("r50_vit_b16", 84.99, False)]
 
@@ -81,7 +81,7 @@ def test_png_size_and_labels_do_not_overlap(tmp_path):
     assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
     assert ax.get_xscale() == "log"
     assert ax.get_xlabel() == "Throughput, img/s (log scale)"
-    assert ax.get_ylabel() == "ImageNet-1k top-1, % (published)"
+    assert ax.get_ylabel() == "ImageNet-1k top-1, % (published, pretrained fp32)"
 
 
 def test_latency_axis_label(tmp_path):

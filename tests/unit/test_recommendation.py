@@ -430,3 +430,14 @@ def test_not_measured_says_why_recommend_measure_stopped():
     data = recommendation_dict(rec._replace(unmeasured_why=(("vit_s16", why),)))
     assert [(c["model"], c["why_not_measured"]) for c in data["not_measured"]] == [("vit_s16", why)]
     assert data["rejected"] == []
+
+
+def test_a_missing_figure_is_named_in_words_never_as_a_field():
+    # measuring's pruning log says what a candidate breaks: "no memory figure", not the figure's field "memory mb"
+    from vischoose.recommendation.candidates import Candidate
+    from vischoose.recommendation.constraints import broken
+
+    preset = load_preset("mobile")
+    found = broken(Candidate("m", "m.tag", None, {}), preset)
+    assert found and all(why.startswith("no ") and "_" not in why for why in found)
+    assert "no memory figure for the budget" in found and not any(" mb " in why for why in found)

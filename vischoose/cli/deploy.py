@@ -12,6 +12,11 @@ from vischoose.runtimes import registry
 
 commands = Commands()
 FormatName = Enum("FormatName", {f: f for f in registry.formats()}, type=str)  # type: ignore[misc]
+MAX_BATCH_HELP = ("The most images one call of the file takes, where its runtime plans memory for it ("
+                  + ", ".join(f for f, r in registry.formats().items() if r.batch_bound == "planned")
+                  + "; default 1, as a phone app classifies; a larger bound costs memory). "
+                  + "; ".join(f"{f} files take " + ("any batch" if r.batch_bound == "any" else "batch 1")
+                              for f, r in registry.formats().items() if r.batch_bound != "planned") + ".")
 GraphPrecision = Enum("GraphPrecision", {p: p for p in dict.fromkeys(  # type: ignore[misc]
     p for r in registry.graph_runtimes() for p in r.precisions)}, type=str)
 
@@ -43,6 +48,7 @@ def export_cmd(
                                                             "until it holds, else nothing is written.")] = None,
     labels: Annotated[Path | None, typer.Option(help="With --data: a file mapping folder names or CSV labels to "
                                                 "classes, as for evaluate.")] = None,
+    max_batch: Annotated[int | None, typer.Option(min=1, help=MAX_BATCH_HELP)] = None,
     no_wait: NoWaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -57,8 +63,9 @@ def export_cmd(
                                 input_size=input_size, opset=opset, min_agreement=min_agreement, measure=measure,
                                 threads=threads, data=str(data) if data else None,
                                 labels=str(labels) if labels else None, max_accuracy_drop=max_accuracy_drop,
-                                wait=not no_wait)
-        result = exporting.export_model(request, _timer(measure))
+                                wait=not no_wait, max_batch=max_batch)
+        with report_profile.phases(model) as phase:
+            result = exporting.export_model(request, _timer(measure), phase=phase)
     report_profile.show_export(result, as_json)
     with reported_errors():
         exporting.require_written(result)

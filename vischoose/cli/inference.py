@@ -14,6 +14,7 @@ from vischoose.cli.common import (
     runtime_opt,
 )
 from vischoose.errors import EXIT_USAGE
+from vischoose.report import profile as report_profile
 from vischoose.report import tables as report
 
 commands = Commands()
@@ -84,17 +85,17 @@ def evaluate_cmd(
                                   runtime=runtime or "torch", precision=precision,
                                   calibration=str(calibration) if calibration else None,
                                   graph=str(graph) if graph else None, cluster=cluster, on=tuple(on or ()))
-        outcome = _evaluate_cluster(request) if request.cluster else _evaluate_here(request)
+        outcome = _evaluate_cluster(request) if request.cluster else _evaluate_here(request, model)
         if outcome.is_main:
             _report(outcome, as_json, no_save)
 
 
-def _evaluate_here(request):
-    """evaluate in this process (sharded under torchrun), with a progress bar."""
+def _evaluate_here(request, model: str):
+    """evaluate in this process (sharded under torchrun), with each step of a graph's evaluation and a progress bar."""
     from vischoose.deploy.evaluate import evaluate
 
-    with report.progress_bar("evaluating") as bar:
-        return evaluate(request, progress=bar)
+    with report_profile.phases(model) as phase, report.progress_bar("evaluating") as bar:
+        return evaluate(request, progress=bar, phase=phase)
 
 
 def _evaluate_cluster(request):

@@ -127,7 +127,7 @@ PlotX = Annotated[Literal["throughput", "latency", "load"], typer.Option("--x", 
 @results_app.command("plot")
 def results_plot(out: Annotated[Path, typer.Option("--out", help="Image file: .png or .svg.")],
                  x: PlotX = "throughput",
-                 measured_top1: Annotated[bool, typer.Option("--measured-top1", help="Use top-1 from vischoose evaluate where stored (marked *).")] = False,
+                 measured_top1: Annotated[bool, typer.Option("--measured-top1", help="Use top-1 from vischoose evaluate where stored for the same runtime and dtype (marked *).")] = False,
                  model: ModelFilter = None, device: DeviceFilter = None, machine: MachineFilter = None) -> None:
     """Plot top-1 against throughput or latency (log scale), marker area = memory, with the Pareto front; or (--x
     load) server-scenario latency against offered load."""
@@ -135,7 +135,8 @@ def results_plot(out: Annotated[Path, typer.Option("--out", help="Image file: .p
         from vischoose.report import plots
 
         found = _stored_results(model, device, machine)
-        top1 = {r.record.model: r.record.top1 for r in found if r.kind == "eval"} if measured_top1 else None
+        top1 = ({(r.record.model, r.record.runtime, r.record.dtype): r.record.top1 for r in found if r.kind == "eval"}
+                if measured_top1 else None)
         profiles = [r.record for r in found if r.kind == "profile"]
         plots.plot_serving(profiles, out) if x == "load" else plots.plot_pareto(profiles, out, x=x, top1=top1)
     typer.echo(f"Wrote {out}.", err=True)

@@ -52,6 +52,22 @@ def judged(artifact: Artifact, found: agreement.Agreement, reference: "np.ndarra
     return judged_
 
 
+def judged_evaluated(precision: str, found: agreement.Agreement, largest_logit: float, pretrained: bool,
+                     min_agreement: float = verdict.MIN_AGREEMENT) -> verdict.Verdict:
+    """The verdict on a file of `precision` evaluated on the user's labelled images (real images), from its agreement
+    with eager fp32 over every evaluated image (`largest_logit`: eager's largest |logit| there): the one verdict, as
+    `judged`, but an fp32 file that does not reproduce eager is rejected rather than raised, its figures already
+    counted."""
+    import numpy as np
+
+    if precision == "fp32":
+        if agreement.fp32_matches(found, np.array([largest_logit])):
+            return verdict.Verdict(verdict.OK)
+        return verdict.Verdict(verdict.REJECTED, f"an fp32 file that does not reproduce eager fp32 (max |logit diff| "
+                                                 f"{found.max_abs_diff:.3g}, cosine {found.cosine:.6f})")
+    return verdict.judge(found, True, pretrained, min_agreement)
+
+
 def check(runtime: GraphRuntime, artifact: Artifact, batch: "np.ndarray", reference: "np.ndarray", real_images: bool,
           pretrained: bool, min_agreement: float, threads: int | None = None) -> Checked:
     """Run the file on `batch` on the thread count that is measured next (ExecuTorch's pool cannot change size

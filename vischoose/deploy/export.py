@@ -72,8 +72,9 @@ class ExportReport:
     runtime: str = ""
     format: str = ""
     accuracy: accuracy.AccuracyAware | None = None  # --max-accuracy-drop: the float layers and the held-out drop
-    batch: int | str = "dynamic"  # the shipped file's batch: "dynamic", or the one it was built for (1)
-    input_dtype: str = "float32"  # the shipped file's input tensor type (a LiteRT int8 file takes int8)
+    input_batch: tuple[int, int | None] | None = None  # the batches one call of the shipped file takes, as the file
+    # itself declares them, read back after writing (smallest, largest; largest None: no bound); None: it does not say
+    input_dtype: str = "float32"  # the shipped file's input tensor type, as the file declares it (LiteRT int8: int8)
     others_cpu_cores: float | None = None  # --measure: what the rest of the machine took meanwhile, cores
     contended: str | None = None  # --measure: others took too much, still after a pause and a second measurement
 
@@ -102,7 +103,7 @@ class Timer(Protocol):
 
 
 def export_model(request: ExportRequest, timer: Timer | None = None,
-                 split: "accuracy.Split | None" = None) -> ExportReport:
+                 split: "accuracy.Split | None" = None, phase: Callable[[str], None] | None = None) -> ExportReport:
     """Export a model in a runtime's format at a precision, checked against eager fp32 (deploy.check); write the file
     only if it passes.
 
@@ -111,19 +112,19 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
     already split (recommend --data splits once and evaluates the held-out half itself). `timer` (measure.timing's
     MachineTimer, passed in by the caller) times each variant and eager fp32 at batch 1 when the request asks to
     measure, holding the machine's measurement lock (waiting for another vischoose unless request.wait is False) and
-    reading what the rest of the machine took meanwhile.
+    reading what the rest of the machine took meanwhile. `phase` hears each step (loading, building, checking,
+    timing) as it starts.
 
     Raises:
         UsageError: an unwritable out, a calibration folder without readable images.
         DeployError: export or quantization failed, or the fp32 file disagrees with the model.
         model errors as in models.load_model.
     """
-    from vischoose.models.loading import load_model
-
     runtime = request.runtime if request.opset is None else type(request.runtime)(opset=request.opset)  # type: ignore[call-arg]
-    out = request.out_path
+    out, tell = request.out_path, phase or (lambda what: None)
     files.check_writable(out)
-    loaded = load_model(request.model, weights=request.weights)
+    tell("loading")
+    loaded = _seeded_load(request)
     size = request.input_size or loaded.input_size
     config = preprocessing(loaded, size)
     parts = None if request.max_accuracy_drop is None else _labelled_parts(loaded, config, request, split)
@@ -132,15 +133,21 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
     batch = calib.batch if calib else agreement.random_batch(size)
     reference = agreement.eager_logits(loaded.model, batch)
     with files.staging(out) as staged:
-        built = _build_all(runtime, loaded, request.precision, staged, size, calib, _metadata(loaded, config))
+        tell(f"building the {runtime.title} file" + (f" (fp32, then {request.precision})"
+                                                    if request.precision != "fp32" else ""))
+        built = _build_all(runtime, loaded, request.precision, staged, size, calib, _metadata(loaded, config),
+                           request.call_bound)
         aware = None
         if parts is not None:
+            tell(f"keeping the layers int8 hurts most in float, within {request.max_accuracy_drop:g} points")
             built, aware = _reverted(runtime, loaded, built, calib, parts, request)
+        tell("checking against eager fp32" + (" and timing" if timer and request.measure_s > 0 else ""))
         # with max_accuracy_drop the accuracy limit, not top-1 agreement, decides whether int8 ships
         judged_at = request.min_agreement if aware is None else 0.0
         variants = [_judged(runtime, loaded, a, calib, batch, reference, judged_at, request.threads) for a in built]
         variants = variants if aware is None else _within_drop(variants, aware)
         variants, eager_img_s, others = _measured(runtime, loaded, built, variants, size, request, timer)
+        declared = runtime.inspect(Path(built[-1].path))  # what the file says it takes, not what was asked
         written = variants[-1].status != verdict.REJECTED
         if written:
             files.publish(Path(built[-1].path), out)
@@ -151,8 +158,19 @@ def export_model(request: ExportRequest, timer: Timer | None = None,
                         precision=request.precision, out=str(out) if written else None,
                         skipped=calib.skipped if calib else (), eager_img_s_batch1=eager_img_s,
                         threads=request.threads, runtime_versions=_versions(runtime), runtime=runtime.name,
-                        format=request.format, accuracy=aware, batch=built[-1].facts.get("batch", "dynamic"),
-                        input_dtype=built[-1].facts.get("io_dtype", "float32"), **(others or {}))
+                        format=request.format, accuracy=aware, input_batch=declared.batch,
+                        input_dtype=declared.input_dtype, **(others or {}))
+
+
+def _seeded_load(request: ExportRequest) -> "LoadedModel":
+    """The model; random weights from graphcache.RANDOM_SEED, as profile builds them, so that a random-weights file is
+    the same file every time and the graph cache can hold it."""
+    import torch
+
+    from vischoose.models.loading import load_model
+
+    torch.manual_seed(graphcache.RANDOM_SEED)
+    return load_model(request.model, weights=request.weights)
 
 
 def _labelled_parts(loaded: "LoadedModel", config: dict[str, Any], request: ExportRequest,
@@ -211,16 +229,19 @@ def _within_drop(variants: list[BuiltVariant], aware: accuracy.AccuracyAware) ->
 
 
 def _build_all(runtime: GraphRuntime, loaded: "LoadedModel", precision: str, staged: Path, size: int,
-               calib: Calibration | None, metadata: dict[str, str]) -> list[Artifact]:
-    """The fp32 file (beside the staged one unless fp32 ships) and, for another precision, the one that ships; each
-    from the graph cache when these pinned weights, images and versions built it before (its note says so)."""
+               calib: Calibration | None, metadata: dict[str, str], max_batch: int = 1) -> list[Artifact]:
+    """The fp32 file (beside the staged one unless fp32 ships) and, for another precision, the one that ships, each
+    taking up to `max_batch` images a call where the runtime plans for it; each from the graph cache when these
+    pinned weights, images, bound and versions built it before (its note says so)."""
     fp32_path = staged if precision == "fp32" else staged.with_name("fp32-" + staged.name)
+    seeded = loaded.weights == "random"  # _seeded_load
     fp32 = _noted(*graphcache.build(runtime, loaded, "fp32", fp32_path, size, metadata=metadata,
-                                    link=precision != "fp32"))
+                                    link=precision != "fp32", seeded=seeded, max_batch=max_batch))
     if precision == "fp32":
         return [fp32]
     other = _noted(*graphcache.build(runtime, loaded, precision, staged, size,
-                                     None if calib is None else calib.batch, metadata=metadata, source=fp32))
+                                     None if calib is None else calib.batch, metadata=metadata, source=fp32,
+                                     seeded=seeded, max_batch=max_batch))
     return [fp32, other]
 
 
@@ -264,10 +285,12 @@ def _timed(runtime: GraphRuntime, loaded: "LoadedModel", built: list[Artifact], 
     import torch
 
     one = agreement.random_batch(size, n=1)
-    timed = []
+    timed: list[BuiltVariant] = []
     for artifact, v in zip(built, variants):
         forward = runtime.session(artifact, request.threads)
-        timed.append(replace(v, img_s_batch1=1.0 / timer(lambda: forward(one), request.measure_s)))
+        img_s = 1.0 / timer(lambda: forward(one), request.measure_s)
+        note = artifact.note_given_speed(v.note, img_s, timed[0].img_s_batch1 if timed else None)
+        timed.append(replace(v, img_s_batch1=img_s, note=note))
     if request.threads:
         torch.set_num_threads(request.threads)
     x = torch.from_numpy(one)

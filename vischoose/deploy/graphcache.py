@@ -45,8 +45,10 @@ def folder(home: str | Path | None = None) -> Path:
 
 def key(runtime: GraphRuntime, precision: str, tag: str, weights: str, input_size: int,
         calibration: "np.ndarray | None", versions: dict[str, str], metadata: dict[str, str] | None = None,
-        seeded: bool = False) -> str | None:
-    """The cache key of a build, or None when its weights are not pinned (a local folder's, or unseeded random)."""
+        seeded: bool = False, max_batch: int = 1) -> str | None:
+    """The cache key of a build, or None when its weights are not pinned (a local folder's, or unseeded random).
+    max_batch is part of it where the runtime plans memory for it (batch_bound "planned"): another bound is another
+    file."""
     if not (weights.startswith("pretrained@") or (weights == "random" and seeded)):
         return None
     images = "random" if calibration is None else hashlib.sha256(calibration.tobytes()).hexdigest() + \
@@ -54,7 +56,8 @@ def key(runtime: GraphRuntime, precision: str, tag: str, weights: str, input_siz
     config = {k: v for k, v in sorted(vars(runtime).items()) if isinstance(v, (str, int, float, bool, type(None)))}
     text = json.dumps({"runtime": runtime.name, "build": runtime.build_revision, "config": config, "precision": precision, "tag": tag,
                        "weights": weights, "input_size": input_size, "calibration": images, "versions": versions,
-                       "metadata": metadata or {}}, sort_keys=True)
+                       "metadata": (metadata or {}) if runtime.stores_metadata else {},
+                       **({"max_batch": max_batch} if runtime.batch_bound == "planned" else {})}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -69,8 +72,10 @@ def versions(runtime: GraphRuntime) -> dict[str, str]:
 def build(runtime: GraphRuntime, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
           calibration: "np.ndarray | None" = None, metadata: dict[str, str] | None = None,
           source: Artifact | None = None, seeded: bool = False, home: str | Path | None = None,
-          link: bool = False) -> tuple[Artifact, bool]:
+          link: bool = False, max_batch: int = 1) -> tuple[Artifact, bool]:
     """runtime.build through the cache: the artifact at `out`, and whether it came from the cache.
+
+    max_batch: the largest batch one call of the file must take (runtime.build's; keyed where it changes the file).
 
     link: hard-link a cached file to `out` rather than copy it, for files in a folder vischoose removes (a file
     handed to the user is a copy, so editing it in place cannot change the cache).
@@ -80,7 +85,7 @@ def build(runtime: GraphRuntime, loaded: "LoadedModel", precision: str, out: Pat
     """
     cache = folder(home)
     found_key = key(runtime, precision, loaded.tag, loaded.weights_label, input_size, calibration,
-                    versions(runtime), metadata, seeded)
+                    versions(runtime), metadata, seeded, max_batch)
     cached = lookup(cache, found_key)
     if cached is not None:
         placed = place(cached, Path(out), link)
@@ -89,14 +94,16 @@ def build(runtime: GraphRuntime, loaded: "LoadedModel", precision: str, out: Pat
     if precision != "fp32" and source is None and runtime.builds_from_fp32 and found_key is not None:
         fp32_out = Path(out).with_name("fp32-" + Path(out).name)
         source, _ = build(runtime, loaded, "fp32", fp32_out, input_size, metadata=metadata, seeded=seeded,
-                          home=home, link=True)
+                          home=home, link=True, max_batch=max_batch)
         try:
-            built = runtime.build(loaded, precision, out, input_size, calibration, metadata=metadata, source=source)
+            built = runtime.build(loaded, precision, out, input_size, calibration, metadata=metadata, source=source,
+                                  max_batch=max_batch)
         finally:
             for each in files.companions(fp32_out):
                 each.unlink(missing_ok=True)
     else:
-        built = runtime.build(loaded, precision, out, input_size, calibration, metadata=metadata, source=source)
+        built = runtime.build(loaded, precision, out, input_size, calibration, metadata=metadata, source=source,
+                              max_batch=max_batch)
     store(cache, found_key, built)
     return built, False
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vischoose.deploy.evaluate import judged
 from vischoose.errors import ProfilingError, UsageError, opt
 from vischoose.fleet import jobs, kinds, weights
 from vischoose.fleet.kinds import NodeReport
@@ -113,4 +114,4 @@ def _merged(parts: list["Evaluation"], data: str | Path, graph: str | Path | Non
     named = str(graph) if graph else None
     result = replace(merged.result, graph=named, machine_kind=kinds_seen.pop() if len(kinds_seen) == 1 else "")
     found = replace(merged.deployed, graph=named) if merged.deployed else None
-    return replace(merged, result=result, deployed=found)
+    return judged(replace(merged, result=result, deployed=found))

@@ -41,6 +41,7 @@ class Deployed:
     notes: tuple[str, ...] = ()
     graph: str | None = None  # evaluate --graph: the file evaluated, as written
     sha256: str | None = None  # a shard's file and its companions: shards of one evaluation must run the same bytes
+    graph_images_per_s: float | None = None  # the file's forward passes alone, on the same batches as eager's
 
     @property
     def agreeing(self) -> int:
@@ -65,6 +66,9 @@ class Tally:
     seconds: float  # the forward passes the images/s figure is over (a graph's own, eager's left out)
     reference_hits: int | None = None  # graph runtimes: eager fp32's top-1 hits on the same images
     eager_s: float = 0.0  # graph runtimes: eager fp32's forward passes (the agreement check)
+    paired: tuple[int, int, int, int] | None = None  # graph runtimes: images right with both eager fp32 and the file,
+    # only eager, only the file, neither (intervals.paired_table: the drop's paired interval)
+    largest_logit: float = 0.0  # graph runtimes: eager fp32's largest |logit| (an fp32 file's tolerance scales with it)
 
 
 @dataclass(frozen=True)
@@ -192,9 +196,9 @@ def merge(parts: list[Evaluation]) -> Evaluation:
     result = replace(next(p.result for p in parts if p.result.images), images=images, top1=100.0 * top1 / images,
                      top5=100.0 * top5 / images, top1_low=interval.low, top1_high=interval.high,
                      images_per_s=images / seconds if seconds > 0 else None, world_size=len(parts))
-    refs = [t.reference_hits for t in tallies]
+    refs, pairs = [t.reference_hits for t in tallies], [t.paired for t in tallies]
     tally = Tally(images, top1, top5, seconds, None if None in refs else sum(r or 0 for r in refs),
-                  max(t.eager_s for t in tallies))
+                  max(t.eager_s for t in tallies), _summed(pairs), max(t.largest_logit for t in tallies))
     found = _merged_deployed([p.deployed for p in parts if p.deployed is not None], tally)
     if found is not None:
         result = replace(result, agreement_top1=found.agreement.top1_agreement,
@@ -202,6 +206,14 @@ def merge(parts: list[Evaluation]) -> Evaluation:
                          fp32_top1=None if tally.reference_hits is None else 100.0 * tally.reference_hits / images)
     return Evaluation(result=result, failed=tuple(f for p in parts for f in p.failed), workers=parts[0].workers,
                       deployed=found, tally=tally)
+
+
+def _summed(pairs: list[tuple[int, int, int, int] | None]) -> tuple[int, int, int, int] | None:
+    """The shards' paired tables added up (None where a shard has none)."""
+    if any(p is None for p in pairs):
+        return None
+    both, only_reference, only_other, neither = (sum(p[i] for p in pairs if p) for i in range(4))
+    return both, only_reference, only_other, neither
 
 
 def _merged_deployed(parts: list[Deployed], tally: Tally) -> Deployed | None:
@@ -215,4 +227,5 @@ def _merged_deployed(parts: list[Deployed], tally: Tally) -> Deployed | None:
                           max_abs_diff=max(d.agreement.max_abs_diff for d in parts),
                           cosine=min(d.agreement.cosine for d in parts))
     eager = tally.images / tally.eager_s if tally.eager_s > 0 else None
-    return replace(parts[0], agreement=agreement, eager_images_per_s=eager)
+    graph = tally.images / tally.seconds if tally.seconds > 0 else None
+    return replace(parts[0], agreement=agreement, eager_images_per_s=eager, graph_images_per_s=graph)

@@ -86,11 +86,12 @@ def build(job: Job, result: Result) -> None:
 
 def _built(job: Job, result: Result, runtime: Any, loaded: Any, size: int, calib: Any) -> check.Checked:
     """The runtime's file for this model, checked against eager fp32 (from the graph cache when these weights,
-    images and versions built it)."""
+    images and versions built it); a runtime that plans memory for its largest batch builds for the job's largest
+    (Job.call_bound: a batch-1-only profile builds a batch-1 program)."""
     out = Path(job.graph_dir) / f"model-{job.precision}{runtime.suffix}"
     images = None if calib is None else calib.batch
     checked = check.build_checked(runtime, loaded, job.precision, out, size, images, job.min_agreement, job.threads,
-                                  seeded=True, home=job.home, link=True)
+                                  seeded=True, home=job.home, link=True, max_batch=job.call_bound)
     if checked.reused:
         result["notes"].append(f"{job.model}: its {runtime.name} {job.precision} file was built before from "
                                "these weights, calibration images and versions: reused from the graph cache.")

@@ -3,12 +3,13 @@ timed phases (profile's timing children, recommend --measure, --optimize trials,
 
 Two measurements timed at once each take the other's cores, and both store figures several times too slow. The lock
 is `fcntl.flock` on one file, so the kernel releases it when its holder exits, however it exits (SIGKILL included):
-there is no stale lock to clean up. Where the file lives: /tmp/vischoose-measure.lock by default, because the lock
-must be shared by every user and every VISCHOOSE_HOME on the machine (a lock under VISCHOOSE_HOME, or under a per-user
-TMPDIR, would let two homes or two users time at once); /tmp exists on every POSIX system and is writable by all. The
-file is made world-writable (0666) and opened without O_CREAT when it exists, since Linux's protected_regular refuses
-O_CREAT on another user's file in a sticky folder. VISCHOOSE_MEASURE_LOCK names another file (tests; a machine whose
-/tmp is private per service, as systemd's PrivateTmp makes it). The holder writes who it is into the file (pid, what,
+there is no stale lock to clean up. Where the file lives: measure.lock in the folder every vischoose on the machine
+shares (paths.machine_dir: /tmp/vischoose-machine, or VISCHOOSE_MACHINE_DIR; the machine's peak is cached there too),
+because the lock must be shared by every user and every VISCHOOSE_HOME on the machine (a lock under VISCHOOSE_HOME,
+or under a per-user TMPDIR, would let two homes or two users time at once); /tmp exists on every POSIX system and is
+writable by all, and the folder is made as /tmp is (sticky, writable by all). The file is made world-writable (0666)
+and opened without O_CREAT when it exists, since Linux's protected_regular refuses O_CREAT on another user's file in
+a sticky folder. VISCHOOSE_MEASURE_LOCK names another file (tests; one lock for machines that share a folder). The holder writes who it is into the file (pid, what,
 since when), so a waiting vischoose can say for whom it waits. The lock is re-entrant within a process (the machine
 peak, measured inside a timing child's timed block, takes it again). Work that times nothing never takes it.
 """
@@ -23,10 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
+from vischoose import paths
 from vischoose.errors import MeasurementBusyError, UsageError
 
 LOCK_ENV = "VISCHOOSE_MEASURE_LOCK"
-DEFAULT_PATH = Path("/tmp/vischoose-measure.lock")
 POLL_S = 0.5  # how often a waiting process tries the lock again (and tells its progress line)
 _depth = 0  # how deep this process is inside exclusive() (re-entrant)
 
@@ -48,8 +49,9 @@ Waiting = Callable[["Holder | None", float], None]  # (who holds it, if known; s
 
 
 def lock_path() -> Path:
-    """The machine's measurement lock file: $VISCHOOSE_MEASURE_LOCK, else DEFAULT_PATH."""
-    return Path(os.environ.get(LOCK_ENV) or DEFAULT_PATH)
+    """The machine's measurement lock file: $VISCHOOSE_MEASURE_LOCK, else measure.lock in the machine's shared folder
+    (paths.measure_lock)."""
+    return Path(os.environ.get(LOCK_ENV) or paths.measure_lock())
 
 
 def command_line(argv: list[str] | None = None) -> str:
@@ -81,7 +83,8 @@ def _open(path: Path) -> int:
         try:
             return os.open(path, flags)
         except FileNotFoundError:
-            pass
+            if path == paths.measure_lock():
+                paths.make_shared(path.parent)  # the machine's folder, made as /tmp is
         except OSError as err:
             raise _unusable(path, err) from err
         try:

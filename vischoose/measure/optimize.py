@@ -1,9 +1,11 @@
 """`vischoose profile --optimize`: search the execution settings of each model, each setting in a fresh process.
 
 Settings: dtype (fp32; bf16 autocast where the CPU has avx512_bf16/AMX or the GPU supports it; fp16 autocast on
-GPU), channels_last for convolutional models, on CPU the exported graph on every runtime installed here (each
-precision it runs here; int8 chosen only when verified on the user's images), the CPU thread count, the throughput
-batch size (doubled while img/s grows) and torch.compile (when the time budget leaves room for its compilation).
+GPU), channels_last for convolutional models, the throughput batch size (doubled while img/s grows by MIN_GAIN; tried
+straight after the dtypes, while the budget is whole: last in the search, the budget was always spent before it),
+on CPU the exported graph on every runtime installed here (each precision it runs here; int8 chosen only when
+verified on the user's images), the CPU thread count and torch.compile (when the time budget leaves room for its
+compilation), then the batch of a graph that beat torch. Each skip and the end of each doubling say why.
 Every setting's logits on a fixed input are compared with fp32's; one that disagrees is never the best. The plain
 fp32 setting and the best one are saved to the store as Profile rows (each trial measures a full row, img/s first
 in a fresh process). Trials run in measure.child ("trial" mode of measure.eager, or a graph's three children).
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vischoose import machine
+from vischoose.deploy import verdict
 from vischoose.deploy.verdict import REJECTED, UNVERIFIED
 from vischoose.errors import ProfilingError
 from vischoose.measure import rows
@@ -36,6 +39,7 @@ from vischoose.measure.runner import (
 from vischoose.models import catalog
 from vischoose.requests.profile import ProfileRequest
 from vischoose.runtimes import registry
+from vischoose.runtimes.agreement import Agreement
 from vischoose.runtimes.precision import dtype_of, precision_of
 
 DEFAULT_BUDGET_S = 300.0  # per model, the whole search
@@ -106,6 +110,13 @@ class Trial:
         """Measured and agreeing with fp32."""
         return self.status == "ok" and self.img_s is not None
 
+    @property
+    def cost_s(self) -> float:
+        """What running this setting again, or at another batch, costs: its wall time, a graph's build included (a
+        runtime that plans memory for its largest batch builds again for a doubled one; the others' files come from
+        the graph cache by then)."""
+        return self.wall_s
+
 
 @dataclass(frozen=True)
 class Optimized:
@@ -118,6 +129,7 @@ class Optimized:
     best_run: ProfileRun | None
     elapsed_s: float
     budget_s: float
+    batch_notes: tuple[str, ...] = ()  # why each batch doubling stopped (or was not tried)
 
     @property
     def speedup(self) -> float | None:
@@ -200,15 +212,7 @@ class Search:
         folder = self.folder / f"graph-{len(self.trials)}"
         (run,) = ChildJob(self.ref, job, folder).run(self.runner, None, False)
         p = run.profile
-        if p.error:
-            status = f"failed: {p.error}"
-        elif p.variant_status == REJECTED:
-            status = (f"rejected: top-1 agrees with eager fp32 on {100 * (p.agreement_top1 or 0):.0f}% of "
-                      f"{p.agreement_images} images (< {100 * options.min_agreement:.0f}%)")
-        elif p.variant_status == UNVERIFIED:
-            status = "unverified: checked on random inputs or weights only (pass --calibration DIR with pretrained)"
-        else:
-            status = "ok"
+        status = graph_status(setting, p, options.min_agreement)
         return Trial(setting, img_s=p.throughput_img_s, top1_agreement=p.agreement_top1,
                      max_abs_diff=p.agreement_max_abs_diff, status=status, wall_s=time.monotonic() - begin,
                      is_conv=self.trials[0].is_conv if self.trials else False, run=run)
@@ -234,6 +238,22 @@ class Search:
         return max(good, key=lambda t: t.img_s or 0.0) if good else None
 
 
+def graph_status(setting: Setting, p: Any, min_agreement: float) -> str:
+    """A graph trial's status from its row: failed, not compared (it ran as calls of fewer images than its batch),
+    rejected, unverified or ok."""
+    if p.error:
+        return f"failed: {p.error}"
+    if p.call_batch and p.call_batch < setting.batch_size:
+        return (f"not compared: measured as {-(-setting.batch_size // p.call_batch)} x batch {p.call_batch} (the file "
+                f"takes at most {p.call_batch} images per call), not at batch {setting.batch_size}")
+    if p.variant_status in (REJECTED, UNVERIFIED):  # the verdict the row got, in deploy.verdict's one wording
+        found = Agreement(p.agreement_images or 0, p.agreement_top1 or 0.0, p.agreement_max_abs_diff or 0.0,
+                          p.agreement_cosine or 0.0)
+        return verdict.describe(verdict.judge(found, p.agreement_source == "images", p.weights != "random",
+                                              min_agreement))
+    return "ok"
+
+
 def judge(setting: Setting, out: dict[str, Any], status: int, tail: list[str], wall_s: float) -> Trial:
     """A Trial from a child's result: failed, rejected (disagrees with fp32) or ok."""
     base = Trial(setting, out.get("img_s"), out.get("compile_s"), out.get("top1_agreement"),
@@ -252,53 +272,76 @@ def judge(setting: Setting, out: dict[str, Any], status: int, tail: list[str], w
     return base
 
 
-def search(s: Search, reference: Path) -> None:
-    """Plain fp32, then dtype/layout, threads, compile and batch size, while the budget lasts."""
+class Room:
+    """Whether the search budget still holds a trial (about one eager trial's cost, plus what a step adds)."""
+
+    def __init__(self, s: Search, cost_s: float) -> None:
+        self.s, self.cost_s = s, cost_s
+
+    def __call__(self, extra_s: float = 0.0) -> bool:
+        return self.s.left_s() >= self.cost_s + extra_s
+
+    def why_not(self, what: str, extra_s: float = 0.0) -> str:
+        """'skipped: exporting takes about 30 s on top of a trial's 12 s; 35 s of the search budget left'."""
+        needs = f"{what} takes about {extra_s:.0f} s on top of a trial's {self.cost_s:.0f} s" if extra_s else \
+            f"a trial takes about {self.cost_s:.0f} s"
+        return f"skipped: {needs}; {max(self.s.left_s(), 0):.0f} s of the search budget left"
+
+
+def search(s: Search, reference: Path) -> list[str]:
+    """Plain fp32, then dtype/layout, the batch size, graphs, threads, compile and a graph's batch, while the budget
+    lasts; returns why each batch doubling stopped."""
     base_batch = (s.base.batch_sizes or (64 if s.device.startswith("cuda") else 8,))[0]
     plain = s.run(Setting(batch_size=base_batch), reference)
     if not plain.ok:
-        return
-    cost = plain.wall_s  # what one more eager trial costs, about
-
-    def room(extra_s: float = 0.0) -> bool:
-        return s.left_s() >= cost + extra_s
-
+        return []
+    room = Room(s, plain.wall_s)
     for variant in dtype_variants(s.device, plain.is_conv, base_batch):
-        if not room():
-            s.trials.append(Trial(variant, status="skipped: time budget", is_conv=plain.is_conv))
-            continue
-        s.run(variant, reference)
+        if room():
+            s.run(variant, reference)
+        else:
+            s.trials.append(Trial(variant, status=room.why_not("a trial"), is_conv=plain.is_conv))
+    notes = [sweep_batch(s, reference, room, registry.TORCH)]
     if s.device == "cpu":  # the deployed graphs: every runtime installed here, at each precision it runs here
-        for setting in graph_settings(base_batch):
+        batch = s.best(registry.TORCH).variant.batch_size  # compared at the batch torch does best at
+        for setting in graph_settings(batch):
             if room(EXPORT_ESTIMATE_S):
                 s.run(setting, reference)
             else:
-                s.trials.append(Trial(setting, status=f"skipped: exporting takes about {EXPORT_ESTIMATE_S:.0f} s, "
-                                                      f"{max(s.left_s(), 0):.0f} s of the search budget left"))
+                s.trials.append(Trial(setting, status=room.why_not("exporting", EXPORT_ESTIMATE_S)))
     for threads in thread_counts(s.device):
         if room():
             s.run(replace(s.best().variant, threads=threads), reference)
-    best = s.best(runtime=registry.TORCH)
-    compiled = replace(best.variant, compile=True)
+    compiled = replace(s.best(registry.TORCH).variant, compile=True)
     if room(COMPILE_ESTIMATE_S):
         s.run(compiled, reference)
     else:
-        s.trials.append(Trial(compiled, status=f"skipped: compiling takes about {COMPILE_ESTIMATE_S:.0f} s, "
-                                              f"{max(s.left_s(), 0):.0f} s of the search budget left"))
-    sweep_batch(s, reference, room)
+        s.trials.append(Trial(compiled, status=room.why_not("compiling", COMPILE_ESTIMATE_S)))
+    best = s.best()
+    if best is not None and best.variant.runtime != registry.TORCH:
+        notes.append(sweep_batch(s, reference, Room(s, best.cost_s), best.variant.runtime))
+    return [n for n in notes if n]
 
 
-def sweep_batch(s: Search, reference: Path, room: Any) -> None:
-    """Double the best setting's batch size while img/s grows by MIN_GAIN and it runs."""
+def sweep_batch(s: Search, reference: Path, room: Room, runtime: str) -> str:
+    """Double the batch of the runtime's best setting while img/s grows by MIN_GAIN; returns why it stopped."""
     for _ in range(MAX_BATCH_STEPS):
-        best = s.best()
-        rebuild = COMPILE_ESTIMATE_S if best and best.variant.compile else EXPORT_ESTIMATE_S if best and \
-            registry.get(best.variant.runtime).is_graph else 0.0
-        if best is None or not room(rebuild):
-            return  # a compiled model compiles again for a new batch size
+        best = s.best(runtime)
+        if best is None:
+            return ""
+        name = best.variant.label
+        if best.variant.compile:  # a compiled model compiles again for a new batch size
+            return f"{name}: the batch was not doubled: compiling again for it is not planned"
+        if not room():
+            return f"{name}: the batch was not doubled: {room.why_not('a trial').removeprefix('skipped: ')}"
         bigger = s.run(replace(best.variant, batch_size=2 * best.variant.batch_size), reference)
-        if not bigger.ok or bigger.img_s < MIN_GAIN * best.img_s:
-            return
+        if not bigger.ok:
+            return f"{name}: doubling stopped: batch {bigger.variant.batch_size} {bigger.status[:160]}"
+        if bigger.img_s < MIN_GAIN * best.img_s:
+            return (f"{name}: doubling stopped at batch {bigger.variant.batch_size}: {bigger.img_s:,.1f} img/s, "
+                    f"{100 * (bigger.img_s / best.img_s - 1):+.2f}% (it goes on at +{100 * (MIN_GAIN - 1):.0f}% or more)")
+    best = s.best(runtime)
+    return f"{best.variant.label}: doubling stopped after {MAX_BATCH_STEPS} doublings (the most the search plans)"
 
 
 def optimize_models(base: ProfileRequest, budget_s: float, progress: Progress | None = None,
@@ -314,10 +357,10 @@ def optimize_models(base: ProfileRequest, budget_s: float, progress: Progress | 
             folder = Path(tmp) / str(i)
             folder.mkdir()
             s = Search(model, base, device, budget_s, folder, runner, progress)
-            search(s, folder / "reference.pt")
+            notes = search(s, folder / "reference.pt")
             best = s.best()
             found.append(Optimized(model, tuple(s.trials), best, s.trials[0].run, best.run if best else None,
-                                   time.monotonic() - s.start, budget_s))
+                                   time.monotonic() - s.start, budget_s, tuple(notes)))
             if keep is not None:
                 keep([r.profile for r in iter_rows(found[-1:]) if r.saveable])
     return found

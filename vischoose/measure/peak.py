@@ -1,14 +1,18 @@
 """The machine's dense-compute peak per device, dtype and thread count (best of square matmuls and a 3x3
-convolution), measured once and cached as JSON under VISCHOOSE_HOME: the denominator of every efficiency."""
+convolution), measured once and cached as JSON in the folder every vischoose on the machine shares
+(paths.peak_cache: one peak per machine, whatever VISCHOOSE_HOME measured it): the denominator of every efficiency."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 from vischoose.measure.timing import make_timer
+from vischoose.paths import PEAK_CACHE_FILE, make_shared
 
 if TYPE_CHECKING:
     from vischoose.measure.protocol import Job
@@ -16,7 +20,7 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     import torch
 
-PEAK_CACHE_FILE = "machine_peak.json"  # in the vischoose home: this machine's peak per device, dtype, threads
+__all__ = ["PEAK_CACHE_FILE", "cached_peak", "machine_peak_gflops", "peak_key", "read_cache", "write_cache"]
 PEAK_SIZES = (2048, 4096)  # square matmuls for the machine's FLOP/s peak
 PEAK_REPS = 3
 PEAK_MAX_REP_S = 5.0  # one run of a kernel this slow (a dtype without fast kernels here) is enough
@@ -65,24 +69,52 @@ def machine_peak_gflops(device: "torch.device", dtype: "torch.dtype", sizes: tup
 def cached_peak(job: Job, device: "torch.device", dtype: "torch.dtype", key: str,
                 report: Callable[[str], None] = lambda phase: None,
                 hold: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> dict[str, Any]:
-    """The machine's peak for this key ({gflops_s, kernel, ...}), measured once, cached as JSON under VISCHOOSE_HOME;
-    hold() holds the machine while the kernels are timed (protocol.timed, passed in by the timing child)."""
+    """The machine's peak for this key ({gflops_s, kernel, ...}), measured once, cached as JSON in the machine's
+    folder (paths.peak_cache); hold() holds the machine while the kernels are timed (protocol.timed, passed in by the
+    timing child)."""
     import torch
 
     path = job.peak_cache
-    cache = json.loads(path.read_text()) if path.is_file() else {}
+    cache = read_cache(path)
     if key not in cache:
         report("machine peak (once)")
         with hold():  # timed kernels: one measurement at a time on this machine (re-entrant in a timing child)
-            cache = json.loads(path.read_text()) if path.is_file() else {}  # another process may have written it
-            entry = cache.get(key) or machine_peak_gflops(device, dtype)
+            entry = read_cache(path).get(key) or machine_peak_gflops(device, dtype)  # another may have written it
         entry.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), torch_version=torch.__version__)
-        cache[key] = entry
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(cache, indent=2))
-        tmp.replace(path)  # atomically: another process may read it now
+        cache = {**read_cache(path), key: entry}  # another process may have written other keys meanwhile
+        write_cache(path, cache)
     return dict(cache[key])
+
+
+def read_cache(path: Path) -> dict[str, Any]:
+    """The peak cache's entries ({} when missing, or half-written by another user's process)."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def write_cache(path: Path, cache: dict[str, Any]) -> None:
+    """Write the cache so that every user of the machine can read and rewrite it: the folder like /tmp (anyone
+    writes, sticky), the file 0666; atomically by rename, or in place where the file is another user's (a
+    sticky folder lets no one rename over someone else's file)."""
+    text = json.dumps(cache, indent=2)
+    make_shared(path.parent)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        _chmod(tmp, 0o666)
+        tmp.replace(path)  # atomically: another process may read it now
+    except PermissionError:
+        tmp.unlink(missing_ok=True)
+        path.write_text(text)
+
+
+def _chmod(path: Path, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except OSError:  # not ours to change (another user made it): it already is as that user left it
+        pass
 
 
 def peak_key(machine: str, device: str, device_name: str, dtype: str, threads: int | None) -> str:

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from vischoose import paths
 from vischoose.measure import contention, lock
-from vischoose.measure.peak import PEAK_CACHE_FILE
 from vischoose.requests.profile import ProfileRequest
 
 PROGRESS_PREFIX = "VISCHOOSE-PROGRESS "
@@ -31,7 +31,7 @@ class Job:
     threads: int  # capped at the cores this process may use (measure.process)
     batch_sizes: tuple[int, ...]
     machine: str  # this machine's fingerprint
-    home: str  # the vischoose home: graph cache and machine peak
+    home: str  # the vischoose home: graph cache (the machine peak is machine-wide: paths.peak_cache)
     machine_kind: str = ""  # this kind of machine (machine.kind): the hardware without the host
     result_path: str = ""
     graph_dir: str | None = None  # graph runtimes: where the build goes
@@ -40,6 +40,8 @@ class Job:
     reference: str | None = None  # an optimize trial: the fp32 logits it is compared with (.npy)
     serve: dict[str, Any] | None = None  # a server-scenario child (measure.serving_child): instances, threads, ...
     command: str = ""  # the command line that asked (measure.lock.command_line): whom a waiting vischoose waits for
+    max_batch: int | None = None  # graph runtimes: the largest batch a built file must take in one call, where the
+    # parent asks more than the batch sizes (the server search's dynamic batching); None: the largest batch size
 
     def __getattr__(self, name: str) -> Any:  # the protocol's own options: job.dtype is job.request.dtype
         if name.startswith("__"):
@@ -52,9 +54,15 @@ class Job:
         return self.request.threads
 
     @property
+    def call_bound(self) -> int:
+        """The largest batch a file built for this job takes in one call (a runtime that plans memory for the bound
+        builds for it; measure.graph): max_batch where the parent set it, else the largest batch size measured."""
+        return self.max_batch or max(self.batch_sizes, default=1)
+
+    @property
     def peak_cache(self) -> Path:
-        """This machine's matmul peak cache."""
-        return Path(self.home) / PEAK_CACHE_FILE
+        """This machine's dense-compute peak cache, one for every home on the machine (paths.peak_cache)."""
+        return paths.peak_cache()
 
     def but(self, **changes: Any) -> "Job":
         """A copy with these fields changed."""

@@ -3,12 +3,11 @@ and the notes the table shows beside them. Pure Python, no torch."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vischoose.measure.peak import peak_key
+from vischoose.measure.peak import peak_key, read_cache, write_cache
 from vischoose.measure.protocol import Job
 from vischoose.models import catalog
 from vischoose.models.catalog import ModelRef
@@ -19,12 +18,21 @@ from vischoose.runtimes.precision import bytes_per_param
 from vischoose.units import MIB, flops_to_macs
 
 
-def efficiency(gflops: float | None, img_s: float | None, peak_gflops_s: float | None) -> float | None:
-    """Achieved FLOP/s over the machine peak; None where unknown or where the cached peak was beaten (stale)."""
-    if not (gflops and img_s and peak_gflops_s):
-        return None
-    share = gflops * img_s / peak_gflops_s
-    return share if share <= 1.0 else None
+def efficiency(gflops: float | None, img_s: float | None,
+               peak_gflops_s: float | None) -> tuple[float | None, str | None]:
+    """Achieved FLOP/s over the machine peak (0-1), or None and why: a figure above the peak is not a share of it."""
+    if not gflops:
+        return None, "no FLOP count for this model"
+    if not img_s:
+        return None, "no img/s measured"
+    if not peak_gflops_s:
+        return None, "no machine peak measured at this dtype and thread count"
+    achieved = gflops * img_s
+    if achieved > peak_gflops_s:
+        return None, (f"not comparable: {achieved:,.0f} GFLOP/s is above the machine peak of {peak_gflops_s:,.0f} "
+                      "(torch's best dense kernel): a peak measured while the machine was busy, or a runtime's "
+                      "kernels faster than torch's")
+    return achieved / peak_gflops_s, None
 
 
 def entry(ref: ModelRef, result: dict[str, Any]) -> catalog.CatalogEntry | None:
@@ -43,9 +51,10 @@ def profile_row(ref: ModelRef, job: Job, result: dict[str, Any], batch: int,
     params, flops, peak = model.get("params"), result.get("flops_per_image"), result.get("peak_gflops_s")
     gflops = flops / 1e9 if flops else None
     tput = thr.get("median")
+    eff, eff_note = efficiency(gflops, tput, peak)
     row = Profile(
         model=ref.display, tag=model.get("tag") or ref.timm_name or ref.name,
-        device=job.device, dtype=options.dtype, batch_size=batch,
+        device=job.device, dtype=options.dtype, batch_size=batch, call_batch=batch,
         input_size=model.get("input_size") or options.input_size or (known.input_size if known else 0),
         family=known.family if known else None, weights=model.get("weights", options.weights),
         device_name=cond.get("device_name", ""), machine=job.machine, machine_kind=job.machine_kind,
@@ -60,7 +69,7 @@ def profile_row(ref: ModelRef, job: Job, result: dict[str, Any], batch: int,
         latency_ms_p50=lat.get("median"), latency_ms_p90=lat.get("p90"), latency_ms_p99=lat.get("p99"),
         latency_ms_iqr=lat.get("iqr"), throughput_img_s=tput, throughput_iqr=thr.get("iqr"),
         peak_memory_mb=mem.get("peak_mb"), peak_reserved_mb=mem.get("reserved_mb"), **memory_basis(result, mem),
-        efficiency=efficiency(gflops, tput, peak), noisy=noise_text(lat, thr), **machine_load(result, lat, thr),
+        efficiency=eff, efficiency_note=eff_note, noisy=noise_text(lat, thr), **machine_load(result, lat, thr),
         top1=known.top1 if known else None, top1_size=known.top1_size if known else None, error=error)
     return graph_fields(row, options, result) if registry.get(options.runtime).is_graph else row
 
@@ -94,14 +103,23 @@ def graph_fields(row: Profile, options: ProfileRequest, result: dict[str, Any]) 
     """An exported graph's row: its runtime, file, build times and agreement with eager fp32."""
     graph = result.get("graph_facts", {})
     agree = graph.get("agreement") or {}
-    return replace(row, runtime=options.runtime, runtime_version=result.get("runtime_version"),
+    most = registry.get(options.runtime).max_call_batch((result.get("artifact") or {}).get("facts") or {})
+    return replace(row, runtime=options.runtime, call_batch=min(row.batch_size, most or row.batch_size),
+                   runtime_version=result.get("runtime_version"),
                    weights_mb=graph.get("file_mb"), file_mb=graph.get("file_mb"),
                    export_s=graph.get("export_s"), quantize_s=graph.get("quantize_s"), recipe=graph.get("recipe"),
                    agreement_top1=agree.get("top1_agreement"), agreement_max_abs_diff=agree.get("max_abs_diff"),
                    agreement_cosine=agree.get("cosine"), agreement_images=agree.get("n_images"),
                    agreement_source=graph.get("check_source"), variant_status=graph.get("status"),
-                   efficiency=row.efficiency if options.dtype == "float32" else None,  # no int8 peak is measured
-                   peak_reserved_mb=None)
+                   peak_reserved_mb=None, **graph_efficiency(row, options.dtype))
+
+
+def graph_efficiency(row: Profile, dtype: str) -> dict[str, Any]:
+    """A graph row's efficiency: against the fp32 peak for fp32 files; no int8 peak is measured."""
+    if dtype == "float32":
+        return {}
+    return {"efficiency": None, "efficiency_note": f"no {dtype} peak is measured: efficiency is against the peak of "
+                                                   "the row's own dtype"}
 
 
 def row_error(result: dict[str, Any], batch: int, error: str | None) -> str | None:
@@ -156,8 +174,8 @@ def stale_peak(ref: ModelRef, job: Job, dtype: str, result: dict[str, Any],
     cond = result.get("conditions", {})
     key = peak_key(job.machine, job.device, cond.get("device_name", ""), dtype, cond.get("threads"))
     path = Path(job.peak_cache)
-    cache = json.loads(path.read_text()) if path.is_file() else {}
+    cache = read_cache(path)
     if cache.pop(key, None) is not None:
-        path.write_text(json.dumps(cache, indent=2))
+        write_cache(path, cache)
     return (f"{ref.display}: reached {max(rates):,.0f} GFLOP/s, above the cached machine peak of {peak:,.0f} "
             "(measured while the machine was busy?): eff is not shown and the peak is measured again next run.",)

@@ -132,7 +132,7 @@ class ServerSearch:
         """A graph runtime's file, built and checked as every profile builds it (torch: nothing to build)."""
         if not registry.get(self.request.runtime).is_graph:
             return None
-        self.job = self.job.but(graph_dir=str(self.folder / "build"))
+        self.job = self.job.but(graph_dir=str(self.folder / "build"), max_batch=MAX_BATCH)  # batches it may form
         built = self._attempt("build", "build", self.job.threads, {})
         if self.error is None:
             self.job = self.job.but(artifact=built["artifact"])

@@ -56,7 +56,7 @@ def limits(figures: dict[str, Figure], preset: Preset, model: str,
 
 
 def broken(cand: Candidate, preset: Preset) -> tuple[str, ...]:
-    """What a candidate breaks, in words, one per limit in CONSTRAINTS order: 'over the 150 MiB budget', or 'no top1
+    """What a candidate breaks, in words, one per limit in CONSTRAINTS order: 'over the 150 MiB budget', or 'no top-1
     figure for the top-1 floor'; () where it fits or was rejected for another reason (a rejected graph)."""
     out = []
     for key, (fig_name, is_max, unit) in CONSTRAINTS.items():
@@ -64,7 +64,7 @@ def broken(cand: Candidate, preset: Preset) -> tuple[str, ...]:
         if limit is None:
             continue
         if value is None:
-            out.append(f"no {fig_name.replace('_', ' ')} figure for the {LABELS[key]}")
+            out.append(f"no {FIGURE_WORDS[fig_name]} figure for the {LABELS[key]}")  # words, never a field name
         elif value > limit if is_max else value < limit:
             out.append(f"{'over' if is_max else 'under'} the {limit:,.6g} {unit} {LABELS[key]}")
     return tuple(out)

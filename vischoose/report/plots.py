@@ -36,22 +36,32 @@ def pareto_front(xy: Sequence[tuple[float, float]], higher_x_is_better: bool) ->
     return [i for i, p in enumerate(xy) if not any(beats(q, p) for j, q in enumerate(xy) if j != i)]
 
 
+TopKey = tuple[str, str, str]  # (model, runtime, dtype): a measured top-1 belongs to the file or model it measured
+
+
 def plot_points(profiles: Sequence[Profile], x: str = "throughput",
-                top1: Mapping[str, float] | None = None) -> list[Point]:
-    """The profiles that can be plotted: successful, with a speed figure and a top-1 (measured wins)."""
+                top1: Mapping[TopKey, float] | None = None) -> list[Point]:
+    """The profiles that can be plotted: successful, with a speed figure and a top-1 that is this row's (measured
+    wins; the published one only where the row computes what it was published for)."""
     if x not in AXES:
         raise UsageError(f"Unknown plot axis '{x}' (expected one of: {', '.join(AXES)}).")
     points = []
     for p in profiles:
         xv = p.throughput_img_s if x == "throughput" else p.latency_ms_p50
-        measured = (top1 or {}).get(p.model)
-        yv = measured if measured is not None else p.top1
+        measured = (top1 or {}).get((p.model, p.runtime, p.dtype))
+        yv = measured if measured is not None else p.top1 if p.published_top1_applies else None
         if p.ok and xv and yv is not None:
             memory = p.peak_memory_mb if p.peak_memory_mb is not None else p.weights_mb
             points.append(Point(p, float(xv), float(yv), memory, measured is not None))
     if x == "latency":  # latency is at batch 1: one point per model and conditions, whatever the batch
         points = list({_latency_key(pt.profile): pt for pt in points}.values())
     return points
+
+
+def unplotted_int8(profiles: Sequence[Profile], top1: Mapping[TopKey, float] | None = None) -> int:
+    """Rows left out because their accuracy is unknown (no measured top-1, and the published one is not theirs)."""
+    return sum(1 for p in profiles if p.ok and p.top1 is not None and not p.published_top1_applies
+               and (p.model, p.runtime, p.dtype) not in (top1 or {}))
 
 
 def _latency_key(p: Profile) -> tuple[Any, ...]:
@@ -98,11 +108,12 @@ def _label(point: Point, varying: Sequence[str]) -> str:
 
 
 def plot_pareto(profiles: Sequence[Profile], out: Path | str, x: str = "throughput",
-                top1: Mapping[str, float] | None = None) -> Path:
+                top1: Mapping[TopKey, float] | None = None) -> Path:
     """Plot top-1 against throughput or latency (log x), marker area = memory, Pareto front drawn.
 
-    The format follows the extension: .png or .svg. ``top1`` maps a model to its measured top-1 %,
-    used instead of the published figure.
+    The format follows the extension: .png or .svg. ``top1`` maps (model, runtime, dtype) to its measured top-1 %,
+    used instead of the published figure; a row whose accuracy is unknown (int8 not verified) is left out, and
+    the subtitle says how many.
 
     Raises:
         UsageError: unknown axis or format, nothing to plot, or the file cannot be written.
@@ -114,8 +125,9 @@ def plot_pareto(profiles: Sequence[Profile], out: Path | str, x: str = "throughp
     if not points:
         raise UsageError(f"Nothing to plot: none of the {len(profiles)} results has both a top-1 and a "
                          f"{x} figure.", hint="Measure some models first, e.g. vischoose profile resnet50 vit_b16.")
-    incomplete = sum(1 for p in profiles if not plot_points([p], x, top1))
-    fig = _figure(points, x, incomplete)
+    unknown = unplotted_int8(profiles, top1)
+    incomplete = sum(1 for p in profiles if not plot_points([p], x, top1)) - unknown
+    fig = _figure(points, x, incomplete, unknown)
     try:
         fig.savefig(out, dpi=150, bbox_inches="tight")
     except OSError as err:
@@ -123,7 +135,7 @@ def plot_pareto(profiles: Sequence[Profile], out: Path | str, x: str = "throughp
     return out
 
 
-def _figure(points: list[Point], x: str, skipped: int) -> Any:
+def _figure(points: list[Point], x: str, skipped: int, unknown: int = 0) -> Any:
     """The matplotlib Figure (no pyplot: no global state, Agg canvas)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -154,13 +166,24 @@ def _figure(points: list[Point], x: str, skipped: int) -> Any:
     batch = {p.profile.batch_size for p in points}
     ax.set_xlabel("Throughput, img/s" + (f" at batch {batch.pop()}" if len(batch) == 1 else "") + " (log scale)"
                   if x == "throughput" else "Latency p50, ms per image at batch 1 (log scale)")
-    kind = "measured* or published" if any(p.measured_top1 for p in points) else "published"
+    kind = "measured*, or published for pretrained fp32" if any(p.measured_top1 for p in points) else \
+        "published, pretrained fp32"
     ax.set_ylabel(f"ImageNet-1k top-1, % ({kind})")
     ax.grid(True, which="both", alpha=0.25)
     fig.suptitle("Accuracy against " + ("throughput" if x == "throughput" else "latency"), fontsize=13)
-    note = f"; {skipped} failed or incomplete run{'s' if skipped > 1 else ''} not shown" if skipped else ""
-    ax.set_title(_wrap(shared + note), fontsize=8.5, color="dimgray")
+    ax.set_title(_wrap(shared + _left_out(points, skipped, unknown)), fontsize=8.5, color="dimgray")
     return fig
+
+
+def _left_out(points: list[Point], skipped: int, unknown: int) -> str:
+    """The subtitle's account of rows not shown, and of where random-weight rows are placed."""
+    note = f"; {skipped} failed or incomplete run{'s' if skipped > 1 else ''} not shown" if skipped else ""
+    if unknown:
+        note += (f"; {unknown} int8 row{'s' if unknown > 1 else ''} not shown: accuracy not verified (no measured "
+                 "top-1; the published figure is fp32's)")
+    if any(p.profile.weights == "random" and not p.measured_top1 for p in points):
+        note += "; rows measured with random weights are placed at the pretrained model's published top-1"
+    return note
 
 
 def _memory_title(points: list[Point]) -> str:

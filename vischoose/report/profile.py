@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
-from vischoose.errors import UsageError, named
+from vischoose import paths
+from vischoose.errors import UsageError, named, opt
 from vischoose.report.flags import echo, flag_of
-from vischoose.report.tables import emit_json, fmt, preprocessing_note, table
+from vischoose.report.tables import batch_text, emit_json, fmt, preprocessing_note, table
 from vischoose.runtimes import registry
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
@@ -34,7 +36,7 @@ def others_cell(p: Any) -> str:
 
 def _profile_row(p: Any) -> list[str]:
     size = f"{p.input_size}*" if p.top1_size and p.input_size != p.top1_size else str(p.input_size or "-")
-    row = [p.model, p.weights, size, str(p.batch_size), fmt(p.params_m, 2), fmt(p.weights_mb, 1),
+    row = [p.model, p.weights, size, batch_text(p), fmt(p.params_m, 2), fmt(p.weights_mb, 1),
            fmt(p.weights_mb_fp32, 1), fmt(p.gflops, 2), fmt(p.gmacs, 2), fmt(p.latency_ms_p50, 2),
            fmt(p.latency_ms_p90, 2), fmt(p.latency_ms_p99, 2), fmt(p.latency_ms_iqr, 2), fmt(p.throughput_img_s, 2),
            fmt(p.throughput_iqr, 2), fmt(p.peak_memory_mb, 1),
@@ -81,7 +83,7 @@ def graph_footer(titles: str, modules: str) -> str:
 
 def _graph_row(p: Any) -> list[str]:
     checked = f"{fmt(p.agreement_images)} {'images' if p.agreement_source == 'images' else 'random inputs'}"
-    return [p.model, str(p.batch_size), {"float32": "fp32", "int8": "int8"}.get(p.dtype, p.dtype), p.recipe or "-",
+    return [p.model, batch_text(p), {"float32": "fp32", "int8": "int8"}.get(p.dtype, p.dtype), p.recipe or "-",
             fmt(p.file_mb, 1), fmt(p.runtime_memory_mb, 1), fmt(p.export_s, 1), fmt(p.quantize_s, 1),
             checked if p.agreement_images else "",
             fmt(None if p.agreement_top1 is None else 100 * p.agreement_top1, 1),
@@ -133,17 +135,29 @@ def _profile_notes(runs: Sequence[Any]) -> list[str]:
     peaks = dict.fromkeys(f"{r.profile.device} {r.profile.dtype} threads {fmt(r.profile.threads)}: "
                           f"{r.detail['machine_peak_gflops_s']:,.1f} GFLOP/s ({r.detail.get('machine_peak_kernel')})"
                           for r in runs if r.detail.get("machine_peak_gflops_s"))
-    notes = [f"Machine peak, best of dense kernels (cached under VISCHOOSE_HOME): {'; '.join(peaks)}."] if peaks else []
+    notes = [f"Machine peak, best of dense kernels (cached for every home on this machine in {paths.peak_cache()}): "
+             f"{'; '.join(peaks)}."] if peaks else []
     notes += list(dict.fromkeys(named(n, flag_of) for r in runs for n in r.notes))
     notes += list(dict.fromkeys(f"peak MiB baseline ({r.profile.runtime}): {r.profile.baseline_includes}."
                                 for r in runs if r.profile.baseline_includes))
     notes += list(dict.fromkeys(f"{r.profile.model}: {r.profile.runtime_memory_note}." for r in runs
                                 if r.profile.runtime_memory_note))
+    notes += _efficiency_notes([r.profile for r in runs])
+    if any(r.profile.call_batch and r.profile.call_batch < r.profile.batch_size for r in runs):
+        notes.append("N x batch c: the file takes at most c images per call, so a batch of N ran as N / c calls; its "
+                     "img/s is not a batch-N figure.")
     if any(r.profile.compiled for r in runs):
         notes.append("compile: peak MiB includes what torch.compile keeps resident (compiled code, compiler state).")
     if any(r.profile.top1_size and r.profile.input_size != r.profile.top1_size for r in runs):
         notes.append("px*: measured at another size than its published top-1 (@px).")
     return notes + _profile_quality(runs)
+
+
+def _efficiency_notes(profiles: Sequence[Any]) -> list[str]:
+    """Why eff % is blank, for each row where it is (one line per model, runtime, dtype and reason)."""
+    return list(dict.fromkeys(
+        f"{p.model} ({p.runtime} {p.dtype}): eff not shown: {p.efficiency_note}." for p in profiles
+        if p.ok and p.efficiency is None and getattr(p, "efficiency_note", None)))
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], output: str) -> None:
@@ -228,6 +242,22 @@ class ProfileProgress:
         self.close()
 
 
+@contextlib.contextmanager
+def phases(model: str) -> Iterator[Callable[[str], None]]:
+    """A `phase(what)` callable showing 'model: what (N s)' on one updating stderr line (export, evaluate --graph),
+    cleared afterwards; silent when stderr is not a terminal, as the evaluation's progress bar is (a script's stderr
+    keeps only errors and warnings)."""
+    import sys
+    import time
+
+    start = time.monotonic()
+    if not sys.stderr.isatty():
+        yield lambda what: None
+        return
+    with ProfileProgress() as shown:
+        yield lambda what: shown(model, what, time.monotonic() - start)
+
+
 def output_format(as_json: bool, as_csv: bool, as_markdown: bool) -> str:
     """'json', 'csv', 'markdown' or 'table' from the profile flags.
 
@@ -266,6 +296,28 @@ def _accuracy_note(aware: Any) -> str:
             f"{aware.max_drop_pts:g}); {layers}.")
 
 
+def input_text(rep: Any) -> str:
+    """The shipped file's input as the file itself declares it (read back after writing): its name where it has one,
+    type, shape and the batches one call takes, e.g. "input 'input' float32 [N, 3, 224, 224], N from 1 up in one call
+    (a dynamic batch)" or "input float32 [1, 3, 224, 224]: batch 1 only, memory planned for it (a batch of N runs as N
+    calls; `max_batch` N builds for 1 to N)"."""
+    name = "input 'input'" if rep.opset is not None else "input"  # ONNX names it
+    head, side = f"{name} {rep.input_dtype}", f"3, {rep.input_size}, {rep.input_size}"
+    planned = bool(rep.runtime) and registry.get(rep.runtime).batch_bound == "planned"
+    if rep.input_batch is None:
+        return f"{head} [N, {side}] (the file does not declare its batch)"
+    low, high = rep.input_batch
+    if high is None:
+        return f"{head} [N, {side}], N from {low} up in one call (a dynamic batch)"
+    if low != high:
+        return (f"{head} [N, {side}], N from {low} to {high} in one call, memory planned for {high}"
+                + (f" ({opt('max_batch')} sets it)" if planned else ""))
+    calls = "N calls" if low == 1 else f"N / {low} calls"
+    how = f"; {opt('max_batch')} N builds for 1 to N" if planned else ""
+    return (f"{head} [{low}, {side}]: batch {low} only{', memory planned for it' if planned else ''} (a batch of N "
+            f"runs as {calls}{how})")
+
+
 def show_export(rep: Any, as_json: bool) -> None:
     """What vischoose export built: one row per variant, the check set, preprocessing; warnings on stderr."""
     if as_json:
@@ -276,10 +328,8 @@ def show_export(rep: Any, as_json: bool) -> None:
                          [_export_row(v, rep.runtime, measured) for v in rep.variants]))
         checked = (f"{rep.check_images} of your images" if rep.check_source == "images"
                    else f"{rep.check_images} random inputs (not images: agreement is unverified)")
-        onnx = f", opset {rep.opset}; input 'input'" if rep.opset is not None else "; input"
-        batch = "batch dynamic" if rep.batch == "dynamic" else f"batch {rep.batch} (a batch of N runs it N times)"
-        echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family{onnx} "
-                   f"{rep.input_dtype} [batch, 3, {rep.input_size}, {rep.input_size}], {batch}.\n"
+        opset = f", opset {rep.opset}" if rep.opset is not None else ""
+        echo(f"\n{rep.tag} ({rep.weights}), {rep.family} family{opset}; {input_text(rep)}.\n"
                    f"preprocessing: {preprocessing_note(rep.preprocessing)}.\n"
                    f"agreement: with eager fp32 on {checked}; build s = export or quantization time; "
                    f"MiB = 2^20 bytes.")
@@ -287,8 +337,8 @@ def show_export(rep: Any, as_json: bool) -> None:
             threads = f"{rep.threads} threads" if rep.threads else "default threads (one per core)"
             busy = f"; CONTENDED: {rep.contended}, after a pause and a second measurement" if rep.contended else ""
             echo(f"img/s b1: {registry.title(rep.runtime)} CPU, batch 1, median, {threads}; eager fp32: "
-                       f"{rep.eager_img_s_batch1:,.1f} img/s; others took {fmt(rep.others_cpu_cores, 2)} cores "
-                       f"meanwhile{busy}.")
+                 f"{rep.eager_img_s_batch1:,.1f} img/s; others took {fmt(rep.others_cpu_cores, 2)} cores "
+                 f"meanwhile{busy}.")
         for v in rep.variants:
             if v.note:
                 echo(f"{v.precision}: {named(v.note, flag_of)}.")
@@ -316,7 +366,7 @@ def _trial_row(t: Any) -> list[str]:
     return [t.variant.label, fmt(t.img_s, 2), fmt(None if eff is None else 100 * eff, 1), fmt(t.compile_s, 1),
             fmt(None if t.top1_agreement is None else 100 * t.top1_agreement, 0),
             "" if t.max_abs_diff is None else f"{t.max_abs_diff:.3g}",
-            fmt(None if t.rel_diff is None else 100 * t.rel_diff, 2), fmt(t.wall_s, 1), t.status]
+            fmt(None if t.rel_diff is None else 100 * t.rel_diff, 2), fmt(t.wall_s, 1), named(t.status, flag_of)]
 
 
 def _optimized_summary(o: Any) -> str:
@@ -336,7 +386,8 @@ def _optimized_dict(o: Any) -> dict[str, Any]:
                 "top1_agreement_near_ties_aside": t.decisive_agreement, "rel_diff": t.rel_diff,
                 "trial_s": t.wall_s, "profile": t.run.profile.to_dict() if t.run else None}
     return {"model": o.model, "budget_s": o.budget_s, "elapsed_s": o.elapsed_s, "speedup": o.speedup,
-            "best": trial(o.best) if o.best else None, "trials": [trial(t) for t in o.trials]}
+            "best": trial(o.best) if o.best else None, "trials": [trial(t) for t in o.trials],
+            "batch_notes": list(o.batch_notes)}
 
 
 def show_optimized(found: Sequence[Any], as_json: bool) -> None:
@@ -347,6 +398,8 @@ def show_optimized(found: Sequence[Any], as_json: bool) -> None:
     for o in found:
         echo(f"{o.model}")
         echo(table(OPTIMIZE_HEADERS, [_trial_row(t) for t in o.trials]))
+        for note in o.batch_notes:
+            echo(f"batch: {note}.")
         echo(_optimized_summary(o) + "\n")
     rows = [r.profile for o in found for r in (o.plain_run, o.best_run) if r]
     for line in _profile_conditions(rows):

@@ -22,6 +22,14 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def batch_text(p: Any) -> str:
+    """'8', or '8 (8 x batch 1)' where the file took fewer images per call than the batch (a batch-1 program)."""
+    calls = getattr(p, "call_batch", None)
+    if calls and calls < p.batch_size:
+        return f"{p.batch_size} ({-(-p.batch_size // calls)} x batch {calls})"
+    return str(p.batch_size)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A plain text table, laid out as tabulate's "simple" format (cells as text, left-aligned, columns at least
     two wider than their header). Written out here because importing tabulate 0.10 reads package metadata, about
@@ -383,21 +391,34 @@ def interval_text(r) -> str:
 
 
 def _deployed_text(r, d) -> str:
-    """The graph evaluated on its runtime, its agreement with eager fp32 and the top-1 drop, and the notes."""
+    """The graph evaluated on its runtime, its agreement with eager fp32, the verdict, the top-1 drop with its paired
+    interval, and the notes."""
     a = d.agreement
     built = f"{d.recipe}, {d.family} family" if d.recipe else f"{d.family} family"
     title = registry.title(d.runtime)
     what = f"the file {d.graph}, as written," if d.graph else "an exported graph"
     graph = (f"model: {r.tag} as {what} on {title} {d.runtime_version}: {d.precision} ({built}), "
              f"{fmt(d.file_mb, 1)} MiB; img/s is end to end (decode, preprocess, {title}), without the eager "
-             f"fp32 forward passes of the agreement check (those ran at {fmt(d.eager_images_per_s, 1)} img/s).")
+             f"fp32 forward passes of the agreement check (forward passes alone: this file "
+             f"{fmt(d.graph_images_per_s, 1)} img/s, eager fp32 {fmt(d.eager_images_per_s, 1)} img/s).")
     agreement = (f"agreement with eager fp32: same top-1 class on {d.agreeing} of {a.n_images} images "
                  f"({100 * a.top1_agreement:.1f} %); max |logit diff| {a.max_abs_diff:.3g}, min cosine {a.cosine:.4f}.")
     lines = [graph, agreement]
+    if r.variant_status:
+        lines.append(f"verdict: {named(verdict_text(r), flag_of)} (on the agreement over all {a.n_images} evaluated "
+                     "images).")
     if r.fp32_top1 is not None:
-        lines.append(f"top-1 drop from eager fp32 on the same images: {r.fp32_top1 - r.top1:.2f} points "
+        interval = "" if r.drop_low is None else f", 95 % CI {r.drop_low:.2f} to {r.drop_high:.2f} (paired, Newcombe)"
+        lines.append(f"top-1 drop from eager fp32 on the same images: {r.fp32_top1 - r.top1:.2f} points{interval} "
                      f"(eager fp32 {r.fp32_top1:.2f} %, this file {r.top1:.2f} %).")
-    return "\n".join(lines + [f"note: {n}" for n in d.notes])
+    return "\n".join(lines + [f"note: {named(n, flag_of)}" for n in d.notes])
+
+
+def verdict_text(r: Any) -> str:
+    """A stored verdict in deploy.verdict's one wording ('rejected: top-1 agreement 95.0% < 99.0% on 37 images')."""
+    from vischoose.deploy.verdict import Verdict, describe
+
+    return describe(Verdict(r.variant_status, getattr(r, "verdict_note", None))) if r.variant_status else "-"
 
 
 def show_saved(result_id: int) -> None:

@@ -38,6 +38,8 @@ class ExportRequest:
     max_accuracy_drop: float | None = None
     max_revert_steps: int = MAX_REVERT_STEPS
     wait: bool = True  # measure: wait for another vischoose timing on this machine, or (False) MeasurementBusyError
+    max_batch: int | None = None  # the largest batch one call of the file takes, where the runtime plans memory for
+    # it (batch_bound "planned"; None: 1, as a phone app classifies); others' files take any batch, or batch 1
 
     def __post_init__(self) -> None:
         chosen = self.runtime
@@ -50,6 +52,8 @@ class ExportRequest:
         if self.opset is not None and not hasattr(chosen, "opset"):
             raise UsageError(f"{opt('opset')} applies to ONNX files, not to {opt('format')} {self.format}.",
                              field="opset")
+        check.at_least(self.max_batch, 1, "max_batch")
+        self._check_batch(chosen)
         check.folder(self.calibration, "calibration")
         check.labelled(self.data, self.labels, self.max_accuracy_drop, data_needs_drop=True)
         if self.max_accuracy_drop is not None:
@@ -68,6 +72,28 @@ class ExportRequest:
     def measure_s(self) -> float:
         """Seconds of batch-1 timing per variant (0: not measured)."""
         return EXPORT_MEASURE_S if self.measure else 0.0
+
+    @property
+    def call_bound(self) -> int:
+        """The largest batch one call of the built file takes (max_batch, else 1)."""
+        return self.max_batch or 1
+
+    def _check_batch(self, chosen: GraphRuntime) -> None:
+        """max_batch only where it changes the file: a runtime that plans memory for its largest batch, within its
+        limit (the others' files take any batch in one call, or batch 1 only: saying so, not ignoring it)."""
+        if self.max_batch is None or (chosen.batch_bound == "one" and self.max_batch == 1):
+            return
+        planned = ", ".join(f"{opt('format')} {f} ({r.title})" for f, r in formats().items()
+                            if r.batch_bound == "planned")
+        if chosen.batch_bound == "planned":
+            if chosen.largest_batch is not None and self.max_batch > chosen.largest_batch:
+                raise UsageError(f"{chosen.title} files take at most {chosen.largest_batch} images per call, not "
+                                 f"{opt('max_batch')} {self.max_batch}.", field="max_batch")
+            return
+        takes = "any batch in one call (a dynamic batch)" if chosen.batch_bound == "any" else "batch 1 only"
+        raise UsageError(f"{chosen.title} files take {takes}: {opt('max_batch')} sets the largest batch where the "
+                         f"runtime plans memory for it ({planned or 'no installed format'}).",
+                         hint=f"Drop {opt('max_batch')}.", field="max_batch")
 
     def _check_accuracy(self, chosen: GraphRuntime) -> None:
         if self.precision != "int8":

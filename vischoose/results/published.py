@@ -72,8 +72,10 @@ def latest_ok(profiles: Sequence[Profile]) -> list[Profile]:
 
 
 def _differences(p: Profile, device: str | None, dtype: str | None, batch: int | None,
-                 size: int | None) -> str:
-    graph = registry.is_graph(p.runtime)
+                 size: int | None, of_the_run: bool = True) -> str:
+    """How the row's conditions differ from the published figure's; of_the_run False for figures that do not depend
+    on how the model ran (FLOPs: counted on the eager model whatever the runtime and dtype)."""
+    graph = registry.is_graph(p.runtime) and of_the_run
     notes = [f"measured as the {p.dtype} graph on {p.runtime}"] if graph else []
     if device and not p.device.startswith(device):
         notes.append(f"measured on {p.device}")
@@ -97,8 +99,9 @@ def compare_profile(p: Profile, e: CatalogEntry) -> list[Comparison]:
         out.append(Comparison(p.model, "throughput, img/s", p.throughput_img_s, e.article_img_s, ARTICLE,
                               _differences(p, None, None, 64, e.article_input_size)))
     if p.gflops and e.gmacs:
-        out.append(Comparison(p.model, "GFLOPs per image (2 per MAC)", p.gflops, macs_to_flops(e.gmacs),
-                              "timm benchmark GMACs x 2", _differences(p, None, None, None, e.input_size)))
+        out.append(Comparison(p.model, "GFLOPs per image (2 per MAC), counted on the eager model", p.gflops,
+                              macs_to_flops(e.gmacs), "timm benchmark GMACs x 2",
+                              _differences(p, None, None, None, e.input_size, of_the_run=False)))
     if p.params_m and e.params:
         out.append(Comparison(p.model, "parameters, M", p.params_m, e.params_m, "timm create_model", ""))
     if p.weights_mb_fp32 and e.article_memory_mb:

@@ -25,6 +25,15 @@ class Artifact:
     note: str | None = None  # what to watch for: a recipe's caveat, a partly delegated program
     facts: dict[str, Any] = field(default_factory=dict)  # runtime-specific figures (delegated share, ...)
 
+    def note_given_speed(self, note: str | None, img_s: float | None, reference_img_s: float | None) -> str | None:
+        """`note` (one that holds this file's notes, '; '-joined) less the recipe's doubt about int8's speed (facts'
+        speed_caveat) where a measurement contradicts it: this file ran faster than the fp32 reference timed beside
+        it."""
+        caveat = self.facts.get("speed_caveat")
+        if not caveat or not note or not (img_s and reference_img_s) or img_s <= reference_img_s:
+            return note
+        return "; ".join(part for part in note.split("; ") if part != caveat) or None
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values for JSON."""
         return asdict(self)
@@ -39,7 +48,10 @@ class Artifact:
 class FileFacts:
     """What a deployable file records about itself, where its format has room (None: it does not say)."""
 
-    precision: str | None = None  # "int8" when the file holds quantized operators, "fp32" when it holds none
+    precision: str | None = None  # what the file's operators show ("int8", "fp32"); "unknown" when they show neither
     input_size: int | None = None  # the square input side the file was built for; None: dynamic or unknown
+    batch: tuple[int, int | None] | None = None  # the smallest and largest batch one call takes (None: no bound);
+    # None: the file does not say
+    input_dtype: str = "float32"  # the input tensor's type (a LiteRT int8 file takes int8)
     model: str | None = None  # the timm tag it was exported from (vischoose's ONNX metadata)
     extra: dict[str, Any] = field(default_factory=dict)  # runtime-specific facts the session needs (batch)

@@ -91,6 +91,16 @@ class Runtime:
 
 
 
+def _unread_note(title: str, precision: str | None) -> str:
+    """What open_file says of a file whose operators do not show its precision."""
+    from vischoose.errors import opt
+
+    if precision:
+        return f"the {title} file does not show its precision: labelled {precision} as {opt('precision')} says"
+    return (f"the {title} file does not show its precision: labelled unknown (pass {opt('precision')} if you "
+            "know it)")
+
+
 class GraphRuntime(Runtime):
     """A deployment runtime that runs an exported file: it builds the file from an eager timm model (export, lowering,
     int8 quantization on the user's calibration images) and runs it in a process that imports only the runtime.
@@ -100,6 +110,12 @@ class GraphRuntime(Runtime):
     build_revision: ClassVar[int] = 1  # raised when how vischoose builds this runtime's file changes: cached builds go
     hints: ClassVar[tuple[str, ...]] = ()  # precisions set when the file is run, not when it is built (bf16 on fp32 IR)
     builds_from_fp32: ClassVar[bool] = False  # int8 is built from the fp32 file (build's `source`), not the model
+    stores_metadata: ClassVar[bool] = False  # build writes its `metadata` into the file (else the file is the same
+    # whatever metadata was passed, and the graph cache keys it without)
+    batch_bound: ClassVar[str] = "any"  # what one call of a built file takes: "any" batch (a dynamic batch),
+    # "planned" (1 to build's max_batch: the runtime plans every buffer ahead for the largest, so the bound costs
+    # memory and the graph cache keys it) or "one" (a batch-1 file: a batch of N runs as N calls)
+    largest_batch: ClassVar[int | None] = None  # "planned": the largest max_batch a build takes
 
     def memory_plan(self, artifact: "Artifact") -> dict[str, Any] | None:
         """The runtime's own accounting of the file's memory, where it keeps one: {"total_mb", "note", ...}; None
@@ -117,33 +133,38 @@ class GraphRuntime(Runtime):
         return FileFacts()
 
     def open_file(self, path: str | Path, precision: str | None = None) -> Artifact:
-        """The artifact for a file as written (evaluate --graph): its precision as the file records it, else
-        `precision`, else fp32.
+        """The artifact for a file as written (evaluate --graph): its precision as the file's operators show it, else
+        `precision` as the user gives it, else "unknown" (never a guess).
 
         Raises:
-            UsageError: the file is missing, or `precision` contradicts what the file records.
+            UsageError: the file is missing, or `precision` contradicts what the file shows.
             DeployError: the runtime cannot read the file.
         """
         from vischoose.errors import UsageError, opt
         from vischoose.runtimes.artifact import Artifact
+        from vischoose.runtimes.precision import UNKNOWN, is_known
 
         path = Path(path).expanduser()
         if not path.is_file():
             raise UsageError(f"Graph file '{path}' does not exist.", hint="Give the file vischoose export wrote.")
         self.require()
         facts = self.inspect(path)
-        if precision and facts.precision and precision != facts.precision and precision not in self.hints:
-            raise UsageError(f"{path.name} is an {facts.precision} {self.title} file, not {opt('precision')} "
+        found = facts.precision if is_known(facts.precision) else None
+        if precision and found and precision != found and precision not in self.hints:
+            raise UsageError(f"{path.name} is an {found} {self.title} file, not {opt('precision')} "
                              f"{precision}.", hint=f"Drop {opt('precision')}: the file's own precision is used.",
                              field="precision")
-        chosen = precision or facts.precision or "fp32"
-        if chosen not in self.precisions:
+        chosen = precision or found or UNKNOWN
+        if chosen != UNKNOWN and chosen not in self.precisions:
             raise UsageError(f"{self.title} runs {', '.join(self.precisions)}, not {opt('precision')} {chosen}.",
                              field="precision")
         return Artifact(path=str(path.resolve()), runtime=self.name, precision=chosen, file_mb=self.file_mb(path),
                         build_s=0.0, input_size=facts.input_size or 0, facts={**facts.extra, "as_written": True},
-                        note=None if facts.precision or precision else
-                        f"{self.title} files do not record their precision: labelled fp32 (pass --precision if not)")
+                        note=None if found else _unread_note(self.title, precision))
+
+    def max_call_batch(self, facts: dict[str, Any]) -> int | None:
+        """The most images one call of a built file takes (its Artifact's facts); None: any batch in one call."""
+        return None
 
     def file_mb(self, path: Path) -> float:
         """MiB on disk of a file this runtime reads, every file it needs included."""
@@ -153,12 +174,14 @@ class GraphRuntime(Runtime):
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
-              source: Artifact | None = None) -> Artifact:
+              source: Artifact | None = None, max_batch: int = 1) -> Artifact:
         """Export `loaded` (and quantize it for int8, calibrated on `calibration`, preprocessed float32 NCHW images;
         None: random data, marked as such) into the file `out`. Imports torch; runs in a build process.
 
         metadata: key/values to store in the file where its format has room; source: this model's fp32 artifact
-        already built, which a quantizer may start from instead of exporting again.
+        already built, which a quantizer may start from instead of exporting again; max_batch: the largest batch one
+        call of the file must take, where the runtime plans memory for it (batch_bound "planned"; ignored by the
+        others, whose files take any batch or batch 1).
 
         Raises:
             DeployError: export, lowering or quantization failed (the operator named where the runtime says).

@@ -1,16 +1,28 @@
 """ExecuTorch with the XNNPACK delegate: the runtime a model ships in on a phone or an embedded board.
 
-build: torch.export at a static batch of 1 (a phone classifies one image at a time, and ExecuTorch plans every
-buffer ahead of time for the shapes it was exported with), lowered with XnnpackPartitioner; int8 goes through
-PT2E first (XNNPACKQuantizer, symmetric per-channel int8 weights and activations, calibrated on the user's
+build: torch.export at the batch the caller asks for, `max_batch` (ExecuTorch plans every buffer ahead of time for
+the largest shape it was exported with, so the batch has an upper bound and a larger one costs memory): a static
+batch of 1 by default (a phone classifies one image at a time), else a dynamic batch of 1 to max_batch (profile
+builds for the largest batch it measures, export for --max-batch); lowered with XnnpackPartitioner. int8 goes
+through PT2E first (XNNPACKQuantizer, symmetric per-channel int8 weights and activations, calibrated on the user's
 images; runtimes.pt2e). What XNNPACK did not take runs on ExecuTorch's portable CPU kernels, which are far slower:
 the Artifact's facts say how much was delegated and which operators were left out. Accuracy-aware int8 (export
 --max-accuracy-drop) ranks the conv and linear layers on PT2E's q/dq graph and builds again from the model with
 the worst modules left unannotated (a .pte cannot be quantized again, so each step is a whole build).
 
+Keeping a dynamic batch through XNNPACK takes two things (executorch 1.5.1, torch 2.14): lowering under torch's
+`backed_size_oblivious`, with the export's upper bound given back before memory planning (`_planned_for`), because
+re-tracing a convolution asks which conv backend a batch of 16 or more would use and that guard narrowed the batch to
+2..15 in the planned program; and reshapes written with -1 for the batch (`_batch_inferred`), since XNNPACK takes no
+reshape with a symbolic size but takes one inferred size. What XNNPACK still leaves out with a dynamic batch (a
+ViT's q/k/v slices: XNNPACK slices no dynamic tensor) runs on the portable kernels and the facts list it; a batch-1
+program has none of that. What the written program takes is read back from its own input metadata (`inspect`), not
+assumed; tests run the file at several batch sizes.
+
 session: ExecuTorch's Python runtime takes and returns torch tensors, so a session imports torch (only to wrap
-numpy arrays; no torch kernel runs). A batch of N runs the batch-1 program N times, as the deployed app would.
-XNNPACK's thread count is ExecuTorch's process-wide threadpool, set before the program is loaded.
+numpy arrays; no torch kernel runs). A batch runs in one call up to the program's largest batch (a static batch-1
+program: one call per image, and the rows say so). XNNPACK's thread count is ExecuTorch's process-wide threadpool,
+set before the program is loaded.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 from vischoose.errors import DeployError, opt
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Forward, GraphRuntime
+from vischoose.runtimes.quiet import quiet
 from vischoose.runtimes.torchexport import exportable
 
 if TYPE_CHECKING:
@@ -37,6 +50,9 @@ RECIPE = "xnnpack-pt2e-symmetric-per-channel"
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
 OPERATOR = r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"  # compiled on first use (re caches it): start-up
 DELEGATE_CALL = "executorch_call_delegate"
+MAX_BATCH = 64  # the largest max_batch a build takes (its buffers are planned for max_batch images)
+EXAMPLE_BATCH = 2  # the batch traced: torch.export specialises a dimension traced at 1
+NOT_OPERATORS = ("sym_size",)  # shape queries a dynamic program makes: no computation, on no kernel
 
 
 class ExecuTorch(GraphRuntime):
@@ -50,7 +66,9 @@ class ExecuTorch(GraphRuntime):
     suffix: ClassVar[str] = ".pte"
     format: ClassVar[str | None] = "pte"
     reverts_layers: ClassVar[bool] = True  # a module-name filter on the quantizer keeps chosen layers in float
-    build_revision: ClassVar[int] = 2  # 2: weight-standardised convolutions exported with their weight standardised
+    build_revision: ClassVar[int] = 3  # 2: weight-standardised convs exported standardised; 3: a batch up to max_batch
+    batch_bound: ClassVar[str] = "planned"  # buffers are planned ahead for the largest batch (build's max_batch)
+    largest_batch: ClassVar[int | None] = MAX_BATCH
     # the Python host binding: the pybindings import torch (about 700 MiB resident), which a phone app running the
     # C++ runtime does not have; imported before a memory baseline, it is not counted as the model's
     host_modules: ClassVar[tuple[str, ...]] = ("executorch.extension.pybindings.portable_lib", "executorch.runtime")
@@ -58,10 +76,11 @@ class ExecuTorch(GraphRuntime):
 
     def prepare_host(self, compiled: bool = False) -> str:
         """The pybindings (and torch, which they import) and the runtime's registry of backends and kernels."""
-        from executorch.runtime import Runtime as EtRuntime
+        with quiet():  # the runtime's start-up prints to stderr
+            from executorch.runtime import Runtime as EtRuntime
 
-        text = super().prepare_host()
-        EtRuntime.get()
+            text = super().prepare_host()
+            EtRuntime.get()
         return text
 
     def memory_plan(self, artifact: Artifact) -> dict[str, Any] | None:
@@ -77,19 +96,23 @@ class ExecuTorch(GraphRuntime):
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
-              source: Artifact | None = None) -> Artifact:
-        """Export, (quantize,) lower to XNNPACK and write the .pte program; see the module docstring.
+              source: Artifact | None = None, max_batch: int = 1) -> Artifact:
+        """Export, (quantize,) lower to XNNPACK and write the .pte program taking a batch of 1 to `max_batch` in one
+        call (its buffers planned for `max_batch` images); see the module docstring.
 
         Raises:
-            DeployError: export, quantization or lowering failed (naming the operator where ExecuTorch says).
+            DeployError: export, quantization or lowering failed (naming the operator where ExecuTorch says), or
+                `max_batch` outside 1..MAX_BATCH.
             UsageError: `out` cannot be written.
         """
-        return self._built(loaded, precision, out, input_size, calibration)
+        with quiet():
+            return self._built(loaded, precision, out, input_size, calibration, max_batch=max_batch)
 
     def build_excluding(self, loaded: "LoadedModel", fp32: Artifact, out: Path, calibration: "np.ndarray | None",
                         exclude: Sequence[str]) -> Artifact:
         """int8 from the model (a .pte cannot be quantized again), the modules named in `exclude` left in float."""
-        return self._built(loaded, "int8", out, fp32.input_size, calibration, exclude)
+        with quiet():
+            return self._built(loaded, "int8", out, fp32.input_size, calibration, exclude, calls_batch(fp32.facts))
 
     def rank_layers(self, loaded: "LoadedModel", fp32: Artifact, int8: Artifact, images: "np.ndarray",
                     calibration: "np.ndarray | None") -> list[Any]:
@@ -99,9 +122,9 @@ class ExecuTorch(GraphRuntime):
 
         from vischoose.runtimes import pt2e
 
-        example = (torch.zeros(1, 3, int8.input_size, int8.input_size),)
+        largest = calls_batch(int8.facts)
         with torch.no_grad(), exportable(loaded.model):  # the graph build_excluding quantizes, module names alike
-            module = _export(loaded, example).module()
+            module = _export(loaded, _example(int8.input_size, largest), largest).module()
             try:
                 return pt2e.rank_layers(pt2e.float_reference(module),
                                         pt2e.converted(module, _calibration(calibration, int8.input_size)[1]), images)
@@ -109,7 +132,7 @@ class ExecuTorch(GraphRuntime):
                 raise _deploy_error(loaded, "ranking int8 layers (PT2E)", err) from err
 
     def _built(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
-               calibration: "np.ndarray | None", exclude: Sequence[str] = ()) -> Artifact:
+               calibration: "np.ndarray | None", exclude: Sequence[str] = (), max_batch: int = 1) -> Artifact:
         import torch
 
         from vischoose.runtimes.artifact import Artifact
@@ -117,24 +140,24 @@ class ExecuTorch(GraphRuntime):
         self.require()
         out = Path(out)
         artifacts.check_writable(out)
-        example = (torch.zeros(1, 3, input_size, input_size),)
+        if precision not in self.precisions:
+            raise DeployError(f"{self.title} builds fp32 or int8, not {precision}.")
+        if not 1 <= max_batch <= MAX_BATCH:
+            raise DeployError(f"{self.title} programs take 1 to {MAX_BATCH} images per call, not {max_batch}.")
+        example = _example(input_size, max_batch)
         start = time.perf_counter()
         quantized: dict[str, Any] = {}
         with torch.no_grad(), exportable(loaded.model) as (unfused, std):
-            program = _export(loaded, example)
+            program = _export(loaded, example, max_batch)
             if precision == "int8":
-                program, quantized = _quantize(loaded, program, example, calibration, input_size, exclude)
-            elif precision != "fp32":
-                raise DeployError(f"{self.title} builds fp32 or int8, not {precision}.")
-            edge = _lower(loaded, program)
-        facts = {"batch": 1, "executorch": self.version(), "unfused_attention_blocks": unfused,
-                 "prestandardized_convs": std,
-                 **delegation(edge.exported_program().graph_module)}
-        data = edge.to_executorch().buffer
-        facts["memory_plan"] = program_plan(data)
+                program, quantized = _quantize(loaded, program, example, calibration, input_size, exclude, max_batch)
+            buffer, lowered = _lowered(loaded, program, max_batch)
+        lowered["memory_plan"] = program_plan(buffer)
         with artifacts.staging(out) as staged:
-            staged.write_bytes(data)
+            staged.write_bytes(buffer)
             artifacts.publish(staged, out)
+        facts = {**self._batch_facts(out), "executorch": self.version(), "unfused_attention_blocks": unfused,
+                 "prestandardized_convs": std, **lowered}
         build_s = time.perf_counter() - start - quantized.get("quantize_s", 0.0)
         return Artifact(path=str(out), runtime=self.name, precision=precision, file_mb=artifacts.file_mb(out),
                         build_s=build_s, input_size=input_size, quantize_s=quantized.get("quantize_s"),
@@ -143,22 +166,31 @@ class ExecuTorch(GraphRuntime):
                         calibration_images=quantized.get("calibration_images", 0), note=_note(facts), facts=facts)
 
     def inspect(self, path: Path) -> FileFacts:
-        """The batch and input side of the program's "forward" method (a .pte does not record its precision)."""
-        from executorch.runtime import Runtime as EtRuntime
-
+        """What the program says of itself: the batches and input side of its "forward" method (from its input
+        tensor's planned sizes and shape dynamism), and its precision from what XNNPACK runs (executorch_files)."""
+        from vischoose.runtimes import executorch_files
         from vischoose.runtimes.artifact import FileFacts
 
         try:
-            # the program stays referenced while its metadata is read: MethodMeta points into the program's memory,
-            # and reading it after the program was freed (a temporary) corrupted the heap, crashing later at random
-            program = EtRuntime.get().load_program(path)
-            meta = program.metadata("forward")
-            sizes = tuple(int(n) for n in meta.input_tensor_meta(0).sizes())
-            del meta, program
-        except (RuntimeError, ValueError) as err:
+            with quiet():
+                program = executorch_files.read_program(path)
+                sizes, dynamic = executorch_files.input_sizes(program)
+                found = executorch_files.precision(program)
+        except executorch_files.UNREADABLE as err:
             raise DeployError(f"ExecuTorch {self.version()} cannot read {path}: {artifacts.first_line(err)}") from err
-        return FileFacts(input_size=int(sizes[-1]) if len(sizes) == 4 else None,
-                         extra={"batch": int(sizes[0]) if sizes else 1})
+        largest = int(sizes[0]) if sizes else 1
+        return FileFacts(precision=found,
+                         input_size=int(sizes[-1]) if len(sizes) == 4 else None,
+                         batch=(1 if dynamic else largest, largest), extra=_batch_extra(largest, dynamic))
+
+    def max_call_batch(self, facts: dict[str, Any]) -> int | None:
+        """The program's planned largest batch (1 for a static batch-1 program)."""
+        return calls_batch(facts)
+
+    def _batch_facts(self, path: Path) -> dict[str, Any]:
+        """The batches the written program takes, read back from it (what the file says, not what was asked)."""
+        found = self.inspect(path)
+        return dict(found.extra)
 
     def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """Run the program's "forward" method image by image with `threads` XNNPACK threads (None: one per core).
@@ -173,20 +205,22 @@ class ExecuTorch(GraphRuntime):
         """
         import numpy as np
         import torch  # ExecuTorch's Python runtime exchanges torch tensors; no torch kernel runs here
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime as EtRuntime
 
         self.require()
-        _set_threadpool(portable_lib, threads)
         try:
-            program = EtRuntime.get().load_program(Path(artifact.path))
-            method = program.load_method("forward")
+            with quiet():  # the runtime's import and thread pool start-up print to stderr
+                from executorch.extension.pybindings import portable_lib
+                from executorch.runtime import Runtime as EtRuntime
+
+                _set_threadpool(portable_lib, threads)
+                program = EtRuntime.get().load_program(Path(artifact.path))
+                method = program.load_method("forward")
             global _METHOD_LOADED
             _METHOD_LOADED = True
         except (RuntimeError, ValueError) as err:
             raise DeployError(f"ExecuTorch {self.version()} cannot load {artifact.path}: "
                               f"{artifacts.first_line(err)}") from err
-        per_run = int(artifact.facts.get("batch", 1))
+        per_run = calls_batch(artifact.facts)
 
         def forward(batch: "np.ndarray") -> "np.ndarray":
             outs = []
@@ -204,6 +238,20 @@ class ExecuTorch(GraphRuntime):
 
 
 _METHOD_LOADED = False  # True once a method has loaded in this process: the threadpool's size is then fixed
+
+
+def _batch_extra(largest: int, dynamic: bool) -> dict[str, Any]:
+    """The facts a session needs: the largest batch one call takes, and whether smaller ones are taken too."""
+    return {"batch": "dynamic" if dynamic else largest, "max_batch": largest}
+
+
+def calls_batch(facts: dict[str, Any]) -> int:
+    """The most images one call of the program takes: its planned largest batch (1 for a static batch-1 program,
+    and for facts written before programs had a dynamic batch)."""
+    if "max_batch" in facts:
+        return int(facts["max_batch"])
+    batch = facts.get("batch", 1)
+    return int(batch) if isinstance(batch, int) else 1
 
 
 def _set_threadpool(portable_lib: Any, threads: int | None) -> None:
@@ -260,7 +308,9 @@ def delegation(graph_module: "torch.fx.GraphModule") -> dict[str, Any]:
 
 
 def _is_operator(node: Any) -> bool:
-    return node.op == "call_function" and node.target is not operator.getitem
+    if node.op != "call_function" or node.target is operator.getitem:
+        return False
+    return not str(getattr(node.target, "__name__", node.target)).startswith(NOT_OPERATORS)
 
 
 def _note(facts: dict[str, Any]) -> str | None:
@@ -272,13 +322,65 @@ def _note(facts: dict[str, Any]) -> str | None:
             f"nodes; {ops} run on ExecuTorch's portable CPU kernels, which are much slower")
 
 
-def _export(loaded: "LoadedModel", example: tuple["torch.Tensor"]) -> Any:
+def _example(input_size: int, max_batch: int) -> tuple["torch.Tensor"]:
+    """The input traced: batch 1 for a batch-1 program, else EXAMPLE_BATCH (torch.export specialises a dimension
+    traced at 1, so a dynamic batch is traced at 2)."""
     import torch
 
+    return (torch.zeros(1 if max_batch == 1 else EXAMPLE_BATCH, 3, input_size, input_size),)
+
+
+def _export(loaded: "LoadedModel", example: tuple["torch.Tensor"], max_batch: int, module: Any = None) -> Any:
+    """torch.export of the model (or of `module`, PT2E's converted graph): at a static batch of 1 for max_batch 1,
+    else with a dynamic batch of 1 to max_batch."""
+    import torch
+
+    dynamic = None if max_batch == 1 else ({0: torch.export.Dim("batch", min=1, max=max_batch)},)
     try:
-        return torch.export.export(loaded.model, example)
+        return torch.export.export(loaded.model if module is None else module, example, dynamic_shapes=dynamic)
     except _errors() as err:
         raise _deploy_error(loaded, "torch.export", err) from err
+
+
+def _largest_batch(program: Any, max_batch: int) -> int:
+    """The largest batch the model's own code allows, as torch.export found it (max_batch unless it says less)."""
+    uppers = [int(r.upper) for r in program.range_constraints.values() if str(r.upper).isdigit()]
+    return min(uppers + [max_batch])
+
+
+def _planned_for(program: Any, largest: int) -> None:
+    """Give the batch back the upper bound export found, before memory planning reads it.
+
+    Re-tracing the graph while lowering runs the fake convolution kernels, which pick a conv backend by asking
+    whether the batch reaches 16: with one torch thread the question is a plain guard that the size-oblivious mode
+    does not cover, and answered from the traced batch of 2 it narrowed the batch to 2..15 for good (a .pte planned
+    for 15 images). That choice only sets the fake tensors' strides; the model's code ran at export, whose bound
+    stands, so the upper bound is restored as export left it.
+    """
+    from torch.utils._sympy.value_ranges import ValueRanges
+
+    for node in program.graph.nodes:
+        shape = tuple(getattr(node.meta.get("val"), "shape", ())) if node.op == "placeholder" else ()
+        sym = getattr(shape[0], "node", None) if shape else None
+        if sym is not None and sym.expr in sym.shape_env.var_to_range:
+            low = sym.shape_env.var_to_range[sym.expr].lower
+            sym.shape_env.var_to_range[sym.expr] = ValueRanges(low, largest)
+
+
+def _batch_inferred(graph_module: "torch.fx.GraphModule") -> None:
+    """Write each reshape (edge dialect's view_copy) whose target has one symbolic size, the batch, with -1 there
+    instead: the same reshape, which XNNPACK takes (it takes no symbolic size, and one inferred size). A transform
+    pass of the lowering, so it sees the reshapes the decompositions made (flatten's)."""
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or "view_copy" not in str(node.target):
+            continue
+        shape = list(node.args[1])
+        symbolic = [i for i, size in enumerate(shape) if not isinstance(size, int)]
+        if len(symbolic) == 1 and -1 not in shape:
+            shape[symbolic[0]] = -1
+            node.args = (node.args[0], shape, *node.args[2:])
+    graph_module.graph.eliminate_dead_code()
+    graph_module.recompile()
 
 
 def _calibration(calibration: "np.ndarray | None", input_size: int) -> tuple[str, "np.ndarray"]:
@@ -291,31 +393,43 @@ def _calibration(calibration: "np.ndarray | None", input_size: int) -> tuple[str
 
 
 def _quantize(loaded: "LoadedModel", program: Any, example: tuple["torch.Tensor"], calibration: "np.ndarray | None",
-              input_size: int, exclude: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+              input_size: int, exclude: Sequence[str] = (), max_batch: int = 1) -> tuple[Any, dict[str, Any]]:
     """PT2E int8 (runtimes.pt2e: annotate for XNNPACK but the modules in `exclude`, observe the calibration images
     one at a time, convert), exported again."""
-    import torch
 
     from vischoose.runtimes import pt2e
 
     source, images = _calibration(calibration, input_size)
     start = time.perf_counter()
     try:
-        converted = torch.export.export(pt2e.converted(program.module(), images, exclude), example)
+        module = pt2e.converted(program.module(), images, exclude)
     except _errors() as err:
         raise _deploy_error(loaded, "int8 quantization (PT2E, XNNPACKQuantizer)", err) from err
+    converted = _export(loaded, example, max_batch, module)
     return converted, {"quantize_s": time.perf_counter() - start, "calibration": source,
                        "calibration_images": len(images) if source == "images" else 0}
 
 
-def _lower(loaded: "LoadedModel", program: Any) -> Any:
+def _lowered(loaded: "LoadedModel", program: Any, max_batch: int) -> tuple[bytes, dict[str, Any]]:
+    """The program lowered to XNNPACK and serialised, and how much XNNPACK took (delegation).
+
+    Both steps re-trace the graph under `backed_size_oblivious`: without it, a convolution's fake kernel asks
+    whether the batch reaches 16 (NNPACK's threshold), answers from the traced batch of 2, and narrows the planned
+    batch to 2..15 for good; a size-oblivious guard decides such questions without narrowing the batch.
+    """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
     )
     from executorch.exir import to_edge_transform_and_lower
+    from torch.fx.experimental import _config as fx_config
 
     try:
-        return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        with fx_config.patch(backed_size_oblivious=True):
+            edge = to_edge_transform_and_lower(program, transform_passes=[_batch_inferred],
+                                               partitioner=[XnnpackPartitioner()])
+            facts = delegation(edge.exported_program().graph_module)
+            _planned_for(edge.exported_program(), _largest_batch(program, max_batch))
+            return edge.to_executorch().buffer, facts
     except _errors() as err:
         raise _deploy_error(loaded, "lowering to XNNPACK", err) from err
 

@@ -62,6 +62,7 @@ class LiteRT(GraphRuntime):
     extra: ClassVar[str | None] = "litert"
     suffix: ClassVar[str] = ".tflite"
     format: ClassVar[str | None] = "tflite"
+    batch_bound: ClassVar[str] = "one"  # litert-torch lowers no dynamic batch of a timm graph: a batch-1 file
 
     def missing(self) -> str | None:
         """Not installed: the interpreter (ai-edge-litert) or the converter (litert-torch), which the extra brings."""
@@ -83,7 +84,7 @@ class LiteRT(GraphRuntime):
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
-              source: Artifact | None = None) -> Artifact:
+              source: Artifact | None = None, max_batch: int = 1) -> Artifact:
         """Convert (int8: quantize with PT2E first) and write the batch-1 .tflite; see the module docstring.
 
         Raises:
@@ -128,7 +129,8 @@ class LiteRT(GraphRuntime):
         kinds = {_dtype(tensors, index) for index in tensors}
         precision = "int8" if int8 else "fp32" if kinds <= {"float32", "int32", "int64", "bool"} else None
         io = read_io(interpreter)
-        return FileFacts(precision=precision, input_size=io["side"], extra={
+        batch = (1, None) if io["batch"] == "dynamic" else (io["batch"], io["batch"])
+        return FileFacts(precision=precision, input_size=io["side"], batch=batch, input_dtype=io["dtype"], extra={
             "batch": io["batch"], "layout": io["layout"], "io_dtype": io["dtype"], "compute_ops": len(compute),
             "int8_compute_ops": len(int8), "float_compute_ops": dict(sorted(floats.items())),
             "tensor_dtypes": sorted(kinds)})
@@ -145,6 +147,11 @@ class LiteRT(GraphRuntime):
                              "operators (float16 or int8 weights under float activations?): its precision is unknown.",
                              hint=f"Pass {opt('precision')} to label it.", field="precision")
         return artifact
+
+    def max_call_batch(self, facts: dict[str, Any]) -> int | None:
+        """The file's own batch (1 for the files vischoose builds); None for a file with a dynamic batch."""
+        batch = facts.get("batch")
+        return batch if isinstance(batch, int) else None
 
     def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
         """Run the file with `threads` XNNPACK threads (None: one per usable core; the interpreter's own default is

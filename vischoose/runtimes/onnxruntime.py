@@ -34,6 +34,7 @@ class OnnxRuntime(GraphRuntime):
     format: ClassVar[str] = "onnx"
     reverts_layers: ClassVar[bool] = True
     builds_from_fp32: ClassVar[bool] = True
+    stores_metadata: ClassVar[bool] = True  # vischoose.* metadata_props
     host_modules: ClassVar[tuple[str, ...]] = ("numpy",)  # its Python binding exchanges numpy arrays
 
     def prepare_host(self, compiled: bool = False) -> str:
@@ -64,7 +65,7 @@ class OnnxRuntime(GraphRuntime):
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
-              source: Artifact | None = None) -> Artifact:
+              source: Artifact | None = None, max_batch: int = 1) -> Artifact:
         """Export (checked against eager fp32) and, for int8, quantize with the family's recipe."""
         from vischoose.runtimes.artifact import Artifact
         from vischoose.runtimes.ortbuild import export_onnx
@@ -106,11 +107,13 @@ class OnnxRuntime(GraphRuntime):
         return Artifact(str(out), self.name, "int8", quant.file_mb, fp32.build_s, fp32.input_size,
                         quantize_s=quant.quantize_s, recipe=quant.recipe.name, calibration=quant.calibration,
                         calibration_images=quant.calibration_images, note=quant.recipe.note,
-                        facts={**fp32.facts, "family": family, "initializer_mb": _initializer_mb(out)})
+                        facts={**fp32.facts, "family": family, "initializer_mb": _initializer_mb(out),
+                               "speed_caveat": quant.recipe.note if quant.recipe.speed_caveat else None})
 
     def inspect(self, path: Path) -> FileFacts:
-        """int8 when the graph holds quantized operators (QDQ or integer MatMul/Conv); the input side and, for
-        vischoose's own files, the model from the metadata."""
+        """int8 when the graph holds quantized operators (QDQ or integer MatMul/Conv), fp32 when its float inputs and
+        weights are all float32, else unknown; the input side and batches and, for vischoose's own files, the model
+        from the metadata."""
         import onnx as onnx_lib
 
         from vischoose.runtimes.artifact import FileFacts
@@ -120,10 +123,10 @@ class OnnxRuntime(GraphRuntime):
         except Exception as err:  # onnx raises DecodeError, ValueError, ...: any means "not an ONNX file"
             raise DeployError(f"{path} is not an ONNX file onnx {onnx_lib.__version__} can read: "
                               f"{files.first_line(err)}") from err
-        quantized = any(n.op_type in INT8_OPS for n in proto.graph.node)
-        side = proto.graph.input[0].type.tensor_type.shape.dim[-1].dim_value if proto.graph.input else 0
+        dims = list(proto.graph.input[0].type.tensor_type.shape.dim) if proto.graph.input else []
+        side = dims[-1].dim_value if dims else 0
         meta = {p.key: p.value for p in proto.metadata_props}
-        return FileFacts(precision="int8" if quantized else "fp32", input_size=int(side) or None,
+        return FileFacts(precision=_precision(proto), input_size=int(side) or None, batch=_batch(dims),
                          model=meta.get("vischoose.tag"))
 
     def session(self, artifact: Artifact, threads: int | None, interleaved: bool = False) -> Forward:
@@ -139,3 +142,26 @@ def _initializer_mb(path: str | Path) -> float:
     from vischoose.runtimes.ortbuild import initializer_bytes
 
     return initializer_bytes(path) / files.MIB
+
+
+FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}  # onnx.TensorProto's float element types
+
+
+def _precision(proto: Any) -> str:
+    """int8 (quantized operators), fp32 (every float input and initializer float32) or unknown (fp16 weights, ...)."""
+    from vischoose.runtimes.precision import UNKNOWN
+
+    if any(n.op_type in INT8_OPS for n in proto.graph.node):
+        return "int8"
+    floats = {FLOAT_TYPES[t.data_type] for t in proto.graph.initializer if t.data_type in FLOAT_TYPES}
+    floats |= {FLOAT_TYPES[i.type.tensor_type.elem_type] for i in proto.graph.input
+               if i.type.tensor_type.elem_type in FLOAT_TYPES}
+    return "fp32" if floats == {"float32"} else UNKNOWN
+
+
+def _batch(dims: list[Any]) -> tuple[int, int | None] | None:
+    """(smallest, largest) batch of the first input: a named or missing size is dynamic, a number is fixed."""
+    if not dims:
+        return None
+    first = dims[0]
+    return (int(first.dim_value), int(first.dim_value)) if first.dim_value > 0 else (1, None)

@@ -99,17 +99,19 @@ class OpenVino(GraphRuntime):
         return why
 
     def inspect(self, path: Path) -> FileFacts:
-        """int8 when the IR holds FakeQuantize operations (NNCF's); the input side when it is static."""
+        """int8 when the IR holds FakeQuantize operations (NNCF's), fp32 when its float constants are all f32, else
+        unknown (f16-compressed weights, ...); the input side when it is static, and the batches it takes."""
         from vischoose.runtimes.artifact import FileFacts
 
         try:
             model = core().read_model(str(path))
         except RuntimeError as err:
             raise DeployError(f"OpenVINO {self.version()} cannot read {path}: {artifacts.first_line(err)}") from err
-        quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-        last = model.inputs[0].get_partial_shape()[-1] if model.inputs else None
-        return FileFacts(precision="int8" if quantized else "fp32",
-                         input_size=last.get_length() if last is not None and last.is_static else None)
+        shape = model.inputs[0].get_partial_shape() if model.inputs else None
+        last = shape[-1] if shape is not None else None
+        return FileFacts(precision=_precision(model),
+                         input_size=last.get_length() if last is not None and last.is_static else None,
+                         batch=_batch(shape))
 
     def file_mb(self, path: Path) -> float:
         """The .xml graph plus the .bin weights beside it."""
@@ -117,7 +119,7 @@ class OpenVino(GraphRuntime):
 
     def build(self, loaded: "LoadedModel", precision: str, out: Path, input_size: int,
               calibration: "np.ndarray | None", metadata: dict[str, str] | None = None,
-              source: Artifact | None = None) -> Artifact:
+              source: Artifact | None = None, max_batch: int = 1) -> Artifact:
         """Convert to IR with a dynamic batch (int8: quantize with NNCF, from `source`'s fp32 IR when given) and write
         out (.xml) with its .bin.
 
@@ -190,11 +192,15 @@ class OpenVino(GraphRuntime):
         Raises:
             DeployError: OpenVINO cannot compile or run the IR.
             UsageError: bf16 on a CPU without it (OpenVINO would quietly run f32 instead).
+
+        A file of unknown precision (evaluate --graph) runs with the f32 hint, which runs it as written.
         """
         import numpy as np
 
+        from vischoose.runtimes.precision import is_known
+
         self.require()
-        why = self.precision_supported(artifact.precision)
+        why = self.precision_supported(artifact.precision) if is_known(artifact.precision) else None
         if why is not None:
             raise UsageError(f"Cannot run {artifact.path} at {artifact.precision} here: {why}.")
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
@@ -288,3 +294,26 @@ def _quantize(loaded: "LoadedModel", model: Any, calibration: "np.ndarray | None
                        "calibration_images": len(images) if source == "images" else 0,
                        "recipe": f"nncf-ptq-{'transformer' if transformer else 'default'}",
                        "model_type": "transformer" if transformer else "default", "nncf": nncf.__version__}
+
+
+def _precision(model: Any) -> str:
+    """int8 (FakeQuantize), fp32 (every floating-point constant f32) or unknown."""
+    from vischoose.runtimes.precision import UNKNOWN
+
+    ops = list(model.get_ops())
+    if any(op.get_type_name() == "FakeQuantize" for op in ops):
+        return "int8"
+    floats = {op.get_element_type().get_type_name() for op in ops
+              if op.get_type_name() == "Constant" and op.get_element_type().is_real()}
+    return "fp32" if floats <= {"f32"} else UNKNOWN
+
+
+def _batch(shape: Any) -> tuple[int, int | None] | None:
+    """(smallest, largest) batch of the input's first dimension (largest None: no bound)."""
+    if shape is None or shape.rank.is_dynamic or len(shape) == 0:
+        return None
+    first = shape[0]
+    if first.is_static:
+        return (first.get_length(), first.get_length())
+    largest = first.get_max_length()
+    return (max(first.get_min_length(), 1), None if largest < 0 else largest)

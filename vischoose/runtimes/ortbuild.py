@@ -44,13 +44,15 @@ class Recipe:
     static: bool  # static (calibrated QDQ) or dynamic (activations quantized at run time)
     description: str
     note: str | None = None  # what to watch for with this family
+    speed_caveat: bool = False  # the note doubts int8's speed: shown only where no measurement says otherwise
     reduce_range: bool = False  # 7-bit weights, for x86 CPUs without VNNI (machine.int8_saturates)
 
 
 RECIPES = {
     "convolutional": Recipe("static-qdq-u8s8", True, "static QDQ, per-channel int8 weights, uint8 activations"),
     "depthwise": Recipe("static-qdq-u8s8", True, "static QDQ, per-channel int8 weights, uint8 activations",
-                        note="depthwise convolutions often run no faster in int8 on CPU: measure before shipping"),
+                        note="depthwise convolutions often run no faster in int8 on CPU: measure before shipping",
+                        speed_caveat=True),
     "transformer": Recipe("dynamic-matmul-s8", False, "dynamic int8 MatMul/Gemm, per-channel weights"),
     "hybrid": Recipe("dynamic-matmul-s8", False, "dynamic int8 MatMul/Gemm, per-channel weights",
                      note="the convolutional stem stays fp32; only the transformer part is int8"),

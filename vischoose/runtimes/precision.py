@@ -14,6 +14,7 @@ PRECISIONS = tuple(DTYPE_OF)
 TORCH_DTYPES = ("float32", "bfloat16", "float16")  # what torch eager runs (--dtype)
 BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0}
 FIDELITY = {"fp32": 0, "bf16": 1, "fp16": 1, "int8": 2}  # which precision to keep when several fit: lowest first
+UNKNOWN = "unknown"  # a file's precision that nothing in it shows: never guessed as fp32
 
 
 def dtype_of(precision: str) -> str:
@@ -29,13 +30,18 @@ def dtype_of(precision: str) -> str:
 
 
 def precision_of(dtype: str) -> str:
-    """The short name of a dtype name (float32 -> fp32); a short name is returned as it is."""
+    """The short name of a dtype name (float32 -> fp32); a short name (and "unknown") is returned as it is."""
     return PRECISION_OF.get(dtype, dtype)
 
 
 def bytes_per_param(dtype: str) -> float:
     """Bytes one parameter takes at a dtype (or precision)."""
     return BYTES_PER_PARAM[DTYPE_OF.get(dtype, dtype)]
+
+
+def is_known(precision: str | None) -> bool:
+    """Whether a file's precision was read from it (not None, not UNKNOWN)."""
+    return precision is not None and precision != UNKNOWN
 
 
 class Variant(NamedTuple):
