@@ -392,9 +392,31 @@ def test_text_report_gives_the_held_out_drop_and_the_float_layers(capsys, monkey
 
     monkeypatch.setattr(report_profile, "preprocessing_note", lambda config: "224 px")
     report_profile.show_export(rejected_report(), as_json=False)
-    assert ("accuracy: top-1 on 4 held-out images (the layers were chosen on 5 others): fp32 100.0%, plain int8 "
-            "75.0%, shipped int8 75.0% (drop 25.0 points, above the limit of 1); layers in float (1 of 50, 2 int8 "
-            "builds): conv_stem.\n") in capsys.readouterr().out
+    assert ("accuracy: int8 is judged by --max-accuracy-drop 1 on the held-out images, not by --min-agreement (the "
+            "agreement gate does not apply); top-1 on 4 held-out images (the layers were chosen on 5 others): fp32 "
+            "100.0%, plain int8 75.0% (drop 25.00 points), shipped int8 75.0% (drop 25.00 points: above the limit of "
+            "1); layers in float (1 of 50, 2 int8 builds): conv_stem.\n") in capsys.readouterr().out
+
+
+def test_a_drop_whose_interval_spans_the_limit_is_said_to_be_indistinguishable_from_it(capsys, monkeypatch):
+    """One image of 37 (issue 34: 'an OpenVINO rejection for drop 2.7 points that is one image of 37'): the paired
+    interval of the drop holds values on both sides of a 1-point limit, and the report says so with the interval."""
+    from vischoose.inference.intervals import paired_difference
+    from vischoose.report import profile as report_profile
+
+    fp32, shipped = [True] * 30 + [False] * 7, [True] * 29 + [False] * 8
+    drop = paired_difference(fp32, shipped)
+    assert drop.value == pytest.approx(100 / 37) and drop.low < 1.0 < drop.high
+    from dataclasses import replace
+
+    report = rejected_report()
+    aware = replace(report.accuracy, held_out_images=37, drop_pts=drop.value, drop_low=drop.low, drop_high=drop.high)
+    assert aware.decided().startswith("above on these images, but indistinguishable from the limit at this sample "
+                                      "size (37 held-out images")
+    monkeypatch.setattr(report_profile, "preprocessing_note", lambda config: "224 px")
+    report_profile.show_export(replace(report, accuracy=aware), as_json=False)
+    out = capsys.readouterr().out
+    assert f"drop {drop.value:.2f} points, 95 % CI {drop.low:.1f} to {drop.high:.1f} (paired): above on these " in out
 
 
 def test_a_drop_equal_to_the_limit_meets_it_despite_float_rounding():

@@ -363,12 +363,13 @@ def test_cloud_serves_a_verified_graph_on_cpu_but_torch_where_the_model_runs_on_
 
 
 def aware(model, met=True, top1=84.0, fp32_top1=85.0, layers=("blocks.0.attn.qkv.weight",), file_mb=None,
-          quantizable=None, choice_drop=None):
+          quantizable=None, choice_drop=None, drop_ci=(None, None)):
     """A stored accuracy-aware int8 evaluation (recommend --data DIR --max-accuracy-drop 1) on held-out images."""
     return EvalResult(model=model, tag=catalog.load()[model].tag, dataset="/data/val", images=50, top1=top1,
                       top5=95.0, dtype="int8", runtime="onnxruntime", fp32_top1=fp32_top1, max_accuracy_drop=1.0,
                       reverted_layers=list(layers), accuracy_met=met, file_mb=file_mb,
-                      quantizable_layers=quantizable, choice_drop_pts=choice_drop)
+                      quantizable_layers=quantizable, choice_drop_pts=choice_drop, drop_low=drop_ci[0],
+                      drop_high=drop_ci[1])
 
 
 def test_accuracy_aware_int8_that_missed_its_limit_is_not_used_and_says_why():
@@ -393,6 +394,22 @@ def test_accuracy_aware_int8_missed_on_the_choice_images_is_rejected_with_that_d
     assert ("onnxruntime int8 not used: int8 loses 2.0 top-1 points on the images that chose the layers and 0.5 "
             "top-1 points on 50 held-out images of /data/val even with 8 of 50 layers in float "
             "(--max-accuracy-drop 1)") in flagged(vit.reasons)
+
+
+def test_a_rejection_whose_interval_spans_the_limit_says_the_sample_cannot_decide_it():
+    """A held-out drop of 1.5 points with a 95 % interval of -0.5 to 3.5 does not show int8 breaks a 1-point limit:
+    the reason gives the interval and says more images would decide it; an interval wholly above it says nothing."""
+    close = aware("vit_b16", met=False, top1=83.5, layers=["a.weight"] * 3, quantizable=50, choice_drop=1.5,
+                  drop_ci=(-0.5, 3.5))
+    rejected = {c.model: c for c in run(ORT_MOBILE, evals=[close], max_memory_mb=100).rejected}
+    reasons = " ".join(flagged(rejected["vit_b16"].reasons))
+    assert "1.5 top-1 points on 50 held-out images (95 % CI -0.5 to 3.5, paired) of /data/val" in reasons
+    assert "indistinguishable from the limit at this sample size (50 held-out images)" in reasons
+    far = aware("vit_b16", met=False, top1=80.0, layers=["a.weight"] * 3, quantizable=50, choice_drop=4.0,
+                drop_ci=(2.5, 7.5))
+    rejected = {c.model: c for c in run(ORT_MOBILE, evals=[far], max_memory_mb=100).rejected}
+    reasons = " ".join(flagged(rejected["vit_b16"].reasons))
+    assert "(95 % CI 2.5 to 7.5, paired)" in reasons and "indistinguishable" not in reasons
 
 
 def test_accuracy_aware_int8_ranks_on_its_held_out_top1_and_its_own_file_size():

@@ -21,6 +21,7 @@ from vischoose.errors import DatasetError, opt
 from vischoose.inference import images as image_io
 from vischoose.inference.calibration import spread
 from vischoose.inference.datasets import Sample
+from vischoose.inference.intervals import paired_difference
 from vischoose.runtimes import files
 from vischoose.runtimes.artifact import Artifact
 from vischoose.runtimes.base import Forward, GraphRuntime
@@ -81,6 +82,20 @@ class AccuracyAware:
     choice_drop_pts: float  # the same drop on the choice images
     steps: tuple[Step, ...]
     candidates: int  # quantizable layers the ranking covered
+    drop_low: float | None = None  # drop_pts' 95 % interval on the held-out images (paired, Newcombe), points
+    drop_high: float | None = None
+    plain_drop_low: float | None = None  # plain_drop_pts' interval
+    plain_drop_high: float | None = None
+
+    def decided(self) -> str:
+        """How the limit judged the shipped file: within, above, or indistinguishable from it at this sample size (the
+        drop's 95 % interval holds values on both sides of the limit)."""
+        if self.drop_low is None or self.drop_high is None:
+            return "within" if self.met else "above"
+        if self.drop_low <= self.max_drop_pts < self.drop_high:
+            return (f"{'within' if self.met else 'above'} on these images, but indistinguishable from the limit at "
+                    f"this sample size ({self.held_out_images} held-out images: the interval holds both sides)")
+        return "within" if self.met else "above"
     ranking: str = "sqnr-lost-db"  # per-layer SQNR lost, fp32 vs int8 (runtimes.sensitivity)
 
 
@@ -132,11 +147,17 @@ def preprocess(samples: Sequence[Sample], transform: Any, source: str,
 
 def top1(forward: Forward, labelled: Labelled) -> float:
     """Top-1 accuracy (%) of a forward pass on preprocessed labelled images."""
-    hits = 0
+    found = right(forward, labelled)
+    return 100.0 * sum(found) / len(found)
+
+
+def right(forward: Forward, labelled: Labelled) -> list[bool]:
+    """Whether the forward pass gets each image's class right, in order (what a paired interval is taken over)."""
+    hits: list[bool] = []
     for i in range(0, len(labelled), BATCH):
         logits = forward(labelled.batch[i:i + BATCH])
-        hits += int((logits.argmax(axis=-1) == labelled.targets[i:i + BATCH]).sum())
-    return 100.0 * hits / len(labelled)
+        hits += [bool(h) for h in logits.argmax(axis=-1) == labelled.targets[i:i + BATCH]]
+    return hits
 
 
 def within(drop_pts: float, max_drop_pts: float) -> bool:
@@ -201,12 +222,15 @@ def _better(best: _Candidate, found: _Candidate) -> _Candidate:
 def _figures(runtime: GraphRuntime, fp32_run: Forward, plain: Artifact, best: _Candidate, held_out: Labelled,
              max_drop_pts: float, choice_images: int, steps: tuple[Step, ...], candidates: int) -> AccuracyAware:
     """The chosen candidate measured on the held-out images, beside fp32 and plain int8."""
-    fp32_top1 = top1(fp32_run, held_out)
-    int8_top1 = top1(runtime.session(plain, None), held_out)
-    chosen = top1(runtime.session(best.artifact, None), held_out) if best.layers else int8_top1
-    met = within(best.drop, max_drop_pts) and within(fp32_top1 - chosen, max_drop_pts)
+    fp32 = right(fp32_run, held_out)
+    plain_right = right(runtime.session(plain, None), held_out)
+    shipped = right(runtime.session(best.artifact, None), held_out) if best.layers else plain_right
+    drop, plain_drop = paired_difference(fp32, shipped), paired_difference(fp32, plain_right)
+    met = within(best.drop, max_drop_pts) and within(drop.value, max_drop_pts)
     return AccuracyAware(max_drop_pts=max_drop_pts, met=met, reverted=tuple(layer.node for layer in best.layers),
                          reverted_weights=tuple(layer.weight for layer in best.layers), choice_images=choice_images,
-                         held_out_images=len(held_out), fp32_top1=fp32_top1, int8_top1=int8_top1, top1=chosen,
-                         drop_pts=fp32_top1 - chosen, plain_drop_pts=fp32_top1 - int8_top1,
-                         choice_drop_pts=best.drop, steps=steps, candidates=candidates)
+                         held_out_images=len(held_out), fp32_top1=100.0 * sum(fp32) / len(fp32),
+                         int8_top1=100.0 * sum(plain_right) / len(fp32), top1=100.0 * sum(shipped) / len(fp32),
+                         drop_pts=drop.value, plain_drop_pts=plain_drop.value, choice_drop_pts=best.drop, steps=steps,
+                         candidates=candidates, drop_low=drop.low, drop_high=drop.high, plain_drop_low=plain_drop.low,
+                         plain_drop_high=plain_drop.high)

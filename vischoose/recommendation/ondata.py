@@ -23,7 +23,7 @@ from vischoose.errors import NoModelFitsError
 from vischoose.inference import intervals
 from vischoose.recommendation.candidates import Candidate
 from vischoose.recommendation.choose import Recommendation
-from vischoose.recommendation.wording import float_layers, missed_limit
+from vischoose.recommendation.wording import drop_interval, float_layers, missed_limit, undecided
 from vischoose.records import EvalResult
 from vischoose.runtimes import registry
 from vischoose.runtimes.precision import Variant
@@ -133,7 +133,8 @@ def _logged(cand: Candidate, result: EvalResult) -> str:
     drop = "?" if result.drop_pts is None else f"{result.drop_pts:.1f}"
     return (f"{head}: accuracy-aware int8{size}, {float_layers(result)} in float, top-1 "
             f"{intervals.wilson(round(result.top1 * result.images / 100), result.images).text()} on "
-            f"{result.images} held-out images, drop {drop} points (limit {result.max_accuracy_drop:g})")
+            f"{result.images} held-out images, drop {drop} points{drop_interval(result)} "
+            f"(limit {result.max_accuracy_drop:g}){undecided(result)}")
 
 
 def evaluate_candidate(cand: Candidate, preset: presets.Preset, data: DataSet,
@@ -195,7 +196,9 @@ def _accuracy_aware(cand: Candidate, data: DataSet,
             return EvalResult(model=cand.model, tag=cand.tag, dataset=str(data.path), dataset_id=data.fingerprint,
                               images=aware.held_out_images if aware else 0, top1=aware.top1 if aware else 0.0,
                               top5=float("nan"), fp32_top1=aware.fp32_top1 if aware else None,
-                              runtime=runtime.name, dtype="int8", accuracy_met=False, **facts)
+                              runtime=runtime.name, dtype="int8", accuracy_met=False,
+                              drop_low=aware.drop_low if aware else None,
+                              drop_high=aware.drop_high if aware else None, **facts)
         held_out = LabelledImages(str(data.path), data.split.held_out if data.split else ())
         outcome = evaluate(EvaluateRequest(str(data.path), cand.model, labels=labels, graph=str(out)), progress,
                            labelled=held_out)

@@ -55,9 +55,24 @@ def missed_limit(ev: EvalResult) -> str:
     if ev.choice_drop_pts is not None:
         drops.append(f"{ev.choice_drop_pts:.1f} top-1 points on the images that chose the layers")
     if ev.drop_pts is not None:
-        drops.append(f"{ev.drop_pts:.1f} top-1 points on {ev.images} held-out images")
+        drops.append(f"{ev.drop_pts:.1f} top-1 points on {ev.images} held-out images{drop_interval(ev)}")
     lost = " and ".join(drops) or "top-1 points"
-    return f"int8 loses {lost} of {ev.dataset} even with {float_layers(ev)} in float ({limit})"
+    return f"int8 loses {lost} of {ev.dataset} even with {float_layers(ev)} in float ({limit}){undecided(ev)}"
+
+
+def drop_interval(ev: EvalResult) -> str:
+    """' (95 % CI 0.4 to 2.9, paired)' where the held-out drop's interval is known."""
+    return "" if ev.drop_low is None or ev.drop_high is None else (
+        f" (95 % CI {ev.drop_low:.1f} to {ev.drop_high:.1f}, paired)")
+
+
+def undecided(ev: EvalResult) -> str:
+    """'; indistinguishable from the limit at this sample size' when the held-out drop's 95 % interval holds values
+    on both sides of max_accuracy_drop: more images would decide it (deploy.accuracy.AccuracyAware.decided)."""
+    low, high, limit = ev.drop_low, ev.drop_high, ev.max_accuracy_drop
+    if low is None or high is None or limit is None or not low <= limit < high:
+        return ""
+    return f"; indistinguishable from the limit at this sample size ({ev.images} held-out images)"
 
 
 def measured_top1_note(ev: EvalResult, variant: Variant) -> str:

@@ -8,7 +8,13 @@ from typing import Any, Callable, Iterator, Sequence
 from vischoose import paths
 from vischoose.errors import UsageError, named, opt
 from vischoose.report.flags import echo, flag_of
-from vischoose.report.tables import batch_text, emit_json, fmt, preprocessing_note, table
+from vischoose.report.tables import (
+    batch_text,
+    emit_json,
+    fmt,
+    preprocessing_note,
+    table,
+)
 from vischoose.runtimes import registry
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
@@ -283,17 +289,26 @@ def _export_row(v: Any, runtime: str, measured: bool) -> list[str]:
 
 
 def _accuracy_note(aware: Any) -> str:
-    """--max-accuracy-drop: top-1 on the held-out images, and the layers kept in float."""
+    """--max-accuracy-drop: the rule that decided, top-1 on the held-out images with each drop's interval, and the
+    layers kept in float."""
     if aware.candidates:
         names = ", ".join(w.removesuffix(".weight") for w in aware.reverted_weights) or "none helped"
         layers = f"layers in float ({len(aware.reverted)} of {aware.candidates}, {len(aware.steps)} int8 builds): {names}"
     else:
         layers = "no layer in float: plain int8 met the limit on the choice images"
-    verdict = "within" if aware.met else "above"
-    return (f"accuracy: top-1 on {aware.held_out_images} held-out images (the layers were chosen on "
-            f"{aware.choice_images} others): fp32 {aware.fp32_top1:.1f}%, plain int8 {aware.int8_top1:.1f}%, "
-            f"shipped int8 {aware.top1:.1f}% (drop {aware.drop_pts:.1f} points, {verdict} the limit of "
-            f"{aware.max_drop_pts:g}); {layers}.")
+    return (f"accuracy: int8 is judged by `max_accuracy_drop` {aware.max_drop_pts:g} on the held-out images, not by "
+            f"`min_agreement` (the agreement gate does not apply); top-1 on {aware.held_out_images} held-out images "
+            f"(the layers were chosen on {aware.choice_images} others): fp32 {aware.fp32_top1:.1f}%, plain int8 "
+            f"{aware.int8_top1:.1f}% (drop {_drop(aware.plain_drop_pts, aware.plain_drop_low, aware.plain_drop_high)}), "
+            f"shipped int8 {aware.top1:.1f}% (drop {_drop(aware.drop_pts, aware.drop_low, aware.drop_high)}: "
+            f"{aware.decided()} the limit of {aware.max_drop_pts:g}); {layers}.")
+
+
+def _drop(value: float, low: float | None, high: float | None) -> str:
+    """'2.70 points, 95 % CI -2.9 to 8.4 (paired)', or the points alone where no interval was taken."""
+    if low is None or high is None:
+        return f"{value:.2f} points"
+    return f"{value:.2f} points, 95 % CI {low:.1f} to {high:.1f} (paired)"
 
 
 def input_text(rep: Any) -> str:
