@@ -49,8 +49,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own VISCHOOSE_HOME, machine folder (the machine peak) and an empty hub cache."""
+def isolated_home(tmp_path, monkeypatch, request) -> Path:
+    """Every test gets its own VISCHOOSE_HOME, machine folder (the machine peak, seeded unless the test is marked
+    measures_peak) and an empty hub cache."""
     home = tmp_path / "vischoose-home"
     monkeypatch.setenv("VISCHOOSE_HOME", str(home))
     monkeypatch.setenv("VISCHOOSE_MACHINE_DIR", str(tmp_path / "vischoose-machine"))
@@ -67,7 +68,19 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    if request.node.get_closest_marker("measures_peak") is None:
+        _seed_machine_peaks()
     return home
+
+
+def _seed_machine_peaks() -> None:
+    """The machine peak of every CPU dtype and thread count a test can ask for, as a previous run would have cached
+    it: a profile in a test times its model, not seconds of 4096^3 matmuls (tests marked measures_peak time them)."""
+    from tests.profhelpers import seed_peak
+
+    for threads in range(1, (os.cpu_count() or 1) + 1):
+        for dtype in ("float32", "bfloat16", "float16"):
+            seed_peak(threads, dtype)
 
 
 @pytest.fixture

@@ -176,6 +176,7 @@ def test_a_child_killed_in_the_memory_pass_is_rerun_with_the_smaller_batches(iso
 
 
 @pytest.mark.slow
+@pytest.mark.measures_peak
 def test_the_machine_peak_is_measured_last_and_a_crash_there_spares_the_rows(isolated_home):
     runs = profiling.profile_models(ProfileRequest.build(models=(TINY,), **FAST),
                                     runner=kill_when(TINY, "machine peak (once)"))
