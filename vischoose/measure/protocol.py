@@ -37,6 +37,7 @@ class Job:
     batch: int | None = None  # an optimize trial: its batch size
     reference: str | None = None  # an optimize trial: the fp32 logits it is compared with (.npy)
     serve: dict[str, Any] | None = None  # a server-scenario child (measure.serving_child): instances, threads, ...
+    app: dict[str, Any] | None = None  # an application child (measure.application): preprocessing, photos
 
     def __getattr__(self, name: str) -> Any:  # the protocol's own options: job.dtype is job.request.dtype
         if name.startswith("__"):

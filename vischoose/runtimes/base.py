@@ -10,6 +10,7 @@ torch) runs that file on a batch. Measuring, evaluating, exporting and recommend
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from vischoose.models.loading import LoadedModel
     from vischoose.runtimes.artifact import Artifact, FileFacts
+    from vischoose.runtimes.layers import LayerProfile
 
 Forward = Callable[["np.ndarray"], "np.ndarray"]  # float32 NCHW batch -> float32 (batch x classes) logits
 
@@ -47,6 +49,7 @@ class Runtime:
     suffix: ClassVar[str] = ""  # GraphRuntime: the file name ending of what build writes (".onnx")
     format: ClassVar[str | None] = None  # GraphRuntime: `vischoose export --format` value for its files
     reverts_layers: ClassVar[bool] = False  # GraphRuntime: int8 can keep chosen layers in float (--max-accuracy-drop)
+    host_modules: ClassVar[tuple[str, ...]] = ()  # what the host binding imports beside `module`, before any model
 
     def missing(self) -> str | None:
         """None when the runtime can run here, else why not (not installed, wrong CPU)."""
@@ -72,6 +75,20 @@ class Runtime:
         return None if precision in self.precisions else (
             f"{self.name} runs {', '.join(self.precisions)}, not {precision}")
 
+    def import_host(self) -> None:
+        """Import what a process running this runtime loads before any model: `module` and `host_modules` (a cold
+        start's first step)."""
+        for name in (self.module, *self.host_modules):
+            importlib.import_module(name)
+
+    def layer_profile(self, artifact: Any, batch: int, threads: int | None, runs: int = 10) -> "LayerProfile":
+        """One inference of `artifact` at `batch`, operator by operator, from the runtime's own profiler (`runs`
+        profiled inferences after a warm-up; medians), the operators off its fast path named (runtimes.layers).
+
+        Raises:
+            DeployError: the runtime cannot load or run the artifact.
+        """
+        raise NotImplementedError
 
 
 class GraphRuntime(Runtime):

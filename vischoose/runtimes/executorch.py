@@ -32,11 +32,15 @@ if TYPE_CHECKING:
 
     from vischoose.models.loading import LoadedModel
     from vischoose.runtimes.artifact import Artifact, FileFacts
+    from vischoose.runtimes.layers import LayerProfile
 
 RECIPE = "xnnpack-pt2e-symmetric-per-channel"
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
 OPERATOR = r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"  # compiled on first use (re caches it): start-up
 DELEGATE_CALL = "executorch_call_delegate"
+WARMUP_RUNS = 2
+PORTABLE_PREFIX = "native_call_"  # an ETDump event of an operator run by a portable (or optimized) CPU kernel
+WRAPPERS = ("OPERATOR_CALL", "DELEGATE_CALL", "Method::execute")  # ETDump events that wrap the operators' own
 
 
 class ExecuTorch(GraphRuntime):
@@ -51,6 +55,8 @@ class ExecuTorch(GraphRuntime):
     format: ClassVar[str | None] = "pte"
     reverts_layers: ClassVar[bool] = True  # a module-name filter on the quantizer keeps chosen layers in float
     build_revision: ClassVar[int] = 2  # 2: weight-standardised convolutions exported with their weight standardised
+    # the Python bindings (and torch, which they import) and the runtime's registry: what a process loads before a model
+    host_modules: ClassVar[tuple[str, ...]] = ("executorch.extension.pybindings.portable_lib", "executorch.runtime")
 
     def version(self) -> str:
         """The installed executorch package's version (the module has no __version__)."""
@@ -162,8 +168,7 @@ class ExecuTorch(GraphRuntime):
         try:
             program = EtRuntime.get().load_program(Path(artifact.path))
             method = program.load_method("forward")
-            global _METHOD_LOADED
-            _METHOD_LOADED = True
+            _loaded_a_method()
         except (RuntimeError, ValueError) as err:
             raise DeployError(f"ExecuTorch {self.version()} cannot load {artifact.path}: "
                               f"{artifacts.first_line(err)}") from err
@@ -182,6 +187,82 @@ class ExecuTorch(GraphRuntime):
 
         forward.program = program  # type: ignore[attr-defined]  # the method runs in the program's memory
         return forward
+
+
+    def layer_profile(self, artifact: Artifact, batch: int, threads: int | None, runs: int = 10) -> LayerProfile:
+        """ExecuTorch's ETDump (the program loaded with enable_etdump) read by its devtools Inspector: each XNNPACK
+        operator inside each delegate call (XNNPACK's own per-operator profiler) and each operator a portable CPU kernel
+        ran, which is off the fast path; medians over `runs` program calls after WARMUP_RUNS, at the file's batch."""
+        import tempfile
+
+        import torch  # ExecuTorch's Python runtime exchanges torch tensors; no torch kernel runs here
+        from executorch.devtools import Inspector
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime as EtRuntime
+
+        from vischoose.runtimes.agreement import random_batch
+        from vischoose.runtimes.layers import LayerProfile, median_layers
+
+        self.require()
+        _set_threadpool(portable_lib, threads)
+        per_run = int(artifact.facts.get("batch", 1))
+        x = torch.from_numpy(random_batch(artifact.input_size, n=per_run))
+        with tempfile.TemporaryDirectory(prefix="vischoose-etdump-") as tmp:
+            try:
+                program = EtRuntime.get().load_program(Path(artifact.path), enable_etdump=True)
+                method = program.load_method("forward")
+                _loaded_a_method()
+                for _ in range(WARMUP_RUNS + runs):
+                    method.execute([x])
+                program.write_etdump_result_to_file(f"{tmp}/run.etdp", None)
+            except (RuntimeError, ValueError) as err:
+                raise DeployError(f"ExecuTorch {self.version()} cannot profile {artifact.path}: "
+                                  f"{artifacts.first_line(err)}") from err
+            blocks = Inspector(etdump_path=f"{tmp}/run.etdp").event_blocks
+        events = [e for b in blocks if b.name == "Execute" for e in b.events]
+        total = next((e for e in events if e.name == "Method::execute"), None)
+        return LayerProfile(self.name, artifact.precision, f"ExecuTorch {self.version()} ETDump (devtools Inspector)",
+                            per_run, threads, runs, None if total is None else _timed(total)[1],
+                            median_layers(_etdump_runs(events, runs)),
+                            note="XNNPACK operators are named per delegate call ([call N]); a portable kernel runs "
+                                 "outside XNNPACK, converting layouts at each boundary")
+
+
+def _loaded_a_method() -> None:
+    global _METHOD_LOADED
+    _METHOD_LOADED = True
+
+
+def _timed(event: Any) -> tuple[list[float], float]:
+    """An ETDump event's per-call milliseconds (warm-up calls dropped) and their median."""
+    import statistics
+
+    raw = list(event.perf_data.raw)[WARMUP_RUNS:] if event.perf_data is not None else []
+    return raw, statistics.median(raw) if raw else 0.0
+
+
+def _etdump_runs(events: list[Any], runs: int) -> list[dict[str, tuple[str, float, str, str | None]]]:
+    """Per program call, {operator: (type, ms, kernel, why off the fast path)}: XNNPACK's operators numbered by the
+    delegate call they ran in, portable kernels by their place in the program."""
+    per_run: list[dict[str, tuple[str, float, str, str | None]]] = [{} for _ in range(runs)]
+    call = 1
+    for event in events:
+        if event.name == "DELEGATE_CALL":
+            call += 1
+        if event.name in WRAPPERS or event.perf_data is None:
+            continue
+        raw, _ = _timed(event)
+        if event.is_delegated_op:
+            name = f"{event.name} [call {call}]"
+            fact = (event.name.split(" (")[0].split(" #")[0], "XNNPACK", None)
+        else:
+            op = event.name.removeprefix(PORTABLE_PREFIX)
+            name = f"{op} [after call {call - 1}]"
+            fact = (op.split(".")[0], "portable kernel",
+                    "on ExecuTorch's portable CPU kernel: XNNPACK did not take it")
+        for i, ms in enumerate(raw[:runs]):
+            per_run[i][name] = (fact[0], ms, fact[1], fact[2])
+    return per_run
 
 
 _METHOD_LOADED = False  # True once a method has loaded in this process: the threadpool's size is then fixed
