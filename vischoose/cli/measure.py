@@ -86,7 +86,6 @@ def profile_cmd(
     """Measure params, FLOPs, latency, throughput, peak memory and a cold start on this machine, one child process
     per model (and, when asked, each photo's own cost and where the time goes)."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
-        from vischoose.measure import runner
         from vischoose.requests.profile import ProfileRequest
 
         output = report_profile.output_format(as_json, as_csv, as_markdown)
@@ -104,6 +103,13 @@ def profile_cmd(
             return _profile_optimized(request, time_budget, progress, _keeper(no_save), as_json)
         runs = _measured(request, progress, _keeper(no_save))
     _show(runs, request, output)
+    _failed(runs)
+
+
+def _failed(runs: list) -> None:
+    """Exit 1 (or 2 / 3) when rows failed, after the table has shown which and why."""
+    from vischoose.measure import runner
+
     with reported_errors():
         runner.failed(runs)
 

@@ -22,11 +22,12 @@ CONSTRAINTS = {
     "min_throughput": ("throughput", False, "img/s"),
     "min_top1": ("top1", False, "%"),
     "max_params_m": ("params_m", True, "M params"),
+    "max_cold_start_ms": ("cold_start_ms", True, "ms"),
 }
 
 
 LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_throughput": "throughput floor",
-           "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
+           "min_top1": "top-1 floor", "max_params_m": "parameter limit", "max_cold_start_ms": "cold-start limit"}
 
 
 def limits(figures: dict[str, Figure], preset: Preset, model: str,

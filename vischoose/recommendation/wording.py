@@ -179,6 +179,8 @@ def missing_figure(fig_name: str, label: str, preset: Preset, model: str, varian
     if fig_name == "top1":  # nobody published one: evaluate gives it, profile does not
         return f"top-1 unknown, so the {label} cannot be checked (evaluate it: vischoose evaluate DATA --model {model})"
     how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
+    if fig_name == "latency_ms" and preset.constraints.latency_basis == "end-to-end":
+        how += "--end-to-end "
     return (f"no {fig_name.replace('_', ' ')} figure to check the {label} "
             f"(measure it: vischoose profile --target {preset.name} {how}{model})")
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from vischoose.errors import UsageError, named
+from vischoose.report import application
 from vischoose.report.flags import echo, flag_of
 from vischoose.report.tables import emit_json, fmt, preprocessing_note, table
 from vischoose.runtimes import registry
+from vischoose.runtimes.layers import TOP
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
 
@@ -153,6 +155,7 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
     bullet = "- " if output == "markdown" else ""
     for line in _profile_conditions(profiles) + footers + _profile_notes(runs):
         echo(bullet + line)
+    application.show_application(profiles, output, TOP)  # cold start, end to end, layers
 
 
 class ProfileProgress:

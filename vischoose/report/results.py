@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from vischoose.report.application import application_markdown
 from vischoose.report.flags import echo
 from vischoose.report.tables import emit_json, fmt, interval_text, table
 
@@ -145,6 +146,7 @@ def results_report(results: Sequence[Any], machine_info: dict[str, Any], compari
               "top-1: published (timm results-imagenet.csv)."]
     failed = [r for r in results if r.kind == "profile" and r.record.error]
     lines += [f"- result {r.id} ({r.record.model}) FAILED: {r.record.error}" for r in failed]
+    lines += application_markdown([p for p in profiles if p.scenario is None])  # cold start, end to end, layers
     if plot_file:
         lines += ["", "## Accuracy against speed", "", f"![top-1 against throughput, Pareto front]({plot_file})"]
     lines += ["", "## Against published figures", "", *_comparisons_md(comparisons, ratios)]
