@@ -82,6 +82,9 @@ def profile_cmd(
                                                 "it).")] = None,
     layers: Annotated[bool, typer.Option("--layers", help="Also profile one inference operator by operator with the "
                                          "runtime's own profiler, naming the operators off its fast path.")] = False,
+    cold_start: Annotated[bool, typer.Option("--cold-start/--no-cold-start", help="Time a cold start in a fresh "
+                                             "process: import, file to ready session, first inference, RSS (default "
+                                             "on: one more child process per model).")] = True,
 ) -> None:
     """Measure params, FLOPs, latency, throughput, peak memory and a cold start on this machine, one child process
     per model (and, when asked, each photo's own cost and where the time goes)."""
@@ -95,7 +98,7 @@ def profile_cmd(
             weights=weights, time_budget_s=time_budget, runtime=runtime,
             calibration=str(calibration) if calibration else None, min_agreement=min_agreement, optimize=optimize,
             scenario=scenario, slo_ms=slo_ms, official=official, price_per_hour=price_per_hour, target_qps=target_qps,
-            cluster=cluster, on=tuple(on or ()), every_node=every_node, fresh=fresh,
+            cluster=cluster, on=tuple(on or ()), every_node=every_node, fresh=fresh, cold_start=cold_start,
             end_to_end=end_to_end or None, images=str(images) if images else None, layers=layers or None)
         if request.cluster:
             return _profile_cluster(request, progress, not no_save, output)

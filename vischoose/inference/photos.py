@@ -66,4 +66,4 @@ def describe(paths: list[Path], synthesized: bool) -> str:
     width, height = sorted(sizes, key=lambda s: s[0] * s[1])[len(sizes) // 2]
     mib = median(p.stat().st_size for p in paths) / MIB
     kind = f"synthesized {width}x{height} JPEGs, q{PHONE_QUALITY}" if synthesized else f"images, median {width}x{height}"
-    return f"{len(paths)} {kind} ({width * height / 1e6:.1f} MP, median {mib:.1f} MiB)"
+    return f"{len(paths)} {kind} ({width * height / 1e6:.1f} MP, median {mib:.{1 if mib >= 1 else 2}f} MiB)"

@@ -37,8 +37,11 @@ def timed_section(job: Job) -> Iterator[None]:
 
 
 def modes(job: Job) -> list[str]:
-    """The application children a profile runs: the cold start always, end to end and layers when asked."""
-    return [COLD] + ([END_TO_END] if job.request.end_to_end else []) + ([LAYERS] if job.request.layers else [])
+    """The application children a profile runs: the cold start (unless turned off), end to end and layers when
+    asked."""
+    request = job.request
+    return [m for m, asked in ((COLD, request.cold_start), (END_TO_END, request.end_to_end), (LAYERS, request.layers))
+            if asked]
 
 
 def run_children(child: Any, result: dict[str, Any], runner: Any, progress: Any, debug: bool,

@@ -58,11 +58,13 @@ class ProfileRequest:
     on: tuple[str, ...] = ()  # with cluster: only the nodes with these Ray labels (LABEL=VALUE)
     every_node: bool = False  # with cluster: every node, not one per kind
     fresh: bool = False  # with cluster: measure again what the store has for a kind under the same protocol
-    # what the application sees (measure.application; a cold start is measured for every profile): each photo's own
-    # cost from JPEG to logits, on `images` or, without, phone-camera JPEGs made on the fly; and where the time goes
+    # what the application sees (measure.application; a cold start is measured for every profile unless cold_start is
+    # False): each photo's own cost from JPEG to logits, on `images` or, without, phone-camera JPEGs made on the fly;
+    # and where the time goes
     end_to_end: bool = False  # decode + the model's preprocessing + the model, per image (implied by images)
     images: str | None = None  # a folder of the user's photos for end_to_end
     layers: bool = False  # one inference operator by operator, through the runtime's own profiler
+    cold_start: bool = True  # a fresh process's import, load and first inference (one more child per model)
 
     def __post_init__(self) -> None:
         self._check_fleet()

@@ -161,9 +161,9 @@ def _node_times(nodes: list[dict[str, Any]], int8: bool) -> dict[str, tuple[str,
     for event in nodes:
         args = event.get("args", {})
         op = args.get("op_name", "?")
-        inputs = [next(iter(t), "") for t in args.get("input_type_shape", []) if isinstance(t, dict)]
-        slow = (f"{op} left in float ({inputs[0]} input) inside the int8 graph"
-                if int8 and op in FLOAT_COMPUTE and inputs and inputs[0] in ("float", "double") else None)
+        inputs = [next(iter(t.items()), ("", [])) for t in args.get("input_type_shape", []) if isinstance(t, dict)]
+        slow = (f"{op} left in float ({inputs[0][0]} input {inputs[0][1]}) inside the int8 graph"
+                if int8 and op in FLOAT_COMPUTE and inputs and inputs[0][0] in ("float", "double") else None)
         name = str(event["name"]).removesuffix("_kernel_time")
         out[name] = (op, event["dur"] / 1e3, str(args.get("provider", "")).removesuffix("ExecutionProvider"), slow)
     return out
