@@ -80,8 +80,8 @@ def test_results_report_shows_the_cold_start_and_where_the_time_goes(runner, iso
     assert "photos: 4 synthesized 4032x3024 JPEGs, q90 (12.2 MP, median 3.4 MiB); decoded by Pillow 13.0.0" in text
     assert "### resnet50 onnxruntime int8: where one batch-1 inference's time goes (ONNX Runtime 1.32.0 session " \
            "profiling; 10 profiled runs, 2 threads)" in text
-    assert ("- Off the fast path: 1 operators, 43% of the operators' time: stem_nchwc (Conv left in float (float "
-            "input [1, 3, 224, 224]) inside the int8 graph).") in text
+    assert ("- Off the fast path: 1 operators, 42.9% of the operators' time:\n  - Conv x1 (CPU): 1.500 ms, 42.9%: Conv "
+            "left in float (float input [1, 3, 224, 224]) inside the int8 graph (the slowest: stem_nchwc)") in text
 
 
 def test_results_show_keeps_the_new_fields_through_the_store(isolated_home):

@@ -59,7 +59,7 @@ def app_lines(profiles: Sequence[Any]) -> tuple[list[list[str]], list[str]]:
 
 
 def layer_rows(lp: LayerProfile, n: int) -> list[list[str]]:
-    """The n slowest operators and every one off the fast path."""
+    """The n slowest operators."""
     return [[layer.name, layer.op, layer.kernel, fmt(layer.ms, 3),
              fmt(None if lp.share(layer) is None else 100 * lp.share(layer), 1), layer.slow or ""]
             for layer in lp.top(n)]
@@ -78,9 +78,9 @@ def layer_lines(p: Any, lp: LayerProfile) -> tuple[str, list[str]]:
                      "read the times as shares beside the row's latency).")
     if slow:
         share = sum(layer.ms for layer in slow) / lp.accounted_ms if lp.accounted_ms else 0.0
-        lines.append(f"Off the fast path: {len(slow)} operators, {100 * share:.0f}% of the operators' time: "
-                     + "; ".join(f"{layer.name} ({layer.slow})" for layer in slow[:8])
-                     + (f"; and {len(slow) - 8} more" if len(slow) > 8 else "") + ".")
+        lines.append(f"Off the fast path: {len(slow)} operators, {100 * share:.1f}% of the operators' time:")
+        lines += [f"  {kind.op} x{kind.calls} ({kind.kernel}): {kind.ms:,.3f} ms, {100 * (lp.share(kind) or 0):.1f}%: "
+                  f"{_slowest(slow, kind)}" for kind in lp.slow_kinds]
     if lp.unprofiled:
         lines.append("Off the fast path (no time of their own): " + "; ".join(lp.unprofiled) + ".")
     if not slow and not lp.unprofiled:
@@ -88,6 +88,12 @@ def layer_lines(p: Any, lp: LayerProfile) -> tuple[str, list[str]]:
     if lp.note:
         lines.append(f"Note: {lp.note}.")
     return title, lines
+
+
+def _slowest(slow: list[Any], kind: Any) -> str:
+    """The slowest operator of a kind off the fast path, and why: 'stem_nchwc: Conv left in float (...)'."""
+    first = next(layer for layer in slow if layer.op == kind.op and layer.kernel == kind.kernel)
+    return f"{first.slow} (the slowest: {first.name})"
 
 
 def show_application(profiles: Sequence[Any], output: str, n: int) -> None:
@@ -108,7 +114,7 @@ def show_application(profiles: Sequence[Any], output: str, n: int) -> None:
             if lp.layers:
                 _print(LAYER_HEADERS, layer_rows(lp, n), output)
             for line in under:
-                echo(bullet + line)
+                echo(_bulleted(line, bullet))
 
 
 def _print(headers: Sequence[str], rows: Sequence[Sequence[str]], output: str) -> None:
@@ -141,5 +147,12 @@ def application_markdown(profiles: Sequence[Any], n: int = 10) -> list[str]:
         out += ["", f"### {title}", ""]
         if lp.layers:
             out += [tabulate(layer_rows(lp, n), LAYER_HEADERS, tablefmt="github", disable_numparse=True), ""]
-        out += [f"- {line}" for line in under]
+        out += [_bulleted(line, "- ") for line in under]
     return out
+
+
+def _bulleted(line: str, bullet: str) -> str:
+    """A line under a layer table as a list item; an indented one (a kind off the fast path) nested under the last."""
+    if not bullet:
+        return line
+    return f"  {bullet}{line.strip()}" if line.startswith("  ") else bullet + line

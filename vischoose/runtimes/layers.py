@@ -14,7 +14,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-TOP = 10  # operators a table shows by default (every one off the fast path is shown as well)
+TOP = 10  # operators a table shows by default (those off the fast path are summed per type below it)
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,13 @@ class LayerProfile:
         return [layer for layer in self.layers if layer.slow]
 
     def top(self, n: int = TOP) -> list[Layer]:
-        """The n slowest operators, and every one off the fast path beyond them."""
-        first = list(self.layers[:n])
-        return first + [layer for layer in self.layers[n:] if layer.slow]
+        """The n slowest operators."""
+        return list(self.layers[:n])
+
+    @property
+    def slow_kinds(self) -> tuple[Layer, ...]:
+        """The operators off the fast path summed per type and kernel ('native_layer_norm x25'), slowest first."""
+        return by_kind(self.off_fast_path)
 
     def share(self, layer: Layer) -> float | None:
         """A layer's share of the operators' time (0-1)."""
