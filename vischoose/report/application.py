@@ -73,9 +73,11 @@ def layer_lines(p: Any, lp: LayerProfile) -> tuple[str, list[str]]:
     slow = lp.off_fast_path
     lines = []
     if lp.layers:
+        rest = ("the rest is the profiler's own cost and what runs between operators" if lp.total_ms is None
+                or lp.accounted_ms <= lp.total_ms else "each operator's typical time, which need not add up to the "
+                "whole's median")
         lines.append(f"{len(lp.layers)} operators, adding up to {lp.accounted_ms:,.2f} ms of a {fmt(lp.total_ms, 2)} ms "
-                     "profiled inference (the profiler's own cost and what runs between operators are the rest; "
-                     "read the times as shares beside the row's latency).")
+                     f"profiled inference ({rest}); read the times as shares beside the row's latency.")
     if slow:
         share = sum(layer.ms for layer in slow) / lp.accounted_ms if lp.accounted_ms else 0.0
         lines.append(f"Off the fast path: {len(slow)} operators, {100 * share:.1f}% of the operators' time:")
