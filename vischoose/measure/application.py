@@ -10,7 +10,6 @@ timed_section is the one place the machine-wide measurement lock (issue 32) wrap
 from __future__ import annotations
 
 import contextlib
-import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -71,6 +70,8 @@ def split(stamps: list[tuple[float, float, float, float]]) -> dict[str, Any]:
     """End-to-end figures from each image's four clock readings (start, decoded, preprocessed, logits back), seconds:
     p50/p90 and mean of decode, preprocess, model and the whole (last minus first reading), ms. Each image's parts
     add up to its whole; the means add up too, the percentiles do not."""
+    import statistics
+
     parts = {"decode": [b - a for a, b, _, _ in stamps], "preprocess": [c - b for _, b, c, _ in stamps],
              "model": [d - c for _, _, c, d in stamps], "total": [d - a for a, _, _, d in stamps]}
     out: dict[str, Any] = {"runs": len(stamps)}

@@ -10,7 +10,6 @@ here.
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -84,6 +83,8 @@ class LayerProfile:
 def median_layers(runs: Iterable[dict[str, tuple[str, float, str, str | None]]]) -> tuple[Layer, ...]:
     """Layers from several profiled runs, each {name: (op, ms, kernel, slow)}: each name's median over the runs it
     appears in (a node the first run timed and later runs skipped keeps its own median), slowest first."""
+    import statistics
+
     times: dict[str, list[float]] = {}
     facts: dict[str, tuple[str, str, str | None]] = {}
     for run in runs:
