@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch, request) -> Path:
     """Every test gets its own VISCHOOSE_HOME, machine folder (the machine peak, seeded unless the test is marked
-    measures_peak) and an empty hub cache."""
+    measures_peak) and an empty hub cache; its profiles time no cold start unless it is marked cold_start."""
     home = tmp_path / "vischoose-home"
     monkeypatch.setenv("VISCHOOSE_HOME", str(home))
     monkeypatch.setenv("VISCHOOSE_MACHINE_DIR", str(tmp_path / "vischoose-machine"))
@@ -70,7 +70,18 @@ def isolated_home(tmp_path, monkeypatch, request) -> Path:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     if request.node.get_closest_marker("measures_peak") is None:
         _seed_machine_peaks()
+    if request.node.get_closest_marker("cold_start") is None:
+        _no_cold_start(monkeypatch)
     return home
+
+
+def _no_cold_start(monkeypatch) -> None:
+    """A profile in a test runs no cold-start child (a fresh process importing torch and timm, seconds per model),
+    as `profile --no-cold-start` would; tests marked cold_start run it, as every user's profile does."""
+    from vischoose.measure import application
+
+    asked = application.modes
+    monkeypatch.setattr(application, "modes", lambda job: [m for m in asked(job) if m != application.COLD])
 
 
 def _seed_machine_peaks() -> None:

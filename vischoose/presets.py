@@ -16,6 +16,7 @@ from vischoose.runtimes.precision import PRECISIONS, TORCH_DTYPES, Variant, prec
 
 RANK_KEYS = ("top1", "latency_ms", "throughput", "memory_mb", "params_m", "gflops", "serve_qps", "cost_per_million")
 MEMORY_BASES = ("weights", "peak")
+LATENCY_BASES = ("model", "end-to-end")  # what max_latency_ms limits: the model's batch-1 p90, or a photo's whole
 
 
 class MeasureSpec(NamedTuple):
@@ -42,6 +43,8 @@ class Constraints(NamedTuple):
     min_top1: float | None = None
     max_params_m: float | None = None
     memory_basis: str = "weights"  # "weights" at the target dtype, or measured "peak"
+    max_cold_start_ms: float | None = None  # a fresh process's file -> first answer (Profile.cold_start_ms)
+    latency_basis: str = "model"  # max_latency_ms on the model's batch-1 p90, or "end-to-end" (decode + preprocess too)
 
 
 class ServeSpec(NamedTuple):
@@ -290,8 +293,9 @@ def _parse_measure(path: Path, table: dict[str, Any]) -> MeasureSpec:
 
 
 def _parse_constraints(path: Path, table: dict[str, Any]) -> Constraints:
-    numeric = ("max_memory_mb", "max_latency_ms", "min_throughput", "min_top1", "max_params_m")
-    _known_keys(path, "constraints", table, {**{k: (int, float) for k in numeric}, "memory_basis": str})
+    numeric = ("max_memory_mb", "max_latency_ms", "min_throughput", "min_top1", "max_params_m", "max_cold_start_ms")
+    _known_keys(path, "constraints", table, {**{k: (int, float) for k in numeric}, "memory_basis": str,
+                                             "latency_basis": str})
     constraints = Constraints(**table)
     _check_constraints(constraints, f"{path} [constraints]")
     return constraints
@@ -302,7 +306,7 @@ def _check_constraints(c: Constraints, where: str) -> None:
     def name(key: str) -> str:
         return opt(key) if where == "command line" else f"{where}: '{key}'"
 
-    for key in ("max_memory_mb", "max_latency_ms", "min_throughput", "max_params_m"):
+    for key in ("max_memory_mb", "max_latency_ms", "min_throughput", "max_params_m", "max_cold_start_ms"):
         value = getattr(c, key)
         if value is not None and value <= 0:
             raise PresetError(f"{name(key)} must be greater than 0 (got {value:g}).")
@@ -311,6 +315,9 @@ def _check_constraints(c: Constraints, where: str) -> None:
     if c.memory_basis not in MEMORY_BASES:
         raise PresetError(f"{name('memory_basis')} must be one of: {', '.join(MEMORY_BASES)} "
                           f"(got '{c.memory_basis}').")
+    if c.latency_basis not in LATENCY_BASES:
+        raise PresetError(f"{name('latency_basis')} must be one of: {', '.join(LATENCY_BASES)} "
+                          f"(got '{c.latency_basis}').")
 
 
 def _known_keys(path: Path, table: str | None, data: dict[str, Any], schema: dict[str, Any]) -> None:

@@ -105,6 +105,26 @@ class Profile:
     serve_curve: str | None = None  # JSON: every LoadGen run and the queueing model's curve (results plot)
     loadgen_version: str | None = None
     loadgen_summary: str | None = None  # mlperf_log_summary.txt of the reported run
+    # what an application sees (measure.application): a cold start in a fresh process, batch 1
+    cold_import_ms: float | None = None  # importing the runtime (and what its host binding loads), before any model
+    cold_load_ms: float | None = None  # file -> session ready: load, compile, the runtime's graph preparation
+    cold_first_ms: float | None = None  # the first inference after that
+    cold_start_ms: float | None = None  # cold_load_ms + cold_first_ms: from the file to the first answer
+    cold_rss_mb: float | None = None  # the whole process's RSS right after the first inference, MiB
+    # end to end per image (profile --end-to-end / --images): JPEG decode, the model's own preprocessing, the model
+    e2e_ms_p50: float | None = None  # decode + preprocess + model, per image, batch 1
+    e2e_ms_p90: float | None = None
+    decode_ms_p50: float | None = None  # file -> 8-bit RGB image (decoder)
+    decode_ms_p90: float | None = None
+    preprocess_ms_p50: float | None = None  # resize, crop, normalise as the model's timm data config says
+    preprocess_ms_p90: float | None = None
+    e2e_model_ms_p50: float | None = None  # the model's share of those same images
+    e2e_model_ms_p90: float | None = None
+    e2e_model_share: float | None = None  # 0-1: the model's mean time over the whole's mean
+    e2e_runs: int | None = None  # images timed
+    e2e_photos: str | None = None  # what they were ("4 synthesized 4032x3024 JPEGs, q90 (12.2 MP, ...)")
+    decoder: str | None = None  # the image library and its JPEG codec ("Pillow 13.0.0 (libjpeg-turbo 3.2.0)")
+    layer_profile: str | None = None  # JSON (runtimes.layers.LayerProfile): profile --layers, operator by operator
     created_at: str = field(default_factory=now_iso)
 
     @property
@@ -229,5 +249,10 @@ FIELD_UNITS: dict[str, str] = {
     "serve_p90_ms": "ms", "serve_p99_ms": "ms", "serve_instances": "instances", "serve_threads": "threads per instance",
     "serve_max_batch": "images", "serve_max_wait_ms": "ms", "serve_min_queries": "queries",
     "serve_min_duration_s": "s", "serve_runs": "LoadGen runs", "serve_search_s": "s",
+    "cold_import_ms": "ms (fresh process)", "cold_load_ms": "ms (fresh process)", "cold_first_ms": "ms (fresh process)",
+    "cold_start_ms": "ms (fresh process)", "cold_rss_mb": "MiB", "e2e_ms_p50": "ms per image (batch 1)",
+    "e2e_ms_p90": "ms per image (batch 1)", "decode_ms_p50": "ms per image", "decode_ms_p90": "ms per image",
+    "preprocess_ms_p50": "ms per image", "preprocess_ms_p90": "ms per image", "e2e_model_ms_p50": "ms per image",
+    "e2e_model_ms_p90": "ms per image", "e2e_model_share": "fraction 0-1", "e2e_runs": "images",
 }
 FRACTIONS = frozenset(k for k, unit in FIELD_UNITS.items() if unit == "fraction 0-1")  # shown as percent beside top-1

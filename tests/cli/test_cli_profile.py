@@ -18,6 +18,7 @@ FAST = ["--device", "cpu", "--threads", "1", "--time-budget", "0.5", "--no-save"
 
 
 @pytest.mark.slow
+@pytest.mark.cold_start
 def test_profile_prints_every_column_and_the_conditions(runner, isolated_home, cached_model):
     seed_peak()
     repo = cached_model(TINY)
@@ -27,8 +28,10 @@ def test_profile_prints_every_column_and_the_conditions(runner, isolated_home, c
     for column in ("model", "weights", "px", "batch", "params", "MiB", "fp32", "GFLOPs", "GMACs", "p50", "p90",
                    "p99", "IQR", "img/s", "peak", "eff", "top-1", "@px", "error"):
         assert column in header
-    rows = [line for line in result.stdout.splitlines() if line.startswith(TINY + "  ")]
+    rows = [line for line in result.stdout.split("\n\n")[0].splitlines() if line.startswith(TINY + "  ")]
     assert len(rows) == 2 and rows[0].split()[1:4] == [f"pretrained@{repo.commit[:12]}", "160", "1"]
+    cold = result.stdout.split("\n\n")[-2].splitlines()  # the application table: one row per model and variant
+    assert cold[0].split()[:4] == ["model", "variant", "import", "ms"] and cold[2].startswith(f"{TINY}  torch fp32  ")
     assert "Conditions: cpu (" in result.stdout and "threads 1, torch float32, contiguous, compile no, torch " in result.stdout
     assert f"{TINY}: latency batch 1 (" in result.stderr  # progress goes to stderr
 

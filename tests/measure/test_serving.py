@@ -164,28 +164,38 @@ def sleep_jitter_ms(target_s: float = 0.004, count: int = 200) -> float:
 
 
 @pytest.mark.slow
-def test_loadgen_sustains_what_queueing_theory_gives(tmp_path):
-    """One instance of a 4 ms forward (two threads; 8 ms on one), p99 bound 16 ms: M/D/1. LoadGen's verdicts put the
-    highest VALID rate within 10% of theory, the settings are one instance with both threads, nothing INVALID is
-    reported. Real time: on a machine so busy that sleeps wake late, latencies are not the system's."""
+def test_loadgen_sustains_what_queueing_theory_allows(tmp_path):
+    """One instance of a 2 ms forward (two threads; 4 ms on one), p99 bound 8 ms. Deterministic service is the best
+    case a queue of this mean service can have (M/D/1), so the highest rate LoadGen judges VALID cannot pass that
+    theory's rate by more than a run's luck under early stopping. A real Python server loses some of it (the sleep
+    wakes late, the GIL, LoadGen's own threads): alone on two cores about a quarter, pinned to one core of a test
+    worker beside another about half; the lower bound catches a search that stops far below (a bracket or wiring
+    bug), not the machine. The search closes its bracket: the lowest INVALID rate is within PRECISION above the
+    sustained one (or the search used all its runs). The settings are one instance with both threads (the exact
+    queueing figures are checked on simulated runs in test_serving_search.py). Real time: on a machine so busy that
+    sleeps wake late, latencies are not the system's."""
     from tests import queueing
 
     late = sleep_jitter_ms()
     if late > 0.5:
         pytest.skip(f"this machine is too busy for a real-time check: time.sleep wakes {late:.1f} ms late (p99)")
-    budget = ss.Budget(3000, 1.0, max_run_s=40.0)  # 3000 queries: the count over the bound scatters less
+    budget = ss.Budget(1024, 1.0, max_run_s=15.0)
 
     def forwards(instances: int, threads: int) -> list:
-        return [lambda x, s=0.008 / threads: time.sleep(s)] * instances
+        return [lambda x, s=0.004 / threads: time.sleep(s)] * instances
 
     import numpy as np
 
-    outcome = serving.search_in_process(forwards, np.zeros((64, 1), np.float32), 2, 16.0, budget, tmp_path,
+    outcome = serving.search_in_process(forwards, np.zeros((64, 1), np.float32), 2, 8.0, budget, tmp_path,
                                         max_batch=1, seconds_per_size=0.5)
-    theory = queueing.md_c_rate(0.004, 1, 0.016, budget)
+    theory = queueing.md_c_rate(0.002, 1, 0.008, budget)
     assert outcome.chosen.settings == ss.ServeSettings(1, 2)
-    assert outcome.best is not None and outcome.best.valid and "Result is : VALID" in outcome.best.summary
-    assert outcome.best.target_qps == pytest.approx(theory, rel=0.10)
+    best = outcome.best
+    assert best is not None and best.valid and "Result is : VALID" in best.summary
+    assert 0.3 * theory <= best.target_qps <= 1.10 * theory
+    above = [r.target_qps for r in outcome.runs if not r.valid and r.target_qps > best.target_qps]
+    assert above, "the search never saw the rate this system cannot sustain"
+    assert min(above) <= best.target_qps * (1 + ss.PRECISION) or len(outcome.runs) == ss.MAX_RUNS
 
 
 @pytest.mark.slow

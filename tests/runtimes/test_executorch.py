@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests import realweights
 from vischoose.deploy import verdict
@@ -323,3 +324,25 @@ def test_a_program_whose_operators_do_not_show_its_precision_is_unknown_never_fp
     assert opened.note == ("the ExecuTorch (XNNPACK) file does not show its precision: labelled unknown (pass "
                            "`precision` if you know it)")
     assert ExecuTorch().open_file(path, "int8").precision == "int8"
+class Cumsum(torch.nn.Module):
+    """An operator XNNPACK does not take: planted before the head, it runs on a portable kernel."""
+
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        return torch.cumsum(x, dim=-1)
+
+
+@pytest.mark.slow
+def test_layer_profile_reads_xnnpack_and_names_the_portable_kernels(tmp_path):
+    """ETDump through the devtools Inspector: XNNPACK's own operators per delegate call, and the portable kernels
+    named off the fast path: test_resnet's avg_pool2d and a planted cumsum."""
+    loaded = load_model("test_resnet", weights="random")
+    loaded.model.fc = torch.nn.Sequential(Cumsum(), loaded.model.fc)
+    planted = ExecuTorch().build(loaded, "fp32", tmp_path / "planted.pte", SIZE, None)
+    found = ExecuTorch().layer_profile(planted, 1, THREADS, runs=3)
+    assert found.profiler.startswith("ExecuTorch ") and found.profiler.endswith(" ETDump (devtools Inspector)")
+    slow = {layer.op for layer in found.off_fast_path}
+    assert slow == {"avg_pool2d", "cumsum"}
+    assert all(layer.kernel == "portable kernel" for layer in found.off_fast_path)
+    xnnpack = [layer for layer in found.layers if layer.kernel == "XNNPACK"]
+    assert any(layer.op == "Convolution" and "[call 1]" in layer.name for layer in xnnpack)
+    assert found.total_ms > 0 and found.accounted_ms > 0 and found.runs == 3

@@ -204,3 +204,26 @@ def test_export_writes_a_file_the_interpreter_loads_and_evaluate_reads_it_as_wri
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)["data"]
     assert (data["runtime"], data["dtype"], data["images"]) == ("litert", "float32", 6)
+
+
+@needs_litert
+@pytest.mark.slow
+def test_layer_profile_says_what_it_cannot_time_and_names_what_xnnpack_left(models, tmp_path):
+    """ai-edge-litert has no per-operator profiler for Python: the profile says so, times the whole invoke, and names
+    the operators XNNPACK did not take: test_resnet's PADV2 and a planted cumsum."""
+    import copy
+
+    import torch
+
+    class Cumsum(torch.nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, dim=-1)
+
+    net = copy.deepcopy(models["test_resnet"].model)
+    net.fc = torch.nn.Sequential(Cumsum(), net.fc)
+    planted = LiteRT().build(_tiny(models["test_resnet"], net, "planted"), "fp32", tmp_path / "p.tflite", SIZE, None)
+    found = LiteRT().layer_profile(planted, 1, 1, runs=3)
+    assert found.layers == () and found.total_ms > 0 and found.profiler.endswith(": whole invoke only")
+    assert found.note.startswith(f"ai-edge-litert {LiteRT().version()} exposes no per-operator profiler to Python")
+    assert any(line.startswith("CUMSUM x1: on LiteRT's own kernel") for line in found.unprofiled)
+    assert any(line.startswith("PADV2 x") for line in found.unprofiled)

@@ -662,3 +662,31 @@ def test_bad_calibration_folder(lite0, runner, photos, tmp_path, make):
                                  "Hint: Give a folder of your own images (a few dozen).\n")
     else:
         assert first.startswith(f"Error: {calib}: ") and "Traceback" not in result.stderr
+
+
+# ==== where the time goes: ONNX Runtime's session profiling (profile --layers) ==========
+
+
+@pytest.mark.slow
+def test_layer_profile_names_a_conv_left_in_float_inside_an_int8_graph(resnet, tmp_path):
+    """A planted slow path: int8 with one Conv kept out of quantization runs that Conv's float kernel, and the
+    profile names it (by the node ONNX Runtime ran, with its float input); plain int8 and fp32 have none."""
+    import onnx
+
+    from vischoose.runtimes.onnxruntime import OnnxRuntime
+
+    runtime = OnnxRuntime()
+    fp32 = runtime.build(resnet, "fp32", tmp_path / "fp32.onnx", SIZE, None)
+    first_conv = next(n.name for n in onnx.load(fp32.path).graph.node if n.op_type == "Conv")
+    plain = runtime.build_excluding(resnet, fp32, tmp_path / "int8.onnx", None, ())
+    planted = runtime.build_excluding(resnet, fp32, tmp_path / "mixed.onnx", None, [first_conv])
+    clean, found, floats = (runtime.layer_profile(a, 1, 1, runs=3) for a in (plain, planted, fp32))
+    assert clean.layers and not clean.off_fast_path and not floats.off_fast_path
+    (slow,) = found.off_fast_path
+    assert slow.op in ("Conv", "FusedConv") and slow.kernel == "CPU"
+    assert slow.slow == f"{slow.op} left in float (float input [1, 3, {SIZE}, {SIZE}]) inside the int8 graph"
+    assert found.profiler.startswith("ONNX Runtime ") and found.runs == 3 and found.batch == 1
+    assert [layer.ms for layer in found.layers] == sorted((layer.ms for layer in found.layers), reverse=True)
+    assert sum(found.share(layer) for layer in found.layers) == pytest.approx(1.0)
+    (kind,) = found.slow_kinds  # summed per type under the table
+    assert (kind.op, kind.calls, kind.ms) == (slow.op, 1, slow.ms) and found.top(2) == list(found.layers[:2])

@@ -234,3 +234,21 @@ def test_ranks_the_quantized_nodes_and_keeps_the_excluded_ones_in_float(tmp_path
     kept = {layer.node for layer in ranked[:2]}
     reverted = runtime.build_excluding(loaded, fp32, tmp_path / "net-mixed.xml", None, sorted(kept))
     assert quantized(reverted.path) == quantized(plain.path) - kept
+
+
+@pytest.mark.slow
+def test_layer_profile_names_a_layer_executed_in_f32_inside_an_int8_ir(models, built, tmp_path):
+    """A planted slow path: int8 with one convolution in NNCF's ignored scope runs it in f32, and OpenVINO's
+    performance counters name it with the kernel that ran it; plain int8 runs every convolution in int8."""
+    runtime = OpenVino()
+    fp32, plain = built[("test_resnet", "fp32")], built[("test_resnet", "int8")]
+    first_conv = next(op.get_friendly_name() for op in ovrt.core().read_model(fp32.path).get_ops()
+                      if op.get_type_name() == "Convolution")
+    planted = runtime.build_excluding(models["test_resnet"], fp32, tmp_path / "mixed.xml", None, [first_conv])
+    clean, found = runtime.layer_profile(plain, 1, 1, runs=3), runtime.layer_profile(planted, 1, 1, runs=3)
+    assert clean.layers and not clean.off_fast_path
+    slow = found.off_fast_path
+    assert len(slow) == 1 and slow[0].op == "Convolution" and slow[0].kernel.lower().endswith("_f32")
+    assert slow[0].slow == f"executed in f32, not i8 ({slow[0].kernel})"
+    assert found.profiler.startswith("OpenVINO ") and 0 < found.accounted_ms
+    assert all(layer.ms >= 0 for layer in found.layers)

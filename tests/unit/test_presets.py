@@ -42,7 +42,7 @@ def write(tmp_path, text: str) -> Path:
 @pytest.mark.parametrize("text, message", [
     ("[constraints]\nmax_latency = 3\n",
      "[constraints]: unknown key 'max_latency' (expected one of: max_memory_mb, max_latency_ms, min_throughput, "
-     "min_top1, max_params_m, memory_basis)."),
+     "min_top1, max_params_m, max_cold_start_ms, memory_basis, latency_basis)."),
     ("[constraints]\nmax_memory_mb = 'big'\n", "[constraints]: 'max_memory_mb' must be an integer or a number (got a string)."),
     ("[constraints]\nmax_memory_mb = -5\n", "[constraints]: 'max_memory_mb' must be greater than 0 (got -5)."),
     ("[constraints]\nmin_top1 = 120\n", "[constraints]: 'min_top1' must be a percentage from 0 to 100 (got 120)."),

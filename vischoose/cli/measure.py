@@ -1,6 +1,7 @@
 """vischoose profile: measure models on this machine (--optimize: the fastest setting that agrees with fp32;
 --cluster: on every kind of machine of a Ray cluster)."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -75,10 +76,21 @@ def profile_cmd(
     fresh: Annotated[bool, typer.Option("--fresh", help="With --cluster: measure again what the store has for a kind "
                                         "of machine under the same protocol.")] = False,
     no_wait: NoWaitOpt = False,
+    end_to_end: Annotated[bool, typer.Option("--end-to-end", help="Also time each photo from JPEG to logits: decode, "
+                                             "the model's own preprocessing (timm data config), the model, at batch "
+                                             "1 (p50/p90 of each); on --images, else on 12 MP phone-camera JPEGs "
+                                             "made on the fly.")] = False,
+    images: Annotated[Path | None, typer.Option("--images", help="Your photos for --end-to-end (a folder; implies "
+                                                "it).")] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="Also profile one inference operator by operator with the "
+                                         "runtime's own profiler, naming the operators off its fast path.")] = False,
+    cold_start: Annotated[bool, typer.Option("--cold-start/--no-cold-start", help="Time a cold start in a fresh "
+                                             "process: import, file to ready session, first inference, RSS (default "
+                                             "on: one more child process per model).")] = True,
 ) -> None:
-    """Measure params, FLOPs, latency, throughput and peak memory on this machine, one child process per model."""
+    """Measure params, FLOPs, latency, throughput, peak memory and a cold start on this machine, one child process
+    per model (and, when asked, each photo's own cost and where the time goes)."""
     with reported_errors(), report_profile.ProfileProgress() as progress:
-        from vischoose.measure import runner
         from vischoose.requests.profile import ProfileRequest
 
         output = report_profile.output_format(as_json, as_csv, as_markdown)
@@ -88,13 +100,21 @@ def profile_cmd(
             weights=weights, time_budget_s=time_budget, runtime=runtime, wait=not no_wait,
             calibration=str(calibration) if calibration else None, min_agreement=min_agreement, optimize=optimize,
             scenario=scenario, slo_ms=slo_ms, official=official, price_per_hour=price_per_hour, target_qps=target_qps,
-            cluster=cluster, on=tuple(on or ()), every_node=every_node, fresh=fresh)
+            cluster=cluster, on=tuple(on or ()), every_node=every_node, fresh=fresh, cold_start=cold_start,
+            end_to_end=end_to_end or None, images=str(images) if images else None, layers=layers or None)
         if request.cluster:
             return _profile_cluster(request, progress, not no_save, output)
         if optimize:
             return _profile_optimized(request, time_budget, progress, _keeper(no_save), as_json)
         runs = _measured(request, progress, _keeper(no_save))
     _show(runs, request, output)
+    _failed(runs)
+
+
+def _failed(runs: list) -> None:
+    """Exit 1 (or 2 / 3) when rows failed, after the table has shown which and why."""
+    from vischoose.measure import runner
+
     with reported_errors():
         runner.failed(runs)
 

@@ -30,6 +30,11 @@ def recommend_cmd(
     min_throughput: Annotated[float | None, typer.Option(help="Smallest throughput at the target batch size, img/s.")] = None,
     min_top1: Annotated[float | None, typer.Option(help="Smallest ImageNet top-1, %.")] = None,
     max_params_m: Annotated[float | None, typer.Option(help="Most parameters, millions.")] = None,
+    max_cold_start_ms: Annotated[float | None, typer.Option(help="Longest cold start, ms: a fresh process's file to "
+                                                        "its first answer (measured by every profile).")] = None,
+    latency_basis: Annotated[str | None, typer.Option(help="What --max-latency-ms limits: 'model' (batch-1 p90, "
+                                                      "default) or 'end-to-end' (a photo's decode + preprocess + "
+                                                      "model, profile --end-to-end).")] = None,
     device: Annotated[str | None, typer.Option(help="Device the figures must come from: cpu, cuda, cuda:N (default: the preset's).")] = None,
     models: Annotated[list[str] | None, typer.Option("--models", help="Candidates instead of the preset's families "
                                                      "(repeatable): aliases, timm names, hf-hub ids, folders, or globs "
@@ -90,6 +95,7 @@ def recommend_cmd(
             data=str(data) if data else None, labels=str(labels) if labels else None,
             max_accuracy_drop=max_accuracy_drop, max_memory_mb=budget_mb, max_latency_ms=max_latency_ms,
             min_throughput=min_throughput, min_top1=min_top1, max_params_m=max_params_m, serve=serve,
+            max_cold_start_ms=max_cold_start_ms, latency_basis=latency_basis,
             slo_ms=slo_ms, target_qps=target_qps, price_per_hour=price_per_hour, machine=machine,
             cluster=cluster, on=tuple(on or ()), wait=not no_wait)
         if request.per_kind:

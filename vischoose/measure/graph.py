@@ -43,6 +43,7 @@ def _load(job: Job, result: Result) -> tuple[Any, int, Any]:
                                "architecture: speed and size hold, agreement with fp32 says little.")
     result["model"] = {"tag": loaded.tag, "arch": loaded.arch, "params": loaded.params,
                        "weights": loaded.weights_label, "input_size": size, "pretrained_input_size": loaded.input_size}
+    result["preprocessing"] = calibration.preprocessing(loaded, size)  # the end-to-end child's (measure.endtoend)
     return loaded, size, calib
 
 

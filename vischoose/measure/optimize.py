@@ -82,7 +82,7 @@ class Setting:
         """The profile request that runs this setting."""
         common = {"dtype": self.dtype, "threads": self.threads or base.threads, "batch_sizes": (self.batch_size,),
                   "time_budget_s": time_budget_s, "runtime": self.runtime, "device": "cpu" if self.is_graph else
-                  base.device, "optimize": False}
+                  base.device, "optimize": False, "cold_start": False}  # a trial times warm speed only
         if self.is_graph:
             return base.but(autocast=False, channels_last=False, compile=False, **common)
         return base.but(calibration=None, autocast=self.dtype != "float32", channels_last=self.channels_last,

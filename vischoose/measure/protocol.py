@@ -42,6 +42,7 @@ class Job:
     command: str = ""  # the command line that asked (measure.lock.command_line): whom a waiting vischoose waits for
     max_batch: int | None = None  # graph runtimes: the largest batch a built file must take in one call, where the
     # parent asks more than the batch sizes (the server search's dynamic batching); None: the largest batch size
+    app: dict[str, Any] | None = None  # an application child (measure.application): preprocessing, photos
 
     def __getattr__(self, name: str) -> Any:  # the protocol's own options: job.dtype is job.request.dtype
         if name.startswith("__"):

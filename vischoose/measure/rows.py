@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vischoose.measure.application import app_fields
 from vischoose.measure.peak import peak_key, read_cache, write_cache
 from vischoose.measure.protocol import Job
 from vischoose.models import catalog
@@ -71,7 +72,8 @@ def profile_row(ref: ModelRef, job: Job, result: dict[str, Any], batch: int,
         peak_memory_mb=mem.get("peak_mb"), peak_reserved_mb=mem.get("reserved_mb"), **memory_basis(result, mem),
         efficiency=eff, efficiency_note=eff_note, noisy=noise_text(lat, thr), **machine_load(result, lat, thr),
         top1=known.top1 if known else None, top1_size=known.top1_size if known else None, error=error)
-    return graph_fields(row, options, result) if registry.get(options.runtime).is_graph else row
+    row = graph_fields(row, options, result) if registry.get(options.runtime).is_graph else row
+    return app_fields(row, result)  # cold start, end to end, layers (measure.application)
 
 
 def noise_text(latency: dict[str, Any], throughput: dict[str, Any]) -> str | None:

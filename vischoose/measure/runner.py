@@ -27,7 +27,7 @@ from vischoose.errors import (
     UsageError,
     WeightsUnavailableError,
 )
-from vischoose.measure import forked, process, rows
+from vischoose.measure import application, forked, process, rows
 from vischoose.measure.options import check_models, resolve_device
 from vischoose.measure.protocol import PROGRESS_PREFIX, Job
 from vischoose.models import catalog
@@ -206,7 +206,10 @@ class ChildJob:
                 result[key] = timing[key]
         result["throughput"] = timing.get("throughput", {})
         result["notes"] = list(dict.fromkeys(result.get("notes", []) + timing.get("notes", [])))
-        return result, errors, stopped(timing, status, tail)
+        error = stopped(timing, status, tail)
+        if error is None:  # cold start, and end to end and layers where asked
+            application.run_children(self, result, runner, progress, debug, stopped)
+        return result, errors, error
 
     def _memory(self, pending: list[int], errors: dict[int, str], runner: Runner, progress: Progress | None,
                 debug: bool) -> dict[str, Any]:
@@ -244,6 +247,8 @@ class ChildJob:
                 error = stopped(found, status, tail)
                 if error:
                     break
+        if error is None:  # cold start, and end to end and layers where asked
+            application.run_children(self, result, runner, progress, debug, stopped)
         return result, {}, error
 
     def attempt(self, mode: str, pending: list[int], runner: Runner, progress: Progress | None,

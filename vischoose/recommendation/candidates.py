@@ -94,6 +94,8 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
         figures.size(figs, entry, rows, stand_in, preset, variant, known, peaks)
         figures.aware_size(figs, evaluated, preset)
         figures.speed(figs, entry, rows or stand_in, preset, known.catalog, variant, bool(stand_in), local)
+        figures.end_to_end(figs, entry, rows or stand_in, profiles, preset)
+        figures.cold_start(figs, rows, variant)
         violations, missing, excess = constraints.limits(figs, preset, model, variant)
         plain = variant == own
         note, todo = ("", "") if plain else wording.describe_variant(model, variant, figs, rows, torch_fp32, preset, evaluated,

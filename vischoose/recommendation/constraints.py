@@ -22,15 +22,16 @@ CONSTRAINTS = {
     "min_throughput": ("throughput", False, "img/s"),
     "min_top1": ("top1", False, "%"),
     "max_params_m": ("params_m", True, "M params"),
+    "max_cold_start_ms": ("cold_start_ms", True, "ms"),
 }
 
 
 FIGURE_WORDS = {"memory_mb": "memory", "latency_ms": "latency", "throughput": "throughput", "top1": "top-1",
-                "params_m": "parameter count"}
+                "params_m": "parameter count", "cold_start_ms": "cold-start"}
 
 
 LABELS = {"max_memory_mb": "budget", "max_latency_ms": "latency limit", "min_throughput": "throughput floor",
-           "min_top1": "top-1 floor", "max_params_m": "parameter limit"}
+           "min_top1": "top-1 floor", "max_params_m": "parameter limit", "max_cold_start_ms": "cold-start limit"}
 
 
 def limits(figures: dict[str, Figure], preset: Preset, model: str,

@@ -292,3 +292,37 @@ def estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> F
     ms = ref.ref_cpu_latency_ms / ref.gmacs * entry.gmacs
     return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu}); error "
                                    "unknown (nothing of its family timed on this machine yet)")
+    return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu})")
+
+
+def cold_start(figs: dict[str, Figure], rows: list[Profile], variant: Variant) -> None:
+    """A fresh process's file -> first answer, measured for this variant (another variant's never stands in: torch's
+    cold start says nothing of a graph runtime's)."""
+    row = next((p for p in rows if p.cold_start_ms is not None), None)
+    if row is not None:
+        figs["cold_start_ms"] = Figure(row.cold_start_ms, "measured", f"fresh process: load {row.cold_load_ms:,.0f} ms "
+                                       f"+ first inference {row.cold_first_ms:,.0f} ms, {variant.label}")
+
+
+def end_to_end(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], profiles: list[Profile],
+               preset: Preset) -> None:
+    """With the end-to-end latency basis, the latency figure is a photo's whole (decode + preprocess + model, p90):
+    measured on this model's row, else its model latency plus the decode and preprocessing measured here on another
+    model at the same input size (estimated), else none (the limit cannot be checked)."""
+    if preset.constraints.latency_basis != "end-to-end" or "latency_ms" not in figs:
+        return
+    own = next((p for p in mine if p.e2e_ms_p90 is not None), None)
+    if own is not None:
+        figs["latency_ms"] = Figure(own.e2e_ms_p90, "measured", f"end to end p90 (decode {own.decode_ms_p50:,.0f} + "
+                                    f"preprocess {own.preprocess_ms_p50:,.0f} + model {own.e2e_model_ms_p50:,.0f} ms "
+                                    f"p50), {own.runtime} {own.dtype}, {own.decoder}")
+        return
+    size = mine[0].input_size if mine else entry.input_size if entry else None
+    donor = next((p for p in sorted(profiles, key=lambda p: p.created_at, reverse=True)
+                  if p.ok and p.e2e_ms_p90 is not None and p.input_size == size), None)
+    model = figs.pop("latency_ms")
+    if donor is not None:
+        extra = donor.decode_ms_p50 + donor.preprocess_ms_p50
+        figs["latency_ms"] = Figure(model.value + extra, "estimated", f"the model's {model.value:,.1f} ms ({model.source})"
+                                    f" + decode and preprocess p50 {extra:,.0f} ms measured here on {donor.model} at "
+                                    f"{size} px")

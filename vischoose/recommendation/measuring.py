@@ -99,9 +99,10 @@ class _State:
 
 
 def timing_free(preset: Preset) -> Preset:
-    """The preset without the constraints only a timing can check (latency, throughput, measured peak memory)."""
+    """The preset without the constraints only a timing can check (latency, throughput, cold start, measured peak
+    memory)."""
     c = preset.constraints
-    relaxed = c._replace(max_latency_ms=None, min_throughput=None,
+    relaxed = c._replace(max_latency_ms=None, min_throughput=None, max_cold_start_ms=None,
                          max_memory_mb=None if c.memory_basis == "peak" else c.max_memory_mb)
     return preset._replace(constraints=relaxed)
 

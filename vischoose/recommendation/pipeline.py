@@ -167,7 +167,12 @@ def _measure_services(request: RecommendRequest, preset: presets.Preset, entries
 def _preset(request: RecommendRequest) -> presets.Preset:
     preset = presets.load_preset(request.target).with_overrides(device=request.device,
                                                                 memory_basis=request.memory_basis,
+                                                                latency_basis=request.latency_basis,
                                                                 **request.overrides)
+    if preset.constraints.latency_basis == "end-to-end" and preset.constraints.max_latency_ms is None:
+        raise UsageError(f"{opt('latency_basis')} end-to-end says what {opt('max_latency_ms')} limits, and target "
+                         f"'{preset.name}' sets no latency limit.", hint=f"Add {opt('max_latency_ms')} MS.",
+                         field="latency_basis")
     if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
                                                          for v in preset.variants):
         titles = list(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
@@ -309,7 +314,8 @@ def measure_request(preset: presets.Preset, variant: Variant, time_budget_s: flo
 
     spec = preset.measure
     protocol = {"threads": spec.threads, "batch_sizes": tuple(sorted({1, *spec.batch_sizes})), "weights": "auto",
-                "time_budget_s": time_budget_s, "threads_from": preset.name, "models": models, "wait": wait}
+                "time_budget_s": time_budget_s, "threads_from": preset.name, "models": models, "wait": wait,
+                "end_to_end": preset.constraints.latency_basis == "end-to-end"}
     if registry.is_graph(variant.runtime):  # the exported file on its runtime, on the CPU
         return ProfileRequest(device="cpu", runtime=variant.runtime, dtype=variant.dtype, **protocol)
     return ProfileRequest(device=spec.device, dtype=spec.dtype, channels_last=spec.channels_last, **protocol)

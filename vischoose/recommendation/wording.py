@@ -160,6 +160,8 @@ def not_measured(fig_name: str, what: str, limit: str, preset: Preset, model: st
     if what == "memory" and preset.constraints.memory_basis == "peak":
         what = "peak memory"
     how = "" if variant.runtime == "torch" else f"--runtime {variant.runtime} --precision {variant.precision} "
+    if fig_name == "latency_ms" and preset.constraints.latency_basis == "end-to-end":
+        how += "--end-to-end "
     return (f"not measured: no {what} figure to check the {limit} against (measure it: vischoose profile --target "
             f"{preset.name} {how}{model})")
 

@@ -68,7 +68,7 @@ def _overview_dict(overview: Any) -> dict[str, Any]:
                 "hub_offline": n.offline, "error": n.error}
 
     return {"address": overview.address, "nodes": overview.nodes, "here": overview.here,
-            "kinds": [{"kind": k.id, "title": k.title, "facts": k.facts.__dict__ if k.facts else None,
+            "kinds": [{"kind": k.id, "title": k.title, "facts": k.facts._asdict() if k.facts else None,
                        "differences": overview.differences(k), "nodes": [node(n) for n in k.nodes]}
                       for k in overview.kinds]}
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from vischoose import paths
 from vischoose.errors import UsageError, named, opt
+from vischoose.report import application
 from vischoose.report.flags import echo, flag_of
 from vischoose.report.tables import (
     batch_text,
@@ -16,6 +17,7 @@ from vischoose.report.tables import (
     table,
 )
 from vischoose.runtimes import registry
+from vischoose.runtimes.layers import TOP
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
 
@@ -212,6 +214,7 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
     bullet = "- " if output == "markdown" else ""
     for line in _profile_conditions(profiles) + footers + _profile_notes(runs):
         echo(bullet + line)
+    application.show_application(profiles, output, TOP)  # cold start, end to end, layers
 
 
 class ProfileProgress:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vischoose.records import FIELD_UNITS, FRACTIONS
+from vischoose.report.application import application_markdown
 from vischoose.report.flags import echo
 from vischoose.report.tables import batch_text, emit_json, fmt, interval_text, table
 
@@ -198,6 +199,7 @@ def results_report(results: Sequence[Any], machine_info: dict[str, Any], compari
     lines += ["", OTHERS_NOTE] if profiles else []
     lines += [f"- result {r.id} ({r.record.model}, batch {r.record.batch_size}): measured while the machine was not "
               f"free or self-contradicting: {r.record.flagged}" for r in flagged]
+    lines += application_markdown([p for p in profiles if p.scenario is None])  # cold start, end to end, layers
     if plot_file:
         lines += ["", "## Accuracy against speed", "", f"![top-1 against throughput, Pareto front]({plot_file})"]
     lines += ["", "## Against published figures", "", *_comparisons_md(comparisons, ratios)]

@@ -132,8 +132,9 @@ def _columns(cands) -> list[tuple[str, str, int]]:
     """The candidate columns, with the published top-1 beside the measured one once a top-1 was measured on data."""
     published = any("published_top1" in c.figures for c in cands)
     serving = [col for col in _SERVE_COLUMNS if any(col[0] in c.figures for c in cands)]
+    cold = [("cold_start_ms", "cold start ms", 0)] if any("cold_start_ms" in c.figures for c in cands) else []
     return _CANDIDATE_COLUMNS[:1] + ([("published_top1", "published top-1 %", 2)] if published else []) + \
-        _CANDIDATE_COLUMNS[1:] + serving
+        _CANDIDATE_COLUMNS[1:] + cold + serving
 
 
 def _candidate_row(cand, pareto, deployed: bool = False, columns=_CANDIDATE_COLUMNS) -> list[str]:
@@ -281,9 +282,11 @@ def show_recommendation(rec, top: int, as_json: bool) -> None:
     _show_rejected(rec)
     _show_unmeasured(rec)
     _show_pareto(rec)
+    basis = ("latency is a photo's end to end p90 (decode + preprocess + model, batch 1)"
+             if rec.preset.constraints.latency_basis == "end-to-end" else "latency is batch-1 p90")
     echo("Sources: M measured here, P published, C computed from parameters, E estimated (+-N%: its expected error "
          "measured here; ?: error unknown); ~ another precision, runtime or batch standing in (the note says which). "
-               "Memory in MiB (2^20 bytes); latency is batch-1 p90.")
+         f"Memory in MiB (2^20 bytes); {basis}.")
     for note in rec.notes:
         echo(f"Note: {note}")
     for line in rec.measure_log:

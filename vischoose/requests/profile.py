@@ -8,6 +8,7 @@ runtime runs), never from a runtime's name.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from vischoose.errors import MissingExtraError, UsageError, opt
@@ -59,6 +60,13 @@ class ProfileRequest:
     fresh: bool = False  # with cluster: measure again what the store has for a kind under the same protocol
     # another vischoose timing on this machine (measure.lock): wait for it, or (False) stop with MeasurementBusyError
     wait: bool = True
+    # what the application sees (measure.application; a cold start is measured for every profile unless cold_start is
+    # False): each photo's own cost from JPEG to logits, on `images` or, without, phone-camera JPEGs made on the fly;
+    # and where the time goes
+    end_to_end: bool = False  # decode + the model's preprocessing + the model, per image (implied by images)
+    images: str | None = None  # a folder of the user's photos for end_to_end
+    layers: bool = False  # one inference operator by operator, through the runtime's own profiler
+    cold_start: bool = True  # a fresh process's import, load and first inference (one more child per model)
 
     def __post_init__(self) -> None:
         self._check_fleet()
@@ -81,6 +89,7 @@ class ProfileRequest:
                              f"({', '.join(r.name for r in registry.graph_runtimes())}) or {opt('optimize')} "
                              "(int8 calibration and its agreement check).", field="calibration")
         self._check_scenario()
+        self._check_application()
 
     @property
     def local(self) -> "ProfileRequest":
@@ -113,6 +122,23 @@ class ProfileRequest:
                              f"{SERVER} searches its own (instances, dynamic batching).", hint="Give one of them.",
                              field="optimize")
         require_loadgen()
+
+    def _check_application(self) -> None:
+        check.folder(self.images, "images")
+        if self.images is not None:
+            from vischoose.inference.images import images_in_folder
+
+            if not images_in_folder(Path(self.images)):
+                raise UsageError(f"{opt('images')} {self.images} holds no images.", field="images",
+                                 hint=f"Give a folder of photos (.jpg, .png, ...), or drop {opt('images')} for "
+                                      f"phone-camera JPEGs made on the fly ({opt('end_to_end')}).")
+            object.__setattr__(self, "end_to_end", True)
+        asked = [name for name in ("end_to_end", "layers") if getattr(self, name)]
+        for other, why in (("scenario", self.scenario == SERVER), ("optimize", self.optimize)):
+            if asked and why:
+                raise UsageError(f"{opt(asked[0])} times profile's own single-stream rows; it does not run with "
+                                 f"{opt(other)}{' ' + SERVER if other == 'scenario' else ''}.",
+                                 hint=f"Drop {opt(asked[0])}, or {opt(other)}.", field=asked[0])
 
     def _check_fleet(self) -> None:
         address, on = check.fleet(self.cluster, self.on, every_node=self.every_node, fresh=self.fresh)

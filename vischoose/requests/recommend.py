@@ -14,7 +14,8 @@ from vischoose.requests.fields import DEFAULT_SERVE_BUDGET_S
 
 MEASURE_MODES = ("decision", "all")  # only what can change the answer, or every candidate at every variant
 MEASURE_BUDGET_S = 20.0  # seconds of timed runs per model when recommend --measure profiles candidates
-CONSTRAINT_FIELDS = ("max_memory_mb", "max_latency_ms", "min_throughput", "min_top1", "max_params_m")
+CONSTRAINT_FIELDS = ("max_memory_mb", "max_latency_ms", "min_throughput", "min_top1", "max_params_m",
+                     "max_cold_start_ms")
 SERVE_FIELDS = ("slo_ms", "target_qps", "price_per_hour")  # the preset's [serve], overridden
 
 
@@ -41,6 +42,8 @@ class _Fields(NamedTuple):
     min_throughput: float | None = None
     min_top1: float | None = None
     max_params_m: float | None = None
+    max_cold_start_ms: float | None = None  # a fresh process's file -> first answer, ms (Profile.cold_start_ms)
+    latency_basis: str | None = None  # what max_latency_ms limits: "model" (batch-1 p90) or "end-to-end" (a photo)
     # judge each model as a service at the preset's [serve] p99 bound, ranked by cost per million images
     # (recommendation.serving); implied by any of the three below, which override the preset's [serve]
     serve: bool = False

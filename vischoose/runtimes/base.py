@@ -10,6 +10,7 @@ torch) runs that file on a batch. Measuring, evaluating, exporting and recommend
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from vischoose.models.loading import LoadedModel
     from vischoose.runtimes.artifact import Artifact, FileFacts
+    from vischoose.runtimes.layers import LayerProfile
 
 Forward = Callable[["np.ndarray"], "np.ndarray"]  # float32 NCHW batch -> float32 (batch x classes) logits
 
@@ -89,6 +91,14 @@ class Runtime:
         return None if precision in self.precisions else (
             f"{self.name} runs {', '.join(self.precisions)}, not {precision}")
 
+    def layer_profile(self, artifact: Any, batch: int, threads: int | None, runs: int = 10) -> "LayerProfile":
+        """One inference of `artifact` at `batch`, operator by operator, from the runtime's own profiler (`runs`
+        profiled inferences after a warm-up; medians), the operators off its fast path named (runtimes.layers).
+
+        Raises:
+            DeployError: the runtime cannot load or run the artifact.
+        """
+        raise NotImplementedError
 
 
 def _unread_note(title: str, precision: str | None) -> str:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from vischoose.models.loading import LoadedModel
     from vischoose.runtimes.artifact import Artifact, FileFacts
+    from vischoose.runtimes.layers import LayerProfile
 
 RECIPE = "xnnpack-pt2e-symmetric-per-channel"
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
@@ -53,6 +54,9 @@ DELEGATE_CALL = "executorch_call_delegate"
 MAX_BATCH = 64  # the largest max_batch a build takes (its buffers are planned for max_batch images)
 EXAMPLE_BATCH = 2  # the batch traced: torch.export specialises a dimension traced at 1
 NOT_OPERATORS = ("sym_size",)  # shape queries a dynamic program makes: no computation, on no kernel
+WARMUP_RUNS = 2
+PORTABLE_PREFIX = "native_call_"  # an ETDump event of an operator run by a portable (or optimized) CPU kernel
+WRAPPERS = ("OPERATOR_CALL", "DELEGATE_CALL", "Method::execute")  # ETDump events that wrap the operators' own
 
 
 class ExecuTorch(GraphRuntime):
@@ -215,8 +219,7 @@ class ExecuTorch(GraphRuntime):
                 _set_threadpool(portable_lib, threads)
                 program = EtRuntime.get().load_program(Path(artifact.path))
                 method = program.load_method("forward")
-            global _METHOD_LOADED
-            _METHOD_LOADED = True
+            _loaded_a_method()
         except (RuntimeError, ValueError) as err:
             raise DeployError(f"ExecuTorch {self.version()} cannot load {artifact.path}: "
                               f"{artifacts.first_line(err)}") from err
@@ -235,6 +238,85 @@ class ExecuTorch(GraphRuntime):
 
         forward.program = program  # type: ignore[attr-defined]  # the method runs in the program's memory
         return forward
+
+    def layer_profile(self, artifact: Artifact, batch: int, threads: int | None, runs: int = 10) -> LayerProfile:
+        """ExecuTorch's ETDump (the program loaded with enable_etdump) read by its devtools Inspector: each XNNPACK
+        operator inside each delegate call (XNNPACK's own per-operator profiler) and each operator a portable CPU kernel
+        ran, which is off the fast path; medians over `runs` program calls after WARMUP_RUNS, at the file's batch."""
+        import tempfile
+
+        import torch  # ExecuTorch's Python runtime exchanges torch tensors; no torch kernel runs here
+
+        from vischoose.runtimes.agreement import random_batch
+        from vischoose.runtimes.layers import LayerProfile, median_layers
+
+        self.require()
+        with quiet():  # the runtime's import and thread pool start-up print to stderr
+            from executorch.devtools import Inspector
+            from executorch.extension.pybindings import portable_lib
+            from executorch.runtime import Runtime as EtRuntime
+
+            _set_threadpool(portable_lib, threads)
+        # a dynamic program takes the batch asked (up to its planned largest); a static one only its own
+        per_run = min(batch, calls_batch(artifact.facts)) if artifact.facts.get("batch") == "dynamic" else (
+            calls_batch(artifact.facts))
+        x = torch.from_numpy(random_batch(artifact.input_size, n=per_run))
+        with tempfile.TemporaryDirectory(prefix="vischoose-etdump-") as tmp:
+            try:
+                program = EtRuntime.get().load_program(Path(artifact.path), enable_etdump=True)
+                method = program.load_method("forward")
+                _loaded_a_method()
+                for _ in range(WARMUP_RUNS + runs):
+                    method.execute([x])
+                program.write_etdump_result_to_file(f"{tmp}/run.etdp", None)
+            except (RuntimeError, ValueError) as err:
+                raise DeployError(f"ExecuTorch {self.version()} cannot profile {artifact.path}: "
+                                  f"{artifacts.first_line(err)}") from err
+            blocks = Inspector(etdump_path=f"{tmp}/run.etdp").event_blocks
+        events = [e for b in blocks if b.name == "Execute" for e in b.events]
+        total = next((e for e in events if e.name == "Method::execute"), None)
+        return LayerProfile(self.name, artifact.precision, f"ExecuTorch {self.version()} ETDump (devtools Inspector)",
+                            per_run, threads, runs, None if total is None else _timed(total)[1],
+                            median_layers(_etdump_runs(events, runs)),
+                            note="XNNPACK operators are named per delegate call ([call N]); a portable kernel runs "
+                                 "outside XNNPACK, converting layouts at each boundary")
+
+
+def _loaded_a_method() -> None:
+    global _METHOD_LOADED
+    _METHOD_LOADED = True
+
+
+def _timed(event: Any) -> tuple[list[float], float]:
+    """An ETDump event's per-call milliseconds (warm-up calls dropped) and their median."""
+    import statistics
+
+    raw = list(event.perf_data.raw)[WARMUP_RUNS:] if event.perf_data is not None else []
+    return raw, statistics.median(raw) if raw else 0.0
+
+
+def _etdump_runs(events: list[Any], runs: int) -> list[dict[str, tuple[str, float, str, str | None]]]:
+    """Per program call, {operator: (type, ms, kernel, why off the fast path)}: XNNPACK's operators numbered by the
+    delegate call they ran in, portable kernels by their place in the program."""
+    per_run: list[dict[str, tuple[str, float, str, str | None]]] = [{} for _ in range(runs)]
+    call = 1
+    for event in events:
+        if event.name == "DELEGATE_CALL":
+            call += 1
+        if event.name in WRAPPERS or event.perf_data is None:
+            continue
+        raw, _ = _timed(event)
+        if event.is_delegated_op:
+            name = f"{event.name} [call {call}]"
+            fact = (event.name.split(" (")[0].split(" #")[0], "XNNPACK", None)
+        else:
+            op = event.name.removeprefix(PORTABLE_PREFIX)
+            name = f"{op} [after call {call - 1}]"
+            fact = (op.split(".")[0], "portable kernel",
+                    "on ExecuTorch's portable CPU kernel: XNNPACK did not take it")
+        for i, ms in enumerate(raw[:runs]):
+            per_run[i][name] = (fact[0], ms, fact[1], fact[2])
+    return per_run
 
 
 _METHOD_LOADED = False  # True once a method has loaded in this process: the threadpool's size is then fixed

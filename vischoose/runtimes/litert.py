@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from vischoose.models.loading import LoadedModel
     from vischoose.runtimes.artifact import Artifact, FileFacts
+    from vischoose.runtimes.layers import LayerProfile
 
 CONVERTER = "litert_torch"  # the module that builds files; `module` (ai_edge_litert) runs them
 RECIPE = "litert-pt2e-symmetric-per-channel"
@@ -63,6 +64,7 @@ class LiteRT(GraphRuntime):
     suffix: ClassVar[str] = ".tflite"
     format: ClassVar[str | None] = "tflite"
     batch_bound: ClassVar[str] = "one"  # litert-torch lowers no dynamic batch of a timm graph: a batch-1 file
+    host_modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert.interpreter",)  # the interpreter's library
 
     def missing(self) -> str | None:
         """Not installed: the interpreter (ai-edge-litert) or the converter (litert-torch), which the extra brings."""
@@ -174,6 +176,32 @@ class LiteRT(GraphRuntime):
                                   f"{artifacts.first_line(err)}") from err
 
         return forward
+
+    def layer_profile(self, artifact: Artifact, batch: int, threads: int | None, runs: int = 10) -> LayerProfile:
+        """What ai-edge-litert lets Python see: no per-operator times (its Interpreter and CompiledModel bindings expose
+        no profiler, and the wheel ships no benchmark_model with --enable_op_profiling), so the whole invoke's median
+        and the operators XNNPACK left to LiteRT's own kernels (off the fast path), named without a time."""
+        import time
+
+        from vischoose.runtimes.agreement import random_batch
+        from vischoose.runtimes.layers import LayerProfile
+
+        forward = self.session(artifact, threads)
+        x = random_batch(artifact.input_size, n=1)
+        totals = []
+        for i in range(2 + runs):
+            start = time.perf_counter()
+            forward(x)
+            totals.append((time.perf_counter() - start) * 1e3)
+        left = delegation(artifact.path)["litert_kernel_ops"]
+        return LayerProfile(self.name, artifact.precision, f"LiteRT {self.version()}: whole invoke only", 1, threads,
+                            runs, sorted(totals[2:])[runs // 2],
+                            unprofiled=tuple(f"{op} x{count}: on LiteRT's own kernel, XNNPACK did not take it"
+                                             for op, count in left.items()),
+                            note=f"ai-edge-litert {self.version()} exposes no per-operator profiler to Python (its "
+                                 "Interpreter and CompiledModel have none; the C++ benchmark_model "
+                                 "--enable_op_profiling is not in the wheel): the whole invoke is timed and the "
+                                 "operators XNNPACK left out are named from the delegated interpreter's node table")
 
 
 def _interpreter(path: str | Path, delegate: bool, threads: int | None = None) -> Any:

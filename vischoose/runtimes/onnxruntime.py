@@ -17,9 +17,13 @@ if TYPE_CHECKING:
 
     from vischoose.models.loading import LoadedModel
     from vischoose.runtimes.artifact import Artifact, FileFacts
+    from vischoose.runtimes.layers import LayerProfile
 
 INT8_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearConv",
                       "QLinearMatMul"})  # any of these: an int8 graph
+FLOAT_COMPUTE = frozenset({"Conv", "FusedConv", "ConvTranspose", "MatMul", "FusedMatMul", "Gemm", "FusedGemm",
+                           "Attention", "MultiHeadAttention"})  # their float kernels: off the fast path in int8
+WARMUP_RUNS = 2
 
 
 class OnnxRuntime(GraphRuntime):
@@ -135,6 +139,53 @@ class OnnxRuntime(GraphRuntime):
 
         session = ort_session(artifact.path, threads, spinning=not interleaved)
         return lambda batch: run_session(session, batch)
+
+    def layer_profile(self, artifact: Artifact, batch: int, threads: int | None, runs: int = 10) -> LayerProfile:
+        """ONNX Runtime's session profiling: each node's kernel time per run (the optimised graph's nodes, as they
+        ran), medians over `runs` after WARMUP_RUNS; in an int8 graph a Conv/MatMul/Gemm that takes float input is
+        off the fast path (left in float)."""
+        import json
+        import tempfile
+
+        import onnxruntime as ort
+
+        from vischoose.runtimes.agreement import random_batch
+        from vischoose.runtimes.layers import LayerProfile, median_layers
+        from vischoose.runtimes.ortbuild import ort_session, run_session
+
+        x = random_batch(artifact.input_size, n=batch)
+        with tempfile.TemporaryDirectory(prefix="vischoose-ortprof-") as tmp:
+            session = ort_session(artifact.path, threads, profile_prefix=str(Path(tmp) / "profile"))
+            for _ in range(WARMUP_RUNS + runs):
+                run_session(session, x)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        timed = _runs(events)[WARMUP_RUNS:]
+        per_run = [_node_times(nodes, artifact.precision == "int8") for _, nodes in timed]
+        total = sorted(dur for dur, _ in timed)[len(timed) // 2] / 1e3 if timed else None
+        return LayerProfile(self.name, artifact.precision, f"ONNX Runtime {ort.__version__} session profiling",
+                            batch, threads, len(timed), total, median_layers(per_run),
+                            note="nodes of the graph as ONNX Runtime optimised it (fused nodes carry one name)")
+
+
+def _runs(events: list[dict[str, Any]]) -> list[tuple[float, list[dict[str, Any]]]]:
+    """Each model_run of a profile (its microseconds) with the node kernel events inside it, in order."""
+    spans = [(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    nodes = [e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")]
+    return [(end - start, [n for n in nodes if start <= n["ts"] <= end]) for start, end in spans]
+
+
+def _node_times(nodes: list[dict[str, Any]], int8: bool) -> dict[str, tuple[str, float, str, str | None]]:
+    """{node: (op, ms, provider, why it is off the fast path)} for one run's kernel events."""
+    out = {}
+    for event in nodes:
+        args = event.get("args", {})
+        op = args.get("op_name", "?")
+        inputs = [next(iter(t.items()), ("", [])) for t in args.get("input_type_shape", []) if isinstance(t, dict)]
+        slow = (f"{op} left in float ({inputs[0][0]} input {inputs[0][1]}) inside the int8 graph"
+                if int8 and op in FLOAT_COMPUTE and inputs and inputs[0][0] in ("float", "double") else None)
+        name = str(event["name"]).removesuffix("_kernel_time")
+        out[name] = (op, event["dur"] / 1e3, str(args.get("provider", "")).removesuffix("ExecutionProvider"), slow)
+    return out
 
 
 def _initializer_mb(path: str | Path) -> float:

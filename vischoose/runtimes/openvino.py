@@ -36,10 +36,15 @@ if TYPE_CHECKING:
 
     from vischoose.models.loading import LoadedModel
     from vischoose.runtimes.artifact import Artifact, FileFacts
+    from vischoose.runtimes.layers import LayerProfile
 
 HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}  # int8: what stays unquantized runs in f32
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
 OPERATOR = r"(?:aten|prim|torchvision)::[A-Za-z0-9_]+"  # compiled on first use (re caches it): start-up
+COMPUTE = frozenset({"Convolution", "GroupConvolution", "MatMul", "FullyConnected", "FullyConnectedQuantizedLegacy",
+                     "Deconvolution", "ScaledDotProductAttention"})  # their precision is the one the variant asks
+RANK = {"i8": 0, "u8": 0, "bf16": 1, "f16": 1, "f32": 2}  # exec precisions, fastest first
+WARMUP_RUNS = 2
 
 
 class OpenVino(GraphRuntime):
@@ -203,15 +208,7 @@ class OpenVino(GraphRuntime):
         why = self.precision_supported(artifact.precision) if is_known(artifact.precision) else None
         if why is not None:
             raise UsageError(f"Cannot run {artifact.path} at {artifact.precision} here: {why}.")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
-                                  "INFERENCE_PRECISION_HINT": HINTS.get(artifact.precision, "f32")}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        try:
-            compiled = core().compile_model(artifact.path, "CPU", config)
-        except RuntimeError as err:
-            raise DeployError(f"OpenVINO {self.version()} cannot compile {artifact.path}: "
-                              f"{artifacts.first_line(err)}") from err
+        compiled = self._compiled(artifact, threads)
         request = compiled.create_infer_request()
         output = compiled.output(0)
 
@@ -224,6 +221,68 @@ class OpenVino(GraphRuntime):
             return np.asarray(result[output], dtype=np.float32)
 
         return forward
+
+    def _compiled(self, artifact: Artifact, threads: int | None, perf_count: bool = False) -> Any:
+        """The IR compiled for the CPU: the latency hint, the artifact's precision, `threads` inference threads."""
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
+                                  "INFERENCE_PRECISION_HINT": HINTS.get(artifact.precision, "f32")}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if perf_count:
+            config["PERF_COUNT"] = True
+        try:
+            return core().compile_model(artifact.path, "CPU", config)
+        except RuntimeError as err:
+            raise DeployError(f"OpenVINO {self.version()} cannot compile {artifact.path}: "
+                              f"{artifacts.first_line(err)}") from err
+
+    def layer_profile(self, artifact: Artifact, batch: int, threads: int | None, runs: int = 10) -> LayerProfile:
+        """OpenVINO's performance counters (PERF_COUNT): each executed layer of the compiled graph with the kernel
+        that ran it, its mean over `runs` after WARMUP_RUNS (the counters average every inference since the compile,
+        so the warm-up's share is taken out: (total x mean_all - warm-up x mean_warm-up) / runs); a reference kernel,
+        or a conv/matmul executed in a slower precision than the variant's (f32 inside int8 or bf16), is off the fast
+        path."""
+        import time
+
+        import numpy as np
+
+        from vischoose.runtimes.agreement import random_batch
+        from vischoose.runtimes.layers import LayerProfile, median_layers
+
+        request = self._compiled(artifact, threads, perf_count=True).create_infer_request()
+        x = np.ascontiguousarray(random_batch(artifact.input_size, n=batch))
+        totals, warm = [], {}
+        for i in range(WARMUP_RUNS + runs):
+            start = time.perf_counter()
+            request.infer({0: x})
+            totals.append((time.perf_counter() - start) * 1e3)
+            if i == WARMUP_RUNS - 1:
+                warm = _counters(request.get_profiling_info(), artifact.precision)
+        every = _counters(request.get_profiling_info(), artifact.precision)
+        done = WARMUP_RUNS + runs
+        own = {name: (op, max(0.0, (done * ms - WARMUP_RUNS * warm.get(name, (op, 0.0))[1]) / runs), kind, slow)
+               for name, (op, ms, kind, slow) in every.items()}
+        return LayerProfile(self.name, artifact.precision, f"OpenVINO {self.version()} performance counters", batch,
+                            threads, runs, sorted(totals[WARMUP_RUNS:])[runs // 2], median_layers([own]),
+                            note="layers of the compiled graph (the CPU plugin fuses and renames nodes), each its mean "
+                                 "over the profiled runs; kernel = its exec type, with the precision it ran in")
+
+
+def _counters(info: Any, precision: str) -> dict[str, tuple[str, float, str, str | None]]:
+    """{layer: (type, ms: its mean since the compile, exec type, why off the fast path)} of the executed layers."""
+    wanted = {"int8": "i8", "bf16": "bf16"}.get(precision, "f32")
+    out = {}
+    for item in info:
+        if str(item.status).rsplit(".", 1)[-1] != "EXECUTED":
+            continue
+        kind, ran = item.exec_type, item.exec_type.rsplit("_", 1)[-1].lower().replace("fp32", "f32")
+        slow = None
+        if kind.startswith("ref"):
+            slow = f"OpenVINO's reference implementation ({kind}), no optimised kernel"
+        elif item.node_type in COMPUTE and RANK.get(ran, -1) > RANK[wanted]:
+            slow = f"executed in {ran}, not {wanted} ({kind})"
+        out[item.node_name] = (item.node_type, item.real_time.total_seconds() * 1e3, kind, slow)
+    return out
 
 
 @functools.cache

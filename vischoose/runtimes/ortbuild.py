@@ -230,10 +230,12 @@ def _quiet_quantizer() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> "onnxruntime.InferenceSession":
+def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True,
+                profile_prefix: str | None = None) -> "onnxruntime.InferenceSession":
     """An ONNX Runtime CPU session with all graph optimisations and `threads` intra-op threads (None: ORT's).
 
-    spinning=False stops idle threads busy-waiting after each run (for sessions interleaved with other work).
+    spinning=False stops idle threads busy-waiting after each run (for sessions interleaved with other work);
+    profile_prefix: ONNX Runtime's session profiling on, its JSON written there by end_profiling().
 
     Raises:
         DeployError: ONNX Runtime cannot load the file.
@@ -246,6 +248,9 @@ def ort_session(path: str | Path, threads: int | None = None, spinning: bool = T
     options.log_severity_level = 3  # errors only: ORT warns about every unused initializer
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
