@@ -4,11 +4,13 @@ the figures are the rows' (measure.application), the layer profile the runtime's
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from vischoose.report.flags import echo
 from vischoose.report.tables import fmt, table
-from vischoose.runtimes.layers import LayerProfile
+
+if TYPE_CHECKING:  # recommend's start-up imports this module: layers (json, dataclasses) only where a table is built
+    from vischoose.runtimes.layers import LayerProfile
 
 APP_HEADERS = ["model", "variant", "import ms", "load ms", "1st ms", "cold ms", "RSS MiB", "warm p50 ms", "e2e p50 ms",
                "e2e p90 ms", "decode p50", "preproc p50", "model p50", "model %"]
@@ -110,6 +112,8 @@ def show_application(profiles: Sequence[Any], output: str, n: int) -> None:
             echo(bullet + line)
     for p in _distinct(profiles):
         if p.layer_profile:
+            from vischoose.runtimes.layers import LayerProfile
+
             lp = LayerProfile.from_json(p.layer_profile)
             title, under = layer_lines(p, lp)
             echo("\n" + title)
@@ -143,6 +147,8 @@ def application_markdown(profiles: Sequence[Any], n: int = 10) -> list[str]:
     profiled = [p for p in newest if p.layer_profile]
     if profiled:
         out += ["", "## Where the time goes"]
+    from vischoose.runtimes.layers import LayerProfile
+
     for p in profiled:
         lp = LayerProfile.from_json(p.layer_profile)
         title, under = layer_lines(p, lp)

@@ -17,7 +17,6 @@ from vischoose.report.tables import (
     table,
 )
 from vischoose.runtimes import registry
-from vischoose.runtimes.layers import TOP
 
 # ---- vischoose profile ---------------------------------------------------------------------------------
 
@@ -214,6 +213,8 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
     bullet = "- " if output == "markdown" else ""
     for line in _profile_conditions(profiles) + footers + _profile_notes(runs):
         echo(bullet + line)
+    from vischoose.runtimes.layers import TOP
+
     application.show_application(profiles, output, TOP)  # cold start, end to end, layers
 
 

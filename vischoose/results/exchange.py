@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import MISSING, fields
 from functools import cache
 from pathlib import Path
 from types import UnionType
@@ -89,6 +88,8 @@ def record_uid(record: Record) -> str:
     """A content hash of every field not at its default: the same result gives the same uid on every machine, and
     fields added in later versions (at their default in older results) leave an older result's uid unchanged."""
     import json
+    from dataclasses import MISSING, fields  # here: recommend reads the store at start-up, and writes no record
+
     normal = record_from_dict(kind_of(record), record.to_dict())
     defaults = {f.name: f.default for f in fields(normal) if f.default is not MISSING}
     data = {k: v for k, v in normal.to_dict().items() if k not in defaults or v != defaults[k]}
@@ -100,6 +101,8 @@ def record_uid(record: Record) -> str:
 
 def csv_columns() -> list[str]:
     """CSV header: id, kind, source, then every Profile field and the EvalResult fields Profile lacks."""
+    from dataclasses import fields
+
     from vischoose.records import EvalResult, Profile
 
     names = [f.name for f in fields(Profile)]

@@ -333,7 +333,6 @@ class Store:
 
     def _query(self, kind: str, model: str | None, device: str | None, machine: str | None,
                ids: Iterable[int] | None) -> list[StoredResult]:
-        import json
         where, args = ["1"], []
         if model:
             where.append("(t.model = ? OR t.tag = ?)")
@@ -354,6 +353,8 @@ class Store:
                "ORDER BY r.id")
         rows = self._retrying(lambda: self._db.execute(sql, args).fetchall())
         out = []
+        if rows:
+            import json  # here: recommend on an empty store reads no record
         for rid, source, stored_at, extra, *values in rows:
             data = {**json.loads(extra or "{}"), **dict(zip(columns, values))}
             out.append(StoredResult(rid, kind, record_from_dict(kind, data), source, stored_at))
