@@ -425,31 +425,23 @@ def test_a_drop_equal_to_the_limit_meets_it_despite_float_rounding():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("reverting_graphs", "outcome"), [("onnx", "met"), ("onnx", "missed")],
-                         indirect=["reverting_graphs"])
-def test_recommend_ships_accuracy_aware_int8_within_the_limit_and_rejects_it_otherwise(runner, lite0, reverting_graphs,
-                                                                                       outcome, shared_graphs,
-                                                                                       tmp_path, monkeypatch):
+@pytest.mark.parametrize("reverting_graphs", ["onnx"], indirect=True)
+def test_recommend_ships_accuracy_aware_int8_within_the_limit(runner, lite0, reverting_graphs, shared_graphs, tmp_path):
     """recommend --data --max-accuracy-drop on real Lite0 and the photos labelled with fp32's classes: the int8
     candidate is the file export --max-accuracy-drop builds, judged on the held-out photos as written. A limit of 100
-    points holds: stored with its float layers (none), evaluated as written on the held-out photos. With the
-    search made to miss every limit, it is rejected with the drop it reached, and nothing is stored."""
+    points holds: stored with its float layers (none), evaluated as written on the held-out photos. (A limit missed is
+    rejected with the drop it reached and nothing stored: tests/real/test_recommend_data.py's "missed", on two tiny
+    models; here it would run Lite0's whole revert search, 15 s, to prove the same.)"""
     from tests import realweights
     from vischoose.results.store import open_store
 
     own_labels, held_out = reverting_graphs[-1], len(reverting_graphs[5])
     preset = tmp_path / "aware.toml"
     preset.write_text(INT8_PRESET)  # ONNX Runtime int8 on the CPU, ranked on top-1 alone
-    if outcome == "missed":
-        monkeypatch.setattr(accuracy, "within", lambda drop, limit: False)
     result = runner.invoke(app, ["recommend", "--target", str(preset), "--models", realweights.TAG, "--data",
                                  str(own_labels), "--max-accuracy-drop", "100", "--json"])
     with open_store() as store:
         stored = store.evals()
-    if outcome == "missed":
-        assert result.exit_code == 4 and not stored, result.stderr  # 4: nothing fits
-        assert "onnxruntime int8 not used: int8 " in result.stderr and "--max-accuracy-drop 100" in result.stderr
-        return
     assert result.exit_code == 0, result.stderr
     (ev,) = stored
     assert ev.accuracy_met and ev.max_accuracy_drop == 100 and ev.reverted_layers == []

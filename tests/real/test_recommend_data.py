@@ -237,6 +237,7 @@ def test_accuracy_aware_int8_is_stored_when_it_meets_its_limit_and_rejected_when
     if outcome == "missed":
         assert result.exit_code == 4 and not stored, result.stderr  # 4: nothing fits
         assert result.stderr.count("onnxruntime int8 not used: int8 ") >= 1, result.stderr
+        assert "--max-accuracy-drop 100" in result.stderr  # the limit it missed, as the user gave it
         return
     assert result.exit_code == 0, result.stderr
     assert set(stored) == {RESNET, VIT}  # any drop is within 100 points: plain int8 meets it
