@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 FOLDER = "graphs"
 ENV = "VISCHOOSE_GRAPH_CACHE"
 RANDOM_SEED = 0  # the build's random init, so that a random-weights graph is the same file every time
+RANDOM_INIT = 2  # how random init is made (2: zero-initialised norms at one, models.loading.trained_like)
 
 
 def folder(home: str | Path | None = None) -> Path:
@@ -57,7 +58,8 @@ def key(runtime: GraphRuntime, precision: str, tag: str, weights: str, input_siz
     text = json.dumps({"runtime": runtime.name, "build": runtime.build_revision, "config": config, "precision": precision, "tag": tag,
                        "weights": weights, "input_size": input_size, "calibration": images, "versions": versions,
                        "metadata": (metadata or {}) if runtime.stores_metadata else {},
-                       **({"max_batch": max_batch} if runtime.batch_bound == "planned" else {})}, sort_keys=True)
+                       **({"max_batch": max_batch} if runtime.batch_bound == "planned" else {}),
+                       **({"init": RANDOM_INIT} if weights == "random" else {})}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -91,7 +91,24 @@ def _random(ref: ModelRef) -> LoadedModel:
     name = ref.timm_name or ref.name
     check_timm_name(name)
     net = timm.create_model(name, pretrained=False).eval()
+    trained_like(net)
     return _loaded(ref, net, "random", None)
+
+
+def trained_like(net: Any) -> int:
+    """Set to one every norm weight that random init left all zero (timm's zero_init_last: each residual block's last
+    BatchNorm), as trained weights never are; returns how many. With them at zero a block's branch adds exactly zero,
+    and a converter that folds constants (LiteRT's) drops those layers: the file, its size and its speed would not be
+    the architecture's."""
+    import torch
+
+    norms = [m for m in net.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm,
+                                                        torch.nn.LayerNorm))
+             and getattr(m, "weight", None) is not None and not m.weight.detach().any()]
+    with torch.no_grad():
+        for m in norms:
+            m.weight.fill_(1.0)
+    return len(norms)
 
 
 def check_timm_name(name: str) -> None:
@@ -120,6 +137,8 @@ def _from_folder(ref: ModelRef, files: hub.Weights, pretrained: bool) -> LoadedM
         net = timm.create_model(f"local-dir:{files.folder}", pretrained=pretrained)
     except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise _load_error(files, err) from err
+    if not pretrained:
+        trained_like(net)
     return _loaded(ref, net.eval(), "pretrained" if pretrained else "random", files.commit)
 
 
