@@ -227,3 +227,25 @@ def test_layer_profile_says_what_it_cannot_time_and_names_what_xnnpack_left(mode
     assert found.note.startswith(f"ai-edge-litert {LiteRT().version()} exposes no per-operator profiler to Python")
     assert any(line.startswith("CUMSUM x1: on LiteRT's own kernel") for line in found.unprofiled)
     assert any(line.startswith("PADV2 x") for line in found.unprofiled)
+
+
+def test_random_weights_have_no_norm_that_zeroes_a_branch():
+    """timm's init zero-initialises each ResNet block's last norm (trained weights never are); vischoose's random
+    weights set those to one, so no branch adds exactly zero for a converter to drop."""
+    import timm
+    import torch
+
+    def zero_norms(net) -> int:
+        return sum(1 for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   and not m.weight.detach().any())
+
+    assert zero_norms(timm.create_model("test_resnet", pretrained=False)) > 0  # what timm gives
+    assert zero_norms(load_model("test_resnet", weights="random").model) == 0
+
+
+@needs_litert
+@pytest.mark.slow
+def test_a_random_weights_file_keeps_every_layer_of_the_architecture(built):
+    """LiteRT's converter folds away layers whose output is always zero; on vischoose's random weights none is."""
+    facts = built["test_resnet", "fp32"].facts
+    assert facts["file_layers"] == facts["model_layers"] > 0
