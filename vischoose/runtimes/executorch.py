@@ -28,7 +28,6 @@ set before the program is loaded.
 from __future__ import annotations
 
 import operator
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
@@ -37,7 +36,7 @@ from vischoose.errors import DeployError, opt
 from vischoose.runtimes import files as artifacts
 from vischoose.runtimes.base import Forward, GraphRuntime
 from vischoose.runtimes.quiet import quiet
-from vischoose.runtimes.torchexport import exportable
+from vischoose.runtimes.torchexport import exportable, lowering_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
 
 RECIPE = "xnnpack-pt2e-symmetric-per-channel"
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
-OPERATOR = r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"  # compiled on first use (re caches it): start-up
 DELEGATE_CALL = "executorch_call_delegate"
 MAX_BATCH = 64  # the largest max_batch a build takes (its buffers are planned for max_batch images)
 EXAMPLE_BATCH = 2  # the batch traced: torch.export specialises a dimension traced at 1
@@ -524,7 +522,5 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 def _deploy_error(loaded: "LoadedModel", step: str, err: BaseException) -> DeployError:
-    found = re.search(OPERATOR, str(err))
-    operator_part = f" at operator {found.group(0)}" if found else ""
-    return DeployError(f"{step} of {loaded.tag} for ExecuTorch failed{operator_part}: {artifacts.first_line(err)}",
-                       hint=f"Ship another runtime ({opt('runtime')} onnxruntime), or set VISCHOOSE_DEBUG=1 for the traceback.")
+    return lowering_error(loaded, step, err, "ExecuTorch", f"Ship another runtime ({opt('runtime')} onnxruntime), or "
+                          "set VISCHOOSE_DEBUG=1 for the traceback.")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -49,7 +48,6 @@ COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"
 LAYER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")  # one per conv / linear module
 INT_TYPES = ("int8", "uint8", "int16")
 DELEGATE = "DELEGATE"
-OPERATOR = r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"  # compiled on first use (re caches it): start-up
 
 
 class LiteRT(GraphRuntime):
@@ -388,8 +386,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 def _deploy_error(loaded: "LoadedModel", step: str, err: BaseException) -> DeployError:
-    found = re.search(OPERATOR, str(err))
-    operator_part = f" at operator {found.group(0)}" if found else ""
-    return DeployError(f"{step} of {loaded.tag} for LiteRT failed{operator_part}: {artifacts.first_line(err)}",
-                       hint=f"Ship another runtime ({opt('runtime')} executorch or onnxruntime), or set "
-                            "VISCHOOSE_DEBUG=1 for the converter's traceback.")
+    from vischoose.runtimes.torchexport import lowering_error
+
+    return lowering_error(loaded, step, err, "LiteRT", f"Ship another runtime ({opt('runtime')} executorch or "
+                          "onnxruntime), or set VISCHOOSE_DEBUG=1 for the converter's traceback.")

@@ -6,10 +6,25 @@ import this module."""
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import TYPE_CHECKING, Any, Iterator
+
+from vischoose.errors import DeployError
+from vischoose.runtimes import files
 
 if TYPE_CHECKING:
     import torch
+
+    from vischoose.models.loading import LoadedModel
+
+OPERATOR = r"aten(?:::|\.)[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?"  # compiled on first use (re caches it): start-up
+
+
+def lowering_error(loaded: "LoadedModel", step: str, err: BaseException, runtime: str, hint: str) -> DeployError:
+    """A failed export or lowering of `loaded` for `runtime`, naming the aten operator the error names (if any)."""
+    found = re.search(OPERATOR, str(err))
+    operator_part = f" at operator {found.group(0)}" if found else ""
+    return DeployError(f"{step} of {loaded.tag} for {runtime} failed{operator_part}: {files.first_line(err)}", hint=hint)
 
 
 @contextlib.contextmanager
