@@ -216,3 +216,23 @@ def test_loadgen_runs_judge_what_they_see(tmp_path):
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     assert not flooded.valid and flooded.invalid_reason.startswith("Reduce target QPS")
     assert ss.sustained([calm, flooded]) == calm
+
+
+def test_idle_times_time_a_forward_that_follows_an_idle_gap():
+    """A synthetic forward 2 ms back to back and 8 ms when 30 ms passed since its last call: the idle samples see
+    the slow pace, one per call asked, from every instance in turn."""
+    import numpy as np
+
+    last: dict[int, float] = {}
+
+    def make(i):
+        def forward(batch):
+            now = time.perf_counter()
+            slow = now - last.get(i, now) >= 0.030
+            time.sleep(0.008 if slow else 0.002)
+            last[i] = time.perf_counter()
+        return forward
+
+    found = serving.idle_times([make(0), make(1)], np.zeros((4, 3, 8, 8), np.float32), calls=6, gap_s=0.05)
+    assert len(found) == 6 and min(found) >= 0.008
+    assert sorted(last) == [0, 1]

@@ -172,3 +172,31 @@ def test_service_interpolates_between_measured_batch_sizes():
     assert ss.next_batch({1: [0.010], 2: [0.0198]}, 1, 100.0, 16) is None  # img/s grew < 5%
     assert ss.next_batch({1: [0.010], 2: [0.012]}, 1, 100.0, 16) == 4
     assert ss.next_batch({1: [0.010], 2: [0.012]}, 1, 11.0, 16) is None  # batch 2 already over the bound
+
+
+# ---- a server that is slower when a request finds it idle (cores asleep, caches cold) --------------------------------
+
+WAKING = ss.Service({1: [0.005] * 20}, idle=[0.011] * 16)  # 5 ms back to back, 11 ms after IDLE_GAP_S idle
+
+
+def test_a_request_that_finds_the_server_idle_pays_the_idle_pace():
+    settings, arrivals, draws = ss.ServeSettings(1, 2), ss.unit_arrivals(3000), ss.uniforms(3000)
+    sparse = ss.simulate(1.0, settings, WAKING, arrivals, draws)  # a request a second: the server mostly idle
+    idle_share = sum(1 for x in sparse if x == pytest.approx(0.011)) / len(sparse)
+    assert idle_share == pytest.approx(math.exp(-1.0 * ss.IDLE_GAP_S), abs=0.02)  # P(gap >= IDLE_GAP_S), ~0.95
+    steady = ss.Service({1: [0.005] * 20})
+    plain = ss.simulate(1.0, settings, steady, arrivals, draws)
+    assert sorted(plain)[len(plain) // 2] == pytest.approx(0.005)  # without idle samples, as before
+
+    def paid(service):  # at 150/s (gaps of 6.7 ms on average) the share of requests that take 11 ms or more
+        return sum(1 for x in ss.simulate(150.0, settings, service, arrivals, draws) if x >= 0.011) / len(arrivals)
+    assert paid(WAKING) - paid(steady) < 0.005  # a gap of IDLE_GAP_S is rare (P = e^-7.5): queueing decides
+
+
+def test_a_bound_met_back_to_back_but_not_after_idle_is_not_predicted():
+    # 8 ms: a forward back to back (5 ms) fits, one on an idle server (11 ms) does not, and a low rate means idle
+    assert ss.Model(WAKING, 8.0, ss.DEFAULT_BUDGET).predict(ss.ServeSettings(1, 2)).qps == 0.0
+    assert ss.Model(ss.Service({1: [0.005] * 20}), 8.0, ss.DEFAULT_BUDGET).predict(ss.ServeSettings(1, 2)).qps > 0
+    roomy = ss.Model(WAKING, 40.0, ss.DEFAULT_BUDGET).predict(ss.ServeSettings(1, 2))
+    assert roomy.qps > 0.5 * roomy.capacity  # a bound the idle pace meets: the rate is set by queueing as before
+    assert WAKING.idle_quantile(0.99) == pytest.approx(0.011) and ss.Service({1: [0.005]}).idle_quantile(0.99) is None

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 MODEL_NAME = "vischoose"  # mlperf.conf has no such model: its "*" lines (seeds, percentiles, 600 s) apply
 SAMPLES = 64  # images the QSL holds, all in memory (LoadGen picks among them at random)
 BATCH1_CALLS = 30  # service times at batch 1 an instance gives at least (the tail the model draws from)
+IDLE_CALLS = 16  # batch-1 forwards timed after serving_search.IDLE_GAP_S with every instance idle
 _STOP = None
 Forward = Callable[["np.ndarray"], Any]
 
@@ -257,11 +258,37 @@ def service_times(forwards: Sequence[Forward], images: "np.ndarray", batch: int,
     return found
 
 
+def idle_times(forwards: Sequence[Forward], images: "np.ndarray", calls: int = IDLE_CALLS,
+               gap_s: float = serving_search.IDLE_GAP_S, thread_start: Callable[[], None] | None = None) -> list[float]:
+    """Seconds of batch-1 forwards that each follow `gap_s` with every instance idle (the instances taking turns, each
+    from a thread of its own as when serving): what a request that finds the server idle waits for its forward."""
+    found: list[float] = []
+    one = images[:1]
+
+    def loop(forward: Forward, turns: int) -> None:
+        if thread_start:
+            thread_start()
+        forward(one)  # warmed up (the session's first call is not what an idle server pays)
+        for _ in range(turns):
+            time.sleep(gap_s)
+            begin = time.perf_counter()
+            forward(one)
+            found.append(time.perf_counter() - begin)
+
+    share = -(-calls // len(forwards))
+    for forward in forwards:  # one instance at a time: the others stay idle
+        worker = threading.Thread(target=loop, args=(forward, share), daemon=True)
+        worker.start()
+        worker.join()
+    return found
+
+
 def service_ladder(forwards: Sequence[Forward], images: "np.ndarray", slo_ms: float, max_batch: int, seconds: float,
                    thread_start: Callable[[], None] | None = None,
                    on_size: Callable[[int], None] | None = None) -> dict[int, list[float]]:
     """Service times (s) of every instance at once at batch 1, 2, 4, ... (serving_search.next_batch decides how far).
-    Batch 1 gets twice the time and at least BATCH1_CALLS calls an instance: its tail decides tight bounds."""
+    Batch 1 gets twice the time and at least BATCH1_CALLS calls an instance: its tail decides tight bounds. The idle
+    pace is idle_times'."""
     found: dict[int, list[float]] = {}
     batch = serving_search.next_batch(found, len(forwards), slo_ms, max_batch)
     while batch is not None:
@@ -310,8 +337,10 @@ def search_in_process(make_forwards: Callable[[int, int], Sequence[Forward]], im
     plans = serving_search.instance_plans(cores)
 
     def predict(instances: int, threads: int) -> serving_search.Prediction:
-        found = service_ladder(make_forwards(instances, threads), images, slo_ms, max_batch, seconds_per_size)
-        return serving_search.best_prediction(instances, threads, serving_search.Service(found), slo_ms, budget)
+        forwards = make_forwards(instances, threads)
+        found = service_ladder(forwards, images, slo_ms, max_batch, seconds_per_size)
+        service = serving_search.Service(found, idle_times(forwards, images))
+        return serving_search.best_prediction(instances, threads, service, slo_ms, budget)
 
     def verify(chosen: serving_search.Prediction) -> list[Run]:
         s = chosen.settings

@@ -1,7 +1,8 @@
 """The server scenario's child modes (measure.child runs them, one process per instance count):
 
 - "serve-profile": `instances` copies of the model, `threads` each, timed all at once at batch 1, 2, 4, ... (doubling
-  while img/s grows 5%, while a batch stays under the bound): the service times the queueing model is fed.
+  while img/s grows 5%, while a batch stays under the bound), then batch 1 after an idle gap: the service times the
+  queueing model is fed.
 - "serve-verify": the chosen setting served to LoadGen's Server scenario at the rates measure.serving_search.verify
   asks for; every run's verdict, percentiles and summary.
 - "serve-single-stream": one instance, every thread: vischoose's own batch-1 timing and LoadGen's SingleStream on the
@@ -110,6 +111,8 @@ def serve_profile(job: Job, result: Result) -> None:
     with machine_held(job, result):
         ladder = serving.service_ladder(calls, pixels, spec["slo_ms"], spec["max_batch"], spec["seconds_per_size"],
                                         thread_start, lambda batch: phase("service times", batch))
+        phase("service times after idle", 1)
+        result["service_idle"] = serving.idle_times(calls, pixels, thread_start=thread_start)
     result["service"] = {str(b): v for b, v in ladder.items()}
     result.update(status="done", phase="done", batch_size=None)
 

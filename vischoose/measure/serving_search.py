@@ -9,7 +9,9 @@ queries (662 to allow one over the bound), so a run lasts queries / rate seconds
 1. Instances: n instances share the usable cores C, t = C // n threads each (n * t <= C; fewest first, more while
    the prediction gains 5%). Each count is measured in a child process of its own (measure.serving).
 2. That child times every instance busy at once at batch 1, 2, 4, ... (doubling while img/s grows 5%): the service
-   times under the contention the server will see.
+   times under the contention the server will see; and batch 1 after IDLE_GAP_S with every instance idle, since a
+   request that finds the machine idle is served slower (on 2-core VMs here, twice as slow after 50 ms: the cores
+   wake up and the caches are cold), which decides a tight bound at low rates.
 3. A discrete-event model of the system under test (Poisson arrivals, one FIFO queue, n instances, the dynamic batcher
    closing a batch at max_batch requests or max_wait after its first one) predicts, for each batching setting, the
    highest rate at which a LoadGen run of the budgeted queries would pass: the expected count of queries over the bound
@@ -37,6 +39,7 @@ MIN_GAIN = 1.05  # more instances, or a larger batch, must predict (or measure) 
 SIM_QUERIES = 6000  # requests per simulated run
 BISECTIONS = 9  # of the predicted rate: within 0.3% of the model's answer
 MOST_INSTANCES = 8
+IDLE_GAP_S = 0.05  # a server idle this long serves its next batch at the idle samples' pace (measured after this gap)
 
 
 def binomial_cdf(n: int, k: int, q: float) -> float:
@@ -143,14 +146,27 @@ def instance_plans(cores: int, most: int = MOST_INSTANCES) -> list[tuple[int, in
 
 class Service:
     """Measured service times (seconds per forward, every instance busy) at some batch sizes; other sizes are
-    interpolated linearly (and extrapolated from the last two), with the spread of the nearest smaller size."""
+    interpolated linearly (and extrapolated from the last two), with the spread of the nearest smaller size. `idle`:
+    batch-1 forwards that each followed IDLE_GAP_S with every instance idle; what they take over the busy batch-1 mean
+    is added to a batch that starts on a server idle that long."""
 
-    def __init__(self, samples: Mapping[int, Sequence[float]]) -> None:
+    def __init__(self, samples: Mapping[int, Sequence[float]], idle: Sequence[float] = ()) -> None:
         self.samples = {int(b): sorted(v) for b, v in samples.items() if v}
         if not self.samples:
             raise ValueError("no service times")
         self.sizes = sorted(self.samples)
         self.means = {b: math.fsum(v) / len(v) for b, v in self.samples.items()}
+        self.idle = sorted(idle)
+
+    def idle_extra(self, u: float) -> float:
+        """Seconds a batch that starts on an idle server takes over a busy one's, for a uniform draw u (0 unmeasured)."""
+        if not self.idle:
+            return 0.0
+        return max(0.0, self.idle[min(int(u * len(self.idle)), len(self.idle) - 1)] - self.mean(1))
+
+    def idle_quantile(self, q: float) -> float | None:
+        """The q-quantile of a batch-1 forward on an idle server, seconds (None: unmeasured)."""
+        return self.mean(1) + self.idle_extra(q) if self.idle else None
 
     def mean(self, batch: int) -> float:
         """Mean seconds of one forward at `batch`."""
@@ -218,19 +234,23 @@ def simulate(rate: float, s: ServeSettings, service: Service, arrivals: Sequence
              draws: Sequence[float]) -> list[float]:
     """Latency (s, from each request's scheduled arrival to its completion, as LoadGen counts it) of every request in a
     model of the system under test: FIFO queue, `instances` servers, a batch closing when `max_batch` requests are
-    there or `max_wait_ms` after its first request arrived, whichever is first, but never before a server is free."""
+    there or `max_wait_ms` after its first request arrived, whichever is first, but never before a server is free;
+    a server idle IDLE_GAP_S or more when its batch's first request arrives serves it at the idle pace."""
     times = [a / rate for a in arrivals]
-    free = [0.0] * s.instances
+    free = [-math.inf] * s.instances  # idle since ever
     wait, latencies, i, k = s.max_wait_ms / 1e3, [], 0, 0
     while i < len(times):
-        start = max(heapq.heappop(free), times[i])
+        free_at = heapq.heappop(free)
+        start, idle = max(free_at, times[i]), times[i] - free_at >= IDLE_GAP_S
         last = i + s.max_batch - 1
         full = times[last] if last < len(times) else math.inf
         close = start if s.max_batch == 1 else max(start, min(times[i] + wait, full))
         j = i + 1
         while j < len(times) and j - i < s.max_batch and times[j] <= close:
             j += 1
-        done = close + service.draw(j - i, draws[k % len(draws)])
+        u = draws[k % len(draws)]
+        woke = service.idle_extra(draws[(k + len(draws) // 2) % len(draws)]) if idle else 0.0  # drawn apart from u
+        done = close + service.draw(j - i, u) + woke
         k += 1
         latencies.extend(done - t for t in times[i:j])
         heapq.heappush(free, done)
