@@ -155,11 +155,18 @@ def test_an_invalid_run_is_never_the_answer(start):
     assert ss.sustained(always_invalid) is None and len(always_invalid) == ss.MAX_RUNS
 
 
-def test_no_run_starts_past_the_time_left_once_one_was_valid():
-    runs = ss.verify(run_at(100.0), 50.0, BUDGET, lambda: 1.0)  # 662 queries at >= 50 QPS take > 1 s
-    assert len(runs) == 1 and runs[0].valid
-    runs = ss.verify(run_at(10.0), 50.0, BUDGET, lambda: 1.0)  # none VALID yet: it goes on down
+def test_no_run_starts_past_the_time_left():
+    budget, late = ss.Budget(662, 1.0), []
+    left = iter([1.5, 0.3])  # 662 queries at 500 QPS take 1.3 s: the first fits, the second (at 550, 1.2 s) does not
+    runs = ss.verify(run_at(1000.0), 500.0, budget, lambda: next(left), on_late=late.append)
+    assert len(runs) == 1 and runs[0].valid and late == [pytest.approx(550.0)]
+    # none VALID yet: a run may use the search's whole time, not only what is left of it
+    runs = ss.verify(run_at(20.0), 50.0, budget, lambda: 1.0, whole_s=180.0)
     assert ss.sustained(runs) is not None
+    # a tight bound's rate: 662 queries at 0.1 QPS take 110 minutes, over the whole 180 s: none is started
+    late.clear()
+    assert ss.verify(run_at(1.0), 0.1, budget, lambda: 180.0, whole_s=180.0, on_late=late.append) == []
+    assert late == [0.1]
 
 
 def test_service_interpolates_between_measured_batch_sizes():

@@ -13,6 +13,7 @@ Imports numpy and mlperf_loadgen (the `serve` extra) inside the functions; never
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
@@ -304,7 +305,8 @@ def service_ladder(forwards: Sequence[Forward], images: "np.ndarray", slo_ms: fl
 def verify_with_loadgen(forwards: Sequence[Forward], images: "np.ndarray", settings: ServeSettings, start_qps: float,
                         slo_ms: float, budget: Budget, seconds_left: float, outdir: Path,
                         thread_start: Callable[[], None] | None = None, on_run: Callable[[float], None] | None = None,
-                        on_result: Callable[[Run, str], None] | None = None) -> list[Run]:
+                        on_result: Callable[[Run, str], None] | None = None, whole_s: float = math.inf,
+                        on_late: Callable[[float], None] | None = None) -> list[Run]:
     """Serve `settings` to LoadGen's Server scenario at the rates serving_search.verify asks for, from `start_qps`;
     the runs as LoadGen judged them (on_run hears each rate before its run, on_result each run and LoadGen's
     version after it)."""
@@ -322,7 +324,8 @@ def verify_with_loadgen(forwards: Sequence[Forward], images: "np.ndarray", setti
         return done
 
     try:
-        return serving_search.verify(run, start_qps, budget, lambda: deadline - time.monotonic())
+        return serving_search.verify(run, start_qps, budget, lambda: deadline - time.monotonic(), whole_s=whole_s,
+                                     on_late=on_late)
     finally:
         harness.close()
         sut.close()
@@ -345,6 +348,6 @@ def search_in_process(make_forwards: Callable[[int, int], Sequence[Forward]], im
     def verify(chosen: serving_search.Prediction) -> list[Run]:
         s = chosen.settings
         return verify_with_loadgen(make_forwards(s.instances, s.threads), images, s, chosen.qps, slo_ms, budget,
-                                   seconds_left, outdir)
+                                   seconds_left, outdir, whole_s=seconds_left)
 
     return serving_search.search(plans, predict, verify)

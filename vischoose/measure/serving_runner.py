@@ -157,9 +157,13 @@ class ServerSearch:
         """The chosen setting served to LoadGen at the rates the search asks for."""
         s = chosen.settings
         left = max(self.request.time_budget_s - (time.monotonic() - self.start), 0.0)
+        if self.budget.seconds(chosen.qps) > max(left, self.request.time_budget_s):
+            self.verified = {"late_qps": chosen.qps}  # its first run would outlast the search (no_rate says so)
+            return []
         self.verified = self._attempt("serve-verify", "verify", s.threads, {
             "instances": s.instances, "threads": s.threads, "settings": s.to_dict(), "start_qps": chosen.qps,
-            "slo_ms": self.request.slo_ms, "budget": asdict(self.budget), "seconds_left": left})
+            "slo_ms": self.request.slo_ms, "budget": asdict(self.budget), "seconds_left": left,
+            "whole_s": self.request.time_budget_s})
         return [Run.from_dict(r) for r in self.verified.get("runs", [])]
 
     def _row(self, outcome: Outcome | None) -> ProfileRun:
@@ -189,7 +193,8 @@ def server_fields(request: ProfileRequest, outcome: Outcome | None, services: di
         fields.update(serve_instances=s.instances, serve_threads=s.threads, serve_max_batch=s.max_batch,
                       serve_max_wait_ms=s.max_wait_ms)
     if best is None:
-        return {**fields, "serve_valid": False if outcome else None, "serve_note": no_rate(request, outcome, services)}
+        note = no_rate(request, outcome, services, verified.get("late_qps"))
+        return {**fields, "serve_valid": False if outcome else None, "serve_note": note}
     return {**fields, "serve_qps": best.scheduled_qps or best.target_qps, "serve_target_qps": best.target_qps,
             "serve_p50_ms": best.p50_ms, "serve_p90_ms": best.p90_ms, "serve_p99_ms": best.p99_ms,
             "serve_valid": True, "serve_early_stopping": best.early_stopping, "loadgen_summary": best.summary}
@@ -203,15 +208,27 @@ def machine_load(others: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"others_cpu_cores": max(taken) if taken else None, "contended": contended or None}
 
 
-def no_rate(request: ProfileRequest, outcome: Outcome | None, services: dict[tuple[int, int], Service]) -> str | None:
-    """Why no rate was sustained: the bound below one forward's time, or every LoadGen run INVALID."""
+def no_rate(request: ProfileRequest, outcome: Outcome | None, services: dict[tuple[int, int], Service],
+            waiting: float | None = None) -> str | None:
+    """Why no rate was sustained: the bound below one forward's time, every LoadGen run INVALID, or the next run
+    (at `waiting` QPS) too long for the time budget."""
     if outcome is None or outcome.chosen is None:
         return None
-    if not outcome.runs:
+    if outcome.chosen.qps <= 0:
         return f"no rate keeps p99 <= {request.slo_ms:.3g} ms{alone_text(services)}; no LoadGen run was made"
+    budget = budget_of(request)
+    late = ""
+    if waiting:
+        took = budget.seconds(waiting)
+        late = (f"a run at {waiting:.3g} QPS needs {budget.queries(waiting):,} queries, about "
+                f"{f'{took / 60:,.0f} min' if took >= 120 else f'{took:.0f} s'}, more than --time-budget "
+                f"{request.time_budget_s:g} s allows (raise it; at a bound near one forward's own time almost no "
+                f"request may wait, so the rate is low and a run long)")
+    if not outcome.runs:
+        return f"no LoadGen run was made: {late}"
     low = min(outcome.runs, key=lambda r: r.target_qps)
     why = low.invalid_reason or low.early_stopping or "INVALID"
-    return f"no LoadGen run was VALID (the lowest, {low.target_qps:.3g} QPS: {why})"
+    return f"no LoadGen run was VALID (the lowest, {low.target_qps:.3g} QPS: {why})" + (f"; {late}" if late else "")
 
 
 def alone_text(services: dict[tuple[int, int], Service]) -> str:

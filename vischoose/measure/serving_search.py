@@ -95,7 +95,7 @@ class Budget:
 
     def seconds(self, rate: float) -> float:
         """Seconds a run at `rate` lasts, about."""
-        return self.queries(rate) / rate
+        return max(self.min_queries / rate, self.min_duration_s)
 
     def text(self) -> str:
         """'LoadGen runs of at least 662 queries and 5 s' (and whose rules)."""
@@ -403,13 +403,19 @@ def next_rate(runs: Sequence[Run]) -> float | None:
 
 
 def verify(run: Callable[[float], Run], start_qps: float, budget: Budget, seconds_left: Callable[[], float],
-           max_runs: int = MAX_RUNS) -> list[Run]:
+           max_runs: int = MAX_RUNS, whole_s: float = math.inf,
+           on_late: Callable[[float], None] | None = None) -> list[Run]:
     """LoadGen runs from the predicted rate until the highest VALID rate is known within PRECISION. A run starts only
-    when its queries fit in the seconds left, except while no run has been VALID."""
+    when its queries fit in the seconds left, or, while none has been VALID, in the search's whole time (`whole_s`):
+    at a tight bound the rate is so low that one run of 662 queries lasts hours, and it is never started (on_late
+    hears the rate of the run not started for want of time)."""
     runs: list[Run] = []
     rate: float | None = start_qps
     while rate and len(runs) < max_runs:
-        if runs and sustained(runs) is not None and budget.seconds(rate) > seconds_left():
+        room = seconds_left() if sustained(runs) is not None else max(seconds_left(), whole_s)
+        if budget.seconds(rate) > room:
+            if on_late:
+                on_late(rate)
             break
         runs.append(run(rate))
         rate = next_rate(runs)
