@@ -298,6 +298,20 @@ def test_a_verified_int8_graph_that_ranks_better_beats_fp32():
         assert run(ORT_MOBILE, profiles=[row, rows[1]], max_memory_mb=150).chosen.variant.precision == "fp32"
 
 
+def test_a_graph_stored_under_another_name_of_the_same_tag_ranks_and_other_models_rows_do_not():
+    # a row from `profile hf-hub:timm/resnet50.a1_in1k` is resnet50's: found by its tag, not only by its alias
+    import dataclasses
+
+    by_tag = dataclasses.replace(ort("resnet50", latency=6.0, file_mb=24.9), model="hf-hub:timm/resnet50.a1_in1k")
+    rec = run(ORT_MOBILE, profiles=[by_tag, prof("resnet50", latency=15.0)], max_memory_mb=150)
+    assert rec.chosen.model == "resnet50" and rec.chosen.variant == Variant("onnxruntime", "int8")
+    # rows of other models change nothing of an unmeasured one (its first variant that fits is kept)
+    plain = {c.model: c for c in run(ORT_MOBILE, max_memory_mb=150).runners_up}["resnet34"]
+    crowded = run(ORT_MOBILE, profiles=[ort("resnet18", latency=3.0, file_mb=11.0), prof("vit_b16", latency=30.0)],
+                  max_memory_mb=150)
+    assert {c.model: c for c in crowded.runners_up}["resnet34"].variant == plain.variant
+
+
 def test_a_rejected_int8_graph_is_never_used_and_the_rejection_says_so():
     row = ort("vit_b16", latency=11.0, file_mb=85.9, agreement=0.95, status="rejected")
     rec = run(ORT_MOBILE, profiles=[row], max_memory_mb=100)

@@ -62,21 +62,46 @@ def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list
     order = preference_order(preset)
     local = figures.local_points(known.catalog, preset, profiles, order)
     peaks = figures.peak_peers(known.catalog, preset, profiles, order, known)
-    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, profiles, evals, known, (local, peaks))
-             for e in entries]
-    cands += [_candidate(m, t, None, None, preset, order, profiles, evals, known, (local, peaks)) for m, t in extra]
+    stored = (profiles, evals, _by_name(profiles, evals))
+    cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, stored, known, (local, peaks)) for e in entries]
+    cands += [_candidate(m, t, None, None, preset, order, stored, known, (local, peaks)) for m, t in extra]
     return cands
 
 
+ByName = dict[str, tuple[list[int], list[int]]]  # model or tag -> positions of its profiles and of its evaluations
+
+
+def _by_name(profiles: list[Profile], evals: list[EvalResult]) -> ByName:
+    """Where each model's rows are (a zoo-sized candidate list must not scan every stored row per variant)."""
+    found: ByName = {}
+    for i, p in enumerate(profiles):
+        for name in {p.model, p.tag}:
+            found.setdefault(name, ([], []))[0].append(i)
+    for i, e in enumerate(evals):
+        for name in {e.model, e.tag}:
+            found.setdefault(name, ([], []))[1].append(i)
+    return found
+
+
+def _own(items: list, name_positions: list[list[int]]) -> list:
+    """The items at these positions, once each, in stored order."""
+    return [items[i] for i in sorted({i for positions in name_positions for i in positions})]
+
+
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
-               order: list[Variant], profiles: list[Profile], evals: list[EvalResult],
+               order: list[Variant], stored: tuple[list[Profile], list[EvalResult], ByName],
                known: Known, fitted: Fitted) -> Candidate:
-    local, peaks = fitted
+    (local, peaks), (all_profiles, evals, by_name) = fitted, stored
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
-    mine = [e for e in evals if e.model == model or e.tag == tag]
+    none: tuple[list[int], list[int]] = ([], [])
+    named = [by_name.get(model, none), by_name.get(tag, none)]
+    profiles = _own(all_profiles, [n[0] for n in named])  # this model's rows: what matching_profiles keeps of all
+    mine = _own(evals, [n[1] for n in named])
     torch_fp32 = figures.matching_profiles(profiles, model, tag, preset, figures.TORCH_FP32)
     options, unusable, own = [], [], preset.plain
     for variant in order:
+        if options and options[-1].fits and not profiles and not mine:
+            break  # nothing measured: the first variant that fits is the one chosen (_choose), the rest cannot rank
         if "cuda" not in known.runtime(variant.runtime).devices and _on_gpu(profiles, model, tag, preset):
             continue  # a graph runtime measured on the CPU: where the target's figures come from a GPU, torch runs
         rows = figures.matching_profiles(profiles, model, tag, preset, variant)
@@ -94,7 +119,7 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
         figures.size(figs, entry, rows, stand_in, preset, variant, known, peaks)
         figures.aware_size(figs, evaluated, preset)
         figures.speed(figs, entry, rows or stand_in, preset, known.catalog, variant, bool(stand_in), local)
-        figures.end_to_end(figs, entry, rows or stand_in, profiles, preset)
+        figures.end_to_end(figs, entry, rows or stand_in, all_profiles, preset)
         figures.cold_start(figs, rows, variant)
         violations, missing, excess = constraints.limits(figs, preset, model, variant)
         plain = variant == own
