@@ -176,7 +176,9 @@ def test_service_interpolates_between_measured_batch_sizes():
     assert service.mean(8) == pytest.approx(0.016 + (0.016 - 0.011) / 3 * 4)  # the last slope, extrapolated
     assert service.capacity(2, 4) == pytest.approx(2 * 4 / 0.016)
     assert ss.next_batch({}, 1, 100.0, 16) == 1
-    assert ss.next_batch({1: [0.010], 2: [0.0198]}, 1, 100.0, 16) is None  # img/s grew < 5%
+    assert ss.next_batch({1: [0.010], 2: [0.0198]}, 1, 100.0, 16) == 4  # img/s grew < 5% once: one more size
+    assert ss.next_batch({1: [0.010], 2: [0.0198], 4: [0.0396]}, 1, 100.0, 16) is None  # twice in a row: stop
+    assert ss.next_batch({1: [0.010], 2: [0.0198], 4: [0.034]}, 1, 100.0, 16) == 8  # 4 gained 18%: on
     assert ss.next_batch({1: [0.010], 2: [0.012]}, 1, 100.0, 16) == 4
     assert ss.next_batch({1: [0.010], 2: [0.012]}, 1, 11.0, 16) is None  # batch 2 already over the bound
 
