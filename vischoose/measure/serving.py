@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 MODEL_NAME = "vischoose"  # mlperf.conf has no such model: its "*" lines (seeds, percentiles, 600 s) apply
 SAMPLES = 64  # images the QSL holds, all in memory (LoadGen picks among them at random)
 BATCH1_CALLS = 30  # service times at batch 1 an instance gives at least (the tail the model draws from)
-IDLE_CALLS = 16  # batch-1 forwards timed after serving_search.IDLE_GAP_S with every instance idle
+IDLE_CALLS = 8  # batch-1 forwards timed after serving_search.IDLE_GAP_S with every instance idle
 _STOP = None
 Forward = Callable[["np.ndarray"], Any]
 

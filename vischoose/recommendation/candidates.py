@@ -93,8 +93,7 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
                known: Known, fitted: Fitted) -> Candidate:
     (local, peaks), (all_profiles, evals, by_name) = fitted, stored
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
-    none: tuple[list[int], list[int]] = ([], [])
-    named = [by_name.get(model, none), by_name.get(tag, none)]
+    named = [by_name.get(model, ([], [])), by_name.get(tag, ([], []))]
     profiles = _own(all_profiles, [n[0] for n in named])  # this model's rows: what matching_profiles keeps of all
     mine = _own(evals, [n[1] for n in named])
     torch_fp32 = figures.matching_profiles(profiles, model, tag, preset, figures.TORCH_FP32)
