@@ -238,10 +238,10 @@ def alone_text(services: dict[tuple[int, int], Service]) -> str:
     p = serving_search.PERCENTILE
     busy = min(services.values(), key=lambda s: s.quantile(1, p))
     text = f": one batch-1 forward takes {1e3 * busy.quantile(1, p):,.1f} ms (p99) back to back here"
-    idle = [q for s in services.values() if (q := s.idle_quantile(p)) is not None]
+    idle = [pace for s in services.values() if (pace := s.idle_pace()) is not None]
     if idle:
-        text += (f", {1e3 * min(idle):,.1f} ms on a server idle {1e3 * serving_search.IDLE_GAP_S:g} ms (how a request "
-                 f"arriving at a low rate finds it)")
+        text += (f", {1e3 * min(idle):,.1f} ms (median) on a server idle {1e3 * serving_search.IDLE_GAP_S:g} ms (how "
+                 f"a request arriving at a low rate finds it)")
     return text
 
 

@@ -148,8 +148,8 @@ def instance_plans(cores: int, most: int = MOST_INSTANCES) -> list[tuple[int, in
 class Service:
     """Measured service times (seconds per forward, every instance busy) at some batch sizes; other sizes are
     interpolated linearly (and extrapolated from the last two), with the spread of the nearest smaller size. `idle`:
-    batch-1 forwards that each followed IDLE_GAP_S with every instance idle; what they take over the busy batch-1 mean
-    is added to a batch that starts on a server idle that long."""
+    batch-1 forwards that each followed IDLE_GAP_S with every instance idle; what their median takes over the busy
+    batch-1 mean is added to a batch that starts on a server idle that long."""
 
     def __init__(self, samples: Mapping[int, Sequence[float]], idle: Sequence[float] = ()) -> None:
         self.samples = {int(b): sorted(v) for b, v in samples.items() if v}
@@ -159,15 +159,15 @@ class Service:
         self.means = {b: math.fsum(v) / len(v) for b, v in self.samples.items()}
         self.idle = sorted(idle)
 
-    def idle_extra(self, u: float) -> float:
-        """Seconds a batch that starts on an idle server takes over a busy one's, for a uniform draw u (0 unmeasured)."""
-        if not self.idle:
-            return 0.0
-        return max(0.0, self.idle[min(int(u * len(self.idle)), len(self.idle) - 1)] - self.mean(1))
+    def idle_pace(self) -> float | None:
+        """A batch-1 forward on an idle server, seconds: the idle samples' median (a few samples; one noisy wake-up
+        must not stand for an eighth of every idle request), None where unmeasured."""
+        return self.idle[len(self.idle) // 2] if self.idle else None
 
-    def idle_quantile(self, q: float) -> float | None:
-        """The q-quantile of a batch-1 forward on an idle server, seconds (None: unmeasured)."""
-        return self.mean(1) + self.idle_extra(q) if self.idle else None
+    def idle_extra(self) -> float:
+        """Seconds a batch that starts on an idle server takes over a busy one's (0: unmeasured, or no slower)."""
+        pace = self.idle_pace()
+        return 0.0 if pace is None else max(0.0, pace - self.mean(1))
 
     def mean(self, batch: int) -> float:
         """Mean seconds of one forward at `batch`."""
@@ -255,9 +255,7 @@ def simulate(rate: float, s: ServeSettings, service: Service, arrivals: Sequence
         j = i + 1
         while j < len(times) and j - i < s.max_batch and times[j] <= close:
             j += 1
-        u = draws[k % len(draws)]
-        woke = service.idle_extra(draws[(k + len(draws) // 2) % len(draws)]) if idle else 0.0  # drawn apart from u
-        done = close + service.draw(j - i, u) + woke
+        done = close + service.draw(j - i, draws[k % len(draws)]) + (service.idle_extra() if idle else 0.0)
         k += 1
         latencies.extend(done - t for t in times[i:j])
         heapq.heappush(free, done)
