@@ -1,8 +1,8 @@
 """The server scenario's child modes (measure.child runs them, one process per instance count):
 
 - "serve-profile": `instances` copies of the model, `threads` each, timed all at once at batch 1, 2, 4, ... (doubling
-  until two sizes in a row gain under 5% img/s, while a batch stays under the bound), then batch 1 after an idle gap: the service times the
-  queueing model is fed.
+  until two sizes in a row gain under 5% img/s, while a batch stays under the bound), then batch 1 after an idle gap:
+  the service times the queueing model is fed.
 - "serve-verify": the chosen setting served to LoadGen's Server scenario at the rates measure.serving_search.verify
   asks for; every run's verdict, percentiles and summary.
 - "serve-single-stream": one instance, every thread: vischoose's own batch-1 timing and LoadGen's SingleStream on the

@@ -157,7 +157,7 @@ class ServerSearch:
         """The chosen setting served to LoadGen at the rates the search asks for."""
         s = chosen.settings
         left = max(self.request.time_budget_s - (time.monotonic() - self.start), 0.0)
-        if self.budget.seconds(chosen.qps) > max(left, self.request.time_budget_s):
+        if not serving_search.fits(self.budget, chosen.qps, left, self.request.time_budget_s, any_valid=False):
             self.verified = {"late_qps": chosen.qps}  # its first run would outlast the search (no_rate says so)
             return []
         self.verified = self._attempt("serve-verify", "verify", s.threads, {

@@ -9,10 +9,9 @@ queries (662 to allow one over the bound), so a run lasts queries / rate seconds
 1. Instances: n instances share the usable cores C, t = C // n threads each (n * t <= C; fewest first, more while
    the prediction gains 5%). Each count is measured in a child process of its own (measure.serving).
 2. That child times every instance busy at once at batch 1, 2, 4, ... (doubling until two sizes in a row gain under
-   5% img/s): the service
-   times under the contention the server will see; and batch 1 after IDLE_GAP_S with every instance idle, since a
-   request that finds the machine idle is served slower (on 2-core VMs here, twice as slow after 50 ms: the cores
-   wake up and the caches are cold), which decides a tight bound at low rates.
+   5% img/s): the service times under the contention the server will see; and batch 1 after IDLE_GAP_S with every
+   instance idle, since a request that finds the machine idle is served slower (on 2-core VMs here, twice as slow
+   after 50 ms: the cores wake up and the caches are cold), which decides a tight bound at low rates.
 3. A discrete-event model of the system under test (Poisson arrivals, one FIFO queue, n instances, the dynamic batcher
    closing a batch at max_batch requests or max_wait after its first one) predicts, for each batching setting, the
    highest rate at which a LoadGen run of the budgeted queries would pass: the expected count of queries over the bound
@@ -407,6 +406,12 @@ def next_rate(runs: Sequence[Run]) -> float | None:
     return lo.target_qps * factor if lo is not None else hi / factor  # type: ignore[operator]
 
 
+def fits(budget: Budget, rate: float, seconds_left: float, whole_s: float, any_valid: bool) -> bool:
+    """Whether a run at `rate` may start: it ends within the seconds left, or, while none was VALID, within the
+    search's whole time."""
+    return budget.seconds(rate) <= (seconds_left if any_valid else max(seconds_left, whole_s))
+
+
 def verify(run: Callable[[float], Run], start_qps: float, budget: Budget, seconds_left: Callable[[], float],
            max_runs: int = MAX_RUNS, whole_s: float = math.inf,
            on_late: Callable[[float], None] | None = None) -> list[Run]:
@@ -417,8 +422,7 @@ def verify(run: Callable[[float], Run], start_qps: float, budget: Budget, second
     runs: list[Run] = []
     rate: float | None = start_qps
     while rate and len(runs) < max_runs:
-        room = seconds_left() if sustained(runs) is not None else max(seconds_left(), whole_s)
-        if budget.seconds(rate) > room:
+        if not fits(budget, rate, seconds_left(), whole_s, sustained(runs) is not None):
             if on_late:
                 on_late(rate)
             break

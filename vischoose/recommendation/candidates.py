@@ -62,40 +62,35 @@ def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list
     order = preference_order(preset)
     local = figures.local_points(known.catalog, preset, profiles, order)
     peaks = figures.peak_peers(known.catalog, preset, profiles, order, known)
-    stored = (profiles, evals, _by_name(profiles, evals))
+    stored = (profiles, _index(profiles), evals, _index(evals))
     cands = [_candidate(e.alias, e.tag, e.family, e, preset, order, stored, known, (local, peaks)) for e in entries]
     cands += [_candidate(m, t, None, None, preset, order, stored, known, (local, peaks)) for m, t in extra]
     return cands
 
 
-ByName = dict[str, tuple[list[int], list[int]]]  # model or tag -> positions of its profiles and of its evaluations
+Stored = tuple[list["Profile"], dict[str, list[int]], list["EvalResult"], dict[str, list[int]]]
 
 
-def _by_name(profiles: list[Profile], evals: list[EvalResult]) -> ByName:
-    """Where each model's rows are (a zoo-sized candidate list must not scan every stored row per variant)."""
-    found: ByName = {}
-    for i, p in enumerate(profiles):
-        for name in {p.model, p.tag}:
-            found.setdefault(name, ([], []))[0].append(i)
-    for i, e in enumerate(evals):
-        for name in {e.model, e.tag}:
-            found.setdefault(name, ([], []))[1].append(i)
+def _index(rows: list) -> dict[str, list[int]]:
+    """Model or tag -> positions of its rows (a zoo-sized candidate list must not scan every row per variant)."""
+    found: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        for name in {row.model, row.tag}:
+            found.setdefault(name, []).append(i)
     return found
 
 
-def _own(items: list, name_positions: list[list[int]]) -> list:
-    """The items at these positions, once each, in stored order."""
-    return [items[i] for i in sorted({i for positions in name_positions for i in positions})]
+def _own(rows: list, index: dict[str, list[int]], model: str, tag: str) -> list:
+    """The rows of a model (by its name or its tag), once each, in stored order."""
+    return [rows[i] for i in sorted({*index.get(model, ()), *index.get(tag, ())})]
 
 
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
-               order: list[Variant], stored: tuple[list[Profile], list[EvalResult], ByName],
-               known: Known, fitted: Fitted) -> Candidate:
-    (local, peaks), (all_profiles, evals, by_name) = fitted, stored
+               order: list[Variant], stored: Stored, known: Known, fitted: Fitted) -> Candidate:
+    (local, peaks), (all_profiles, by_profile, evals, by_eval) = fitted, stored
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
-    named = [by_name.get(model, ([], [])), by_name.get(tag, ([], []))]
-    profiles = _own(all_profiles, [n[0] for n in named])  # this model's rows: what matching_profiles keeps of all
-    mine = _own(evals, [n[1] for n in named])
+    profiles = _own(all_profiles, by_profile, model, tag)  # this model's rows: what matching_profiles keeps of all
+    mine = _own(evals, by_eval, model, tag)
     torch_fp32 = figures.matching_profiles(profiles, model, tag, preset, figures.TORCH_FP32)
     options, unusable, own = [], [], preset.plain
     for variant in order:
