@@ -92,11 +92,14 @@ def measured(args: list[str], budget: float) -> None:
 
 
 def startup(runs: int) -> dict[str, float]:
-    """Median wall seconds per command, alternated `runs` times after one warm-up each."""
+    """Median wall seconds per command, alternated `runs` times after one warm-up round (file cache, bytecode)."""
     cmds = {"default": [VISCHOOSE, *TARGET], **{k: [VISCHOOSE, *TARGET, *v] for k, v in WIDTHS.items()},
             "import typer": TYPER}
     with tempfile.TemporaryDirectory() as home:
-        env = env_for(Path(home))
+        # bytecode as an installed package has it (pip compiles on install): written by the warm-up round, kept
+        # apart from the tree; with PYTHONDONTWRITEBYTECODE every run would compile vischoose's sources again
+        env = {k: v for k, v in env_for(Path(home)).items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(Path(home) / "pycache")
         times: dict[str, list[float]] = {k: [] for k in cmds}
         for rnd in range(runs + 1):
             for name, cmd in cmds.items():

@@ -93,10 +93,11 @@ def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | N
     mine = _own(evals, by_eval, model, tag)
     torch_fp32 = figures.matching_profiles(profiles, model, tag, preset, figures.TORCH_FP32)
     options, unusable, own = [], [], preset.plain
+    on_gpu = _on_gpu(profiles, model, tag, preset)  # once: the same for every variant
     for variant in order:
         if options and options[-1].fits and not profiles and not mine:
             break  # nothing measured: the first variant that fits is the one chosen (_choose), the rest cannot rank
-        if "cuda" not in known.runtime(variant.runtime).devices and _on_gpu(profiles, model, tag, preset):
+        if on_gpu and "cuda" not in known.runtime(variant.runtime).devices:
             continue  # a graph runtime measured on the CPU: where the target's figures come from a GPU, torch runs
         rows = figures.matching_profiles(profiles, model, tag, preset, variant)
         if rows and rows[0].variant_status == "rejected":

@@ -87,6 +87,8 @@ def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Pre
     Without a variant: torch at the preset's [measure] dtype; onnxruntime rows match on precision only (the
     graph's layout is its own). Server-scenario rows are not profiles of this protocol (recommendation.serving).
     """
+    if not profiles:  # most zoo candidates: nothing measured
+        return []
     spec = preset.measure
     variant = variant or preset.plain
     rows = [p for p in profiles if p.ok and (flagged or not p.flagged) and (p.model == model or p.tag == tag)
@@ -102,6 +104,8 @@ def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Pre
 
 
 def latest_eval(evals: list[EvalResult], variant: Variant) -> EvalResult | None:
+    if not evals:
+        return None
     own = [e for e in evals if e.runtime == variant.runtime and (e.runtime == "torch" or e.dtype == variant.dtype)]
     return max(own, key=lambda e: e.created_at) if own else None
 
