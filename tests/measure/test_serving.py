@@ -236,3 +236,14 @@ def test_idle_times_time_a_forward_that_follows_an_idle_gap():
     found = serving.idle_times([make(0), make(1)], np.zeros((4, 3, 8, 8), np.float32), calls=6, gap_s=0.05)
     assert len(found) == 6 and min(found) >= 0.008
     assert sorted(last) == [0, 1]
+
+
+def test_the_search_detail_keeps_each_settings_mean_service_times():
+    """profile --json's serve detail carries the mean forward time per setting and batch size, read back as measured
+    (bench/serving.py computes the ceiling from them)."""
+    services = {(2, 1): ss.Service({1: [0.004, 0.006], 2: [0.009]}), (1, 2): ss.Service({1: [0.003]})}
+    detail = json.loads(json.dumps(serving_runner.outcome_dict(ss.Outcome([], None, []), services)))
+    back = serving_runner.service_means(detail)
+    assert back.keys() == services.keys()
+    assert back[(2, 1)] == {1: pytest.approx(0.005), 2: pytest.approx(0.009)}
+    assert back[(1, 2)] == {1: pytest.approx(0.003)}

@@ -213,3 +213,15 @@ def test_a_bound_met_back_to_back_but_not_after_idle_is_not_predicted():
     noisy = ss.Service({1: [0.005] * 20}, idle=[0.006] * 7 + [0.030])
     assert noisy.idle_pace() == pytest.approx(0.006)
     assert ss.Model(noisy, 8.0, ss.DEFAULT_BUDGET).predict(ss.ServeSettings(1, 2)).qps > 0
+
+
+def test_the_ceiling_is_the_deterministic_queue_and_bounds_a_spread_one():
+    # forwards of exactly 4 ms (one instance, two threads) or 8 ms (two instances, one thread): the ceiling is the
+    # better M/D/c rate; forwards spread around the same means sustain less, never more
+    means = {(1, 2): {1: 0.004}, (2, 1): {1: 0.008}}
+    top = ss.ceiling(means, 1e3 * SLO_S, BUDGET)
+    theory = max(queueing.md_c_rate(0.004, 1, SLO_S, BUDGET), queueing.md_c_rate(0.008, 2, SLO_S, BUDGET))
+    assert top is not None and top.qps == pytest.approx(theory, rel=0.10)
+    spread = ss.Service({1: [0.002, 0.003, 0.004, 0.005, 0.006]})  # mean 4 ms
+    assert ss.best_prediction(1, 2, spread, 1e3 * SLO_S, BUDGET).qps < top.qps
+    assert ss.ceiling({}, 1e3 * SLO_S, BUDGET) is None

@@ -175,7 +175,7 @@ class ServerSearch:
         row = replace(row, threads=chosen.threads, **fields, **machine_load(self.others))
         notes = tuple(self.facts.get("notes", [])) + serve_notes(self.request, outcome, row)
         capped = process.cap_note(self.job.threads_requested, self.cores, self.job.threads_from)
-        detail = {"setup_exit_code": self.facts.get("exit_code"), "serve": outcome_dict(outcome)}
+        detail = {"setup_exit_code": self.facts.get("exit_code"), "serve": outcome_dict(outcome, self.services)}
         return ProfileRun(row, notes + ((capped,) if capped else ()), detail, self.facts.get("error_kind") != "setup")
 
 
@@ -274,13 +274,24 @@ def serve_notes(request: ProfileRequest, outcome: Outcome | None, row: Any) -> t
     return tuple(notes)
 
 
-def outcome_dict(outcome: Outcome | None) -> dict[str, Any] | None:
-    """The search as JSON (profile --json's measurement detail)."""
+def outcome_dict(outcome: Outcome | None, services: dict[tuple[int, int], Service] | None = None) -> dict[str, Any] | None:
+    """The search as JSON (profile --json's measurement detail), with the mean service times measured per setting
+    ("2x1" -> batch -> ms; serving_search.ceiling reads them back with service_means)."""
     if outcome is None:
         return None
-    return {"predictions": [p.to_dict() for p in outcome.predictions],
+    means = {f"{n}x{t}": {str(b): 1e3 * s.means[b] for b in s.sizes} for (n, t), s in (services or {}).items()}
+    return {"predictions": [p.to_dict() for p in outcome.predictions], "service_mean_ms": means,
             "chosen": outcome.chosen.to_dict() if outcome.chosen else None,
             "runs": [{k: v for k, v in r.to_dict().items() if k != "summary"} for r in outcome.runs]}
+
+
+def service_means(serve: dict[str, Any]) -> dict[tuple[int, int], dict[int, float]]:
+    """outcome_dict's service_mean_ms back as (instances, threads) -> batch -> seconds."""
+    found = {}
+    for plan, sizes in (serve.get("service_mean_ms") or {}).items():
+        n, _, t = plan.partition("x")
+        found[(int(n), int(t))] = {int(b): ms / 1e3 for b, ms in sizes.items()}
+    return found
 
 
 def compare_single_stream(request: ProfileRequest, seconds: float = 10.0, min_queries: int = 500,

@@ -355,6 +355,16 @@ def best_prediction(instances: int, threads: int, service: Service, slo_ms: floa
     return max(found, key=lambda p: (p.qps, -p.settings.max_batch, -p.settings.max_wait_ms))
 
 
+def ceiling(means: Mapping[tuple[int, int], Mapping[int, float]], slo_ms: float, budget: Budget) -> Prediction | None:
+    """The most a server could sustain whose forwards took exactly their measured mean (seconds, per (instances,
+    threads) and batch size), with no spread and no idle pace: the queueing model's best setting over every plan
+    measured. An upper bound for any real server of these service times (a forward's spread only lengthens the
+    queue); None where nothing was measured."""
+    found = [best_prediction(n, t, Service({b: [m] for b, m in sizes.items()}), slo_ms, budget)
+             for (n, t), sizes in means.items() if sizes]
+    return max(found, key=lambda p: p.qps, default=None)
+
+
 @dataclass(frozen=True)
 class Run:
     """One LoadGen Server run, as LoadGen judged it."""
