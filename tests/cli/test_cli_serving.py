@@ -9,7 +9,7 @@ import re
 import pytest
 
 from vischoose.cli import app
-from vischoose.measure import process
+from vischoose.measure import process, serving_runner
 from vischoose.records import Profile
 from vischoose.requests import profile as profile_request
 
@@ -46,8 +46,11 @@ def test_server_usage_errors_exit_2(runner, args, message):
 
 @pytest.mark.slow
 def test_profile_server_on_a_real_model_stores_plots_and_costs(runner, tmp_path, monkeypatch):
+    # short service-time ladders leave the 30 s budget to LoadGen: a tiny model's first runs, at thousands of QPS,
+    # are often INVALID (the queueing model leaves out the Python server's own cost per request)
+    monkeypatch.setattr(serving_runner, "SECONDS_PER_SIZE", 0.3)
     args = ["profile", "test_resnet.r160_in1k", "--weights", "random", "--runtime", "onnxruntime", "--precision",
-            "fp32", "--scenario", "server", "--slo-ms", "200", "--time-budget", "5", "--price-per-hour", "0.68",
+            "fp32", "--scenario", "server", "--slo-ms", "200", "--time-budget", "30", "--price-per-hour", "0.68",
             "--target-qps", "1000"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -59,7 +62,8 @@ def test_profile_server_on_a_real_model_stores_plots_and_costs(runner, tmp_path,
     per_million = 0.68 / (row.serve_qps * 3600) * 1e6
     assert f"USD {per_million:,.3f} per million images at USD 0.68/h" in result.stdout
     machines = math.ceil(1000 / row.serve_qps)
-    assert f"1000 QPS at the bound needs {machines} machines (USD {machines * 0.68:,.2f}/h)" in result.stdout
+    word = "machine" if machines == 1 else "machines"
+    assert f"1000 QPS at the bound needs {machines} {word} (USD {machines * 0.68:,.2f}/h)" in result.stdout
     exported = tmp_path / "served.json"
     assert runner.invoke(app, ["results", "export", "--out", str(exported)]).exit_code == 0
     monkeypatch.setenv("VISCHOOSE_HOME", str(tmp_path / "elsewhere"))

@@ -160,9 +160,12 @@ def test_no_run_starts_past_the_time_left():
     left = iter([1.5, 0.3])  # 662 queries at 500 QPS take 1.3 s: the first fits, the second (at 550, 1.2 s) does not
     runs = ss.verify(run_at(1000.0), 500.0, budget, lambda: next(left), on_late=late.append)
     assert len(runs) == 1 and runs[0].valid and late == [pytest.approx(550.0)]
-    # none VALID yet: a run may use the search's whole time, not only what is left of it
-    runs = ss.verify(run_at(20.0), 50.0, budget, lambda: 1.0, whole_s=180.0)
-    assert ss.sustained(runs) is not None
+    # none VALID: while time is left, a run may last the whole budget (662 queries at 50 QPS take 13 s, 1 s left)
+    late.clear()
+    left = iter([1.0, 0.5, -0.5])  # ... until the budget is spent: two INVALID runs, the third not started
+    runs = ss.verify(run_at(20.0), 50.0, budget, lambda: next(left), whole_s=180.0, on_late=late.append)
+    assert [r.valid for r in runs] == [False, False] and late == [pytest.approx(50.0 / 1.1 / 1.21)]
+    assert ss.verify(run_at(20.0), 50.0, budget, lambda: 1.0) == []  # no whole budget: only the second left
     # a tight bound's rate: 662 queries at 0.1 QPS take 110 minutes, over the whole 180 s: none is started
     late.clear()
     assert ss.verify(run_at(1.0), 0.1, budget, lambda: 180.0, whole_s=180.0, on_late=late.append) == []

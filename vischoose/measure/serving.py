@@ -13,7 +13,6 @@ Imports numpy and mlperf_loadgen (the `serve` extra) inside the functions; never
 from __future__ import annotations
 
 import json
-import math
 import queue
 import threading
 import time
@@ -305,7 +304,7 @@ def service_ladder(forwards: Sequence[Forward], images: "np.ndarray", slo_ms: fl
 def verify_with_loadgen(forwards: Sequence[Forward], images: "np.ndarray", settings: ServeSettings, start_qps: float,
                         slo_ms: float, budget: Budget, seconds_left: float, outdir: Path,
                         thread_start: Callable[[], None] | None = None, on_run: Callable[[float], None] | None = None,
-                        on_result: Callable[[Run, str], None] | None = None, whole_s: float = math.inf,
+                        on_result: Callable[[Run, str], None] | None = None, whole_s: float = 0.0,
                         on_late: Callable[[float], None] | None = None) -> list[Run]:
     """Serve `settings` to LoadGen's Server scenario at the rates serving_search.verify asks for, from `start_qps`;
     the runs as LoadGen judged them (on_run hears each rate before its run, on_result each run and LoadGen's

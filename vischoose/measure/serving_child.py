@@ -14,7 +14,6 @@ runs); torch runs the eager module from one thread per instance, each with its o
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -141,7 +140,7 @@ def serve_verify(job: Job, result: Result) -> None:
         serving.verify_with_loadgen(calls, pixels, serving_search.ServeSettings.from_dict(spec["settings"]),
                                     spec["start_qps"], spec["slo_ms"], budget, spec["seconds_left"],
                                     Path(job.result_path).parent / "loadgen", thread_start, starting, ended,
-                                    spec.get("whole_s", math.inf), lambda qps: result.update(late_qps=qps))
+                                    spec.get("whole_s", 0.0), lambda qps: result.update(late_qps=qps))
     result.update(status="done", phase="done", batch_size=None)
 
 

@@ -220,10 +220,11 @@ def no_rate(request: ProfileRequest, outcome: Outcome | None, services: dict[tup
     late = ""
     if waiting:
         took = budget.seconds(waiting)
+        slow = ("; at a bound near one forward's own time almost no request may wait, so the rate is low and a run "
+                "long" if took > budget.min_duration_s else "")
         late = (f"a run at {waiting:.3g} QPS needs {budget.queries(waiting):,} queries, about "
                 f"{f'{took / 60:,.0f} min' if took >= 120 else f'{took:.0f} s'}, more than --time-budget "
-                f"{request.time_budget_s:g} s allows (raise it; at a bound near one forward's own time almost no "
-                f"request may wait, so the rate is low and a run long)")
+                f"{request.time_budget_s:g} s leaves it (raise it{slow})")
     if not outcome.runs:
         return f"no LoadGen run was made: {late}"
     low = min(outcome.runs, key=lambda r: r.target_qps)

@@ -18,7 +18,8 @@ queries (662 to allow one over the bound), so a run lasts queries / rate seconds
    within what early stopping allows.
 4. The best predicted setting is verified with LoadGen Server runs: at the prediction, then up while VALID or down while
    INVALID (10%, 21%, 46%, ...), then the geometric middle until the highest VALID and lowest INVALID rates are within
-   5%. The highest VALID run is the result; a run starts only when its queries fit the time left, unless none is VALID.
+   5%. The highest VALID run is the result; a run starts only when its queries fit the time left of the budget, or,
+   while none is VALID, before the budget is spent (a search overruns it by one run at most).
 """
 
 from __future__ import annotations
@@ -416,19 +417,21 @@ def next_rate(runs: Sequence[Run]) -> float | None:
     return lo.target_qps * factor if lo is not None else hi / factor  # type: ignore[operator]
 
 
-def fits(budget: Budget, rate: float, seconds_left: float, whole_s: float, any_valid: bool) -> bool:
-    """Whether a run at `rate` may start: it ends within the seconds left, or, while none was VALID, within the
-    search's whole time."""
-    return budget.seconds(rate) <= (seconds_left if any_valid else max(seconds_left, whole_s))
+def fits(budget: Budget, rate: float, seconds_left: float, whole_s: float = 0.0, any_valid: bool = True) -> bool:
+    """Whether a run at `rate` may start: it ends within the seconds left of the search's time budget; or, while no
+    run is VALID and the budget is not yet spent, it lasts at most the whole budget (`whole_s`): a search whose
+    profiling took its time still gets a verdict, and overruns its budget by one run at most."""
+    took = budget.seconds(rate)
+    return took <= seconds_left or (not any_valid and seconds_left > 0 and took <= whole_s)
 
 
 def verify(run: Callable[[float], Run], start_qps: float, budget: Budget, seconds_left: Callable[[], float],
-           max_runs: int = MAX_RUNS, whole_s: float = math.inf,
+           max_runs: int = MAX_RUNS, whole_s: float = 0.0,
            on_late: Callable[[float], None] | None = None) -> list[Run]:
     """LoadGen runs from the predicted rate until the highest VALID rate is known within PRECISION. A run starts only
-    when its queries fit in the seconds left, or, while none has been VALID, in the search's whole time (`whole_s`):
-    at a tight bound the rate is so low that one run of 662 queries lasts hours, and it is never started (on_late
-    hears the rate of the run not started for want of time)."""
+    when its queries fit in the seconds left, or, while none is VALID and time is left, in the whole budget `whole_s`
+    (fits): at a tight bound the rate is so low that one run of 662 queries lasts minutes or hours, and it is not
+    started (on_late hears the rate of the run not started for want of time)."""
     runs: list[Run] = []
     rate: float | None = start_qps
     while rate and len(runs) < max_runs:
