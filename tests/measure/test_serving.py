@@ -200,10 +200,12 @@ def test_loadgen_sustains_what_queueing_theory_allows(tmp_path):
 
 @pytest.mark.slow
 def test_loadgen_runs_judge_what_they_see(tmp_path):
-    """Far below capacity a run is VALID, far above it INVALID, with LoadGen's reasons; busy machine or not."""
+    """Far below capacity a run is VALID, far above it INVALID, with LoadGen's reasons; busy machine or not. The
+    flooded run (1,000 queries in 0.5 s for 200/s) would drain its backlog for 5 s; it is cut short once more are late
+    than early stopping allows: the rest are answered without a forward and it ends near its schedule."""
     import numpy as np
 
-    sut = serving.SystemUnderTest([lambda x: time.sleep(0.002)], np.zeros((64, 1), np.float32), ss.ServeSettings())
+    sut = serving.SystemUnderTest([lambda x: time.sleep(0.005)], np.zeros((64, 1), np.float32), ss.ServeSettings())
     harness = serving.LoadGen(sut, 64)
     budget = ss.Budget(459, 0.5, max_run_s=20.0)
     try:
@@ -213,8 +215,10 @@ def test_loadgen_runs_judge_what_they_see(tmp_path):
         harness.close()
         sut.close()
     assert calm.valid and calm.early_stopping_met and calm.queries >= 459 and calm.p99_ms < 200.0
+    assert calm.abandoned == 0
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     assert not flooded.valid and flooded.invalid_reason.startswith("Reduce target QPS")
+    assert flooded.abandoned > flooded.queries / 2 and flooded.wall_s < 2.5
     assert ss.sustained([calm, flooded]) == calm
 
 
@@ -247,3 +251,16 @@ def test_the_search_detail_keeps_each_settings_mean_service_times():
     assert back.keys() == services.keys()
     assert back[(2, 1)] == {1: pytest.approx(0.005), 2: pytest.approx(0.009)}
     assert back[(1, 2)] == {1: pytest.approx(0.003)}
+
+
+def test_the_row_says_which_runs_were_cut_short():
+    from types import SimpleNamespace
+
+    chosen = ss.Prediction(ss.ServeSettings(1, 2), 100.0, 120.0)
+    runs = [ss.Run(100.0, False, 662, abandoned=300), ss.Run(90.0, True, 662), ss.Run(95.0, False, 662)]
+    notes = serving_runner.serve_notes(SimpleNamespace(official=False), ss.Outcome([chosen], chosen, runs),
+                                       SimpleNamespace(model="m", serve_search_s=60.0))
+    cut = [n for n in notes if "cut short" in n]
+    assert cut == ["m: 1 INVALID run(s) cut short once more queries were late than early stopping allows (100.0 QPS: "
+                   "300 answered without a forward; their percentiles stop there)"]
+    assert any("LoadGen sustained 90.0 QPS, 0.90x the model's prediction" in n for n in notes)

@@ -5,7 +5,8 @@ The SUT is a small inference server: LoadGen's issuing thread puts each query on
 model instance forms a batch as Triton's dynamic batcher does (up to max_batch requests, waiting at most max_wait
 after the first one was issued; wait 0 takes what is queued), copies the images out of the QSL, runs its instance's
 forward and reports the queries complete. One batch is formed at a time, by the first free worker. LoadGen counts each
-latency from the query's scheduled arrival (Server: queueing included) and judges the run VALID or INVALID itself.
+latency from the query's scheduled arrival (Server: queueing included) and judges the run VALID or INVALID itself;
+once more queries were late than early stopping allows, the SUT answers the rest at once (the run is INVALID anyway).
 
 Imports numpy and mlperf_loadgen (the `serve` extra) inside the functions; never torch.
 """
@@ -13,9 +14,11 @@ Imports numpy and mlperf_loadgen (the `serve` extra) inside the functions; never
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -43,14 +46,32 @@ class SystemUnderTest:
         self.collecting = threading.Lock()  # one batch formed at a time, by the first free worker
         # inline (SingleStream, one instance): the forward runs in LoadGen's issuing thread, no queue in between
         self.inline, self.started_in = (forwards[0] if inline else None), 0
+        self.bound_s, self.allowed, self.over, self.abandoned = math.inf, -1, 0, 0  # watch(): a Server run's verdict
         self.workers = [] if inline else [threading.Thread(target=self._work, args=(f,), daemon=True) for f in forwards]
         for worker in self.workers:
             worker.start()
 
+    def watch(self, bound_s: float, allowed: int) -> None:
+        """Before a Server run: count the queries answered later than `bound_s` after their issue; once more than
+        `allowed` (early stopping's most for the run) are, the run is INVALID whatever follows, and every query is
+        answered at once without a forward (abandoned), so an overloaded run ends with its schedule instead of
+        draining a backlog for minutes. Issue time is at or after LoadGen's scheduled arrival, so a query late by
+        this count is late by LoadGen's too."""
+        self.bound_s, self.allowed, self.over, self.abandoned = bound_s, allowed, 0, 0
+
+    @property
+    def doomed(self) -> bool:
+        """Whether more queries were late than the run may have: it is INVALID."""
+        return self.over > self.allowed >= 0
+
     def issue(self, samples: Sequence[Any]) -> None:
-        """LoadGen's IssueQuery: queue each sample with the time it was issued (inline: run it now)."""
+        """LoadGen's IssueQuery: queue each sample with the time it was issued (inline: run it now; a doomed run:
+        answer it now)."""
         if self.inline is not None:
             self._run_inline(samples)
+            return
+        if self.doomed:
+            self._complete([(s.id, s.index, 0.0) for s in samples], abandoned=True)
             return
         now = time.perf_counter()
         for s in samples:
@@ -77,7 +98,6 @@ class SystemUnderTest:
             worker.join()
 
     def _work(self, forward: Forward) -> None:
-        import mlperf_loadgen as lg
         import numpy as np
 
         if self.thread_start:
@@ -87,8 +107,22 @@ class SystemUnderTest:
                 batch = self._collect()
             if not batch:
                 return
+            if self.doomed:
+                self._complete(batch, abandoned=True)
+                continue
             forward(np.take(self.images, [index for _, index, _ in batch], axis=0))
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(qid, 0, 0) for qid, _, _ in batch])
+            self._complete(batch)
+
+    def _complete(self, batch: list[Any], abandoned: bool = False) -> None:
+        """Tell LoadGen these queries are answered; count those later than the bound (or abandoned)."""
+        import mlperf_loadgen as lg
+
+        if abandoned:
+            self.abandoned += len(batch)
+        else:
+            now = time.perf_counter()
+            self.over += sum(1 for _, _, issued in batch if now - issued > self.bound_s)
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(qid, 0, 0) for qid, _, _ in batch])
 
     def _collect(self) -> list[Any]:
         """The next batch: the first queued request, then more until max_batch or its wait is over."""
@@ -209,9 +243,13 @@ def loadgen_version(found: dict[str, Any]) -> str:
 
 
 def server_run(harness: LoadGen, qps: float, slo_ms: float, budget: Budget, outdir: Path) -> tuple[Run, str]:
-    """One Server test at `qps`: the Run and LoadGen's version."""
-    found = harness.run(server_settings(qps, slo_ms, budget), outdir)
-    return to_run(qps, found), loadgen_version(found)
+    """One Server test at `qps`: the Run and LoadGen's version. The run is cut short once it is certainly INVALID
+    (SystemUnderTest.watch); the Run then says how many queries were answered without a forward."""
+    settings = server_settings(qps, slo_ms, budget)
+    issued = max(settings.min_query_count, math.ceil(qps * settings.min_duration_ms / 1e3))
+    harness.sut.watch(slo_ms / 1e3, serving_search.allowed_overlatency(math.ceil(1.1 * issued)))  # 10% to spare
+    found = harness.run(settings, outdir)
+    return replace(to_run(qps, found), abandoned=harness.sut.abandoned), loadgen_version(found)
 
 
 def single_stream_p90(harness: LoadGen, min_queries: int, min_duration_s: float, expected_ms: float,

@@ -268,6 +268,11 @@ def serve_notes(request: ProfileRequest, outcome: Outcome | None, row: Any) -> t
     tried = "; ".join(f"{p.settings.label}: {p.qps:,.1f} QPS predicted" for p in outcome.predictions)
     notes = [f"{row.model}: {budget_of(request).text()}; settings predicted by a queueing model of the measured service "
              f"times ({tried}), the best verified by {len(outcome.runs)} LoadGen run(s) in {row.serve_search_s:.0f} s"]
+    cut = [r for r in outcome.runs if r.abandoned]
+    if cut:
+        notes.append(f"{row.model}: {len(cut)} INVALID run(s) cut short once more queries were late than early "
+                     f"stopping allows ({', '.join(f'{r.target_qps:,.1f} QPS: {r.abandoned:,}' for r in cut)} "
+                     f"answered without a forward; their percentiles stop there)")
     best = outcome.best
     if best is not None and outcome.chosen.qps > 0:
         notes.append(f"{row.model}: LoadGen sustained {best.target_qps:,.1f} QPS, "

@@ -384,6 +384,7 @@ class Run:
     invalid_reason: str = ""
     summary: str = ""  # mlperf_log_summary.txt
     wall_s: float = 0.0
+    abandoned: int = 0  # queries answered without a forward once the run was certainly INVALID (its tail cut short)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
