@@ -9,7 +9,7 @@ import re
 import pytest
 
 from vischoose.cli import app
-from vischoose.measure import process, serving_runner, serving_search
+from vischoose.measure import process, serving_runner
 from vischoose.records import Profile
 from vischoose.requests import profile as profile_request
 
@@ -46,10 +46,9 @@ def test_server_usage_errors_exit_2(runner, args, message):
 
 @pytest.mark.slow
 def test_profile_server_on_a_real_model_stores_plots_and_costs(runner, tmp_path, monkeypatch):
-    # short service-time ladders and 5 s runs leave the 30 s budget to several LoadGen runs: a tiny model's first
-    # ones, at thousands of QPS, are often INVALID (the queueing model leaves out the Python server's cost per request)
+    # short service-time ladders leave the 30 s budget to LoadGen: a tiny model's first runs, at thousands of QPS,
+    # are often INVALID (the queueing model leaves out the Python server's own cost per request)
     monkeypatch.setattr(serving_runner, "SECONDS_PER_SIZE", 0.3)
-    monkeypatch.setattr(serving_search, "DEFAULT_BUDGET", serving_search.Budget(662, 5.0))
     args = ["profile", "test_resnet.r160_in1k", "--weights", "random", "--runtime", "onnxruntime", "--precision",
             "fp32", "--scenario", "server", "--slo-ms", "200", "--time-budget", "30", "--price-per-hour", "0.68",
             "--target-qps", "1000"]

@@ -65,7 +65,7 @@ def profile_cmd(
                                                  "180 s per model; pip install 'vischoose[serve]').")] = None,
     slo_ms: SloOpt = None,
     official: Annotated[bool, typer.Option("--official", help="Server: MLPerf's minimum duration (600 s per LoadGen "
-                                           "run) instead of vischoose's (662 queries and 15 s).")] = False,
+                                           "run) instead of vischoose's (662 queries and 5 s).")] = False,
     price_per_hour: PriceOpt = None,
     target_qps: TargetQpsOpt = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Measure on every kind of machine of a Ray cluster "

@@ -99,14 +99,12 @@ class Budget:
         return max(self.min_queries / rate, self.min_duration_s)
 
     def text(self) -> str:
-        """'LoadGen runs of at least 662 queries and 15 s' (and whose rules)."""
+        """'LoadGen runs of at least 662 queries and 5 s' (and whose rules)."""
         kind = "MLPerf's minimum (--official)" if self.official else "vischoose's default; --official: 600 s"
         return f"LoadGen Server runs of at least {self.min_queries} queries and {self.min_duration_s:g} s ({kind})"
 
 
-# 662 queries (one may be over the bound) and 15 s: a fast model's run of 15 s has thousands of queries, so its verdict
-# is the p99's (about 0.6% may be late) rather than 662 queries' p99.85, and less a coin toss near the knee
-DEFAULT_BUDGET = Budget(early_stopping_queries(1), 15.0)
+DEFAULT_BUDGET = Budget(early_stopping_queries(1), 5.0)  # 662 queries: one may be over the bound
 OFFICIAL_BUDGET = Budget(100, 600.0, official=True)  # mlperf.conf's *.Server.min_duration, TestSettings' min_query_count
 
 
