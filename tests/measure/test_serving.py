@@ -257,10 +257,13 @@ def test_the_row_says_which_runs_were_cut_short():
     from types import SimpleNamespace
 
     chosen = ss.Prediction(ss.ServeSettings(1, 2), 100.0, 120.0)
-    runs = [ss.Run(100.0, False, 662, abandoned=300), ss.Run(90.0, True, 662), ss.Run(95.0, False, 662)]
+    runs = [ss.Run(100.0, False, 662, 9.0, 40.0, 90.0, abandoned=300), ss.Run(90.0, True, 662, 8.0, 20.0, 30.0),
+            ss.Run(95.0, False, 662, 9.0, 30.0, 60.0)]
     notes = serving_runner.serve_notes(SimpleNamespace(official=False), ss.Outcome([chosen], chosen, runs),
                                        SimpleNamespace(model="m", serve_search_s=60.0))
     cut = [n for n in notes if "cut short" in n]
     assert cut == ["m: 1 INVALID run(s) cut short once more queries were late than early stopping allows (100.0 QPS: "
                    "300 answered without a forward; their percentiles stop there)"]
     assert any("LoadGen sustained 90.0 QPS, 0.90x the model's prediction" in n for n in notes)
+    curve = json.loads(serving_runner.curve_json(SimpleNamespace(slo_ms=50.0), ss.Outcome([chosen], chosen, runs), {}))
+    assert [r[1:4] == [None] * 3 for r in curve["runs"]] == [True, False, False]  # no percentiles of a cut-short run

@@ -252,7 +252,8 @@ def curve_json(request: ProfileRequest, outcome: Outcome | None, services: dict[
     if outcome is None or outcome.chosen is None:
         return None
     s = outcome.chosen.settings
-    runs = [[r.target_qps, r.p50_ms, r.p90_ms, r.p99_ms, r.valid] for r in outcome.runs]
+    runs = [[r.target_qps, *((None,) * 3 if r.abandoned else (r.p50_ms, r.p90_ms, r.p99_ms)), r.valid]
+            for r in outcome.runs]  # a run cut short: its percentiles are not the system's (not drawn)
     service = services.get((s.instances, s.threads))
     model: list[list[float]] = []
     if service is not None and outcome.chosen.capacity > 0:
