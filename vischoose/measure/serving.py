@@ -245,10 +245,9 @@ def loadgen_version(found: dict[str, Any]) -> str:
 def server_run(harness: LoadGen, qps: float, slo_ms: float, budget: Budget, outdir: Path) -> tuple[Run, str]:
     """One Server test at `qps`: the Run and LoadGen's version. The run is cut short once it is certainly INVALID
     (SystemUnderTest.watch); the Run then says how many queries were answered without a forward."""
-    settings = server_settings(qps, slo_ms, budget)
-    issued = max(settings.min_query_count, math.ceil(qps * settings.min_duration_ms / 1e3))
-    harness.sut.watch(slo_ms / 1e3, serving_search.allowed_overlatency(math.ceil(1.1 * issued)))  # 10% to spare
-    found = harness.run(settings, outdir)
+    spare = math.ceil(1.1 * budget.queries(qps))  # LoadGen may issue a few more than asked: 10% to spare
+    harness.sut.watch(slo_ms / 1e3, serving_search.allowed_overlatency(spare))
+    found = harness.run(server_settings(qps, slo_ms, budget), outdir)
     return replace(to_run(qps, found), abandoned=harness.sut.abandoned), loadgen_version(found)
 
 

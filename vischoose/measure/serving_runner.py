@@ -226,7 +226,7 @@ def no_rate(request: ProfileRequest, outcome: Outcome | None, services: dict[tup
                 f"{f'{took / 60:,.0f} min' if took >= 120 else f'{took:.0f} s'}, more than --time-budget "
                 f"{request.time_budget_s:g} s leaves it (raise it{slow})")
     if not outcome.runs:
-        return f"no LoadGen run was made: {late}"
+        return "no LoadGen run was made" + (f": {late}" if late else "")
     low = min(outcome.runs, key=lambda r: r.target_qps)
     why = low.invalid_reason or low.early_stopping or "INVALID"
     return f"no LoadGen run was VALID (the lowest, {low.target_qps:.3g} QPS: {why})" + (f"; {late}" if late else "")

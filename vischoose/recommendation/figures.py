@@ -104,8 +104,6 @@ def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Pre
 
 
 def latest_eval(evals: list[EvalResult], variant: Variant) -> EvalResult | None:
-    if not evals:
-        return None
     own = [e for e in evals if e.runtime == variant.runtime and (e.runtime == "torch" or e.dtype == variant.dtype)]
     return max(own, key=lambda e: e.created_at) if own else None
 
