@@ -23,6 +23,11 @@ def home() -> Path:
     return Path(typer.get_app_dir("vischoose"))
 
 
+def derived_cache() -> Path:
+    """Package data kept in a faster form than it ships in (the zoo, parsed), remade whenever its source changes."""
+    return home() / "cache"
+
+
 def machine_dir() -> Path:
     """The folder shared by every vischoose on this machine: $VISCHOOSE_MACHINE_DIR, else /tmp/vischoose-machine.
 

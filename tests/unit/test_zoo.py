@@ -116,3 +116,62 @@ def test_globs_match_architectures_or_tags_with_a_dot():
     tags = data.matching("vit_*_patch16_224.augreg*")
     assert {t.tag for t in tags} >= {"vit_base_patch16_224.augreg2_in21k_ft_in1k", "vit_small_patch16_224.augreg_in1k"}
     assert all(t.tag.split(".")[1].startswith("augreg") and t.arch.endswith("_patch16_224") for t in tags)
+
+
+def _fresh(path: Path | None = None) -> zoo.Zoo:
+    """The zoo as a new command reads it (models.zoo.load caches it per process)."""
+    zoo.load.cache_clear()
+    return zoo.load(path)
+
+
+def test_the_zoo_read_from_the_home_cache_is_the_zoo_read_from_its_json():
+    from vischoose import paths
+
+    first = _fresh()  # parses the JSON and keeps the rows
+    cached = paths.derived_cache() / zoo.CACHE_FILE
+    assert cached.is_file()
+    stamp = cached.stat().st_mtime_ns
+    again = _fresh()  # reads them back
+    assert cached.stat().st_mtime_ns == stamp  # read, not written again
+    assert again._replace(speeds=None) == first._replace(speeds=None) and again.speeds.rows == first.speeds.rows
+    assert again.speeds.get(("resnet50", 224)) == first.speeds.get(("resnet50", 224))
+    assert zoo.entry(again.tags["resnet50.a1_in1k"], again) == zoo.entry(first.tags["resnet50.a1_in1k"], first)
+
+
+def test_each_architecture_keeps_the_family_and_int8_recipe_the_table_gives_it():
+    from vischoose.models import families
+
+    _fresh()
+    data = _fresh()  # from the cache
+    archs = {t.arch for t in data.tags.values()}
+    assert set(data.archs) == archs
+    for arch in archs:
+        assert data.family_of(arch) == families.family_of(arch), arch
+        assert data.int8_bytes_per_param(arch) == families.int8_bytes_per_param(arch), arch
+    assert data.family_of("resnet50.a1_in1k") == "resnet"
+
+
+def test_a_changed_zoo_file_is_read_again_not_taken_from_the_cache(tmp_path):
+    copy = tmp_path / "zoo.json"
+    data = committed()
+    copy.write_text(json.dumps(data), encoding="utf-8")
+    assert "resnet50.a1_in1k" in _fresh(copy).tags
+    data["tags"] = [row for row in data["tags"] if row[0] != "resnet50.a1_in1k"]
+    copy.write_text(json.dumps(data), encoding="utf-8")
+    os.utime(copy, ns=(1, 1))  # a different mtime whatever the clock's resolution
+    assert "resnet50.a1_in1k" not in _fresh(copy).tags
+
+
+def test_a_broken_cache_file_or_an_unwritable_home_only_costs_the_shortcut(isolated_home):
+    from vischoose import paths
+
+    expected = _fresh()
+    cached = paths.derived_cache() / zoo.CACHE_FILE
+    cached.write_bytes(b"\x00not marshal at all")
+    assert _fresh().tags == expected.tags
+    assert zoo._read_cache(zoo._cache_key(zoo.zoo_path())) is not None  # made again
+    cached.unlink()
+    cached.parent.rmdir()
+    cached.parent.write_text("a file where the cache folder would be")  # the folder cannot be made
+    assert _fresh().tags == expected.tags
+    assert cached.parent.read_text() == "a file where the cache folder would be"

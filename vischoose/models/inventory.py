@@ -66,7 +66,7 @@ def zoo_rows(family: str | None = None, pattern: str | None = None, max_params_m
         raise zoo.no_match(pattern, data)
     groups: dict[str, list[zoo.ZooTag]] = {}
     for t in sorted(tags, key=zoo.rank_tag):
-        if family in (None, families.ALL) or families.family_of(t.arch) == family:
+        if family in (None, families.ALL) or data.family_of(t.arch) == family:
             groups.setdefault(t.arch, []).append(t)
     rows = [zoo_row(t, data, len(group) - 1 if i == 0 and not all_tags else 0)
             for group in groups.values() for i, t in enumerate(group if all_tags else group[:1])]
@@ -79,7 +79,7 @@ def zoo_rows(family: str | None = None, pattern: str | None = None, max_params_m
 
 def zoo_row(t: "ZooTag", data: "Zoo", others: int = 0) -> dict[str, Any]:
     """One zoo tag as a plain row: published accuracy at the deployed and test sizes, size, FLOPs, speeds."""
-    from vischoose.models import families, zoo
+    from vischoose.models import zoo
     from vischoose.models.catalog import by_tag
 
     d, test = t.deployed, t.test
@@ -88,7 +88,7 @@ def zoo_row(t: "ZooTag", data: "Zoo", others: int = 0) -> dict[str, Any]:
     gmacs = data.gmacs.get((t.arch, d.size))
     curated = by_tag(t.tag)
     return {
-        "tag": t.tag, "alias": curated.alias if curated else None, "arch": t.arch, "family": families.family_of(t.arch),
+        "tag": t.tag, "alias": curated.alias if curated else None, "arch": t.arch, "family": data.family_of(t.arch),
         "top1": d.top1, "top5": d.top5, "top1_size": d.size, "input_size": d.size,
         "top1_test": test.top1 if test else None, "top1_test_size": test.size if test else None,
         "real_top1": d.real_top1, "v2_top1": d.v2_top1, "crop_pct": d.crop_pct, "interpolation": d.interpolation,

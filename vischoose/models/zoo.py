@@ -1,14 +1,19 @@
 """timm's zoo as data (data/zoo.json, built by models/zoobuild.py from timm's results CSVs): every pretrained
 ImageNet-1k tag with its published accuracy, and the published speed of its architecture on named machines.
 
-Read on first use (a zoo flag, a GPU target, or a model named outside the catalog), never at start-up. A tag is
-deployed at its smallest evaluated size: timm evaluates each tag at its pretrained `input_size` and, where it has a
+Read on first use (a zoo flag, a GPU target, or a model named outside the catalog), never at start-up, and kept in
+the home's cache as marshalled rows (with each architecture's family from data/families.toml) for the next command: a
+fast format, rebuilt whenever the file, the family table or the code that reads them changes. A tag is deployed at its
+smallest evaluated size: timm evaluates each tag at its pretrained `input_size` and, where it has a
 larger `test_input_size`, there too (true of every tag in timm 1.0.31; tests/test_zoo.py checks against timm).
 """
 
 from __future__ import annotations
 
 import json
+import marshal
+import os
+import sys
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
@@ -113,6 +118,18 @@ class Zoo(NamedTuple):
     speeds: Speeds
     pretrain: dict[str, str]  # arch -> pretraining data (timm's model_metadata-in1k.csv)
     commit: str
+    archs: dict[str, tuple[str, float | None]]  # arch -> (family, int8 bytes per parameter) from the family table
+
+    def family_of(self, arch: str) -> str:
+        """The family of a zoo architecture or arch.tag name (the family table's answer, looked up once per file)."""
+        arch = arch.partition(".")[0]
+        found = self.archs.get(arch)
+        return found[0] if found else families.family_of(arch)
+
+    def int8_bytes_per_param(self, arch: str) -> float | None:
+        """Bytes per parameter of an int8 file of this architecture, from its family's recipe."""
+        found = self.archs.get(arch)
+        return found[1] if found else families.int8_bytes_per_param(arch)
 
     def by_arch(self) -> dict[str, list[ZooTag]]:
         """Tags grouped by architecture, best published top-1 at the deployed size first."""
@@ -145,21 +162,77 @@ def zoo_path() -> Path:
 
 @cache
 def load(path: Path | None = None) -> Zoo:
-    """Read the zoo file (about 4 ms: read only when a command needs it)."""
-    data = json.loads((path or zoo_path()).read_text(encoding="utf-8"))
-    evaluations: dict[str, list[Evaluation]] = {}
+    """Read the zoo file: its parsed rows from the home's cache where they were made from this file, family table and
+    code (~4 ms in a fresh process), else the JSON (~25 ms with the families), then cached where the home is
+    writable."""
+    source = path or zoo_path()
+    key = _cache_key(source)
+    plain = _read_cache(key)
+    if plain is None:
+        plain = _plain(json.loads(source.read_text(encoding="utf-8")))
+        _write_cache(key, plain)
+    return _build(plain)
+
+
+def _plain(data: dict) -> tuple:
+    """The zoo file's rows shaped as the Zoo is built from them (plain values only, so marshal can keep them): tags
+    with their evaluations smallest size first, the benchmark rows, and each architecture's family and int8 recipe."""
+    evaluations: dict[str, list[tuple]] = {}
     params: dict[str, float] = {}
     for tag, size, top1, top5, crop, interp, params_m, real, v2 in data["tags"]:
-        evaluations.setdefault(tag, []).append(Evaluation(size, top1, top5, crop, interp, real, v2))
+        evaluations.setdefault(tag, []).append((size, top1, top5, crop, interp, real, v2))
         params[tag] = params_m
-    tags = {tag: ZooTag(tag, params[tag], tuple(sorted(evs))) for tag, evs in evaluations.items()}
-    return Zoo(tags, *_benchmarks(data), data.get("pretrain", {}), data["source"]["commit"])
-
-
-def _benchmarks(data: dict) -> tuple[dict[tuple[str, int], float], Speeds]:
+    tags = [(tag, params[tag], tuple(sorted(evs))) for tag, evs in evaluations.items()]
+    archs = {a: (families.family_of(a), families.int8_bytes_per_param(a))
+             for a in sorted({t.partition(".")[0] for t in evaluations})}
     keys = list(dict.fromkeys(c.split(":")[0] for c in data["bench_columns"][3:]))
-    rows = {(arch, size): cells for arch, size, _, *cells in data["bench"]}
-    return {(arch, size): macs for arch, size, macs, *_ in data["bench"]}, Speeds(rows, data["machines"], keys)
+    bench = [(arch, size, macs, tuple(cells)) for arch, size, macs, *cells in data["bench"]]
+    return tags, bench, data["machines"], keys, data.get("pretrain", {}), data["source"]["commit"], archs
+
+
+def _build(plain: tuple) -> Zoo:
+    tag_rows, bench, machines, keys, pretrain, commit, archs = plain
+    tags = {tag: ZooTag(tag, params, tuple(map(Evaluation._make, evs))) for tag, params, evs in tag_rows}
+    speeds = Speeds({(arch, size): cells for arch, size, _, cells in bench}, machines, keys)
+    return Zoo(tags, {(arch, size): macs for arch, size, macs, _ in bench}, speeds, pretrain, commit, archs)
+
+
+CACHE_FILE = "zoo.marshal"
+
+
+def _cache_key(source: Path) -> tuple:
+    """What the cached rows depend on: the zoo file, the family table, the code that shapes them (this module, the
+    families module), by size and mtime as Python's bytecode cache checks its sources, and marshal's format."""
+    files = (source, families.table_path(), Path(__file__), Path(families.__file__))
+    return (marshal.version, sys.version_info[:2],
+            *((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (os.stat(f),)))
+
+
+def _read_cache(key: tuple) -> tuple | None:
+    """The cached rows where they were made under this key; None where there are none, they are someone else's or
+    the file is broken (a missed shortcut only: the JSON is read instead). marshal rebuilds values, never runs code."""
+    from vischoose import paths
+
+    try:
+        found = marshal.loads((paths.derived_cache() / CACHE_FILE).read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return found[1] if isinstance(found, tuple) and len(found) == 2 and found[0] == key else None
+
+
+def _write_cache(key: tuple, plain: tuple) -> None:
+    """Keep the rows for the next command (written whole, then renamed). A home that cannot be written is no error:
+    the next command reads the JSON again."""
+    from vischoose import paths
+
+    file = paths.derived_cache() / CACHE_FILE
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}")
+        tmp.write_bytes(marshal.dumps((key, plain)))
+        os.replace(tmp, file)
+    except (OSError, ValueError):
+        pass
 
 
 def entry(t: ZooTag, zoo: Zoo, alias: str | None = None) -> CatalogEntry:
@@ -168,13 +241,13 @@ def entry(t: ZooTag, zoo: Zoo, alias: str | None = None) -> CatalogEntry:
     speeds = zoo.speeds.get((arch, d.size), ())
     cpu = reference_cpu(speeds)
     return CatalogEntry(
-        alias=alias or t.tag, tag=t.tag, hf_hub_id=f"timm/{t.tag}", family=families.family_of(arch), label=t.tag,
+        alias=alias or t.tag, tag=t.tag, hf_hub_id=f"timm/{t.tag}", family=zoo.family_of(arch), label=t.tag,
         top1=d.top1, top5=d.top5, top1_size=d.size, params=round(t.params_m * 1e6),
         gmacs=zoo.gmacs.get((arch, d.size)) or 0.0, input_size=d.size, license="see the model card",
         source=f"{zoo.source} (results-imagenet.csv, benchmark GMACs)",
         top1_test=test.top1 if test else None, top1_test_size=test.size if test else None,
         ref_cpu_latency_ms=cpu.step_ms if cpu else None, ref_cpu=cpu_note(cpu, d.size) if cpu else None,
-        speeds=speeds, int8_bytes_per_param=families.int8_bytes_per_param(arch), caveat=larger_size_caveat(t))
+        speeds=speeds, int8_bytes_per_param=zoo.int8_bytes_per_param(arch), caveat=larger_size_caveat(t))
 
 
 def larger_size_caveat(t: ZooTag) -> str | None:

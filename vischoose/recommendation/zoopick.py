@@ -77,12 +77,9 @@ class _Chooser:
         """The catalog's entry for a timm tag, where it curates it."""
         return next((e for e in self.known.catalog.values() if e.tag == tag), None)
 
-    @staticmethod
-    def family_of(name: str) -> str:
-        """The family of a timm name, from the family table."""
-        from vischoose.models import families
-
-        return families.family_of(name)
+    def family_of(self, name: str) -> str:
+        """The family of a timm name, from the family table (as the zoo looked it up, for its architectures)."""
+        return self.zoo.family_of(name)
 
     def add(self, e: CatalogEntry) -> None:
         """One candidate, unless its tag is one already."""
@@ -100,7 +97,7 @@ class _Chooser:
     def add_families(self, fams: tuple[str, ...], label: str | None = None) -> None:
         """Every zoo architecture of these families (label: how to name them in the note)."""
         wanted = set(fams)
-        tags = [t for t in self.zoo.tags.values() if self.family_of(t.arch) in wanted]
+        tags = [t for t in self.zoo.tags.values() if self.zoo.family_of(t.arch) in wanted]
         archs = len({t.arch for t in tags})
         self.add_tags(tags)
         each = f"each of the {len(tags):,} tags" if self.all_tags else \
