@@ -472,3 +472,25 @@ def test_a_missing_figure_is_named_in_words_never_as_a_field():
     found = broken(Candidate("m", "m.tag", None, {}), preset)
     assert found and all(why.startswith("no ") and "_" not in why for why in found)
     assert "no memory figure for the budget" in found and not any(" mb " in why for why in found)
+
+
+def test_a_dominance_note_says_where_each_latency_comes_from_when_they_differ():
+    from vischoose.recommendation import wording
+    from vischoose.recommendation.candidates import Candidate
+    from vischoose.recommendation.figures import Figure
+
+    def cand(model: str, top1: float, latency: Figure, memory: float) -> Candidate:
+        return Candidate(model, f"{model}.tag", None, {"top1": Figure(top1, "published"), "latency_ms": latency,
+                                                       "memory_mb": Figure(memory, "computed")})
+
+    chosen = cand("resnet50", 80.4, Figure(22.0, "measured"), 97.5)
+    published = cand("vit_little", 83.8, Figure(13.5, "published"), 85.9)
+    [note] = wording.dominance_note(chosen, [published], "the guide's choice")
+    assert "latency 13.5 ms published for another machine vs 22.0 ms measured here" in note
+    assert not note.startswith("on estimated figures")
+    measured = cand("vit_little", 83.8, Figure(13.5, "measured"), 85.9)
+    [note] = wording.dominance_note(chosen, [measured], "the guide's choice")
+    assert "latency 13.5 vs 22.0 ms," in note and "another machine" not in note
+    estimated = cand("vit_little", 83.8, Figure(13.5, "estimated"), 85.9)
+    assert wording.dominance_note(chosen, [estimated], "x")[0].startswith("on estimated figures, ")
+    assert wording.dominance_note(chosen, [], "x") == []

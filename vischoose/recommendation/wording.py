@@ -139,15 +139,25 @@ def speedup(row: Profile, torch_fp32: list[Profile]) -> float | None:
 
 def dominance_note(chosen: "Candidate", better: "list[Candidate]", reason: str) -> list[str]:
     """Say when the chosen model is dominated by another that meets every constraint (`better`, choose.dominated_by),
-    and why it is still chosen."""
+    and why it is still chosen. Where the two latencies come from different places (one measured here, the other
+    published on another machine), the note says so: the comparison is then no measurement of this machine."""
     if not better:
         return []
     b = better[0]
     shaky = any(c.figures[k].source == "estimated" for c in (b, chosen) for k in ("top1", "latency_ms", "memory_mb"))
-    return [("on estimated figures, " if shaky else "") + f"{chosen.model} is dominated by {b.model} (top-1 {b.value('top1'):.2f}% vs {chosen.value('top1'):.2f}%, "
-            f"latency {b.value('latency_ms'):,.1f} vs {chosen.value('latency_ms'):,.1f} ms, memory "
-            f"{b.value('memory_mb'):,.1f} vs {chosen.value('memory_mb'):,.1f} MiB), which also meets every constraint; "
-            f"it is still chosen because it is {reason}"]
+    theirs, mine = b.figures["latency_ms"].source, chosen.figures["latency_ms"].source
+    if theirs == mine:
+        latency = f"latency {b.value('latency_ms'):,.1f} vs {chosen.value('latency_ms'):,.1f} ms"
+    else:
+        latency = (f"latency {b.value('latency_ms'):,.1f} ms {_LATENCY_FROM.get(theirs, theirs)} vs "
+                   f"{chosen.value('latency_ms'):,.1f} ms {_LATENCY_FROM.get(mine, mine)}")
+    return [("on estimated figures, " if shaky else "") + f"{chosen.model} is dominated by {b.model} (top-1 "
+            f"{b.value('top1'):.2f}% vs {chosen.value('top1'):.2f}%, {latency}, memory {b.value('memory_mb'):,.1f} vs "
+            f"{chosen.value('memory_mb'):,.1f} MiB), which also meets every constraint; it is still chosen because it "
+            f"is {reason}"]
+
+
+_LATENCY_FROM = {"measured": "measured here", "published": "published for another machine", "estimated": "estimated"}
 
 
 def not_measured(fig_name: str, what: str, limit: str, preset: Preset, model: str, variant: Variant) -> str:
