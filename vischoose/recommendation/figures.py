@@ -294,7 +294,6 @@ def estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> F
     ms = ref.ref_cpu_latency_ms / ref.gmacs * entry.gmacs
     return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu}); error "
                                    "unknown (nothing of its family timed on this machine yet)")
-    return Figure(ms, "estimated", f"GMACs-scaled from {ref.alias} {ref.ref_cpu_latency_ms} ms ({ref.ref_cpu})")
 
 
 def cold_start(figs: dict[str, Figure], rows: list[Profile], variant: Variant) -> None:
