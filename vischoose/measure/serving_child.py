@@ -8,8 +8,11 @@
 - "serve-single-stream": one instance, every thread: vischoose's own batch-1 timing and LoadGen's SingleStream on the
   same session (bench/serving.py compares their p90).
 
-A graph runtime's file is run by its runtime's session (idle threads not spinning: a server does other work between
-runs); torch runs the eager module from one thread per instance, each with its own `threads` intra-op threads.
+A graph runtime's file is run by its runtime's session as profile times it and a service deploys it by default (ONNX
+Runtime's idle threads spinning: with spinning off, a request that found a 2-thread session idle ran at one thread's
+pace, 11.7 against 6.5 ms for resnet18 int8 on AMD EPYC, and LoadGen's SingleStream p90 was 0.80-0.85x vischoose's;
+with it on, 6.6 ms and 0.88-1.00x); torch runs the eager module from one thread per instance, each with its own
+`threads` intra-op threads.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def _graph_forwards(job: Job, result: Result, count: int, threads: int) -> Forwa
     artifact = Artifact.from_dict(job.artifact)
     result["runtime_version"] = runtime.version()
     result["conditions"] = {"device": "cpu", "threads": threads}
-    return [runtime.session(artifact, threads, interleaved=True) for _ in range(count)], None, artifact.input_size
+    return [runtime.session(artifact, threads) for _ in range(count)], None, artifact.input_size
 
 
 def _torch_forwards(job: Job, result: Result, count: int, threads: int) -> Forwards:
