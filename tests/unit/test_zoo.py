@@ -124,24 +124,35 @@ def _fresh(path: Path | None = None) -> zoo.Zoo:
     return zoo.load(path)
 
 
-def test_the_zoo_read_from_the_home_cache_is_the_zoo_read_from_its_json():
+def _no_json(monkeypatch) -> None:
+    """From here on, reading the zoo's JSON fails: a load must come from the cache."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the zoo's JSON was parsed")
+
+    monkeypatch.setattr(zoo.json, "loads", refuse)
+
+
+def test_the_zoo_read_from_the_home_cache_is_the_zoo_read_from_its_json(monkeypatch):
     from vischoose import paths
 
     first = _fresh()  # parses the JSON and keeps the rows
-    cached = paths.derived_cache() / zoo.CACHE_FILE
-    assert cached.is_file()
-    stamp = cached.stat().st_mtime_ns
-    again = _fresh()  # reads them back
-    assert cached.stat().st_mtime_ns == stamp  # read, not written again
+    assert (paths.derived_cache() / zoo.CACHE_FILE).is_file()
+    with monkeypatch.context() as m:
+        _no_json(m)
+        again = _fresh()  # reads them back
     assert again._replace(speeds=None) == first._replace(speeds=None) and again.speeds.rows == first.speeds.rows
+    t = again.tags["resnet50.a1_in1k"]
+    assert type(t) is zoo.ZooTag and all(type(e) is zoo.Evaluation for e in t.evaluations)
     assert again.speeds.get(("resnet50", 224)) == first.speeds.get(("resnet50", 224))
-    assert zoo.entry(again.tags["resnet50.a1_in1k"], again) == zoo.entry(first.tags["resnet50.a1_in1k"], first)
+    assert all(type(s) is zoo.Speed for s in again.speeds.get(("resnet50", 224)))
+    assert zoo.entry(t, again) == zoo.entry(first.tags["resnet50.a1_in1k"], first)
 
 
-def test_each_architecture_keeps_the_family_and_int8_recipe_the_table_gives_it():
+def test_each_architecture_keeps_the_family_and_int8_recipe_the_table_gives_it(monkeypatch):
     from vischoose.models import families
 
     _fresh()
+    _no_json(monkeypatch)
     data = _fresh()  # from the cache
     archs = {t.arch for t in data.tags.values()}
     assert set(data.archs) == archs
@@ -149,29 +160,63 @@ def test_each_architecture_keeps_the_family_and_int8_recipe_the_table_gives_it()
         assert data.family_of(arch) == families.family_of(arch), arch
         assert data.int8_bytes_per_param(arch) == families.int8_bytes_per_param(arch), arch
     assert data.family_of("resnet50.a1_in1k") == "resnet"
+    assert data.int8_bytes_per_param("resnet50.a1_in1k") == data.int8_bytes_per_param("resnet50")
+
+
+def _same_size_edit(path: Path, old: str, new: str) -> None:
+    """Replace text by text of the same length, the file's size and mtime kept."""
+    assert len(old) == len(new)
+    before, text = path.stat(), path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
 
 
 def test_a_changed_zoo_file_is_read_again_not_taken_from_the_cache(tmp_path):
     copy = tmp_path / "zoo.json"
-    data = committed()
-    copy.write_text(json.dumps(data), encoding="utf-8")
-    assert "resnet50.a1_in1k" in _fresh(copy).tags
-    data["tags"] = [row for row in data["tags"] if row[0] != "resnet50.a1_in1k"]
-    copy.write_text(json.dumps(data), encoding="utf-8")
-    os.utime(copy, ns=(1, 1))  # a different mtime whatever the clock's resolution
-    assert "resnet50.a1_in1k" not in _fresh(copy).tags
+    copy.write_bytes(zoo.zoo_path().read_bytes())
+    top1 = _fresh(copy).tags["resnet50.a1_in1k"].deployed.top1
+    text = f"{top1}"
+    lower = f"{int(text[0]) - 1}{text[1:]}"  # ten points less (80.382 -> 70.382), the same length
+    _same_size_edit(copy, f'["resnet50.a1_in1k",224,{text}', f'["resnet50.a1_in1k",224,{lower}')
+    assert _fresh(copy).tags["resnet50.a1_in1k"].deployed.top1 == pytest.approx(float(lower))
 
 
-def test_a_broken_cache_file_or_an_unwritable_home_only_costs_the_shortcut(isolated_home):
+def test_a_changed_family_table_is_read_again_not_taken_from_the_cache(tmp_path, monkeypatch):
+    from vischoose.models import families
+
+    table = tmp_path / "families.toml"
+    table.write_bytes(families.table_path().read_bytes())
+    monkeypatch.setattr(families, "table_path", lambda: table)
+    families.load.cache_clear()
+    families.family_of.cache_clear()
+    try:
+        assert _fresh().int8_bytes_per_param("resnet50") == pytest.approx(1.01)
+        _same_size_edit(table, "convolutional = 1.01", "convolutional = 1.07")
+        families.load.cache_clear()
+        assert _fresh().int8_bytes_per_param("resnet50") == pytest.approx(1.07)
+    finally:
+        families.load.cache_clear()
+        families.family_of.cache_clear()
+        zoo.load.cache_clear()
+
+
+def test_a_broken_cache_file_or_an_unwritable_home_only_costs_the_shortcut(monkeypatch):
     from vischoose import paths
 
     expected = _fresh()
     cached = paths.derived_cache() / zoo.CACHE_FILE
     cached.write_bytes(b"\x00not marshal at all")
     assert _fresh().tags == expected.tags
-    assert zoo._read_cache(zoo._cache_key(zoo.zoo_path())) is not None  # made again
+    with monkeypatch.context() as m:  # made again
+        _no_json(m)
+        assert _fresh().tags == expected.tags
+    assert [f.name for f in cached.parent.iterdir()] == [zoo.CACHE_FILE]  # no temporary file left
     cached.unlink()
     cached.parent.rmdir()
     cached.parent.write_text("a file where the cache folder would be")  # the folder cannot be made
     assert _fresh().tags == expected.tags
     assert cached.parent.read_text() == "a file where the cache folder would be"
+    monkeypatch.setenv("VISCHOOSE_HOME", "~no-such-user-here/vischoose")  # a home that cannot even be named
+    assert _fresh().tags == expected.tags

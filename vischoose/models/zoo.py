@@ -2,10 +2,11 @@
 ImageNet-1k tag with its published accuracy, and the published speed of its architecture on named machines.
 
 Read on first use (a zoo flag, a GPU target, or a model named outside the catalog), never at start-up, and kept in
-the home's cache as marshalled rows (with each architecture's family from data/families.toml) for the next command: a
-fast format, rebuilt whenever the file, the family table or the code that reads them changes. A tag is deployed at its
-smallest evaluated size: timm evaluates each tag at its pretrained `input_size` and, where it has a
-larger `test_input_size`, there too (true of every tag in timm 1.0.31; tests/test_zoo.py checks against timm).
+the home's cache (cache/zoo.marshal) as marshalled rows, with each architecture's family and int8 recipe from
+data/families.toml, for the next command: a fast format, remade whenever the bytes of the file, the family table or
+the code that reads them change. A tag is deployed at its smallest evaluated size: timm evaluates each tag at its
+pretrained `input_size` and, where it has a larger `test_input_size`, there too (true of every tag in timm 1.0.31;
+tests/unit/test_zoo.py checks against timm).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import marshal
 import os
 import sys
+import zlib
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
@@ -127,7 +129,8 @@ class Zoo(NamedTuple):
         return found[0] if found else families.family_of(arch)
 
     def int8_bytes_per_param(self, arch: str) -> float | None:
-        """Bytes per parameter of an int8 file of this architecture, from its family's recipe."""
+        """Bytes per parameter of an int8 file of this architecture (or arch.tag), from its family's recipe."""
+        arch = arch.partition(".")[0]
         found = self.archs.get(arch)
         return found[1] if found else families.int8_bytes_per_param(arch)
 
@@ -162,15 +165,17 @@ def zoo_path() -> Path:
 
 @cache
 def load(path: Path | None = None) -> Zoo:
-    """Read the zoo file: its parsed rows from the home's cache where they were made from this file, family table and
-    code (~4 ms in a fresh process), else the JSON (~25 ms with the families), then cached where the home is
-    writable."""
+    """Read the zoo file: its parsed rows from the home's cache where they were made from this file's bytes, the family
+    table's and the code's (~4 ms in a fresh process), else the JSON (~25 ms with the families), then cached where
+    the home is writable. Without a cache (none can be kept, or a broken one) the JSON is simply read."""
     source = path or zoo_path()
-    key = _cache_key(source)
-    plain = _read_cache(key)
+    text = source.read_bytes()
+    kept = _cache_for(text)
+    plain = _read_cache(*kept) if kept else None
     if plain is None:
-        plain = _plain(json.loads(source.read_text(encoding="utf-8")))
-        _write_cache(key, plain)
+        plain = _plain(json.loads(text))
+        if kept:
+            _write_cache(*kept, plain)
     return _build(plain)
 
 
@@ -198,39 +203,50 @@ def _build(plain: tuple) -> Zoo:
 
 
 CACHE_FILE = "zoo.marshal"
+CACHE_FORMAT = 1  # _plain's shape
 
 
-def _cache_key(source: Path) -> tuple:
-    """What the cached rows depend on: the zoo file, the family table, the code that shapes them (this module, the
-    families module), by size and mtime as Python's bytecode cache checks its sources, and marshal's format."""
-    files = (source, families.table_path(), Path(__file__), Path(families.__file__))
-    return (marshal.version, sys.version_info[:2],
-            *((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (os.stat(f),)))
-
-
-def _read_cache(key: tuple) -> tuple | None:
-    """The cached rows where they were made under this key; None where there are none, they are someone else's or
-    the file is broken (a missed shortcut only: the JSON is read instead). marshal rebuilds values, never runs code."""
+def _cache_for(text: bytes) -> tuple[Path, tuple] | None:
+    """The cache file and the key its rows must carry: the bytes (length and CRC-32) of the zoo file, the family table
+    and the code that shapes them (this module, the families module), marshal's and Python's versions. None where no
+    cache can be kept: sources not on disk (a frozen app), a home that cannot be named."""
     from vischoose import paths
 
     try:
-        found = marshal.loads((paths.derived_cache() / CACHE_FILE).read_bytes())
-    except (OSError, EOFError, ValueError, TypeError):
+        parts = (text, families.table_path().read_bytes(), Path(__file__).read_bytes(),
+                 Path(families.__file__).read_bytes())
+        file = paths.derived_cache() / CACHE_FILE
+    except (OSError, RuntimeError):  # RuntimeError: pathlib cannot expand a '~user' home
+        return None
+    return file, (CACHE_FORMAT, marshal.version, sys.version_info[:2], *((len(b), zlib.crc32(b)) for b in parts))
+
+
+def _read_cache(file: Path, key: tuple) -> tuple | None:
+    """The cached rows where they were made under this key; None where there are none, they are someone else's or
+    the file is broken (a missed shortcut only: the JSON is read instead). marshal rebuilds values, never runs code."""
+    try:
+        found = marshal.loads(file.read_bytes())
+    except (OSError, EOFError, ValueError, TypeError, MemoryError):
         return None
     return found[1] if isinstance(found, tuple) and len(found) == 2 and found[0] == key else None
 
 
-def _write_cache(key: tuple, plain: tuple) -> None:
-    """Keep the rows for the next command (written whole, then renamed). A home that cannot be written is no error:
-    the next command reads the JSON again."""
-    from vischoose import paths
+def _write_cache(file: Path, key: tuple, plain: tuple) -> None:
+    """Keep the rows for the next command: written whole to a file of this process's own, then renamed over the cache
+    (two commands writing at once each rename a whole file). A home that cannot be written is no error: the next
+    command reads the JSON again."""
+    import tempfile
 
-    file = paths.derived_cache() / CACHE_FILE
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}")
-        tmp.write_bytes(marshal.dumps((key, plain)))
-        os.replace(tmp, file)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(marshal.dumps((key, plain)))
+            os.replace(tmp, file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     except (OSError, ValueError):
         pass
 

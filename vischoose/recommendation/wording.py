@@ -139,8 +139,8 @@ def speedup(row: Profile, torch_fp32: list[Profile]) -> float | None:
 
 def dominance_note(chosen: "Candidate", better: "list[Candidate]", reason: str) -> list[str]:
     """Say when the chosen model is dominated by another that meets every constraint (`better`, choose.dominated_by),
-    and why it is still chosen. Where the two latencies come from different places (one measured here, the other
-    published on another machine), the note says so: the comparison is then no measurement of this machine."""
+    and why it is still chosen. Where the two latencies come from different places (one measured, the other published
+    for another machine), the note says so: the comparison is then no measurement of one machine."""
     if not better:
         return []
     b = better[0]
@@ -157,7 +157,7 @@ def dominance_note(chosen: "Candidate", better: "list[Candidate]", reason: str) 
             f"is {reason}"]
 
 
-_LATENCY_FROM = {"measured": "measured here", "published": "published for another machine", "estimated": "estimated"}
+_LATENCY_FROM = {"measured": "measured", "published": "published for another machine", "estimated": "estimated"}
 
 
 def not_measured(fig_name: str, what: str, limit: str, preset: Preset, model: str, variant: Variant) -> str:
