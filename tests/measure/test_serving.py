@@ -267,3 +267,28 @@ def test_the_row_says_which_runs_were_cut_short():
     assert any("LoadGen sustained 90.0 QPS, 0.90x the model's prediction" in n for n in notes)
     curve = json.loads(serving_runner.curve_json(SimpleNamespace(slo_ms=50.0), ss.Outcome([chosen], chosen, runs), {}))
     assert [r[1:4] == [None] * 3 for r in curve["runs"]] == [True, False, False]  # no percentiles of a cut-short run
+
+
+def test_served_onnx_runtime_sessions_spin_as_profile_times_them(tmp_path, monkeypatch):
+    """A served session is the one profile times and a deployment gets by default (ONNX Runtime's idle threads
+    spinning): without spinning, a request that found a 2-thread session idle ran at one thread's pace."""
+    from vischoose.measure import serving_child
+    from vischoose.runtimes import ortbuild
+    from vischoose.runtimes.artifact import Artifact
+
+    asked: list[tuple[int | None, bool]] = []
+
+    def session(path, threads=None, spinning=True, profile_prefix=None):
+        asked.append((threads, spinning))
+        return object()
+
+    monkeypatch.setattr(ortbuild, "ort_session", session)
+    artifact = Artifact(path=str(tmp_path / "m.onnx"), runtime="onnxruntime", precision="int8", file_mb=1.0,
+                        build_s=1.0, input_size=224)
+    job = Job(request=server_request(2, runtime="onnxruntime", precision="int8"), model="resnet18",
+              mode="serve-profile", device="cpu", threads=2, batch_sizes=(1,), machine="m", home=str(tmp_path),
+              serve={"instances": 1, "threads": 2}, artifact=artifact.to_dict(), command="vischoose profile",
+              result_path=str(tmp_path / "result.json"))
+    forwards, _, side = serving_child.forwards(job, {})
+    assert len(forwards) == 1 and side == 224
+    assert asked == [(2, True)]
