@@ -123,16 +123,16 @@ class Zoo(NamedTuple):
     archs: dict[str, tuple[str, float | None]]  # arch -> (family, int8 bytes per parameter) from the family table
 
     def family_of(self, arch: str) -> str:
-        """The family of a zoo architecture or arch.tag name (the family table's answer, looked up once per file)."""
-        arch = arch.partition(".")[0]
-        found = self.archs.get(arch)
-        return found[0] if found else families.family_of(arch)
+        """The family of an architecture or arch.tag name (the family table's answer, looked up once per zoo file)."""
+        return self._table(arch)[0]
 
     def int8_bytes_per_param(self, arch: str) -> float | None:
-        """Bytes per parameter of an int8 file of this architecture (or arch.tag), from its family's recipe."""
-        arch = arch.partition(".")[0]
-        found = self.archs.get(arch)
-        return found[1] if found else families.int8_bytes_per_param(arch)
+        """Bytes per parameter of an int8 file of an architecture or arch.tag, from its family's recipe."""
+        return self._table(arch)[1]
+
+    def _table(self, name: str) -> tuple[str, float | None]:
+        arch = name.partition(".")[0]
+        return self.archs.get(arch) or (families.family_of(arch), families.int8_bytes_per_param(arch))
 
     def by_arch(self) -> dict[str, list[ZooTag]]:
         """Tags grouped by architecture, best published top-1 at the deployed size first."""
@@ -203,7 +203,6 @@ def _build(plain: tuple) -> Zoo:
 
 
 CACHE_FILE = "zoo.marshal"
-CACHE_FORMAT = 1  # _plain's shape
 
 
 def _cache_for(text: bytes) -> tuple[Path, tuple] | None:
@@ -218,7 +217,7 @@ def _cache_for(text: bytes) -> tuple[Path, tuple] | None:
         file = paths.derived_cache() / CACHE_FILE
     except (OSError, RuntimeError):  # RuntimeError: pathlib cannot expand a '~user' home
         return None
-    return file, (CACHE_FORMAT, marshal.version, sys.version_info[:2], *((len(b), zlib.crc32(b)) for b in parts))
+    return file, (marshal.version, sys.version_info[:2], *((len(b), zlib.crc32(b)) for b in parts))
 
 
 def _read_cache(file: Path, key: tuple) -> tuple | None:

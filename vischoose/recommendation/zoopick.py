@@ -34,9 +34,10 @@ def pick(request: RecommendRequest, preset: Preset, known: Known) -> Picked:
         fams = families.resolve(request.families)  # checked by the request: the names are the table's
     names = list(dict.fromkeys(request.models or preset.models))
     if fams is not None or request.zoo:
-        chosen.add_families(fams or preset.families, "every family" if "all" in request.families else None)
+        judged = fams or preset.families
+        chosen.add_families(judged, "every family" if "all" in request.families else None)
         if not names:  # the guide's choice stays a candidate where it belongs to the families judged
-            names = [p for p in preset.prefer if chosen.family_of(_timm_name(p, known)) in (fams or preset.families)]
+            names = [p for p in preset.prefer if chosen.zoo.family_of(_timm_name(p, known)) in judged]
     for text in names:
         chosen.add_name(text)
     if not names and fams is None and not request.zoo:
@@ -76,10 +77,6 @@ class _Chooser:
     def by_tag(self, tag: str) -> CatalogEntry | None:
         """The catalog's entry for a timm tag, where it curates it."""
         return next((e for e in self.known.catalog.values() if e.tag == tag), None)
-
-    def family_of(self, name: str) -> str:
-        """The family of a timm name, from the family table (as the zoo looked it up, for its architectures)."""
-        return self.zoo.family_of(name)
 
     def add(self, e: CatalogEntry) -> None:
         """One candidate, unless its tag is one already."""
