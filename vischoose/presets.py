@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from vischoose import derived
 from vischoose.errors import PresetError, opt
 from vischoose.models import catalog
 from vischoose.models.catalog import FAMILIES
@@ -134,8 +134,8 @@ def load_preset(name_or_path: str | Path) -> Preset:
     """
     path = _find(str(name_or_path))
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        data = derived.toml(path)  # parsed once, then kept (vischoose.derived)
+    except ValueError as err:  # tomllib.TOMLDecodeError, UnicodeDecodeError
         raise PresetError(f"{path}: not valid TOML ({err}).") from err
     except OSError as err:
         raise PresetError(f"{path}: cannot be read ({err.strerror}).") from err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,9 @@ def _no_json(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the zoo's JSON was parsed")
 
-    monkeypatch.setattr(zoo.json, "loads", refuse)
+    import json
+
+    monkeypatch.setattr(json, "loads", refuse)
 
 
 def test_the_zoo_read_from_the_home_cache_is_the_zoo_read_from_its_json(monkeypatch):
@@ -212,9 +215,9 @@ def test_a_broken_cache_file_or_an_unwritable_home_only_costs_the_shortcut(monke
     with monkeypatch.context() as m:  # made again
         _no_json(m)
         assert _fresh().tags == expected.tags
-    assert [f.name for f in cached.parent.iterdir()] == [zoo.CACHE_FILE]  # no temporary file left
-    cached.unlink()
-    cached.parent.rmdir()
+    names = [f.name for f in cached.parent.iterdir()]
+    assert zoo.CACHE_FILE in names and not [n for n in names if n.startswith(".")]  # no temporary file left
+    shutil.rmtree(cached.parent)
     cached.parent.write_text("a file where the cache folder would be")  # the folder cannot be made
     assert _fresh().tags == expected.tags
     assert cached.parent.read_text() == "a file where the cache folder would be"

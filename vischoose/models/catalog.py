@@ -9,11 +9,11 @@ Parsing never imports torch or timm: timm names are checked when a model is buil
 from __future__ import annotations
 
 import re
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from vischoose import derived
 from vischoose.errors import UnknownModelError, UsageError
 from vischoose.units import MIB, macs_to_flops
 
@@ -111,8 +111,7 @@ def catalog_path() -> Path:
 @cache
 def load(path: Path | None = None) -> dict[str, CatalogEntry]:
     """Read the catalog into entries keyed by alias, in file order."""
-    with open(path or catalog_path(), "rb") as fh:
-        data = tomllib.load(fh)
+    data = derived.toml(path or catalog_path())  # parsed once, then kept (vischoose.derived)
     return {alias: CatalogEntry(alias=alias, **row) for alias, row in data["models"].items()}
 
 

@@ -4,11 +4,11 @@ building the model. Read on first use: `recommend` on the curated catalog never 
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from vischoose import derived
 from vischoose.errors import UsageError, opt
 
 OTHER = "other"  # an architecture no row matches
@@ -67,8 +67,7 @@ def table_path() -> Path:
 @cache
 def load(path: Path | None = None) -> Table:
     """Read the family table."""
-    with open(path or table_path(), "rb") as fh:
-        data = tomllib.load(fh)
+    data = derived.toml(path or table_path())  # parsed once, then kept (vischoose.derived)
     rows = tuple(Row(r["family"], r["recipe"], tuple(r["archs"])) for r in data["row"])
     index: dict[str, list[tuple[int, Callable[[str], bool]]]] = {}
     for i, row in enumerate(rows):

@@ -11,16 +11,12 @@ tests/unit/test_zoo.py checks against timm).
 
 from __future__ import annotations
 
-import json
-import marshal
-import os
-import sys
-import zlib
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
+from vischoose import derived
 from vischoose.errors import UsageError
 from vischoose.models import families
 from vischoose.models.catalog import CatalogEntry
@@ -166,22 +162,22 @@ def zoo_path() -> Path:
 @cache
 def load(path: Path | None = None) -> Zoo:
     """Read the zoo file: its parsed rows from the home's cache where they were made from this file's bytes, the family
-    table's and the code's (~4 ms in a fresh process), else the JSON (~25 ms with the families), then cached where
-    the home is writable. Without a cache (none can be kept, or a broken one) the JSON is simply read."""
-    source = path or zoo_path()
-    text = source.read_bytes()
-    kept = _cache_for(text)
-    plain = _read_cache(*kept) if kept else None
-    if plain is None:
-        plain = _plain(json.loads(text))
-        if kept:
-            _write_cache(*kept, plain)
-    return _build(plain)
+    table's and the code's (vischoose.derived; ~4 ms in a fresh process), else the JSON (~25 ms with the families),
+    then kept where the home is writable. Sources not on disk (a frozen app): the JSON is simply read."""
+    text = (path or zoo_path()).read_bytes()
+    try:
+        code = (families.table_path().read_bytes(), Path(__file__).read_bytes(), Path(families.__file__).read_bytes())
+    except OSError:
+        return _build(_plain(text))
+    return _build(derived.cached(CACHE_FILE, (text, *code), lambda: _plain(text)))
 
 
-def _plain(data: dict) -> tuple:
+def _plain(text: bytes) -> tuple:
     """The zoo file's rows shaped as the Zoo is built from them (plain values only, so marshal can keep them): tags
     with their evaluations smallest size first, the benchmark rows, and each architecture's family and int8 recipe."""
+    import json  # only where the cache misses
+
+    data = json.loads(text)
     evaluations: dict[str, list[tuple]] = {}
     params: dict[str, float] = {}
     for tag, size, top1, top5, crop, interp, params_m, real, v2 in data["tags"]:
@@ -203,51 +199,6 @@ def _build(plain: tuple) -> Zoo:
 
 
 CACHE_FILE = "zoo.marshal"
-
-
-def _cache_for(text: bytes) -> tuple[Path, tuple] | None:
-    """The cache file and the key its rows must carry: the bytes (length and CRC-32) of the zoo file, the family table
-    and the code that shapes them (this module, the families module), marshal's and Python's versions. None where no
-    cache can be kept: sources not on disk (a frozen app), a home that cannot be named."""
-    from vischoose import paths
-
-    try:
-        parts = (text, families.table_path().read_bytes(), Path(__file__).read_bytes(),
-                 Path(families.__file__).read_bytes())
-        file = paths.derived_cache() / CACHE_FILE
-    except (OSError, RuntimeError):  # RuntimeError: pathlib cannot expand a '~user' home
-        return None
-    return file, (marshal.version, sys.version_info[:2], *((len(b), zlib.crc32(b)) for b in parts))
-
-
-def _read_cache(file: Path, key: tuple) -> tuple | None:
-    """The cached rows where they were made under this key; None where there are none, they are someone else's or
-    the file is broken (a missed shortcut only: the JSON is read instead). marshal rebuilds values, never runs code."""
-    try:
-        found = marshal.loads(file.read_bytes())
-    except (OSError, EOFError, ValueError, TypeError, MemoryError):
-        return None
-    return found[1] if isinstance(found, tuple) and len(found) == 2 and found[0] == key else None
-
-
-def _write_cache(file: Path, key: tuple, plain: tuple) -> None:
-    """Keep the rows for the next command: written whole to a file of this process's own, then renamed over the cache
-    (two commands writing at once each rename a whole file). A home that cannot be written is no error: the next
-    command reads the JSON again."""
-    import tempfile
-
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(marshal.dumps((key, plain)))
-            os.replace(tmp, file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except (OSError, ValueError):
-        pass
 
 
 def entry(t: ZooTag, zoo: Zoo, alias: str | None = None) -> CatalogEntry:
