@@ -60,20 +60,22 @@ def read(file: Path, key: tuple) -> Any | None:
 
 
 def write(file: Path, key: tuple, value: Any) -> None:
-    """Keep a value: written whole to a file of this process's own, then renamed over the cache (two commands writing
-    at once each rename a whole file). A home that cannot be written, or a value marshal cannot keep, is no error."""
-    import tempfile
+    """Keep a value: written whole to a file of this process and thread's own, then renamed over the cache (two
+    commands writing at once each rename a whole file). A home that cannot be written, or a value marshal cannot
+    keep, is no error."""
+    import threading
 
     try:
         data = marshal.dumps((key, value))
         file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
+        tmp = file.with_name(f".{file.name}.{os.getpid()}-{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, file)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
     except (OSError, ValueError):
         pass

@@ -223,3 +223,15 @@ def test_a_broken_cache_file_or_an_unwritable_home_only_costs_the_shortcut(monke
     assert cached.parent.read_text() == "a file where the cache folder would be"
     monkeypatch.setenv("VISCHOOSE_HOME", "~no-such-user-here/vischoose")  # a home that cannot even be named
     assert _fresh().tags == expected.tags
+
+
+def test_tags_are_built_when_asked_for_and_a_family_builds_only_its_own():
+    data = _fresh()
+    assert not data.tags.built  # nothing built by reading
+    vits = data.of_families({"vit"})
+    assert vits and {data.family_of(t.tag) for t in vits} == {"vit"}
+    assert set(data.tags.built) == {t.tag for t in vits}
+    assert len(vits) == sum(1 for name in data.tags if data.family_of(name) == "vit")
+    t = data.tags["resnet50.a1_in1k"]
+    assert data.tags["resnet50.a1_in1k"] is t and "resnet50.a1_in1k" in data.tags
+    assert "no-such.tag" not in data.tags and data.tags.get("no-such.tag") is None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Collection, Iterator, Mapping, NamedTuple
 
 from vischoose import derived
 from vischoose.errors import UsageError
@@ -108,10 +108,34 @@ class Speeds:
         return self.get(where)
 
 
+class Tags(Mapping[str, ZooTag]):
+    """tag -> ZooTag, each built from its row when first asked for (a command needs a few hundred of ~1,300)."""
+
+    def __init__(self, rows: dict[str, tuple[float, tuple[tuple, ...]]]) -> None:
+        self.rows = rows  # tag -> (parameters M, its evaluations' fields, smallest size first)
+        self.built: dict[str, ZooTag] = {}
+
+    def __getitem__(self, tag: str) -> ZooTag:
+        found = self.built.get(tag)
+        if found is None:
+            params, evaluations = self.rows[tag]
+            found = self.built[tag] = ZooTag(tag, params, tuple(map(Evaluation._make, evaluations)))
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, tag: object) -> bool:
+        return tag in self.rows
+
+
 class Zoo(NamedTuple):
     """The whole zoo: tags, per-architecture benchmarks, the machines, and where it all comes from."""
 
-    tags: dict[str, ZooTag]
+    tags: Tags
     gmacs: dict[tuple[str, int], float]  # (arch, size) -> multiply-accumulates per image, G
     speeds: Speeds
     pretrain: dict[str, str]  # arch -> pretraining data (timm's model_metadata-in1k.csv)
@@ -140,8 +164,12 @@ class Zoo(NamedTuple):
     def matching(self, pattern: str) -> list[ZooTag]:
         """Tags whose name matches an fnmatch pattern: on arch.tag where the pattern has a dot, else on the arch."""
         if "." in pattern:
-            return [t for name, t in self.tags.items() if fnmatchcase(name, pattern)]
-        return [t for t in self.tags.values() if fnmatchcase(t.arch, pattern)]
+            return [self.tags[name] for name in self.tags if fnmatchcase(name, pattern)]
+        return [self.tags[name] for name in self.tags if fnmatchcase(name.partition(".")[0], pattern)]
+
+    def of_families(self, wanted: Collection[str]) -> list[ZooTag]:
+        """The tags of every architecture of these families (only they are built)."""
+        return [self.tags[name] for name in self.tags if self.family_of(name) in wanted]
 
     @property
     def source(self) -> str:
@@ -193,7 +221,7 @@ def _plain(text: bytes) -> tuple:
 
 def _build(plain: tuple) -> Zoo:
     tag_rows, bench, machines, keys, pretrain, commit, archs = plain
-    tags = {tag: ZooTag(tag, params, tuple(map(Evaluation._make, evs))) for tag, params, evs in tag_rows}
+    tags = Tags({tag: (params, evs) for tag, params, evs in tag_rows})
     speeds = Speeds({(arch, size): cells for arch, size, _, cells in bench}, machines, keys)
     return Zoo(tags, {(arch, size): macs for arch, size, macs, _ in bench}, speeds, pretrain, commit, archs)
 

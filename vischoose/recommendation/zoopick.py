@@ -93,8 +93,7 @@ class _Chooser:
 
     def add_families(self, fams: tuple[str, ...], label: str | None = None) -> None:
         """Every zoo architecture of these families (label: how to name them in the note)."""
-        wanted = set(fams)
-        tags = [t for t in self.zoo.tags.values() if self.zoo.family_of(t.arch) in wanted]
+        tags = self.zoo.of_families(set(fams))
         archs = len({t.arch for t in tags})
         self.add_tags(tags)
         each = f"each of the {len(tags):,} tags" if self.all_tags else \
