@@ -19,7 +19,9 @@ from vischoose.results.store import open_store  # noqa: E402
 
 pytestmark = pytest.mark.slow
 MODEL = "test_resnet.r160_in1k"
-FAST = ["--weights", "random", "--threads", "1", "-b", "1", "--time-budget", "0.3", "--device", "cpu"]
+# no cold-start child on the nodes: the conftest turns it off in this process only, and each is a fresh process
+# importing torch per model (tests/measure/test_application.py times cold starts)
+FAST = ["--weights", "random", "--threads", "1", "-b", "1", "--time-budget", "0.3", "--device", "cpu", "--no-cold-start"]
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +130,8 @@ def test_a_node_lost_mid_job_fails_its_rows_and_keeps_the_others(ray_cluster, tm
 
     node_c = ray_cluster.add_node(**raycluster.kind_env("c", tmp_path / "nodes", "x"))
     request = ProfileRequest(models=(MODEL, "test_vit.r160_in1k"), device="cpu", threads=1, weights="random",
-                             time_budget_s=0.3, batch_sizes=(1,), cluster=ray_cluster.address, on=("sim/pool=x",))
+                             time_budget_s=0.3, batch_sizes=(1,), cluster=ray_cluster.address, on=("sim/pool=x",),
+                             cold_start=False)
     removed: list[float] = []
 
     def progress(what: str, doing: str, elapsed: float) -> None:
@@ -163,7 +166,7 @@ def test_ctrl_c_cancels_the_remote_jobs_and_stores_no_row(ray_cluster):
     from vischoose.requests.profile import ProfileRequest
 
     request = ProfileRequest(models=(MODEL,), device="cpu", threads=1, weights="random", time_budget_s=60,
-                             batch_sizes=(1, 2, 4), cluster=ray_cluster.address)  # minutes: nothing ends before Ctrl-C
+                             batch_sizes=(1, 2, 4), cluster=ray_cluster.address, cold_start=False)  # minutes: nothing ends before Ctrl-C
     before = set(_measuring(ray_cluster))  # the fork servers this module's earlier jobs left in their workers
     started: list[int] = []
 
