@@ -59,12 +59,16 @@ def measure_variant(model: str, runtime: str, precision: str, threads: int | Non
         begin = time.monotonic()
         request = options.but(scenario=SERVER, slo_ms=factor * out["p99"], time_budget_s=search_s)
         (run,) = serving_runner.serve_models(request)
-        p, means = run.profile, serving_runner.service_means((run.detail or {}).get("serve") or {})
+        serve = (run.detail or {}).get("serve") or {}
+        p, means = run.profile, serving_runner.service_means(serve)
         top = serving_search.ceiling(means, request.slo_ms, serving_runner.budget_of(request))
         out[name] = {"slo": request.slo_ms, "qps": p.serve_qps, "valid": p.serve_valid, "runs": p.serve_runs,
                      "settings": f"{p.serve_instances}x{p.serve_threads} b{p.serve_max_batch} w{p.serve_max_wait_ms}",
                      "wall_s": time.monotonic() - begin, "error": p.error or p.serve_note,
-                     "ceiling": top.qps if top else None, "ceiling_settings": top.settings.label if top else ""}
+                     "ceiling": top.qps if top else None, "ceiling_settings": top.settings.label if top else "",
+                     "predicted": [(x["settings"], x["qps"]) for x in serve.get("predictions") or []],
+                     "also": [(x["prediction"]["settings"], x["prediction"]["qps"], serving_search.sustained(
+                         [serving_search.Run.from_dict(r) for r in x["runs"]])) for x in serve.get("also_verified") or []]}
     return out
 
 
@@ -85,6 +89,11 @@ def verdicts(fig: dict) -> list[str]:
                          f"queue longer); sustained/ceiling {loose['qps'] / loose['ceiling']:.2f}x")
     for name in ("loose", "tight"):
         got = fig.get(name)
+        if got and got.get("predicted"):
+            said = ", ".join(f"{s['instances']}x{s['threads']} b{s['max_batch']} {q:,.1f}" for s, q in got["predicted"])
+            lines.append(f"{name} SLO: predicted QPS {said}; verified {got['settings']}" + "".join(
+                f"; {s['instances']}x{s['threads']} b{s['max_batch']} verified too ({q:,.1f} predicted, "
+                f"{f'{r.target_qps:,.1f} sustained' if r else 'no run VALID'}), not chosen" for s, q, r in got["also"]))
         if got:
             valid = "ok" if got["qps"] and got["valid"] else f"MISSED ({got['error']})"
             fast = "ok" if got["wall_s"] <= TARGET_SEARCH_S else "MISSED"

@@ -228,3 +228,53 @@ def test_the_ceiling_is_the_deterministic_queue_and_bounds_a_spread_one():
     spread = ss.Service({1: [0.002, 0.003, 0.004, 0.005, 0.006]})  # mean 4 ms
     assert ss.best_prediction(1, 2, spread, 1e3 * SLO_S, BUDGET).qps < top.qps
     assert ss.ceiling({}, 1e3 * SLO_S, BUDGET) is None
+
+
+def _fixed(predicted: dict[tuple[int, int], float], valid_below: dict[tuple[int, int], float]):
+    """predict and verify for a system whose settings the model rates `predicted` and LoadGen finds VALID below
+    `valid_below` (QPS); verify records the settings it was asked for."""
+    asked: list[tuple[int, int]] = []
+
+    def predict(instances: int, threads: int) -> ss.Prediction:
+        qps = predicted[(instances, threads)]
+        return ss.Prediction(ss.ServeSettings(instances, threads), qps, 1.2 * qps)
+
+    def verify(chosen: ss.Prediction) -> list[ss.Run]:
+        key = (chosen.settings.instances, chosen.settings.threads)
+        asked.append(key)
+        return ss.verify(run_at(valid_below[key]), chosen.qps, BUDGET, lambda: math.inf)
+
+    return predict, verify, asked
+
+
+def test_the_runner_up_is_verified_where_the_best_falls_short_and_chosen_where_it_sustains_more():
+    # the model rates 2 instances first (170 QPS) but LoadGen sustains 115 there; one instance, predicted 150,
+    # sustains 125
+    predict, verify, asked = _fixed({(1, 2): 150.0, (2, 1): 170.0}, {(1, 2): 125.0, (2, 1): 115.0})
+    outcome = search_with(predict, verify, 2)
+    assert asked == [(2, 1), (1, 2)]
+    assert (outcome.chosen.settings.instances, outcome.chosen.settings.threads) == (1, 2)
+    assert 0.95 * 125.0 <= outcome.best.target_qps <= 125.0 and outcome.best.valid
+    ((other, runs),) = outcome.also
+    assert (other.settings.instances, other.settings.threads) == (2, 1) and ss.sustained(runs).target_qps <= 115.0
+
+
+def test_the_runner_up_is_not_verified_where_the_best_sustains_what_it_could_promise():
+    predict, verify, asked = _fixed({(1, 2): 150.0, (2, 1): 170.0}, {(1, 2): 125.0, (2, 1): 160.0})
+    outcome = search_with(predict, verify, 2)
+    assert asked == [(2, 1)] and outcome.also == []
+    assert (outcome.chosen.settings.instances, outcome.chosen.settings.threads) == (2, 1)
+
+
+def test_a_runner_up_that_sustains_less_or_nothing_is_not_chosen():
+    for below in (100.0, 0.0):  # sustains less; no run VALID
+        predict, verify, asked = _fixed({(1, 2): 150.0, (2, 1): 170.0}, {(1, 2): below, (2, 1): 115.0})
+        outcome = search_with(predict, verify, 2)
+        assert asked == [(2, 1), (1, 2)]
+        assert (outcome.chosen.settings.instances, outcome.chosen.settings.threads) == (2, 1)
+        assert outcome.best.valid and outcome.best.target_qps <= 115.0
+        assert [o.settings.instances for o, _ in outcome.also] == [1]
+    # the best with no VALID run at all: the runner-up's VALID rate is the answer
+    predict, verify, asked = _fixed({(1, 2): 150.0, (2, 1): 170.0}, {(1, 2): 125.0, (2, 1): 0.0})
+    outcome = search_with(predict, verify, 2)
+    assert outcome.chosen.settings.instances == 1 and outcome.best.valid

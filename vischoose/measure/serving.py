@@ -373,7 +373,7 @@ def search_in_process(make_forwards: Callable[[int, int], Sequence[Forward]], im
     """The whole server search in this process, for any forward (make_forwards(instances, threads) returns that many
     callables, each using `threads` threads): the profiles, the prediction, the LoadGen runs. profile --scenario
     server runs the same steps in child processes (measure.serving_runner); this serves any callable, and tests."""
-    plans = serving_search.instance_plans(cores)
+    plans, deadline = serving_search.instance_plans(cores), time.monotonic() + seconds_left
 
     def predict(instances: int, threads: int) -> serving_search.Prediction:
         forwards = make_forwards(instances, threads)
@@ -384,6 +384,7 @@ def search_in_process(make_forwards: Callable[[int, int], Sequence[Forward]], im
     def verify(chosen: serving_search.Prediction) -> list[Run]:
         s = chosen.settings
         return verify_with_loadgen(make_forwards(s.instances, s.threads), images, s, chosen.qps, slo_ms, budget,
-                                   seconds_left, outdir, whole_s=seconds_left)
+                                   max(deadline - time.monotonic(), 0.0), outdir / f"{s.instances}x{s.threads}",
+                                   whole_s=seconds_left)
 
     return serving_search.search(plans, predict, verify)

@@ -96,7 +96,8 @@ class ServerSearch:
         self.start, self.error = time.monotonic(), None
         self.facts: dict[str, Any] = {}  # what the children said about the model (and the graph's build)
         self.services: dict[tuple[int, int], Service] = {}
-        self.verified: dict[str, Any] = {}
+        self.verified: dict[str, Any] = {}  # the chosen setting's verify child (single_stream: its child)
+        self.verifications: dict[tuple[int, int], dict[str, Any]] = {}  # (instances, threads) -> its verify child
         self.others: dict[str, dict[str, Any]] = {}  # per timed child: what the rest of the machine took meanwhile
 
     def run(self) -> ProfileRun:
@@ -105,6 +106,9 @@ class ServerSearch:
         outcome = None
         if self.error is None:
             outcome = serving_search.search(serving_search.instance_plans(self.cores), self._predict, self._verify)
+            if outcome.chosen is not None:
+                s = outcome.chosen.settings
+                self.verified = self.verifications.get((s.instances, s.threads), {})
         return self._row(outcome)
 
     def _attempt(self, mode: str, name: str, threads: int, serve: dict[str, Any]) -> dict[str, Any]:
@@ -154,17 +158,18 @@ class ServerSearch:
         return serving_search.best_prediction(instances, threads, service, slo_ms, self.budget)
 
     def _verify(self, chosen: Prediction) -> list[Run]:
-        """The chosen setting served to LoadGen at the rates the search asks for."""
+        """A setting served to LoadGen at the rates the search asks for (a child of its own per setting)."""
         s = chosen.settings
+        key = (s.instances, s.threads)
         left = max(self.request.time_budget_s - (time.monotonic() - self.start), 0.0)
         if not serving_search.fits(self.budget, chosen.qps, left, self.request.time_budget_s, any_valid=False):
-            self.verified = {"late_qps": chosen.qps}  # its first run would outlast the search (no_rate says so)
+            self.verifications[key] = {"late_qps": chosen.qps}  # its first run would outlast the search (no_rate)
             return []
-        self.verified = self._attempt("serve-verify", "verify", s.threads, {
+        self.verifications[key] = found = self._attempt("serve-verify", f"verify-{s.instances}x{s.threads}", s.threads, {
             "instances": s.instances, "threads": s.threads, "settings": s.to_dict(), "start_qps": chosen.qps,
             "slo_ms": self.request.slo_ms, "budget": asdict(self.budget), "seconds_left": left,
             "whole_s": self.request.time_budget_s})
-        return [Run.from_dict(r) for r in self.verified.get("runs", [])]
+        return [Run.from_dict(r) for r in found.get("runs", [])]
 
     def _row(self, outcome: Outcome | None) -> ProfileRun:
         """The model's server row, with the search's predictions and runs as its detail."""
@@ -268,7 +273,8 @@ def serve_notes(request: ProfileRequest, outcome: Outcome | None, row: Any) -> t
         return ()
     tried = "; ".join(f"{p.settings.label}: {p.qps:,.1f} QPS predicted" for p in outcome.predictions)
     notes = [f"{row.model}: {budget_of(request).text()}; settings predicted by a queueing model of the measured service "
-             f"times ({tried}), the best verified by {len(outcome.runs)} LoadGen run(s) in {row.serve_search_s:.0f} s"]
+             f"times ({tried}), {outcome.chosen.settings.label} verified by {len(outcome.runs)} LoadGen run(s); the "
+             f"search took {row.serve_search_s:.0f} s"]
     cut = [r for r in outcome.runs if r.abandoned]
     if cut:
         notes.append(f"{row.model}: {len(cut)} INVALID run(s) cut short once more queries were late than early "
@@ -278,6 +284,11 @@ def serve_notes(request: ProfileRequest, outcome: Outcome | None, row: Any) -> t
     if best is not None and outcome.chosen.qps > 0:
         notes.append(f"{row.model}: LoadGen sustained {best.target_qps:,.1f} QPS, "
                      f"{best.target_qps / outcome.chosen.qps:.2f}x the model's prediction")
+    for other, runs in outcome.also:
+        got = serving_search.sustained(runs)
+        said = f"sustained {got.target_qps:,.1f} QPS" if got else "no run VALID"
+        notes.append(f"{row.model}: {other.settings.label} verified too ({other.qps:,.1f} QPS predicted, {said} in "
+                     f"{len(runs)} run(s)), not chosen")
     return tuple(notes)
 
 
@@ -289,7 +300,12 @@ def outcome_dict(outcome: Outcome | None, services: dict[tuple[int, int], Servic
     means = {f"{n}x{t}": {str(b): 1e3 * s.means[b] for b in s.sizes} for (n, t), s in (services or {}).items()}
     return {"predictions": [p.to_dict() for p in outcome.predictions], "service_mean_ms": means,
             "chosen": outcome.chosen.to_dict() if outcome.chosen else None,
-            "runs": [{k: v for k, v in r.to_dict().items() if k != "summary"} for r in outcome.runs]}
+            "runs": _runs_json(outcome.runs),
+            "also_verified": [{"prediction": p.to_dict(), "runs": _runs_json(runs)} for p, runs in outcome.also]}
+
+
+def _runs_json(runs: list[Run]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.to_dict().items() if k != "summary"} for r in runs]
 
 
 def service_means(serve: dict[str, Any]) -> dict[tuple[int, int], dict[int, float]]:
