@@ -60,16 +60,14 @@ def read(file: Path, key: tuple) -> Any | None:
 
 
 def write(file: Path, key: tuple, value: Any) -> None:
-    """Keep a value: written whole to a file of this process and thread's own, then renamed over the cache (two
-    commands writing at once each rename a whole file). A home that cannot be written, or a value marshal cannot
-    keep, is no error."""
-    import threading
-
+    """Keep a value: written whole to a new file of a random name (never one planted there: O_EXCL, O_NOFOLLOW),
+    then renamed over the cache (two commands writing at once each rename a whole file). A home that cannot be
+    written, or a value marshal cannot keep, is no error."""
     try:
         data = marshal.dumps((key, value))
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}-{threading.get_ident()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}-{os.urandom(6).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -94,7 +92,7 @@ def toml(path: Path) -> dict[str, Any]:
     def parse() -> dict[str, Any]:
         import tomllib
 
-        return tomllib.loads(text.decode("utf-8"))
+        return tomllib.loads(text.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))  # as read_text reads
 
     where = zlib.crc32(os.path.abspath(path).encode("utf-8", "surrogateescape"))
     return cached(f"{path.stem}-{where:08x}.toml.marshal", (text,), parse)

@@ -111,6 +111,57 @@ def test_a_search_without_a_valid_run_says_why_and_reports_no_rate():
     assert p.serve_note == "no LoadGen run was VALID (the lowest, 50 QPS: Reduce target QPS to improve latency.)"
 
 
+class PerSetting(RecordingRunner):
+    """Each setting's verify child answers its own runs, or crashes (None)."""
+
+    def __init__(self, service_s: float, by_setting: dict[tuple[int, int], list[ss.Run] | None]) -> None:
+        super().__init__(service_s, [])
+        self.by_setting = by_setting
+
+    def __call__(self, cmd, env, on_line) -> int:
+        job = json.loads(Path(cmd[-1]).read_text())
+        if job["mode"] == "serve-verify":
+            found = self.by_setting[(job["serve"]["instances"], job["serve"]["threads"])]
+            if found is None:
+                self.jobs.append((job, env))
+                return 1  # the child died before writing its result
+            self.runs = found
+        return super().__call__(cmd, env, on_line)
+
+
+def _verified(recorder: RecordingRunner) -> list[tuple[int, int]]:
+    return [(j["serve"]["instances"], j["serve"]["threads"]) for j, _ in recorder.jobs if j["mode"] == "serve-verify"]
+
+
+def test_a_runner_up_that_sustains_more_than_the_best_is_the_row(monkeypatch):
+    monkeypatch.setattr(process, "usable_cores", lambda *a, **k: 2)
+    # threads do not help: 2 instances x 1 thread are predicted more, but LoadGen sustains only 30 QPS there
+    recorder = PerSetting(0.010, {(2, 1): [ss.Run(30.0, True, 662, 3.0, 5.0, 8.0), ss.Run(33.0, False, 662)],
+                                  (1, 2): [ss.Run(45.0, True, 662, 4.0, 6.0, 9.0), ss.Run(47.0, False, 662)]})
+    (run,) = serving_runner.serve_models(server_request(2), runner=recorder)
+    p = run.profile
+    assert _verified(recorder) == [(2, 1), (1, 2)]
+    assert (p.serve_instances, p.serve_threads) == (1, 2) and p.serve_target_qps == 45.0 and p.serve_valid
+    assert any("2 instances x 1 thread, no batching verified too" in n and "sustained 30.0 QPS" in n
+               for n in run.notes)
+    assert [x["runs"][0]["target_qps"] for x in run.detail["serve"]["also_verified"]] == [30.0]
+
+
+def test_a_runner_up_whose_child_fails_is_a_note_and_the_best_stands(monkeypatch):
+    monkeypatch.setattr(process, "usable_cores", lambda *a, **k: 2)
+    recorder = PerSetting(0.010, {(2, 1): [ss.Run(30.0, True, 662, 3.0, 5.0, 8.0), ss.Run(33.0, False, 662)],
+                                  (1, 2): None})
+    (run,) = serving_runner.serve_models(server_request(2), runner=recorder)
+    p = run.profile
+    assert _verified(recorder) == [(2, 1), (1, 2)]
+    assert p.ok and p.error is None and (p.serve_instances, p.serve_threads) == (2, 1) and p.serve_target_qps == 30.0
+    assert any("1 instance x 2 threads, no batching not verified: " in n for n in run.notes)
+    # the best's child failing is the row's error, and nothing more is started
+    recorder = PerSetting(0.010, {(2, 1): None, (1, 2): [ss.Run(45.0, True, 662)]})
+    (run,) = serving_runner.serve_models(server_request(2), runner=recorder)
+    assert _verified(recorder) == [(2, 1)] and run.profile.error
+
+
 def test_what_others_took_during_the_timed_children_is_on_the_server_row():
     class Busy(RecordingRunner):  # the verify child's LoadGen runs were contended, the service times were not
         def __call__(self, cmd, env, on_line) -> int:

@@ -69,7 +69,7 @@ def search(service, cores: int = 2, slo_s: float = SLO_S, max_batch: int = 16) -
             batch = ss.next_batch(found, instances, slo_s * 1e3, max_batch)
         return ss.best_prediction(instances, threads, ss.Service(found), slo_s * 1e3, BUDGET)
 
-    def verify(chosen: ss.Prediction) -> list[ss.Run]:
+    def verify(chosen: ss.Prediction, optional: bool = False) -> list[ss.Run]:
         s = chosen.settings
         run = queueing.loadgen_like(s.instances, s, lambda b: service(b, s.threads), slo_s, BUDGET)
         return ss.verify(run, chosen.qps, BUDGET, lambda: math.inf)
@@ -239,9 +239,10 @@ def _fixed(predicted: dict[tuple[int, int], float], valid_below: dict[tuple[int,
         qps = predicted[(instances, threads)]
         return ss.Prediction(ss.ServeSettings(instances, threads), qps, 1.2 * qps)
 
-    def verify(chosen: ss.Prediction) -> list[ss.Run]:
+    def verify(chosen: ss.Prediction, optional: bool) -> list[ss.Run]:
         key = (chosen.settings.instances, chosen.settings.threads)
         asked.append(key)
+        assert optional == (len(asked) > 1)  # the runner-up only: a tie-break, within the time left
         return ss.verify(run_at(valid_below[key]), chosen.qps, BUDGET, lambda: math.inf)
 
     return predict, verify, asked

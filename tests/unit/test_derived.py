@@ -84,6 +84,9 @@ def test_a_preset_is_read_from_the_cache_and_a_broken_one_is_still_a_one_line_er
     bad.write_text("[constraints\nmax_memory_mb = 1\n", encoding="utf-8")
     with pytest.raises(PresetError, match="not valid TOML"):
         presets.load_preset(str(bad))
+    old_mac = tmp_path / "cr.toml"  # lone carriage returns end lines, as they did when presets were read as text
+    old_mac.write_bytes(b'name = "cr"\r[constraints]\rmax_memory_mb = 10\r')
+    assert presets.load_preset(str(old_mac)).constraints.max_memory_mb == 10
     undecodable = tmp_path / "latin.toml"
     undecodable.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
     with pytest.raises(PresetError, match="not valid TOML"):

@@ -381,10 +381,10 @@ def search_in_process(make_forwards: Callable[[int, int], Sequence[Forward]], im
         service = serving_search.Service(found, idle_times(forwards, images))
         return serving_search.best_prediction(instances, threads, service, slo_ms, budget)
 
-    def verify(chosen: serving_search.Prediction) -> list[Run]:
+    def verify(chosen: serving_search.Prediction, optional: bool) -> list[Run]:
         s = chosen.settings
         return verify_with_loadgen(make_forwards(s.instances, s.threads), images, s, chosen.qps, slo_ms, budget,
                                    max(deadline - time.monotonic(), 0.0), outdir / f"{s.instances}x{s.threads}",
-                                   whole_s=seconds_left)
+                                   whole_s=0.0 if optional else seconds_left)
 
     return serving_search.search(plans, predict, verify)

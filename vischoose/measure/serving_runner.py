@@ -157,18 +157,28 @@ class ServerSearch:
         self.services[(instances, threads)] = service
         return serving_search.best_prediction(instances, threads, service, slo_ms, self.budget)
 
-    def _verify(self, chosen: Prediction) -> list[Run]:
-        """A setting served to LoadGen at the rates the search asks for (a child of its own per setting)."""
+    def _verify(self, chosen: Prediction, optional: bool = False) -> list[Run]:
+        """A setting served to LoadGen at the rates the search asks for (a child of its own per setting). optional (the
+        runner-up): its runs must fit the time left, and a child that fails leaves a note, not the row's error."""
         s = chosen.settings
         key = (s.instances, s.threads)
+        if self.error is not None:
+            return []
         left = max(self.request.time_budget_s - (time.monotonic() - self.start), 0.0)
-        if not serving_search.fits(self.budget, chosen.qps, left, self.request.time_budget_s, any_valid=False):
+        whole = 0.0 if optional else self.request.time_budget_s
+        if not serving_search.fits(self.budget, chosen.qps, left, whole, any_valid=optional):
             self.verifications[key] = {"late_qps": chosen.qps}  # its first run would outlast the search (no_rate)
             return []
-        self.verifications[key] = found = self._attempt("serve-verify", f"verify-{s.instances}x{s.threads}", s.threads, {
+        facts = dict(self.facts)
+        found = self._attempt("serve-verify", f"verify-{s.instances}x{s.threads}", s.threads, {
             "instances": s.instances, "threads": s.threads, "settings": s.to_dict(), "start_qps": chosen.qps,
-            "slo_ms": self.request.slo_ms, "budget": asdict(self.budget), "seconds_left": left,
-            "whole_s": self.request.time_budget_s})
+            "slo_ms": self.request.slo_ms, "budget": asdict(self.budget), "seconds_left": left, "whole_s": whole})
+        if optional and self.error is not None:  # the chosen setting's row stands; the runner-up is only named
+            self.facts = {**facts, "notes": facts.get("notes", []) + [f"{self.ref.display}: {s.label} not verified: "
+                                                                      f"{self.error}"]}
+            self.error = None
+            return []
+        self.verifications[key] = found
         return [Run.from_dict(r) for r in found.get("runs", [])]
 
     def _row(self, outcome: Outcome | None) -> ProfileRun:

@@ -477,21 +477,22 @@ def choose_instances(plans: Sequence[tuple[int, int]], predict: Callable[[int, i
 
 
 def search(plans: Sequence[tuple[int, int]], predict: Callable[[int, int], Prediction],
-           verify_best: Callable[[Prediction], list[Run]]) -> Outcome:
+           verify_best: Callable[[Prediction, bool], list[Run]]) -> Outcome:
     """Predict at each instance count, then verify the best prediction with LoadGen (nothing when none can pass).
     Where LoadGen sustains less than the runner-up's prediction (by MIN_GAIN; nothing VALID counts as 0), the model
     misjudged the two, so the runner-up is verified too and the setting that sustained more is chosen: the model
-    ranks the settings, LoadGen decides between the best two."""
+    ranks the settings, LoadGen decides between the best two. verify_best(prediction, optional): optional for the
+    runner-up, a tie-break whose runs must fit the time left (no whole-budget run) and whose failure is not the row's."""
     predictions = choose_instances(plans, predict)
     ranked = sorted(predictions, key=lambda p: (-p.qps, p.settings.instances))
     chosen = ranked[0]
     if chosen.qps <= 0:
         return Outcome(predictions, chosen, [])
-    runs = verify_best(chosen)
+    runs = verify_best(chosen, False)
     runner_up = next((p for p in ranked[1:] if p.qps > 0), None)
     if runner_up is None or runner_up.qps < MIN_GAIN * _sustained_qps(runs):
         return Outcome(predictions, chosen, runs)
-    more = verify_best(runner_up)  # [] where its first run would outlast the time budget
+    more = verify_best(runner_up, True)  # [] where its first run would outlast the time left, or it failed
     if _sustained_qps(more) > _sustained_qps(runs):
         return Outcome(predictions, runner_up, more, [(chosen, runs)])
     return Outcome(predictions, chosen, runs, [(runner_up, more)] if more else [])

@@ -292,7 +292,7 @@ def no_match(pattern: str, zoo: Zoo) -> UsageError:
     from difflib import get_close_matches
 
     stem = pattern.rstrip("*?")
-    pool = list(zoo.tags) if "." in pattern else sorted({t.arch for t in zoo.tags.values()})
+    pool = list(zoo.tags) if "." in pattern else sorted({name.partition(".")[0] for name in zoo.tags})
     close = [] if is_glob(stem) else [c + pattern[len(stem):] for c in get_close_matches(stem, pool, n=3, cutoff=0.6)]
     did = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return UsageError(f"No model in timm's zoo matches '{pattern}' ({len(zoo.tags):,} tags).{did}",
