@@ -96,7 +96,7 @@ class ServerSearch:
         self.start, self.error = time.monotonic(), None
         self.facts: dict[str, Any] = {}  # what the children said about the model (and the graph's build)
         self.services: dict[tuple[int, int], Service] = {}
-        self.verified: dict[str, Any] = {}  # the chosen setting's verify child (single_stream: its child)
+        self.verified: dict[str, Any] = {}  # single_stream's child
         self.verifications: dict[tuple[int, int], dict[str, Any]] = {}  # (instances, threads) -> its verify child
         self.others: dict[str, dict[str, Any]] = {}  # per timed child: what the rest of the machine took meanwhile
 
@@ -106,9 +106,6 @@ class ServerSearch:
         outcome = None
         if self.error is None:
             outcome = serving_search.search(serving_search.instance_plans(self.cores), self._predict, self._verify)
-            if outcome.chosen is not None:
-                s = outcome.chosen.settings
-                self.verified = self.verifications.get((s.instances, s.threads), {})
         return self._row(outcome)
 
     def _attempt(self, mode: str, name: str, threads: int, serve: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +183,8 @@ class ServerSearch:
         result = {**new_result(), **self.facts}
         chosen = outcome.chosen.settings if outcome and outcome.chosen else ServeSettings(1, self.cores)
         row = rows.profile_row(self.ref, self.job.but(threads=chosen.threads), result, chosen.max_batch, self.error)
-        fields = server_fields(self.request, outcome, self.services, self.verified, time.monotonic() - self.start)
+        verified = self.verifications.get((chosen.instances, chosen.threads), {})  # the chosen setting's child
+        fields = server_fields(self.request, outcome, self.services, verified, time.monotonic() - self.start)
         row = replace(row, threads=chosen.threads, **fields, **machine_load(self.others))
         notes = tuple(self.facts.get("notes", [])) + serve_notes(self.request, outcome, row)
         capped = process.cap_note(self.job.threads_requested, self.cores, self.job.threads_from)
