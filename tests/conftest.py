@@ -117,9 +117,9 @@ def plain_install(monkeypatch) -> None:
     """This process sees vischoose as a plain `pip install vischoose` would: no runtime extra installed."""
     from vischoose.runtimes import registry
 
-    for runtime in registry.graph_runtimes():
-        if runtime.extra:
-            monkeypatch.setattr(type(runtime), "module", f"{runtime.module}_not_installed_here")
+    for kind in registry.KINDS.values():  # the kind's class: the runtime's code inherits what it is
+        if kind.is_graph and kind.extra:
+            monkeypatch.setattr(type(kind), "module", f"{kind.module}_not_installed_here")
 
 
 @pytest.fixture

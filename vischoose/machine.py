@@ -7,8 +7,6 @@ CPU name), never what the code does on it: kernels and recipes still follow the 
 for a container that hides the host's CPU model, and for simulating several kinds of machine on one host.
 """
 
-from __future__ import annotations
-
 import os
 from functools import cache
 from pathlib import Path

@@ -1,7 +1,5 @@
 """Deployment targets as data: read and validate presets/*.toml into frozen Preset values."""
 
-from __future__ import annotations
-
 import os
 import re
 from pathlib import Path
@@ -225,7 +223,7 @@ def _all_families() -> tuple[str, ...]:
 def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:
     """[deploy]: one key per runtime listing the precisions the target runs it at (torch = ["fp16"])."""
     for runtime in table:
-        if runtime not in registry.RUNTIMES:
+        if runtime not in registry.KINDS:
             raise PresetError(f"{path} [deploy]: unknown runtime '{runtime}' "
                               f"(expected one of: {', '.join(registry.names())})."
                               f"{_did_you_mean(runtime, registry.names())}")
@@ -236,7 +234,7 @@ def _parse_deploy(path: Path, table: dict[str, Any]) -> tuple[Variant, ...]:
             if precision not in PRECISIONS:
                 raise PresetError(f"{path} [deploy]: unknown precision '{precision}' in '{runtime}' "
                                   f"(expected one of: {', '.join(PRECISIONS)}).{_did_you_mean(precision, PRECISIONS)}")
-            runs = registry.get(runtime).precisions
+            runs = registry.kind(runtime).precisions
             if precision not in runs:
                 raise PresetError(f"{path} [deploy]: {runtime} cannot run {precision} (it runs: {', '.join(runs)}).")
             variants.append(Variant(runtime, precision))

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from vischoose.cli import app
 
 
@@ -21,19 +23,36 @@ def test_help_does_not_import_torch():
     assert out.strip() == "[]"
 
 
-def test_recommend_on_the_catalog_imports_nothing_it_does_not_use(tmp_path):
-    """recommend with nothing measured reads the catalog, the preset and the store: the runtimes, the graph build
-    and check machinery and the estimates (nothing measured to estimate from) stay unimported, so it starts fast."""
-    code = ("import sys; sys.argv = ['vischoose', 'recommend', '--budget-mb', '150', '--target', 'mobile'];"
+@pytest.mark.parametrize("wider", [[], ["--zoo"]])
+def test_recommend_on_the_catalog_imports_nothing_it_does_not_use(tmp_path, wider):
+    """recommend with nothing measured reads the catalog (or the zoo), the preset and the store: the runtimes' code
+    (their kinds answer the ranking), the graph build and check machinery, the profile tables and the estimates
+    (nothing measured to estimate from) stay unimported, so it starts fast."""
+    code = (f"import sys; sys.argv = ['vischoose', 'recommend', '--budget-mb', '150', '--target', 'mobile', *{wider!r}];"
             "from vischoose.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "names = ('torch', 'timm', 'onnx', 'onnxruntime', 'huggingface_hub', 'numpy', 'statistics', 'tempfile',"
             "'vischoose.runtimes.ortbuild', 'vischoose.runtimes.verdict', 'vischoose.runtimes.sensitivity',"
+            "'vischoose.runtimes.torch_eager', 'vischoose.runtimes.onnxruntime', 'vischoose.runtimes.executorch',"
+            "'vischoose.runtimes.litert', 'vischoose.runtimes.openvino', 'vischoose.report.profile',"
             "'vischoose.recommendation.estimates', 'vischoose.recommendation.measuring');"
             "print(sorted(m for m in names if m in sys.modules), file=sys.stderr)")
     env = {**os.environ, "VISCHOOSE_HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_the_entry_point_leaves_the_last_collection_nothing_to_walk(tmp_path):
+    """main freezes every object out of the cyclic collector as it returns (the process ends then): the
+    interpreter's last collection at exit does not walk them all."""
+    code = ("import gc, sys; sys.argv = ['vischoose', 'recommend', '--target', 'mobile', '--zoo'];"
+            "from vischoose.cli import main\nbefore = gc.get_freeze_count()\ntry:\n    main()\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint(before, gc.get_freeze_count(), gc.get_count(), file=sys.stderr)")
+    env = {**os.environ, "VISCHOOSE_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    before, after, *young = proc.stderr.split()
+    assert before == "0" and int(after) > 0 and " ".join(young) == "(0, 0, 0)"  # every generation emptied into it
 
 
 def test_one_command_app_reads_as_the_whole_app(runner):

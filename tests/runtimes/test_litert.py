@@ -153,7 +153,7 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
 
 
 def test_missing_converter_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(litert_rt, "CONVERTER", "litert_torch_not_installed_here")
+    monkeypatch.setattr(LiteRT, "converter", "litert_torch_not_installed_here")
     monkeypatch.setattr(LiteRT, "module", "json")  # the interpreter's module present: only the converter is missing
     with pytest.raises(MissingExtraError) as caught:
         LiteRT().require()

@@ -5,6 +5,7 @@ imports and registers only the module of the command it names, so start-up pays 
 `vischoose.cli.app` is the whole app (every command), as `vischoose --help` shows it.
 """
 
+import gc
 import importlib
 import sys
 from typing import Any
@@ -41,8 +42,17 @@ def only(args: list[str]) -> typer.Typer | None:
 
 
 def main() -> None:
-    """Console entry point: only the command argv names (see build), else the whole app."""
-    (only(sys.argv[1:2]) or build())()
+    """Console entry point: only the command argv names (see build), else the whole app.
+
+    The process ends when this returns (or raises SystemExit, as the app does): every object is frozen out of the
+    cyclic collector first (gc.freeze), so the interpreter's last collection at exit does not walk them all. That
+    walk took 13 of the 105 ms of `recommend --zoo` here (its objects, typer's and click's); files and the results
+    database are closed by the commands themselves, never left to it.
+    """
+    try:
+        (only(sys.argv[1:2]) or build())()
+    finally:
+        gc.freeze()
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,7 @@ def runtime_opt() -> Any:
     """--runtime's option, its help listing the graph runtimes of the registry."""
     from vischoose.runtimes import registry
 
-    graphs = ", ".join(f"{r.name} ({r.title})" for r in registry.graph_runtimes())
+    graphs = ", ".join(f"{r.name} ({r.title})" for r in registry.KINDS.values() if r.is_graph)
     return typer.Option(help=f"torch (eager, the default), or a deployment runtime running the exported file on the "
                              f"CPU, checked against eager fp32: {graphs}.")
 

@@ -16,7 +16,7 @@ from vischoose.cli.common import (
     reported_errors,
 )
 from vischoose.report import tables as report
-from vischoose.report.profile import ProfileProgress
+from vischoose.report.progress import ProfileProgress
 
 commands = Commands()
 

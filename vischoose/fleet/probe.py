@@ -34,7 +34,7 @@ def node_report(models: list[str]) -> dict[str, Any]:
     except VischooseError as err:
         report["error"] = str(err)
         return report
-    runtimes = [r for r in registry.RUNTIMES.values() if r.is_graph]
+    runtimes = [r for r in registry.KINDS.values() if r.is_graph]
     source = {"vischoose source": source_digest(Path(machine.__file__).parent)}
     report.update(facts=found._asdict(), fingerprint=found.fingerprint, kind=found.kind,
                   usable_cores=process.usable_cores(),

@@ -6,8 +6,6 @@ folder holding config.json + model weights (``local-dir:PATH``, or an existing d
 Parsing never imports torch or timm: timm names are checked when a model is built.
 """
 
-from __future__ import annotations
-
 import re
 from functools import cache
 from pathlib import Path
@@ -55,7 +53,7 @@ class CatalogEntry(NamedTuple):
     caveat: str | None = None  # where the source article's figure cannot be reproduced with timm
     int8_mib: float | None = None  # the int8 ONNX file of this architecture with its family's recipe, MiB
     # from the zoo (models/zoo.py) and for models outside it (recommendation/unlisted.py):
-    speeds: tuple[Speed, ...] = ()  # published speeds of the architecture at input_size, on named machines
+    speeds: tuple["Speed", ...] = ()  # published speeds of the architecture at input_size, on named machines
     int8_bytes_per_param: float | None = None  # int8 file size per parameter of its recipe (data/families.toml)
     counted: str | None = None  # how the parameters were counted here, where nobody published them
     gmacs_counted: str | None = None  # how the GMACs were counted here, where nobody published them

@@ -2,8 +2,6 @@
 the structural family (convolutional, depthwise, transformer, hybrid, mlp) that picks the int8 recipe, known without
 building the model. Read on first use: `recommend` on the curated catalog never opens the file."""
 
-from __future__ import annotations
-
 from functools import cache
 from pathlib import Path
 from typing import Callable, NamedTuple

@@ -2,15 +2,15 @@
 ImageNet-1k tag with its published accuracy, and the published speed of its architecture on named machines.
 
 Read on first use (a zoo flag, a GPU target, or a model named outside the catalog), never at start-up, and kept in
-the home's cache (cache/zoo.marshal) as marshalled rows, with each architecture's family and int8 recipe from
-data/families.toml, for the next command: a fast format, remade whenever the bytes of the file, the family table or
-the code that reads them change. A tag is deployed at its smallest evaluated size: timm evaluates each tag at its
+the home's cache (cache/zoo.marshal) for the next command: the tag names, each architecture's rows marshalled as
+bytes of their own (unpacked when first asked for: a command looks at a few hundred architectures of ~1,000), and each
+architecture's family and int8 recipe from data/families.toml. A fast format, remade whenever the bytes of the file,
+the family table or the code that reads them change. A tag is deployed at its smallest evaluated size: timm evaluates each tag at its
 pretrained `input_size` and, where it has a larger `test_input_size`, there too (true of every tag in timm 1.0.31;
 tests/unit/test_zoo.py checks against timm).
 """
 
-from __future__ import annotations
-
+import marshal
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
@@ -82,20 +82,46 @@ class ZooTag(NamedTuple):
         return self.evaluations[-1] if len(self.evaluations) > 1 else None
 
 
-class Speeds:
-    """(arch, size) -> the published speeds there, built from the file's rows when first asked for (a command
-    needs a few of the ~1,200)."""
+class Packed:
+    """arch -> (its tags' rows, its benchmark rows), each unmarshalled from its own bytes when first asked for: the
+    zoo's ~1,300 tags and ~1,200 benchmark rows are read as ~1,000 byte strings, and a command unpacks the few hundred
+    architectures it looks at (~1 ms for a preset's families against ~5 ms for every row)."""
 
-    def __init__(self, rows: dict[tuple[str, int], list], machines: dict[str, dict], keys: list[str]) -> None:
-        self.rows, self.machines, self.keys = rows, machines, keys
+    def __init__(self, packed: dict[str, bytes]) -> None:
+        self.packed = packed
+        self.rows: dict[str, tuple[tuple, tuple]] = {}
+
+    def __call__(self, arch: str) -> tuple[tuple, tuple]:
+        """(tags: (tag, parameters M, evaluations smallest size first), bench: (size, GMACs, speed cells))."""
+        found = self.rows.get(arch)
+        if found is None:
+            blob = self.packed.get(arch)
+            found = self.rows[arch] = marshal.loads(blob) if blob is not None else ((), ())
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.packed)
+
+    def bench(self, where: tuple[str, int]) -> tuple | None:
+        """The benchmark row of an architecture at an input size: (size, GMACs, speed cells), None where unpublished."""
+        return next((row for row in self(where[0])[1] if row[0] == where[1]), None)
+
+
+class Speeds:
+    """(arch, size) -> the published speeds there, built from the architecture's rows when first asked for (a
+    command needs a few of the ~1,200)."""
+
+    def __init__(self, packed: Packed, machines: dict[str, dict], keys: list[str]) -> None:
+        self.packed, self.machines, self.keys = packed, machines, keys
         self.built: dict[tuple[str, int], tuple[Speed, ...]] = {}
 
     def get(self, where: tuple[str, int], default: tuple[Speed, ...] = ()) -> tuple[Speed, ...]:
         """The speeds of an architecture at an input size (default where nothing was published)."""
         if where not in self.built:
-            cells = self.rows.get(where)
-            if cells is None:
+            row = self.packed.bench(where)
+            if row is None:
                 return default
+            cells = row[2]
             self.built[where] = tuple(
                 Speed(key, m["kind"], m["device"], m["precision"], m["software"], cells[3 * i + 2], cells[3 * i],
                       cells[3 * i + 1])
@@ -103,44 +129,70 @@ class Speeds:
         return self.built[where]
 
     def __getitem__(self, where: tuple[str, int]) -> tuple[Speed, ...]:
-        if where not in self.rows:
+        if self.packed.bench(where) is None:
             raise KeyError(where)
         return self.get(where)
 
 
-class Tags(Mapping[str, ZooTag]):
-    """tag -> ZooTag, each built from its row when first asked for (a command needs a few hundred of ~1,300)."""
+class Gmacs(Mapping[tuple[str, int], float]):
+    """(arch, size) -> multiply-accumulates per image, G (timm's benchmark), read from the architecture's rows."""
 
-    def __init__(self, rows: dict[str, tuple[float, tuple[tuple, ...]]]) -> None:
-        self.rows = rows  # tag -> (parameters M, its evaluations' fields, smallest size first)
+    def __init__(self, packed: Packed) -> None:
+        self.packed = packed
+
+    def __getitem__(self, where: tuple[str, int]) -> float:
+        row = self.packed.bench(where)
+        if row is None:
+            raise KeyError(where)
+        return row[1]
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return ((arch, row[0]) for arch in self.packed for row in self.packed(arch)[1])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Tags(Mapping[str, ZooTag]):
+    """tag -> ZooTag, each built from its architecture's rows when first asked for (a command needs a few hundred of
+    ~1,300)."""
+
+    def __init__(self, names: tuple[str, ...], packed: Packed) -> None:
+        self.names, self.packed = names, packed
         self.built: dict[str, ZooTag] = {}
+        self._known: frozenset[str] | None = None
 
     def __getitem__(self, tag: str) -> ZooTag:
         found = self.built.get(tag)
         if found is None:
-            params, evaluations = self.rows[tag]
-            found = self.built[tag] = ZooTag(tag, params, tuple(map(Evaluation._make, evaluations)))
+            row = next((r for r in self.packed(tag.partition(".")[0])[0] if r[0] == tag), None)
+            if row is None:
+                raise KeyError(tag)
+            found = self.built[tag] = ZooTag(tag, row[1], tuple(map(Evaluation._make, row[2])))
         return found
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.rows)
+        return iter(self.names)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.names)
 
     def __contains__(self, tag: object) -> bool:
-        return tag in self.rows
+        if self._known is None:
+            self._known = frozenset(self.names)
+        return tag in self._known
 
 
 class Zoo(NamedTuple):
     """The whole zoo: tags, per-architecture benchmarks, the machines, and where it all comes from."""
 
     tags: Tags
-    gmacs: dict[tuple[str, int], float]  # (arch, size) -> multiply-accumulates per image, G
+    gmacs: Gmacs  # (arch, size) -> multiply-accumulates per image, G
     speeds: Speeds
     pretrain: dict[str, str]  # arch -> pretraining data (timm's model_metadata-in1k.csv)
     commit: str
     archs: dict[str, tuple[str, float | None]]  # arch -> (family, int8 bytes per parameter) from the family table
+    by_family: dict[str, tuple[str, ...]]  # family -> its tags, as the zoo file lists them
 
     def family_of(self, arch: str) -> str:
         """The family of an architecture or arch.tag name (the family table's answer, looked up once per zoo file)."""
@@ -168,8 +220,8 @@ class Zoo(NamedTuple):
         return [self.tags[name] for name in self.tags if fnmatchcase(name.partition(".")[0], pattern)]
 
     def of_families(self, wanted: Collection[str]) -> list[ZooTag]:
-        """The tags of every architecture of these families (only they are built)."""
-        return [self.tags[name] for name in self.tags if self.family_of(name) in wanted]
+        """The tags of every architecture of these families (only they are built), family by family."""
+        return [self.tags[name] for family in dict.fromkeys(wanted) for name in self.by_family.get(family, ())]
 
     @property
     def source(self) -> str:
@@ -201,8 +253,9 @@ def load(path: Path | None = None) -> Zoo:
 
 
 def _plain(text: bytes) -> tuple:
-    """The zoo file's rows shaped as the Zoo is built from them (plain values only, so marshal can keep them): tags
-    with their evaluations smallest size first, the benchmark rows, and each architecture's family and int8 recipe."""
+    """The zoo file's rows shaped as the Zoo is built from them (plain values only, so marshal can keep them): the tag
+    names, each architecture's tags (evaluations smallest size first) and benchmark rows packed as its own marshal
+    bytes, each architecture's family and int8 recipe, and the machines."""
     import json  # only where the cache misses
 
     data = json.loads(text)
@@ -211,19 +264,26 @@ def _plain(text: bytes) -> tuple:
     for tag, size, top1, top5, crop, interp, params_m, real, v2 in data["tags"]:
         evaluations.setdefault(tag, []).append((size, top1, top5, crop, interp, real, v2))
         params[tag] = params_m
-    tags = [(tag, params[tag], tuple(sorted(evs))) for tag, evs in evaluations.items()]
+    rows: dict[str, tuple[list, list]] = {}
+    for tag, evs in evaluations.items():
+        rows.setdefault(tag.partition(".")[0], ([], []))[0].append((tag, params[tag], tuple(sorted(evs))))
+    for arch, size, macs, *cells in data["bench"]:
+        rows.setdefault(arch, ([], []))[1].append((size, macs, tuple(cells)))
+    packed = {arch: marshal.dumps((tuple(tags), tuple(bench))) for arch, (tags, bench) in sorted(rows.items())}
     archs = {a: (families.family_of(a), families.int8_bytes_per_param(a))
              for a in sorted({t.partition(".")[0] for t in evaluations})}
+    by_family: dict[str, list[str]] = {}
+    for tag in evaluations:
+        by_family.setdefault(archs[tag.partition(".")[0]][0], []).append(tag)
     keys = list(dict.fromkeys(c.split(":")[0] for c in data["bench_columns"][3:]))
-    bench = [(arch, size, macs, tuple(cells)) for arch, size, macs, *cells in data["bench"]]
-    return tags, bench, data["machines"], keys, data.get("pretrain", {}), data["source"]["commit"], archs
+    return (tuple(evaluations), packed, data["machines"], keys, data.get("pretrain", {}), data["source"]["commit"],
+            archs, {f: tuple(tags) for f, tags in by_family.items()})
 
 
 def _build(plain: tuple) -> Zoo:
-    tag_rows, bench, machines, keys, pretrain, commit, archs = plain
-    tags = Tags({tag: (params, evs) for tag, params, evs in tag_rows})
-    speeds = Speeds({(arch, size): cells for arch, size, _, cells in bench}, machines, keys)
-    return Zoo(tags, {(arch, size): macs for arch, size, macs, _ in bench}, speeds, pretrain, commit, archs)
+    names, packed, machines, keys, pretrain, commit, archs, by_family = plain
+    rows = Packed(packed)
+    return Zoo(Tags(names, rows), Gmacs(rows), Speeds(rows, machines, keys), pretrain, commit, archs, by_family)
 
 
 CACHE_FILE = "zoo.marshal"

@@ -3,8 +3,6 @@ dtype without one) it gets figures (recommendation.figures) and its limits are c
 the model keeps one variant: the preset's own or the most precise one that fits, unless a measured, verified graph
 that fits ranks better. A model that fits no way is judged at its smallest variant."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, NamedTuple
 
 from vischoose.models.catalog import CatalogEntry
@@ -55,8 +53,8 @@ class Candidate(NamedTuple):
         return fig.value if fig else None
 
 
-def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: list[Profile],
-                     evals: list[EvalResult], known: Known, extra: list[tuple[str, str]] = ()) -> list[Candidate]:
+def build_candidates(entries: list[CatalogEntry], preset: Preset, profiles: "list[Profile]",
+                     evals: "list[EvalResult]", known: Known, extra: list[tuple[str, str]] = ()) -> list[Candidate]:
     """Figures for each catalog entry (and extra (model, tag) pairs known only from profiles)."""
     known = known._replace(catalog={**known.catalog, **{e.alias: e for e in entries}})  # estimates need references
     order = preference_order(preset)
@@ -86,7 +84,7 @@ def _own(rows: list, index: dict[str, list[int]], model: str, tag: str) -> list:
 
 
 def _candidate(model: str, tag: str, family: str | None, entry: CatalogEntry | None, preset: Preset,
-               order: list[Variant], stored: Stored, known: Known, fitted: Fitted) -> Candidate:
+               order: list[Variant], stored: Stored, known: Known, fitted: "Fitted") -> Candidate:
     (local, peaks), (all_profiles, by_profile, evals, by_eval) = fitted, stored
     family, caveat = family or (entry.family if entry else None), entry.caveat if entry else None
     profiles = _own(all_profiles, by_profile, model, tag)  # this model's rows: what matching_profiles keeps of all
@@ -145,7 +143,7 @@ def _against_other_runtimes(chosen: Candidate, options: list[Candidate]) -> Cand
     return chosen._replace(variant_note="; ".join(n for n in (chosen.variant_note, note) if n))
 
 
-def _on_gpu(profiles: list[Profile], model: str, tag: str, preset: Preset) -> bool:
+def _on_gpu(profiles: "list[Profile]", model: str, tag: str, preset: Preset) -> bool:
     """Whether the target runs this model on a GPU: a cuda preset, or 'auto' with GPU rows measured for it."""
     device = preset.measure.device
     if device.startswith("cuda"):

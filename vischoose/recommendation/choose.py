@@ -1,8 +1,6 @@
 """The choice: the guide's preferred model if it fits, else the best fitting one by the preset's ranking; the
 runners-up, every rejection, the Pareto front, and the notes that qualify the answer (recommendation.wording)."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from vischoose.errors import NoModelFitsError, opt

@@ -4,9 +4,10 @@ against (no figure)."""
 from __future__ import annotations
 
 import math
+from functools import cache
 from typing import TYPE_CHECKING
 
-from vischoose.presets import Preset
+from vischoose.presets import Constraints, Preset
 from vischoose.recommendation import wording
 from vischoose.runtimes.precision import Variant
 
@@ -38,10 +39,7 @@ def limits(figures: dict[str, Figure], preset: Preset, model: str,
             variant: Variant) -> tuple[tuple[str, ...], tuple[str, ...], float]:
     """(violated limits, limits without a figure to check, how far the worst violated limit is off)."""
     violations, missing, excess = [], [], 1.0
-    for key, (fig_name, is_max, unit) in CONSTRAINTS.items():
-        limit = getattr(preset.constraints, key)
-        if limit is None:
-            continue
+    for key, fig_name, is_max, unit, limit in active(preset.constraints):
         fig = figures.get(fig_name)
         if fig is None:
             missing.append(wording.not_measured(fig_name, FIGURE_WORDS[fig_name], LABELS[key], preset, model,
@@ -54,6 +52,14 @@ def limits(figures: dict[str, Figure], preset: Preset, model: str,
                               f" ({fig.source}{', ' + fig.note if fig.note else ''})")
             excess = max(excess, fig.value / limit if is_max else limit / max(fig.value, 1e-9))
     return tuple(violations), tuple(missing), excess
+
+
+@cache
+def active(constraints: Constraints) -> tuple[tuple[str, str, bool, str, float], ...]:
+    """The limits set, in CONSTRAINTS order: (key, figure name, is an upper limit, unit, limit); worked out once per
+    preset rather than for each candidate and variant."""
+    return tuple((key, fig_name, is_max, unit, limit) for key, (fig_name, is_max, unit) in CONSTRAINTS.items()
+                 if (limit := getattr(constraints, key)) is not None)
 
 
 def broken(cand: Candidate, preset: Preset) -> tuple[str, ...]:
@@ -74,9 +80,9 @@ def broken(cand: Candidate, preset: Preset) -> tuple[str, ...]:
 def shortfall(cand: Candidate, preset: Preset) -> float:
     """How far a candidate is off all its broken limits together: the product of the ratios (1 = fits)."""
     total = 1.0
-    for key, (fig_name, is_max, _unit) in CONSTRAINTS.items():
-        limit, value = getattr(preset.constraints, key), cand.value(fig_name)
-        if limit is not None and value is not None and (value > limit if is_max else value < limit):
+    for _key, fig_name, is_max, _unit, limit in active(preset.constraints):
+        value = cand.value(fig_name)
+        if value is not None and (value > limit if is_max else value < limit):
             total *= value / limit if is_max else limit / max(value, 1e-9)
     return total
 

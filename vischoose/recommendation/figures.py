@@ -3,8 +3,6 @@ match the preset's protocol), published (timm's results and benchmarks), compute
 (this machine's fit, else scaled from a published model). What is known of the catalog and the runtimes comes in as a
 Known, built by the caller (recommendation.pipeline.known): no registry, catalog loading or I/O here."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from vischoose.models.catalog import CatalogEntry
@@ -61,7 +59,7 @@ class Known(NamedTuple):
     catalog: dict[str, CatalogEntry]
     runtimes: dict[str, Deployable]
     catalog_int8: str  # the runtime whose int8 file sizes the catalog lists
-    zoo: Callable[[], Zoo] | None = None  # reads timm's zoo (models.zoo.load); None: no zoo to choose from
+    zoo: "Callable[[], Zoo] | None" = None  # reads timm's zoo (models.zoo.load); None: no zoo to choose from
 
     def runtime(self, name: str) -> Deployable:
         """The facts of a runtime (an unknown name: a CPU-only graph runtime named as it is)."""
@@ -79,8 +77,8 @@ class Figure(NamedTuple):
     spread: float | None = None  # measured timings: the relative spread (IQR / median) of the runs
 
 
-def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Preset,
-                      variant: Variant | None = None, flagged: bool = False) -> list[Profile]:
+def matching_profiles(profiles: "list[Profile]", model: str, tag: str, preset: Preset,
+                      variant: Variant | None = None, flagged: bool = False) -> "list[Profile]":
     """Successful profiles of this model under the preset's protocol, newest first; never a flagged one (contended,
     or batch-1 figures that contradict each other: Profile.flagged) unless `flagged` asks for those too.
 
@@ -103,13 +101,13 @@ def matching_profiles(profiles: list[Profile], model: str, tag: str, preset: Pre
     return sorted(rows, key=lambda p: p.created_at, reverse=True)
 
 
-def latest_eval(evals: list[EvalResult], variant: Variant) -> EvalResult | None:
+def latest_eval(evals: "list[EvalResult]", variant: Variant) -> "EvalResult | None":
     own = [e for e in evals if e.runtime == variant.runtime and (e.runtime == "torch" or e.dtype == variant.dtype)]
     return max(own, key=lambda e: e.created_at) if own else None
 
 
-def local_points(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list[Profile],
-                 order: list[Variant]) -> dict[estimates.Group, list[estimates.Point]]:
+def local_points(catalog: dict[str, CatalogEntry], preset: Preset, profiles: "list[Profile]",
+                 order: list[Variant]) -> "dict[estimates.Group, list[estimates.Point]]":
     """The catalog models measured here per runtime, precision and family, from rows under the preset's protocol."""
     rows = [((v.runtime, v.dtype, e.family), e, p) for e in catalog.values() for v in {*order, TORCH_FP32}
             for p in matching_profiles(profiles, e.alias, e.tag, preset, v)[:1]]
@@ -120,8 +118,8 @@ def local_points(catalog: dict[str, CatalogEntry], preset: Preset, profiles: lis
     return estimates.points(rows)
 
 
-def top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalResult], variant: Variant,
-          rows: list[Profile]) -> None:
+def top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: "list[EvalResult]", variant: Variant,
+          rows: "list[Profile]") -> None:
     ev = latest_eval(evals, variant)
     if ev is not None:
         figs["top1"] = Figure(ev.top1, "measured", wording.measured_top1_note(ev, variant))
@@ -148,7 +146,7 @@ def top1(figs: dict[str, Figure], entry: CatalogEntry | None, evals: list[EvalRe
     figs["top1"] = fig
 
 
-def aware_size(figs: dict[str, Figure], ev: EvalResult | None, preset: Preset) -> None:
+def aware_size(figs: dict[str, Figure], ev: "EvalResult | None", preset: Preset) -> None:
     """Accuracy-aware int8 ships a larger file than plain int8: its own size, where the limit is on the file."""
     if ev is None or ev.max_accuracy_drop is None or ev.file_mb is None or preset.constraints.memory_basis == "peak":
         return
@@ -156,7 +154,7 @@ def aware_size(figs: dict[str, Figure], ev: EvalResult | None, preset: Preset) -
                                f"{wording.float_layers(ev)} in float")
 
 
-def peak_peers(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list[Profile], order: list[Variant],
+def peak_peers(catalog: dict[str, CatalogEntry], preset: Preset, profiles: "list[Profile]", order: list[Variant],
                known: Known) -> dict[memory.Group, list[memory.Peer]]:
     """The catalog models measured here with a usable peak, per runtime, dtype and family (--memory-basis peak)."""
     if preset.constraints.memory_basis != "peak":
@@ -166,7 +164,7 @@ def peak_peers(catalog: dict[str, CatalogEntry], preset: Preset, profiles: list[
                                for p in matching_profiles(profiles, e.alias, e.tag, preset, v)], known)
 
 
-def peak(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile], stand_in: list[Profile],
+def peak(figs: dict[str, Figure], entry: CatalogEntry | None, rows: "list[Profile]", stand_in: "list[Profile]",
          variant: Variant, params: float, known: Known, peaks: dict[memory.Group, list[memory.Peer]]) -> None:
     """--memory-basis peak: the measured peak (recommendation.memory: the on-device one), torch fp32's standing in
     for an unmeasured fp32 graph, or an estimate from the models of the family measured here; else none (the model
@@ -186,7 +184,7 @@ def peak(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile
         figs["memory_mb"] = Figure(*found)
 
 
-def size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile], stand_in: list[Profile],
+def size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: "list[Profile]", stand_in: "list[Profile]",
          preset: Preset, variant: Variant, known: Known,
          peaks: dict[memory.Group, list[memory.Peer]] | None = None) -> None:
     params = entry.params / 1e6 if entry else next((p.params_m for p in rows + stand_in if p.params_m), None)
@@ -216,7 +214,7 @@ def size(figs: dict[str, Figure], entry: CatalogEntry | None, rows: list[Profile
 
 
 def local_estimate(entry: CatalogEntry, variant: Variant,
-                    local: dict[estimates.Group, list[estimates.Point]]) -> estimates.LocalEstimate | None:
+                    local: "dict[estimates.Group, list[estimates.Point]]") -> "estimates.LocalEstimate | None":
     """The batch-1 p90 from the models measured here for the entry's runtime, precision and family (None: none)."""
     if not local:
         return None
@@ -225,14 +223,16 @@ def local_estimate(entry: CatalogEntry, variant: Variant,
     return estimates.estimate(entry, (variant.runtime, variant.dtype, entry.family), local)
 
 
-def speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], preset: Preset,
+def speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: "list[Profile]", preset: Preset,
            catalog: dict[str, CatalogEntry], variant: Variant, borrowed: bool,
-           local: dict[estimates.Group, list[estimates.Point]]) -> None:
+           local: "dict[estimates.Group, list[estimates.Point]]") -> None:
     spec, gpu = preset.measure, on_gpu_kind(preset, variant)
-    runs = ("torch float32" if borrowed else variant.dtype if variant.runtime == "torch" else variant.label)
-    instead = f", standing in for {variant.label}" if borrowed else ""
-    lat = next((p for p in mine if p.latency_ms_p90 is not None), None)
-    stand = "torch float32" if borrowed else ""
+    lat = next((p for p in mine if p.latency_ms_p90 is not None), None) if mine else None
+    thr = next((p for p in mine if p.throughput_img_s and p.batch_size == spec.batch_size), None) if mine else None
+    if lat or thr:  # words for measured figures (most candidates of a zoo have none)
+        runs = ("torch float32" if borrowed else variant.dtype if variant.runtime == "torch" else variant.label)
+        instead = f", standing in for {variant.label}" if borrowed else ""
+        stand = "torch float32" if borrowed else ""
     if lat:
         figs["latency_ms"] = Figure(lat.latency_ms_p90, "measured", f"batch-1 p90, {lat.device} {runs}{instead}",
                                     stand, spread=_spread(lat.latency_ms_iqr, lat.latency_ms_p50))
@@ -242,7 +242,6 @@ def speed(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profil
     elif entry and not (gpu and spec.device.startswith("cuda")) and (est := estimate_latency(entry, catalog)):
         # published on a CPU (not for a GPU target; 'auto' runs on this CPU without one), in fp32 on torch
         figs["latency_ms"] = est._replace(stands_in="" if variant == TORCH_FP32 else "torch fp32")
-    thr = next((p for p in mine if p.throughput_img_s and p.batch_size == spec.batch_size), None)
     if thr:
         where = "" if variant.runtime == "torch" else f" {runs}{instead}"
         figs["throughput"] = Figure(thr.throughput_img_s, "measured", f"batch {thr.batch_size}, {thr.device}{where}",
@@ -296,7 +295,7 @@ def estimate_latency(entry: CatalogEntry, catalog: dict[str, CatalogEntry]) -> F
                                    "unknown (nothing of its family timed on this machine yet)")
 
 
-def cold_start(figs: dict[str, Figure], rows: list[Profile], variant: Variant) -> None:
+def cold_start(figs: dict[str, Figure], rows: "list[Profile]", variant: Variant) -> None:
     """A fresh process's file -> first answer, measured for this variant (another variant's never stands in: torch's
     cold start says nothing of a graph runtime's)."""
     row = next((p for p in rows if p.cold_start_ms is not None), None)
@@ -305,7 +304,7 @@ def cold_start(figs: dict[str, Figure], rows: list[Profile], variant: Variant) -
                                        f"+ first inference {row.cold_first_ms:,.0f} ms, {variant.label}")
 
 
-def end_to_end(figs: dict[str, Figure], entry: CatalogEntry | None, mine: list[Profile], profiles: list[Profile],
+def end_to_end(figs: dict[str, Figure], entry: CatalogEntry | None, mine: "list[Profile]", profiles: "list[Profile]",
                preset: Preset) -> None:
     """With the end-to-end latency basis, the latency figure is a photo's whole (decode + preprocess + model, p90):
     measured on this model's row, else its model latency plus the decode and preprocessing measured here on another

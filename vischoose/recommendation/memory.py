@@ -11,8 +11,6 @@ Estimate: peak / weights of the models measured here at the same runtime, precis
 this model's weights; its error is the leave-one-out error of that rule over those models (unknown with one).
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, NamedTuple
 
 from vischoose.runtimes.precision import Variant
@@ -32,7 +30,7 @@ class Peer(NamedTuple):
     peak_mb: float
 
 
-def usable(row: Profile, known: Known) -> bool:
+def usable(row: "Profile", known: "Known") -> bool:
     """Whether a row's peak is the model's: measured, and over a baseline that held the host binding where the
     binding loads what a device would not have."""
     if row.peak_memory_mb is None:
@@ -40,7 +38,7 @@ def usable(row: Profile, known: Known) -> bool:
     return not known.runtime(row.runtime).host_only or row.baseline_includes is not None
 
 
-def peak_figure(rows: list[Profile], variant: Variant, label: str, known: Known) -> tuple[float, str, str] | None:
+def peak_figure(rows: "list[Profile]", variant: Variant, label: str, known: "Known") -> tuple[float, str, str] | None:
     """The newest usable peak of the variant's rows, with what it is: on-device where the host binding was left out."""
     row = next((p for p in rows if usable(p, known)), None)
     if row is None:
@@ -54,12 +52,12 @@ def peak_figure(rows: list[Profile], variant: Variant, label: str, known: Known)
     return row.peak_memory_mb, "measured", note
 
 
-def peer_weights(row: Profile) -> float | None:
+def peer_weights(row: "Profile") -> float | None:
     """A measured model's weights as deployed: its file for a graph, its weights at the dtype for torch."""
     return row.file_mb if row.file_mb else row.weights_mb
 
 
-def group_peers(rows: list[tuple[Group, Profile]], known: Known) -> dict[Group, list[Peer]]:
+def group_peers(rows: "list[tuple[Group, Profile]]", known: "Known") -> dict[Group, list[Peer]]:
     """Models measured here with a usable peak, by runtime, dtype and family (one row each: the newest)."""
     found: dict[Group, dict[str, Peer]] = {}
     for group, row in rows:

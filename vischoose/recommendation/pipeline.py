@@ -118,7 +118,7 @@ def known() -> Known:
     """The catalog, every runtime's facts and timm's zoo (read when first asked for), for the candidates' selection
     and the pure ranking (what is installed only words how to measure)."""
     facts = {r.name: Deployable(r.name, r.title, r.devices, r.is_graph, r.extra, r.missing(), r.host_only)
-             for r in registry.RUNTIMES.values()}
+             for r in registry.KINDS.values()}
     return Known(catalog.load(), facts, registry.CATALOG_INT8, _zoo)
 
 
@@ -173,7 +173,7 @@ def _preset(request: RecommendRequest) -> presets.Preset:
         raise UsageError(f"{opt('latency_basis')} end-to-end says what {opt('max_latency_ms')} limits, and target "
                          f"'{preset.name}' sets no latency limit.", hint=f"Add {opt('max_latency_ms')} MS.",
                          field="latency_basis")
-    if preset.measure.device.startswith("cuda") and all("cuda" not in registry.get(v.runtime).devices
+    if preset.measure.device.startswith("cuda") and all("cuda" not in registry.kind(v.runtime).devices
                                                          for v in preset.variants):
         titles = list(dict.fromkeys(registry.title(v.runtime) for v in preset.variants))
         runs = " and ".join([", ".join(titles[:-1]), titles[-1]] if len(titles) > 1 else titles)

@@ -9,6 +9,7 @@ from vischoose import paths
 from vischoose.errors import UsageError, named, opt
 from vischoose.report import application
 from vischoose.report.flags import echo, flag_of
+from vischoose.report.progress import ProfileProgress
 from vischoose.report.tables import (
     batch_text,
     emit_json,
@@ -216,40 +217,6 @@ def show_profiles(runs: Sequence[Any], output: str = "table") -> None:
     from vischoose.runtimes.layers import TOP
 
     application.show_application(profiles, output, TOP)  # cold start, end to end, layers
-
-
-class ProfileProgress:
-    """Progress on stderr (model, phase, elapsed): one updating line on a terminal, a line per phase otherwise."""
-
-    def __init__(self) -> None:
-        import sys
-
-        self.stream = sys.stderr
-        self.tty = self.stream.isatty()
-        self.last = ""
-
-    def __call__(self, model: str, what: str, elapsed_s: float) -> None:
-        """Show what the profiler is doing."""
-        text = f"{model}: {what} ({elapsed_s:.0f} s)"
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-        elif f"{model}: {what.split(':')[0]}" != self.last:
-            self.stream.write(text + "\n")
-        self.last = f"{model}: {what.split(':')[0]}"
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Clear the progress line."""
-        if self.tty and self.last:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self.last = ""
-
-    def __enter__(self) -> "ProfileProgress":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from typing import Any, Iterable, Sequence
 
 from vischoose.errors import named
 from vischoose.report.flags import echo, flag_of
+from vischoose.report.progress import ProgressBar
 from vischoose.runtimes import registry
 
 SCHEMA_VERSION = 1
@@ -427,45 +428,6 @@ def verdict_text(r: Any) -> str:
 def show_saved(result_id: int) -> None:
     """Where a result was saved (stderr)."""
     echo(f"Saved to the results store as #{result_id}.", err=True)
-
-
-class ProgressBar:
-    """A one-line progress bar with a rate on stderr; silent when stderr is not a terminal."""
-
-    def __init__(self, label: str, width: int = 30) -> None:
-        import sys
-        import time
-
-        self.label, self.width, self.stream = label, width, sys.stderr
-        self.enabled = self.stream.isatty()
-        self.start, self.drawn = time.perf_counter(), False
-
-    def __call__(self, done: int, total: int) -> None:
-        """Redraw for `done` of `total` items."""
-        import time
-
-        if not self.enabled or total <= 0:
-            return
-        if done == 0:  # the work starts now (model loading is over): time the rate from here
-            self.start = time.perf_counter()
-        filled = int(self.width * done / total)
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
-                          f"{rate:,.1f} img/s")
-        self.stream.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        """End the bar's line."""
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def __enter__(self) -> "ProgressBar":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 progress_bar = ProgressBar  # `with report.progress_bar("evaluating") as bar:` closes the line whatever happens

@@ -4,8 +4,6 @@ Checked when built; the target preset itself is read (and its constraints checke
 recommendation.pipeline, which owns the files.
 """
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 from vischoose.errors import UsageError, opt

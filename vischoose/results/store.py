@@ -4,8 +4,6 @@ One transaction per result; concurrent writers wait (busy_timeout) and retry, so
 A file that is not ours (corrupt, another program's, from a newer vischoose) is refused, never overwritten.
 """
 
-from __future__ import annotations
-
 import os
 import sqlite3
 import time
@@ -90,7 +88,7 @@ class StoredResult(NamedTuple):
 
     id: int
     kind: str
-    record: Record
+    record: "Record"
     imported_from: str | None = None
     stored_at: str = ""
 
@@ -253,7 +251,7 @@ class Store:
         self.close()
 
     # -- writing --------------------------------------------------------------------------------------
-    def _insert(self, db: sqlite3.Connection, record: Record, source: str | None) -> tuple[int, bool]:
+    def _insert(self, db: sqlite3.Connection, record: "Record", source: str | None) -> tuple[int, bool]:
         """Insert one record (inside a transaction); (id, True) or (existing id, False) if already stored."""
         import json
 
@@ -275,19 +273,19 @@ class Store:
                    values)
         return int(cur.lastrowid or 0), True
 
-    def add_profile(self, profile: Profile) -> int:
+    def add_profile(self, profile: "Profile") -> int:
         """Store one profile in its own transaction; returns its id (the existing id if already stored)."""
         return self._write(lambda db: self._insert(db, profile, None))[0]
 
-    def add_profiles(self, profiles: Iterable[Profile]) -> list[int]:
+    def add_profiles(self, profiles: "Iterable[Profile]") -> list[int]:
         """Store profiles, one transaction each (a crash keeps those already written)."""
         return [self.add_profile(p) for p in profiles]
 
-    def add_eval(self, result: EvalResult) -> int:
+    def add_eval(self, result: "EvalResult") -> int:
         """Store one evaluation result in its own transaction; returns its id."""
         return self._write(lambda db: self._insert(db, result, None))[0]
 
-    def import_results(self, records: list[Record], source: str) -> tuple[int, int]:
+    def import_results(self, records: "list[Record]", source: str) -> tuple[int, int]:
         """Add results from another machine in one transaction; returns (added, already stored)."""
         def add_all(db: sqlite3.Connection) -> int:
             return sum(self._insert(db, r, source)[1] for r in records)
@@ -368,11 +366,11 @@ class Store:
         return found[0]
 
     def profiles(self, model: str | None = None, device: str | None = None,
-                 machine: str | None = None) -> list[Profile]:
+                 machine: str | None = None) -> "list[Profile]":
         """Stored profiles (failed runs included; see Profile.ok), oldest first."""
         return [r.record for r in self.results("profile", model, device, machine)]  # type: ignore[misc]
 
-    def evals(self, model: str | None = None, machine: str | None = None) -> list[EvalResult]:
+    def evals(self, model: str | None = None, machine: str | None = None) -> "list[EvalResult]":
         """Stored evaluation results, oldest first."""
         return [r.record for r in self.results("eval", model, None, machine)]  # type: ignore[misc]
 
@@ -408,7 +406,7 @@ def open_store(path: Path | str | None = None, timeout_s: float | None = None) -
     return Store(db_path, timeout_from_env() if timeout_s is None else timeout_s)
 
 
-def keep_profiles(profiles: list[Profile]) -> list[int]:
+def keep_profiles(profiles: "list[Profile]") -> list[int]:
     """Store measured rows in the default store (what `profile` and `recommend --measure` keep); their ids."""
     if not profiles:
         return []
@@ -416,7 +414,7 @@ def keep_profiles(profiles: list[Profile]) -> list[int]:
         return db.add_profiles(profiles)
 
 
-def keep_eval(result: EvalResult) -> int:
+def keep_eval(result: "EvalResult") -> int:
     """Store one evaluation in the default store; its id."""
     with open_store() as db:
         return db.add_eval(result)

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from vischoose.errors import DeployError, opt
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Forward, GraphRuntime
+from vischoose.runtimes.base import Forward
+from vischoose.runtimes.kinds import ExecuTorchKind
 from vischoose.runtimes.quiet import quiet
 from vischoose.runtimes.torchexport import exportable, lowering_error
 
@@ -57,24 +58,13 @@ PORTABLE_PREFIX = "native_call_"  # an ETDump event of an operator run by a port
 WRAPPERS = ("OPERATOR_CALL", "DELEGATE_CALL", "Method::execute")  # ETDump events that wrap the operators' own
 
 
-class ExecuTorch(GraphRuntime):
+class ExecuTorch(ExecuTorchKind):
     """ExecuTorch programs (.pte) with every operator XNNPACK supports delegated to it."""
 
-    name: ClassVar[str] = "executorch"
-    title: ClassVar[str] = "ExecuTorch (XNNPACK)"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
-    module: ClassVar[str] = "executorch"
-    extra: ClassVar[str | None] = "mobile"
-    suffix: ClassVar[str] = ".pte"
-    format: ClassVar[str | None] = "pte"
     reverts_layers: ClassVar[bool] = True  # a module-name filter on the quantizer keeps chosen layers in float
     build_revision: ClassVar[int] = 3  # 2: weight-standardised convs exported standardised; 3: a batch up to max_batch
     batch_bound: ClassVar[str] = "planned"  # buffers are planned ahead for the largest batch (build's max_batch)
     largest_batch: ClassVar[int | None] = MAX_BATCH
-    # the Python host binding: the pybindings import torch (about 700 MiB resident), which a phone app running the
-    # C++ runtime does not have; imported before a memory baseline, it is not counted as the model's
-    host_modules: ClassVar[tuple[str, ...]] = ("executorch.extension.pybindings.portable_lib", "executorch.runtime")
-    host_only: ClassVar[str | None] = "torch, which the Python bindings import and a device does not have"
 
     def prepare_host(self, compiled: bool = False) -> str:
         """The pybindings (and torch, which they import) and the runtime's registry of backends and kernels."""

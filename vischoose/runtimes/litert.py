@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vischoose.errors import DeployError, UsageError, opt
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Forward, GraphRuntime, installed
+from vischoose.runtimes.base import Forward, installed
+from vischoose.runtimes.kinds import LiteRTKind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from vischoose.runtimes.artifact import Artifact, FileFacts
     from vischoose.runtimes.layers import LayerProfile
 
-CONVERTER = "litert_torch"  # the module that builds files; `module` (ai_edge_litert) runs them
 RECIPE = "litert-pt2e-symmetric-per-channel"
 RANDOM_CALIBRATION = 16  # random images calibrating int8 when the user gave none
 COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
@@ -50,25 +50,10 @@ INT_TYPES = ("int8", "uint8", "int16")
 DELEGATE = "DELEGATE"
 
 
-class LiteRT(GraphRuntime):
+class LiteRT(LiteRTKind):
     """LiteRT flatbuffers (.tflite) run by the ai-edge-litert interpreter with XNNPACK."""
 
-    name: ClassVar[str] = "litert"
-    title: ClassVar[str] = "LiteRT (XNNPACK)"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
-    runs_on: ClassVar[str] = "CPU (XNNPACK delegate)"
-    module: ClassVar[str] = "ai_edge_litert"
-    extra: ClassVar[str | None] = "litert"
-    suffix: ClassVar[str] = ".tflite"
-    format: ClassVar[str | None] = "tflite"
     batch_bound: ClassVar[str] = "one"  # litert-torch lowers no dynamic batch of a timm graph: a batch-1 file
-    host_modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert.interpreter",)  # the interpreter's library
-
-    def missing(self) -> str | None:
-        """Not installed: the interpreter (ai-edge-litert) or the converter (litert-torch), which the extra brings."""
-        if not installed(self.module):
-            return f"{self.title} is not installed"
-        return None if installed(CONVERTER) else "litert-torch (the converter) is not installed"
 
     def version(self) -> str:
         """The installed ai-edge-litert package's version (the interpreter's)."""

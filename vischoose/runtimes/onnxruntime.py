@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from vischoose.errors import DeployError
 from vischoose.runtimes import files
-from vischoose.runtimes.base import Forward, GraphRuntime
+from vischoose.runtimes.base import Forward
+from vischoose.runtimes.kinds import OnnxRuntimeKind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,20 +27,12 @@ FLOAT_COMPUTE = frozenset({"Conv", "FusedConv", "ConvTranspose", "MatMul", "Fuse
 WARMUP_RUNS = 2
 
 
-class OnnxRuntime(GraphRuntime):
+class OnnxRuntime(OnnxRuntimeKind):
     """ONNX Runtime on the CPU: fp32 graphs, and int8 with the recipe of the model's family."""
 
-    name: ClassVar[str] = "onnxruntime"
-    title: ClassVar[str] = "ONNX Runtime"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
-    runs_on: ClassVar[str] = "CPU execution provider"
-    module: ClassVar[str] = "onnxruntime"
-    suffix: ClassVar[str] = ".onnx"
-    format: ClassVar[str] = "onnx"
     reverts_layers: ClassVar[bool] = True
     builds_from_fp32: ClassVar[bool] = True
     stores_metadata: ClassVar[bool] = True  # vischoose.* metadata_props
-    host_modules: ClassVar[tuple[str, ...]] = ("numpy",)  # its Python binding exchanges numpy arrays
 
     def prepare_host(self, compiled: bool = False) -> str:
         """onnxruntime and numpy, and the providers listed (the CPU execution provider is in the core library, loaded

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 from vischoose import machine
 from vischoose.errors import DeployError, UsageError, opt
 from vischoose.runtimes import files as artifacts
-from vischoose.runtimes.base import Forward, GraphRuntime
+from vischoose.runtimes.base import Forward
+from vischoose.runtimes.kinds import OpenVinoKind
 from vischoose.units import MIB
 
 if TYPE_CHECKING:
@@ -47,22 +48,12 @@ RANK = {"i8": 0, "u8": 0, "bf16": 1, "f16": 1, "f32": 2}  # exec precisions, fas
 WARMUP_RUNS = 2
 
 
-class OpenVino(GraphRuntime):
+class OpenVino(OpenVinoKind):
     """OpenVINO IR run by the CPU plugin at fp32, bf16 (on CPUs that have it) or int8 (NNCF)."""
 
-    name: ClassVar[str] = "openvino"
-    title: ClassVar[str] = "OpenVINO"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "int8")
-    module: ClassVar[str] = "openvino"
-    extra: ClassVar[str | None] = "openvino"
-    suffix: ClassVar[str] = ".xml"
-    format: ClassVar[str | None] = "openvino"
     hints: ClassVar[tuple[str, ...]] = ("bf16",)  # an inference hint on an fp32 IR
     reverts_layers: ClassVar[bool] = True  # nncf.IgnoredScope keeps named nodes in float
     builds_from_fp32: ClassVar[bool] = True  # int8 quantizes the fp32 IR: its node names are the ones ranked
-    host_modules: ClassVar[tuple[str, ...]] = ("numpy",)
-    # the CPU plugin is not imported before the baseline: it loads when the first model is compiled, and a deployed
-    # process loads it too (about 8 MiB here), so it stays counted with the model
 
     def memory_plan(self, artifact: Artifact) -> dict[str, Any] | None:
         """The IR's constants (its .bin, as the CPU plugin reads them); the compiled model's own memory is not exposed
@@ -73,13 +64,6 @@ class OpenVino(GraphRuntime):
                 "note": f"OpenVINO: constants {weights:,.1f} MiB (the IR's .bin, which stays memory-mapped beside the "
                         "CPU plugin's repacked copy of the weights: both are resident); the compiled model's memory is "
                         "not exposed by its API; the CPU plugin (loaded with the first model) is counted in the peak"}
-
-    def missing(self) -> str | None:
-        """Not installed, or not an x86-64 CPU (vischoose measures OpenVINO's x86 CPU plugin only)."""
-        arch = machine.arch()
-        if arch.lower() not in machine.X86:
-            return f"vischoose runs OpenVINO on x86-64 CPUs only, and this one is {arch}"
-        return super().missing()
 
     def version(self) -> str:
         """The installed openvino package's version ("2026.4.1")."""

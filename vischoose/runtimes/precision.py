@@ -1,8 +1,6 @@
 """The one table of precisions: short names (as in --precision and presets), torch dtypes, bytes per parameter,
 and a deployment variant (a runtime at a precision). Pure data, no torch."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from vischoose.errors import UsageError

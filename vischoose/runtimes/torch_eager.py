@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
 
-from vischoose.runtimes.base import Runtime
+from vischoose.runtimes.kinds import TorchKind
 
 if TYPE_CHECKING:
     import torch
@@ -30,17 +30,10 @@ class EagerModel(NamedTuple):
 
 
 
-class TorchEager(Runtime):
+class TorchEager(TorchKind):
     """The eager PyTorch module: no file is built (it is not a GraphRuntime); vischoose's torch children measure the
     module directly, and every graph is checked against it."""
 
-    name: ClassVar[str] = "torch"
-    title: ClassVar[str] = "PyTorch eager"
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
-    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
-    module: ClassVar[str] = "torch"
-    is_graph: ClassVar[bool] = False
-    host_modules: ClassVar[tuple[str, ...]] = ("timm",)  # the model's code: a process running a timm model has it
     compiler: ClassVar[str] = "torch._inductor.compile_fx"  # what torch.compile imports on its first call
 
     def prepare_host(self, compiled: bool = False) -> str:
