@@ -2,7 +2,8 @@
 families) and the same with `--families all`: how many candidates, how many ruled out without timing, how many runs
 `--measure` made and its cold wall time (an empty VISCHOOSE_HOME: no stored figures, no built graphs; target under 10
 minutes on 2 cores), the choice and its runner-up; then start-up without measuring, the default command, --zoo and
---families all, against `python -c "import typer"` (fresh processes, alternated). Prints figures; no pass/fail.
+--families all (an empty home: no results store to read), and --zoo with a results store, against `python -c "import
+typer"` (fresh processes, alternated). Prints figures; no pass/fail.
 
     python bench/zoo.py [--time-budget 20] [--runs 15]
     python bench/zoo.py --smoke          # no measuring: the plans and the start-up, 3 runs each
@@ -92,19 +93,27 @@ def measured(args: list[str], budget: float) -> None:
 
 
 def startup(runs: int) -> dict[str, float]:
-    """Median wall seconds per command, alternated `runs` times after one warm-up round (file cache, bytecode)."""
+    """Median wall seconds per command, alternated `runs` times after one warm-up round (file cache, bytecode): in an
+    empty home (no results store: nothing to read), and --zoo again in a home with a results store to read."""
     cmds = {"default": [VISCHOOSE, *TARGET], **{k: [VISCHOOSE, *TARGET, *v] for k, v in WIDTHS.items()},
-            "import typer": TYPER}
-    with tempfile.TemporaryDirectory() as home:
+            "--zoo, a store": [VISCHOOSE, *TARGET, "--zoo"], "import typer": TYPER}
+    with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as stored:
+        from vischoose.results.store import open_store
+
+        open_store(Path(stored) / "results.db").close()  # a store (empty here: its reading, not its rows, costs)
         # bytecode as an installed package has it (pip compiles on install): written by the warm-up round, kept
         # apart from the tree; with PYTHONDONTWRITEBYTECODE every run would compile vischoose's sources again
-        env = {k: v for k, v in env_for(Path(home)).items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPYCACHEPREFIX"] = str(Path(home) / "pycache")
+        envs = {}
+        for name in cmds:
+            where = Path(stored if name == "--zoo, a store" else home)
+            env = {k: v for k, v in env_for(where).items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env["PYTHONPYCACHEPREFIX"] = str(Path(home) / "pycache")
+            envs[name] = env
         times: dict[str, list[float]] = {k: [] for k in cmds}
         for rnd in range(runs + 1):
             for name, cmd in cmds.items():
                 start = time.perf_counter()
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=envs[name])
                 if rnd:  # the first round warms the file cache
                     times[name].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}

@@ -11,6 +11,7 @@ from pathlib import Path
 MACHINE_ENV = "VISCHOOSE_MACHINE_DIR"
 PEAK_CACHE_FILE = "machine_peak.json"
 LOCK_FILE = "measure.lock"
+RESULTS_DB = "results.db"
 
 
 def home() -> Path:
@@ -21,6 +22,11 @@ def home() -> Path:
     import typer
 
     return Path(typer.get_app_dir("vischoose"))
+
+
+def results_db() -> Path:
+    """The results database (results.store reads and writes it)."""
+    return home() / RESULTS_DB
 
 
 def derived_cache() -> Path:

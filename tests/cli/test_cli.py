@@ -25,21 +25,23 @@ def test_help_does_not_import_torch():
 
 @pytest.mark.parametrize("wider", [[], ["--zoo"]])
 def test_recommend_on_the_catalog_imports_nothing_it_does_not_use(tmp_path, wider):
-    """recommend with nothing measured reads the catalog (or the zoo), the preset and the store: the runtimes' code
-    (their kinds answer the ranking), the graph build and check machinery, the profile tables and the estimates
-    (nothing measured to estimate from) stay unimported, so it starts fast."""
+    """recommend with nothing measured reads the catalog (or the zoo) and the preset: the results store (none yet:
+    nothing to read, and no database is made), the runtimes' code (their kinds answer the ranking), the graph build
+    and check machinery, the profile tables and the estimates (nothing measured to estimate from) stay unimported, so
+    it starts fast."""
     code = (f"import sys; sys.argv = ['vischoose', 'recommend', '--budget-mb', '150', '--target', 'mobile', *{wider!r}];"
             "from vischoose.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "names = ('torch', 'timm', 'onnx', 'onnxruntime', 'huggingface_hub', 'numpy', 'statistics', 'tempfile',"
             "'vischoose.runtimes.ortbuild', 'vischoose.runtimes.verdict', 'vischoose.runtimes.sensitivity',"
             "'vischoose.runtimes.torch_eager', 'vischoose.runtimes.onnxruntime', 'vischoose.runtimes.executorch',"
             "'vischoose.runtimes.litert', 'vischoose.runtimes.openvino', 'vischoose.report.profile',"
-            "'vischoose.recommendation.estimates', 'vischoose.recommendation.measuring');"
+            "'vischoose.recommendation.estimates', 'vischoose.recommendation.measuring', 'sqlite3');"
             "print(sorted(m for m in names if m in sys.modules), file=sys.stderr)")
     env = {**os.environ, "VISCHOOSE_HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+    assert not (tmp_path / "results.db").exists()
 
 
 def test_the_entry_point_leaves_the_last_collection_nothing_to_walk(tmp_path):

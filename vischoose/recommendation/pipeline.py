@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from vischoose import presets
+from vischoose import paths, presets
 from vischoose.errors import UsageError, opt
 from vischoose.models import catalog
 from vischoose.recommendation import selection, wording
@@ -233,8 +233,7 @@ def _evaluator(bar: Callable[[str], Bar] | None) -> "Callable[..., EvalResult]":
 
 
 def _figures(results: tuple[str, ...]) -> tuple[list[Profile], list[EvalResult]]:
-    from vischoose.results import store
-
+    """The rows to judge by: the results files given, else this machine's in the results store."""
     if results:
         from vischoose.results import exchange
 
@@ -248,7 +247,10 @@ def _figures(results: tuple[str, ...]) -> tuple[list[Profile], list[EvalResult]]
             for record in exchange.read_results_file(Path(path)):
                 (profiles if exchange.kind_of(record) == "profile" else evals).append(record)
         return profiles, evals
+    if not paths.results_db().exists():  # nothing stored here yet: nothing to read, and a query makes no database
+        return [], []
     from vischoose.machine import fingerprint
+    from vischoose.results import store
 
     db = store.open_store()
     return db.profiles(machine=fingerprint()), db.evals(machine=fingerprint())

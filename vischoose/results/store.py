@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple, TypeVar
 
 from vischoose.errors import StoreError, UsageError
-from vischoose.paths import home
+from vischoose.paths import results_db
 from vischoose.results.exchange import (
     KINDS,
     kind_of,
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from vischoose.results.exchange import Record
 
 APPLICATION_ID = 0x56495343  # "VISC": marks the file as a vischoose results database
-DB_NAME = "results.db"
 DEFAULT_TIMEOUT_S = 10.0
 TABLES = {"profile": "profiles", "eval": "evals"}
 _NEW_DB_HINT = ("Move it aside (mv '{path}' '{path}.bak') and run again to start a new database, "
@@ -95,7 +94,7 @@ class StoredResult(NamedTuple):
 
 def default_path() -> Path:
     """Where the results database lives."""
-    return home() / DB_NAME
+    return results_db()
 
 
 def timeout_from_env() -> float:
