@@ -10,7 +10,7 @@ them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Iterator
 
@@ -67,22 +67,23 @@ def kind(name: str) -> Runtime:
     Raises:
         UsageError: a runtime vischoose does not know.
     """
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise UsageError(f"Unknown runtime '{name}' (expected one of: {', '.join(KINDS)}).") from None
+    return _known(KINDS, name)
 
 
 def get(name: str) -> Runtime:
-    """The runtime called `name`.
+    """The runtime called `name`, its code imported.
 
     Raises:
         UsageError: a runtime vischoose does not know.
     """
+    return _known(RUNTIMES, name)
+
+
+def _known(found: Mapping[str, Runtime], name: str) -> Runtime:
     try:
-        return RUNTIMES[name]
+        return found[name]
     except KeyError:
-        raise UsageError(f"Unknown runtime '{name}' (expected one of: {', '.join(RUNTIMES)}).") from None
+        raise UsageError(f"Unknown runtime '{name}' (expected one of: {', '.join(found)}).") from None
 
 
 def is_graph(name: str) -> bool:
