@@ -12,7 +12,7 @@ from vischoose.runtimes import kinds, registry
 
 
 def test_each_runtimes_code_is_its_kind_with_the_same_facts():
-    assert list(registry.KINDS) == list(kinds.CODE) == list(registry.names())
+    assert list(registry.KINDS) == [k.name for k in kinds.KINDS] == list(registry.names())
     for name, kind in registry.KINDS.items():
         code = registry.get(name)
         assert isinstance(code, type(kind)) and type(code) is not type(kind), name

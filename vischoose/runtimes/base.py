@@ -44,6 +44,7 @@ class Runtime:
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     runs_on: ClassVar[str] = "CPU"  # where it runs, for condition lines ("CPU execution provider")
     module: ClassVar[str]  # the Python module whose presence means the runtime is installed
+    code: ClassVar[str]  # where the class that builds and runs its files lives: "module.Class" in vischoose.runtimes
     extra: ClassVar[str | None] = None  # the vischoose extra that installs it; None: a core dependency
     is_graph: ClassVar[bool] = False  # runs an exported file outside torch (GraphRuntime)
     suffix: ClassVar[str] = ""  # GraphRuntime: the file name ending of what build writes (".onnx")

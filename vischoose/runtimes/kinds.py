@@ -15,6 +15,7 @@ class TorchKind(Runtime):
     """The eager PyTorch module, the reference every graph is checked against."""
 
     name: ClassVar[str] = "torch"
+    code: ClassVar[str] = "torch_eager.TorchEager"  # its code: module.Class in vischoose.runtimes
     title: ClassVar[str] = "PyTorch eager"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
@@ -26,6 +27,7 @@ class OnnxRuntimeKind(GraphRuntime):
     """ONNX Runtime on the CPU."""
 
     name: ClassVar[str] = "onnxruntime"
+    code: ClassVar[str] = "onnxruntime.OnnxRuntime"  # its code: module.Class in vischoose.runtimes
     title: ClassVar[str] = "ONNX Runtime"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
     runs_on: ClassVar[str] = "CPU execution provider"
@@ -39,6 +41,7 @@ class ExecuTorchKind(GraphRuntime):
     """ExecuTorch programs (.pte), XNNPACK-delegated."""
 
     name: ClassVar[str] = "executorch"
+    code: ClassVar[str] = "executorch.ExecuTorch"  # its code: module.Class in vischoose.runtimes
     title: ClassVar[str] = "ExecuTorch (XNNPACK)"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
     module: ClassVar[str] = "executorch"
@@ -55,6 +58,7 @@ class LiteRTKind(GraphRuntime):
     """LiteRT flatbuffers (.tflite), run by the ai-edge-litert interpreter with XNNPACK."""
 
     name: ClassVar[str] = "litert"
+    code: ClassVar[str] = "litert.LiteRT"  # its code: module.Class in vischoose.runtimes
     title: ClassVar[str] = "LiteRT (XNNPACK)"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
     runs_on: ClassVar[str] = "CPU (XNNPACK delegate)"
@@ -76,6 +80,7 @@ class OpenVinoKind(GraphRuntime):
     """OpenVINO IR, run by the CPU plugin."""
 
     name: ClassVar[str] = "openvino"
+    code: ClassVar[str] = "openvino.OpenVino"  # its code: module.Class in vischoose.runtimes
     title: ClassVar[str] = "OpenVINO"
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "int8")
     module: ClassVar[str] = "openvino"
@@ -97,6 +102,3 @@ class OpenVinoKind(GraphRuntime):
 
 
 KINDS: tuple[type[Runtime], ...] = (TorchKind, OnnxRuntimeKind, ExecuTorchKind, LiteRTKind, OpenVinoKind)
-# name -> the class with its code: "module.Class" in vischoose.runtimes
-CODE = {"torch": "torch_eager.TorchEager", "onnxruntime": "onnxruntime.OnnxRuntime",
-        "executorch": "executorch.ExecuTorch", "litert": "litert.LiteRT", "openvino": "openvino.OpenVino"}

@@ -32,8 +32,7 @@ class Runtimes(MutableMapping[str, Runtime]):
     def __getitem__(self, name: str) -> Runtime:
         found = self.loaded.get(name)
         if found is None:
-            where = kinds.CODE[name]  # KeyError: not a runtime
-            module, cls = where.rsplit(".", 1)
+            module, cls = KINDS[name].code.rsplit(".", 1)  # KeyError: not a runtime
             found = self.loaded[name] = getattr(importlib.import_module(f"vischoose.runtimes.{module}"), cls)()
         return found
 
@@ -44,13 +43,13 @@ class Runtimes(MutableMapping[str, Runtime]):
         del self.loaded[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys([*kinds.CODE, *self.loaded]))
+        return iter(dict.fromkeys([*KINDS, *self.loaded]))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def __contains__(self, name: object) -> bool:
-        return name in kinds.CODE or name in self.loaded
+        return name in KINDS or name in self.loaded
 
 
 RUNTIMES = Runtimes()
