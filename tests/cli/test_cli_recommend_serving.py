@@ -54,8 +54,8 @@ def test_no_rate_under_the_bound_rules_a_model_out(runner):
     data = recommend(runner, *SERVE, "--models", "resnet50", "--models", "vit_s16")
     (rejected,) = data["rejected"]
     assert rejected["model"] == "resnet50"
-    assert rejected["rejected_because"] == ["no rate keeps p99 <= 100 ms (no LoadGen run was VALID (the lowest, 5 QPS: "
-                                            "Reduce target QPS to improve latency.); measured)"]
+    assert rejected["rejected_because"] == ["no rate sustained at p99 <= 100 ms (no LoadGen run was VALID (the lowest, "
+                                            "5 QPS: Reduce target QPS to improve latency.); measured)"]
 
 
 def test_an_unmeasured_service_is_estimated_from_offline_throughput(runner):

@@ -298,6 +298,71 @@ def test_idle_times_time_a_forward_that_follows_an_idle_gap():
     assert sorted(last) == [0, 1]
 
 
+def test_the_tail_of_batch_1_is_timed_on_where_the_bound_is_near_one_forward(monkeypatch):
+    """A synthetic 2 ms forward: at a bound of 3 ms (under twice its p99) batch 1 is timed on to TAIL_CALLS forwards,
+    since a few hundred cannot tell a 0.1% tail from 0.5%; at 100 ms its usual calls do."""
+    import numpy as np
+
+    monkeypatch.setattr(ss, "TAIL_CALLS", 150)
+
+    def forward(batch):
+        time.sleep(0.002)
+
+    pixels = np.zeros((4, 3, 8, 8), np.float32)
+    near = serving.service_ladder([forward], pixels, 3.0, 1, 0.02)
+    far = serving.service_ladder([forward], pixels, 100.0, 1, 0.02)
+    assert len(near[1]) >= 150 > 3 * len(far[1])  # every instance times its share, to the count
+    assert len(far[1]) >= serving.BATCH1_CALLS
+    # and a lone request's tail after idle: the idle forwards are timed to IDLE_TAIL_CALLS there, a few elsewhere
+    assert serving.idle_calls(near, 3.0) == ss.IDLE_TAIL_CALLS and serving.idle_calls(far, 100.0) == serving.IDLE_CALLS
+
+
+class Tailed(RecordingRunner):
+    """Batch-1 forwards of 5 ms, `slow` of 1,000 of them 15 ms: over a 12 ms bound that one wait behind another
+    forward meets (and `idle`: the forwards timed on an idle server)."""
+
+    def __init__(self, slow: int, runs: list[ss.Run], idle: list[float] | None = None) -> None:
+        super().__init__(0.005, runs)
+        self.slow, self.idle = slow, idle or []
+
+    def __call__(self, cmd, env, on_line) -> int:
+        status = super().__call__(cmd, env, on_line)
+        job = json.loads(Path(cmd[-1]).read_text())
+        if job["mode"] == "serve-profile":
+            result = json.loads(Path(job["result_path"]).read_text())
+            result["service"] = {"1": [0.005] * (1000 - self.slow) + [0.015] * self.slow}
+            result["service_idle"] = self.idle
+            Path(job["result_path"]).write_text(json.dumps(result))
+        return status
+
+
+def test_a_bound_near_one_forward_is_verified_in_longer_runs_and_the_row_says_so():
+    request = ProfileRequest.build(None, models=("resnet18",), device="cpu", threads=1, weights="random",
+                                   scenario="server", slo_ms=12.0)
+    # 3 of 1,000 over: more than 662 queries allow (1), fewer than 2,000 do (9)
+    recorder = Tailed(3, [ss.Run(20.0, True, 2000, 5.0, 5.1, 7.9)])
+    (run,) = serving_runner.serve_models(request, runner=recorder)
+    (verify,) = [j for j, _ in recorder.jobs if j["mode"] == "serve-verify"]
+    queries = verify["serve"]["budget"]["min_queries"]
+    assert queries in ss.LONGER_RUNS and verify["serve"]["budget"]["lengthened_from"] == 662
+    p = run.profile
+    assert p.serve_valid and p.serve_min_queries == queries
+    assert any(f"at least {queries} queries" in n and "longer than the 662" in n for n in run.notes)
+    # idle forwards timed to their tail: the note counts those
+    recorder = Tailed(0, [], idle=[0.006] * 195 + [0.016] * 5)
+    (run,) = serving_runner.serve_models(request, runner=recorder)
+    assert run.profile.serve_note.startswith("no rate keeps p99 <= 12 ms: 5 of 200 batch-1 forwards timed on a server "
+                                             "idle 50 ms are over it")
+    # 20 of 1,000 over: no run of any length can pass; the note says how many were over and what runs allow
+    recorder = Tailed(20, [])
+    (run,) = serving_runner.serve_models(request, runner=recorder)
+    assert not [j for j, _ in recorder.jobs if j["mode"] == "serve-verify"]
+    assert run.profile.serve_note == (
+        "no rate keeps p99 <= 12 ms: 20 of 1,000 batch-1 forwards timed back to back (plus what the median forward "
+        "after 50 ms idle took more) are over it (how a request arriving at a low rate finds the server), p99 15.0 ms, "
+        "more than early stopping lets over it in runs of 5,000 queries (33, 0.66%); no LoadGen run was made")
+
+
 def test_the_search_detail_keeps_each_settings_mean_service_times():
     """profile --json's serve detail carries the mean forward time per setting and batch size, read back as measured
     (bench/serving.py computes the ceiling from them)."""

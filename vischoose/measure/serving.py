@@ -320,12 +320,20 @@ def idle_times(forwards: Sequence[Forward], images: "np.ndarray", calls: int = I
     return found
 
 
+def idle_calls(ladder: dict[int, list[float]], slo_ms: float) -> int:
+    """How many idle forwards idle_times takes: IDLE_TAIL_CALLS where batch 1's tail decides the bound (a lone
+    request's tail over it is what early stopping counts at low rates), else IDLE_CALLS (their median)."""
+    tail = serving_search.tail_decides(ladder.get(1, []), slo_ms)
+    return serving_search.IDLE_TAIL_CALLS if tail else IDLE_CALLS
+
+
 def service_ladder(forwards: Sequence[Forward], images: "np.ndarray", slo_ms: float, max_batch: int, seconds: float,
                    thread_start: Callable[[], None] | None = None,
                    on_size: Callable[[int], None] | None = None) -> dict[int, list[float]]:
     """Service times (s) of every instance at once at batch 1, 2, 4, ... (serving_search.next_batch decides how far).
-    Batch 1 gets twice the time and at least BATCH1_CALLS calls an instance: its tail decides tight bounds. The idle
-    pace is idle_times'."""
+    Batch 1 gets twice the time and at least BATCH1_CALLS calls an instance: its tail decides tight bounds; where the
+    bound is near one forward's time (serving_search.tail_decides), batch 1 is timed on to TAIL_CALLS forwards (at
+    most TAIL_SECONDS more). The idle pace is idle_times'."""
     found: dict[int, list[float]] = {}
     batch = serving_search.next_batch(found, len(forwards), slo_ms, max_batch)
     while batch is not None:
@@ -334,8 +342,22 @@ def service_ladder(forwards: Sequence[Forward], images: "np.ndarray", slo_ms: fl
         first = batch == 1
         found[batch] = service_times(forwards, images, batch, 2 * seconds if first else seconds,
                                      min_calls=BATCH1_CALLS if first else 3, thread_start=thread_start)
+        if first and serving_search.tail_decides(found[1], slo_ms):
+            found[1] += _tail(forwards, images, found[1], thread_start)
         batch = serving_search.next_batch(found, len(forwards), slo_ms, max_batch)
     return found
+
+
+def _tail(forwards: Sequence[Forward], images: "np.ndarray", timed: list[float],
+          thread_start: Callable[[], None] | None) -> list[float]:
+    """More batch-1 service times, to serving_search.TAIL_CALLS in all (at most TAIL_SECONDS)."""
+    more = serving_search.TAIL_CALLS - len(timed)
+    if more <= 0:
+        return []
+    per_s = len(forwards) * len(timed) / math.fsum(timed)  # forwards a second, every instance at once
+    more = min(more, math.ceil(per_s * serving_search.TAIL_SECONDS))
+    return service_times(forwards, images, 1, 0.0, warmup=0, min_calls=-(-more // len(forwards)),
+                         thread_start=thread_start)
 
 
 def verify_with_loadgen(forwards: Sequence[Forward], images: "np.ndarray", settings: ServeSettings, start_qps: float,
@@ -378,12 +400,14 @@ def search_in_process(make_forwards: Callable[[int, int], Sequence[Forward]], im
     def predict(instances: int, threads: int) -> serving_search.Prediction:
         forwards = make_forwards(instances, threads)
         found = service_ladder(forwards, images, slo_ms, max_batch, seconds_per_size)
-        service = serving_search.Service(found, idle_times(forwards, images))
-        return serving_search.best_prediction(instances, threads, service, slo_ms, budget)
+        service = serving_search.Service(found, idle_times(forwards, images, idle_calls(found, slo_ms)))
+        return serving_search.best_prediction(instances, threads, service, slo_ms, budget,
+                                              max(deadline - time.monotonic(), 0.0) / 2)
 
     def verify(chosen: serving_search.Prediction, optional: bool) -> list[Run]:
         s = chosen.settings
-        return verify_with_loadgen(make_forwards(s.instances, s.threads), images, s, chosen.qps, slo_ms, budget,
+        return verify_with_loadgen(make_forwards(s.instances, s.threads), images, s, chosen.qps, slo_ms,
+                                   chosen.runs_budget(budget),
                                    max(deadline - time.monotonic(), 0.0), outdir / f"{s.instances}x{s.threads}",
                                    whole_s=0.0 if optional else seconds_left)
 

@@ -115,7 +115,8 @@ def serve_profile(job: Job, result: Result) -> None:
         ladder = serving.service_ladder(calls, pixels, spec["slo_ms"], spec["max_batch"], spec["seconds_per_size"],
                                         thread_start, lambda batch: phase("service times", batch))
         phase("service times after idle", 1)
-        result["service_idle"] = serving.idle_times(calls, pixels, thread_start=thread_start)
+        result["service_idle"] = serving.idle_times(calls, pixels, serving.idle_calls(ladder, spec["slo_ms"]),
+                                                    thread_start=thread_start)
     result["service"] = {str(b): v for b, v in ladder.items()}
     result.update(status="done", phase="done", batch_size=None)
 

@@ -15,7 +15,10 @@ queries (662 to allow one over the bound), so a run lasts queries / rate seconds
 3. A discrete-event model of the system under test (Poisson arrivals, one FIFO queue, n instances, the dynamic batcher
    closing a batch at max_batch requests or max_wait after its first one) predicts, for each batching setting, the
    highest rate at which a LoadGen run of the budgeted queries would pass: the expected count of queries over the bound
-   within what early stopping allows.
+   within what early stopping allows. At a bound near one forward's own time the tail of lone forwards decides (batch
+   1 is timed to TAIL_CALLS, and IDLE_TAIL_CALLS times after IDLE_GAP_S idle, the draws of a request that finds the
+   server idle): where no rate passes, or a run would outlast half the time left, runs of more queries
+   (LONGER_RUNS) are predicted too, each at the rate it passes 9 times in 10, since no second run would follow.
 4. The best predicted setting is verified with LoadGen Server runs: at the prediction, then up while VALID or down while
    INVALID (10%, 21%, 46%, ...), then the geometric middle until the highest VALID and lowest INVALID rates are within
    5%. The highest VALID run is the result; a run starts only when its queries fit the time left of the budget, or,
@@ -32,7 +35,7 @@ import functools
 import heapq
 import math
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Mapping, Sequence
 
 PERCENTILE = 0.99  # MLPerf Server bounds the 99th percentile latency
@@ -42,9 +45,15 @@ PRECISION = 0.05  # ... and stops when the highest VALID and the lowest INVALID 
 MAX_RUNS = 6  # LoadGen runs per verification at most
 MIN_GAIN = 1.05  # more instances, or a larger batch, must predict (or measure) 5% more
 SIM_QUERIES = 6000  # requests per simulated run
-BISECTIONS = 9  # of the predicted rate: within 0.3% of the model's answer
+BISECTIONS = 12  # of the predicted rate, geometric: within 0.2% of the model's answer
 MOST_INSTANCES = 8
 IDLE_GAP_S = 0.05  # a server idle this long serves its next batch at the idle samples' pace (measured after this gap)
+LONGER_RUNS = (1000, 1500, 2000, 3000, 5000)  # queries of the longer runs a bound near one forward's time may need
+TAIL_CALLS = 1000  # batch-1 forwards timed where the bound is near one forward's time (the tail to 0.1%) ...
+TAIL_SECONDS = 10.0  # ... or this long at most
+IDLE_TAIL_CALLS = 200  # ... and batch 1 after IDLE_GAP_S idle this often (a lone request's tail, to 0.5%)
+TAIL_FACTOR = 2.0  # "near": a bound under twice the batch-1 p99
+LONG_RUN_LIKELY = 0.9  # a run too long to repeat is predicted at the rate it passes 9 times in 10
 
 
 def binomial_cdf(n: int, k: int, q: float) -> float:
@@ -93,6 +102,7 @@ class Budget:
     min_duration_s: float
     official: bool = False
     max_run_s: float | None = None  # LoadGen stops a run here (it is then INVALID: too few queries); None: never
+    lengthened_from: int = 0  # longer(): the search's own min_queries, which this budget's runs exceed
 
     def queries(self, rate: float) -> int:
         """Queries a run at `rate` issues."""
@@ -102,9 +112,18 @@ class Budget:
         """Seconds a run at `rate` lasts, about."""
         return max(self.min_queries / rate, self.min_duration_s)
 
+    def longer(self, queries: int) -> "Budget":
+        """The same runs with at least `queries` queries."""
+        if queries <= self.min_queries:
+            return self
+        return replace(self, min_queries=queries, lengthened_from=self.lengthened_from or self.min_queries)
+
     def text(self) -> str:
         """'LoadGen runs of at least 662 queries and 5 s' (and whose rules)."""
         kind = "MLPerf's minimum (--official)" if self.official else "vischoose's default; --official: 600 s"
+        if self.lengthened_from:
+            kind = (f"longer than the {self.lengthened_from} of {kind.replace('; ', ', ')}: the bound is near one "
+                    f"forward's time, and early stopping lets a run of more queries have more of them over it")
         return f"LoadGen Server runs of at least {self.min_queries} queries and {self.min_duration_s:g} s ({kind})"
 
 
@@ -172,6 +191,21 @@ class Service:
         """Seconds a batch that starts on an idle server takes over a busy one's (0: unmeasured, or no slower)."""
         pace = self.idle_pace()
         return 0.0 if pace is None else max(0.0, pace - self.mean(1))
+
+    def lone(self) -> tuple[list[float], bool]:
+        """What a lone batch-1 request's forward takes on a server idle IDLE_GAP_S (the samples it is drawn from, s),
+        and whether they are the idle samples themselves (else the busy ones plus the idle median's extra)."""
+        if len(self.idle) >= IDLE_TAIL_CALLS:
+            return list(self.idle), True
+        return [v + self.idle_extra() for v in self.samples.get(1, [])], False
+
+    def idle_draw(self, batch: int, u: float) -> float:
+        """One service time at `batch` for a batch that starts on a server idle IDLE_GAP_S: with IDLE_TAIL_CALLS idle
+        samples (timed where the tail decides), drawn from them (plus what `batch` takes over batch 1 busy), since a
+        lone request's tail is theirs; with a few, the busy draw plus the idle median's extra."""
+        if len(self.idle) >= IDLE_TAIL_CALLS:
+            return self.idle[min(int(u * len(self.idle)), len(self.idle) - 1)] + self.mean(batch) - self.mean(1)
+        return self.draw(batch, u) + self.idle_extra()
 
     def mean(self, batch: int) -> float:
         """Mean seconds of one forward at `batch`."""
@@ -259,7 +293,8 @@ def simulate(rate: float, s: ServeSettings, service: Service, arrivals: Sequence
         j = i + 1
         while j < len(times) and j - i < s.max_batch and times[j] <= close:
             j += 1
-        done = close + service.draw(j - i, draws[k % len(draws)]) + (service.idle_extra() if idle else 0.0)
+        u = draws[k % len(draws)]
+        done = close + (service.idle_draw(j - i, u) if idle else service.draw(j - i, u))
         k += 1
         latencies.extend(done - t for t in times[i:j])
         heapq.heappush(free, done)
@@ -284,12 +319,15 @@ def poisson_cdf(k: int, mean: float) -> float:
     return total
 
 
-def passes(latencies: Sequence[float], slo_s: float, queries: int) -> bool:
+def passes(latencies: Sequence[float], slo_s: float, queries: int, likely: float = 0.0) -> bool:
     """Whether a LoadGen run of `queries` whose latencies were spread like these is expected VALID: its expected count
     over the bound within what early stopping allows (which also keeps the p99 under the bound). With 662 queries
-    that is the 99.85th percentile under the bound; as the queries grow, the 99th."""
+    that is the 99.85th percentile under the bound; as the queries grow, the 99th. `likely` > 0: VALID with at least
+    that probability instead (the count over taken as Poisson), for a run too long to be repeated."""
     over = sum(1 for x in latencies if x > slo_s) / len(latencies)
     allowed = allowed_overlatency(queries)
+    if likely > 0:
+        return allowed >= 0 and poisson_cdf(allowed, over * queries) >= likely
     return allowed >= 0 and over * queries <= allowed
 
 
@@ -300,32 +338,44 @@ class Prediction:
     settings: ServeSettings
     qps: float
     capacity: float  # requests/s with full batches back to back
+    budget: Budget | None = None  # its runs' own budget (longer than the search's), None: the search's
+
+    def runs_budget(self, default: Budget) -> Budget:
+        """The budget of this setting's LoadGen runs."""
+        return self.budget or default
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able."""
-        return {"settings": self.settings.to_dict(), "qps": self.qps, "capacity": self.capacity}
+        found = {"settings": self.settings.to_dict(), "qps": self.qps, "capacity": self.capacity}
+        return {**found, "min_queries": self.budget.min_queries} if self.budget else found
 
 
 class Model:
     """The queueing model with fixed arrivals and draws (common random numbers)."""
 
-    def __init__(self, service: Service, slo_ms: float, budget: Budget, count: int = SIM_QUERIES) -> None:
-        self.service, self.slo_s, self.budget = service, slo_ms / 1e3, budget
+    def __init__(self, service: Service, slo_ms: float, budget: Budget, count: int = SIM_QUERIES,
+                 likely: float = 0.0) -> None:
+        self.service, self.slo_s, self.budget, self.likely = service, slo_ms / 1e3, budget, likely
         self.arrivals, self.draws = unit_arrivals(count), uniforms(count)
+
+    def passes(self, rate: float, s: ServeSettings) -> bool:
+        """Whether a budgeted run at `rate` is expected VALID (with `likely` > 0: VALID with that probability)."""
+        return passes(self.latencies(rate, s), self.slo_s, self.budget.queries(rate), self.likely)
 
     def latencies(self, rate: float, s: ServeSettings) -> list[float]:
         """Simulated latencies (s) at `rate`."""
         return simulate(rate, s, self.service, self.arrivals, self.draws)
 
     def predict(self, s: ServeSettings) -> Prediction:
-        """The highest rate (bisected) at which a budgeted LoadGen run is expected to pass."""
+        """The highest rate at which a budgeted LoadGen run is expected to pass, bisected geometrically between 0.1%
+        and 120% of capacity (to 0.2% of the rate: a tight bound's rate is a fraction of a percent of capacity)."""
         capacity = self.service.capacity(s.instances, s.max_batch)
-        lo, hi = 0.0, 1.2 * capacity
-        if not passes(self.latencies(1e-3 * capacity, s), self.slo_s, self.budget.queries(1e-3 * capacity)):
+        lo, hi = 1e-3 * capacity, 1.2 * capacity
+        if not self.passes(lo, s):
             return Prediction(s, 0.0, capacity)  # alone, a request already misses the bound too often
         for _ in range(BISECTIONS):
-            mid = (lo + hi) / 2
-            if passes(self.latencies(mid, s), self.slo_s, self.budget.queries(mid)):
+            mid = math.sqrt(lo * hi)
+            if self.passes(mid, s):
                 lo = mid
             else:
                 hi = mid
@@ -353,11 +403,45 @@ def batching_settings(instances: int, threads: int, service: Service, slo_ms: fl
     return found
 
 
-def best_prediction(instances: int, threads: int, service: Service, slo_ms: float, budget: Budget) -> Prediction:
-    """The batching setting the model predicts sustains the highest rate at this instance count (ties: the simpler)."""
-    model = Model(service, slo_ms, budget)
+def best_prediction(instances: int, threads: int, service: Service, slo_ms: float, budget: Budget,
+                    seconds: float = math.inf) -> Prediction:
+    """The batching setting the model predicts sustains the highest rate at this instance count (ties: the simpler).
+    Where no rate passes, or its first run would last more than `seconds` (the search gives half the time left: no
+    second run could follow it), long_runs' predictions stand in: of those whose first run lasts at most `seconds`,
+    the highest rate; where none fits, the shortest run (verify then says it would outlast the budget). MLPerf's
+    official runs keep their budget."""
+    found = _best_batching(instances, threads, service, slo_ms, budget)
+    if budget.official or (found.qps > 0 and budget.seconds(found.qps) <= seconds):
+        return found
+    long = long_runs(instances, threads, service, slo_ms, budget)
+    fitting = [p for p in long if p.runs_budget(budget).seconds(p.qps) <= seconds]
+    if fitting:
+        return max(fitting, key=lambda p: p.qps)
+    return min(long, key=lambda p: p.runs_budget(budget).seconds(p.qps), default=found)
+
+
+def long_runs(instances: int, threads: int, service: Service, slo_ms: float, budget: Budget) -> list[Prediction]:
+    """Predictions for runs too long to be repeated (a bound near one forward's own time: almost no request may wait,
+    and the tail of lone forwards over the bound decides), each at the rate its run passes LONG_RUN_LIKELY of the
+    time, in runs of the budget's queries and of each of LONGER_RUNS (early stopping lets a longer run have a larger
+    share over the bound: 1 of 662, 9 of 2,000, 33 of 5,000); those with a rate."""
+    budgets = [budget] + [budget.longer(q) for q in LONGER_RUNS]
+    return [p for b in budgets if (p := _best_batching(instances, threads, service, slo_ms, b, LONG_RUN_LIKELY)).qps > 0]
+
+
+def _best_batching(instances: int, threads: int, service: Service, slo_ms: float, budget: Budget,
+                   likely: float = 0.0) -> Prediction:
+    model = Model(service, slo_ms, budget, likely=likely)
     found = [model.predict(s) for s in batching_settings(instances, threads, service, slo_ms)]
-    return max(found, key=lambda p: (p.qps, -p.settings.max_batch, -p.settings.max_wait_ms))
+    best = max(found, key=lambda p: (p.qps, -p.settings.max_batch, -p.settings.max_wait_ms))
+    return replace(best, budget=budget) if budget.lengthened_from else best
+
+
+def tail_decides(batch1: Sequence[float], slo_ms: float) -> bool:
+    """Whether batch 1's tail decides the bound (seconds per forward): a bound under TAIL_FACTOR x their p99, where a
+    request that waits behind one forward is late and the share of lone forwards over the bound is what early stopping
+    counts; their tail is then timed to TAIL_CALLS forwards, since a few hundred cannot tell 0.1% from 0.5%."""
+    return bool(batch1) and slo_ms < TAIL_FACTOR * 1e3 * percentile(batch1, PERCENTILE)
 
 
 def ceiling(means: Mapping[tuple[int, int], Mapping[int, float]], slo_ms: float, budget: Budget) -> Prediction | None:

@@ -89,7 +89,7 @@ def _judged(cand: Candidate, preset: Preset, profiles: list[Profile], ratio: Rat
     slo = preset.serve.slo_ms or 0.0
     rows = server_rows(profiles, cand.model, cand.tag, cand.variant, slo)
     if rows and not rows[0].serve_qps:
-        why = f"no rate keeps p99 <= {slo:g} ms ({rows[0].serve_note or 'every LoadGen run INVALID'}; measured)"
+        why = f"no rate sustained at p99 <= {slo:g} ms ({rows[0].serve_note or 'every LoadGen run INVALID'}; measured)"
         return cand._replace(violations=cand.violations + (why,), excess=max(cand.excess, 10.0))
     fig = _measured(rows[0]) if rows else _estimated(cand, preset, profiles, ratio)
     if fig is None:
