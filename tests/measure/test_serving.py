@@ -357,6 +357,8 @@ def test_a_bound_near_one_forward_is_verified_in_longer_runs_and_the_row_says_so
     recorder = Tailed(20, [])
     (run,) = serving_runner.serve_models(request, runner=recorder)
     assert not [j for j, _ in recorder.jobs if j["mode"] == "serve-verify"]
+    assert any("(1 instance x 1 thread, no batching: 0.0 QPS predicted), no LoadGen run made; the search took" in n
+               for n in run.notes)
     assert run.profile.serve_note == (
         "no rate keeps p99 <= 12 ms: 20 of 1,000 batch-1 forwards timed back to back (plus what the median forward "
         "after 50 ms idle took more) are over it (how a request arriving at a low rate finds the server), p99 15.0 ms, "

@@ -313,11 +313,11 @@ def test_longer_runs_are_chosen_to_fit_the_time_and_never_where_no_length_can_pa
     took = {p.runs_budget(budget).min_queries: p.runs_budget(budget).seconds(p.qps) for p in longer}
     assert len(longer) > 1 and 662 not in took  # the default run cannot pass: 2 of 662 expected over, 1 allowed
     for limit in sorted(took.values()):  # of the runs that fit the time, the highest rate
-        chosen = ss.best_prediction(1, 2, tailed(0.003), 12.0, budget, seconds=limit)
+        chosen = ss.best_prediction(1, 2, tailed(0.003), 12.0, budget, seconds_left=2 * limit)
         assert chosen.qps == max(p.qps for p in longer if took[p.runs_budget(budget).min_queries] <= limit)
         assert took[chosen.runs_budget(budget).min_queries] <= limit
     # none fits: the shortest run is named (verify reports it would outlast the budget)
-    short = ss.best_prediction(1, 2, tailed(0.003), 12.0, budget, seconds=min(took.values()) / 2)
+    short = ss.best_prediction(1, 2, tailed(0.003), 12.0, budget, seconds_left=min(took.values()))
     assert took[short.runs_budget(budget).min_queries] == min(took.values())
     # 2% over: more than early stopping lets over a run of any length (under 1%): nothing, and no longer budget
     hopeless = ss.best_prediction(1, 2, tailed(0.02), 12.0, budget)
@@ -331,7 +331,7 @@ def test_a_run_too_long_to_repeat_is_predicted_where_it_passes_nine_times_in_ten
     budget, service = ss.DEFAULT_BUDGET, tailed(0.001)  # 1 of 1,000 over: 0.66 of 662 expected, 1 allowed
     edge = ss.best_prediction(1, 2, service, 12.0, budget)  # time enough for more runs: the edge, verify steps
     assert edge.qps > 0 and edge.budget is None and edge not in ss.long_runs(1, 2, service, 12.0, budget)
-    short = ss.best_prediction(1, 2, service, 12.0, budget, seconds=budget.seconds(edge.qps) / 2)
+    short = ss.best_prediction(1, 2, service, 12.0, budget, seconds_left=budget.seconds(edge.qps))
     assert short in ss.long_runs(1, 2, service, 12.0, budget)
     lat = ss.Model(service, 12.0, short.runs_budget(budget)).latencies(short.qps, short.settings)
     assert ss.passes(lat, 0.012, short.runs_budget(budget).queries(short.qps), ss.LONG_RUN_LIKELY)

@@ -402,7 +402,7 @@ def search_in_process(make_forwards: Callable[[int, int], Sequence[Forward]], im
         found = service_ladder(forwards, images, slo_ms, max_batch, seconds_per_size)
         service = serving_search.Service(found, idle_times(forwards, images, idle_calls(found, slo_ms)))
         return serving_search.best_prediction(instances, threads, service, slo_ms, budget,
-                                              max(deadline - time.monotonic(), 0.0) / 2)
+                                              max(deadline - time.monotonic(), 0.0))
 
     def verify(chosen: serving_search.Prediction, optional: bool) -> list[Run]:
         s = chosen.settings

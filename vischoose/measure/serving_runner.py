@@ -159,7 +159,7 @@ class ServerSearch:
         service = Service({int(b): v for b, v in result["service"].items()}, result.get("service_idle") or ())
         self.services[(instances, threads)] = service
         left = max(self.request.time_budget_s - (time.monotonic() - self.start), 0.0)
-        return serving_search.best_prediction(instances, threads, service, slo_ms, self.budget, left / 2)
+        return serving_search.best_prediction(instances, threads, service, slo_ms, self.budget, left)
 
     def _verify(self, chosen: Prediction, optional: bool = False) -> list[Run]:
         """A setting served to LoadGen at the rates the search asks for (a child of its own per setting). optional (the
@@ -258,7 +258,7 @@ def alone_text(services: dict[tuple[int, int], Service], slo_ms: float, budget: 
     over it, p99 16.1 ms, more than early stopping lets over it in runs of 5,000 queries (33, 0.66%)' (the setting
     with the fewest over)."""
     bound = slo_ms / 1e3
-    lone = [s.lone() for s in services.values() if s.lone()[0]]
+    lone = [found for found in (s.lone() for s in services.values()) if found[0]]
     if not lone:
         return ""
     times, idle = min(lone, key=lambda found: sum(1 for v in found[0] if v > bound) / len(found[0]))
@@ -296,9 +296,11 @@ def serve_notes(request: ProfileRequest, outcome: Outcome | None, row: Any) -> t
         return ()
     tried = "; ".join(f"{p.settings.label}: {p.qps:,.1f} QPS predicted" for p in outcome.predictions)
     budget = chosen_budget(request, outcome)
+    verified = (f"{outcome.chosen.settings.label} verified by {len(outcome.runs)} LoadGen run(s)" if outcome.runs else
+                "no LoadGen run made" if outcome.chosen.qps <= 0 else
+                f"{outcome.chosen.settings.label} not verified (its first run would outlast the time budget)")
     notes = [f"{row.model}: {budget.text()}; settings predicted by a queueing model of the measured service "
-             f"times ({tried}), {outcome.chosen.settings.label} verified by {len(outcome.runs)} LoadGen run(s); the "
-             f"search took {row.serve_search_s:.0f} s"]
+             f"times ({tried}), {verified}; the search took {row.serve_search_s:.0f} s"]
     cut = [r for r in outcome.runs if r.abandoned]
     if cut:
         notes.append(f"{row.model}: {len(cut)} INVALID run(s) cut short once more queries were late than early "

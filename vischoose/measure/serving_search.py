@@ -192,10 +192,15 @@ class Service:
         pace = self.idle_pace()
         return 0.0 if pace is None else max(0.0, pace - self.mean(1))
 
+    @property
+    def idle_tail(self) -> bool:
+        """Whether the idle samples were timed to their tail (IDLE_TAIL_CALLS): the model then draws from them."""
+        return len(self.idle) >= IDLE_TAIL_CALLS
+
     def lone(self) -> tuple[list[float], bool]:
         """What a lone batch-1 request's forward takes on a server idle IDLE_GAP_S (the samples it is drawn from, s),
         and whether they are the idle samples themselves (else the busy ones plus the idle median's extra)."""
-        if len(self.idle) >= IDLE_TAIL_CALLS:
+        if self.idle_tail:
             return list(self.idle), True
         return [v + self.idle_extra() for v in self.samples.get(1, [])], False
 
@@ -203,7 +208,7 @@ class Service:
         """One service time at `batch` for a batch that starts on a server idle IDLE_GAP_S: with IDLE_TAIL_CALLS idle
         samples (timed where the tail decides), drawn from them (plus what `batch` takes over batch 1 busy), since a
         lone request's tail is theirs; with a few, the busy draw plus the idle median's extra."""
-        if len(self.idle) >= IDLE_TAIL_CALLS:
+        if self.idle_tail:
             return self.idle[min(int(u * len(self.idle)), len(self.idle) - 1)] + self.mean(batch) - self.mean(1)
         return self.draw(batch, u) + self.idle_extra()
 
@@ -404,12 +409,13 @@ def batching_settings(instances: int, threads: int, service: Service, slo_ms: fl
 
 
 def best_prediction(instances: int, threads: int, service: Service, slo_ms: float, budget: Budget,
-                    seconds: float = math.inf) -> Prediction:
+                    seconds_left: float = math.inf) -> Prediction:
     """The batching setting the model predicts sustains the highest rate at this instance count (ties: the simpler).
-    Where no rate passes, or its first run would last more than `seconds` (the search gives half the time left: no
-    second run could follow it), long_runs' predictions stand in: of those whose first run lasts at most `seconds`,
-    the highest rate; where none fits, the shortest run (verify then says it would outlast the budget). MLPerf's
+    Where no rate passes, or its first run would last more than half `seconds_left` (the search's time left: no
+    second run could follow it), long_runs' predictions stand in: of those whose first run lasts at most that, the
+    highest rate; where none fits, the shortest run (verify then says it would outlast the budget). MLPerf's
     official runs keep their budget."""
+    seconds = seconds_left / 2
     found = _best_batching(instances, threads, service, slo_ms, budget)
     if budget.official or (found.qps > 0 and budget.seconds(found.qps) <= seconds):
         return found
